@@ -1,0 +1,360 @@
+//! Distance kernels: squared L2 and inner product, for one pair of vectors and
+//! for one query against a block of row-major vectors.
+//!
+//! The instruction set is chosen once, at first use, from what the CPU
+//! reports (AVX-512F, then AVX2+FMA on x86-64; NEON on aarch64; otherwise the
+//! portable kernels, written so the compiler can vectorise them for the
+//! baseline target). `VDB_SIMD=portable|avx2|avx512|neon` forces a choice
+//! (falling back to portable when the CPU lacks it), which benchmarks use to
+//! compare paths side by side.
+//!
+//! [`reference`] holds plain scalar versions accumulating in `f64`; property
+//! tests check every available kernel against them.
+//!
+//! Vectors of different lengths are compared over the shorter length: the
+//! kernels never read past either slice. Callers validate dimensions before.
+
+pub mod reference;
+mod simd;
+
+use std::fmt;
+use std::sync::OnceLock;
+
+/// An instruction set a kernel family is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Plain Rust, vectorised by the compiler for the build target.
+    Portable,
+    /// x86-64 AVX2 with FMA.
+    Avx2,
+    /// x86-64 AVX-512F.
+    Avx512,
+    /// aarch64 Advanced SIMD.
+    Neon,
+}
+
+impl Isa {
+    /// Lowercase name, as used by `VDB_SIMD`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One family of kernels for one instruction set.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    /// The instruction set these kernels use.
+    pub isa: Isa,
+    /// Squared L2 distance of two vectors.
+    pub l2_sq: fn(&[f32], &[f32]) -> f32,
+    /// Inner product of two vectors.
+    pub dot: fn(&[f32], &[f32]) -> f32,
+    /// Squared L2 distance from a query to each row of a row-major block.
+    pub l2_sq_batch: fn(&[f32], &[f32], &mut [f32]),
+    /// Inner product of a query with each row of a row-major block.
+    pub dot_batch: fn(&[f32], &[f32], &mut [f32]),
+}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernels").field("isa", &self.isa).finish()
+    }
+}
+
+const PORTABLE: Kernels = Kernels {
+    isa: Isa::Portable,
+    l2_sq: portable::l2_sq,
+    dot: portable::dot,
+    l2_sq_batch: portable::l2_sq_batch,
+    dot_batch: portable::dot_batch,
+};
+
+/// The kernels for `isa`, if this CPU supports it.
+pub fn kernels_for(isa: Isa) -> Option<Kernels> {
+    match isa {
+        Isa::Portable => Some(PORTABLE),
+        other => simd::kernels(other),
+    }
+}
+
+/// Every instruction set usable on this CPU, portable first.
+pub fn available() -> Vec<Isa> {
+    [Isa::Portable, Isa::Avx2, Isa::Avx512, Isa::Neon]
+        .into_iter()
+        .filter(|&isa| kernels_for(isa).is_some())
+        .collect()
+}
+
+fn detect() -> Kernels {
+    if let Ok(wanted) = std::env::var("VDB_SIMD") {
+        let forced = match wanted.to_ascii_lowercase().as_str() {
+            "portable" | "scalar" => Some(Isa::Portable),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            "neon" => Some(Isa::Neon),
+            _ => None,
+        };
+        return forced.and_then(kernels_for).unwrap_or(PORTABLE);
+    }
+    [Isa::Avx512, Isa::Avx2, Isa::Neon]
+        .into_iter()
+        .find_map(kernels_for)
+        .unwrap_or(PORTABLE)
+}
+
+/// The kernels in use by this process.
+pub fn active() -> &'static Kernels {
+    static ACTIVE: OnceLock<Kernels> = OnceLock::new();
+    ACTIVE.get_or_init(detect)
+}
+
+/// Squared L2 distance `Σ (aᵢ − bᵢ)²`.
+#[inline]
+pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
+    (active().l2_sq)(a, b)
+}
+
+/// Inner product `Σ aᵢ bᵢ`.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    (active().dot)(a, b)
+}
+
+/// Squared L2 distance from `query` to each `query.len()`-long row of
+/// `vectors`, into `out` (as many rows as both hold).
+#[inline]
+pub fn l2_sq_batch(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+    (active().l2_sq_batch)(query, vectors, out)
+}
+
+/// Inner product of `query` with each `query.len()`-long row of `vectors`,
+/// into `out` (as many rows as both hold).
+#[inline]
+pub fn dot_batch(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+    (active().dot_batch)(query, vectors, out)
+}
+
+/// All inner products between the `m` rows of `a` and the `n` rows of `b`
+/// (each `dim` long, row-major): `out[i * n + j] = a_i · b_j`.
+///
+/// This is the blocked matrix product used where many vectors meet many
+/// vectors (k-means assignment, bulk list assignment); it is far faster than
+/// `m × n` calls of [`dot`].
+///
+/// # Panics
+/// If `a` holds fewer than `m * dim` values, `b` fewer than `n * dim`, or
+/// `out` fewer than `m * n`.
+pub fn dot_matrix(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
+    simd::gemm_abt(a, m, b, n, dim, out)
+}
+
+/// Squared L2 norm `Σ aᵢ²`.
+#[inline]
+pub fn norm_sq(a: &[f32]) -> f32 {
+    dot(a, a)
+}
+
+/// Scales `v` to unit length; a zero vector is left as it is.
+pub fn normalize(v: &mut [f32]) {
+    let norm = norm_sq(v).sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        let inv = 1.0 / norm;
+        v.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+/// Kernels in plain Rust over fixed-width lanes. The fixed-size inner loop
+/// over `[f32; LANES]` is what lets the compiler keep `LANES` independent
+/// accumulators in vector registers.
+mod portable {
+    const LANES: usize = 16;
+
+    #[inline]
+    pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [0.0f32; LANES];
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let tail: f32 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum();
+        for (x, y) in ca.zip(cb) {
+            for i in 0..LANES {
+                let d = x[i] - y[i];
+                acc[i] += d * d;
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+
+    #[inline]
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [0.0f32; LANES];
+        let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let tail: f32 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
+        for (x, y) in ca.zip(cb) {
+            for i in 0..LANES {
+                acc[i] += x[i] * y[i];
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+
+    pub fn l2_sq_batch(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        if query.is_empty() {
+            out.iter_mut().for_each(|d| *d = 0.0);
+            return;
+        }
+        for (row, d) in vectors.chunks_exact(query.len()).zip(out.iter_mut()) {
+            *d = l2_sq(query, row);
+        }
+    }
+
+    pub fn dot_batch(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        if query.is_empty() {
+            out.iter_mut().for_each(|d| *d = 0.0);
+            return;
+        }
+        for (row, d) in vectors.chunks_exact(query.len()).zip(out.iter_mut()) {
+            *d = dot(query, row);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Largest error allowed between an f32 kernel and the f64 reference: a
+    /// small multiple of f32 epsilon times the sum of the magnitudes of the
+    /// terms (the classic bound for a summation in any order).
+    fn tolerance(terms_abs_sum: f64, n: usize) -> f64 {
+        let eps = f32::EPSILON as f64;
+        terms_abs_sum * eps * (4.0 + (n as f64).log2()) + 1e-6
+    }
+
+    fn vectors(max_dim: usize) -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
+        (1..=max_dim).prop_flat_map(|n| {
+            (
+                prop::collection::vec(-100.0f32..100.0, n),
+                prop::collection::vec(-100.0f32..100.0, n),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_kernel_matches_the_reference((a, b) in vectors(4096)) {
+            let want_l2 = reference::l2_sq(&a, &b);
+            let want_dot = reference::dot(&a, &b);
+            let l2_terms: f64 = a.iter().zip(&b).map(|(x, y)| ((*x as f64) - (*y as f64)).powi(2)).sum();
+            let dot_terms: f64 = a.iter().zip(&b).map(|(x, y)| ((*x as f64) * (*y as f64)).abs()).sum();
+            for isa in available() {
+                let k = kernels_for(isa).unwrap();
+                let got = (k.l2_sq)(&a, &b) as f64;
+                prop_assert!((got - want_l2).abs() <= tolerance(l2_terms, a.len()),
+                    "{isa} l2 dim {}: {got} vs {want_l2}", a.len());
+                let got = (k.dot)(&a, &b) as f64;
+                prop_assert!((got - want_dot).abs() <= tolerance(dot_terms, a.len()),
+                    "{isa} dot dim {}: {got} vs {want_dot}", a.len());
+            }
+        }
+
+        #[test]
+        fn batch_kernels_equal_single_kernels(dim in 1usize..300, rows in 0usize..9, seed in any::<u64>()) {
+            let mut state = seed;
+            let mut next = || {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            };
+            let query: Vec<f32> = (0..dim).map(|_| next()).collect();
+            let block: Vec<f32> = (0..dim * rows).map(|_| next()).collect();
+            for isa in available() {
+                let k = kernels_for(isa).unwrap();
+                let mut out = vec![f32::NAN; rows];
+                (k.l2_sq_batch)(&query, &block, &mut out);
+                for (row, d) in block.chunks_exact(dim).zip(&out) {
+                    prop_assert_eq!(*d, (k.l2_sq)(&query, row), "{}", isa);
+                }
+                (k.dot_batch)(&query, &block, &mut out);
+                for (row, d) in block.chunks_exact(dim).zip(&out) {
+                    prop_assert_eq!(*d, (k.dot)(&query, row), "{}", isa);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_lengths_use_the_shorter() {
+        for isa in available() {
+            let k = kernels_for(isa).unwrap();
+            assert_eq!((k.l2_sq)(&[1.0, 2.0, 3.0], &[1.0, 2.0]), 0.0, "{isa}");
+            assert_eq!((k.dot)(&[1.0, 2.0], &[3.0]), 3.0, "{isa}");
+            assert_eq!((k.dot)(&[], &[]), 0.0, "{isa}");
+            let mut out = [7.0; 3];
+            (k.l2_sq_batch)(&[1.0, 1.0], &[1.0, 1.0, 0.0], &mut out);
+            assert_eq!(out, [0.0, 7.0, 7.0], "{isa}: a partial row is not a row");
+        }
+    }
+
+    #[test]
+    fn dot_matrix_matches_pairwise_dots() {
+        let (m, n, dim) = (5, 7, 13);
+        let a: Vec<f32> = (0..m * dim).map(|i| (i % 11) as f32 - 5.0).collect();
+        let b: Vec<f32> = (0..n * dim).map(|i| (i % 7) as f32 * 0.5).collect();
+        let mut out = vec![0.0; m * n];
+        dot_matrix(&a, m, &b, n, dim, &mut out);
+        for i in 0..m {
+            for j in 0..n {
+                let want = reference::dot(&a[i * dim..][..dim], &b[j * dim..][..dim]);
+                assert!((out[i * n + j] as f64 - want).abs() < 1e-3, "({i},{j})");
+            }
+        }
+    }
+
+    #[test]
+    fn normalize_gives_unit_length_and_keeps_zero() {
+        let mut v = [3.0, 4.0];
+        normalize(&mut v);
+        assert!((norm_sq(&v) - 1.0).abs() < 1e-6);
+        let mut z = [0.0, 0.0];
+        normalize(&mut z);
+        assert_eq!(z, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn the_best_available_isa_is_active() {
+        let isa = active().isa;
+        assert!(available().contains(&isa));
+        if std::env::var_os("VDB_SIMD").is_none() {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                assert_eq!(isa, Isa::Avx512);
+            }
+        }
+    }
+}

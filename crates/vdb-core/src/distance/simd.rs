@@ -1,0 +1,437 @@
+//! Hand-written SIMD kernels, the only `unsafe` code in this crate.
+//!
+//! Each kernel is a `#[target_feature]` function. Such a function may only be
+//! called on a CPU that has the feature, so the safe wrappers below are only
+//! ever handed out by [`kernels`] after the feature was detected at run time;
+//! that detection is the invariant every `SAFETY` comment here relies on.
+//!
+//! Loads use unaligned instructions over `n = min(a.len(), b.len())`
+//! elements: a full-width load at index `i` happens only when `i + width <=
+//! n`, and the remainder is handled with masked loads (AVX-512, which never
+//! touch masked-off lanes) or scalar code. No kernel reads outside its
+//! slices. The speed of these paths is measured by `benches/kernels.rs`.
+#![allow(unsafe_code)]
+
+use super::{Isa, Kernels};
+
+/// The kernels for `isa` if this CPU supports it; `None` otherwise (and
+/// always for [`Isa::Portable`], which lives in the parent module).
+pub(super) fn kernels(isa: Isa) -> Option<Kernels> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma") =>
+        {
+            Some(x86::AVX2)
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => Some(x86::AVX512),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon if std::arch::is_aarch64_feature_detected!("neon") => Some(neon::NEON),
+        _ => None,
+    }
+}
+
+/// Applies `kernel(query, row)` to each row of `vectors` into `out`.
+macro_rules! batch_of {
+    ($kernel:ident, $query:ident, $vectors:ident, $out:ident) => {{
+        let dim = $query.len();
+        if dim == 0 {
+            $out.iter_mut().for_each(|d| *d = 0.0);
+            return;
+        }
+        for (row, d) in $vectors.chunks_exact(dim).zip($out.iter_mut()) {
+            // SAFETY: see the caller's SAFETY comment; same feature set.
+            *d = unsafe { $kernel($query, row) };
+        }
+    }};
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::super::{Isa, Kernels};
+
+    pub(super) const AVX2: Kernels = Kernels {
+        isa: Isa::Avx2,
+        l2_sq: l2_sq_avx2_entry,
+        dot: dot_avx2_entry,
+        l2_sq_batch: l2_sq_batch_avx2_entry,
+        dot_batch: dot_batch_avx2_entry,
+    };
+
+    pub(super) const AVX512: Kernels = Kernels {
+        isa: Isa::Avx512,
+        l2_sq: l2_sq_avx512_entry,
+        dot: dot_avx512_entry,
+        l2_sq_batch: l2_sq_batch_avx512_entry,
+        dot_batch: dot_batch_avx512_entry,
+    };
+
+    fn l2_sq_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: this function is only reachable through `AVX2`, which
+        // `kernels` returns only after detecting avx2 and fma.
+        unsafe { l2_sq_avx2(a, b) }
+    }
+
+    fn dot_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: as in `l2_sq_avx2_entry`.
+        unsafe { dot_avx2(a, b) }
+    }
+
+    fn l2_sq_batch_avx2_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
+        // SAFETY: as in `l2_sq_avx2_entry`.
+        unsafe { l2_sq_batch_avx2(q, v, out) }
+    }
+
+    fn dot_batch_avx2_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
+        // SAFETY: as in `l2_sq_avx2_entry`.
+        unsafe { dot_batch_avx2(q, v, out) }
+    }
+
+    fn l2_sq_avx512_entry(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: this function is only reachable through `AVX512`, which
+        // `kernels` returns only after detecting avx512f.
+        unsafe { l2_sq_avx512(a, b) }
+    }
+
+    fn dot_avx512_entry(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: as in `l2_sq_avx512_entry`.
+        unsafe { dot_avx512(a, b) }
+    }
+
+    fn l2_sq_batch_avx512_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
+        // SAFETY: as in `l2_sq_avx512_entry`.
+        unsafe { l2_sq_batch_avx512(q, v, out) }
+    }
+
+    fn dot_batch_avx512_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
+        // SAFETY: as in `l2_sq_avx512_entry`.
+        unsafe { dot_batch_avx512(q, v, out) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum256(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps::<1>(v);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2_sq_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY (all loads below): every 8-wide load at `i + off` is guarded
+        // by `i + off + 8 <= n`, so it stays inside both slices.
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let x = unsafe { _mm256_loadu_ps(pa.add(i + 8 * j)) };
+                let y = unsafe { _mm256_loadu_ps(pb.add(i + 8 * j)) };
+                let d = _mm256_sub_ps(x, y);
+                *acc = _mm256_fmadd_ps(d, d, *acc);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let x = unsafe { _mm256_loadu_ps(pa.add(i)) };
+            let y = unsafe { _mm256_loadu_ps(pb.add(i)) };
+            let d = _mm256_sub_ps(x, y);
+            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
+            i += 8;
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut total = hsum256(sum);
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            total += (x - y) * (x - y);
+        }
+        total
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY (all loads below): guarded by `i + off + 8 <= n` as in
+        // `l2_sq_avx2`.
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let x = unsafe { _mm256_loadu_ps(pa.add(i + 8 * j)) };
+                let y = unsafe { _mm256_loadu_ps(pb.add(i + 8 * j)) };
+                *acc = _mm256_fmadd_ps(x, y, *acc);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            let x = unsafe { _mm256_loadu_ps(pa.add(i)) };
+            let y = unsafe { _mm256_loadu_ps(pb.add(i)) };
+            acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+            i += 8;
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut total = hsum256(sum);
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            total += x * y;
+        }
+        total
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2_sq_batch_avx2(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        batch_of!(l2_sq_avx2, query, vectors, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_batch_avx2(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        batch_of!(dot_avx2, query, vectors, out)
+    }
+
+    /// Mask selecting the first `rem` (< 16) lanes.
+    #[inline]
+    fn tail_mask(rem: usize) -> __mmask16 {
+        ((1u32 << rem) - 1) as __mmask16
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn l2_sq_avx512(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY (all loads below): every 16-wide load at `i + off` is
+        // guarded by `i + off + 16 <= n`; the final masked load reads only
+        // the `n - i` lanes that remain, and masked-off lanes are not
+        // accessed (AVX-512 masked loads suppress faults on them).
+        while i + 64 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let x = unsafe { _mm512_loadu_ps(pa.add(i + 16 * j)) };
+                let y = unsafe { _mm512_loadu_ps(pb.add(i + 16 * j)) };
+                let d = _mm512_sub_ps(x, y);
+                *acc = _mm512_fmadd_ps(d, d, *acc);
+            }
+            i += 64;
+        }
+        while i + 16 <= n {
+            let x = unsafe { _mm512_loadu_ps(pa.add(i)) };
+            let y = unsafe { _mm512_loadu_ps(pb.add(i)) };
+            let d = _mm512_sub_ps(x, y);
+            acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
+            i += 16;
+        }
+        if i < n {
+            let m = tail_mask(n - i);
+            let x = unsafe { _mm512_maskz_loadu_ps(m, pa.add(i)) };
+            let y = unsafe { _mm512_maskz_loadu_ps(m, pb.add(i)) };
+            let d = _mm512_sub_ps(x, y);
+            acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(sum)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY (all loads below): guarded as in `l2_sq_avx512`.
+        while i + 64 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let x = unsafe { _mm512_loadu_ps(pa.add(i + 16 * j)) };
+                let y = unsafe { _mm512_loadu_ps(pb.add(i + 16 * j)) };
+                *acc = _mm512_fmadd_ps(x, y, *acc);
+            }
+            i += 64;
+        }
+        while i + 16 <= n {
+            let x = unsafe { _mm512_loadu_ps(pa.add(i)) };
+            let y = unsafe { _mm512_loadu_ps(pb.add(i)) };
+            acc[0] = _mm512_fmadd_ps(x, y, acc[0]);
+            i += 16;
+        }
+        if i < n {
+            let m = tail_mask(n - i);
+            let x = unsafe { _mm512_maskz_loadu_ps(m, pa.add(i)) };
+            let y = unsafe { _mm512_maskz_loadu_ps(m, pb.add(i)) };
+            acc[1] = _mm512_fmadd_ps(x, y, acc[1]);
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(sum)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn l2_sq_batch_avx512(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        batch_of!(l2_sq_avx512, query, vectors, out)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot_batch_avx512(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        batch_of!(dot_avx512, query, vectors, out)
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::super::{Isa, Kernels};
+
+    pub(super) const NEON: Kernels = Kernels {
+        isa: Isa::Neon,
+        l2_sq: l2_sq_entry,
+        dot: dot_entry,
+        l2_sq_batch: l2_sq_batch_entry,
+        dot_batch: dot_batch_entry,
+    };
+
+    fn l2_sq_entry(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only reachable through `NEON`, returned by `kernels` only
+        // after detecting neon.
+        unsafe { l2_sq_neon(a, b) }
+    }
+
+    fn dot_entry(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: as in `l2_sq_entry`.
+        unsafe { dot_neon(a, b) }
+    }
+
+    fn l2_sq_batch_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
+        // SAFETY: as in `l2_sq_entry`.
+        unsafe { l2_sq_batch_neon(q, v, out) }
+    }
+
+    fn dot_batch_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
+        // SAFETY: as in `l2_sq_entry`.
+        unsafe { dot_batch_neon(q, v, out) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn l2_sq_neon(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        // SAFETY (all loads below): every 4-wide load at `i + off` is guarded
+        // by `i + off + 4 <= n`.
+        while i + 16 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let x = unsafe { vld1q_f32(pa.add(i + 4 * j)) };
+                let y = unsafe { vld1q_f32(pb.add(i + 4 * j)) };
+                let d = vsubq_f32(x, y);
+                *acc = vfmaq_f32(*acc, d, d);
+            }
+            i += 16;
+        }
+        while i + 4 <= n {
+            let x = unsafe { vld1q_f32(pa.add(i)) };
+            let y = unsafe { vld1q_f32(pb.add(i)) };
+            let d = vsubq_f32(x, y);
+            acc[0] = vfmaq_f32(acc[0], d, d);
+            i += 4;
+        }
+        let sum = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+        let mut total = vaddvq_f32(sum);
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            total += (x - y) * (x - y);
+        }
+        total
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn dot_neon(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        let mut i = 0;
+        // SAFETY (all loads below): guarded as in `l2_sq_neon`.
+        while i + 16 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let x = unsafe { vld1q_f32(pa.add(i + 4 * j)) };
+                let y = unsafe { vld1q_f32(pb.add(i + 4 * j)) };
+                *acc = vfmaq_f32(*acc, x, y);
+            }
+            i += 16;
+        }
+        while i + 4 <= n {
+            let x = unsafe { vld1q_f32(pa.add(i)) };
+            let y = unsafe { vld1q_f32(pb.add(i)) };
+            acc[0] = vfmaq_f32(acc[0], x, y);
+            i += 4;
+        }
+        let sum = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+        let mut total = vaddvq_f32(sum);
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            total += x * y;
+        }
+        total
+    }
+
+    #[target_feature(enable = "neon")]
+    unsafe fn l2_sq_batch_neon(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        batch_of!(l2_sq_neon, query, vectors, out)
+    }
+
+    #[target_feature(enable = "neon")]
+    unsafe fn dot_batch_neon(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        batch_of!(dot_neon, query, vectors, out)
+    }
+}
+
+/// `out[i * n + j] = Σ_d a[i * dim + d] · b[j * dim + d]` for the `m` rows of
+/// `a` and `n` rows of `b`: a matrix product `a · bᵀ`, computed by the
+/// `matrixmultiply` crate's blocked SGEMM (which picks AVX/FMA at run time).
+///
+/// # Panics
+/// If `a`, `b` or `out` is shorter than `m * dim`, `n * dim` or `m * n`.
+pub(super) fn gemm_abt(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
+    assert!(
+        a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n,
+        "gemm_abt: operands too short for {m}x{dim} · ({n}x{dim})ᵀ"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if dim == 0 {
+        out.iter_mut().take(m * n).for_each(|x| *x = 0.0);
+        return;
+    }
+    // SAFETY: the assert above guarantees that every element the strides can
+    // reach is inside its slice: `a` is read at `i*dim + d` (i < m, d < dim),
+    // `b` at `j*dim + d` (j < n), `out` written at `i*n + j`. `out` is a
+    // unique borrow, so it does not alias `a` or `b`. With beta = 0 the
+    // previous contents of `out` are not read.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            dim,
+            n,
+            1.0,
+            a.as_ptr(),
+            dim as isize,
+            1,
+            b.as_ptr(),
+            1,
+            dim as isize,
+            0.0,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}

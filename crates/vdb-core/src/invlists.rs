@@ -1,0 +1,103 @@
+//! The read-only view of inverted lists that IVF search scans.
+//!
+//! Search (in `vdb-ivf`) is written against this trait; a mapped segment
+//! file (in `vdb-format`) and the in-memory [`VecInvertedLists`] implement
+//! it, so neither crate has to know the other (the split faiss makes between
+//! `InvertedLists`, `ArrayInvertedLists` and `OnDiskInvertedLists`).
+
+use crate::ids::ListId;
+
+/// Read access to `nlist` inverted lists of `dim`-dimensional vectors.
+///
+/// For every list, `list_vectors(l)` holds `list_len(l) * dim()` values,
+/// row-major, and `list_ids(l)` the `list_len(l)` ids of those rows in the
+/// same order. A list number outside `0..nlist()` is an empty list.
+/// Implementations validate their storage when they are built, so these
+/// accessors cannot fail.
+pub trait InvertedLists: Send + Sync {
+    /// Dimension of every vector.
+    fn dim(&self) -> usize;
+    /// Number of lists.
+    fn nlist(&self) -> usize;
+    /// Rows in list `list`.
+    fn list_len(&self, list: ListId) -> usize;
+    /// The vectors of list `list`, row-major.
+    fn list_vectors(&self, list: ListId) -> &[f32];
+    /// The ids of list `list`, parallel to its vectors.
+    fn list_ids(&self, list: ListId) -> &[u64];
+    /// Total rows over all lists.
+    fn total_len(&self) -> usize {
+        (0..self.nlist() as u32)
+            .map(|l| self.list_len(ListId(l)))
+            .sum()
+    }
+}
+
+/// Inverted lists held in memory, one growable vector per list.
+#[derive(Debug, Clone)]
+pub struct VecInvertedLists {
+    dim: usize,
+    vectors: Vec<Vec<f32>>,
+    ids: Vec<Vec<u64>>,
+}
+
+impl VecInvertedLists {
+    /// `nlist` empty lists of `dim`-dimensional vectors.
+    pub fn new(dim: usize, nlist: usize) -> VecInvertedLists {
+        VecInvertedLists {
+            dim,
+            vectors: vec![Vec::new(); nlist],
+            ids: vec![Vec::new(); nlist],
+        }
+    }
+
+    /// Appends a row to list `list`.
+    ///
+    /// # Panics
+    /// If `list` is out of range or `vector` is not `dim` long: both are
+    /// programming errors of the caller, which owns the assignment.
+    pub fn push(&mut self, list: ListId, id: u64, vector: &[f32]) {
+        assert_eq!(vector.len(), self.dim, "vector length must equal dim");
+        self.vectors[list.index()].extend_from_slice(vector);
+        self.ids[list.index()].push(id);
+    }
+}
+
+impl InvertedLists for VecInvertedLists {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn nlist(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn list_len(&self, list: ListId) -> usize {
+        self.ids.get(list.index()).map_or(0, Vec::len)
+    }
+
+    fn list_vectors(&self, list: ListId) -> &[f32] {
+        self.vectors.get(list.index()).map_or(&[], Vec::as_slice)
+    }
+
+    fn list_ids(&self, list: ListId) -> &[u64] {
+        self.ids.get(list.index()).map_or(&[], Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_lists_are_empty() {
+        let mut lists = VecInvertedLists::new(2, 3);
+        lists.push(ListId(1), 7, &[1.0, 2.0]);
+        assert_eq!(lists.list_len(ListId(1)), 1);
+        assert_eq!(lists.list_ids(ListId(1)), &[7]);
+        assert_eq!(lists.list_vectors(ListId(1)), &[1.0, 2.0]);
+        assert_eq!(lists.list_len(ListId(9)), 0);
+        assert!(lists.list_vectors(ListId(9)).is_empty());
+        assert_eq!(lists.total_len(), 1);
+    }
+}

@@ -1,0 +1,312 @@
+//! IVF search: coarse probe, then an exhaustive scan of the probed lists.
+
+use vdb_core::{InvertedLists, ListId, Neighbor, TopK, validate_vector};
+
+use crate::error::{Error, Result};
+use crate::quantizer::CoarseQuantizer;
+use crate::trace::{ProbedList, SearchTrace};
+
+/// Rows whose distances are computed in one kernel call before they are
+/// offered to the top-k selector.
+const SCAN_CHUNK: usize = 256;
+
+/// Per-request search parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchParams {
+    /// Results wanted. Fewer come back when fewer rows are reachable.
+    pub k: usize,
+    /// Lists to scan; values above `nlist` are clamped to `nlist` (and the
+    /// trace says so).
+    pub nprobe: usize,
+}
+
+impl SearchParams {
+    /// Checks that `k` and `nprobe` are at least 1.
+    pub fn validate(&self) -> Result<()> {
+        if self.k == 0 {
+            return Err(vdb_core::Error::invalid("k", "must be at least 1").into());
+        }
+        if self.nprobe == 0 {
+            return Err(vdb_core::Error::invalid("nprobe", "must be at least 1").into());
+        }
+        Ok(())
+    }
+}
+
+/// Scratch space for searches, reused across queries so the hot path does
+/// not allocate. One per thread.
+#[derive(Debug)]
+pub struct Searcher {
+    query: Vec<f32>,
+    centroid_distances: Vec<f32>,
+    probe_top: TopK,
+    probes: Vec<(ListId, f32)>,
+    top: TopK,
+    distances: Vec<f32>,
+}
+
+impl Default for Searcher {
+    fn default() -> Self {
+        Searcher::new()
+    }
+}
+
+impl Searcher {
+    /// An empty searcher.
+    pub fn new() -> Searcher {
+        Searcher {
+            query: Vec::new(),
+            centroid_distances: Vec::new(),
+            probe_top: TopK::new(0),
+            probes: Vec::new(),
+            top: TopK::new(0),
+            distances: vec![0.0; SCAN_CHUNK],
+        }
+    }
+
+    /// Searches `sources` (lists clustered with `quantizer`'s centroids, e.g.
+    /// several segments and a memtable) for the `params.k` nearest rows to
+    /// `query`, scanning the `params.nprobe` lists nearest to it. The query
+    /// is validated and prepared for the metric here. When `trace` is given
+    /// it is filled with what the search did.
+    pub fn search(
+        &mut self,
+        quantizer: &CoarseQuantizer,
+        sources: &[&dyn InvertedLists],
+        query: &[f32],
+        params: SearchParams,
+        mut trace: Option<&mut SearchTrace>,
+    ) -> Result<Vec<Neighbor>> {
+        params.validate()?;
+        let (dim, nlist) = (quantizer.dim(), quantizer.nlist());
+        for s in sources {
+            if s.dim() != dim || s.nlist() != nlist {
+                return Err(Error::ListsMismatch {
+                    dim,
+                    nlist,
+                    lists_dim: s.dim(),
+                    lists_nlist: s.nlist(),
+                });
+            }
+        }
+        validate_vector(query, dim)?;
+        self.query.clear();
+        self.query.extend_from_slice(query);
+        quantizer.metric().prepare(&mut self.query);
+
+        quantizer.probe(
+            &self.query,
+            params.nprobe,
+            &mut self.centroid_distances,
+            &mut self.probe_top,
+            &mut self.probes,
+        );
+        if let Some(t) = trace.as_deref_mut() {
+            *t = SearchTrace {
+                nlist,
+                nprobe: self.probes.len(),
+                nprobe_clamped: params.nprobe > nlist,
+                probed: Vec::with_capacity(self.probes.len()),
+                coarse_distances: nlist as u64,
+                fine_distances: 0,
+            };
+        }
+
+        self.top.reset(params.k);
+        self.distances.resize(SCAN_CHUNK, 0.0);
+        let metric = quantizer.metric();
+        for (rank, &(list, centroid_distance)) in self.probes.iter().enumerate() {
+            let mut scanned = 0u64;
+            for source in sources {
+                let vectors = source.list_vectors(list);
+                let ids = source.list_ids(list);
+                for (vchunk, ichunk) in vectors.chunks(SCAN_CHUNK * dim).zip(ids.chunks(SCAN_CHUNK))
+                {
+                    let out = &mut self.distances[..ichunk.len()];
+                    metric.distances(&self.query, vchunk, out);
+                    self.top.push_block(ichunk, out);
+                    scanned += ichunk.len() as u64;
+                }
+            }
+            if let Some(t) = trace.as_deref_mut() {
+                t.fine_distances += scanned;
+                t.probed.push(ProbedList {
+                    list,
+                    rank: rank as u32,
+                    centroid_distance,
+                    size: sources.iter().map(|s| s.list_len(list) as u64).sum(),
+                    scanned,
+                    results: 0,
+                });
+            }
+        }
+        let results = self.top.drain_sorted();
+        if let Some(t) = trace {
+            attribute_results(t, sources, &results);
+        }
+        Ok(results)
+    }
+}
+
+/// Counts, for each probed list, how many of the results came from it.
+fn attribute_results(
+    trace: &mut SearchTrace,
+    sources: &[&dyn InvertedLists],
+    results: &[Neighbor],
+) {
+    for p in &mut trace.probed {
+        p.results = results
+            .iter()
+            .filter(|r| sources.iter().any(|s| s.list_ids(p.list).contains(&r.id.0)))
+            .count() as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{KMeansParams, SplitMix64, flat_search, kmeans};
+    use proptest::prelude::*;
+    use vdb_core::{Metric, VecInvertedLists};
+
+    fn build(
+        data: &[f32],
+        dim: usize,
+        nlist: usize,
+        metric: Metric,
+    ) -> (CoarseQuantizer, VecInvertedLists) {
+        let (c, _) = kmeans::train(data, dim, nlist, metric, &KMeansParams::default()).unwrap();
+        let q = CoarseQuantizer::new(dim, metric, c).unwrap();
+        let mut lists = VecInvertedLists::new(dim, nlist);
+        for (i, (x, (l, _))) in data
+            .chunks_exact(dim)
+            .zip(q.assign(data).unwrap())
+            .enumerate()
+        {
+            lists.push(l, i as u64, x);
+        }
+        (q, lists)
+    }
+
+    fn random(rows: usize, dim: usize, seed: u64, metric: Metric) -> Vec<f32> {
+        let mut rng = SplitMix64::new(seed);
+        let mut v: Vec<f32> = (0..rows * dim)
+            .map(|_| rng.next_f32() * 2.0 - 1.0)
+            .collect();
+        v.chunks_exact_mut(dim).for_each(|x| metric.prepare(x));
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// With every list probed, IVF search is exact search.
+        #[test]
+        fn nprobe_nlist_equals_flat(seed in any::<u64>(), dim in 1usize..24, nlist in 1usize..12, k in 1usize..20, m in 0usize..3) {
+            let metric = [Metric::L2, Metric::InnerProduct, Metric::Cosine][m];
+            let data = random(300, dim, seed, metric);
+            let (q, lists) = build(&data, dim, nlist, metric);
+            let ids: Vec<u64> = (0..300).collect();
+            let mut s = Searcher::new();
+            for query in random(5, dim, seed ^ 1, Metric::L2).chunks_exact(dim) {
+                let got = s.search(&q, &[&lists], query, SearchParams { k, nprobe: nlist }, None).unwrap();
+                let want = flat_search(metric, query, &data, &ids, k).unwrap();
+                prop_assert_eq!(got.len(), want.len());
+                for (g, w) in got.iter().zip(&want) {
+                    // Same distances; ids may differ only between exact ties.
+                    prop_assert!((g.distance - w.distance).abs() <= 1e-5 * (1.0 + w.distance.abs()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn trace_accounts_for_the_work() {
+        let dim = 8;
+        let data = random(2000, dim, 11, Metric::L2);
+        let (q, lists) = build(&data, dim, 16, Metric::L2);
+        let mut s = Searcher::new();
+        let mut trace = SearchTrace::default();
+        let query = &data[..dim];
+        let res = s
+            .search(
+                &q,
+                &[&lists, &lists],
+                query,
+                SearchParams { k: 5, nprobe: 4 },
+                Some(&mut trace),
+            )
+            .unwrap();
+        assert_eq!(trace.nprobe, 4);
+        assert_eq!(trace.coarse_distances, 16);
+        let scanned: u64 = trace.probed.iter().map(|p| p.scanned).sum();
+        assert_eq!(trace.fine_distances, scanned);
+        assert_eq!(scanned, trace.probed.iter().map(|p| p.size).sum::<u64>());
+        assert!(
+            trace
+                .probed
+                .windows(2)
+                .all(|w| w[0].centroid_distance <= w[1].centroid_distance)
+        );
+        assert!(
+            trace
+                .probed
+                .iter()
+                .map(|p| p.results as usize)
+                .sum::<usize>()
+                >= res.len()
+        );
+        // The row itself is its own nearest neighbour, found in the first list.
+        assert_eq!(res[0].id.0, 0);
+        assert_eq!(res[0].distance, 0.0);
+
+        let mut t2 = SearchTrace::default();
+        s.search(
+            &q,
+            &[&lists],
+            query,
+            SearchParams { k: 5, nprobe: 99 },
+            Some(&mut t2),
+        )
+        .unwrap();
+        assert!(t2.nprobe_clamped);
+        assert_eq!(t2.nprobe, 16);
+        assert_eq!(t2.fine_distances, 2000);
+    }
+
+    #[test]
+    fn rejects_bad_requests() {
+        let data = random(100, 4, 1, Metric::L2);
+        let (q, lists) = build(&data, 4, 2, Metric::L2);
+        let other = VecInvertedLists::new(4, 3);
+        let mut s = Searcher::new();
+        let p = SearchParams { k: 1, nprobe: 1 };
+        assert!(s.search(&q, &[&lists], &[0.0; 3], p, None).is_err());
+        assert!(
+            s.search(&q, &[&lists], &[0.0, 0.0, 0.0, f32::NAN], p, None)
+                .is_err()
+        );
+        assert!(
+            s.search(
+                &q,
+                &[&lists],
+                &[0.0; 4],
+                SearchParams { k: 0, nprobe: 1 },
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            s.search(
+                &q,
+                &[&lists],
+                &[0.0; 4],
+                SearchParams { k: 1, nprobe: 0 },
+                None
+            )
+            .is_err()
+        );
+        let err = s.search(&q, &[&other], &[0.0; 4], p, None).unwrap_err();
+        assert!(err.to_string().contains("3 lists"), "{err}");
+    }
+}
