@@ -1,0 +1,316 @@
+//! A mapped segment: validated at open in `O(nlist)`, searched in place.
+
+use std::path::Path;
+
+use vdb_core::{Generation, InvertedLists, ListId, SegmentId};
+use zerocopy::FromBytes;
+
+use super::{LIST_ENTRY_LEN, ListEntry, SegmentMeta, expected_regions};
+use crate::error::{Error, Result};
+use crate::header::{self, FLAG_PAYLOADS, FileKind, Parsed, Region};
+use crate::mmap::MappedFile;
+
+/// A list's place in the file, validated at open.
+#[derive(Debug, Clone, Copy)]
+struct ListSpan {
+    row_start: usize,
+    row_count: usize,
+    /// Absolute byte range of the list's vectors.
+    vec_start: usize,
+    vec_end: usize,
+}
+
+/// A segment file mapped read-only. Cheap to clone (the map is shared).
+#[derive(Debug, Clone)]
+pub struct SegmentReader {
+    file: MappedFile,
+    meta: SegmentMeta,
+    parsed: Parsed,
+    rows: usize,
+    lists: Vec<ListSpan>,
+    ids: Region,
+    payload_offsets: Option<Region>,
+    payload_data: Option<Region>,
+}
+
+impl SegmentReader {
+    /// Maps and validates the segment at `path`: header, region table, list
+    /// table (with its CRC) and the bounds of every list. Work is
+    /// proportional to `nlist`; vector, id and payload bytes are not read
+    /// (see [`SegmentReader::verify`]).
+    pub fn open(path: &Path) -> Result<SegmentReader> {
+        let file = MappedFile::open(path)?;
+        let bytes = file.bytes();
+        let parsed = header::parse(path, bytes, FileKind::Segment, expected_regions)?;
+        let region_of = |i: usize| -> Result<Region> {
+            parsed.regions.get(i).copied().ok_or_else(|| {
+                Error::corrupt(path, "region table", 0, format!("missing region {i}"))
+            })
+        };
+        let (vectors, table, ids) = (region_of(0)?, region_of(1)?, region_of(2)?);
+        let has_payloads = parsed.flags & FLAG_PAYLOADS != 0;
+        let (payload_offsets, payload_data) = if has_payloads {
+            (Some(region_of(3)?), Some(region_of(4)?))
+        } else {
+            (None, None)
+        };
+        let dim = parsed.dim;
+        let nlist = parsed.nlist;
+        let rows = usize::try_from(parsed.rows)
+            .ok()
+            .filter(|r| r.checked_mul(8).is_some())
+            .ok_or_else(|| {
+                Error::corrupt(path, "header", 32, "row count does not fit in memory")
+            })?;
+        let expect_len = |r: &Region, want: Option<u64>| -> Result<()> {
+            if want != Some(r.len) {
+                return Err(Error::corrupt(
+                    path,
+                    r.name(),
+                    r.offset,
+                    format!(
+                        "length {} does not match the header (dim {dim}, nlist {nlist}, rows {rows})",
+                        r.len
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        if nlist == 0 {
+            return Err(Error::corrupt(path, "header", 20, "nlist is 0"));
+        }
+        expect_len(&table, (nlist as u64).checked_mul(LIST_ENTRY_LEN as u64))?;
+        expect_len(&ids, (rows as u64).checked_mul(8))?;
+        if let Some(po) = &payload_offsets {
+            expect_len(
+                po,
+                (rows as u64).checked_add(1).and_then(|n| n.checked_mul(8)),
+            )?;
+        }
+        header::verify_region(path, bytes, &table)?;
+        let entries = bytes
+            .get(table.range())
+            .and_then(|b| <[ListEntry]>::ref_from_bytes(b).ok())
+            .ok_or_else(|| Error::corrupt(path, "list table", table.offset, "unreadable"))?;
+
+        let row_bytes = (dim as u64)
+            .checked_mul(4)
+            .ok_or_else(|| Error::corrupt(path, "header", 16, "dim too large"))?;
+        let mut lists = Vec::with_capacity(nlist);
+        let mut next_row = 0u64;
+        let mut prev_end = 0u64;
+        for (i, e) in entries.iter().enumerate() {
+            let at = table.offset + (i * LIST_ENTRY_LEN) as u64;
+            let bad = |reason: String| {
+                Error::corrupt(path, "list table", at, format!("list {i}: {reason}"))
+            };
+            let (start, count, off) = (e.row_start.get(), e.row_count.get(), e.vec_offset.get());
+            if e.reserved.get() != 0 {
+                return Err(bad("reserved field is not zero".into()));
+            }
+            if start != next_row {
+                return Err(bad(format!("starts at row {start}, expected {next_row}")));
+            }
+            next_row = start
+                .checked_add(count)
+                .filter(|&n| n <= rows as u64)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{count} rows from {start} exceed the segment's {rows}"
+                    ))
+                })?;
+            if off % header::ALIGN != 0 || off < prev_end {
+                return Err(bad(format!(
+                    "vector offset {off} is unaligned or overlaps the previous list"
+                )));
+            }
+            let end = count
+                .checked_mul(row_bytes)
+                .and_then(|n| n.checked_add(off))
+                .filter(|&end| end <= vectors.len)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{count} vectors at offset {off} overrun the vectors region of {} bytes",
+                        vectors.len
+                    ))
+                })?;
+            prev_end = end;
+            lists.push(ListSpan {
+                row_start: start as usize,
+                row_count: count as usize,
+                vec_start: (vectors.offset + off) as usize,
+                vec_end: (vectors.offset + end) as usize,
+            });
+        }
+        if next_row != rows as u64 {
+            return Err(Error::corrupt(
+                path,
+                "list table",
+                table.offset,
+                format!("lists hold {next_row} rows, the header says {rows}"),
+            ));
+        }
+        let meta = SegmentMeta {
+            id: SegmentId(parsed.segment_id),
+            generation: Generation(parsed.generation),
+            metric: parsed.metric,
+            dim,
+            nlist,
+            with_payloads: has_payloads,
+        };
+        Ok(SegmentReader {
+            file,
+            meta,
+            parsed,
+            rows,
+            lists,
+            ids,
+            payload_offsets,
+            payload_data,
+        })
+    }
+
+    /// Checks every region's CRC, that padding is zero and that payload
+    /// offsets are consistent: everything [`SegmentReader::open`] skips.
+    pub fn verify(&self) -> Result<()> {
+        let path = self.file.path();
+        let bytes = self.file.bytes();
+        header::verify_regions(path, bytes, &self.parsed)?;
+        if let (Some(po), Some(pd)) = (&self.payload_offsets, &self.payload_data) {
+            let offsets = self.u64s(po);
+            if offsets.first() != Some(&0) || offsets.last() != Some(&pd.len) {
+                return Err(Error::corrupt(
+                    path,
+                    "payload offsets",
+                    po.offset,
+                    "do not start at 0 and end at the data length",
+                ));
+            }
+            if let Some(i) = offsets.windows(2).position(|w| w.first() > w.get(1)) {
+                return Err(Error::corrupt(
+                    path,
+                    "payload offsets",
+                    po.offset + 8 * i as u64,
+                    "offsets decrease",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Identity and shape.
+    pub fn meta(&self) -> SegmentMeta {
+        self.meta
+    }
+
+    /// Rows in the segment.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Length of the file in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.parsed.file_len
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Format minor version of the file.
+    pub fn minor_version(&self) -> u16 {
+        self.parsed.minor
+    }
+
+    /// All ids, in list order (row `r`'s id is `ids()[r]`).
+    pub fn ids(&self) -> &[u64] {
+        self.u64s(&self.ids)
+    }
+
+    /// The list holding row `row` and the row's vector.
+    pub fn row(&self, row: usize) -> Option<(ListId, &[f32])> {
+        let l = self
+            .lists
+            .partition_point(|s| s.row_start + s.row_count <= row);
+        let span = self.lists.get(l)?;
+        let i = row.checked_sub(span.row_start)?;
+        let v = self.list_vectors(ListId(l as u32));
+        Some((
+            ListId(l as u32),
+            v.get(i * self.meta.dim..(i + 1) * self.meta.dim)?,
+        ))
+    }
+
+    /// Row `row`'s payload: `Ok(None)` when the segment has no payloads or
+    /// the row does not exist; an error naming the offset when the payload
+    /// offsets are corrupt.
+    pub fn payload(&self, row: usize) -> Result<Option<&[u8]>> {
+        let (Some(po), Some(pd)) = (&self.payload_offsets, &self.payload_data) else {
+            return Ok(None);
+        };
+        let offsets = self.u64s(po);
+        let (Some(&a), Some(&b)) = (offsets.get(row), offsets.get(row + 1)) else {
+            return Ok(None);
+        };
+        if a > b || b > pd.len {
+            return Err(Error::corrupt(
+                self.file.path(),
+                "payload offsets",
+                po.offset + 8 * row as u64,
+                format!("payload {a}..{b} is outside 0..{}", pd.len),
+            ));
+        }
+        let start = pd.offset + a;
+        Ok(self
+            .file
+            .bytes()
+            .get(start as usize..(pd.offset + b) as usize))
+    }
+
+    /// Hints the kernel to read the whole file ahead.
+    pub fn prefetch(&self) {
+        self.file.advise_willneed();
+    }
+
+    fn u64s(&self, r: &Region) -> &[u64] {
+        self.file
+            .bytes()
+            .get(r.range())
+            .and_then(|b| <[u64]>::ref_from_bytes(b).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl InvertedLists for SegmentReader {
+    fn dim(&self) -> usize {
+        self.meta.dim
+    }
+
+    fn nlist(&self) -> usize {
+        self.meta.nlist
+    }
+
+    fn list_len(&self, list: ListId) -> usize {
+        self.lists.get(list.index()).map_or(0, |s| s.row_count)
+    }
+
+    fn list_vectors(&self, list: ListId) -> &[f32] {
+        self.lists
+            .get(list.index())
+            .and_then(|s| self.file.bytes().get(s.vec_start..s.vec_end))
+            .and_then(|b| <[f32]>::ref_from_bytes(b).ok())
+            .unwrap_or_default()
+    }
+
+    fn list_ids(&self, list: ListId) -> &[u64] {
+        self.lists
+            .get(list.index())
+            .and_then(|s| self.ids().get(s.row_start..s.row_start + s.row_count))
+            .unwrap_or_default()
+    }
+
+    fn total_len(&self) -> usize {
+        self.rows
+    }
+}

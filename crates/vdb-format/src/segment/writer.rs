@@ -1,0 +1,296 @@
+//! Streams rows, grouped by list, into a new segment file.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use vdb_core::{Generation, ListId, Metric, SegmentId};
+use zerocopy::IntoBytes;
+
+use super::{ListEntry, expected_regions};
+use crate::error::{Error, Result};
+use crate::header::{self, FLAG_PAYLOADS, FileKind, FrameBuilder, Region};
+use crate::writer::{FileWriter, tmp_path};
+
+/// Identity and shape of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Segment number.
+    pub id: SegmentId,
+    /// Centroid generation its rows were clustered with.
+    pub generation: Generation,
+    /// Metric.
+    pub metric: Metric,
+    /// Dimension.
+    pub dim: usize,
+    /// Number of lists.
+    pub nlist: usize,
+    /// Whether rows carry payloads.
+    pub with_payloads: bool,
+}
+
+/// What [`SegmentWriter::finish`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// Rows written.
+    pub rows: u64,
+    /// File length.
+    pub bytes: u64,
+}
+
+/// Writes a segment: rows must arrive grouped by list, lists in ascending
+/// order. Vectors stream to disk; ids and payload offsets (16 bytes a row)
+/// stay in memory and payload bytes go to a spill file until
+/// [`SegmentWriter::finish`]. Dropping the writer unfinished removes its
+/// temporary files.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    w: FileWriter,
+    meta: SegmentMeta,
+    vectors_offset: u64,
+    lists: Vec<ListEntry>,
+    ids: Vec<u64>,
+    payload_offsets: Vec<u64>,
+    spill: Option<Spill>,
+}
+
+/// The payload spill file; removed when dropped.
+#[derive(Debug)]
+struct Spill {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl SegmentWriter {
+    /// Starts writing the segment `path` (under a temporary name).
+    pub fn create(path: &Path, meta: SegmentMeta) -> Result<SegmentWriter> {
+        if meta.dim == 0
+            || meta.nlist == 0
+            || meta.nlist > u32::MAX as usize
+            || meta.dim > u32::MAX as usize
+        {
+            return Err(Error::InvalidRow {
+                file: path.into(),
+                source: vdb_core::Error::invalid(
+                    "segment shape",
+                    format!(
+                        "dim {} and nlist {} must be in 1..2^32",
+                        meta.dim, meta.nlist
+                    ),
+                ),
+            });
+        }
+        let regions = expected_regions(if meta.with_payloads { FLAG_PAYLOADS } else { 0 });
+        let mut w = FileWriter::create(path, header::first_region_offset(regions.len()))?;
+        let spill = if meta.with_payloads {
+            let p = tmp_path(&path.with_extension("payloads"));
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&p)
+                .map_err(|e| Error::io(&p, "create", e))?;
+            Some(Spill {
+                path: p,
+                out: BufWriter::with_capacity(1 << 20, f),
+            })
+        } else {
+            None
+        };
+        let vectors_offset = w.begin_region()?;
+        Ok(SegmentWriter {
+            w,
+            meta,
+            vectors_offset,
+            lists: Vec::with_capacity(meta.nlist),
+            ids: Vec::new(),
+            payload_offsets: if meta.with_payloads {
+                vec![0]
+            } else {
+                Vec::new()
+            },
+            spill,
+        })
+    }
+
+    fn invalid(&self, source: vdb_core::Error) -> Error {
+        Error::InvalidRow {
+            file: self.w.path().into(),
+            source,
+        }
+    }
+
+    /// Opens lists up to and including `list` (empty ones included).
+    fn open_lists_through(&mut self, list: usize) -> Result<()> {
+        while self.lists.len() <= list {
+            self.w.align()?;
+            self.lists.push(ListEntry {
+                row_start: (self.ids.len() as u64).into(),
+                row_count: 0.into(),
+                vec_offset: (self.w.pos() - self.vectors_offset).into(),
+                reserved: 0.into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Appends a row to list `list`. A payload is refused when the segment
+    /// has no payload regions; with them, `None` stores an empty payload.
+    pub fn push(
+        &mut self,
+        list: ListId,
+        id: u64,
+        vector: &[f32],
+        payload: Option<&[u8]>,
+    ) -> Result<()> {
+        let l = list.index();
+        if l >= self.meta.nlist {
+            return Err(self.invalid(vdb_core::Error::invalid(
+                "list",
+                format!("list {l} is outside 0..{}", self.meta.nlist),
+            )));
+        }
+        if l + 1 < self.lists.len() {
+            return Err(self.invalid(vdb_core::Error::invalid(
+                "list",
+                format!(
+                    "rows must arrive grouped by list in ascending order: list {l} after list {}",
+                    self.lists.len() - 1
+                ),
+            )));
+        }
+        vdb_core::validate_vector(vector, self.meta.dim).map_err(|e| self.invalid(e))?;
+        if payload.is_some() && !self.meta.with_payloads {
+            return Err(self.invalid(vdb_core::Error::invalid(
+                "payload",
+                "this segment was created without payloads",
+            )));
+        }
+        self.open_lists_through(l)?;
+        self.w.write(vector.as_bytes())?;
+        if let Some(spill) = &mut self.spill {
+            let bytes = payload.unwrap_or_default();
+            spill
+                .out
+                .write_all(bytes)
+                .map_err(|e| Error::io(&spill.path, "write", e))?;
+            let last = self.payload_offsets.last().copied().unwrap_or(0);
+            self.payload_offsets.push(last + bytes.len() as u64);
+        }
+        self.ids.push(id);
+        if let Some(e) = self.lists.last_mut() {
+            e.row_count = (e.row_count.get() + 1).into();
+        }
+        Ok(())
+    }
+
+    /// Rows pushed so far.
+    pub fn rows(&self) -> u64 {
+        self.ids.len() as u64
+    }
+
+    /// Writes the remaining regions and the header, fsyncs, and renames the
+    /// file into place.
+    pub fn finish(mut self) -> Result<SegmentInfo> {
+        self.open_lists_through(self.meta.nlist - 1)?;
+        let mut regions = Vec::new();
+        let (offset, len, crc) = self.w.end_region();
+        regions.push(Region {
+            kind: header::region::VECTORS,
+            offset,
+            len,
+            crc,
+        });
+
+        let table: Vec<u8> = self
+            .lists
+            .iter()
+            .flat_map(|e| e.as_bytes().to_vec())
+            .collect();
+        regions.push(self.region(header::region::LIST_TABLE, &table)?);
+        let ids = std::mem::take(&mut self.ids);
+        regions.push(self.region(header::region::IDS, ids.as_bytes())?);
+        if let Some(mut spill) = self.spill.take() {
+            let spill_path = spill.path.clone();
+            let offsets = std::mem::take(&mut self.payload_offsets);
+            regions.push(self.region(header::region::PAYLOAD_OFFSETS, offsets.as_bytes())?);
+            spill
+                .out
+                .flush()
+                .map_err(|e| Error::io(&spill_path, "write", e))?;
+            let mut f = spill
+                .out
+                .get_ref()
+                .try_clone()
+                .map_err(|e| Error::io(&spill_path, "reopen", e))?;
+            f.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::io(&spill_path, "seek", e))?;
+            let offset = self.w.begin_region()?;
+            let mut reader = BufReader::with_capacity(1 << 20, f);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .map_err(|e| Error::io(&spill_path, "read", e))?;
+                if n == 0 {
+                    break;
+                }
+                self.w.write(buf.get(..n).unwrap_or_default())?;
+            }
+            let (_, len, crc) = self.w.end_region();
+            regions.push(Region {
+                kind: header::region::PAYLOAD_DATA,
+                offset,
+                len,
+                crc,
+            });
+            drop(reader);
+            drop(spill);
+        }
+
+        let mut frame = FrameBuilder::new(
+            FileKind::Segment,
+            self.meta.metric,
+            self.meta.dim,
+            self.meta.nlist,
+        );
+        frame.header.generation = self.meta.generation.0.into();
+        frame.header.rows = (ids.len() as u64).into();
+        frame.header.segment_id = self.meta.id.0.into();
+        frame.header.flags = (if self.meta.with_payloads {
+            FLAG_PAYLOADS
+        } else {
+            0
+        })
+        .into();
+        frame.regions = regions;
+        let path = self.w.path().to_path_buf();
+        let bytes = self.w.finish(|file_len| frame.encode(file_len))?;
+        Ok(SegmentInfo {
+            path,
+            rows: ids.len() as u64,
+            bytes,
+        })
+    }
+
+    fn region(&mut self, kind: u32, bytes: &[u8]) -> Result<Region> {
+        let offset = self.w.begin_region()?;
+        self.w.write(bytes)?;
+        let (_, len, crc) = self.w.end_region();
+        Ok(Region {
+            kind,
+            offset,
+            len,
+            crc,
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! Guards the segment and centroid round trip: what a writer is given is
+//! exactly what a reader maps, row for row, for any shape of data.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId};
+use vdb_format::{SegmentMeta, SegmentReader, SegmentWriter};
+
+type Row = (u32, u64, Vec<f32>, Vec<u8>);
+
+fn rows_strategy() -> impl Strategy<Value = (usize, usize, bool, Vec<Row>)> {
+    (1usize..20, 1usize..9, any::<bool>()).prop_flat_map(|(dim, nlist, payloads)| {
+        let row = (
+            0..nlist as u32,
+            any::<u64>(),
+            prop::collection::vec(-1e6f32..1e6, dim),
+            prop::collection::vec(any::<u8>(), 0..40),
+        );
+        (
+            Just(dim),
+            Just(nlist),
+            Just(payloads),
+            prop::collection::vec(row, 0..60),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn segment_round_trips((dim, nlist, payloads, mut rows) in rows_strategy()) {
+        rows.sort_by_key(|r| r.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.seg");
+        let meta = SegmentMeta {
+            id: SegmentId(9),
+            generation: Generation(2),
+            metric: Metric::InnerProduct,
+            dim,
+            nlist,
+            with_payloads: payloads,
+        };
+        let mut w = SegmentWriter::create(&path, meta).unwrap();
+        for (l, id, v, p) in &rows {
+            w.push(ListId(*l), *id, v, payloads.then_some(p.as_slice())).unwrap();
+        }
+        let info = w.finish().unwrap();
+        prop_assert_eq!(info.rows, rows.len() as u64);
+        prop_assert_eq!(std::fs::metadata(&path).unwrap().len(), info.bytes);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        prop_assert_eq!(leftovers.len(), 1, "temporary files left: {:?}", leftovers);
+
+        let s = SegmentReader::open(&path).unwrap();
+        s.verify().unwrap();
+        prop_assert_eq!(s.meta(), meta);
+        prop_assert_eq!(s.rows(), rows.len());
+        let mut by_list: BTreeMap<u32, Vec<&Row>> = BTreeMap::new();
+        for r in &rows {
+            by_list.entry(r.0).or_default().push(r);
+        }
+        let mut row_index = 0;
+        for l in 0..nlist as u32 {
+            let want = by_list.get(&l).cloned().unwrap_or_default();
+            prop_assert_eq!(s.list_len(ListId(l)), want.len());
+            let ids: Vec<u64> = want.iter().map(|r| r.1).collect();
+            prop_assert_eq!(s.list_ids(ListId(l)), &ids[..]);
+            let vecs: Vec<f32> = want.iter().flat_map(|r| r.2.clone()).collect();
+            prop_assert_eq!(s.list_vectors(ListId(l)), &vecs[..]);
+            // Each list starts 64-byte aligned in memory (mapped at a page).
+            prop_assert_eq!(s.list_vectors(ListId(l)).as_ptr() as usize % 64, 0);
+            for r in want {
+                let (list, v) = s.row(row_index).unwrap();
+                prop_assert_eq!(list, ListId(l));
+                prop_assert_eq!(v, &r.2[..]);
+                let p = s.payload(row_index).unwrap();
+                if payloads {
+                    prop_assert_eq!(p, Some(&r.3[..]));
+                } else {
+                    prop_assert_eq!(p, None);
+                }
+                row_index += 1;
+            }
+        }
+        prop_assert!(s.row(rows.len()).is_none());
+    }
+}
+
+#[test]
+fn writer_refuses_bad_rows_and_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.seg");
+    let meta = SegmentMeta {
+        id: SegmentId(1),
+        generation: Generation(1),
+        metric: Metric::L2,
+        dim: 2,
+        nlist: 3,
+        with_payloads: false,
+    };
+    let mut w = SegmentWriter::create(&path, meta).unwrap();
+    w.push(ListId(1), 1, &[1.0, 2.0], None).unwrap();
+    let e = w.push(ListId(0), 2, &[1.0, 2.0], None).unwrap_err();
+    assert!(e.to_string().contains("ascending order"), "{e}");
+    assert!(w.push(ListId(3), 2, &[1.0, 2.0], None).is_err());
+    assert!(w.push(ListId(1), 2, &[1.0], None).is_err());
+    assert!(w.push(ListId(1), 2, &[1.0, f32::NAN], None).is_err());
+    assert!(w.push(ListId(1), 2, &[1.0, 2.0], Some(b"x")).is_err());
+    w.push(ListId(2), 3, &[3.0, 4.0], None).unwrap();
+    w.finish().unwrap();
+    let s = SegmentReader::open(&path).unwrap();
+    assert_eq!(s.ids(), &[1, 3]);
+
+    // An abandoned writer leaves nothing behind.
+    let other = dir.path().join("abandoned.seg");
+    let mut w = SegmentWriter::create(
+        &other,
+        SegmentMeta {
+            with_payloads: true,
+            ..meta
+        },
+    )
+    .unwrap();
+    w.push(ListId(0), 1, &[1.0, 2.0], Some(b"p")).unwrap();
+    drop(w);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("w.seg")]);
+}
