@@ -2,6 +2,8 @@
 //! of bounds: every flipped byte and every truncation of a segment and a
 //! centroid file is reported as an error naming the file and the region.
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
 use std::path::{Path, PathBuf};
 
 use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId};

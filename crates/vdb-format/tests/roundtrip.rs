@@ -1,6 +1,8 @@
 //! Guards the segment and centroid round trip: what a writer is given is
 //! exactly what a reader maps, row for row, for any shape of data.
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
