@@ -1,1 +1,85 @@
-fn main() {}
+//! Distance kernel throughput, per instruction set, in bytes of stored
+//! vectors read per second, next to a plain sequential read of the same
+//! memory (the machine's bandwidth, the ceiling for a list scan).
+//!
+//! `cargo bench -p vdb-benches --bench kernels`
+
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use vdb_core::distance::{self, Isa};
+
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn kernels(c: &mut Criterion) {
+    // 256 KiB blocks stay in L2; 64 MiB blocks come from memory.
+    for (label, bytes) in [("l2-cache", 256 << 10), ("memory", 64 << 20)] {
+        let mut g = c.benchmark_group(format!("l2_sq_batch/{label}"));
+        for dim in [64usize, 128, 384, 768] {
+            let rows = bytes / (dim * 4);
+            let block = data(rows * dim, 1);
+            let query = data(dim, 2);
+            let mut out = vec![0.0f32; rows];
+            g.throughput(Throughput::Bytes((rows * dim * 4) as u64));
+            for isa in distance::available() {
+                let k = distance::kernels_for(isa).expect("available");
+                g.bench_with_input(BenchmarkId::new(isa.name(), dim), &dim, |b, _| {
+                    b.iter(|| (k.l2_sq_batch)(black_box(&query), black_box(&block), &mut out))
+                });
+            }
+            if dim == 384 {
+                // One pass over the same bytes (a·a reads one stream) with the widest
+                // kernel: the read-bandwidth baseline.
+                let best = distance::kernels_for(Isa::Avx512)
+                    .or_else(|| distance::kernels_for(Isa::Avx2))
+                    .unwrap_or_else(|| *distance::active());
+                g.bench_function(
+                    BenchmarkId::new("read-baseline(sum of squares)", dim),
+                    |b| b.iter(|| (best.dot)(black_box(&block), black_box(&block))),
+                );
+            }
+        }
+        g.finish();
+    }
+    // The coarse search: one query against 1024 centroids of dim 384.
+    let mut g = c.benchmark_group("coarse_1024x384");
+    let (n, dim) = (1024usize, 384usize);
+    let cents = data(n * dim, 5);
+    let q = data(dim, 6);
+    let blocked = distance::BlockedVectors::new(&cents, dim);
+    let mut out = vec![0.0f32; n];
+    g.throughput(Throughput::Bytes((n * dim * 4) as u64));
+    g.bench_function("l2_sq_batch (row-major)", |b| {
+        b.iter(|| distance::l2_sq_batch(black_box(&q), black_box(&cents), &mut out))
+    });
+    g.bench_function("blocked dots (dimension-major blocks of 16)", |b| {
+        b.iter(|| blocked.dots(black_box(&q), &mut out))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("dot_matrix");
+    let (m, n, dim) = (256usize, 1024usize, 384usize);
+    let a = data(m * dim, 3);
+    let bm = data(n * dim, 4);
+    let mut out = vec![0.0f32; m * n];
+    g.throughput(Throughput::Elements((2 * m * n * dim) as u64));
+    g.bench_function("256x1024x384 (flops)", |b| {
+        b.iter(|| distance::dot_matrix(black_box(&a), m, black_box(&bm), n, dim, &mut out))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(2));
+    targets = kernels
+}
+criterion_main!(benches);

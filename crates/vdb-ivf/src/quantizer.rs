@@ -2,7 +2,8 @@
 //! the coarse search, and bulk assignment of vectors to lists.
 
 use rayon::prelude::*;
-use vdb_core::{ListId, Metric, TopK, VectorId, distance};
+use vdb_core::distance::{self, BlockedVectors};
+use vdb_core::{ListId, Metric, TopK, VectorId};
 
 use crate::error::{Error, Result};
 
@@ -18,6 +19,8 @@ pub struct CoarseQuantizer {
     centroids: Vec<f32>,
     /// `‖c‖²` of each centroid, for the `‖x‖² + ‖c‖² − 2x·c` form of L2.
     norms: Vec<f32>,
+    /// The centroids again, laid out for fast one-query products.
+    blocked: BlockedVectors,
 }
 
 impl CoarseQuantizer {
@@ -40,11 +43,13 @@ impl CoarseQuantizer {
             vdb_core::validate_vector(c, dim)?;
         }
         let norms = centroids.chunks_exact(dim).map(distance::norm_sq).collect();
+        let blocked = BlockedVectors::new(&centroids, dim);
         Ok(CoarseQuantizer {
             dim,
             metric,
             centroids,
             norms,
+            blocked,
         })
     }
 
@@ -89,7 +94,17 @@ impl CoarseQuantizer {
         out: &mut Vec<(ListId, f32)>,
     ) {
         distances.resize(self.nlist(), 0.0);
-        self.metric.distances(query, &self.centroids, distances);
+        self.blocked.dots(query, distances);
+        match self.metric {
+            Metric::L2 => {
+                let qn = distance::norm_sq(query);
+                for (d, &cn) in distances.iter_mut().zip(&self.norms) {
+                    *d = (qn + cn - 2.0 * *d).max(0.0);
+                }
+            }
+            Metric::InnerProduct => distances.iter_mut().for_each(|d| *d = -*d),
+            Metric::Cosine => distances.iter_mut().for_each(|d| *d = 1.0 - *d),
+        }
         top.reset(nprobe.min(self.nlist()));
         for (list, &d) in distances.iter().enumerate() {
             if d <= top.threshold() {

@@ -76,19 +76,28 @@ fn parse_xvecs<T>(bytes: &[u8], width: usize, decode: impl Fn(&[u8]) -> T) -> Re
     let record = 4 + dim * width;
     let mut data = Vec::with_capacity(bytes.len() / record * dim);
     let mut rows = 0;
-    for (i, rec) in bytes.chunks(record).enumerate() {
-        ensure!(
-            rec.len() == record,
-            "record {i} is truncated: {} of {record} bytes",
-            rec.len()
-        );
-        let d = i32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+    let mut at = 0;
+    while at < bytes.len() {
+        let head = bytes.get(at..at + 4).with_context(|| {
+            format!(
+                "record {rows} is truncated: {} of {record} bytes",
+                bytes.len() - at
+            )
+        })?;
+        let d = i32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         ensure!(
             d as i64 == dim as i64,
-            "record {i} has dimension {d}, but record 0 has {dim}"
+            "record {rows} has dimension {d}, but record 0 has {dim}"
         );
+        let rec = bytes.get(at..at + record).with_context(|| {
+            format!(
+                "record {rows} is truncated: {} of {record} bytes",
+                bytes.len() - at
+            )
+        })?;
         data.extend(rec[4..].chunks_exact(width).map(&decode));
         rows += 1;
+        at += record;
     }
     Ok(Matrix { rows, dim, data })
 }
@@ -208,7 +217,7 @@ mod tests {
         let mut npy = b"\x93NUMPY\x01\x00".to_vec();
         let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
         let mut h = header.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');

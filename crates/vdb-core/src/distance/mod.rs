@@ -14,8 +14,11 @@
 //! Vectors of different lengths are compared over the shorter length: the
 //! kernels never read past either slice. Callers validate dimensions before.
 
+mod blocked;
 pub mod reference;
 mod simd;
+
+pub use blocked::{BLOCK, BlockedVectors};
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -64,6 +67,9 @@ pub struct Kernels {
     pub l2_sq_batch: fn(&[f32], &[f32], &mut [f32]),
     /// Inner product of a query with each row of a row-major block.
     pub dot_batch: fn(&[f32], &[f32], &mut [f32]),
+    /// Inner products of a query with vectors in the [`BlockedVectors`]
+    /// layout: `(query, data, dim, count, out)`.
+    pub blocked_dots: fn(&[f32], &[f32], usize, usize, &mut [f32]),
 }
 
 impl fmt::Debug for Kernels {
@@ -78,6 +84,7 @@ const PORTABLE: Kernels = Kernels {
     dot: portable::dot,
     l2_sq_batch: portable::l2_sq_batch,
     dot_batch: portable::dot_batch,
+    blocked_dots: blocked::dots_portable,
 };
 
 /// The kernels for `isa`, if this CPU supports it.

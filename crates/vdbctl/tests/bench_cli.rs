@@ -1,0 +1,266 @@
+//! Guards the `vdbctl bench` interface other tools depend on: the flags, the
+//! JSON keys, recall on the bundled digits, and one clear error line (exit
+//! code 1) for each kind of bad input.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/digits")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn vdbctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vdbctl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn digits_args<'a>(extra: &[&'a str], owned: &'a [String; 3]) -> Vec<&'a str> {
+    let mut v = vec![
+        "bench", "--base", &owned[0], "--query", &owned[1], "--gt", &owned[2],
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn json_lines_have_the_documented_keys_and_real_recall() {
+    let files = [data("base.fvecs"), data("query.fvecs"), data("gt.ivecs")];
+    let out = vdbctl(&digits_args(
+        &[
+            "--nlist",
+            "16",
+            "--nprobe",
+            "1,4,16,99",
+            "--k",
+            "10",
+            "--json",
+            "--min-seconds",
+            "0",
+            "--threads",
+            "2",
+        ],
+        &files,
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for key in [
+        "nlist",
+        "nprobe",
+        "k",
+        "recall",
+        "qps",
+        "p50_ms",
+        "p99_ms",
+        "batch_qps",
+        "train_s",
+        "build_s",
+        "disk_bytes",
+    ] {
+        for l in &lines {
+            assert!(l.contains(&format!("\"{key}\":")), "missing {key} in {l}");
+        }
+    }
+    let recall = |l: &str| -> f64 {
+        let v = l.split("\"recall\":").nth(1).unwrap();
+        v.split(',').next().unwrap().parse().unwrap()
+    };
+    assert!(recall(lines[1]) >= 0.99, "{}", lines[1]);
+    assert_eq!(recall(lines[2]), 1.0);
+    assert!(lines[3].contains("\"nprobe\":16") && lines[3].contains("\"nprobe_clamped\":true"));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("nprobe 99 is larger than nlist 16: clamped to 16"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn table_output_without_ground_truth() {
+    let out = vdbctl(&[
+        "bench",
+        "--base",
+        &data("base.fvecs"),
+        "--query",
+        &data("query.fvecs"),
+        "--nlist",
+        "8",
+        "--nprobe",
+        "8",
+        "--min-seconds",
+        "0",
+        "--metric",
+        "cosine",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("recall@10"), "{stdout}");
+    // nprobe = nlist is exact search: recall 1.
+    assert!(
+        stdout.lines().last().unwrap().contains("1.0000"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_input_gets_one_clear_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let empty = write("empty.fvecs", b"");
+    let mut mixed = Vec::new();
+    for d in [2i32, 3] {
+        mixed.extend(d.to_le_bytes());
+        for _ in 0..d {
+            mixed.extend(1.0f32.to_le_bytes());
+        }
+    }
+    let mixed = write("mixed.fvecs", &mixed);
+    let mut nan = 1i32.to_le_bytes().to_vec();
+    nan.extend(f32::NAN.to_le_bytes());
+    let nan = write("nan.fvecs", &nan);
+    let base = data("base.fvecs");
+    let query = data("query.fvecs");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--base".into(),
+                empty.display().to_string(),
+                "--query".into(),
+                query.clone(),
+                "--nlist".into(),
+                "4".into(),
+            ],
+            "empty",
+        ),
+        (
+            vec![
+                "--base".into(),
+                mixed.display().to_string(),
+                "--query".into(),
+                query.clone(),
+                "--nlist".into(),
+                "1".into(),
+            ],
+            "record 1 has dimension 3",
+        ),
+        (
+            vec![
+                "--base".into(),
+                nan.display().to_string(),
+                "--query".into(),
+                query.clone(),
+                "--nlist".into(),
+                "1".into(),
+            ],
+            "must be finite",
+        ),
+        (
+            vec![
+                "--base".into(),
+                base.clone(),
+                "--query".into(),
+                query.clone(),
+                "--nlist".into(),
+                "99999".into(),
+            ],
+            "larger than the 1697 base vectors",
+        ),
+        (
+            vec![
+                "--base".into(),
+                base.clone(),
+                "--query".into(),
+                query.clone(),
+                "--nlist".into(),
+                "4".into(),
+                "--nprobe".into(),
+                "0".into(),
+            ],
+            "nprobe must be at least 1",
+        ),
+        (
+            vec![
+                "--base".into(),
+                base.clone(),
+                "--query".into(),
+                query.clone(),
+                "--nlist".into(),
+                "4".into(),
+                "--k".into(),
+                "0".into(),
+            ],
+            "--k must be at least 1",
+        ),
+        (
+            vec![
+                "--base".into(),
+                base.clone(),
+                "--query".into(),
+                mixed.display().to_string(),
+                "--nlist".into(),
+                "4".into(),
+            ],
+            "record 1 has dimension 3",
+        ),
+        (
+            vec![
+                "--base".into(),
+                base.clone(),
+                "--query".into(),
+                query.clone(),
+                "--nlist".into(),
+                "4".into(),
+                "--gt".into(),
+                data("gt.ivecs"),
+                "--k".into(),
+                "500".into(),
+            ],
+            "fewer than k = 500",
+        ),
+        (
+            vec![
+                "--base".into(),
+                base.clone(),
+                "--query".into(),
+                query.clone(),
+                "--nlist".into(),
+                "4".into(),
+                "--metric".into(),
+                "hamming".into(),
+            ],
+            "unknown metric",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut full = vec!["bench".to_string()];
+        full.extend(args);
+        full.extend(["--min-seconds".into(), "0".into()]);
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        let out = vdbctl(&refs);
+        assert!(!out.status.success(), "{refs:?} succeeded");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(want), "{refs:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{refs:?}: {stderr}");
+    }
+}
