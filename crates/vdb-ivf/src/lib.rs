@@ -13,6 +13,35 @@
 //! 3. a query is compared with all centroids ([`CoarseQuantizer::probe`]) and
 //!    the `nprobe` nearest lists are scanned exhaustively ([`Searcher`]);
 //! 4. a [`SearchTrace`] records what the search did, for explain.
+//!
+//! ```
+//! use vdb_core::{Metric, VecInvertedLists};
+//! use vdb_ivf::{CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, kmeans};
+//!
+//! # fn main() -> Result<(), vdb_ivf::Error> {
+//! // 2,000 vectors of dim 8 (any f32 data; here a fixed pseudo-random set).
+//! let dim = 8;
+//! let mut rng = vdb_ivf::SplitMix64::new(7);
+//! let vectors: Vec<f32> = (0..2000 * dim).map(|_| rng.next_f32()).collect();
+//!
+//! // Train 16 lists and file every vector into its nearest one.
+//! let (centroids, _report) = kmeans::train(&vectors, dim, 16, Metric::L2, &KMeansParams::default())?;
+//! let quantizer = CoarseQuantizer::new(dim, Metric::L2, centroids)?;
+//! let mut lists = VecInvertedLists::new(dim, 16);
+//! for (i, (list, _)) in quantizer.assign(&vectors)?.into_iter().enumerate() {
+//!     lists.push(list, i as u64, &vectors[i * dim..(i + 1) * dim]);
+//! }
+//!
+//! // Search, and look at what the search did.
+//! let query = &vectors[..dim];
+//! let mut trace = SearchTrace::default();
+//! let hits = Searcher::new().search(&quantizer, &[&lists], query, SearchParams { k: 5, nprobe: 4 }, Some(&mut trace))?;
+//! assert_eq!(hits[0].id.0, 0); // the vector itself
+//! assert_eq!(trace.probed.len(), 4);
+//! assert!(trace.fine_distances < 2000); // fewer than an exhaustive scan
+//! # Ok(())
+//! # }
+//! ```
 
 mod error;
 mod flat;
@@ -27,5 +56,5 @@ pub use flat::flat_search;
 pub use kmeans::{KMeansParams, KMeansReport, imbalance_factor};
 pub use quantizer::CoarseQuantizer;
 pub use rng::SplitMix64;
-pub use search::{SearchParams, Searcher};
+pub use search::{SearchParams, Searcher, search_batch};
 pub use trace::{ProbedList, SearchTrace};

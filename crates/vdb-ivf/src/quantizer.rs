@@ -95,18 +95,32 @@ impl CoarseQuantizer {
     ) {
         distances.resize(self.nlist(), 0.0);
         self.blocked.dots(query, distances);
+        self.probe_from_dots(distance::norm_sq(query), distances, nprobe, top, out);
+    }
+
+    /// The second half of [`CoarseQuantizer::probe`], for callers that
+    /// computed `dots[j] = query · centroid_j` themselves (e.g. for a batch of
+    /// queries with one matrix product): turns them into distances in place
+    /// and selects the `nprobe` nearest lists.
+    pub fn probe_from_dots(
+        &self,
+        query_norm_sq: f32,
+        dots: &mut [f32],
+        nprobe: usize,
+        top: &mut TopK,
+        out: &mut Vec<(ListId, f32)>,
+    ) {
         match self.metric {
             Metric::L2 => {
-                let qn = distance::norm_sq(query);
-                for (d, &cn) in distances.iter_mut().zip(&self.norms) {
-                    *d = (qn + cn - 2.0 * *d).max(0.0);
+                for (d, &cn) in dots.iter_mut().zip(&self.norms) {
+                    *d = (query_norm_sq + cn - 2.0 * *d).max(0.0);
                 }
             }
-            Metric::InnerProduct => distances.iter_mut().for_each(|d| *d = -*d),
-            Metric::Cosine => distances.iter_mut().for_each(|d| *d = 1.0 - *d),
+            Metric::InnerProduct => dots.iter_mut().for_each(|d| *d = -*d),
+            Metric::Cosine => dots.iter_mut().for_each(|d| *d = 1.0 - *d),
         }
         top.reset(nprobe.min(self.nlist()));
-        for (list, &d) in distances.iter().enumerate() {
+        for (list, &d) in dots.iter().enumerate() {
             if d <= top.threshold() {
                 top.push(VectorId(list as u64), d);
             }

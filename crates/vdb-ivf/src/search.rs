@@ -75,25 +75,14 @@ impl Searcher {
         sources: &[&dyn InvertedLists],
         query: &[f32],
         params: SearchParams,
-        mut trace: Option<&mut SearchTrace>,
+        trace: Option<&mut SearchTrace>,
     ) -> Result<Vec<Neighbor>> {
         params.validate()?;
-        let (dim, nlist) = (quantizer.dim(), quantizer.nlist());
-        for s in sources {
-            if s.dim() != dim || s.nlist() != nlist {
-                return Err(Error::ListsMismatch {
-                    dim,
-                    nlist,
-                    lists_dim: s.dim(),
-                    lists_nlist: s.nlist(),
-                });
-            }
-        }
-        validate_vector(query, dim)?;
+        check_sources(quantizer, sources)?;
+        validate_vector(query, quantizer.dim())?;
         self.query.clear();
         self.query.extend_from_slice(query);
         quantizer.metric().prepare(&mut self.query);
-
         quantizer.probe(
             &self.query,
             params.nprobe,
@@ -101,6 +90,18 @@ impl Searcher {
             &mut self.probe_top,
             &mut self.probes,
         );
+        Ok(self.scan(quantizer, sources, params, trace))
+    }
+
+    /// The fine search over `self.probes` for `self.query`.
+    fn scan(
+        &mut self,
+        quantizer: &CoarseQuantizer,
+        sources: &[&dyn InvertedLists],
+        params: SearchParams,
+        mut trace: Option<&mut SearchTrace>,
+    ) -> Vec<Neighbor> {
+        let (dim, nlist) = (quantizer.dim(), quantizer.nlist());
         if let Some(t) = trace.as_deref_mut() {
             *t = SearchTrace {
                 nlist,
@@ -144,8 +145,85 @@ impl Searcher {
         if let Some(t) = trace {
             attribute_results(t, sources, &results);
         }
-        Ok(results)
+        results
     }
+}
+
+/// Queries per matrix product in [`search_batch`]: enough to make the
+/// product efficient, few enough to keep blocks for every thread.
+const BATCH_BLOCK: usize = 32;
+
+/// Searches every query of `queries` (row-major, `dim` wide) like
+/// [`Searcher::search`], in parallel on the current rayon pool. The coarse
+/// search of each block of queries is one matrix product against all
+/// centroids, which is much faster than one query at a time. Results are in
+/// query order.
+pub fn search_batch(
+    quantizer: &CoarseQuantizer,
+    sources: &[&dyn InvertedLists],
+    queries: &[f32],
+    params: SearchParams,
+) -> Result<Vec<Vec<Neighbor>>> {
+    use rayon::prelude::*;
+
+    params.validate()?;
+    check_sources(quantizer, sources)?;
+    let dim = quantizer.dim();
+    if !queries.len().is_multiple_of(dim) {
+        return Err(vdb_core::Error::DimensionMismatch {
+            expected: dim,
+            actual: queries.len() % dim,
+        }
+        .into());
+    }
+    let mut prepared = queries.to_vec();
+    for q in prepared.chunks_exact_mut(dim) {
+        validate_vector(q, dim)?;
+        quantizer.metric().prepare(q);
+    }
+    let nlist = quantizer.nlist();
+    let blocks: Vec<Vec<Vec<Neighbor>>> = prepared
+        .par_chunks(BATCH_BLOCK * dim)
+        .map_init(
+            || (Searcher::new(), vec![0.0f32; BATCH_BLOCK * nlist]),
+            |(searcher, dots), block| {
+                let m = block.len() / dim;
+                vdb_core::distance::dot_matrix(block, m, quantizer.centroids(), nlist, dim, dots);
+                block
+                    .chunks_exact(dim)
+                    .zip(dots.chunks_exact_mut(nlist))
+                    .map(|(q, row)| {
+                        searcher.query.clear();
+                        searcher.query.extend_from_slice(q);
+                        quantizer.probe_from_dots(
+                            vdb_core::distance::norm_sq(q),
+                            row,
+                            params.nprobe,
+                            &mut searcher.probe_top,
+                            &mut searcher.probes,
+                        );
+                        searcher.scan(quantizer, sources, params, None)
+                    })
+                    .collect()
+            },
+        )
+        .collect();
+    Ok(blocks.into_iter().flatten().collect())
+}
+
+fn check_sources(quantizer: &CoarseQuantizer, sources: &[&dyn InvertedLists]) -> Result<()> {
+    let (dim, nlist) = (quantizer.dim(), quantizer.nlist());
+    for s in sources {
+        if s.dim() != dim || s.nlist() != nlist {
+            return Err(Error::ListsMismatch {
+                dim,
+                nlist,
+                lists_dim: s.dim(),
+                lists_nlist: s.nlist(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Counts, for each probed list, how many of the results came from it.
@@ -272,6 +350,43 @@ mod tests {
         assert!(t2.nprobe_clamped);
         assert_eq!(t2.nprobe, 16);
         assert_eq!(t2.fine_distances, 2000);
+    }
+
+    #[test]
+    fn batch_search_equals_one_at_a_time() {
+        for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
+            let dim = 12;
+            let data = random(1500, dim, 21, metric);
+            let (q, lists) = build(&data, dim, 20, metric);
+            let queries = random(70, dim, 22, Metric::L2);
+            let p = SearchParams { k: 7, nprobe: 3 };
+            let batch = search_batch(&q, &[&lists], &queries, p).unwrap();
+            assert_eq!(batch.len(), 70);
+            let mut s = Searcher::new();
+            for (query, got) in queries.chunks_exact(dim).zip(&batch) {
+                let want = s.search(&q, &[&lists], query, p, None).unwrap();
+                let ids = |v: &[Neighbor]| v.iter().map(|n| n.id).collect::<Vec<_>>();
+                // Coarse distances differ in the last bits between the two
+                // formulations, so compare as sets of ids with distances.
+                assert_eq!(ids(got), ids(&want), "{metric}");
+            }
+        }
+        let (q, lists) = build(&random(100, 4, 1, Metric::L2), 4, 2, Metric::L2);
+        assert!(search_batch(&q, &[&lists], &[0.0; 5], SearchParams { k: 1, nprobe: 1 }).is_err());
+        assert!(
+            search_batch(
+                &q,
+                &[&lists],
+                &[0.0, 0.0, 0.0, f32::NAN],
+                SearchParams { k: 1, nprobe: 1 }
+            )
+            .is_err()
+        );
+        assert!(
+            search_batch(&q, &[&lists], &[], SearchParams { k: 1, nprobe: 1 })
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId, distance};
 use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_ivf::{
     CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, flat_search, kmeans,
+    search_batch,
 };
 
 use crate::json::JsonObject;
@@ -88,6 +89,7 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     batch_qps: f64,
+    batch_qps_1t: f64,
     scanned: f64,
 }
 
@@ -279,6 +281,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .num("p50_ms", r.p50_ms)
                 .num("p99_ms", r.p99_ms)
                 .num("batch_qps", r.batch_qps)
+                .num("batch_qps_1t", r.batch_qps_1t)
                 .num("train_s", train_s)
                 .num("build_s", build_s)
                 .uint("disk_bytes", disk_bytes)
@@ -318,13 +321,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         )?;
         writeln!(
             out,
-            "{:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>14}",
+            "{:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>14} {:>14}",
             "nprobe",
             format!("recall@{}", args.k),
             "QPS 1-thread",
             "p50 ms",
             "p99 ms",
             "batch QPS",
+            "batch 1-thread",
             "scanned/query"
         )?;
         for r in &rows {
@@ -335,8 +339,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             };
             writeln!(
                 out,
-                "{:>7} {:>10.4} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>14.0}{clamp}",
-                r.nprobe, r.recall, r.qps, r.p50_ms, r.p99_ms, r.batch_qps, r.scanned
+                "{:>7} {:>10.4} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>14.0} {:>14.0}{clamp}",
+                r.nprobe,
+                r.recall,
+                r.qps,
+                r.p50_ms,
+                r.p99_ms,
+                r.batch_qps,
+                r.batch_qps_1t,
+                r.scanned
             )?;
         }
     }
@@ -452,25 +463,13 @@ fn measure(
     let pct =
         |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
 
-    // Batch over the pool.
-    let start = Instant::now();
-    let mut done = 0usize;
-    loop {
-        pool.install(|| {
-            (0..queries.rows)
-                .into_par_iter()
-                .map_init(Searcher::new, |s, q| {
-                    s.search(quantizer, &sources, queries.row(q), sp, None)
-                        .map(|r| r.len())
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        done += queries.rows;
-        if start.elapsed() >= min {
-            break;
-        }
-    }
-    let batch_qps = done as f64 / start.elapsed().as_secs_f64();
+    // Batches: the whole query set per call, on every thread and on one.
+    let batch_qps = batch_throughput(quantizer, &sources, queries, sp, pool, min)?;
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .context("cannot start a one-thread pool")?;
+    let batch_qps_1t = batch_throughput(quantizer, &sources, queries, sp, &one, min)?;
     Ok(Row {
         nprobe: sp.nprobe,
         requested_nprobe: requested,
@@ -479,8 +478,32 @@ fn measure(
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         batch_qps,
+        batch_qps_1t,
         scanned: scanned as f64 / truth.len().max(1) as f64,
     })
+}
+
+/// Queries per second of `search_batch` over the whole query set on `pool`,
+/// repeated until `min` has passed.
+fn batch_throughput(
+    quantizer: &CoarseQuantizer,
+    sources: &[&dyn InvertedLists],
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+    pool: &rayon::ThreadPool,
+    min: Duration,
+) -> Result<f64> {
+    let start = Instant::now();
+    let mut done = 0usize;
+    loop {
+        let r = pool.install(|| search_batch(quantizer, sources, &queries.data, sp))?;
+        std::hint::black_box(r);
+        done += queries.rows;
+        if start.elapsed() >= min {
+            break;
+        }
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
 /// The process's peak resident set size, where the OS reports it.

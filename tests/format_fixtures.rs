@@ -1,0 +1,101 @@
+//! Guards backward compatibility: the files under `tests/fixtures/format-v1`
+//! were written by format version 1.0 and are never regenerated. Every later
+//! build must open them and read the same rows.
+//!
+//! (They were created once with `VDB_WRITE_FIXTURES=1 cargo test -p vdb-tests
+//! --test format_fixtures`; that path refuses to overwrite existing files.)
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+use std::path::PathBuf;
+
+use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId};
+use vdb_format::{
+    CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter, write_centroids,
+};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/format-v1")
+}
+
+/// Row `i` of the fixture: list `i % 3`, id `1000 + i`, vector `[i, -i/2, 0.25]`,
+/// payload `"payload i"` (empty for i = 4).
+fn row(i: u64) -> (ListId, u64, [f32; 3], Vec<u8>) {
+    let payload = if i == 4 {
+        Vec::new()
+    } else {
+        format!("payload {i}").into_bytes()
+    };
+    (
+        ListId((i % 3) as u32),
+        1000 + i,
+        [i as f32, -(i as f32) / 2.0, 0.25],
+        payload,
+    )
+}
+
+const ROWS: u64 = 10;
+
+fn write_fixtures() {
+    let d = dir();
+    let seg = d.join(vdb_format::segment_file_name(SegmentId(1)));
+    let cen = d.join(vdb_format::centroid_file_name(Generation(1)));
+    assert!(
+        !seg.exists() && !cen.exists(),
+        "fixtures exist; they are never regenerated"
+    );
+    std::fs::create_dir_all(&d).unwrap();
+    let meta = CentroidMeta {
+        generation: Generation(1),
+        metric: Metric::L2,
+        dim: 3,
+    };
+    write_centroids(&cen, meta, &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 2.0, 0.5]).unwrap();
+    let meta = SegmentMeta {
+        id: SegmentId(1),
+        generation: Generation(1),
+        metric: Metric::L2,
+        dim: 3,
+        nlist: 3,
+        with_payloads: true,
+    };
+    let mut rows: Vec<_> = (0..ROWS).map(row).collect();
+    rows.sort_by_key(|r| r.0);
+    let mut w = SegmentWriter::create(&seg, meta).unwrap();
+    for (l, id, v, p) in rows {
+        w.push(l, id, &v, Some(&p)).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn version_1_files_still_open_and_read_the_same() {
+    if std::env::var_os("VDB_WRITE_FIXTURES").is_some() {
+        write_fixtures();
+    }
+    let cen = CentroidFile::open(&dir().join("centroids-00000000000000000001.cen")).unwrap();
+    assert_eq!(cen.meta().generation, Generation(1));
+    assert_eq!(cen.nlist(), 3);
+    assert_eq!(
+        cen.centroids(),
+        &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0, -1.0, 2.0, 0.5]
+    );
+
+    let seg = SegmentReader::open(&dir().join("seg-0000000000000001.seg")).unwrap();
+    seg.verify().unwrap();
+    assert_eq!(seg.minor_version(), 0);
+    assert_eq!(seg.rows(), ROWS as usize);
+    assert_eq!(seg.meta().generation, Generation(1));
+    assert_eq!(seg.meta().metric, Metric::L2);
+    let mut r = 0;
+    for l in 0..3u32 {
+        let want: Vec<_> = (0..ROWS).map(row).filter(|x| x.0 == ListId(l)).collect();
+        assert_eq!(seg.list_len(ListId(l)), want.len());
+        for (i, (_, id, v, p)) in want.into_iter().enumerate() {
+            assert_eq!(seg.list_ids(ListId(l))[i], id);
+            assert_eq!(&seg.list_vectors(ListId(l))[i * 3..i * 3 + 3], &v);
+            assert_eq!(seg.payload(r).unwrap(), Some(&p[..]));
+            r += 1;
+        }
+    }
+}
