@@ -71,6 +71,18 @@ def timed_loop(fn, n, min_seconds):
     return lat, time.perf_counter() - start
 
 
+def batch_throughput(index, xq, k, min_seconds):
+    """Queries per second of whole-set search calls, repeated until min_seconds."""
+    n = 0
+    t = time.perf_counter()
+    while True:
+        index.search(xq, k)
+        n += len(xq)
+        if time.perf_counter() - t >= min_seconds:
+            break
+    return n / (time.perf_counter() - t)
+
+
 def run_faiss(args, xb, xq, gt):
     import faiss
 
@@ -113,23 +125,9 @@ def run_faiss(args, xb, xq, gt):
         lat.sort()
         p50 = lat[int(round((len(lat) - 1) * 0.5))] * 1e3
         p99 = lat[int(round((len(lat) - 1) * 0.99))] * 1e3
-        n = 0
-        t = time.perf_counter()
-        while True:
-            index.search(xq, args.k)
-            n += len(xq)
-            if time.perf_counter() - t >= args.min_seconds:
-                break
-        qps_1t_batch = n / (time.perf_counter() - t)
+        qps_1t_batch = batch_throughput(index, xq, args.k, args.min_seconds)
         faiss.omp_set_num_threads(threads)
-        n = 0
-        t = time.perf_counter()
-        while True:
-            index.search(xq, args.k)
-            n += len(xq)
-            if time.perf_counter() - t >= args.min_seconds:
-                break
-        batch = n / (time.perf_counter() - t)
+        batch = batch_throughput(index, xq, args.k, args.min_seconds)
         rows.append(
             dict(nprobe=nprobe, recall=rec, qps=qps_calls, qps_1t_batch=qps_1t_batch, p50_ms=p50,
                  p99_ms=p99, batch_qps=batch, scanned_per_query=scanned, train_s=train_s,

@@ -229,22 +229,21 @@ mod portable {
     }
 
     pub fn l2_sq_batch(query: &[f32], vectors: &[f32], out: &mut [f32]) {
-        if query.is_empty() {
-            out.iter_mut().for_each(|d| *d = 0.0);
-            return;
-        }
-        for (row, d) in vectors.chunks_exact(query.len()).zip(out.iter_mut()) {
-            *d = l2_sq(query, row);
-        }
+        batch(query, vectors, out, l2_sq)
     }
 
     pub fn dot_batch(query: &[f32], vectors: &[f32], out: &mut [f32]) {
+        batch(query, vectors, out, dot)
+    }
+
+    #[inline(always)]
+    fn batch(query: &[f32], vectors: &[f32], out: &mut [f32], kernel: fn(&[f32], &[f32]) -> f32) {
         if query.is_empty() {
             out.iter_mut().for_each(|d| *d = 0.0);
             return;
         }
         for (row, d) in vectors.chunks_exact(query.len()).zip(out.iter_mut()) {
-            *d = dot(query, row);
+            *d = kernel(query, row);
         }
     }
 }
