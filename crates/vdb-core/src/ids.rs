@@ -41,6 +41,19 @@ id_newtype!(
     SegmentId(u64)
 );
 
+id_newtype!(
+    /// A log sequence number: the position of a record in the write-ahead
+    /// log. Records are numbered 1, 2, 3, … without gaps; 0 means "none".
+    Lsn(u64)
+);
+
+impl Lsn {
+    /// The next sequence number.
+    pub fn next(self) -> Lsn {
+        Lsn(self.0 + 1)
+    }
+}
+
 impl ListId {
     /// The list number as an index.
     pub fn index(self) -> usize {

@@ -14,7 +14,7 @@ mod metric;
 mod topk;
 
 pub use error::{Error, Result};
-pub use ids::{Generation, ListId, SegmentId, VectorId};
+pub use ids::{Generation, ListId, Lsn, SegmentId, VectorId};
 pub use invlists::{InvertedLists, VecInvertedLists};
 pub use metric::Metric;
 pub use topk::{Neighbor, TopK};

@@ -1,0 +1,62 @@
+//! Errors of the write-ahead log.
+
+use std::io;
+use std::path::PathBuf;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong with the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system refused an operation.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A record or file header is damaged where damage cannot be a torn
+    /// tail: in a file that was complete, or followed by intact records.
+    #[error("{}: corrupt write-ahead log at offset {offset}: {reason}", file.display())]
+    Corrupt {
+        /// The log file.
+        file: PathBuf,
+        /// Byte offset of the bad record or header.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A previous write or fsync failed; the log accepts nothing until it
+    /// is reopened.
+    #[error("write-ahead log in {} is poisoned by an earlier failure ({cause}); reopen it to recover", dir.display())]
+    Poisoned {
+        /// The log directory.
+        dir: PathBuf,
+        /// The failure that poisoned it.
+        cause: String,
+    },
+    /// A record payload is larger than [`crate::MAX_PAYLOAD`].
+    #[error("record payload of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+}

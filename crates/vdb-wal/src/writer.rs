@@ -1,0 +1,475 @@
+//! Appending: group commit, rotation, truncation and the poisoned state.
+//!
+//! With [`SyncMode::Always`], appenders put their encoded records into a
+//! shared buffer under a mutex. If no write is in flight, the appender
+//! becomes the *leader*: it takes the whole buffer, writes and `fdatasync`s
+//! it outside the lock, publishes the new synced LSN and wakes everyone.
+//! Appenders that arrive meanwhile wait and are covered by the next leader's
+//! single `fsync`: under load, one `fsync` acknowledges many writers.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vdb_core::Lsn;
+
+use crate::error::{Error, Result};
+use crate::frame::{self, MAX_PAYLOAD, RecordKind};
+use crate::replay::{self, Record, ReplayReport};
+
+/// When appended records are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// An append returns only after an `fsync` covering it (group commit).
+    Always,
+    /// Appends return once written to the OS; a background thread `fsync`s
+    /// every interval. A crash of the machine (not of the process) can lose
+    /// the last interval of acknowledged writes.
+    Interval(Duration),
+    /// Never `fsync` (except on rotation and [`Wal::sync`]): the OS decides.
+    /// A machine crash can lose any amount of acknowledged writes.
+    Never,
+}
+
+impl FromStr for SyncMode {
+    type Err = String;
+
+    /// `always`, `none`, `interval` (100 ms) or `interval:<n>ms`.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(SyncMode::Always),
+            "none" | "never" => Ok(SyncMode::Never),
+            "interval" => Ok(SyncMode::Interval(Duration::from_millis(100))),
+            other => other
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.strip_suffix("ms"))
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|&ms| ms > 0)
+                .map(|ms| SyncMode::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("unknown sync mode {other:?}; expected always, none, interval or interval:<n>ms")),
+        }
+    }
+}
+
+/// What replay does with a damaged region that intact records follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Refuse to open (the default): the damage is not a torn tail.
+    Strict,
+    /// Cut the last file at the first damaged record, dropping what follows.
+    DropCorruptTail,
+}
+
+/// Options of [`Wal::open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalOptions {
+    /// When appends are made durable.
+    pub sync: SyncMode,
+    /// A new log file is started once the active one reaches this size.
+    pub file_bytes: u64,
+    /// Treatment of damage followed by intact records.
+    pub recovery: Recovery,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            sync: SyncMode::Always,
+            file_bytes: 64 << 20,
+            recovery: Recovery::Strict,
+        }
+    }
+}
+
+/// Counters of a log since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Calls to append.
+    pub appends: u64,
+    /// Records appended.
+    pub records: u64,
+    /// `fsync`s of log files.
+    pub syncs: u64,
+    /// Bytes appended.
+    pub bytes: u64,
+    /// Files started by rotation.
+    pub rotations: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    file: Arc<File>,
+    file_len: u64,
+    files: Vec<(Lsn, PathBuf)>,
+    next_lsn: Lsn,
+    pending: Vec<u8>,
+    /// Last LSN handed to the OS.
+    written: Lsn,
+    /// Last LSN covered by an fsync.
+    synced: Lsn,
+    leader_active: bool,
+    poisoned: Option<String>,
+    stopping: bool,
+    stats: WalStats,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    opts: WalOptions,
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+/// An open write-ahead log. Cheap to share across threads by reference;
+/// all methods take `&self`.
+#[derive(Debug)]
+pub struct Wal {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, replays it and returns the
+    /// complete records in order with a report of what was found. A damaged
+    /// tail is cut off the last file before the log accepts appends.
+    pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Vec<Record>, ReplayReport)> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
+        let scan = replay::scan(dir, opts.recovery)?;
+        let mut files = scan.files;
+        let (file, file_len) = match files.last() {
+            Some((_, path)) => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| Error::io(path, "open", e))?;
+                let len = f.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+                if len != scan.last_valid_len {
+                    f.set_len(scan.last_valid_len)
+                        .map_err(|e| Error::io(path, "truncate torn tail", e))?;
+                    f.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
+                }
+                (f, scan.last_valid_len)
+            }
+            None => {
+                let (f, path) = create_file(dir, scan.next_lsn)?;
+                files.push((scan.next_lsn, path));
+                (f, frame::FILE_HEADER_LEN as u64)
+            }
+        };
+        if !scan.report.removed_files.is_empty() {
+            fsync_dir(dir)?;
+        }
+        let last = Lsn(scan.next_lsn.0 - 1);
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            opts,
+            state: Mutex::new(State {
+                file: Arc::new(file),
+                file_len,
+                files,
+                next_lsn: scan.next_lsn,
+                pending: Vec::new(),
+                written: last,
+                synced: last,
+                leader_active: false,
+                poisoned: None,
+                stopping: false,
+                stats: WalStats::default(),
+            }),
+            cond: Condvar::new(),
+        });
+        let flusher = match opts.sync {
+            SyncMode::Interval(every) => {
+                let s = Arc::clone(&shared);
+                Some(
+                    std::thread::Builder::new()
+                        .name("vdb-wal-flusher".into())
+                        .spawn(move || flusher(&s, every))
+                        .map_err(|e| Error::io(dir, "start flusher thread", e))?,
+                )
+            }
+            _ => None,
+        };
+        Ok((Wal { shared, flusher }, scan.records, scan.report))
+    }
+
+    /// Appends one record; returns its LSN once it is as durable as the sync
+    /// mode promises.
+    pub fn append(&self, kind: RecordKind, payload: &[u8]) -> Result<Lsn> {
+        self.append_batch(&[(kind, payload)])
+    }
+
+    /// Appends records as one unit (consecutive LSNs, one write); returns the
+    /// LSN of the last one. An empty batch returns the last LSN assigned.
+    pub fn append_batch(&self, records: &[(RecordKind, &[u8])]) -> Result<Lsn> {
+        if let Some((_, p)) = records.iter().find(|(_, p)| p.len() > MAX_PAYLOAD) {
+            return Err(Error::TooLarge {
+                len: p.len(),
+                max: MAX_PAYLOAD,
+            });
+        }
+        let mut st = self.lock();
+        self.check_poisoned(&st)?;
+        for (kind, payload) in records {
+            let lsn = st.next_lsn;
+            frame::encode(&mut st.pending, lsn, *kind, payload);
+            st.next_lsn = lsn.next();
+            st.stats.bytes += (frame::FRAME_HEAD_LEN + frame::BODY_HEAD_LEN + payload.len()) as u64;
+        }
+        st.stats.appends += 1;
+        st.stats.records += records.len() as u64;
+        let mine = Lsn(st.next_lsn.0 - 1);
+        match self.shared.opts.sync {
+            SyncMode::Always => self.commit(st, mine, true),
+            SyncMode::Interval(_) | SyncMode::Never => self.commit(st, mine, false),
+        }
+    }
+
+    /// Makes everything appended so far durable, whatever the sync mode.
+    pub fn sync(&self) -> Result<Lsn> {
+        let st = self.lock();
+        self.check_poisoned(&st)?;
+        let mine = Lsn(st.next_lsn.0 - 1);
+        self.commit(st, mine, true)
+    }
+
+    /// Writes (and with `durable`, fsyncs) everything pending up to `mine`,
+    /// as leader or by waiting for the current leader.
+    fn commit<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        mine: Lsn,
+        durable: bool,
+    ) -> Result<Lsn> {
+        loop {
+            self.check_poisoned(&st)?;
+            let done = if durable { st.synced } else { st.written };
+            if done >= mine {
+                return Ok(mine);
+            }
+            if st.leader_active {
+                st = self.shared.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.leader_active = true;
+            let (guard, result) = self.lead(st, durable);
+            st = guard;
+            st.leader_active = false;
+            if let Err(e) = &result {
+                st.poisoned = Some(e.to_string());
+            }
+            self.shared.cond.notify_all();
+            result?;
+        }
+    }
+
+    /// One leader round: rotate if due, write the pending buffer, fsync if
+    /// asked. Drops the lock around the I/O.
+    fn lead<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        durable: bool,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        let upto = Lsn(st.next_lsn.0 - 1);
+        if st.written < upto
+            && st.file_len >= self.shared.opts.file_bytes
+            && let Err(e) = self.rotate(&mut st)
+        {
+            return (st, Err(e));
+        }
+        let buf = std::mem::take(&mut st.pending);
+        let file = Arc::clone(&st.file);
+        let path = st.files.last().map(|(_, p)| p.clone()).unwrap_or_default();
+        drop(st);
+        let io = (&*file)
+            .write_all(&buf)
+            .map_err(|e| Error::io(&path, "append", e))
+            .and_then(|()| {
+                if durable {
+                    file.sync_data().map_err(|e| Error::io(&path, "fsync", e))
+                } else {
+                    Ok(())
+                }
+            });
+        let mut st = self.lock();
+        if io.is_ok() {
+            st.file_len += buf.len() as u64;
+            st.written = upto;
+            if durable {
+                st.synced = st.synced.max(upto);
+                st.stats.syncs += 1;
+            }
+        }
+        (st, io)
+    }
+
+    /// Starts a new log file for the records after `written`. The current
+    /// file is fsynced first, so no acknowledged record depends on it later.
+    fn rotate(&self, st: &mut State) -> Result<()> {
+        let path = st.files.last().map(|(_, p)| p.clone()).unwrap_or_default();
+        st.file
+            .sync_data()
+            .map_err(|e| Error::io(&path, "fsync", e))?;
+        st.synced = st.written;
+        let first = st.written.next();
+        let (f, new_path) = create_file(&self.shared.dir, first)?;
+        st.file = Arc::new(f);
+        st.file_len = frame::FILE_HEADER_LEN as u64;
+        st.files.push((first, new_path));
+        st.stats.rotations += 1;
+        Ok(())
+    }
+
+    /// Deletes every log file whose records all have LSN ≤ `lsn` (they are
+    /// in segments now). The active file is never deleted. Returns how many
+    /// files were removed.
+    pub fn truncate_through(&self, lsn: Lsn) -> Result<usize> {
+        let doomed: Vec<PathBuf> = {
+            let mut st = self.lock();
+            let keep_from = st
+                .files
+                .windows(2)
+                .position(|w| w[1].0.0 > lsn.0 + 1)
+                .unwrap_or(st.files.len().saturating_sub(1));
+            st.files.drain(..keep_from).map(|(_, p)| p).collect()
+        };
+        for p in &doomed {
+            std::fs::remove_file(p).map_err(|e| Error::io(p, "remove", e))?;
+        }
+        if !doomed.is_empty() {
+            fsync_dir(&self.shared.dir)?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// The LSN the next record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        self.lock().next_lsn
+    }
+
+    /// The last LSN covered by an fsync.
+    pub fn synced_lsn(&self) -> Lsn {
+        self.lock().synced
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WalStats {
+        self.lock().stats
+    }
+
+    /// The live log files, oldest first.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.lock().files.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Whether an earlier failure stopped the log.
+    pub fn is_poisoned(&self) -> bool {
+        self.lock().poisoned.is_some()
+    }
+
+    /// Makes everything appended durable and closes the log, reporting a
+    /// failure instead of hiding it in `Drop`.
+    pub fn close(mut self) -> Result<()> {
+        let r = if self.shared.opts.sync == SyncMode::Never {
+            Ok(())
+        } else {
+            self.sync().map(|_| ())
+        };
+        self.stop_flusher();
+        r
+    }
+
+    fn stop_flusher(&mut self) {
+        if let Some(h) = self.flusher.take() {
+            self.lock().stopping = true;
+            self.shared.cond.notify_all();
+            let _ = h.join();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state torn: every
+        // update is a plain field assignment after the I/O it describes.
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_poisoned(&self, st: &State) -> Result<()> {
+        match &st.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                dir: self.shared.dir.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if matches!(self.shared.opts.sync, SyncMode::Interval(_)) {
+            let _ = self.sync();
+        }
+        self.stop_flusher();
+    }
+}
+
+/// The interval mode's background fsync.
+fn flusher(shared: &Shared, every: Duration) {
+    let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let (guard, _) = shared
+            .cond
+            .wait_timeout(st, every)
+            .unwrap_or_else(|p| p.into_inner());
+        st = guard;
+        if st.stopping {
+            return;
+        }
+        if st.poisoned.is_some() || st.leader_active || st.written <= st.synced {
+            continue;
+        }
+        let file = Arc::clone(&st.file);
+        let upto = st.written;
+        let path = st.files.last().map(|(_, p)| p.clone()).unwrap_or_default();
+        st.leader_active = true;
+        drop(st);
+        let r = file.sync_data();
+        st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.leader_active = false;
+        match r {
+            Ok(()) => {
+                st.synced = st.synced.max(upto);
+                st.stats.syncs += 1;
+            }
+            Err(e) => st.poisoned = Some(Error::io(&path, "fsync", e).to_string()),
+        }
+        shared.cond.notify_all();
+    }
+}
+
+fn create_file(dir: &Path, first: Lsn) -> Result<(File, PathBuf)> {
+    let path = dir.join(crate::file_name(first));
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "create", e))?;
+    f.write_all(&frame::file_header(first))
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&path, "write header", e))?;
+    fsync_dir(dir)?;
+    Ok((f, path))
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, "fsync directory", e))
+}
