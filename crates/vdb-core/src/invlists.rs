@@ -25,6 +25,13 @@ pub trait InvertedLists: Send + Sync {
     fn list_vectors(&self, list: ListId) -> &[f32];
     /// The ids of list `list`, parallel to its vectors.
     fn list_ids(&self, list: ListId) -> &[u64];
+    /// The number of the first row of list `list` when rows are numbered
+    /// list after list (the numbering deletion sets use). Implementations
+    /// that are never searched with a deletion set may keep the default, 0.
+    fn list_row_start(&self, list: ListId) -> usize {
+        let _ = list;
+        0
+    }
     /// Total rows over all lists.
     fn total_len(&self) -> usize {
         (0..self.nlist() as u32)

@@ -11,12 +11,14 @@ mod error;
 mod ids;
 mod invlists;
 mod metric;
+mod rowset;
 mod topk;
 
 pub use error::{Error, Result};
 pub use ids::{Generation, ListId, Lsn, SegmentId, VectorId};
 pub use invlists::{InvertedLists, VecInvertedLists};
 pub use metric::Metric;
+pub use rowset::RowSet;
 pub use topk::{Neighbor, TopK};
 
 /// Checks that `vector` has `dim` components and that all of them are finite.

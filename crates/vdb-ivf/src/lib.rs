@@ -56,5 +56,5 @@ pub use flat::flat_search;
 pub use kmeans::{KMeansParams, KMeansReport, imbalance_factor};
 pub use quantizer::CoarseQuantizer;
 pub use rng::SplitMix64;
-pub use search::{SearchParams, Searcher, search_batch};
+pub use search::{SearchParams, Searcher, Source, search_batch};
 pub use trace::{ProbedList, SearchTrace};

@@ -1,6 +1,6 @@
 //! IVF search: coarse probe, then an exhaustive scan of the probed lists.
 
-use vdb_core::{InvertedLists, ListId, Neighbor, TopK, validate_vector};
+use vdb_core::{InvertedLists, ListId, Neighbor, RowSet, TopK, VectorId, validate_vector};
 
 use crate::error::{Error, Result};
 use crate::quantizer::CoarseQuantizer;
@@ -30,6 +30,36 @@ impl SearchParams {
             return Err(vdb_core::Error::invalid("nprobe", "must be at least 1").into());
         }
         Ok(())
+    }
+}
+
+/// One set of inverted lists to search (a segment, a memtable batch) and the
+/// rows of it that are no longer visible (deleted or replaced), numbered as
+/// [`InvertedLists::list_row_start`] numbers them.
+#[derive(Clone, Copy)]
+pub struct Source<'a> {
+    /// The lists.
+    pub lists: &'a dyn InvertedLists,
+    /// Rows to skip, if any.
+    pub deleted: Option<&'a RowSet>,
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("rows", &self.lists.total_len())
+            .field("deleted", &self.deleted.map_or(0, RowSet::count))
+            .finish()
+    }
+}
+
+impl<'a> Source<'a> {
+    /// All rows of `lists` visible.
+    pub fn all(lists: &'a dyn InvertedLists) -> Source<'a> {
+        Source {
+            lists,
+            deleted: None,
+        }
     }
 }
 
@@ -77,6 +107,19 @@ impl Searcher {
         params: SearchParams,
         trace: Option<&mut SearchTrace>,
     ) -> Result<Vec<Neighbor>> {
+        let sources: Vec<Source<'_>> = sources.iter().map(|&l| Source::all(l)).collect();
+        self.search_sources(quantizer, &sources, query, params, trace)
+    }
+
+    /// [`Searcher::search`] over sources that may have rows to skip.
+    pub fn search_sources(
+        &mut self,
+        quantizer: &CoarseQuantizer,
+        sources: &[Source<'_>],
+        query: &[f32],
+        params: SearchParams,
+        trace: Option<&mut SearchTrace>,
+    ) -> Result<Vec<Neighbor>> {
         params.validate()?;
         check_sources(quantizer, sources)?;
         validate_vector(query, quantizer.dim())?;
@@ -97,7 +140,7 @@ impl Searcher {
     fn scan(
         &mut self,
         quantizer: &CoarseQuantizer,
-        sources: &[&dyn InvertedLists],
+        sources: &[Source<'_>],
         params: SearchParams,
         mut trace: Option<&mut SearchTrace>,
     ) -> Vec<Neighbor> {
@@ -118,15 +161,30 @@ impl Searcher {
         let metric = quantizer.metric();
         for (rank, &(list, centroid_distance)) in self.probes.iter().enumerate() {
             let mut scanned = 0u64;
+            let mut skipped = 0u64;
             for source in sources {
-                let vectors = source.list_vectors(list);
-                let ids = source.list_ids(list);
+                let vectors = source.lists.list_vectors(list);
+                let ids = source.lists.list_ids(list);
+                let deleted = source.deleted.filter(|d| !d.is_empty());
+                let mut row = source.lists.list_row_start(list);
                 for (vchunk, ichunk) in vectors.chunks(SCAN_CHUNK * dim).zip(ids.chunks(SCAN_CHUNK))
                 {
                     let out = &mut self.distances[..ichunk.len()];
                     metric.distances(&self.query, vchunk, out);
-                    self.top.push_block(ichunk, out);
+                    match deleted {
+                        None => self.top.push_block(ichunk, out),
+                        Some(del) => {
+                            for (i, (&id, &d)) in ichunk.iter().zip(out.iter()).enumerate() {
+                                if del.contains(row + i) {
+                                    skipped += 1;
+                                } else if d <= self.top.threshold() {
+                                    self.top.push(VectorId(id), d);
+                                }
+                            }
+                        }
+                    }
                     scanned += ichunk.len() as u64;
+                    row += ichunk.len();
                 }
             }
             if let Some(t) = trace.as_deref_mut() {
@@ -135,8 +193,9 @@ impl Searcher {
                     list,
                     rank: rank as u32,
                     centroid_distance,
-                    size: sources.iter().map(|s| s.list_len(list) as u64).sum(),
+                    size: sources.iter().map(|s| s.lists.list_len(list) as u64).sum(),
                     scanned,
+                    deleted_skipped: skipped,
                     results: 0,
                 });
             }
@@ -160,7 +219,7 @@ const BATCH_BLOCK: usize = 32;
 /// query order.
 pub fn search_batch(
     quantizer: &CoarseQuantizer,
-    sources: &[&dyn InvertedLists],
+    sources: &[Source<'_>],
     queries: &[f32],
     params: SearchParams,
 ) -> Result<Vec<Vec<Neighbor>>> {
@@ -211,9 +270,9 @@ pub fn search_batch(
     Ok(blocks.into_iter().flatten().collect())
 }
 
-fn check_sources(quantizer: &CoarseQuantizer, sources: &[&dyn InvertedLists]) -> Result<()> {
+fn check_sources(quantizer: &CoarseQuantizer, sources: &[Source<'_>]) -> Result<()> {
     let (dim, nlist) = (quantizer.dim(), quantizer.nlist());
-    for s in sources {
+    for s in sources.iter().map(|s| s.lists) {
         if s.dim() != dim || s.nlist() != nlist {
             return Err(Error::ListsMismatch {
                 dim,
@@ -227,15 +286,15 @@ fn check_sources(quantizer: &CoarseQuantizer, sources: &[&dyn InvertedLists]) ->
 }
 
 /// Counts, for each probed list, how many of the results came from it.
-fn attribute_results(
-    trace: &mut SearchTrace,
-    sources: &[&dyn InvertedLists],
-    results: &[Neighbor],
-) {
+fn attribute_results(trace: &mut SearchTrace, sources: &[Source<'_>], results: &[Neighbor]) {
     for p in &mut trace.probed {
         p.results = results
             .iter()
-            .filter(|r| sources.iter().any(|s| s.list_ids(p.list).contains(&r.id.0)))
+            .filter(|r| {
+                sources
+                    .iter()
+                    .any(|s| s.lists.list_ids(p.list).contains(&r.id.0))
+            })
             .count() as u32;
     }
 }
@@ -360,7 +419,7 @@ mod tests {
             let (q, lists) = build(&data, dim, 20, metric);
             let queries = random(70, dim, 22, Metric::L2);
             let p = SearchParams { k: 7, nprobe: 3 };
-            let batch = search_batch(&q, &[&lists], &queries, p).unwrap();
+            let batch = search_batch(&q, &[Source::all(&lists)], &queries, p).unwrap();
             assert_eq!(batch.len(), 70);
             let mut s = Searcher::new();
             for (query, got) in queries.chunks_exact(dim).zip(&batch) {
@@ -372,21 +431,65 @@ mod tests {
             }
         }
         let (q, lists) = build(&random(100, 4, 1, Metric::L2), 4, 2, Metric::L2);
-        assert!(search_batch(&q, &[&lists], &[0.0; 5], SearchParams { k: 1, nprobe: 1 }).is_err());
         assert!(
             search_batch(
                 &q,
-                &[&lists],
+                &[Source::all(&lists)],
+                &[0.0; 5],
+                SearchParams { k: 1, nprobe: 1 }
+            )
+            .is_err()
+        );
+        assert!(
+            search_batch(
+                &q,
+                &[Source::all(&lists)],
                 &[0.0, 0.0, 0.0, f32::NAN],
                 SearchParams { k: 1, nprobe: 1 }
             )
             .is_err()
         );
         assert!(
-            search_batch(&q, &[&lists], &[], SearchParams { k: 1, nprobe: 1 })
-                .unwrap()
-                .is_empty()
+            search_batch(
+                &q,
+                &[Source::all(&lists)],
+                &[],
+                SearchParams { k: 1, nprobe: 1 }
+            )
+            .unwrap()
+            .is_empty()
         );
+    }
+
+    #[test]
+    fn deleted_rows_are_skipped_and_counted() {
+        let dim = 4;
+        let data = random(500, dim, 31, Metric::L2);
+        let (q, lists) = build(&data, dim, 1, Metric::L2);
+        // One list, so row numbers are the order rows were pushed: 0..500.
+        let query = &data[7 * dim..8 * dim];
+        let mut deleted = RowSet::new(500);
+        deleted.insert(7);
+        deleted.insert(100);
+        let mut s = Searcher::new();
+        let mut trace = SearchTrace::default();
+        let src = [Source {
+            lists: &lists,
+            deleted: Some(&deleted),
+        }];
+        let res = s
+            .search_sources(
+                &q,
+                &src,
+                query,
+                SearchParams { k: 500, nprobe: 1 },
+                Some(&mut trace),
+            )
+            .unwrap();
+        assert_eq!(res.len(), 498);
+        assert!(res.iter().all(|n| n.id.0 != 7 && n.id.0 != 100));
+        assert_eq!(trace.probed[0].deleted_skipped, 2);
+        assert_eq!(trace.probed[0].scanned, 500);
     }
 
     #[test]

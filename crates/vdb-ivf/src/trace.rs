@@ -15,6 +15,8 @@ pub struct ProbedList {
     pub size: u64,
     /// Rows whose distance the fine search computed.
     pub scanned: u64,
+    /// Of those, rows skipped because they were deleted or replaced.
+    pub deleted_skipped: u64,
     /// Rows of this list among the final results.
     pub results: u32,
 }

@@ -18,8 +18,8 @@ use rayon::prelude::*;
 use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId, distance};
 use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_ivf::{
-    CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, flat_search, kmeans,
-    search_batch,
+    CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, Source, flat_search,
+    kmeans, search_batch,
 };
 
 use crate::json::JsonObject;
@@ -464,12 +464,13 @@ fn measure(
         |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
 
     // Batches: the whole query set per call, on every thread and on one.
-    let batch_qps = batch_throughput(quantizer, &sources, queries, sp, pool, min)?;
+    let batch_sources = [Source::all(segment)];
+    let batch_qps = batch_throughput(quantizer, &batch_sources, queries, sp, pool, min)?;
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .context("cannot start a one-thread pool")?;
-    let batch_qps_1t = batch_throughput(quantizer, &sources, queries, sp, &one, min)?;
+    let batch_qps_1t = batch_throughput(quantizer, &batch_sources, queries, sp, &one, min)?;
     Ok(Row {
         nprobe: sp.nprobe,
         requested_nprobe: requested,
@@ -487,7 +488,7 @@ fn measure(
 /// repeated until `min` has passed.
 fn batch_throughput(
     quantizer: &CoarseQuantizer,
-    sources: &[&dyn InvertedLists],
+    sources: &[Source<'_>],
     queries: &Matrix<f32>,
     sp: SearchParams,
     pool: &rayon::ThreadPool,

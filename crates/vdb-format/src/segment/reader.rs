@@ -310,6 +310,10 @@ impl InvertedLists for SegmentReader {
             .unwrap_or_default()
     }
 
+    fn list_row_start(&self, list: ListId) -> usize {
+        self.lists.get(list.index()).map_or(0, |s| s.row_start)
+    }
+
     fn total_len(&self) -> usize {
         self.rows
     }
