@@ -39,6 +39,8 @@ pub enum FileKind {
     Centroids,
     /// `seg-*.seg`: rows grouped by inverted list.
     Segment,
+    /// `del-*.del`: ids deleted by one flush.
+    Deletes,
 }
 
 impl FileKind {
@@ -47,6 +49,7 @@ impl FileKind {
         match self {
             FileKind::Centroids => *b"VDBCENT\0",
             FileKind::Segment => *b"VDBSEGM\0",
+            FileKind::Deletes => *b"VDBDELS\0",
         }
     }
 
@@ -55,6 +58,7 @@ impl FileKind {
         match self {
             FileKind::Centroids => 1,
             FileKind::Segment => 2,
+            FileKind::Deletes => 3,
         }
     }
 }

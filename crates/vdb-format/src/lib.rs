@@ -27,6 +27,7 @@ compile_error!(
 );
 
 pub mod centroids;
+pub mod deletes;
 mod error;
 pub mod header;
 pub mod mmap;
@@ -34,6 +35,7 @@ pub mod segment;
 mod writer;
 
 pub use centroids::{CentroidFile, CentroidMeta, write_centroids};
+pub use deletes::{delete_file_name, read_deletes, write_deletes};
 pub use error::{Error, Result};
 pub use segment::{SegmentInfo, SegmentMeta, SegmentReader, SegmentWriter};
 pub use writer::tmp_path;

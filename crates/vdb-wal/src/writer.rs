@@ -208,6 +208,16 @@ impl Wal {
     /// Appends records as one unit (consecutive LSNs, one write); returns the
     /// LSN of the last one. An empty batch returns the last LSN assigned.
     pub fn append_batch(&self, records: &[(RecordKind, &[u8])]) -> Result<Lsn> {
+        let last = self.append_deferred(records)?;
+        self.commit_through(last)?;
+        Ok(last)
+    }
+
+    /// Assigns LSNs to `records` and queues them for the next write, without
+    /// waiting; returns the LSN of the last one. Callers that need their own
+    /// ordering (assign under their lock, wait outside it) pair this with
+    /// [`Wal::commit_through`]; the records are acknowledged only then.
+    pub fn append_deferred(&self, records: &[(RecordKind, &[u8])]) -> Result<Lsn> {
         if let Some((_, p)) = records.iter().find(|(_, p)| p.len() > MAX_PAYLOAD) {
             return Err(Error::TooLarge {
                 len: p.len(),
@@ -224,11 +234,16 @@ impl Wal {
         }
         st.stats.appends += 1;
         st.stats.records += records.len() as u64;
-        let mine = Lsn(st.next_lsn.0 - 1);
-        match self.shared.opts.sync {
-            SyncMode::Always => self.commit(st, mine, true),
-            SyncMode::Interval(_) | SyncMode::Never => self.commit(st, mine, false),
-        }
+        Ok(Lsn(st.next_lsn.0 - 1))
+    }
+
+    /// Waits until every record up to `lsn` is as durable as the sync mode
+    /// promises (written, and with [`SyncMode::Always`] fsynced), doing the
+    /// write itself if no other thread is.
+    pub fn commit_through(&self, lsn: Lsn) -> Result<()> {
+        let st = self.lock();
+        let durable = self.shared.opts.sync == SyncMode::Always;
+        self.commit(st, lsn, durable).map(|_| ())
     }
 
     /// Makes everything appended so far durable, whatever the sync mode.

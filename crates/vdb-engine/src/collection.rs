@@ -1,0 +1,962 @@
+//! One collection: the write path (validate → WAL → commit → apply →
+//! acknowledge), the memtable, flushes, training, recovery, and reads on
+//! snapshots.
+//!
+//! All state changes happen under the collection's `inner` mutex, in WAL
+//! order. Readers never take it for a search: they clone the current
+//! [`Snapshot`] (an `Arc` of the live segments and memtable batches with
+//! their deletion sets) and search that, so a search always sees one
+//! complete state and every live row exactly once.
+//!
+//! Writers take `inner` only to give their record its place in the log; the
+//! commit (write + fsync, shared by concurrent writers) happens outside the
+//! lock, and the records are then applied strictly in LSN order.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
+use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
+use vdb_ivf::{CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, Source, kmeans};
+use vdb_wal::{RecordKind, Wal, WalOptions};
+
+use crate::codec;
+use crate::config::CollectionConfig;
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::memtable::{MemBatch, RowRef};
+use crate::{Hit, Row};
+
+/// Where the live version of an id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    /// Segment index in `Inner::segs`, row.
+    Seg(u32, u32),
+    /// Batch index in `Inner::mem`, row.
+    Mem(u32, u32),
+}
+
+#[derive(Debug)]
+struct SegEntry {
+    reader: Arc<SegmentReader>,
+    deleted: Arc<RowSet>,
+}
+
+#[derive(Debug)]
+struct MemEntry {
+    batch: Arc<MemBatch>,
+    deleted: Arc<RowSet>,
+}
+
+impl MemEntry {
+    fn live(&self) -> usize {
+        self.batch.rows() - self.deleted.count()
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    manifest: Manifest,
+    quantizer: Arc<CoarseQuantizer>,
+    segs: Vec<SegEntry>,
+    mem: Vec<MemEntry>,
+    ids: HashMap<u64, Loc>,
+    /// Ids deleted since the last flush (written to its delete file).
+    pending_deletes: HashSet<u64>,
+    /// The last LSN applied.
+    applied: Lsn,
+    poisoned: Option<String>,
+}
+
+/// What a search sees: an immutable view of the collection.
+#[derive(Debug)]
+pub struct Snapshot {
+    quantizer: Arc<CoarseQuantizer>,
+    generation: u64,
+    segs: Vec<(Arc<SegmentReader>, Arc<RowSet>)>,
+    mem: Vec<(Arc<MemBatch>, Arc<RowSet>)>,
+    live_rows: usize,
+}
+
+impl Snapshot {
+    fn sources(&self) -> Vec<Source<'_>> {
+        self.segs
+            .iter()
+            .map(|(r, d)| Source {
+                lists: r.as_ref() as &dyn InvertedLists,
+                deleted: Some(d.as_ref()),
+            })
+            .chain(self.mem.iter().map(|(b, d)| Source {
+                lists: b.as_ref() as &dyn InvertedLists,
+                deleted: Some(d.as_ref()),
+            }))
+            .collect()
+    }
+
+    /// Rows visible in this snapshot.
+    pub fn live_rows(&self) -> usize {
+        self.live_rows
+    }
+
+    /// The snapshot's centroid generation (0 before training).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Lists of the snapshot's centroid generation (1 before training).
+    pub fn nlist(&self) -> usize {
+        self.quantizer.nlist()
+    }
+}
+
+/// Options of a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// Results per query.
+    pub k: usize,
+    /// Lists to probe; `None` uses the collection's default. Values above
+    /// the number of lists are clamped (`usize::MAX` is exact search).
+    pub nprobe: Option<usize>,
+    /// Return each hit's payload.
+    pub with_payload: bool,
+}
+
+/// Numbers that describe a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionStats {
+    /// Visible rows.
+    pub rows: u64,
+    /// Rows still stored but hidden (deleted or replaced), awaiting compaction.
+    pub deleted_rows: u64,
+    /// Segment files.
+    pub segments: usize,
+    /// Rows in the memtable (visible or not).
+    pub memtable_rows: u64,
+    /// Bytes of segment files.
+    pub segment_bytes: u64,
+    /// Centroid generation (0 = untrained).
+    pub generation: u64,
+    /// Lists of the current generation (1 before training).
+    pub lists: usize,
+    /// faiss's imbalance factor of the current list sizes.
+    pub imbalance: f64,
+    /// Last LSN applied.
+    pub last_lsn: u64,
+    /// Every LSN up to this is in segment files.
+    pub flushed_lsn: u64,
+}
+
+/// A durable collection of vectors. Shared as `Arc<Collection>`; every
+/// method takes `&self` and is safe to call from many threads.
+#[derive(Debug)]
+pub struct Collection {
+    name: String,
+    dir: PathBuf,
+    config: CollectionConfig,
+    wal: Wal,
+    inner: Mutex<Inner>,
+    applied_cv: Condvar,
+    snapshot: RwLock<Arc<Snapshot>>,
+    dropped: AtomicBool,
+}
+
+fn untrained_quantizer(cfg: &CollectionConfig) -> Result<Arc<CoarseQuantizer>> {
+    Ok(Arc::new(CoarseQuantizer::new(
+        cfg.dim,
+        cfg.metric,
+        vec![0.0; cfg.dim],
+    )?))
+}
+
+impl Collection {
+    /// Opens the collection stored in `dir`: reads the manifest, removes
+    /// files it does not name, maps the segments and replays the WAL tail.
+    pub(crate) fn open(name: &str, dir: &Path) -> Result<Collection> {
+        let manifest = Manifest::load(dir)?;
+        let cfg = manifest.config.clone();
+        remove_garbage(dir, &manifest)?;
+
+        let quantizer = match &manifest.centroids {
+            Some(f) => {
+                let c = CentroidFile::open(&dir.join(f))?;
+                let m = c.meta();
+                if m.dim != cfg.dim
+                    || m.metric != cfg.metric
+                    || m.generation.0 != manifest.generation
+                {
+                    return Err(Error::Corrupt {
+                        file: dir.join(f),
+                        reason: format!(
+                            "centroids of generation {} (dim {}, {}) do not match the manifest (generation {}, dim {}, {})",
+                            m.generation, m.dim, m.metric, manifest.generation, cfg.dim, cfg.metric
+                        ),
+                    });
+                }
+                Arc::new(CoarseQuantizer::new(
+                    m.dim,
+                    m.metric,
+                    c.centroids().to_vec(),
+                )?)
+            }
+            None => untrained_quantizer(&cfg)?,
+        };
+
+        let mut segs = Vec::with_capacity(manifest.segments.len());
+        for (_, f) in &manifest.segments {
+            let r = SegmentReader::open(&dir.join(f))?;
+            let m = r.meta();
+            if m.dim != cfg.dim
+                || m.metric != cfg.metric
+                || m.nlist != quantizer.nlist()
+                || m.generation.0 != manifest.generation
+            {
+                return Err(Error::Corrupt {
+                    file: dir.join(f),
+                    reason:
+                        "segment does not match the collection's dim, metric or centroid generation"
+                            .into(),
+                });
+            }
+            segs.push(r);
+        }
+        // Visibility: apply segments and delete files in flush order.
+        let mut ids: HashMap<u64, Loc> = HashMap::new();
+        let mut events: Vec<(u64, bool, usize)> = manifest
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, (seq, _))| (*seq, false, i))
+            .chain(
+                manifest
+                    .deletes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (seq, _))| (*seq, true, i)),
+            )
+            .collect();
+        events.sort_unstable();
+        for (_, is_delete, i) in events {
+            if is_delete {
+                let (_, f) = &manifest.deletes[i];
+                let (_, deleted) = vdb_format::read_deletes(&dir.join(f))?;
+                for id in deleted {
+                    ids.remove(&id);
+                }
+            } else {
+                for (r, &id) in segs[i].ids().iter().enumerate() {
+                    ids.insert(id, Loc::Seg(i as u32, r as u32));
+                }
+            }
+        }
+        let segs: Vec<SegEntry> = segs
+            .into_iter()
+            .enumerate()
+            .map(|(i, reader)| {
+                let mut deleted = RowSet::new(reader.rows());
+                for (r, id) in reader.ids().iter().enumerate() {
+                    if ids.get(id) != Some(&Loc::Seg(i as u32, r as u32)) {
+                        deleted.insert(r);
+                    }
+                }
+                SegEntry {
+                    reader: Arc::new(reader),
+                    deleted: Arc::new(deleted),
+                }
+            })
+            .collect();
+
+        let wal_opts = WalOptions {
+            sync: cfg.sync,
+            ..WalOptions::default()
+        };
+        let (wal, records, _report) = Wal::open(&dir.join("wal"), wal_opts)?;
+        let flushed = manifest.flushed_lsn;
+        let mut inner = Inner {
+            quantizer,
+            segs,
+            mem: Vec::new(),
+            ids,
+            pending_deletes: HashSet::new(),
+            applied: flushed,
+            poisoned: None,
+            manifest,
+        };
+        let wal_dir = dir.join("wal");
+        for rec in records.into_iter().filter(|r| r.lsn > flushed) {
+            let corrupt = |reason: String| Error::Corrupt {
+                file: wal_dir.clone(),
+                reason: format!("record {}: {reason}", rec.lsn.0),
+            };
+            match rec.kind {
+                RecordKind::Upsert => {
+                    let rows = codec::decode_upsert(&rec.payload, cfg.dim).map_err(corrupt)?;
+                    apply_upsert(&mut inner, rows)?;
+                }
+                RecordKind::Delete => {
+                    let ids = codec::decode_delete(&rec.payload).map_err(corrupt)?;
+                    apply_delete(&mut inner, &ids);
+                }
+                RecordKind::Event => {}
+            }
+            inner.applied = rec.lsn;
+        }
+        let c = Collection {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            config: cfg,
+            wal,
+            snapshot: RwLock::new(Arc::new(snapshot_of(&inner))),
+            inner: Mutex::new(inner),
+            applied_cv: Condvar::new(),
+            dropped: AtomicBool::new(false),
+        };
+        Ok(c)
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The collection's settings.
+    pub fn config(&self) -> CollectionConfig {
+        self.lock().manifest.config.clone()
+    }
+
+    /// Inserts rows, replacing any existing row with the same id (upsert).
+    /// Returns the LSN of the write once it is acknowledged (durable as the
+    /// collection's sync mode promises, and visible to searches).
+    pub fn upsert(&self, mut rows: Vec<Row>) -> Result<Lsn> {
+        if rows.is_empty() {
+            return Err(Error::invalid("rows", "the batch is empty"));
+        }
+        let mut seen = HashSet::with_capacity(rows.len());
+        for (i, r) in rows.iter_mut().enumerate() {
+            vdb_core::validate_vector(&r.vector, self.config.dim)
+                .map_err(|e| Error::invalid(format!("rows[{i}].vector"), e.to_string()))?;
+            if !seen.insert(r.id) {
+                return Err(Error::invalid(
+                    format!("rows[{i}].id"),
+                    format!("id {} appears twice in the batch", r.id),
+                ));
+            }
+            self.config.metric.prepare(&mut r.vector);
+        }
+        let payload = codec::encode_upsert(&rows);
+        self.write(RecordKind::Upsert, &payload, move |inner| {
+            apply_upsert(inner, rows)
+        })
+    }
+
+    /// Deletes rows by id (ids that do not exist are ignored). Returns the
+    /// LSN once acknowledged.
+    pub fn delete(&self, ids: &[u64]) -> Result<Lsn> {
+        if ids.is_empty() {
+            return Err(Error::invalid("ids", "the batch is empty"));
+        }
+        let payload = codec::encode_delete(ids);
+        self.write(RecordKind::Delete, &payload, |inner| {
+            apply_delete(inner, ids);
+            Ok(())
+        })
+    }
+
+    fn write(
+        &self,
+        kind: RecordKind,
+        payload: &[u8],
+        apply: impl FnOnce(&mut Inner) -> Result<()>,
+    ) -> Result<Lsn> {
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(Error::NotFound(self.name.clone()));
+        }
+        let lsn = {
+            let inner = self.lock();
+            self.check_poisoned(&inner)?;
+            self.wal.append_deferred(&[(kind, payload)])?
+        };
+        let committed = self.wal.commit_through(lsn);
+        let mut inner = self.lock();
+        while inner.applied.0 + 1 < lsn.0 {
+            inner = self
+                .applied_cv
+                .wait(inner)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        let result = committed
+            .map_err(Error::from)
+            .and_then(|()| self.check_poisoned(&inner))
+            .and_then(|()| apply(&mut inner));
+        inner.applied = lsn;
+        if let Err(e) = &result
+            && inner.poisoned.is_none()
+        {
+            inner.poisoned = Some(e.to_string());
+        }
+        self.applied_cv.notify_all();
+        result?;
+        if memtable_rows(&inner) >= inner.manifest.config.flush_rows {
+            self.flush_locked(&mut inner)?;
+        }
+        self.publish(&inner);
+        Ok(lsn)
+    }
+
+    /// Writes the memtable to a segment, switches the manifest and trims the
+    /// WAL; trains the collection if it has become large enough.
+    pub fn flush(&self) -> Result<()> {
+        let mut inner = self.lock();
+        self.check_poisoned(&inner)?;
+        self.flush_locked(&mut inner)?;
+        self.publish(&inner);
+        Ok(())
+    }
+
+    fn flush_locked(&self, inner: &mut Inner) -> Result<()> {
+        let r = self.flush_inner(inner).and_then(|()| {
+            if inner.manifest.generation == 0
+                && inner.ids.len() >= inner.manifest.config.train_threshold()
+            {
+                let nlist = inner.manifest.config.nlist;
+                self.train_inner(inner, nlist)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = &r {
+            inner.poisoned = Some(e.to_string());
+        }
+        r
+    }
+
+    fn flush_inner(&self, inner: &mut Inner) -> Result<()> {
+        let live: usize = inner.mem.iter().map(MemEntry::live).sum();
+        if inner.mem.is_empty() && inner.pending_deletes.is_empty() {
+            return Ok(());
+        }
+        let seq = inner.manifest.next_seq;
+        let mut next = inner.manifest.clone();
+        next.next_seq += 1;
+        next.flushed_lsn = inner.applied;
+        let mut new_seg = None;
+        if live > 0 {
+            let mut rows: Vec<(ListId, usize, usize)> = Vec::with_capacity(live);
+            for (b, e) in inner.mem.iter().enumerate() {
+                for r in 0..e.batch.rows() {
+                    if !e.deleted.contains(r)
+                        && let Some(row) = e.batch.row(r)
+                    {
+                        rows.push((row.list, b, r));
+                    }
+                }
+            }
+            rows.sort_unstable();
+            let file = vdb_format::segment_file_name(SegmentId(seq));
+            let reader = self.write_segment(
+                &file,
+                inner,
+                rows.iter().map(|&(l, b, r)| (l, MemRef::Mem(b, r))),
+            )?;
+            next.segments.push((seq, file));
+            new_seg = Some(reader);
+        }
+        if !inner.pending_deletes.is_empty() {
+            let file = vdb_format::delete_file_name(seq);
+            let mut ids: Vec<u64> = inner.pending_deletes.iter().copied().collect();
+            ids.sort_unstable();
+            vdb_format::write_deletes(&self.dir.join(&file), seq, &ids)?;
+            next.deletes.push((seq, file));
+        }
+        next.store(&self.dir)?;
+        // The new state is durable; switch to it in memory.
+        if let Some(reader) = new_seg {
+            let i = inner.segs.len() as u32;
+            for (r, &id) in reader.ids().iter().enumerate() {
+                inner.ids.insert(id, Loc::Seg(i, r as u32));
+            }
+            inner.segs.push(SegEntry {
+                deleted: Arc::new(RowSet::new(reader.rows())),
+                reader: Arc::new(reader),
+            });
+        }
+        inner.mem.clear();
+        inner.pending_deletes.clear();
+        inner.manifest = next;
+        self.wal.truncate_through(inner.applied)?;
+        Ok(())
+    }
+
+    /// Writes `rows` (already ordered by list) to a new segment file and
+    /// opens it.
+    fn write_segment(
+        &self,
+        file: &str,
+        inner: &Inner,
+        rows: impl Iterator<Item = (ListId, MemRef)>,
+    ) -> Result<SegmentReader> {
+        let path = self.dir.join(file);
+        let meta = SegmentMeta {
+            id: SegmentId(inner.manifest.next_seq),
+            generation: Generation(inner.manifest.generation),
+            metric: self.config.metric,
+            dim: self.config.dim,
+            nlist: inner.quantizer.nlist(),
+            with_payloads: true,
+        };
+        let mut w = SegmentWriter::create(&path, meta)?;
+        for (list, at) in rows {
+            if let Some(row) = read_ref(inner, at) {
+                w.push(
+                    list,
+                    row.id,
+                    row.vector,
+                    Some(row.payload.unwrap_or_default()),
+                )?;
+            }
+        }
+        w.finish()?;
+        Ok(SegmentReader::open(&path)?)
+    }
+
+    /// Trains new centroids with `nlist` lists on every live row and
+    /// rewrites the collection as one segment clustered with them. Blocks
+    /// writers for its duration; searches continue on their snapshots.
+    pub fn retrain(&self, nlist: Option<usize>) -> Result<()> {
+        let mut inner = self.lock();
+        self.check_poisoned(&inner)?;
+        let nlist = nlist.unwrap_or(inner.manifest.config.nlist);
+        if nlist == 0 {
+            return Err(Error::invalid("nlist", "must be at least 1"));
+        }
+        if nlist > inner.ids.len() {
+            return Err(Error::invalid(
+                "nlist",
+                format!(
+                    "{nlist} lists need at least {nlist} rows; the collection has {}",
+                    inner.ids.len()
+                ),
+            ));
+        }
+        let r = self.train_inner(&mut inner, nlist);
+        if let Err(e) = &r {
+            inner.poisoned = Some(e.to_string());
+        }
+        r?;
+        self.publish(&inner);
+        Ok(())
+    }
+
+    fn train_inner(&self, inner: &mut Inner, nlist: usize) -> Result<()> {
+        let dim = self.config.dim;
+        let live: Vec<(MemRef, u64)> = live_refs(inner);
+        if live.len() < nlist {
+            return Ok(());
+        }
+        let mut vectors = Vec::with_capacity(live.len() * dim);
+        for &(at, _) in &live {
+            if let Some(row) = read_ref(inner, at) {
+                vectors.extend_from_slice(row.vector);
+            }
+        }
+        let params = KMeansParams::default();
+        let (centroids, _report) =
+            kmeans::train(&vectors, dim, nlist, self.config.metric, &params)?;
+        let generation = inner.manifest.generation + 1;
+        let cen_file = vdb_format::centroid_file_name(Generation(generation));
+        vdb_format::write_centroids(
+            &self.dir.join(&cen_file),
+            CentroidMeta {
+                generation: Generation(generation),
+                metric: self.config.metric,
+                dim,
+            },
+            &centroids,
+        )?;
+        let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
+        let assignment = quantizer.assign(&vectors)?;
+        drop(vectors);
+        let mut order: Vec<usize> = (0..live.len()).collect();
+        order.sort_by_key(|&i| assignment[i].0);
+
+        let seq = inner.manifest.next_seq;
+        let seg_file = vdb_format::segment_file_name(SegmentId(seq));
+        let mut next = inner.manifest.clone();
+        next.config.nlist = nlist;
+        next.generation = generation;
+        next.centroids = Some(cen_file);
+        next.segments = vec![(seq, seg_file.clone())];
+        next.deletes.clear();
+        next.next_seq += 1;
+        next.flushed_lsn = inner.applied;
+        let old_quantizer = std::mem::replace(&mut inner.quantizer, Arc::clone(&quantizer));
+        let old_generation = inner.manifest.generation;
+        inner.manifest.generation = generation;
+        let written = self.write_segment(
+            &seg_file,
+            inner,
+            order.iter().map(|&i| (assignment[i].0, live[i].0)),
+        );
+        inner.quantizer = old_quantizer;
+        inner.manifest.generation = old_generation;
+        let reader = written?;
+        next.store(&self.dir)?;
+
+        let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
+        inner.quantizer = quantizer;
+        inner.ids.clear();
+        for (r, &id) in reader.ids().iter().enumerate() {
+            inner.ids.insert(id, Loc::Seg(0, r as u32));
+        }
+        inner.segs = vec![SegEntry {
+            deleted: Arc::new(RowSet::new(reader.rows())),
+            reader: Arc::new(reader),
+        }];
+        inner.mem.clear();
+        inner.pending_deletes.clear();
+        inner.manifest = next;
+        // Old files are no longer named; snapshots that still map them keep
+        // working (unlinked files stay mapped).
+        for f in old_files {
+            if !inner.manifest.live_files().any(|l| l == f) {
+                let _ = std::fs::remove_file(self.dir.join(f));
+            }
+        }
+        self.wal.truncate_through(inner.applied)?;
+        Ok(())
+    }
+
+    /// Reads the live row with id `id`.
+    pub fn get(&self, id: u64) -> Result<Option<Row>> {
+        let inner = self.lock();
+        Ok(inner.ids.get(&id).and_then(|&loc| {
+            read_ref(&inner, MemRef::from(loc)).map(|row| Row {
+                id: row.id,
+                vector: row.vector.to_vec(),
+                payload: row.payload.map(<[u8]>::to_vec),
+            })
+        }))
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Searches every query (each `dim` long) on one snapshot.
+    pub fn search(&self, queries: &[Vec<f32>], opts: SearchOptions) -> Result<Vec<Vec<Hit>>> {
+        let snap = self.snapshot();
+        let sources = snap.sources();
+        let params = self.params(&opts)?;
+        let mut searcher = Searcher::new();
+        let mut out = Vec::with_capacity(queries.len());
+        for (i, q) in queries.iter().enumerate() {
+            let found = searcher
+                .search_sources(&snap.quantizer, &sources, q, params, None)
+                .map_err(|e| Error::invalid(format!("queries[{i}]"), e.to_string()))?;
+            out.push(self.hits(found, opts.with_payload));
+        }
+        Ok(out)
+    }
+
+    /// Searches one query and returns what the search did with the hits.
+    pub fn search_traced(
+        &self,
+        query: &[f32],
+        opts: SearchOptions,
+    ) -> Result<(Vec<Hit>, SearchTrace)> {
+        let snap = self.snapshot();
+        let sources = snap.sources();
+        let params = self.params(&opts)?;
+        let mut trace = SearchTrace::default();
+        let found = Searcher::new()
+            .search_sources(&snap.quantizer, &sources, query, params, Some(&mut trace))
+            .map_err(|e| Error::invalid("query", e.to_string()))?;
+        Ok((self.hits(found, opts.with_payload), trace))
+    }
+
+    fn params(&self, opts: &SearchOptions) -> Result<SearchParams> {
+        if opts.k == 0 {
+            return Err(Error::invalid("k", "must be at least 1"));
+        }
+        let nprobe = opts.nprobe.unwrap_or(self.config.nprobe);
+        if nprobe == 0 {
+            return Err(Error::invalid("nprobe", "must be at least 1"));
+        }
+        Ok(SearchParams { k: opts.k, nprobe })
+    }
+
+    fn hits(&self, found: Vec<vdb_core::Neighbor>, with_payload: bool) -> Vec<Hit> {
+        let payloads: Vec<Option<Vec<u8>>> = if with_payload {
+            let inner = self.lock();
+            found
+                .iter()
+                .map(|n| {
+                    inner
+                        .ids
+                        .get(&n.id.0)
+                        .and_then(|&loc| read_ref(&inner, MemRef::from(loc)))
+                        .and_then(|row| row.payload.map(<[u8]>::to_vec))
+                })
+                .collect()
+        } else {
+            vec![None; found.len()]
+        };
+        found
+            .into_iter()
+            .zip(payloads)
+            .map(|(n, payload)| Hit {
+                id: n.id.0,
+                distance: n.distance,
+                payload,
+            })
+            .collect()
+    }
+
+    /// Numbers describing the collection.
+    pub fn stats(&self) -> CollectionStats {
+        let inner = self.lock();
+        let mut sizes = vec![0u64; inner.quantizer.nlist()];
+        let stored: u64 = inner
+            .segs
+            .iter()
+            .map(|s| s.reader.rows() as u64)
+            .sum::<u64>()
+            + inner.mem.iter().map(|m| m.batch.rows() as u64).sum::<u64>();
+        for s in &inner.segs {
+            for (l, size) in sizes.iter_mut().enumerate() {
+                *size += s.reader.list_len(ListId(l as u32)) as u64;
+            }
+        }
+        for m in &inner.mem {
+            for (l, size) in sizes.iter_mut().enumerate() {
+                *size += m.batch.list_len(ListId(l as u32)) as u64;
+            }
+        }
+        CollectionStats {
+            rows: inner.ids.len() as u64,
+            deleted_rows: stored - inner.ids.len() as u64,
+            segments: inner.segs.len(),
+            memtable_rows: memtable_rows(&inner) as u64,
+            segment_bytes: inner.segs.iter().map(|s| s.reader.file_len()).sum(),
+            generation: inner.manifest.generation,
+            lists: inner.quantizer.nlist(),
+            imbalance: vdb_ivf::imbalance_factor(&sizes),
+            last_lsn: inner.applied.0,
+            flushed_lsn: inner.manifest.flushed_lsn.0,
+        }
+    }
+
+    /// Flushes the memtable and makes the log durable: what `close` does.
+    pub fn close(&self) -> Result<()> {
+        self.flush()?;
+        self.wal.sync()?;
+        Ok(())
+    }
+
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+
+    fn publish(&self, inner: &Inner) {
+        let snap = Arc::new(snapshot_of(inner));
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snap;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every update of `Inner` completes before the next fallible step,
+        // so a panicking thread cannot leave it half-changed.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_poisoned(&self, inner: &Inner) -> Result<()> {
+        match &inner.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                name: self.name.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A row's place, for reading it.
+#[derive(Debug, Clone, Copy)]
+enum MemRef {
+    Seg(usize, usize),
+    Mem(usize, usize),
+}
+
+impl From<Loc> for MemRef {
+    fn from(l: Loc) -> MemRef {
+        match l {
+            Loc::Seg(s, r) => MemRef::Seg(s as usize, r as usize),
+            Loc::Mem(b, r) => MemRef::Mem(b as usize, r as usize),
+        }
+    }
+}
+
+fn read_ref(inner: &Inner, at: MemRef) -> Option<RowRef<'_>> {
+    match at {
+        MemRef::Seg(s, r) => {
+            let seg = &inner.segs.get(s)?.reader;
+            let (list, vector) = seg.row(r)?;
+            Some(RowRef {
+                id: *seg.ids().get(r)?,
+                vector,
+                // Segments store "no payload" as an empty one.
+                payload: seg.payload(r).ok().flatten().filter(|p| !p.is_empty()),
+                list,
+            })
+        }
+        MemRef::Mem(b, r) => inner.mem.get(b)?.batch.row(r),
+    }
+}
+
+fn live_refs(inner: &Inner) -> Vec<(MemRef, u64)> {
+    let mut out: Vec<(MemRef, u64)> = inner
+        .ids
+        .iter()
+        .map(|(&id, &loc)| (MemRef::from(loc), id))
+        .collect();
+    out.sort_unstable_by_key(|&(_, id)| id);
+    out
+}
+
+fn memtable_rows(inner: &Inner) -> usize {
+    inner.mem.iter().map(|m| m.batch.rows()).sum()
+}
+
+fn hide(inner: &mut Inner, loc: Loc) {
+    match loc {
+        Loc::Seg(s, r) => {
+            if let Some(e) = inner.segs.get_mut(s as usize) {
+                Arc::make_mut(&mut e.deleted).insert(r as usize);
+            }
+        }
+        Loc::Mem(b, r) => {
+            if let Some(e) = inner.mem.get_mut(b as usize) {
+                Arc::make_mut(&mut e.deleted).insert(r as usize);
+            }
+        }
+    }
+}
+
+fn apply_upsert(inner: &mut Inner, rows: Vec<Row>) -> Result<()> {
+    for r in &rows {
+        if let Some(loc) = inner.ids.get(&r.id).copied() {
+            hide(inner, loc);
+        }
+        inner.pending_deletes.remove(&r.id);
+    }
+    let batch = MemBatch::build(rows, &inner.quantizer)?;
+    let b = inner.mem.len() as u32;
+    for r in 0..batch.rows() {
+        if let Some(row) = batch.row(r) {
+            inner.ids.insert(row.id, Loc::Mem(b, r as u32));
+        }
+    }
+    inner.mem.push(MemEntry {
+        deleted: Arc::new(RowSet::new(batch.rows())),
+        batch: Arc::new(batch),
+    });
+    merge_memtable(inner)
+}
+
+fn apply_delete(inner: &mut Inner, ids: &[u64]) {
+    for id in ids {
+        if let Some(loc) = inner.ids.remove(id) {
+            hide(inner, loc);
+            inner.pending_deletes.insert(*id);
+        }
+    }
+}
+
+/// Keeps the number of memtable batches logarithmic in its size: while the
+/// newest batch holds at least as many live rows as the one before it, the
+/// two are merged (dropping hidden rows). Each row is copied O(log n) times.
+fn merge_memtable(inner: &mut Inner) -> Result<()> {
+    while inner.mem.len() >= 2 {
+        let n = inner.mem.len();
+        if inner.mem[n - 2].live() > inner.mem[n - 1].live() {
+            break;
+        }
+        let mut rows = Vec::new();
+        for e in &inner.mem[n - 2..] {
+            for r in 0..e.batch.rows() {
+                if !e.deleted.contains(r)
+                    && let Some(row) = e.batch.row(r)
+                {
+                    rows.push(Row {
+                        id: row.id,
+                        vector: row.vector.to_vec(),
+                        payload: row.payload.map(<[u8]>::to_vec),
+                    });
+                }
+            }
+        }
+        inner.mem.truncate(n - 2);
+        let batch = MemBatch::build(rows, &inner.quantizer)?;
+        let b = inner.mem.len() as u32;
+        for r in 0..batch.rows() {
+            if let Some(row) = batch.row(r) {
+                inner.ids.insert(row.id, Loc::Mem(b, r as u32));
+            }
+        }
+        inner.mem.push(MemEntry {
+            deleted: Arc::new(RowSet::new(batch.rows())),
+            batch: Arc::new(batch),
+        });
+    }
+    Ok(())
+}
+
+fn snapshot_of(inner: &Inner) -> Snapshot {
+    Snapshot {
+        quantizer: Arc::clone(&inner.quantizer),
+        generation: inner.manifest.generation,
+        segs: inner
+            .segs
+            .iter()
+            .map(|s| (Arc::clone(&s.reader), Arc::clone(&s.deleted)))
+            .collect(),
+        mem: inner
+            .mem
+            .iter()
+            .map(|m| (Arc::clone(&m.batch), Arc::clone(&m.deleted)))
+            .collect(),
+        live_rows: inner.ids.len(),
+    }
+}
+
+/// Removes every file in `dir` the manifest does not name (leftovers of a
+/// crash between writing a file and switching the manifest).
+fn remove_garbage(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let live: HashSet<&str> = manifest.live_files().collect();
+    let mut removed = false;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list", e))? {
+        let entry = entry.map_err(|e| Error::io(dir, "list", e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name == crate::manifest::MANIFEST || name == "wal" || live.contains(name) {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_file() {
+            std::fs::remove_file(&path)
+                .map_err(|e| Error::io(&path, "remove unreferenced file", e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        vdb_format::fsync_dir(dir)?;
+    }
+    Ok(())
+}
+
+const _: fn() = || {
+    fn check<T: Send + Sync>() {}
+    check::<Collection>();
+    check::<Snapshot>();
+};

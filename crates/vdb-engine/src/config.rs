@@ -1,0 +1,146 @@
+//! A collection's settings and the validation of names.
+
+use vdb_core::Metric;
+use vdb_wal::SyncMode;
+
+use crate::error::{Error, Result};
+
+/// Settings of a collection, fixed at creation except where noted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionConfig {
+    /// Vector dimension.
+    pub dim: usize,
+    /// Distance metric.
+    pub metric: Metric,
+    /// Inverted lists once trained.
+    pub nlist: usize,
+    /// Lists probed when a search does not say.
+    pub nprobe: usize,
+    /// When writes are acknowledged (see `docs/durability.md`).
+    pub sync: SyncMode,
+    /// The memtable is flushed to a segment once it holds this many rows.
+    pub flush_rows: usize,
+    /// The collection is first trained once it holds this many rows per
+    /// list (faiss asks for 39).
+    pub min_rows_per_list: usize,
+}
+
+impl CollectionConfig {
+    /// Defaults for vectors of `dim` components: L2, nlist 256, nprobe 8,
+    /// sync always, flush every 100,000 rows.
+    pub fn new(dim: usize) -> CollectionConfig {
+        CollectionConfig {
+            dim,
+            metric: Metric::L2,
+            nlist: 256,
+            nprobe: 8,
+            sync: SyncMode::Always,
+            flush_rows: 100_000,
+            min_rows_per_list: 39,
+        }
+    }
+
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > 65_536 {
+            return Err(Error::invalid(
+                "dim",
+                format!("{} is outside 1..=65536", self.dim),
+            ));
+        }
+        if self.nlist == 0 || self.nlist > 1 << 20 {
+            return Err(Error::invalid(
+                "nlist",
+                format!("{} is outside 1..=1048576", self.nlist),
+            ));
+        }
+        if self.nprobe == 0 {
+            return Err(Error::invalid("nprobe", "must be at least 1"));
+        }
+        if self.flush_rows == 0 {
+            return Err(Error::invalid("flush_rows", "must be at least 1"));
+        }
+        if self.min_rows_per_list == 0 {
+            return Err(Error::invalid("min_rows_per_list", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Rows needed before the first training.
+    pub fn train_threshold(&self) -> usize {
+        self.nlist.saturating_mul(self.min_rows_per_list)
+    }
+}
+
+/// Checks a collection name: `[A-Za-z0-9_-]{1,64}`, so it is always a plain
+/// directory name and never a path.
+pub fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(Error::invalid(
+            "name",
+            format!("{name:?} must be 1 to 64 characters long"),
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(Error::invalid(
+            "name",
+            format!("{name:?} contains {c:?}; only ASCII letters, digits, '_' and '-' are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("images_v2-small").is_ok());
+        for bad in ["", "../x", "a/b", "é", "a b", ".", &"x".repeat(65)] {
+            let e = validate_name(bad).unwrap_err();
+            assert!(e.to_string().starts_with("invalid name"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn config_fields_are_named() {
+        let ok = CollectionConfig::new(4);
+        assert!(ok.validate().is_ok());
+        for (c, field) in [
+            (
+                CollectionConfig {
+                    dim: 0,
+                    ..ok.clone()
+                },
+                "dim",
+            ),
+            (
+                CollectionConfig {
+                    nlist: 0,
+                    ..ok.clone()
+                },
+                "nlist",
+            ),
+            (
+                CollectionConfig {
+                    nprobe: 0,
+                    ..ok.clone()
+                },
+                "nprobe",
+            ),
+            (
+                CollectionConfig {
+                    flush_rows: 0,
+                    ..ok.clone()
+                },
+                "flush_rows",
+            ),
+        ] {
+            assert!(c.validate().unwrap_err().to_string().contains(field));
+        }
+    }
+}

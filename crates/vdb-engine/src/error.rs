@@ -1,0 +1,86 @@
+//! Errors of the engine: what a client did wrong, what is missing, and what
+//! went wrong underneath (with the lower crate's error kept, not flattened).
+
+use std::path::PathBuf;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A request is malformed; `field` names what is wrong.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// The offending field or parameter.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No collection of that name.
+    #[error("collection {0:?} does not exist")]
+    NotFound(String),
+    /// A collection of that name exists already.
+    #[error("collection {0:?} already exists")]
+    AlreadyExists(String),
+    /// An earlier write or fsync failed; the collection accepts no writes
+    /// until it is reopened.
+    #[error(
+        "collection {name:?} stopped accepting writes after a failure ({cause}); reopen it to recover"
+    )]
+    Poisoned {
+        /// The collection.
+        name: String,
+        /// The failure.
+        cause: String,
+    },
+    /// A manifest or log record that cannot be understood.
+    #[error("{}: {reason}", file.display())]
+    Corrupt {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A bad vector or parameter.
+    #[error(transparent)]
+    Core(#[from] vdb_core::Error),
+    /// Training or search failed.
+    #[error(transparent)]
+    Ivf(#[from] vdb_ivf::Error),
+    /// A segment, centroid or delete file failed.
+    #[error(transparent)]
+    Format(#[from] vdb_format::Error),
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Wal(#[from] vdb_wal::Error),
+    /// A file system operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The manifest: the one file that names a collection's live files and
+//! settings. It is replaced atomically (write `MANIFEST.tmp`, fsync, rename
+//! to `MANIFEST`, fsync the directory), so a reader sees either the old or
+//! the new state. Files in the directory that it does not name are garbage.
+//!
+//! Text, one `key value…` per line, ending with `crc <hex>`: the CRC32 of
+//! every byte before that line. Specified in `docs/format.md`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use vdb_core::{Lsn, Metric};
+use vdb_wal::SyncMode;
+
+use crate::config::CollectionConfig;
+use crate::error::{Error, Result};
+
+/// File name of the manifest.
+pub const MANIFEST: &str = "MANIFEST";
+const HEADER: &str = "vdb-manifest 1";
+
+/// The durable state of a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// Settings.
+    pub config: CollectionConfig,
+    /// Centroid generation; 0 = untrained (one list, searched flat).
+    pub generation: u64,
+    /// Centroid file of `generation`, if trained.
+    pub centroids: Option<String>,
+    /// Every WAL record up to this LSN is in the files below.
+    pub flushed_lsn: Lsn,
+    /// The next flush sequence number.
+    pub next_seq: u64,
+    /// Segment files with their flush sequence, ascending.
+    pub segments: Vec<(u64, String)>,
+    /// Delete files with their flush sequence, ascending.
+    pub deletes: Vec<(u64, String)>,
+}
+
+impl Manifest {
+    /// The manifest of a new, empty collection.
+    pub fn new(config: CollectionConfig) -> Manifest {
+        Manifest {
+            config,
+            generation: 0,
+            centroids: None,
+            flushed_lsn: Lsn(0),
+            next_seq: 1,
+            segments: Vec::new(),
+            deletes: Vec::new(),
+        }
+    }
+
+    /// Every file name the manifest keeps alive.
+    pub fn live_files(&self) -> impl Iterator<Item = &str> {
+        self.centroids
+            .iter()
+            .map(String::as_str)
+            .chain(self.segments.iter().map(|(_, f)| f.as_str()))
+            .chain(self.deletes.iter().map(|(_, f)| f.as_str()))
+    }
+
+    fn encode(&self) -> String {
+        let c = &self.config;
+        let mut s = String::new();
+        let _ = writeln!(s, "{HEADER}");
+        let _ = writeln!(s, "dim {}", c.dim);
+        let _ = writeln!(s, "metric {}", c.metric.name());
+        let _ = writeln!(s, "nlist {}", c.nlist);
+        let _ = writeln!(s, "nprobe {}", c.nprobe);
+        let _ = writeln!(s, "sync {}", sync_name(c.sync));
+        let _ = writeln!(s, "flush_rows {}", c.flush_rows);
+        let _ = writeln!(s, "min_rows_per_list {}", c.min_rows_per_list);
+        let _ = writeln!(s, "generation {}", self.generation);
+        let _ = writeln!(s, "centroids {}", self.centroids.as_deref().unwrap_or("-"));
+        let _ = writeln!(s, "flushed_lsn {}", self.flushed_lsn.0);
+        let _ = writeln!(s, "next_seq {}", self.next_seq);
+        for (seq, f) in &self.segments {
+            let _ = writeln!(s, "segment {seq} {f}");
+        }
+        for (seq, f) in &self.deletes {
+            let _ = writeln!(s, "deletes {seq} {f}");
+        }
+        let crc = crc32fast::hash(s.as_bytes());
+        let _ = writeln!(s, "crc {crc:08x}");
+        s
+    }
+
+    /// Writes the manifest into `dir` atomically and durably.
+    pub fn store(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join("MANIFEST.tmp");
+        let path = dir.join(MANIFEST);
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
+            f.write_all(self.encode().as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::io(&tmp, "write", e))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename into place", e))?;
+        vdb_format::fsync_dir(dir)?;
+        Ok(())
+    }
+
+    /// Reads and checks `dir/MANIFEST`.
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "read", e))?;
+        parse(&text).map_err(|reason| Error::Corrupt { file: path, reason })
+    }
+}
+
+fn sync_name(s: SyncMode) -> String {
+    match s {
+        SyncMode::Always => "always".into(),
+        SyncMode::Never => "none".into(),
+        SyncMode::Interval(d) => format!("interval:{}ms", d.as_millis()),
+    }
+}
+
+fn parse(text: &str) -> std::result::Result<Manifest, String> {
+    let crc_at = text.rfind("crc ").ok_or("no crc line")?;
+    let (body, crc_line) = text.split_at(crc_at);
+    let stored = u32::from_str_radix(crc_line.trim().trim_start_matches("crc ").trim(), 16)
+        .map_err(|_| "unreadable crc line".to_string())?;
+    let actual = crc32fast::hash(body.as_bytes());
+    if stored != actual {
+        return Err(format!(
+            "checksum mismatch: stored {stored:08x}, computed {actual:08x}"
+        ));
+    }
+    let mut lines = body.lines();
+    if lines.next() != Some(HEADER) {
+        return Err(format!("first line is not {HEADER:?}"));
+    }
+    let mut config = CollectionConfig::new(1);
+    let mut m = Manifest::new(config.clone());
+    let num = |k: &str, v: &str| {
+        v.parse::<u64>()
+            .map_err(|_| format!("{k}: {v:?} is not a number"))
+    };
+    for line in lines {
+        let (key, value) = line
+            .split_once(' ')
+            .ok_or_else(|| format!("malformed line {line:?}"))?;
+        match key {
+            "dim" => config.dim = num(key, value)? as usize,
+            "metric" => config.metric = value.parse::<Metric>().map_err(|e| e.to_string())?,
+            "nlist" => config.nlist = num(key, value)? as usize,
+            "nprobe" => config.nprobe = num(key, value)? as usize,
+            "sync" => config.sync = value.parse::<SyncMode>()?,
+            "flush_rows" => config.flush_rows = num(key, value)? as usize,
+            "min_rows_per_list" => config.min_rows_per_list = num(key, value)? as usize,
+            "generation" => m.generation = num(key, value)?,
+            "centroids" => m.centroids = (value != "-").then(|| value.to_string()),
+            "flushed_lsn" => m.flushed_lsn = Lsn(num(key, value)?),
+            "next_seq" => m.next_seq = num(key, value)?,
+            "segment" | "deletes" => {
+                let (seq, file) = value
+                    .split_once(' ')
+                    .ok_or_else(|| format!("malformed line {line:?}"))?;
+                check_file_name(file)?;
+                let entry = (num(key, seq)?, file.to_string());
+                if key == "segment" {
+                    m.segments.push(entry);
+                } else {
+                    m.deletes.push(entry);
+                }
+            }
+            other => return Err(format!("unknown key {other:?}")),
+        }
+    }
+    if let Some(c) = &m.centroids {
+        check_file_name(c)?;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    m.config = config;
+    Ok(m)
+}
+
+/// Manifest entries name files inside the collection directory, never paths.
+fn check_file_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(format!("file name {name:?} is not a plain file name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Manifest::new(CollectionConfig {
+            sync: SyncMode::Interval(Duration::from_millis(250)),
+            metric: Metric::Cosine,
+            ..CollectionConfig::new(7)
+        });
+        m.generation = 2;
+        m.centroids = Some("centroids-00000000000000000002.cen".into());
+        m.segments.push((3, "seg-0000000000000003.seg".into()));
+        m.deletes.push((4, "del-0000000000000004.del".into()));
+        m.flushed_lsn = Lsn(99);
+        m.store(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path()).unwrap(), m);
+        let path = dir.path().join(MANIFEST);
+        let text = std::fs::read(&path).unwrap();
+        for i in 0..text.len() - 1 {
+            let mut b = text.clone();
+            b[i] ^= 0x01;
+            std::fs::write(&path, &b).unwrap();
+            assert!(Manifest::load(dir.path()).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn entries_cannot_escape_the_directory() {
+        let mut m = Manifest::new(CollectionConfig::new(2));
+        m.segments.push((1, "../../etc/passwd".into()));
+        let text = m.encode();
+        assert!(parse(&text).unwrap_err().contains("not a plain file name"));
+    }
+}

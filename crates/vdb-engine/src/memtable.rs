@@ -1,0 +1,142 @@
+//! Memtable batches: rows acknowledged since the last flush, grouped by the
+//! current generation's lists so they are searched with the same nprobe
+//! semantics as segments.
+//!
+//! A batch is immutable once built; snapshots share it by `Arc`. Rows that
+//! a later write replaces or deletes are hidden by the batch's deletion set
+//! (copy-on-write in the collection), never by changing the batch.
+
+use vdb_core::{InvertedLists, ListId};
+use vdb_ivf::CoarseQuantizer;
+
+use crate::Row;
+use crate::error::Result;
+
+/// A row read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// Its id.
+    pub id: u64,
+    /// Its vector.
+    pub vector: &'a [f32],
+    /// Its payload, if any.
+    pub payload: Option<&'a [u8]>,
+    /// Its list.
+    pub list: ListId,
+}
+
+/// Rows grouped by list, in memory.
+#[derive(Debug)]
+pub struct MemBatch {
+    dim: usize,
+    vectors: Vec<f32>,
+    ids: Vec<u64>,
+    payloads: Vec<Option<Vec<u8>>>,
+    lists: Vec<ListId>,
+    /// `list_starts[l]..list_starts[l + 1]` are list `l`'s rows.
+    list_starts: Vec<usize>,
+}
+
+impl MemBatch {
+    /// Groups `rows` (validated and prepared) by their nearest list.
+    pub fn build(rows: Vec<Row>, quantizer: &CoarseQuantizer) -> Result<MemBatch> {
+        let dim = quantizer.dim();
+        let nlist = quantizer.nlist();
+        let assignment: Vec<ListId> = if nlist == 1 {
+            vec![ListId(0); rows.len()]
+        } else {
+            let flat: Vec<f32> = rows.iter().flat_map(|r| r.vector.iter().copied()).collect();
+            quantizer
+                .assign(&flat)?
+                .into_iter()
+                .map(|(l, _)| l)
+                .collect()
+        };
+        let mut list_starts = vec![0usize; nlist + 1];
+        for l in &assignment {
+            list_starts[l.index() + 1] += 1;
+        }
+        for i in 0..nlist {
+            list_starts[i + 1] += list_starts[i];
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| assignment[i]);
+        let mut vectors = Vec::with_capacity(rows.len() * dim);
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut lists = Vec::with_capacity(rows.len());
+        let mut slots: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
+        let mut payloads = Vec::with_capacity(slots.len());
+        for i in order {
+            if let Some(r) = slots[i].take() {
+                vectors.extend_from_slice(&r.vector);
+                ids.push(r.id);
+                payloads.push(r.payload);
+                lists.push(assignment[i]);
+            }
+        }
+        Ok(MemBatch {
+            dim,
+            vectors,
+            ids,
+            payloads,
+            lists,
+            list_starts,
+        })
+    }
+
+    /// Rows in the batch (including hidden ones).
+    pub fn rows(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Row `r`.
+    pub fn row(&self, r: usize) -> Option<RowRef<'_>> {
+        Some(RowRef {
+            id: *self.ids.get(r)?,
+            vector: self.vectors.get(r * self.dim..(r + 1) * self.dim)?,
+            payload: self.payloads.get(r)?.as_deref(),
+            list: *self.lists.get(r)?,
+        })
+    }
+}
+
+impl InvertedLists for MemBatch {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn nlist(&self) -> usize {
+        self.list_starts.len() - 1
+    }
+
+    fn list_len(&self, list: ListId) -> usize {
+        let l = list.index();
+        match (self.list_starts.get(l), self.list_starts.get(l + 1)) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        }
+    }
+
+    fn list_vectors(&self, list: ListId) -> &[f32] {
+        let start = self.list_row_start(list);
+        let len = self.list_len(list);
+        self.vectors
+            .get(start * self.dim..(start + len) * self.dim)
+            .unwrap_or_default()
+    }
+
+    fn list_ids(&self, list: ListId) -> &[u64] {
+        let start = self.list_row_start(list);
+        self.ids
+            .get(start..start + self.list_len(list))
+            .unwrap_or_default()
+    }
+
+    fn list_row_start(&self, list: ListId) -> usize {
+        self.list_starts.get(list.index()).copied().unwrap_or(0)
+    }
+
+    fn total_len(&self) -> usize {
+        self.ids.len()
+    }
+}

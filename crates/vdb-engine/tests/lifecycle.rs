@@ -1,0 +1,271 @@
+//! Guards a collection's life: creation and its errors, automatic training
+//! once enough rows arrive, search quality after training, bad writes that
+//! change nothing, stats, and drop.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+use vdb_engine::{CollectionConfig, Engine, Error, Row, SearchOptions};
+
+fn rows(n: u64, dim: usize, seed: u64) -> Vec<Row> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|id| {
+            let cluster = (id % 8) as f32;
+            let vector = (0..dim)
+                .map(|j| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    let noise = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                    if j % 8 == cluster as usize {
+                        10.0 + noise
+                    } else {
+                        noise
+                    }
+                })
+                .collect();
+            Row {
+                id,
+                vector,
+                payload: Some(id.to_le_bytes().to_vec()),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn trains_itself_and_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let config = CollectionConfig {
+        nlist: 8,
+        flush_rows: 500,
+        ..CollectionConfig::new(16)
+    };
+    let c = engine.create_collection("docs", config).unwrap();
+    let all = rows(2000, 16, 1);
+    for chunk in all.chunks(250) {
+        c.upsert(chunk.to_vec()).unwrap();
+    }
+    let st = c.stats();
+    assert_eq!(st.rows, 2000);
+    assert!(st.generation >= 1, "trained after {} rows: {st:?}", st.rows);
+    assert_eq!(st.lists, 8);
+    assert!(st.segments >= 1);
+
+    // Every row finds itself; probing all lists is exact.
+    let opts = SearchOptions {
+        k: 3,
+        nprobe: Some(2),
+        with_payload: true,
+    };
+    for r in all.iter().step_by(97) {
+        let hits = c
+            .search(std::slice::from_ref(&r.vector), opts)
+            .unwrap()
+            .remove(0);
+        assert_eq!(hits[0].id, r.id);
+        assert_eq!(hits[0].payload, r.payload);
+    }
+    let (hits, trace) = c
+        .search_traced(
+            &all[5].vector,
+            SearchOptions {
+                k: 5,
+                nprobe: Some(3),
+                with_payload: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(hits[0].id, 5);
+    assert_eq!(trace.nprobe, 3);
+    assert!(trace.fine_distances < 2000);
+
+    // Deletes and upserts are visible at once, and survive a restart.
+    c.delete(&[5, 6]).unwrap();
+    c.upsert(vec![Row {
+        id: 7,
+        vector: all[100].vector.clone(),
+        payload: None,
+    }])
+    .unwrap();
+    let hits = c
+        .search(
+            &[all[100].vector.clone()],
+            SearchOptions {
+                k: 2,
+                nprobe: Some(8),
+                with_payload: false,
+            },
+        )
+        .unwrap();
+    let ids: Vec<u64> = hits[0].iter().map(|h| h.id).collect();
+    assert!(ids.contains(&7) && ids.contains(&100), "{ids:?}");
+    assert_eq!(c.stats().rows, 1998);
+    drop(c);
+    engine.close().unwrap();
+
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.collection("docs").unwrap();
+    assert_eq!(c.stats().rows, 1998);
+    assert!(c.get(5).unwrap().is_none());
+    assert_eq!(c.get(7).unwrap().unwrap().vector, all[100].vector);
+    assert_eq!(c.get(7).unwrap().unwrap().payload, None);
+}
+
+#[test]
+fn bad_requests_name_the_problem_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine
+        .create_collection("a", CollectionConfig::new(2))
+        .unwrap();
+    c.upsert(vec![Row {
+        id: 1,
+        vector: vec![1.0, 2.0],
+        payload: None,
+    }])
+    .unwrap();
+    let cases: Vec<(Vec<Row>, &str)> = vec![
+        (vec![], "rows"),
+        (
+            vec![Row {
+                id: 2,
+                vector: vec![1.0],
+                payload: None,
+            }],
+            "rows[0].vector",
+        ),
+        (
+            vec![
+                Row {
+                    id: 2,
+                    vector: vec![1.0, 0.0],
+                    payload: None,
+                },
+                Row {
+                    id: 3,
+                    vector: vec![f32::NAN, 0.0],
+                    payload: None,
+                },
+            ],
+            "rows[1].vector",
+        ),
+        (
+            vec![
+                Row {
+                    id: 2,
+                    vector: vec![1.0, 0.0],
+                    payload: None,
+                },
+                Row {
+                    id: 2,
+                    vector: vec![0.0, 0.0],
+                    payload: None,
+                },
+            ],
+            "rows[1].id",
+        ),
+    ];
+    for (rows, field) in cases {
+        let e = c.upsert(rows).unwrap_err();
+        assert!(
+            matches!(&e, Error::InvalidArgument { field: f, .. } if f == field),
+            "{e}"
+        );
+    }
+    assert_eq!(c.stats().rows, 1);
+    assert!(c.get(2).unwrap().is_none());
+    let e = c
+        .search(
+            &[vec![1.0]],
+            SearchOptions {
+                k: 1,
+                nprobe: None,
+                with_payload: false,
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("queries[0]"), "{e}");
+    let e = c
+        .search(
+            &[vec![1.0, 1.0]],
+            SearchOptions {
+                k: 0,
+                nprobe: None,
+                with_payload: false,
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("invalid k"), "{e}");
+
+    assert!(matches!(
+        engine.create_collection("a", CollectionConfig::new(2)),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        engine.create_collection("../x", CollectionConfig::new(2)),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        engine.create_collection("b", CollectionConfig::new(0)),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(engine.collection("nope"), Err(Error::NotFound(_))));
+    assert_eq!(engine.list_collections(), vec!["a".to_string()]);
+
+    engine.drop_collection("a").unwrap();
+    assert!(matches!(
+        c.upsert(vec![Row {
+            id: 9,
+            vector: vec![0.0, 0.0],
+            payload: None
+        }]),
+        Err(Error::NotFound(_))
+    ));
+    assert!(engine.list_collections().is_empty());
+    assert!(matches!(
+        engine.drop_collection("a"),
+        Err(Error::NotFound(_))
+    ));
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("collections"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "dropped files remain");
+}
+
+#[test]
+fn unreferenced_files_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine
+        .create_collection("g", CollectionConfig::new(2))
+        .unwrap();
+    c.upsert(vec![Row {
+        id: 1,
+        vector: vec![1.0, 2.0],
+        payload: None,
+    }])
+    .unwrap();
+    c.flush().unwrap();
+    drop(c);
+    drop(engine);
+    let cdir = dir.path().join("collections/g");
+    std::fs::write(cdir.join("seg-00000000000000ff.seg"), b"half-written").unwrap();
+    std::fs::write(cdir.join("seg-0000000000000100.seg.tmp"), b"tmp").unwrap();
+    std::fs::create_dir(dir.path().join("collections/crashed-create")).unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    assert!(!cdir.join("seg-00000000000000ff.seg").exists());
+    assert!(!cdir.join("seg-0000000000000100.seg.tmp").exists());
+    assert!(!dir.path().join("collections/crashed-create").exists());
+    assert_eq!(
+        engine
+            .collection("g")
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .unwrap()
+            .vector,
+        vec![1.0, 2.0]
+    );
+}
