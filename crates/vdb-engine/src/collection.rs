@@ -484,6 +484,7 @@ impl Collection {
         inner.mem.clear();
         inner.pending_deletes.clear();
         inner.manifest = next;
+        self.wal.rotate()?;
         self.wal.truncate_through(inner.applied)?;
         Ok(())
     }
@@ -623,6 +624,7 @@ impl Collection {
                 let _ = std::fs::remove_file(self.dir.join(f));
             }
         }
+        self.wal.rotate()?;
         self.wal.truncate_through(inner.applied)?;
         Ok(())
     }

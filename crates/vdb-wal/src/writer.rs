@@ -294,7 +294,7 @@ impl Wal {
         let upto = Lsn(st.next_lsn.0 - 1);
         if st.written < upto
             && st.file_len >= self.shared.opts.file_bytes
-            && let Err(e) = self.rotate(&mut st)
+            && let Err(e) = self.rotate_locked(&mut st)
         {
             return (st, Err(e));
         }
@@ -326,7 +326,7 @@ impl Wal {
 
     /// Starts a new log file for the records after `written`. The current
     /// file is fsynced first, so no acknowledged record depends on it later.
-    fn rotate(&self, st: &mut State) -> Result<()> {
+    fn rotate_locked(&self, st: &mut State) -> Result<()> {
         let path = st.files.last().map(|(_, p)| p.clone()).unwrap_or_default();
         st.file
             .sync_data()
@@ -339,6 +339,26 @@ impl Wal {
         st.files.push((first, new_path));
         st.stats.rotations += 1;
         Ok(())
+    }
+
+    /// Starts a new log file now (if the active one holds any record), so
+    /// that the records written so far can be deleted by
+    /// [`Wal::truncate_through`] once they are in segments. Queued records
+    /// go to the new file.
+    pub fn rotate(&self) -> Result<()> {
+        let mut st = self.lock();
+        while st.leader_active {
+            st = self.shared.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        self.check_poisoned(&st)?;
+        if st.file_len <= frame::FILE_HEADER_LEN as u64 {
+            return Ok(());
+        }
+        let r = self.rotate_locked(&mut st);
+        if let Err(e) = &r {
+            st.poisoned = Some(e.to_string());
+        }
+        r
     }
 
     /// Deletes every log file whose records all have LSN ≤ `lsn` (they are

@@ -60,13 +60,30 @@ fn records_come_back_in_order_across_reopen_and_rotation() {
     let removed_all = wal.truncate_through(Lsn(1000)).unwrap();
     assert_eq!(wal.files().len(), 1, "the active file stays");
     assert!(removed_all > 0);
+
+    // An explicit rotation lets everything written so far be truncated.
+    wal.append(RecordKind::Event, b"before rotation").unwrap();
+    let before = wal.files().len();
+    wal.rotate().unwrap();
+    assert_eq!(wal.files().len(), before + 1);
+    wal.rotate().unwrap();
+    assert_eq!(
+        wal.files().len(),
+        before + 1,
+        "an empty active file is not rotated again"
+    );
+    assert_eq!(wal.truncate_through(Lsn(43)).unwrap(), before);
     drop(wal);
 
     // LSNs continue after everything older was truncated.
     let (wal, records, _) = Wal::open(dir.path(), opts).unwrap();
+    assert!(records.is_empty());
+    assert_eq!(wal.next_lsn(), Lsn(44));
+    drop(wal);
+    let (wal, records, _) = Wal::open(dir.path(), opts).unwrap();
     assert!(records.iter().all(|r| r.lsn.0 > 20));
-    assert_eq!(wal.next_lsn(), Lsn(43));
-    assert_eq!(wal.append(RecordKind::Event, b"after").unwrap(), Lsn(43));
+    assert_eq!(wal.next_lsn(), Lsn(44));
+    assert_eq!(wal.append(RecordKind::Event, b"after").unwrap(), Lsn(44));
 }
 
 #[test]

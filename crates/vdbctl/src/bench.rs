@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use std::sync::Arc;
+
 use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId, distance};
+use vdb_engine::{Collection, CollectionConfig, Engine, Row as EngineRow, SearchOptions};
 use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_ivf::{
     CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, Source, flat_search,
@@ -77,6 +80,122 @@ pub struct BenchArgs {
     /// removed afterwards).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Run against a real collection ("bench", replaced if present) in this
+    /// data directory through the engine: rows are inserted through the
+    /// write-ahead log in batches of 1,000 (sync=always), flushed and trained
+    /// by the engine, then searched through the collection API.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir: memtable rows per flush.
+    #[arg(long, default_value_t = 100_000)]
+    pub flush_rows: usize,
+}
+
+/// What the benchmark searches: one segment in-process, or a collection
+/// through the engine's public API.
+trait Target: Sync {
+    /// The ids found for one query.
+    fn search(&self, searcher: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>>;
+    /// The ids found for one query and the vectors scanned.
+    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)>;
+    /// Searches every query; returns how many were answered.
+    fn search_all(&self, queries: &Matrix<f32>, sp: SearchParams) -> Result<usize>;
+}
+
+struct SegmentTarget {
+    quantizer: CoarseQuantizer,
+    segment: SegmentReader,
+}
+
+impl Target for SegmentTarget {
+    fn search(&self, searcher: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>> {
+        let sources: [&dyn InvertedLists; 1] = [&self.segment];
+        let r = searcher.search(&self.quantizer, &sources, query, sp, None)?;
+        Ok(r.into_iter().map(|n| n.id.0).collect())
+    }
+
+    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)> {
+        let sources: [&dyn InvertedLists; 1] = [&self.segment];
+        let mut trace = SearchTrace::default();
+        let r = Searcher::new().search(&self.quantizer, &sources, query, sp, Some(&mut trace))?;
+        Ok((
+            r.into_iter().map(|n| n.id.0).collect(),
+            trace.fine_distances,
+        ))
+    }
+
+    fn search_all(&self, queries: &Matrix<f32>, sp: SearchParams) -> Result<usize> {
+        let r = search_batch(
+            &self.quantizer,
+            &[Source::all(&self.segment)],
+            &queries.data,
+            sp,
+        )?;
+        Ok(r.len())
+    }
+}
+
+struct EngineTarget {
+    collection: Arc<Collection>,
+}
+
+impl EngineTarget {
+    fn opts(sp: SearchParams) -> SearchOptions {
+        SearchOptions {
+            k: sp.k,
+            nprobe: Some(sp.nprobe),
+            with_payload: false,
+        }
+    }
+}
+
+impl Target for EngineTarget {
+    fn search(&self, _: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>> {
+        let mut r = self.collection.search(&[query.to_vec()], Self::opts(sp))?;
+        Ok(r.pop()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.id)
+            .collect())
+    }
+
+    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)> {
+        let (hits, trace) = self.collection.search_traced(query, Self::opts(sp))?;
+        Ok((
+            hits.into_iter().map(|h| h.id).collect(),
+            trace.fine_distances,
+        ))
+    }
+
+    fn search_all(&self, queries: &Matrix<f32>, sp: SearchParams) -> Result<usize> {
+        let blocks: Vec<usize> = queries
+            .data
+            .par_chunks(32 * queries.dim)
+            .map(|block| {
+                let qs: Vec<Vec<f32>> = block
+                    .chunks_exact(queries.dim)
+                    .map(<[f32]>::to_vec)
+                    .collect();
+                self.collection.search(&qs, Self::opts(sp)).map(|r| r.len())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(blocks.into_iter().sum())
+    }
+}
+
+/// What building the index produced.
+struct Built {
+    target: Box<dyn Target>,
+    train_s: f64,
+    build_s: f64,
+    disk_bytes: u64,
+    open_ms: f64,
+    imbalance: f64,
+    rows: usize,
+    /// How training went, for the human-readable header.
+    training: String,
+    /// Rows per second inserted through the WAL (engine runs).
+    ingest_rows_per_s: Option<f64>,
 }
 
 /// One row of the results.
@@ -144,6 +263,164 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         None => None,
     };
 
+    let built = match &args.data_dir {
+        Some(dir) => build_engine(args, dir, &base, &progress)?,
+        None => build_segment(args, &base, &pool, &progress)?,
+    };
+    let imbalance = built.imbalance;
+    let (train_s, build_s, disk_bytes, open_ms) = (
+        built.train_s,
+        built.build_s,
+        built.disk_bytes,
+        built.open_ms,
+    );
+
+    let truth: Vec<Vec<u64>> = match gt {
+        Some(gt) => gt,
+        None => {
+            progress.phase("computing exact neighbours");
+            let ids: Vec<u64> = (0..base.rows as u64).collect();
+            pool.install(|| {
+                (0..queries.rows)
+                    .into_par_iter()
+                    .map(|q| {
+                        flat_search(metric, queries.row(q), &base.data, &ids, args.k)
+                            .map(|r| r.into_iter().map(|n| n.id.0).collect())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })?
+        }
+    };
+    drop(base);
+
+    let mut rows = Vec::new();
+    for &requested in &args.nprobe {
+        let nprobe = requested.min(args.nlist);
+        if nprobe != requested {
+            progress.note(&format!(
+                "nprobe {requested} is larger than nlist {}: clamped to {nprobe}",
+                args.nlist
+            ));
+        }
+        progress.phase(&format!("searching with nprobe {nprobe}"));
+        let sp = SearchParams { k: args.k, nprobe };
+        rows.push(measure(
+            built.target.as_ref(),
+            &queries,
+            &truth,
+            sp,
+            requested,
+            &pool,
+            args.min_seconds,
+        )?);
+    }
+    progress.finish();
+
+    let isa = distance::active().isa;
+    let peak_rss = peak_rss_bytes();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    if args.json {
+        for r in &rows {
+            let mut o = JsonObject::new();
+            o.uint("nlist", args.nlist as u64)
+                .uint("nprobe", r.nprobe as u64)
+                .uint("requested_nprobe", r.requested_nprobe as u64)
+                .bool("nprobe_clamped", r.nprobe != r.requested_nprobe)
+                .uint("k", args.k as u64)
+                .num("recall", r.recall)
+                .num("qps", r.qps)
+                .num("p50_ms", r.p50_ms)
+                .num("p99_ms", r.p99_ms)
+                .num("batch_qps", r.batch_qps)
+                .num("batch_qps_1t", r.batch_qps_1t)
+                .num("train_s", train_s)
+                .num("build_s", build_s)
+                .uint("disk_bytes", disk_bytes)
+                .num("open_ms", open_ms)
+                .num("scanned_per_query", r.scanned)
+                .num("imbalance", imbalance)
+                .uint("rows", built.rows as u64)
+                .uint("dim", queries.dim as u64)
+                .uint("queries", queries.rows as u64)
+                .str("metric", metric.name())
+                .uint("threads", threads as u64)
+                .str("isa", isa.name());
+            if let Some(rss) = peak_rss {
+                o.uint("peak_rss_bytes", rss);
+            }
+            if let Some(r) = built.ingest_rows_per_s {
+                o.num("ingest_rows_per_s", r).str("mode", "engine");
+            } else {
+                o.str("mode", "segment");
+            }
+            writeln!(out, "{}", o.finish())?;
+        }
+    } else {
+        writeln!(
+            out,
+            "vdb bench: {} base vectors of dim {} ({metric}), {} queries, k={}, nlist={}, kernels {isa}, {threads} threads",
+            built.rows, queries.dim, queries.rows, args.k, args.nlist
+        )?;
+        if let Some(r) = built.ingest_rows_per_s {
+            writeln!(
+                out,
+                "engine: inserted through the WAL (sync=always) at {r:.0} rows/s"
+            )?;
+        }
+        writeln!(
+            out,
+            "train {train_s:.3} s ({})   build {build_s:.3} s   disk {}   open {open_ms:.2} ms   list imbalance {imbalance:.2}{}",
+            built.training,
+            human_bytes(disk_bytes),
+            peak_rss
+                .map(|b| format!("   peak RSS {}", human_bytes(b)))
+                .unwrap_or_default()
+        )?;
+        writeln!(
+            out,
+            "{:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>14} {:>14}",
+            "nprobe",
+            format!("recall@{}", args.k),
+            "QPS 1-thread",
+            "p50 ms",
+            "p99 ms",
+            "batch QPS",
+            "batch 1-thread",
+            "scanned/query"
+        )?;
+        for r in &rows {
+            let clamp = if r.nprobe != r.requested_nprobe {
+                format!(" (asked {})", r.requested_nprobe)
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "{:>7} {:>10.4} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>14.0} {:>14.0}{clamp}",
+                r.nprobe,
+                r.recall,
+                r.qps,
+                r.p50_ms,
+                r.p99_ms,
+                r.batch_qps,
+                r.batch_qps_1t,
+                r.scanned
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Trains, assigns and writes one segment in a temporary (or given)
+/// directory, then maps it.
+fn build_segment(
+    args: &BenchArgs,
+    base: &Matrix<f32>,
+    pool: &rayon::ThreadPool,
+    progress: &Progress,
+) -> Result<Built> {
+    let metric = args.metric;
     let tmp;
     let dir: &Path = match &args.work_dir {
         Some(d) => {
@@ -220,138 +497,103 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let sizes: Vec<u64> = (0..args.nlist as u32)
         .map(|l| segment.list_len(ListId(l)) as u64)
         .collect();
-    let imbalance = vdb_ivf::imbalance_factor(&sizes);
+    Ok(Built {
+        train_s,
+        build_s,
+        disk_bytes,
+        open_ms,
+        imbalance: vdb_ivf::imbalance_factor(&sizes),
+        rows: segment.rows(),
+        training: format!(
+            "{} vectors, {} iterations",
+            report.sample_size, report.iterations
+        ),
+        ingest_rows_per_s: None,
+        target: Box::new(SegmentTarget { quantizer, segment }),
+    })
+}
 
-    let truth: Vec<Vec<u64>> = match gt {
-        Some(gt) => gt,
-        None => {
-            progress.phase("computing exact neighbours");
-            let ids: Vec<u64> = (0..base.rows as u64).collect();
-            pool.install(|| {
-                (0..queries.rows)
-                    .into_par_iter()
-                    .map(|q| {
-                        flat_search(metric, queries.row(q), &base.data, &ids, args.k)
-                            .map(|r| r.into_iter().map(|n| n.id.0).collect())
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })?
-        }
-    };
-    drop(base);
-
-    let mut rows = Vec::new();
-    for &requested in &args.nprobe {
-        let nprobe = requested.min(args.nlist);
-        if nprobe != requested {
-            progress.note(&format!(
-                "nprobe {requested} is larger than nlist {}: clamped to {nprobe}",
-                args.nlist
-            ));
-        }
-        progress.phase(&format!("searching with nprobe {nprobe}"));
-        let sp = SearchParams { k: args.k, nprobe };
-        rows.push(measure(
-            &quantizer,
-            &segment,
-            &queries,
-            &truth,
-            sp,
-            requested,
-            &pool,
-            args.min_seconds,
-        )?);
+/// Inserts the base rows into a fresh collection through the engine (WAL,
+/// memtable, flushes, automatic training), then reopens the data directory.
+fn build_engine(
+    args: &BenchArgs,
+    dir: &Path,
+    base: &Matrix<f32>,
+    progress: &Progress,
+) -> Result<Built> {
+    let engine = Engine::open(dir)?;
+    if engine.collection("bench").is_ok() {
+        engine.drop_collection("bench")?;
     }
-    progress.finish();
-
-    let isa = distance::active().isa;
-    let peak_rss = peak_rss_bytes();
-    let out = std::io::stdout();
-    let mut out = out.lock();
-    if args.json {
-        for r in &rows {
-            let mut o = JsonObject::new();
-            o.uint("nlist", args.nlist as u64)
-                .uint("nprobe", r.nprobe as u64)
-                .uint("requested_nprobe", r.requested_nprobe as u64)
-                .bool("nprobe_clamped", r.nprobe != r.requested_nprobe)
-                .uint("k", args.k as u64)
-                .num("recall", r.recall)
-                .num("qps", r.qps)
-                .num("p50_ms", r.p50_ms)
-                .num("p99_ms", r.p99_ms)
-                .num("batch_qps", r.batch_qps)
-                .num("batch_qps_1t", r.batch_qps_1t)
-                .num("train_s", train_s)
-                .num("build_s", build_s)
-                .uint("disk_bytes", disk_bytes)
-                .num("open_ms", open_ms)
-                .num("scanned_per_query", r.scanned)
-                .num("imbalance", imbalance)
-                .uint("rows", segment.rows() as u64)
-                .uint("dim", segment.dim() as u64)
-                .uint("queries", queries.rows as u64)
-                .str("metric", metric.name())
-                .uint("threads", threads as u64)
-                .str("isa", isa.name());
-            if let Some(rss) = peak_rss {
-                o.uint("peak_rss_bytes", rss);
-            }
-            writeln!(out, "{}", o.finish())?;
-        }
-    } else {
-        writeln!(
-            out,
-            "vdb bench: {} base vectors of dim {} ({metric}), {} queries, k={}, nlist={}, kernels {isa}, {threads} threads",
-            segment.rows(),
-            segment.dim(),
-            queries.rows,
-            args.k,
-            args.nlist
-        )?;
-        writeln!(
-            out,
-            "train {train_s:.3} s ({} vectors, {} iterations)   build {build_s:.3} s   disk {}   open {open_ms:.2} ms   list imbalance {imbalance:.2}{}",
-            report.sample_size,
-            report.iterations,
-            human_bytes(disk_bytes),
-            peak_rss
-                .map(|b| format!("   peak RSS {}", human_bytes(b)))
-                .unwrap_or_default()
-        )?;
-        writeln!(
-            out,
-            "{:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>14} {:>14}",
-            "nprobe",
-            format!("recall@{}", args.k),
-            "QPS 1-thread",
-            "p50 ms",
-            "p99 ms",
-            "batch QPS",
-            "batch 1-thread",
-            "scanned/query"
-        )?;
-        for r in &rows {
-            let clamp = if r.nprobe != r.requested_nprobe {
-                format!(" (asked {})", r.requested_nprobe)
-            } else {
-                String::new()
-            };
-            writeln!(
-                out,
-                "{:>7} {:>10.4} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>14.0} {:>14.0}{clamp}",
-                r.nprobe,
-                r.recall,
-                r.qps,
-                r.p50_ms,
-                r.p99_ms,
-                r.batch_qps,
-                r.batch_qps_1t,
-                r.scanned
-            )?;
-        }
+    let mut config = CollectionConfig::new(base.dim);
+    config.metric = args.metric;
+    config.nlist = args.nlist;
+    config.flush_rows = args.flush_rows.max(1);
+    let c = engine.create_collection("bench", config)?;
+    progress.phase(&format!(
+        "inserting {} rows through the write-ahead log",
+        base.rows
+    ));
+    let t = Instant::now();
+    for (b, chunk) in base.data.chunks(1000 * base.dim).enumerate() {
+        let rows = chunk
+            .chunks_exact(base.dim)
+            .enumerate()
+            .map(|(i, v)| EngineRow {
+                id: (b * 1000 + i) as u64,
+                vector: v.to_vec(),
+                payload: None,
+            })
+            .collect();
+        c.upsert(rows)?;
     }
-    Ok(())
+    let ingest_s = t.elapsed().as_secs_f64();
+    progress.phase("flushing and training");
+    let t = Instant::now();
+    c.flush()?;
+    if c.stats().generation == 0 {
+        c.retrain(Some(args.nlist))?;
+    }
+    let train_s = t.elapsed().as_secs_f64();
+    drop(c);
+    engine.close()?;
+
+    let t = Instant::now();
+    let engine = Engine::open(dir)?;
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let c = engine.collection("bench")?;
+    let stats = c.stats();
+    let coll_dir = dir.join("collections").join("bench");
+    let disk_bytes = dir_size(&coll_dir);
+    Ok(Built {
+        train_s,
+        build_s: ingest_s + train_s,
+        disk_bytes,
+        open_ms,
+        imbalance: stats.imbalance,
+        rows: stats.rows as usize,
+        training: format!(
+            "by the engine, generation {}, {} lists",
+            stats.generation, stats.lists
+        ),
+        ingest_rows_per_s: Some(base.rows as f64 / ingest_s),
+        target: Box::new(EngineTarget { collection: c }),
+    })
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Reads ground truth and cuts it to the first `k` neighbours per query.
@@ -414,10 +656,8 @@ fn group_by_list(assignment: &[(ListId, f32)], nlist: usize) -> Vec<usize> {
     order
 }
 
-#[allow(clippy::too_many_arguments)]
 fn measure(
-    quantizer: &CoarseQuantizer,
-    segment: &SegmentReader,
+    target: &dyn Target,
     queries: &Matrix<f32>,
     truth: &[Vec<u64>],
     sp: SearchParams,
@@ -425,22 +665,20 @@ fn measure(
     pool: &rayon::ThreadPool,
     min_seconds: f64,
 ) -> Result<Row> {
-    let sources: [&dyn InvertedLists; 1] = [segment];
     // Recall and work, with a trace.
-    let mut searcher = Searcher::new();
-    let mut trace = SearchTrace::default();
     let (mut hits, mut total, mut scanned) = (0usize, 0usize, 0u64);
     for (q, want) in truth.iter().enumerate() {
-        let res = searcher.search(quantizer, &sources, queries.row(q), sp, Some(&mut trace))?;
-        hits += res.iter().filter(|n| want.contains(&n.id.0)).count();
+        let (res, n) = target.search_traced(queries.row(q), sp)?;
+        hits += res.iter().filter(|id| want.contains(id)).count();
         total += want.len();
-        scanned += trace.fine_distances;
+        scanned += n;
     }
     let recall = if total == 0 {
         1.0
     } else {
         hits as f64 / total as f64
     };
+    let mut searcher = Searcher::new();
 
     // One query at a time on this thread.
     let min = Duration::from_secs_f64(min_seconds.max(0.0));
@@ -449,7 +687,7 @@ fn measure(
     loop {
         for q in 0..queries.rows {
             let t = Instant::now();
-            let r = searcher.search(quantizer, &sources, queries.row(q), sp, None)?;
+            let r = target.search(&mut searcher, queries.row(q), sp)?;
             latencies.push(t.elapsed());
             std::hint::black_box(r);
         }
@@ -464,13 +702,12 @@ fn measure(
         |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
 
     // Batches: the whole query set per call, on every thread and on one.
-    let batch_sources = [Source::all(segment)];
-    let batch_qps = batch_throughput(quantizer, &batch_sources, queries, sp, pool, min)?;
+    let batch_qps = batch_throughput(target, queries, sp, pool, min)?;
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .context("cannot start a one-thread pool")?;
-    let batch_qps_1t = batch_throughput(quantizer, &batch_sources, queries, sp, &one, min)?;
+    let batch_qps_1t = batch_throughput(target, queries, sp, &one, min)?;
     Ok(Row {
         nprobe: sp.nprobe,
         requested_nprobe: requested,
@@ -487,8 +724,7 @@ fn measure(
 /// Queries per second of `search_batch` over the whole query set on `pool`,
 /// repeated until `min` has passed.
 fn batch_throughput(
-    quantizer: &CoarseQuantizer,
-    sources: &[Source<'_>],
+    target: &dyn Target,
     queries: &Matrix<f32>,
     sp: SearchParams,
     pool: &rayon::ThreadPool,
@@ -497,7 +733,7 @@ fn batch_throughput(
     let start = Instant::now();
     let mut done = 0usize;
     loop {
-        let r = pool.install(|| search_batch(quantizer, sources, &queries.data, sp))?;
+        let r = pool.install(|| target.search_all(queries, sp))?;
         std::hint::black_box(r);
         done += queries.rows;
         if start.elapsed() >= min {
