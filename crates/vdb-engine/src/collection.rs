@@ -27,6 +27,7 @@ use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::memtable::{MemBatch, RowRef};
+use crate::policy::{Plan, PolicyInput, plan};
 use crate::{Hit, Row};
 
 /// Where the live version of an id is.
@@ -68,6 +69,10 @@ struct Inner {
     /// The last LSN applied.
     applied: Lsn,
     poisoned: Option<String>,
+    /// Rows written since the last training, and the sum of their
+    /// distances to their centroids (for the drift rule; not persisted).
+    new_rows: u64,
+    new_error: f64,
 }
 
 /// What a search sees: an immutable view of the collection.
@@ -281,6 +286,8 @@ impl Collection {
             pending_deletes: HashSet::new(),
             applied: flushed,
             poisoned: None,
+            new_rows: 0,
+            new_error: 0.0,
             manifest,
         };
         let wal_dir = dir.join("wal");
@@ -416,13 +423,9 @@ impl Collection {
 
     fn flush_locked(&self, inner: &mut Inner) -> Result<()> {
         let r = self.flush_inner(inner).and_then(|()| {
-            if inner.manifest.generation == 0
-                && inner.ids.len() >= inner.manifest.config.train_threshold()
-            {
-                let nlist = inner.manifest.config.nlist;
-                self.train_inner(inner, nlist)
-            } else {
-                Ok(())
+            match plan(&inner.manifest.config.retrain, &policy_input(inner)) {
+                Plan::Train { nlist, .. } => self.train_inner(inner, nlist),
+                Plan::Keep => Ok(()),
             }
         });
         if let Err(e) = &r {
@@ -578,6 +581,10 @@ impl Collection {
         let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
         let assignment = quantizer.assign(&vectors)?;
         drop(vectors);
+        let mut sizes = vec![0u64; nlist];
+        for (l, _) in &assignment {
+            sizes[l.index()] += 1;
+        }
         let mut order: Vec<usize> = (0..live.len()).collect();
         order.sort_by_key(|&i| assignment[i].0);
 
@@ -591,6 +598,10 @@ impl Collection {
         next.deletes.clear();
         next.next_seq += 1;
         next.flushed_lsn = inner.applied;
+        next.trained_rows = live.len() as u64;
+        next.trained_error =
+            assignment.iter().map(|&(_, d)| d as f64).sum::<f64>() / live.len().max(1) as f64;
+        next.trained_imbalance = vdb_ivf::imbalance_factor(&sizes);
         let old_quantizer = std::mem::replace(&mut inner.quantizer, Arc::clone(&quantizer));
         let old_generation = inner.manifest.generation;
         inner.manifest.generation = generation;
@@ -617,6 +628,8 @@ impl Collection {
         inner.mem.clear();
         inner.pending_deletes.clear();
         inner.manifest = next;
+        inner.new_rows = 0;
+        inner.new_error = 0.0;
         // Old files are no longer named; snapshots that still map them keep
         // working (unlinked files stay mapped).
         for f in old_files {
@@ -852,7 +865,11 @@ fn apply_upsert(inner: &mut Inner, rows: Vec<Row>) -> Result<()> {
         }
         inner.pending_deletes.remove(&r.id);
     }
-    let batch = MemBatch::build(rows, &inner.quantizer)?;
+    let (batch, error) = MemBatch::build(rows, &inner.quantizer)?;
+    if inner.manifest.generation > 0 {
+        inner.new_rows += batch.rows() as u64;
+        inner.new_error += error;
+    }
     let b = inner.mem.len() as u32;
     for r in 0..batch.rows() {
         if let Some(row) = batch.row(r) {
@@ -899,7 +916,7 @@ fn merge_memtable(inner: &mut Inner) -> Result<()> {
             }
         }
         inner.mem.truncate(n - 2);
-        let batch = MemBatch::build(rows, &inner.quantizer)?;
+        let (batch, _) = MemBatch::build(rows, &inner.quantizer)?;
         let b = inner.mem.len() as u32;
         for r in 0..batch.rows() {
             if let Some(row) = batch.row(r) {
@@ -912,6 +929,54 @@ fn merge_memtable(inner: &mut Inner) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The numbers the retraining policy decides from.
+fn policy_input(inner: &Inner) -> PolicyInput {
+    let nlist = inner.quantizer.nlist();
+    let mut sizes = vec![0u64; nlist];
+    for s in &inner.segs {
+        for (l, size) in sizes.iter_mut().enumerate() {
+            *size += (s.reader.list_len(ListId(l as u32))
+                - deleted_in_list(s.reader.as_ref(), &s.deleted, l)) as u64;
+        }
+    }
+    for m in &inner.mem {
+        for (l, size) in sizes.iter_mut().enumerate() {
+            *size += (m.batch.list_len(ListId(l as u32))
+                - deleted_in_list(m.batch.as_ref(), &m.deleted, l)) as u64;
+        }
+    }
+    let m = &inner.manifest;
+    PolicyInput {
+        generation: m.generation,
+        rows: inner.ids.len() as u64,
+        train_threshold: m.config.train_threshold() as u64,
+        nlist_config: m.config.nlist,
+        nlist_now: if m.generation == 0 { 0 } else { nlist },
+        trained_rows: m.trained_rows,
+        trained_error: m.trained_error,
+        trained_imbalance: m.trained_imbalance,
+        new_rows: inner.new_rows,
+        new_error: if inner.new_rows == 0 {
+            0.0
+        } else {
+            inner.new_error / inner.new_rows as f64
+        },
+        imbalance: vdb_ivf::imbalance_factor(&sizes),
+    }
+}
+
+/// Hidden rows of list `l` of a source.
+fn deleted_in_list(lists: &dyn InvertedLists, deleted: &RowSet, l: usize) -> usize {
+    if deleted.is_empty() {
+        return 0;
+    }
+    let list = ListId(l as u32);
+    let start = lists.list_row_start(list);
+    (start..start + lists.list_len(list))
+        .filter(|&r| deleted.contains(r))
+        .count()
 }
 
 fn snapshot_of(inner: &Inner) -> Snapshot {

@@ -4,6 +4,7 @@ use vdb_core::Metric;
 use vdb_wal::SyncMode;
 
 use crate::error::{Error, Result};
+use crate::policy::RetrainPolicy;
 
 /// Settings of a collection, fixed at creation except where noted.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,8 @@ pub struct CollectionConfig {
     /// The collection is first trained once it holds this many rows per
     /// list (faiss asks for 39).
     pub min_rows_per_list: usize,
+    /// When the centroids are retrained (see [`RetrainPolicy`]).
+    pub retrain: RetrainPolicy,
 }
 
 impl CollectionConfig {
@@ -37,6 +40,7 @@ impl CollectionConfig {
             sync: SyncMode::Always,
             flush_rows: 100_000,
             min_rows_per_list: 39,
+            retrain: RetrainPolicy::default(),
         }
     }
 
@@ -62,6 +66,19 @@ impl CollectionConfig {
         }
         if self.min_rows_per_list == 0 {
             return Err(Error::invalid("min_rows_per_list", "must be at least 1"));
+        }
+        let r = &self.retrain;
+        for (field, v) in [
+            ("retrain.growth", r.growth),
+            ("retrain.error_drift", r.error_drift),
+            ("retrain.imbalance", r.imbalance),
+        ] {
+            if !(v == 0.0 || (v.is_finite() && v > 1.0)) {
+                return Err(Error::invalid(
+                    field,
+                    format!("{v} must be 0 (off) or a finite factor above 1"),
+                ));
+            }
         }
         Ok(())
     }

@@ -41,6 +41,7 @@ mod config;
 mod error;
 mod manifest;
 mod memtable;
+mod policy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,7 @@ use std::sync::{Arc, RwLock};
 pub use collection::{Collection, CollectionStats, SearchOptions, Snapshot};
 pub use config::{CollectionConfig, validate_name};
 pub use error::{Error, Result};
+pub use policy::{Plan, PolicyInput, RetrainPolicy, plan};
 pub use vdb_core::{Lsn, Metric};
 pub use vdb_ivf::SearchTrace;
 pub use vdb_wal::SyncMode;

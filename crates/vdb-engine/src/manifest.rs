@@ -36,6 +36,12 @@ pub struct Manifest {
     pub segments: Vec<(u64, String)>,
     /// Delete files with their flush sequence, ascending.
     pub deletes: Vec<(u64, String)>,
+    /// Rows when the current generation was trained.
+    pub trained_rows: u64,
+    /// Their mean distance to their centroid.
+    pub trained_error: f64,
+    /// List imbalance right after training.
+    pub trained_imbalance: f64,
 }
 
 impl Manifest {
@@ -49,6 +55,9 @@ impl Manifest {
             next_seq: 1,
             segments: Vec::new(),
             deletes: Vec::new(),
+            trained_rows: 0,
+            trained_error: 0.0,
+            trained_imbalance: 0.0,
         }
     }
 
@@ -72,10 +81,17 @@ impl Manifest {
         let _ = writeln!(s, "sync {}", sync_name(c.sync));
         let _ = writeln!(s, "flush_rows {}", c.flush_rows);
         let _ = writeln!(s, "min_rows_per_list {}", c.min_rows_per_list);
+        let _ = writeln!(s, "retrain_growth {}", c.retrain.growth);
+        let _ = writeln!(s, "retrain_error_drift {}", c.retrain.error_drift);
+        let _ = writeln!(s, "retrain_imbalance {}", c.retrain.imbalance);
+        let _ = writeln!(s, "retrain_min_new_rows {}", c.retrain.min_new_rows);
         let _ = writeln!(s, "generation {}", self.generation);
         let _ = writeln!(s, "centroids {}", self.centroids.as_deref().unwrap_or("-"));
         let _ = writeln!(s, "flushed_lsn {}", self.flushed_lsn.0);
         let _ = writeln!(s, "next_seq {}", self.next_seq);
+        let _ = writeln!(s, "trained_rows {}", self.trained_rows);
+        let _ = writeln!(s, "trained_error {}", self.trained_error);
+        let _ = writeln!(s, "trained_imbalance {}", self.trained_imbalance);
         for (seq, f) in &self.segments {
             let _ = writeln!(s, "segment {seq} {f}");
         }
@@ -140,6 +156,12 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
         v.parse::<u64>()
             .map_err(|_| format!("{k}: {v:?} is not a number"))
     };
+    let real = |k: &str, v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| format!("{k}: {v:?} is not a finite number"))
+    };
     for line in lines {
         let (key, value) = line
             .split_once(' ')
@@ -152,6 +174,13 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "sync" => config.sync = value.parse::<SyncMode>()?,
             "flush_rows" => config.flush_rows = num(key, value)? as usize,
             "min_rows_per_list" => config.min_rows_per_list = num(key, value)? as usize,
+            "retrain_growth" => config.retrain.growth = real(key, value)?,
+            "retrain_error_drift" => config.retrain.error_drift = real(key, value)?,
+            "retrain_imbalance" => config.retrain.imbalance = real(key, value)?,
+            "retrain_min_new_rows" => config.retrain.min_new_rows = num(key, value)?,
+            "trained_rows" => m.trained_rows = num(key, value)?,
+            "trained_error" => m.trained_error = real(key, value)?,
+            "trained_imbalance" => m.trained_imbalance = real(key, value)?,
             "generation" => m.generation = num(key, value)?,
             "centroids" => m.centroids = (value != "-").then(|| value.to_string()),
             "flushed_lsn" => m.flushed_lsn = Lsn(num(key, value)?),
@@ -205,6 +234,9 @@ mod tests {
         m.segments.push((3, "seg-0000000000000003.seg".into()));
         m.deletes.push((4, "del-0000000000000004.del".into()));
         m.flushed_lsn = Lsn(99);
+        m.trained_rows = 1234;
+        m.trained_error = 0.125;
+        m.trained_imbalance = 1.5;
         m.store(dir.path()).unwrap();
         assert_eq!(Manifest::load(dir.path()).unwrap(), m);
         let path = dir.path().join(MANIFEST);

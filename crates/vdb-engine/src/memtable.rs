@@ -38,10 +38,13 @@ pub struct MemBatch {
 }
 
 impl MemBatch {
-    /// Groups `rows` (validated and prepared) by their nearest list.
-    pub fn build(rows: Vec<Row>, quantizer: &CoarseQuantizer) -> Result<MemBatch> {
+    /// Groups `rows` (validated and prepared) by their nearest list. Also
+    /// returns the sum of the rows' distances to their centroids (0 before
+    /// training), which retraining watches.
+    pub fn build(rows: Vec<Row>, quantizer: &CoarseQuantizer) -> Result<(MemBatch, f64)> {
         let dim = quantizer.dim();
         let nlist = quantizer.nlist();
+        let mut error = 0.0f64;
         let assignment: Vec<ListId> = if nlist == 1 {
             vec![ListId(0); rows.len()]
         } else {
@@ -49,7 +52,10 @@ impl MemBatch {
             quantizer
                 .assign(&flat)?
                 .into_iter()
-                .map(|(l, _)| l)
+                .map(|(l, d)| {
+                    error += d as f64;
+                    l
+                })
                 .collect()
         };
         let mut list_starts = vec![0usize; nlist + 1];
@@ -74,14 +80,17 @@ impl MemBatch {
                 lists.push(assignment[i]);
             }
         }
-        Ok(MemBatch {
-            dim,
-            vectors,
-            ids,
-            payloads,
-            lists,
-            list_starts,
-        })
+        Ok((
+            MemBatch {
+                dim,
+                vectors,
+                ids,
+                payloads,
+                lists,
+                list_starts,
+            },
+            error,
+        ))
     }
 
     /// Rows in the batch (including hidden ones).

@@ -14,11 +14,25 @@ use vdb_engine::{CollectionConfig, Engine, Row, SearchOptions};
 fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();
-    let config = CollectionConfig { nlist: 4, min_rows_per_list: 5, flush_rows: 64, ..CollectionConfig::new(4) };
+    let config = CollectionConfig {
+        nlist: 4,
+        min_rows_per_list: 5,
+        flush_rows: 64,
+        ..CollectionConfig::new(4)
+    };
     let c = engine.create_collection("c", config).unwrap();
     let vector = |id: u64, round: u64| vec![id as f32, round as f32, (id % 7) as f32, 1.0];
     // Ids 0..100 always exist; inserts add ids 1000.. in order.
-    c.upsert((0..100).map(|id| Row { id, vector: vector(id, 0), payload: None }).collect()).unwrap();
+    c.upsert(
+        (0..100)
+            .map(|id| Row {
+                id,
+                vector: vector(id, 0),
+                payload: None,
+            })
+            .collect(),
+    )
+    .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
 
     let writer = {
@@ -28,10 +42,27 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
             let mut next = 1000u64;
             for round in 1..=60u64 {
                 // Replace the base ids, add new ones, sometimes flush or retrain.
-                c.upsert((0..100).step_by(3).map(|id| Row { id, vector: vector(id, round), payload: None }).collect())
-                    .unwrap();
-                c.upsert((next..next + 10).map(|id| Row { id, vector: vector(id, round), payload: None }).collect())
-                    .unwrap();
+                c.upsert(
+                    (0..100)
+                        .step_by(3)
+                        .map(|id| Row {
+                            id,
+                            vector: vector(id, round),
+                            payload: None,
+                        })
+                        .collect(),
+                )
+                .unwrap();
+                c.upsert(
+                    (next..next + 10)
+                        .map(|id| Row {
+                            id,
+                            vector: vector(id, round),
+                            payload: None,
+                        })
+                        .collect(),
+                )
+                .unwrap();
                 next += 10;
                 match round % 10 {
                     3 => c.flush().unwrap(),
@@ -48,16 +79,26 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
             let c = Arc::clone(&c);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                let exact = SearchOptions { k: 100_000, nprobe: Some(usize::MAX), with_payload: false };
+                let exact = SearchOptions {
+                    k: 100_000,
+                    nprobe: Some(usize::MAX),
+                    with_payload: false,
+                };
                 let mut searches = 0;
                 while !stop.load(Ordering::Acquire) || searches == 0 {
                     let hits = c.search(&[vec![0.0; 4]], exact).unwrap().remove(0);
                     let ids: HashSet<u64> = hits.iter().map(|h| h.id).collect();
                     assert_eq!(ids.len(), hits.len(), "a row was returned twice");
-                    assert!((0..100).all(|id| ids.contains(&id)), "a replaced row went missing");
+                    assert!(
+                        (0..100).all(|id| ids.contains(&id)),
+                        "a replaced row went missing"
+                    );
                     let added: Vec<u64> = ids.iter().copied().filter(|&id| id >= 1000).collect();
                     let n = added.len() as u64;
-                    assert!(added.iter().all(|&id| id < 1000 + n), "inserts seen out of order: {n} rows");
+                    assert!(
+                        added.iter().all(|&id| id < 1000 + n),
+                        "inserts seen out of order: {n} rows"
+                    );
                     searches += 1;
                 }
                 searches
