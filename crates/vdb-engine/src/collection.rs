@@ -425,6 +425,7 @@ impl Collection {
         let r = self.flush_inner(inner).and_then(|()| {
             match plan(&inner.manifest.config.retrain, &policy_input(inner)) {
                 Plan::Train { nlist, .. } => self.train_inner(inner, nlist),
+                Plan::Keep if needs_compaction(inner) => self.compact_inner(inner).map(|_| ()),
                 Plan::Keep => Ok(()),
             }
         });
@@ -615,8 +616,21 @@ impl Collection {
         let reader = written?;
         next.store(&self.dir)?;
 
-        let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
         inner.quantizer = quantizer;
+        inner.new_rows = 0;
+        inner.new_error = 0.0;
+        self.switch_to_single_segment(inner, next, reader)
+    }
+
+    /// Makes `reader` the collection's only segment under manifest `next`
+    /// (already stored), and removes the files the old manifest named.
+    fn switch_to_single_segment(
+        &self,
+        inner: &mut Inner,
+        next: Manifest,
+        reader: SegmentReader,
+    ) -> Result<()> {
+        let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
         inner.ids.clear();
         for (r, &id) in reader.ids().iter().enumerate() {
             inner.ids.insert(id, Loc::Seg(0, r as u32));
@@ -628,8 +642,6 @@ impl Collection {
         inner.mem.clear();
         inner.pending_deletes.clear();
         inner.manifest = next;
-        inner.new_rows = 0;
-        inner.new_error = 0.0;
         // Old files are no longer named; snapshots that still map them keep
         // working (unlinked files stay mapped).
         for f in old_files {
@@ -640,6 +652,54 @@ impl Collection {
         self.wal.rotate()?;
         self.wal.truncate_through(inner.applied)?;
         Ok(())
+    }
+
+    /// Flushes the memtable, then rewrites every segment's live rows into
+    /// one segment of the same generation, dropping deleted and replaced
+    /// rows and the delete files. Returns whether anything was rewritten.
+    pub fn compact(&self) -> Result<bool> {
+        let mut inner = self.lock();
+        self.check_poisoned(&inner)?;
+        let r = self
+            .flush_inner(&mut inner)
+            .and_then(|()| self.compact_inner(&mut inner));
+        if let Err(e) = &r {
+            inner.poisoned = Some(e.to_string());
+        }
+        let done = r?;
+        self.publish(&inner);
+        Ok(done)
+    }
+
+    fn compact_inner(&self, inner: &mut Inner) -> Result<bool> {
+        let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
+        if inner.segs.len() <= 1 && hidden == 0 && inner.manifest.deletes.is_empty() {
+            return Ok(false);
+        }
+        let nlist = inner.quantizer.nlist();
+        let mut rows = Vec::with_capacity(inner.ids.len());
+        for l in 0..nlist {
+            let list = ListId(l as u32);
+            for (s, seg) in inner.segs.iter().enumerate() {
+                let start = seg.reader.list_row_start(list);
+                for r in start..start + seg.reader.list_len(list) {
+                    if !seg.deleted.contains(r) {
+                        rows.push((list, MemRef::Seg(s, r)));
+                    }
+                }
+            }
+        }
+        let seq = inner.manifest.next_seq;
+        let file = vdb_format::segment_file_name(SegmentId(seq));
+        let reader = self.write_segment(&file, inner, rows.into_iter())?;
+        let mut next = inner.manifest.clone();
+        next.segments = vec![(seq, file)];
+        next.deletes.clear();
+        next.next_seq += 1;
+        next.flushed_lsn = inner.applied;
+        next.store(&self.dir)?;
+        self.switch_to_single_segment(inner, next, reader)?;
+        Ok(true)
     }
 
     /// Reads the live row with id `id`.
@@ -930,6 +990,17 @@ fn merge_memtable(inner: &mut Inner) -> Result<()> {
     }
     Ok(())
 }
+
+/// Compaction policy: more than 8 segments, or more than a fifth of the
+/// stored segment rows hidden (deleted or replaced).
+fn needs_compaction(inner: &Inner) -> bool {
+    let stored: usize = inner.segs.iter().map(|s| s.reader.rows()).sum();
+    let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
+    inner.segs.len() > MAX_SEGMENTS || (stored > 0 && hidden * 5 > stored)
+}
+
+/// Segments a collection may have before a flush compacts them.
+const MAX_SEGMENTS: usize = 8;
 
 /// The numbers the retraining policy decides from.
 fn policy_input(inner: &Inner) -> PolicyInput {

@@ -1,6 +1,6 @@
 //! Guards snapshot isolation: searches running while other threads insert,
 //! replace, flush and retrain always see one complete state — every live row
-//! exactly once, never a torn mix of before and after.
+//! exactly once, never a torn mix of before and after; compactions too.
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
@@ -66,6 +66,9 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
                 next += 10;
                 match round % 10 {
                     3 => c.flush().unwrap(),
+                    5 => {
+                        c.compact().unwrap();
+                    }
                     7 => c.retrain(Some(2 + (round as usize % 5))).unwrap(),
                     _ => {}
                 }

@@ -85,6 +85,9 @@ fn crash_child() {
         match rand() % 50 {
             0 => c.flush().unwrap(),
             1 => c.retrain(None).unwrap_or(()),
+            2 => {
+                c.compact().unwrap();
+            }
             _ => {}
         }
     }

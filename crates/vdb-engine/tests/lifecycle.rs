@@ -107,6 +107,16 @@ fn trains_itself_and_keeps_answering() {
     let ids: Vec<u64> = hits[0].iter().map(|h| h.id).collect();
     assert!(ids.contains(&7) && ids.contains(&100), "{ids:?}");
     assert_eq!(c.stats().rows, 1998);
+    c.flush().unwrap();
+    assert!(c.stats().deleted_rows > 0);
+    assert!(c.compact().unwrap());
+    let st = c.stats();
+    assert_eq!(
+        (st.rows, st.deleted_rows, st.segments),
+        (1998, 0, 1),
+        "{st:?}"
+    );
+    assert!(!c.compact().unwrap(), "nothing left to compact");
     drop(c);
     engine.close().unwrap();
 

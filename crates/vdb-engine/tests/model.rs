@@ -1,5 +1,5 @@
 //! Guards the engine against a plain in-memory model: random sequences of
-//! upserts, deletes, flushes, retrains and reopens must leave exactly the
+//! upserts, deletes, flushes, compactions, retrains and reopens must leave exactly the
 //! model's rows, and exact search must return exactly the model's nearest.
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
@@ -14,6 +14,7 @@ enum Op {
     Upsert(Vec<(u64, [i8; 4])>),
     Delete(Vec<u64>),
     Flush,
+    Compact,
     Retrain(usize),
     Reopen,
 }
@@ -28,6 +29,7 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         2 => prop::collection::vec(id, 1..5).prop_map(Op::Delete),
         1 => Just(Op::Flush),
+        1 => Just(Op::Compact),
         1 => (1usize..5).prop_map(Op::Retrain),
         1 => Just(Op::Reopen),
     ]
@@ -106,6 +108,11 @@ proptest! {
                     c.delete(&ids).unwrap();
                 }
                 Op::Flush => c.flush().unwrap(),
+                Op::Compact => {
+                    c.compact().unwrap();
+                    let st = c.stats();
+                    prop_assert!(st.segments <= 1 && st.deleted_rows == 0, "{:?}", st);
+                }
                 Op::Retrain(nlist) => {
                     if nlist <= model.len() {
                         c.retrain(Some(nlist)).unwrap();
