@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
@@ -153,6 +153,21 @@ pub struct CollectionStats {
     pub flushed_lsn: u64,
 }
 
+/// Settings to change with [`Collection::alter`]; `None` keeps the current
+/// value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Alter {
+    /// Default nprobe of searches.
+    pub nprobe: Option<usize>,
+    /// Lists to train; the collection is retrained at the next flush (or
+    /// call [`Collection::retrain`]).
+    pub nlist: Option<usize>,
+    /// Memtable rows per flush.
+    pub flush_rows: Option<usize>,
+    /// Retraining thresholds.
+    pub retrain: Option<crate::policy::RetrainPolicy>,
+}
+
 /// A durable collection of vectors. Shared as `Arc<Collection>`; every
 /// method takes `&self` and is safe to call from many threads.
 #[derive(Debug)]
@@ -165,6 +180,7 @@ pub struct Collection {
     applied_cv: Condvar,
     snapshot: RwLock<Arc<Snapshot>>,
     dropped: AtomicBool,
+    default_nprobe: AtomicUsize,
 }
 
 fn untrained_quantizer(cfg: &CollectionConfig) -> Result<Arc<CoarseQuantizer>> {
@@ -312,12 +328,13 @@ impl Collection {
         let c = Collection {
             name: name.to_string(),
             dir: dir.to_path_buf(),
-            config: cfg,
+            config: cfg.clone(),
             wal,
             snapshot: RwLock::new(Arc::new(snapshot_of(&inner))),
             inner: Mutex::new(inner),
             applied_cv: Condvar::new(),
             dropped: AtomicBool::new(false),
+            default_nprobe: AtomicUsize::new(cfg.nprobe),
         };
         Ok(c)
     }
@@ -330,6 +347,25 @@ impl Collection {
     /// The collection's settings.
     pub fn config(&self) -> CollectionConfig {
         self.lock().manifest.config.clone()
+    }
+
+    /// Changes settings, durably (the manifest is rewritten). Returns the
+    /// new settings. Dimension and metric never change.
+    pub fn alter(&self, change: Alter) -> Result<CollectionConfig> {
+        let mut inner = self.lock();
+        self.check_poisoned(&inner)?;
+        let mut next = inner.manifest.clone();
+        let c = &mut next.config;
+        c.nprobe = change.nprobe.unwrap_or(c.nprobe);
+        c.nlist = change.nlist.unwrap_or(c.nlist);
+        c.flush_rows = change.flush_rows.unwrap_or(c.flush_rows);
+        c.retrain = change.retrain.unwrap_or(c.retrain);
+        c.validate()?;
+        next.store(&self.dir)?;
+        self.default_nprobe
+            .store(next.config.nprobe, Ordering::Release);
+        inner.manifest = next;
+        Ok(inner.manifest.config.clone())
     }
 
     /// Inserts rows, replacing any existing row with the same id (upsert).
@@ -755,7 +791,9 @@ impl Collection {
         if opts.k == 0 {
             return Err(Error::invalid("k", "must be at least 1"));
         }
-        let nprobe = opts.nprobe.unwrap_or(self.config.nprobe);
+        let nprobe = opts
+            .nprobe
+            .unwrap_or_else(|| self.default_nprobe.load(Ordering::Acquire));
         if nprobe == 0 {
             return Err(Error::invalid("nprobe", "must be at least 1"));
         }

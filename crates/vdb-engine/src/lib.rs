@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-pub use collection::{Collection, CollectionStats, SearchOptions, Snapshot};
+pub use collection::{Alter, Collection, CollectionStats, SearchOptions, Snapshot};
 pub use config::{CollectionConfig, validate_name};
 pub use error::{Error, Result};
 pub use policy::{Plan, PolicyInput, RetrainPolicy, plan};

@@ -284,3 +284,57 @@ fn unreferenced_files_are_removed_at_open() {
         vec![1.0, 2.0]
     );
 }
+
+#[test]
+fn alter_changes_settings_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let config = CollectionConfig {
+        nlist: 8,
+        flush_rows: 10_000,
+        ..CollectionConfig::new(16)
+    };
+    let c = engine.create_collection("alt", config).unwrap();
+    c.upsert(rows(1000, 16, 2)).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.stats().lists, 8);
+
+    let q = rows(1, 16, 3).remove(0).vector;
+    let opts = SearchOptions {
+        k: 1,
+        nprobe: None,
+        with_payload: false,
+    };
+    let e = c
+        .alter(vdb_engine::Alter {
+            nprobe: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("nprobe"), "{e}");
+    let cfg = c
+        .alter(vdb_engine::Alter {
+            nprobe: Some(3),
+            nlist: Some(4),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((cfg.nprobe, cfg.nlist), (3, 4));
+    assert_eq!(c.search_traced(&q, opts).unwrap().1.nprobe, 3);
+
+    // The nlist change retrains at the next flush.
+    c.upsert(vec![Row {
+        id: 5000,
+        vector: q.clone(),
+        payload: None,
+    }])
+    .unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.stats().lists, 4);
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.collection("alt").unwrap();
+    assert_eq!((c.config().nprobe, c.config().nlist), (3, 4));
+    assert_eq!(c.search_traced(&q, opts).unwrap().1.nprobe, 3);
+}
