@@ -32,7 +32,7 @@ fn main() -> Result<(), vdb_engine::Error> {
                 if j % 8 == family {
                     1.0
                 } else {
-                    ((id * 31 + j as u64 * 7) % 97) as f32 / 300.0
+                    ((id.wrapping_mul(2_654_435_761) >> (j % 24)) % 97) as f32 / 300.0
                 }
             })
             .collect()
