@@ -69,7 +69,8 @@ impl Metric {
         match self {
             Metric::L2 => distance::l2_sq(a, b),
             Metric::InnerProduct => -distance::dot(a, b),
-            Metric::Cosine => 1.0 - distance::dot(a, b),
+            // Rounding can push a·b of unit vectors just above 1.
+            Metric::Cosine => (1.0 - distance::dot(a, b)).max(0.0),
         }
     }
 
@@ -85,7 +86,7 @@ impl Metric {
             }
             Metric::Cosine => {
                 distance::dot_batch(query, vectors, out);
-                out.iter_mut().for_each(|d| *d = 1.0 - *d);
+                out.iter_mut().for_each(|d| *d = (1.0 - *d).max(0.0));
             }
         }
     }

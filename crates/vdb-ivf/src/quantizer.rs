@@ -117,7 +117,7 @@ impl CoarseQuantizer {
                 }
             }
             Metric::InnerProduct => dots.iter_mut().for_each(|d| *d = -*d),
-            Metric::Cosine => dots.iter_mut().for_each(|d| *d = 1.0 - *d),
+            Metric::Cosine => dots.iter_mut().for_each(|d| *d = (1.0 - *d).max(0.0)),
         }
         top.reset(nprobe.min(self.nlist()));
         for (list, &d) in dots.iter().enumerate() {
