@@ -186,7 +186,7 @@ impl CoarseQuantizer {
                     }
                 }
                 let d = if self.metric == Metric::Cosine {
-                    1.0 + best.1
+                    (1.0 + best.1).max(0.0)
                 } else {
                     best.1
                 };
