@@ -18,7 +18,9 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId, distance};
-use vdb_engine::{Collection, CollectionConfig, Engine, Row as EngineRow, SearchOptions};
+use vdb_engine::{
+    Collection, CollectionConfig, Engine, RetrainPolicy, Row as EngineRow, SearchOptions,
+};
 use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_ivf::{
     CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, Source, flat_search,
@@ -89,6 +91,10 @@ pub struct BenchArgs {
     /// With --data-dir: memtable rows per flush.
     #[arg(long, default_value_t = 100_000)]
     pub flush_rows: usize,
+    /// With --data-dir: train once, never retrain automatically (to measure
+    /// what retraining saves).
+    #[arg(long)]
+    pub no_retrain: bool,
 }
 
 /// What the benchmark searches: one segment in-process, or a collection
@@ -529,6 +535,14 @@ fn build_engine(
     config.metric = args.metric;
     config.nlist = args.nlist;
     config.flush_rows = args.flush_rows.max(1);
+    if args.no_retrain {
+        config.retrain = RetrainPolicy {
+            growth: 0.0,
+            error_drift: 0.0,
+            imbalance: 0.0,
+            ..RetrainPolicy::default()
+        };
+    }
     let c = engine.create_collection("bench", config)?;
     progress.phase(&format!(
         "inserting {} rows through the write-ahead log",
