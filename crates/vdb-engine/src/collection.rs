@@ -1005,16 +1005,19 @@ fn merge_memtable(inner: &mut Inner) -> Result<()> {
                 if !e.deleted.contains(r)
                     && let Some(row) = e.batch.row(r)
                 {
-                    rows.push(Row {
-                        id: row.id,
-                        vector: row.vector.to_vec(),
-                        payload: row.payload.map(<[u8]>::to_vec),
-                    });
+                    rows.push((
+                        Row {
+                            id: row.id,
+                            vector: row.vector.to_vec(),
+                            payload: row.payload.map(<[u8]>::to_vec),
+                        },
+                        row.list,
+                    ));
                 }
             }
         }
         inner.mem.truncate(n - 2);
-        let (batch, _) = MemBatch::build(rows, &inner.quantizer)?;
+        let batch = MemBatch::from_assigned(rows, inner.quantizer.dim(), inner.quantizer.nlist());
         let b = inner.mem.len() as u32;
         for r in 0..batch.rows() {
             if let Some(row) = batch.row(r) {

@@ -58,39 +58,42 @@ impl MemBatch {
                 })
                 .collect()
         };
+        let batch = MemBatch::from_assigned(rows.into_iter().zip(assignment).collect(), dim, nlist);
+        Ok((batch, error))
+    }
+
+    /// Groups rows whose lists are already known (e.g. when batches are
+    /// merged) without assigning them again.
+    pub fn from_assigned(rows: Vec<(Row, ListId)>, dim: usize, nlist: usize) -> MemBatch {
         let mut list_starts = vec![0usize; nlist + 1];
-        for l in &assignment {
-            list_starts[l.index() + 1] += 1;
+        for (_, l) in &rows {
+            if let Some(c) = list_starts.get_mut(l.index() + 1) {
+                *c += 1;
+            }
         }
         for i in 0..nlist {
             list_starts[i + 1] += list_starts[i];
         }
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| assignment[i]);
+        let mut rows = rows;
+        rows.sort_by_key(|(_, l)| *l);
         let mut vectors = Vec::with_capacity(rows.len() * dim);
         let mut ids = Vec::with_capacity(rows.len());
         let mut lists = Vec::with_capacity(rows.len());
-        let mut slots: Vec<Option<Row>> = rows.into_iter().map(Some).collect();
-        let mut payloads = Vec::with_capacity(slots.len());
-        for i in order {
-            if let Some(r) = slots[i].take() {
-                vectors.extend_from_slice(&r.vector);
-                ids.push(r.id);
-                payloads.push(r.payload);
-                lists.push(assignment[i]);
-            }
+        let mut payloads = Vec::with_capacity(rows.len());
+        for (r, l) in rows {
+            vectors.extend_from_slice(&r.vector);
+            ids.push(r.id);
+            payloads.push(r.payload);
+            lists.push(l);
         }
-        Ok((
-            MemBatch {
-                dim,
-                vectors,
-                ids,
-                payloads,
-                lists,
-                list_starts,
-            },
-            error,
-        ))
+        MemBatch {
+            dim,
+            vectors,
+            ids,
+            payloads,
+            lists,
+            list_starts,
+        }
     }
 
     /// Rows in the batch (including hidden ones).
