@@ -418,7 +418,15 @@ impl Collection {
         let lsn = {
             let inner = self.lock();
             self.check_poisoned(&inner)?;
-            self.wal.append_deferred(&[(kind, payload)])?
+            self.wal
+                .append_deferred(&[(kind, payload)])
+                .map_err(|e| match e {
+                    vdb_wal::Error::TooLarge { len, max } => Error::invalid(
+                        "rows",
+                        format!("the batch encodes to {len} bytes, more than the {max} one write may hold; split it"),
+                    ),
+                    other => other.into(),
+                })?
         };
         let committed = self.wal.commit_through(lsn);
         let mut inner = self.lock();
@@ -968,6 +976,12 @@ fn apply_upsert(inner: &mut Inner, rows: Vec<Row>) -> Result<()> {
         inner.new_rows += batch.rows() as u64;
         inner.new_error += error;
     }
+    push_batch(inner, batch);
+    merge_memtable(inner)
+}
+
+/// Appends a memtable batch and points its rows' ids at it.
+fn push_batch(inner: &mut Inner, batch: MemBatch) {
     let b = inner.mem.len() as u32;
     for r in 0..batch.rows() {
         if let Some(row) = batch.row(r) {
@@ -978,7 +992,6 @@ fn apply_upsert(inner: &mut Inner, rows: Vec<Row>) -> Result<()> {
         deleted: Arc::new(RowSet::new(batch.rows())),
         batch: Arc::new(batch),
     });
-    merge_memtable(inner)
 }
 
 fn apply_delete(inner: &mut Inner, ids: &[u64]) {
@@ -1018,16 +1031,7 @@ fn merge_memtable(inner: &mut Inner) -> Result<()> {
         }
         inner.mem.truncate(n - 2);
         let batch = MemBatch::from_assigned(rows, inner.quantizer.dim(), inner.quantizer.nlist());
-        let b = inner.mem.len() as u32;
-        for r in 0..batch.rows() {
-            if let Some(row) = batch.row(r) {
-                inner.ids.insert(row.id, Loc::Mem(b, r as u32));
-            }
-        }
-        inner.mem.push(MemEntry {
-            deleted: Arc::new(RowSet::new(batch.rows())),
-            batch: Arc::new(batch),
-        });
+        push_batch(inner, batch);
     }
     Ok(())
 }
