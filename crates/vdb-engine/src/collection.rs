@@ -37,6 +37,8 @@ enum Loc {
     Seg(u32, u32),
     /// Batch index in `Inner::mem`, row.
     Mem(u32, u32),
+    /// Batch index in `Inner::frozen` (being flushed), row.
+    Frozen(u32, u32),
 }
 
 #[derive(Debug)]
@@ -63,6 +65,8 @@ struct Inner {
     quantizer: Arc<CoarseQuantizer>,
     segs: Vec<SegEntry>,
     mem: Vec<MemEntry>,
+    /// Memtable batches being written by a flush or rewrite; still searched.
+    frozen: Vec<MemEntry>,
     ids: HashMap<u64, Loc>,
     /// Ids deleted since the last flush (written to its delete file).
     pending_deletes: HashSet<u64>,
@@ -181,6 +185,8 @@ pub struct Collection {
     snapshot: RwLock<Arc<Snapshot>>,
     dropped: AtomicBool,
     default_nprobe: AtomicUsize,
+    /// Serialises flush, compaction, training and alter.
+    maintenance: Mutex<()>,
 }
 
 fn untrained_quantizer(cfg: &CollectionConfig) -> Result<Arc<CoarseQuantizer>> {
@@ -298,6 +304,7 @@ impl Collection {
             quantizer,
             segs,
             mem: Vec::new(),
+            frozen: Vec::new(),
             ids,
             pending_deletes: HashSet::new(),
             applied: flushed,
@@ -335,6 +342,7 @@ impl Collection {
             applied_cv: Condvar::new(),
             dropped: AtomicBool::new(false),
             default_nprobe: AtomicUsize::new(cfg.nprobe),
+            maintenance: Mutex::new(()),
         };
         Ok(c)
     }
@@ -352,6 +360,7 @@ impl Collection {
     /// Changes settings, durably (the manifest is rewritten). Returns the
     /// new settings. Dimension and metric never change.
     pub fn alter(&self, change: Alter) -> Result<CollectionConfig> {
+        let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
         self.check_poisoned(&inner)?;
         let mut next = inner.manifest.clone();
@@ -448,115 +457,283 @@ impl Collection {
         }
         self.applied_cv.notify_all();
         result?;
-        if memtable_rows(&inner) >= inner.manifest.config.flush_rows {
-            self.flush_locked(&mut inner)?;
-        }
+        let full = memtable_rows(&inner) >= inner.manifest.config.flush_rows;
         self.publish(&inner);
+        drop(inner);
+        if full {
+            // Whoever finds the memtable full flushes it; if a flush (or
+            // other maintenance) is already running, it will be flushed by
+            // the next write after that.
+            if let Ok(guard) = self.maintenance.try_lock() {
+                self.maintain(&guard, Task::Flush)?;
+            }
+        }
         Ok(lsn)
     }
 
     /// Writes the memtable to a segment, switches the manifest and trims the
-    /// WAL; trains the collection if it has become large enough.
+    /// WAL; then retrains or compacts if the policies say so.
     pub fn flush(&self) -> Result<()> {
-        let mut inner = self.lock();
-        self.check_poisoned(&inner)?;
-        self.flush_locked(&mut inner)?;
-        self.publish(&inner);
-        Ok(())
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        self.maintain(&guard, Task::Flush).map(|_| ())
     }
 
-    fn flush_locked(&self, inner: &mut Inner) -> Result<()> {
-        let r = self.flush_inner(inner).and_then(|()| {
-            match plan(&inner.manifest.config.retrain, &policy_input(inner)) {
-                Plan::Train { nlist, .. } => self.train_inner(inner, nlist),
-                Plan::Keep if needs_compaction(inner) => self.compact_inner(inner).map(|_| ()),
-                Plan::Keep => Ok(()),
+    /// Trains new centroids with `nlist` lists (default: the configured
+    /// nlist) on every live row and rewrites the collection as one segment
+    /// clustered with them. Writes and searches continue meanwhile.
+    pub fn retrain(&self, nlist: Option<usize>) -> Result<()> {
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let (nlist, rows) = {
+            let inner = self.lock();
+            self.check_poisoned(&inner)?;
+            (
+                nlist.unwrap_or(inner.manifest.config.nlist),
+                inner.ids.len(),
+            )
+        };
+        if nlist == 0 {
+            return Err(Error::invalid("nlist", "must be at least 1"));
+        }
+        if nlist > rows {
+            return Err(Error::invalid(
+                "nlist",
+                format!("{nlist} lists need at least {nlist} rows; the collection has {rows}"),
+            ));
+        }
+        self.maintain(&guard, Task::Train(nlist)).map(|_| ())
+    }
+
+    /// Flushes the memtable, then rewrites every live row into one segment
+    /// of the same generation, dropping deleted and replaced rows and the
+    /// delete files. Returns whether anything was rewritten.
+    pub fn compact(&self) -> Result<bool> {
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        self.maintain(&guard, Task::Compact)
+    }
+
+    /// Runs one maintenance task (and, after a flush, whatever the
+    /// retraining and compaction policies ask for), holding the maintenance
+    /// lock but the collection lock only to freeze and to install:
+    ///
+    /// 1. *freeze* (locked): the memtable becomes read-only "frozen"
+    ///    batches, still searched; new writes go to a fresh memtable;
+    /// 2. *write* (unlocked): new segment / delete / centroid files and the
+    ///    manifest that names them, from the frozen state;
+    /// 3. *install* (locked): the new files replace the frozen state; rows
+    ///    replaced or deleted while 2 ran are hidden in the new segment.
+    fn maintain(&self, _guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
+        let done = self.run_task(task)?;
+        if task == Task::Flush {
+            let next = {
+                let inner = self.lock();
+                match plan(&inner.manifest.config.retrain, &policy_input(&inner)) {
+                    Plan::Train { nlist, .. } => Some(Task::Train(nlist)),
+                    Plan::Keep if needs_compaction(&inner) => Some(Task::Compact),
+                    Plan::Keep => None,
+                }
+            };
+            if let Some(t) = next {
+                self.run_task(t)?;
             }
-        });
-        if let Err(e) = &r {
+        }
+        Ok(done)
+    }
+
+    fn run_task(&self, task: Task) -> Result<bool> {
+        let frozen = {
+            let mut inner = self.lock();
+            self.check_poisoned(&inner)?;
+            let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
+            let idle = match task {
+                Task::Flush => inner.mem.is_empty() && inner.pending_deletes.is_empty(),
+                Task::Compact => {
+                    inner.mem.is_empty()
+                        && inner.pending_deletes.is_empty()
+                        && inner.segs.len() <= 1
+                        && hidden == 0
+                        && inner.manifest.deletes.is_empty()
+                }
+                Task::Train(nlist) => inner.ids.len() < nlist,
+            };
+            if idle {
+                return Ok(false);
+            }
+            let f = freeze(&mut inner);
+            self.publish(&inner);
+            f
+        };
+        let written = match task {
+            Task::Flush => self.write_flush(&frozen),
+            Task::Compact => self.write_rewrite(&frozen, None),
+            Task::Train(nlist) => self.write_rewrite(&frozen, Some(nlist)),
+        };
+        let mut inner = self.lock();
+        let installed = written.and_then(|w| self.install(&mut inner, &frozen, w));
+        if let Err(e) = &installed {
             inner.poisoned = Some(e.to_string());
         }
-        r
+        self.publish(&inner);
+        drop(inner);
+        installed?;
+        self.wal.rotate()?;
+        self.wal.truncate_through(frozen.lsn)?;
+        Ok(true)
     }
 
-    fn flush_inner(&self, inner: &mut Inner) -> Result<()> {
-        let live: usize = inner.mem.iter().map(MemEntry::live).sum();
-        if inner.mem.is_empty() && inner.pending_deletes.is_empty() {
-            return Ok(());
-        }
-        let seq = inner.manifest.next_seq;
-        let mut next = inner.manifest.clone();
+    /// Phase 2 of a flush: the frozen batches' live rows as one segment,
+    /// the frozen deletes as a delete file, and the manifest naming both.
+    fn write_flush(&self, f: &Frozen) -> Result<Written> {
+        let seq = f.manifest.next_seq;
+        let mut next = f.manifest.clone();
         next.next_seq += 1;
-        next.flushed_lsn = inner.applied;
-        let mut new_seg = None;
-        if live > 0 {
-            let mut rows: Vec<(ListId, usize, usize)> = Vec::with_capacity(live);
-            for (b, e) in inner.mem.iter().enumerate() {
-                for r in 0..e.batch.rows() {
-                    if !e.deleted.contains(r)
-                        && let Some(row) = e.batch.row(r)
-                    {
-                        rows.push((row.list, b, r));
-                    }
+        next.flushed_lsn = f.lsn;
+        let mut rows: Vec<(ListId, Origin)> = Vec::new();
+        for (b, (batch, deleted)) in f.mem.iter().enumerate() {
+            for r in 0..batch.rows() {
+                if !deleted.contains(r)
+                    && let Some(row) = batch.row(r)
+                {
+                    rows.push((row.list, Origin::Frozen(b, r)));
                 }
             }
-            rows.sort_unstable();
-            let file = vdb_format::segment_file_name(SegmentId(seq));
-            let reader = self.write_segment(
-                &file,
-                inner,
-                rows.iter().map(|&(l, b, r)| (l, MemRef::Mem(b, r))),
-            )?;
-            next.segments.push((seq, file));
-            new_seg = Some(reader);
         }
-        if !inner.pending_deletes.is_empty() {
+        rows.sort_by_key(|&(l, _)| l);
+        let mut segment = None;
+        if !rows.is_empty() {
+            let file = vdb_format::segment_file_name(SegmentId(seq));
+            let reader = self.write_rows(&file, f, &f.quantizer, f.manifest.generation, &rows)?;
+            next.segments.push((seq, file));
+            segment = Some((reader, rows.into_iter().map(|(_, o)| o).collect()));
+        }
+        if !f.pending_deletes.is_empty() {
             let file = vdb_format::delete_file_name(seq);
-            let mut ids: Vec<u64> = inner.pending_deletes.iter().copied().collect();
-            ids.sort_unstable();
-            vdb_format::write_deletes(&self.dir.join(&file), seq, &ids)?;
+            vdb_format::write_deletes(&self.dir.join(&file), seq, &f.pending_deletes)?;
             next.deletes.push((seq, file));
         }
         next.store(&self.dir)?;
-        // The new state is durable; switch to it in memory.
-        if let Some(reader) = new_seg {
-            let i = inner.segs.len() as u32;
-            for (r, &id) in reader.ids().iter().enumerate() {
-                inner.ids.insert(id, Loc::Seg(i, r as u32));
-            }
-            inner.segs.push(SegEntry {
-                deleted: Arc::new(RowSet::new(reader.rows())),
-                reader: Arc::new(reader),
-            });
-        }
-        inner.mem.clear();
-        inner.pending_deletes.clear();
-        inner.manifest = next;
-        self.wal.rotate()?;
-        self.wal.truncate_through(inner.applied)?;
-        Ok(())
+        Ok(Written {
+            manifest: next,
+            segment,
+            replaces_all: false,
+            quantizer: None,
+        })
     }
 
-    /// Writes `rows` (already ordered by list) to a new segment file and
-    /// opens it.
-    fn write_segment(
+    /// Phase 2 of a compaction (`nlist` = None) or a training: every live
+    /// row of the frozen state as one segment, clustered with new centroids
+    /// when training, and a manifest naming only it.
+    fn write_rewrite(&self, f: &Frozen, nlist: Option<usize>) -> Result<Written> {
+        let dim = self.config.dim;
+        let mut live: Vec<Origin> = Vec::new();
+        for (i, (reader, deleted)) in f.segs.iter().enumerate() {
+            live.extend(
+                (0..reader.rows())
+                    .filter(|&r| !deleted.contains(r))
+                    .map(|r| Origin::Seg(i, r)),
+            );
+        }
+        for (b, (batch, deleted)) in f.mem.iter().enumerate() {
+            live.extend(
+                (0..batch.rows())
+                    .filter(|&r| !deleted.contains(r))
+                    .map(|r| Origin::Frozen(b, r)),
+            );
+        }
+        let seq = f.manifest.next_seq;
+        let mut next = f.manifest.clone();
+        next.next_seq += 1;
+        next.flushed_lsn = f.lsn;
+        next.deletes.clear();
+        let (rows, quantizer, generation) = match nlist {
+            None => {
+                let mut rows: Vec<(ListId, Origin)> = live
+                    .into_iter()
+                    .filter_map(|o| f.row(o).map(|row| (row.list, o)))
+                    .collect();
+                rows.sort_by_key(|&(l, _)| l);
+                (rows, None, f.manifest.generation)
+            }
+            Some(nlist) => {
+                let mut vectors = Vec::with_capacity(live.len() * dim);
+                live.retain(|&o| match f.row(o) {
+                    Some(row) => {
+                        vectors.extend_from_slice(row.vector);
+                        true
+                    }
+                    None => false,
+                });
+                let (centroids, _report) = kmeans::train(
+                    &vectors,
+                    dim,
+                    nlist,
+                    self.config.metric,
+                    &KMeansParams::default(),
+                )?;
+                let generation = f.manifest.generation + 1;
+                let cen_file = vdb_format::centroid_file_name(Generation(generation));
+                vdb_format::write_centroids(
+                    &self.dir.join(&cen_file),
+                    CentroidMeta {
+                        generation: Generation(generation),
+                        metric: self.config.metric,
+                        dim,
+                    },
+                    &centroids,
+                )?;
+                let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
+                let assignment = quantizer.assign(&vectors)?;
+                drop(vectors);
+                let mut sizes = vec![0u64; nlist];
+                for (l, _) in &assignment {
+                    sizes[l.index()] += 1;
+                }
+                next.config.nlist = nlist;
+                next.generation = generation;
+                next.centroids = Some(cen_file);
+                next.trained_rows = live.len() as u64;
+                next.trained_error = assignment.iter().map(|&(_, d)| d as f64).sum::<f64>()
+                    / live.len().max(1) as f64;
+                next.trained_imbalance = vdb_ivf::imbalance_factor(&sizes);
+                let mut rows: Vec<(ListId, Origin)> =
+                    assignment.into_iter().map(|(l, _)| l).zip(live).collect();
+                rows.sort_by_key(|&(l, _)| l);
+                (rows, Some(quantizer), generation)
+            }
+        };
+        let file = vdb_format::segment_file_name(SegmentId(seq));
+        let q = quantizer.as_ref().unwrap_or(&f.quantizer);
+        let reader = self.write_rows(&file, f, q, generation, &rows)?;
+        next.segments = vec![(seq, file)];
+        next.store(&self.dir)?;
+        Ok(Written {
+            manifest: next,
+            segment: Some((reader, rows.into_iter().map(|(_, o)| o).collect())),
+            replaces_all: true,
+            quantizer,
+        })
+    }
+
+    /// Writes rows of the frozen state, ordered by list, as segment `file`.
+    fn write_rows(
         &self,
         file: &str,
-        inner: &Inner,
-        rows: impl Iterator<Item = (ListId, MemRef)>,
+        f: &Frozen,
+        quantizer: &CoarseQuantizer,
+        generation: u64,
+        rows: &[(ListId, Origin)],
     ) -> Result<SegmentReader> {
         let path = self.dir.join(file);
         let meta = SegmentMeta {
-            id: SegmentId(inner.manifest.next_seq),
-            generation: Generation(inner.manifest.generation),
+            id: SegmentId(f.manifest.next_seq),
+            generation: Generation(generation),
             metric: self.config.metric,
             dim: self.config.dim,
-            nlist: inner.quantizer.nlist(),
+            nlist: quantizer.nlist(),
             with_payloads: true,
         };
         let mut w = SegmentWriter::create(&path, meta)?;
-        for (list, at) in rows {
-            if let Some(row) = read_ref(inner, at) {
+        for &(list, o) in rows {
+            if let Some(row) = f.row(o) {
                 w.push(
                     list,
                     row.id,
@@ -569,181 +746,63 @@ impl Collection {
         Ok(SegmentReader::open(&path)?)
     }
 
-    /// Trains new centroids with `nlist` lists on every live row and
-    /// rewrites the collection as one segment clustered with them. Blocks
-    /// writers for its duration; searches continue on their snapshots.
-    pub fn retrain(&self, nlist: Option<usize>) -> Result<()> {
-        let mut inner = self.lock();
-        self.check_poisoned(&inner)?;
-        let nlist = nlist.unwrap_or(inner.manifest.config.nlist);
-        if nlist == 0 {
-            return Err(Error::invalid("nlist", "must be at least 1"));
-        }
-        if nlist > inner.ids.len() {
-            return Err(Error::invalid(
-                "nlist",
-                format!(
-                    "{nlist} lists need at least {nlist} rows; the collection has {}",
-                    inner.ids.len()
-                ),
-            ));
-        }
-        let r = self.train_inner(&mut inner, nlist);
-        if let Err(e) = &r {
-            inner.poisoned = Some(e.to_string());
-        }
-        r?;
-        self.publish(&inner);
-        Ok(())
-    }
-
-    fn train_inner(&self, inner: &mut Inner, nlist: usize) -> Result<()> {
-        let dim = self.config.dim;
-        let live: Vec<(MemRef, u64)> = live_refs(inner);
-        if live.len() < nlist {
-            return Ok(());
-        }
-        let mut vectors = Vec::with_capacity(live.len() * dim);
-        for &(at, _) in &live {
-            if let Some(row) = read_ref(inner, at) {
-                vectors.extend_from_slice(row.vector);
-            }
-        }
-        let params = KMeansParams::default();
-        let (centroids, _report) =
-            kmeans::train(&vectors, dim, nlist, self.config.metric, &params)?;
-        let generation = inner.manifest.generation + 1;
-        let cen_file = vdb_format::centroid_file_name(Generation(generation));
-        vdb_format::write_centroids(
-            &self.dir.join(&cen_file),
-            CentroidMeta {
-                generation: Generation(generation),
-                metric: self.config.metric,
-                dim,
-            },
-            &centroids,
-        )?;
-        let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
-        let assignment = quantizer.assign(&vectors)?;
-        drop(vectors);
-        let mut sizes = vec![0u64; nlist];
-        for (l, _) in &assignment {
-            sizes[l.index()] += 1;
-        }
-        let mut order: Vec<usize> = (0..live.len()).collect();
-        order.sort_by_key(|&i| assignment[i].0);
-
-        let seq = inner.manifest.next_seq;
-        let seg_file = vdb_format::segment_file_name(SegmentId(seq));
-        let mut next = inner.manifest.clone();
-        next.config.nlist = nlist;
-        next.generation = generation;
-        next.centroids = Some(cen_file);
-        next.segments = vec![(seq, seg_file.clone())];
-        next.deletes.clear();
-        next.next_seq += 1;
-        next.flushed_lsn = inner.applied;
-        next.trained_rows = live.len() as u64;
-        next.trained_error =
-            assignment.iter().map(|&(_, d)| d as f64).sum::<f64>() / live.len().max(1) as f64;
-        next.trained_imbalance = vdb_ivf::imbalance_factor(&sizes);
-        let old_quantizer = std::mem::replace(&mut inner.quantizer, Arc::clone(&quantizer));
-        let old_generation = inner.manifest.generation;
-        inner.manifest.generation = generation;
-        let written = self.write_segment(
-            &seg_file,
-            inner,
-            order.iter().map(|&i| (assignment[i].0, live[i].0)),
-        );
-        inner.quantizer = old_quantizer;
-        inner.manifest.generation = old_generation;
-        let reader = written?;
-        next.store(&self.dir)?;
-
-        inner.quantizer = quantizer;
-        inner.new_rows = 0;
-        inner.new_error = 0.0;
-        self.switch_to_single_segment(inner, next, reader)
-    }
-
-    /// Makes `reader` the collection's only segment under manifest `next`
-    /// (already stored), and removes the files the old manifest named.
-    fn switch_to_single_segment(
-        &self,
-        inner: &mut Inner,
-        next: Manifest,
-        reader: SegmentReader,
-    ) -> Result<()> {
+    /// Phase 3: puts what phase 2 wrote in place of the frozen state.
+    fn install(&self, inner: &mut Inner, f: &Frozen, w: Written) -> Result<()> {
         let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
-        inner.ids.clear();
-        for (r, &id) in reader.ids().iter().enumerate() {
-            inner.ids.insert(id, Loc::Seg(0, r as u32));
+        if w.replaces_all {
+            inner.segs.clear();
         }
-        inner.segs = vec![SegEntry {
-            deleted: Arc::new(RowSet::new(reader.rows())),
-            reader: Arc::new(reader),
-        }];
-        inner.mem.clear();
-        inner.pending_deletes.clear();
-        inner.manifest = next;
-        // Old files are no longer named; snapshots that still map them keep
-        // working (unlinked files stay mapped).
-        for f in old_files {
-            if !inner.manifest.live_files().any(|l| l == f) {
-                let _ = std::fs::remove_file(self.dir.join(f));
+        if let Some((reader, origins)) = w.segment {
+            let i = inner.segs.len() as u32;
+            let mut deleted = RowSet::new(reader.rows());
+            for (r, (&id, origin)) in reader.ids().iter().zip(origins).enumerate() {
+                if inner.ids.get(&id) == Some(&origin.loc()) {
+                    inner.ids.insert(id, Loc::Seg(i, r as u32));
+                } else {
+                    // Replaced or deleted while the file was being written.
+                    deleted.insert(r);
+                }
             }
+            inner.segs.push(SegEntry {
+                deleted: Arc::new(deleted),
+                reader: Arc::new(reader),
+            });
         }
-        self.wal.rotate()?;
-        self.wal.truncate_through(inner.applied)?;
-        Ok(())
-    }
-
-    /// Flushes the memtable, then rewrites every segment's live rows into
-    /// one segment of the same generation, dropping deleted and replaced
-    /// rows and the delete files. Returns whether anything was rewritten.
-    pub fn compact(&self) -> Result<bool> {
-        let mut inner = self.lock();
-        self.check_poisoned(&inner)?;
-        let r = self
-            .flush_inner(&mut inner)
-            .and_then(|()| self.compact_inner(&mut inner));
-        if let Err(e) = &r {
-            inner.poisoned = Some(e.to_string());
-        }
-        let done = r?;
-        self.publish(&inner);
-        Ok(done)
-    }
-
-    fn compact_inner(&self, inner: &mut Inner) -> Result<bool> {
-        let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
-        if inner.segs.len() <= 1 && hidden == 0 && inner.manifest.deletes.is_empty() {
-            return Ok(false);
-        }
-        let nlist = inner.quantizer.nlist();
-        let mut rows = Vec::with_capacity(inner.ids.len());
-        for l in 0..nlist {
-            let list = ListId(l as u32);
-            for (s, seg) in inner.segs.iter().enumerate() {
-                let start = seg.reader.list_row_start(list);
-                for r in start..start + seg.reader.list_len(list) {
-                    if !seg.deleted.contains(r) {
-                        rows.push((list, MemRef::Seg(s, r)));
-                    }
+        inner.frozen.clear();
+        inner.manifest = w.manifest;
+        if let Some(q) = w.quantizer {
+            // The memtable was grouped by the old lists: regroup it.
+            inner.quantizer = q;
+            inner.new_rows = 0;
+            inner.new_error = 0.0;
+            let old = std::mem::take(&mut inner.mem);
+            for e in old {
+                let rows: Vec<Row> = (0..e.batch.rows())
+                    .filter(|&r| !e.deleted.contains(r))
+                    .filter_map(|r| e.batch.row(r))
+                    .map(|row| Row {
+                        id: row.id,
+                        vector: row.vector.to_vec(),
+                        payload: row.payload.map(<[u8]>::to_vec),
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    let (batch, error) = MemBatch::build(rows, &inner.quantizer)?;
+                    inner.new_rows += batch.rows() as u64;
+                    inner.new_error += error;
+                    push_batch(inner, batch);
                 }
             }
         }
-        let seq = inner.manifest.next_seq;
-        let file = vdb_format::segment_file_name(SegmentId(seq));
-        let reader = self.write_segment(&file, inner, rows.into_iter())?;
-        let mut next = inner.manifest.clone();
-        next.segments = vec![(seq, file)];
-        next.deletes.clear();
-        next.next_seq += 1;
-        next.flushed_lsn = inner.applied;
-        next.store(&self.dir)?;
-        self.switch_to_single_segment(inner, next, reader)?;
-        Ok(true)
+        let _ = f;
+        // Files no longer named are garbage; snapshots that still map them
+        // keep working (unlinked files stay mapped).
+        for file in old_files {
+            if !inner.manifest.live_files().any(|l| l == file) {
+                let _ = std::fs::remove_file(self.dir.join(file));
+            }
+        }
+        Ok(())
     }
 
     /// Reads the live row with id `id`.
@@ -844,13 +903,18 @@ impl Collection {
             .iter()
             .map(|s| s.reader.rows() as u64)
             .sum::<u64>()
-            + inner.mem.iter().map(|m| m.batch.rows() as u64).sum::<u64>();
+            + inner
+                .frozen
+                .iter()
+                .chain(&inner.mem)
+                .map(|m| m.batch.rows() as u64)
+                .sum::<u64>();
         for s in &inner.segs {
             for (l, size) in sizes.iter_mut().enumerate() {
                 *size += s.reader.list_len(ListId(l as u32)) as u64;
             }
         }
-        for m in &inner.mem {
+        for m in inner.frozen.iter().chain(&inner.mem) {
             for (l, size) in sizes.iter_mut().enumerate() {
                 *size += m.batch.list_len(ListId(l as u32)) as u64;
             }
@@ -902,11 +966,114 @@ impl Collection {
     }
 }
 
+/// A maintenance task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Flush,
+    Compact,
+    Train(usize),
+}
+
+/// Where a row of a frozen state was when it was frozen.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Seg(usize, usize),
+    Frozen(usize, usize),
+}
+
+impl Origin {
+    fn loc(self) -> Loc {
+        match self {
+            Origin::Seg(i, r) => Loc::Seg(i as u32, r as u32),
+            Origin::Frozen(b, r) => Loc::Frozen(b as u32, r as u32),
+        }
+    }
+}
+
+/// What maintenance works from: the collection as of the freeze, in
+/// immutable pieces that need no lock to read.
+#[derive(Debug)]
+struct Frozen {
+    segs: Vec<(Arc<SegmentReader>, Arc<RowSet>)>,
+    mem: Vec<(Arc<MemBatch>, Arc<RowSet>)>,
+    pending_deletes: Vec<u64>,
+    lsn: Lsn,
+    manifest: Manifest,
+    quantizer: Arc<CoarseQuantizer>,
+}
+
+impl Frozen {
+    fn row(&self, o: Origin) -> Option<RowRef<'_>> {
+        match o {
+            Origin::Seg(i, r) => {
+                let seg = &self.segs.get(i)?.0;
+                let (list, vector) = seg.row(r)?;
+                Some(RowRef {
+                    id: *seg.ids().get(r)?,
+                    vector,
+                    payload: seg.payload(r).ok().flatten().filter(|p| !p.is_empty()),
+                    list,
+                })
+            }
+            Origin::Frozen(b, r) => self.mem.get(b)?.0.row(r),
+        }
+    }
+}
+
+/// What phase 2 of maintenance wrote.
+#[derive(Debug)]
+struct Written {
+    manifest: Manifest,
+    /// The new segment and where each of its rows came from.
+    segment: Option<(SegmentReader, Vec<Origin>)>,
+    /// Whether it replaces every segment (compaction, training).
+    replaces_all: bool,
+    /// New centroids (training).
+    quantizer: Option<Arc<CoarseQuantizer>>,
+}
+
+/// Phase 1 of maintenance: the memtable becomes frozen batches (ids that
+/// pointed into it now point into `frozen`), a new memtable starts, and the
+/// state to work from is captured.
+fn freeze(inner: &mut Inner) -> Frozen {
+    debug_assert!(inner.frozen.is_empty(), "maintenance is serialised");
+    let mem = std::mem::take(&mut inner.mem);
+    for (b, e) in mem.iter().enumerate() {
+        for r in 0..e.batch.rows() {
+            if let Some(row) = e.batch.row(r)
+                && inner.ids.get(&row.id) == Some(&Loc::Mem(b as u32, r as u32))
+            {
+                inner.ids.insert(row.id, Loc::Frozen(b as u32, r as u32));
+            }
+        }
+    }
+    inner.frozen = mem;
+    let mut pending: Vec<u64> = inner.pending_deletes.drain().collect();
+    pending.sort_unstable();
+    Frozen {
+        segs: inner
+            .segs
+            .iter()
+            .map(|s| (Arc::clone(&s.reader), Arc::clone(&s.deleted)))
+            .collect(),
+        mem: inner
+            .frozen
+            .iter()
+            .map(|m| (Arc::clone(&m.batch), Arc::clone(&m.deleted)))
+            .collect(),
+        pending_deletes: pending,
+        lsn: inner.applied,
+        manifest: inner.manifest.clone(),
+        quantizer: Arc::clone(&inner.quantizer),
+    }
+}
+
 /// A row's place, for reading it.
 #[derive(Debug, Clone, Copy)]
 enum MemRef {
     Seg(usize, usize),
     Mem(usize, usize),
+    Frozen(usize, usize),
 }
 
 impl From<Loc> for MemRef {
@@ -914,6 +1081,7 @@ impl From<Loc> for MemRef {
         match l {
             Loc::Seg(s, r) => MemRef::Seg(s as usize, r as usize),
             Loc::Mem(b, r) => MemRef::Mem(b as usize, r as usize),
+            Loc::Frozen(b, r) => MemRef::Frozen(b as usize, r as usize),
         }
     }
 }
@@ -932,17 +1100,8 @@ fn read_ref(inner: &Inner, at: MemRef) -> Option<RowRef<'_>> {
             })
         }
         MemRef::Mem(b, r) => inner.mem.get(b)?.batch.row(r),
+        MemRef::Frozen(b, r) => inner.frozen.get(b)?.batch.row(r),
     }
-}
-
-fn live_refs(inner: &Inner) -> Vec<(MemRef, u64)> {
-    let mut out: Vec<(MemRef, u64)> = inner
-        .ids
-        .iter()
-        .map(|(&id, &loc)| (MemRef::from(loc), id))
-        .collect();
-    out.sort_unstable_by_key(|&(_, id)| id);
-    out
 }
 
 fn memtable_rows(inner: &Inner) -> usize {
@@ -958,6 +1117,11 @@ fn hide(inner: &mut Inner, loc: Loc) {
         }
         Loc::Mem(b, r) => {
             if let Some(e) = inner.mem.get_mut(b as usize) {
+                Arc::make_mut(&mut e.deleted).insert(r as usize);
+            }
+        }
+        Loc::Frozen(b, r) => {
+            if let Some(e) = inner.frozen.get_mut(b as usize) {
                 Arc::make_mut(&mut e.deleted).insert(r as usize);
             }
         }
@@ -1105,8 +1269,9 @@ fn snapshot_of(inner: &Inner) -> Snapshot {
             .map(|s| (Arc::clone(&s.reader), Arc::clone(&s.deleted)))
             .collect(),
         mem: inner
-            .mem
+            .frozen
             .iter()
+            .chain(&inner.mem)
             .map(|m| (Arc::clone(&m.batch), Arc::clone(&m.deleted)))
             .collect(),
         live_rows: inner.ids.len(),

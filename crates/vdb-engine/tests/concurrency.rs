@@ -77,6 +77,27 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
         })
     };
 
+    // A second writer keeps inserting while the first one's flushes,
+    // compactions and retrains run: it must never wait for them to finish
+    // a file, and its rows must appear in order too.
+    let inserter = {
+        let c = Arc::clone(&c);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut next = 1_000_000u64;
+            while !stop.load(Ordering::Acquire) {
+                c.upsert(vec![Row {
+                    id: next,
+                    vector: vector(next, 0),
+                    payload: None,
+                }])
+                .unwrap();
+                next += 1;
+            }
+            next - 1_000_000
+        })
+    };
+
     let readers: Vec<_> = (0..2)
         .map(|_| {
             let c = Arc::clone(&c);
@@ -96,12 +117,20 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
                         (0..100).all(|id| ids.contains(&id)),
                         "a replaced row went missing"
                     );
-                    let added: Vec<u64> = ids.iter().copied().filter(|&id| id >= 1000).collect();
-                    let n = added.len() as u64;
-                    assert!(
-                        added.iter().all(|&id| id < 1000 + n),
-                        "inserts seen out of order: {n} rows"
-                    );
+                    // Each writer's inserts are visible as a prefix of its
+                    // order: never a later one without all earlier ones.
+                    for (from, to) in [(1000u64, 1_000_000u64), (1_000_000, u64::MAX)] {
+                        let added: Vec<u64> = ids
+                            .iter()
+                            .copied()
+                            .filter(|id| (from..to).contains(id))
+                            .collect();
+                        let n = added.len() as u64;
+                        assert!(
+                            added.iter().all(|&id| id < from + n),
+                            "inserts from {from} seen out of order: {n} rows"
+                        );
+                    }
                     searches += 1;
                 }
                 searches
@@ -109,8 +138,12 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
         })
         .collect();
     writer.join().unwrap();
+    let inserted = inserter.join().unwrap();
     for r in readers {
         assert!(r.join().unwrap() > 0);
     }
-    assert_eq!(c.stats().rows, 100 + 600);
+    assert_eq!(c.stats().rows, 100 + 600 + inserted);
+    c.compact().unwrap();
+    assert_eq!(c.stats().rows, 100 + 600 + inserted);
+    assert_eq!(c.stats().deleted_rows, 0);
 }
