@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
 use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::memtable::{MemBatch, RowRef};
 use crate::policy::{Plan, PolicyInput, plan};
+use crate::scheduler::Scheduler;
 use crate::{Hit, Row};
 
 /// Where the live version of an id is.
@@ -187,6 +188,11 @@ pub struct Collection {
     default_nprobe: AtomicUsize,
     /// Serialises flush, compaction, training and alter.
     maintenance: Mutex<()>,
+    /// Where to ask for background maintenance, and this collection's own
+    /// handle to pass along (set by the engine after wrapping it in `Arc`).
+    scheduler: OnceLock<(Arc<Scheduler>, Weak<Collection>)>,
+    /// A background flush is requested and has not started yet.
+    flush_requested: AtomicBool,
 }
 
 fn untrained_quantizer(cfg: &CollectionConfig) -> Result<Arc<CoarseQuantizer>> {
@@ -343,6 +349,8 @@ impl Collection {
             dropped: AtomicBool::new(false),
             default_nprobe: AtomicUsize::new(cfg.nprobe),
             maintenance: Mutex::new(()),
+            scheduler: OnceLock::new(),
+            flush_requested: AtomicBool::new(false),
         };
         Ok(c)
     }
@@ -457,18 +465,55 @@ impl Collection {
         }
         self.applied_cv.notify_all();
         result?;
-        let full = memtable_rows(&inner) >= inner.manifest.config.flush_rows;
+        let rows = memtable_rows(&inner);
+        let flush_rows = inner.manifest.config.flush_rows;
         self.publish(&inner);
         drop(inner);
-        if full {
-            // Whoever finds the memtable full flushes it; if a flush (or
-            // other maintenance) is already running, it will be flushed by
-            // the next write after that.
-            if let Ok(guard) = self.maintenance.try_lock() {
+        if rows >= flush_rows.saturating_mul(BACKPRESSURE) {
+            // Maintenance is not keeping up: this writer flushes (or waits
+            // for the running maintenance), which bounds the memtable.
+            let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+            let due = memtable_rows(&self.lock()) >= flush_rows;
+            if due {
                 self.maintain(&guard, Task::Flush)?;
+            }
+        } else if rows >= flush_rows {
+            match self.scheduler.get() {
+                Some((s, me)) => {
+                    if !self.flush_requested.swap(true, Ordering::AcqRel) {
+                        s.request(me.clone());
+                    }
+                }
+                None => {
+                    if let Ok(guard) = self.maintenance.try_lock() {
+                        self.maintain(&guard, Task::Flush)?;
+                    }
+                }
             }
         }
         Ok(lsn)
+    }
+
+    /// Hands the collection to a background scheduler for its flushes.
+    pub(crate) fn attach(self: &Arc<Self>, scheduler: Arc<Scheduler>) {
+        let _ = self.scheduler.set((scheduler, Arc::downgrade(self)));
+    }
+
+    /// The scheduler's entry point: flush if still needed.
+    pub(crate) fn background_flush(&self) -> Result<()> {
+        self.flush_requested.store(false, Ordering::Release);
+        if self.dropped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let due = {
+            let inner = self.lock();
+            memtable_rows(&inner) >= inner.manifest.config.flush_rows
+        };
+        if !due {
+            return Ok(());
+        }
+        self.maintain(&guard, Task::Flush).map(|_| ())
     }
 
     /// Writes the memtable to a segment, switches the manifest and trims the
@@ -1207,6 +1252,10 @@ fn needs_compaction(inner: &Inner) -> bool {
     let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
     inner.segs.len() > MAX_SEGMENTS || (stored > 0 && hidden * 5 > stored)
 }
+
+/// A write that finds the memtable this many times over its flush size
+/// flushes it itself instead of leaving it to the background.
+const BACKPRESSURE: usize = 4;
 
 /// Segments a collection may have before a flush compacts them.
 const MAX_SEGMENTS: usize = 8;

@@ -42,6 +42,7 @@ mod error;
 mod manifest;
 mod memtable;
 mod policy;
+mod scheduler;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,10 +79,15 @@ pub struct Hit {
 }
 
 /// An open data directory: `<dir>/collections/<name>/`.
+///
+/// Flushes requested by writes run on one background maintenance thread;
+/// [`Engine::close`] (or dropping the engine) finishes queued work first.
 #[derive(Debug)]
 pub struct Engine {
     dir: PathBuf,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    scheduler: Arc<scheduler::Scheduler>,
+    worker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -109,12 +115,19 @@ impl Engine {
             if validate_name(&name).is_err() {
                 continue;
             }
-            let c = Collection::open(&name, &path)?;
-            collections.insert(name, Arc::new(c));
+            let c = Arc::new(Collection::open(&name, &path)?);
+            collections.insert(name, c);
+        }
+        let (scheduler, worker) = scheduler::Scheduler::start()
+            .map_err(|e| Error::io(dir, "start the maintenance thread", e))?;
+        for c in collections.values() {
+            c.attach(Arc::clone(&scheduler));
         }
         Ok(Engine {
             dir: dir.to_path_buf(),
             collections: RwLock::new(collections),
+            scheduler,
+            worker: Some(worker),
         })
     }
 
@@ -140,6 +153,7 @@ impl Engine {
         manifest::Manifest::new(config).store(&dir)?;
         vdb_format::fsync_dir(&root)?;
         let c = Arc::new(Collection::open(name, &dir)?);
+        c.attach(Arc::clone(&self.scheduler));
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)
     }
@@ -188,11 +202,9 @@ impl Engine {
 
     /// Flushes every collection and makes its log durable, reporting the
     /// first failure.
-    pub fn close(self) -> Result<()> {
-        let map = self
-            .collections
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
+    pub fn close(mut self) -> Result<()> {
+        self.stop_worker();
+        let map = std::mem::take(&mut *self.collections.write().unwrap_or_else(|p| p.into_inner()));
         let mut first = None;
         for c in map.values() {
             if let Err(e) = c.close() {
@@ -200,5 +212,18 @@ impl Engine {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    fn stop_worker(&mut self) {
+        self.scheduler.stop();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_worker();
     }
 }
