@@ -1096,16 +1096,8 @@ fn freeze(inner: &mut Inner) -> Frozen {
     let mut pending: Vec<u64> = inner.pending_deletes.drain().collect();
     pending.sort_unstable();
     Frozen {
-        segs: inner
-            .segs
-            .iter()
-            .map(|s| (Arc::clone(&s.reader), Arc::clone(&s.deleted)))
-            .collect(),
-        mem: inner
-            .frozen
-            .iter()
-            .map(|m| (Arc::clone(&m.batch), Arc::clone(&m.deleted)))
-            .collect(),
+        segs: segment_views(inner),
+        mem: batch_views(inner.frozen.iter()),
         pending_deletes: pending,
         lsn: inner.applied,
         manifest: inner.manifest.clone(),
@@ -1308,21 +1300,30 @@ fn deleted_in_list(lists: &dyn InvertedLists, deleted: &RowSet, l: usize) -> usi
         .count()
 }
 
+/// The segments with their deletion sets, shared.
+fn segment_views(inner: &Inner) -> Vec<(Arc<SegmentReader>, Arc<RowSet>)> {
+    inner
+        .segs
+        .iter()
+        .map(|s| (Arc::clone(&s.reader), Arc::clone(&s.deleted)))
+        .collect()
+}
+
+/// Memtable batches with their deletion sets, shared.
+fn batch_views<'a>(
+    entries: impl Iterator<Item = &'a MemEntry>,
+) -> Vec<(Arc<MemBatch>, Arc<RowSet>)> {
+    entries
+        .map(|m| (Arc::clone(&m.batch), Arc::clone(&m.deleted)))
+        .collect()
+}
+
 fn snapshot_of(inner: &Inner) -> Snapshot {
     Snapshot {
         quantizer: Arc::clone(&inner.quantizer),
         generation: inner.manifest.generation,
-        segs: inner
-            .segs
-            .iter()
-            .map(|s| (Arc::clone(&s.reader), Arc::clone(&s.deleted)))
-            .collect(),
-        mem: inner
-            .frozen
-            .iter()
-            .chain(&inner.mem)
-            .map(|m| (Arc::clone(&m.batch), Arc::clone(&m.deleted)))
-            .collect(),
+        segs: segment_views(inner),
+        mem: batch_views(inner.frozen.iter().chain(&inner.mem)),
         live_rows: inner.ids.len(),
     }
 }
