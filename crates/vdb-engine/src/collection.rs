@@ -1050,16 +1050,7 @@ struct Frozen {
 impl Frozen {
     fn row(&self, o: Origin) -> Option<RowRef<'_>> {
         match o {
-            Origin::Seg(i, r) => {
-                let seg = &self.segs.get(i)?.0;
-                let (list, vector) = seg.row(r)?;
-                Some(RowRef {
-                    id: *seg.ids().get(r)?,
-                    vector,
-                    payload: seg.payload(r).ok().flatten().filter(|p| !p.is_empty()),
-                    list,
-                })
-            }
+            Origin::Seg(i, r) => segment_row(&self.segs.get(i)?.0, r),
             Origin::Frozen(b, r) => self.mem.get(b)?.0.row(r),
         }
     }
@@ -1123,19 +1114,21 @@ impl From<Loc> for MemRef {
     }
 }
 
+/// Row `r` of a segment.
+fn segment_row(seg: &SegmentReader, r: usize) -> Option<RowRef<'_>> {
+    let (list, vector) = seg.row(r)?;
+    Some(RowRef {
+        id: *seg.ids().get(r)?,
+        vector,
+        // Segments store "no payload" as an empty one.
+        payload: seg.payload(r).ok().flatten().filter(|p| !p.is_empty()),
+        list,
+    })
+}
+
 fn read_ref(inner: &Inner, at: MemRef) -> Option<RowRef<'_>> {
     match at {
-        MemRef::Seg(s, r) => {
-            let seg = &inner.segs.get(s)?.reader;
-            let (list, vector) = seg.row(r)?;
-            Some(RowRef {
-                id: *seg.ids().get(r)?,
-                vector,
-                // Segments store "no payload" as an empty one.
-                payload: seg.payload(r).ok().flatten().filter(|p| !p.is_empty()),
-                list,
-            })
-        }
+        MemRef::Seg(s, r) => segment_row(&inner.segs.get(s)?.reader, r),
         MemRef::Mem(b, r) => inner.mem.get(b)?.batch.row(r),
         MemRef::Frozen(b, r) => inner.frozen.get(b)?.batch.row(r),
     }
