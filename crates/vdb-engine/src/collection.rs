@@ -613,7 +613,7 @@ impl Collection {
             Task::Train(nlist) => self.write_rewrite(&frozen, Some(nlist)),
         };
         let mut inner = self.lock();
-        let installed = written.and_then(|w| self.install(&mut inner, &frozen, w));
+        let installed = written.and_then(|w| self.install(&mut inner, w));
         if let Err(e) = &installed {
             inner.poisoned = Some(e.to_string());
         }
@@ -792,7 +792,7 @@ impl Collection {
     }
 
     /// Phase 3: puts what phase 2 wrote in place of the frozen state.
-    fn install(&self, inner: &mut Inner, f: &Frozen, w: Written) -> Result<()> {
+    fn install(&self, inner: &mut Inner, w: Written) -> Result<()> {
         let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
         if w.replaces_all {
             inner.segs.clear();
@@ -839,7 +839,6 @@ impl Collection {
                 }
             }
         }
-        let _ = f;
         // Files no longer named are garbage; snapshots that still map them
         // keep working (unlinked files stay mapped).
         for file in old_files {
@@ -1171,7 +1170,8 @@ fn apply_upsert(inner: &mut Inner, rows: Vec<Row>) -> Result<()> {
         inner.new_error += error;
     }
     push_batch(inner, batch);
-    merge_memtable(inner)
+    merge_memtable(inner);
+    Ok(())
 }
 
 /// Appends a memtable batch and points its rows' ids at it.
@@ -1200,7 +1200,7 @@ fn apply_delete(inner: &mut Inner, ids: &[u64]) {
 /// Keeps the number of memtable batches logarithmic in its size: while the
 /// newest batch holds at least as many live rows as the one before it, the
 /// two are merged (dropping hidden rows). Each row is copied O(log n) times.
-fn merge_memtable(inner: &mut Inner) -> Result<()> {
+fn merge_memtable(inner: &mut Inner) {
     while inner.mem.len() >= 2 {
         let n = inner.mem.len();
         if inner.mem[n - 2].live() > inner.mem[n - 1].live() {
@@ -1227,7 +1227,6 @@ fn merge_memtable(inner: &mut Inner) -> Result<()> {
         let batch = MemBatch::from_assigned(rows, inner.quantizer.dim(), inner.quantizer.nlist());
         push_batch(inner, batch);
     }
-    Ok(())
 }
 
 /// Compaction policy: more than 8 segments, or more than a fifth of the
