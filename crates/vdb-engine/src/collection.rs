@@ -19,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
 use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
+use vdb_fs::{Fs, FsRef};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, Source, kmeans};
 use vdb_wal::{RecordKind, Wal, WalOptions};
 
@@ -177,6 +178,7 @@ pub struct Alter {
 /// method takes `&self` and is safe to call from many threads.
 #[derive(Debug)]
 pub struct Collection {
+    fs: FsRef,
     name: String,
     dir: PathBuf,
     config: CollectionConfig,
@@ -206,10 +208,10 @@ fn untrained_quantizer(cfg: &CollectionConfig) -> Result<Arc<CoarseQuantizer>> {
 impl Collection {
     /// Opens the collection stored in `dir`: reads the manifest, removes
     /// files it does not name, maps the segments and replays the WAL tail.
-    pub(crate) fn open(name: &str, dir: &Path) -> Result<Collection> {
+    pub(crate) fn open(fs: FsRef, name: &str, dir: &Path) -> Result<Collection> {
         let manifest = Manifest::load(dir)?;
         let cfg = manifest.config.clone();
-        remove_garbage(dir, &manifest)?;
+        remove_garbage(fs.as_ref(), dir, &manifest)?;
 
         let quantizer = match &manifest.centroids {
             Some(f) => {
@@ -304,7 +306,7 @@ impl Collection {
             sync: cfg.sync,
             ..WalOptions::default()
         };
-        let (wal, records, _report) = Wal::open(&dir.join("wal"), wal_opts)?;
+        let (wal, records, _report) = Wal::open_with(Arc::clone(&fs), &dir.join("wal"), wal_opts)?;
         let flushed = manifest.flushed_lsn;
         let mut inner = Inner {
             quantizer,
@@ -339,6 +341,7 @@ impl Collection {
             inner.applied = rec.lsn;
         }
         let c = Collection {
+            fs,
             name: name.to_string(),
             dir: dir.to_path_buf(),
             config: cfg.clone(),
@@ -378,7 +381,7 @@ impl Collection {
         c.flush_rows = change.flush_rows.unwrap_or(c.flush_rows);
         c.retrain = change.retrain.unwrap_or(c.retrain);
         c.validate()?;
-        next.store(&self.dir)?;
+        next.store(self.fs.as_ref(), &self.dir)?;
         self.default_nprobe
             .store(next.config.nprobe, Ordering::Release);
         inner.manifest = next;
@@ -652,10 +655,15 @@ impl Collection {
         }
         if !f.pending_deletes.is_empty() {
             let file = vdb_format::delete_file_name(seq);
-            vdb_format::write_deletes(&self.dir.join(&file), seq, &f.pending_deletes)?;
+            vdb_format::write_deletes_with(
+                &self.fs,
+                &self.dir.join(&file),
+                seq,
+                &f.pending_deletes,
+            )?;
             next.deletes.push((seq, file));
         }
-        next.store(&self.dir)?;
+        next.store(self.fs.as_ref(), &self.dir)?;
         Ok(Written {
             manifest: next,
             segment,
@@ -716,7 +724,8 @@ impl Collection {
                 )?;
                 let generation = f.manifest.generation + 1;
                 let cen_file = vdb_format::centroid_file_name(Generation(generation));
-                vdb_format::write_centroids(
+                vdb_format::write_centroids_with(
+                    &self.fs,
                     &self.dir.join(&cen_file),
                     CentroidMeta {
                         generation: Generation(generation),
@@ -749,7 +758,7 @@ impl Collection {
         let q = quantizer.as_ref().unwrap_or(&f.quantizer);
         let reader = self.write_rows(&file, f, q, generation, &rows)?;
         next.segments = vec![(seq, file)];
-        next.store(&self.dir)?;
+        next.store(self.fs.as_ref(), &self.dir)?;
         Ok(Written {
             manifest: next,
             segment: Some((reader, rows.into_iter().map(|(_, o)| o).collect())),
@@ -776,7 +785,7 @@ impl Collection {
             nlist: quantizer.nlist(),
             with_payloads: true,
         };
-        let mut w = SegmentWriter::create(&path, meta)?;
+        let mut w = SegmentWriter::create_with(&self.fs, &path, meta)?;
         for &(list, o) in rows {
             if let Some(row) = f.row(o) {
                 w.push(
@@ -843,7 +852,7 @@ impl Collection {
         // keep working (unlinked files stay mapped).
         for file in old_files {
             if !inner.manifest.live_files().any(|l| l == file) {
-                let _ = std::fs::remove_file(self.dir.join(file));
+                let _ = self.fs.remove_file(&self.dir.join(file));
             }
         }
         Ok(())
@@ -1322,7 +1331,7 @@ fn snapshot_of(inner: &Inner) -> Snapshot {
 
 /// Removes every file in `dir` the manifest does not name (leftovers of a
 /// crash between writing a file and switching the manifest).
-fn remove_garbage(dir: &Path, manifest: &Manifest) -> Result<()> {
+fn remove_garbage(fs: &dyn Fs, dir: &Path, manifest: &Manifest) -> Result<()> {
     let live: HashSet<&str> = manifest.live_files().collect();
     let mut removed = false;
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list", e))? {
@@ -1334,13 +1343,14 @@ fn remove_garbage(dir: &Path, manifest: &Manifest) -> Result<()> {
         }
         let path = entry.path();
         if path.is_file() {
-            std::fs::remove_file(&path)
+            fs.remove_file(&path)
                 .map_err(|e| Error::io(&path, "remove unreferenced file", e))?;
             removed = true;
         }
     }
     if removed {
-        vdb_format::fsync_dir(dir)?;
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io(dir, "fsync directory", e))?;
     }
     Ok(())
 }

@@ -48,11 +48,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use vdb_fs::FsRef;
+
 pub use collection::{Alter, Collection, CollectionStats, SearchOptions, Snapshot};
 pub use config::{CollectionConfig, validate_name};
 pub use error::{Error, Result};
 pub use policy::{Plan, PolicyInput, RetrainPolicy, plan};
 pub use vdb_core::{Lsn, Metric};
+pub use vdb_fs::{Fault, Fs, OsFs, SimFs};
 pub use vdb_ivf::SearchTrace;
 pub use vdb_wal::SyncMode;
 
@@ -78,12 +81,27 @@ pub struct Hit {
     pub payload: Option<Vec<u8>>,
 }
 
+/// How to open an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The file system every change to the data directory goes through:
+    /// the operating system's, or a simulated one in crash tests.
+    pub fs: FsRef,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { fs: vdb_fs::os() }
+    }
+}
+
 /// An open data directory: `<dir>/collections/<name>/`.
 ///
 /// Flushes requested by writes run on one background maintenance thread;
 /// [`Engine::close`] (or dropping the engine) finishes queued work first.
 #[derive(Debug)]
 pub struct Engine {
+    fs: FsRef,
     dir: PathBuf,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     scheduler: Arc<scheduler::Scheduler>,
@@ -94,8 +112,21 @@ impl Engine {
     /// Opens (or creates) the data directory `dir` and every collection in
     /// it, recovering each from its manifest and write-ahead log.
     pub fn open(dir: &Path) -> Result<Engine> {
+        Engine::open_with(dir, EngineOptions::default())
+    }
+
+    /// Opens `dir` with `options`.
+    pub fn open_with(dir: &Path, options: EngineOptions) -> Result<Engine> {
+        let fs = options.fs;
         let root = dir.join("collections");
-        std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, "create directory", e))?;
+        fs.create_dir_all(&root)
+            .map_err(|e| Error::io(&root, "create directory", e))?;
+        // `collections` (and a new data directory) must be durable entries
+        // before a collection created in them is acknowledged.
+        for d in [dir, root.as_path()] {
+            fs.sync_dir(d)
+                .map_err(|e| Error::io(d, "fsync directory", e))?;
+        }
         let mut collections = BTreeMap::new();
         for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, "list", e))? {
             let entry = entry.map_err(|e| Error::io(&root, "list", e))?;
@@ -109,13 +140,14 @@ impl Engine {
             if name.starts_with(".dropped-") || !path.join(manifest::MANIFEST).exists() {
                 // An interrupted drop, or a create that crashed before its
                 // manifest was written: neither holds acknowledged data.
-                std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, "remove", e))?;
+                fs.remove_dir_all(&path)
+                    .map_err(|e| Error::io(&path, "remove", e))?;
                 continue;
             }
             if validate_name(&name).is_err() {
                 continue;
             }
-            let c = Arc::new(Collection::open(&name, &path)?);
+            let c = Arc::new(Collection::open(Arc::clone(&fs), &name, &path)?);
             collections.insert(name, c);
         }
         let (scheduler, worker) = scheduler::Scheduler::start()
@@ -124,6 +156,7 @@ impl Engine {
             c.attach(Arc::clone(&scheduler));
         }
         Ok(Engine {
+            fs,
             dir: dir.to_path_buf(),
             collections: RwLock::new(collections),
             scheduler,
@@ -146,13 +179,15 @@ impl Engine {
         }
         let root = self.dir.join("collections");
         let dir = root.join(name);
-        std::fs::create_dir(&dir).map_err(|e| match e.kind() {
+        self.fs.create_dir(&dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(name.to_string()),
             _ => Error::io(&dir, "create directory", e),
         })?;
-        manifest::Manifest::new(config).store(&dir)?;
-        vdb_format::fsync_dir(&root)?;
-        let c = Arc::new(Collection::open(name, &dir)?);
+        manifest::Manifest::new(config).store(self.fs.as_ref(), &dir)?;
+        self.fs
+            .sync_dir(&root)
+            .map_err(|e| Error::io(&root, "fsync directory", e))?;
+        let c = Arc::new(Collection::open(Arc::clone(&self.fs), name, &dir)?);
         c.attach(Arc::clone(&self.scheduler));
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)
@@ -194,9 +229,15 @@ impl Engine {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let to = root.join(format!(".dropped-{name}-{nanos}"));
-        std::fs::rename(&from, &to).map_err(|e| Error::io(&from, "rename for drop", e))?;
-        vdb_format::fsync_dir(&root)?;
-        std::fs::remove_dir_all(&to).map_err(|e| Error::io(&to, "remove", e))?;
+        self.fs
+            .rename(&from, &to)
+            .map_err(|e| Error::io(&from, "rename for drop", e))?;
+        self.fs
+            .sync_dir(&root)
+            .map_err(|e| Error::io(&root, "fsync directory", e))?;
+        self.fs
+            .remove_dir_all(&to)
+            .map_err(|e| Error::io(&to, "remove", e))?;
         Ok(())
     }
 

@@ -104,18 +104,19 @@ impl Manifest {
     }
 
     /// Writes the manifest into `dir` atomically and durably.
-    pub fn store(&self, dir: &Path) -> Result<()> {
+    pub fn store(&self, fs: &dyn vdb_fs::Fs, dir: &Path) -> Result<()> {
         let tmp = dir.join("MANIFEST.tmp");
         let path = dir.join(MANIFEST);
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
-            f.write_all(self.encode().as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| Error::io(&tmp, "write", e))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename into place", e))?;
-        vdb_format::fsync_dir(dir)?;
+        fs.create(&tmp)
+            .and_then(|f| {
+                f.write_all(self.encode().as_bytes())?;
+                f.sync_data()
+            })
+            .map_err(|e| Error::io(&tmp, "write", e))?;
+        fs.rename(&tmp, &path)
+            .map_err(|e| Error::io(&path, "rename into place", e))?;
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io(dir, "fsync directory", e))?;
         Ok(())
     }
 
@@ -237,7 +238,7 @@ mod tests {
         m.trained_rows = 1234;
         m.trained_error = 0.125;
         m.trained_imbalance = 1.5;
-        m.store(dir.path()).unwrap();
+        m.store(&vdb_fs::OsFs, dir.path()).unwrap();
         assert_eq!(Manifest::load(dir.path()).unwrap(), m);
         let path = dir.path().join(MANIFEST);
         let text = std::fs::read(&path).unwrap();

@@ -25,6 +25,16 @@ pub struct CentroidMeta {
 /// Writes `centroids` (`nlist × dim`, row-major, all finite) to `path`
 /// atomically and durably. Returns the file's length.
 pub fn write_centroids(path: &Path, meta: CentroidMeta, centroids: &[f32]) -> Result<u64> {
+    write_centroids_with(&vdb_fs::os(), path, meta, centroids)
+}
+
+/// [`write_centroids`] through the file system `fs`.
+pub fn write_centroids_with(
+    fs: &vdb_fs::FsRef,
+    path: &Path,
+    meta: CentroidMeta,
+    centroids: &[f32],
+) -> Result<u64> {
     let invalid = |source| Error::InvalidRow {
         file: path.into(),
         source,
@@ -43,7 +53,7 @@ pub fn write_centroids(path: &Path, meta: CentroidMeta, centroids: &[f32]) -> Re
         vdb_core::validate_vector(c, meta.dim).map_err(invalid)?;
     }
     let nlist = centroids.len() / meta.dim;
-    let mut w = FileWriter::create(path, header::first_region_offset(1))?;
+    let mut w = FileWriter::create(fs, path, header::first_region_offset(1))?;
     let offset = w.begin_region()?;
     w.write(centroids.as_bytes())?;
     let (_, len, crc) = w.end_region();

@@ -19,7 +19,12 @@ pub fn delete_file_name(seq: u64) -> String {
 /// Writes `ids` (any order) to `path` atomically and durably; `seq` is
 /// stored in the header's generation field. Returns the file length.
 pub fn write_deletes(path: &Path, seq: u64, ids: &[u64]) -> Result<u64> {
-    let mut w = FileWriter::create(path, header::first_region_offset(1))?;
+    write_deletes_with(&vdb_fs::os(), path, seq, ids)
+}
+
+/// [`write_deletes`] through the file system `fs`.
+pub fn write_deletes_with(fs: &vdb_fs::FsRef, path: &Path, seq: u64, ids: &[u64]) -> Result<u64> {
+    let mut w = FileWriter::create(fs, path, header::first_region_offset(1))?;
     let offset = w.begin_region()?;
     w.write(ids.as_bytes())?;
     let (_, len, crc) = w.end_region();

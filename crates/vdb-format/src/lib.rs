@@ -34,8 +34,8 @@ pub mod mmap;
 pub mod segment;
 mod writer;
 
-pub use centroids::{CentroidFile, CentroidMeta, write_centroids};
-pub use deletes::{delete_file_name, read_deletes, write_deletes};
+pub use centroids::{CentroidFile, CentroidMeta, write_centroids, write_centroids_with};
+pub use deletes::{delete_file_name, read_deletes, write_deletes, write_deletes_with};
 pub use error::{Error, Result};
 pub use segment::{SegmentInfo, SegmentMeta, SegmentReader, SegmentWriter};
 pub use writer::tmp_path;

@@ -3,21 +3,27 @@
 //! any point leaves either no `<name>` or a complete one; a leftover `.tmp`
 //! is garbage that the owner of the directory removes.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vdb_fs::{FileHandle, FsRef};
 
 use crate::error::{Error, Result};
 use crate::header::{ALIGN, FOOTER_LEN};
 
 const ZEROS: [u8; ALIGN as usize] = [0; ALIGN as usize];
 
+/// Bytes buffered before a write to the file.
+const BUFFER: usize = 1 << 20;
+
 /// A file being written under a temporary name.
 #[derive(Debug)]
 pub(crate) struct FileWriter {
+    fs: FsRef,
     path: PathBuf,
     tmp: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: Option<Arc<dyn FileHandle>>,
+    buf: Vec<u8>,
     pos: u64,
     region: Option<(u64, crc32fast::Hasher)>,
 }
@@ -31,18 +37,15 @@ pub fn tmp_path(path: &Path) -> PathBuf {
 
 impl FileWriter {
     /// Starts `path`, leaving `reserve` zero bytes for the header and table.
-    pub(crate) fn create(path: &Path, reserve: u64) -> Result<FileWriter> {
+    pub(crate) fn create(fs: &FsRef, path: &Path, reserve: u64) -> Result<FileWriter> {
         let tmp = tmp_path(path);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, "create", e))?;
+        let file = fs.create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
         let mut w = FileWriter {
+            fs: Arc::clone(fs),
             path: path.to_path_buf(),
             tmp,
-            out: Some(BufWriter::with_capacity(1 << 20, file)),
+            out: Some(file),
+            buf: Vec::with_capacity(BUFFER),
             pos: 0,
             region: None,
         };
@@ -61,19 +64,41 @@ impl FileWriter {
     }
 
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let out = self.out.as_mut().ok_or_else(|| {
+        if self.buf.len() + bytes.len() > BUFFER {
+            self.drain()?;
+        }
+        if bytes.len() >= BUFFER {
+            self.out()?
+                .write_all(bytes)
+                .map_err(|e| Error::io(&self.tmp, "write", e))?;
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        if let Some((_, h)) = &mut self.region {
+            h.update(bytes);
+        }
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn out(&self) -> Result<&Arc<dyn FileHandle>> {
+        self.out.as_ref().ok_or_else(|| {
             Error::io(
                 &self.tmp,
                 "write",
                 std::io::Error::other("writer already finished"),
             )
-        })?;
-        out.write_all(bytes)
-            .map_err(|e| Error::io(&self.tmp, "write", e))?;
-        if let Some((_, h)) = &mut self.region {
-            h.update(bytes);
+        })
+    }
+
+    /// Writes the buffered bytes to the file.
+    fn drain(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.out()?
+                .write_all(&self.buf)
+                .map_err(|e| Error::io(&self.tmp, "write", e))?;
+            self.buf.clear();
         }
-        self.pos += bytes.len() as u64;
         Ok(())
     }
 
@@ -118,23 +143,15 @@ impl FileWriter {
         let file_len = self.pos + FOOTER_LEN as u64;
         let (head, footer) = head(file_len);
         self.write(&footer)?;
-        let out = self.out.take().ok_or_else(|| {
-            Error::io(
-                &self.tmp,
-                "finish",
-                std::io::Error::other("writer already finished"),
-            )
-        })?;
-        let mut file = out
-            .into_inner()
-            .map_err(|e| Error::io(&self.tmp, "write", e.into_error()))?;
-        file.seek(SeekFrom::Start(0))
-            .and_then(|_| file.write_all(&head))
+        self.drain()?;
+        let file = self.out()?;
+        file.write_all_at(&head, 0)
             .map_err(|e| Error::io(&self.tmp, "write header", e))?;
-        file.sync_all()
+        file.sync_data()
             .map_err(|e| Error::io(&self.tmp, "fsync", e))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.path)
+        self.out = None;
+        self.fs
+            .rename(&self.tmp, &self.path)
             .map_err(|e| Error::io(&self.path, "rename into place", e))?;
         if let Some(dir) = self.path.parent() {
             let dir = if dir.as_os_str().is_empty() {
@@ -142,7 +159,9 @@ impl FileWriter {
             } else {
                 dir
             };
-            crate::fsync_dir(dir)?;
+            self.fs
+                .sync_dir(dir)
+                .map_err(|e| Error::io(dir, "fsync directory", e))?;
         }
         Ok(file_len)
     }
@@ -153,7 +172,7 @@ impl Drop for FileWriter {
         if self.out.is_some() {
             // Abandoned before `finish`: the temporary file is garbage.
             self.out = None;
-            let _ = std::fs::remove_file(&self.tmp);
+            let _ = self.fs.remove_file(&self.tmp);
         }
     }
 }

@@ -77,7 +77,7 @@ pub(crate) fn list_files(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>> {
     Ok(files)
 }
 
-pub(crate) fn scan(dir: &Path, recovery: Recovery) -> Result<Scan> {
+pub(crate) fn scan(fs: &dyn vdb_fs::Fs, dir: &Path, recovery: Recovery) -> Result<Scan> {
     let mut files = list_files(dir)?;
     let mut out = Scan {
         records: Vec::new(),
@@ -102,7 +102,7 @@ pub(crate) fn scan(dir: &Path, recovery: Recovery) -> Result<Scan> {
             Err(_) if is_last && bytes.len() <= FILE_HEADER_LEN => {
                 // A crash while the file was being created: it holds no
                 // record, so nothing acknowledged is lost by removing it.
-                std::fs::remove_file(&path)
+                fs.remove_file(&path)
                     .map_err(|e| Error::io(&path, "remove torn log file", e))?;
                 out.report.removed_files.push(path);
                 continue;

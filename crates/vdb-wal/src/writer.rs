@@ -7,8 +7,6 @@
 //! Appenders that arrive meanwhile wait and are covered by the next leader's
 //! single `fsync`: under load, one `fsync` acknowledges many writers.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -16,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vdb_core::Lsn;
+use vdb_fs::{FileHandle, Fs, FsRef};
 
 use crate::error::{Error, Result};
 use crate::frame::{self, MAX_PAYLOAD, RecordKind};
@@ -102,7 +101,7 @@ pub struct WalStats {
 
 #[derive(Debug)]
 struct State {
-    file: Arc<File>,
+    file: Arc<dyn FileHandle>,
     file_len: u64,
     files: Vec<(Lsn, PathBuf)>,
     next_lsn: Lsn,
@@ -119,6 +118,7 @@ struct State {
 
 #[derive(Debug)]
 struct Shared {
+    fs: FsRef,
     dir: PathBuf,
     opts: WalOptions,
     state: Mutex<State>,
@@ -138,39 +138,53 @@ impl Wal {
     /// complete records in order with a report of what was found. A damaged
     /// tail is cut off the last file before the log accepts appends.
     pub fn open(dir: &Path, opts: WalOptions) -> Result<(Wal, Vec<Record>, ReplayReport)> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create directory", e))?;
-        let scan = replay::scan(dir, opts.recovery)?;
+        Wal::open_with(vdb_fs::os(), dir, opts)
+    }
+
+    /// [`Wal::open`] doing its file operations through `fs`.
+    pub fn open_with(
+        fs: FsRef,
+        dir: &Path,
+        opts: WalOptions,
+    ) -> Result<(Wal, Vec<Record>, ReplayReport)> {
+        fs.create_dir_all(dir)
+            .map_err(|e| Error::io(dir, "create directory", e))?;
+        // The directory's own entry must be durable before any record in it
+        // is acknowledged.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(fs.as_ref(), parent)?;
+        }
+        let scan = replay::scan(fs.as_ref(), dir, opts.recovery)?;
         let mut files = scan.files;
         let (file, file_len) = match files.last() {
             Some((_, path)) => {
-                let f = OpenOptions::new()
-                    .read(true)
-                    .append(true)
-                    .open(path)
+                let f = fs
+                    .open_append(path)
                     .map_err(|e| Error::io(path, "open", e))?;
-                let len = f.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
+                let len = f.len().map_err(|e| Error::io(path, "stat", e))?;
                 if len != scan.last_valid_len {
                     f.set_len(scan.last_valid_len)
                         .map_err(|e| Error::io(path, "truncate torn tail", e))?;
-                    f.sync_all().map_err(|e| Error::io(path, "fsync", e))?;
+                    f.sync_data().map_err(|e| Error::io(path, "fsync", e))?;
                 }
                 (f, scan.last_valid_len)
             }
             None => {
-                let (f, path) = create_file(dir, scan.next_lsn)?;
+                let (f, path) = create_file(fs.as_ref(), dir, scan.next_lsn)?;
                 files.push((scan.next_lsn, path));
                 (f, frame::FILE_HEADER_LEN as u64)
             }
         };
         if !scan.report.removed_files.is_empty() {
-            fsync_dir(dir)?;
+            fsync_dir(fs.as_ref(), dir)?;
         }
         let last = Lsn(scan.next_lsn.0 - 1);
         let shared = Arc::new(Shared {
+            fs,
             dir: dir.to_path_buf(),
             opts,
             state: Mutex::new(State {
-                file: Arc::new(file),
+                file,
                 file_len,
                 files,
                 next_lsn: scan.next_lsn,
@@ -302,7 +316,7 @@ impl Wal {
         let file = Arc::clone(&st.file);
         let path = st.files.last().map(|(_, p)| p.clone()).unwrap_or_default();
         drop(st);
-        let io = (&*file)
+        let io = file
             .write_all(&buf)
             .map_err(|e| Error::io(&path, "append", e))
             .and_then(|()| {
@@ -333,8 +347,8 @@ impl Wal {
             .map_err(|e| Error::io(&path, "fsync", e))?;
         st.synced = st.written;
         let first = st.written.next();
-        let (f, new_path) = create_file(&self.shared.dir, first)?;
-        st.file = Arc::new(f);
+        let (f, new_path) = create_file(self.shared.fs.as_ref(), &self.shared.dir, first)?;
+        st.file = f;
         st.file_len = frame::FILE_HEADER_LEN as u64;
         st.files.push((first, new_path));
         st.stats.rotations += 1;
@@ -375,10 +389,13 @@ impl Wal {
             st.files.drain(..keep_from).map(|(_, p)| p).collect()
         };
         for p in &doomed {
-            std::fs::remove_file(p).map_err(|e| Error::io(p, "remove", e))?;
+            self.shared
+                .fs
+                .remove_file(p)
+                .map_err(|e| Error::io(p, "remove", e))?;
         }
         if !doomed.is_empty() {
-            fsync_dir(&self.shared.dir)?;
+            fsync_dir(self.shared.fs.as_ref(), &self.shared.dir)?;
         }
         Ok(doomed.len())
     }
@@ -488,23 +505,19 @@ fn flusher(shared: &Shared, every: Duration) {
     }
 }
 
-fn create_file(dir: &Path, first: Lsn) -> Result<(File, PathBuf)> {
+fn create_file(fs: &dyn Fs, dir: &Path, first: Lsn) -> Result<(Arc<dyn FileHandle>, PathBuf)> {
     let path = dir.join(crate::file_name(first));
-    let mut f = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create_new(true)
-        .open(&path)
+    let f = fs
+        .create_new(&path)
         .map_err(|e| Error::io(&path, "create", e))?;
     f.write_all(&frame::file_header(first))
-        .and_then(|_| f.sync_all())
+        .and_then(|_| f.sync_data())
         .map_err(|e| Error::io(&path, "write header", e))?;
-    fsync_dir(dir)?;
+    fsync_dir(fs, dir)?;
     Ok((f, path))
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+fn fsync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir)
         .map_err(|e| Error::io(dir, "fsync directory", e))
 }

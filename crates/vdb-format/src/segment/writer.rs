@@ -72,6 +72,15 @@ impl Drop for Spill {
 impl SegmentWriter {
     /// Starts writing the segment `path` (under a temporary name).
     pub fn create(path: &Path, meta: SegmentMeta) -> Result<SegmentWriter> {
+        SegmentWriter::create_with(&vdb_fs::os(), path, meta)
+    }
+
+    /// [`SegmentWriter::create`] through the file system `fs`.
+    pub fn create_with(
+        fs: &vdb_fs::FsRef,
+        path: &Path,
+        meta: SegmentMeta,
+    ) -> Result<SegmentWriter> {
         if meta.dim == 0
             || meta.nlist == 0
             || meta.nlist > u32::MAX as usize
@@ -89,7 +98,7 @@ impl SegmentWriter {
             });
         }
         let regions = expected_regions(if meta.with_payloads { FLAG_PAYLOADS } else { 0 });
-        let mut w = FileWriter::create(path, header::first_region_offset(regions.len()))?;
+        let mut w = FileWriter::create(fs, path, header::first_region_offset(regions.len()))?;
         let spill = if meta.with_payloads {
             let p = tmp_path(&path.with_extension("payloads"));
             let f = File::options()

@@ -1,0 +1,166 @@
+//! Guards the commit protocol of flush, compaction and retraining: a fault
+//! is injected at every disk operation of each (every write, fsync, rename,
+//! removal and directory fsync, counted by the simulated disk), the process
+//! "dies" there, and the collection is reopened — once as after `kill -9`
+//! (what reached the OS stays), once as after a power cut (only what was
+//! fsynced stays). Each time the collection must hold exactly the rows it
+//! held before, be in the old or the new state (generation and segments),
+//! keep no file its manifest does not name, and work on.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{Model, Workload, apply, config, copy_tree, holds, leaked_files, perform};
+use vdb_engine::{Collection, Engine, EngineOptions, Fault, SimFs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Flush,
+    Compact,
+    Retrain,
+}
+
+fn run(c: &Collection, task: Task) -> vdb_engine::Result<()> {
+    match task {
+        Task::Flush => c.flush(),
+        Task::Compact => c.compact().map(|_| ()),
+        Task::Retrain => c.retrain(Some(5)),
+    }
+}
+
+/// A collection with segments, delete files and a memtable, and its model.
+fn base(dir: &Path) -> Model {
+    let engine = Engine::open(dir).unwrap();
+    let config = vdb_engine::CollectionConfig {
+        flush_rows: 100_000,
+        // Only the task under test retrains.
+        retrain: vdb_engine::RetrainPolicy {
+            growth: 0.0,
+            error_drift: 0.0,
+            imbalance: 0.0,
+            ..Default::default()
+        },
+        ..config()
+    };
+    let c = engine.create_collection("points", config).unwrap();
+    let mut model = Model::new();
+    let mut w = Workload::new(7);
+    for i in 0..60 {
+        let (version, op) = w.next_op();
+        perform(&c, version, &op).unwrap();
+        apply(&mut model, version, &op);
+        if i == 30 || i == 45 {
+            c.flush().unwrap();
+        }
+    }
+    let s = c.stats();
+    assert!(
+        s.memtable_rows > 0 && s.segments >= 1 && s.deleted_rows > 0,
+        "{s:?}"
+    );
+    drop(c);
+    // Dropping without close keeps the memtable in the WAL only.
+    drop(engine);
+    model
+}
+
+fn open(dir: &Path, fs: Option<&SimFs>) -> (Engine, Arc<Collection>) {
+    let engine = match fs {
+        Some(sim) => Engine::open_with(dir, EngineOptions { fs: sim.shared() }),
+        None => Engine::open(dir),
+    }
+    .unwrap();
+    let c = engine.collection("points").unwrap();
+    (engine, c)
+}
+
+/// What tells the old state from the new: generation, segments, and how
+/// much of the log is in segments.
+fn shape(c: &Collection) -> (u64, usize, u64) {
+    let s = c.stats();
+    (s.generation, s.segments, s.flushed_lsn)
+}
+
+#[test]
+fn a_crash_at_any_step_of_maintenance_leaves_the_old_or_the_new_state() {
+    let work = tempfile::tempdir().unwrap();
+    let origin = work.path().join("base");
+    let model = base(&origin);
+    for task in [Task::Flush, Task::Compact, Task::Retrain] {
+        // The old and the new shape, from a run without faults.
+        let clean = work.path().join(format!("{task:?}-clean"));
+        copy_tree(&origin, &clean);
+        let (engine, c) = open(&clean, None);
+        let old = shape(&c);
+        run(&c, task).unwrap();
+        let new = shape(&c);
+        assert_ne!(old, new, "{task:?} changes the collection");
+        // The base has many replaced rows, so a flush is followed by the
+        // compaction policy's rewrite: two commits, with a valid state
+        // between them.
+        let mut valid = vec![old, new];
+        if task == Task::Flush {
+            valid.push((old.0, old.1 + 1, new.2));
+        }
+        drop(c);
+        engine.close().unwrap();
+
+        let mut steps = 0;
+        for power_cut in [false, true] {
+            for n in 0.. {
+                let dir = work.path().join(format!("{task:?}-{power_cut}-{n}"));
+                copy_tree(&origin, &dir);
+                let sim = SimFs::new(&dir).unwrap();
+                let (engine, c) = open(&dir, Some(&sim));
+                sim.set_fault(Some(Fault::CrashAt(n)));
+                let result = run(&c, task);
+                if !sim.fault_hit() {
+                    result.unwrap();
+                    steps = n;
+                    break;
+                }
+                // A failure after the commit (removing replaced files) is
+                // not the task's failure: those files are removed at open.
+                if result.is_ok() {
+                    assert_eq!(
+                        shape(&c),
+                        new,
+                        "{task:?}: step {n} failed, yet the task says it is done"
+                    );
+                }
+                drop(c);
+                drop(engine);
+                if power_cut {
+                    sim.power_loss().unwrap();
+                }
+
+                let what = format!("{task:?}, crash at step {n}, power cut {power_cut}");
+                let (engine, c) = open(&dir, None);
+                holds(&c, &model).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let now = shape(&c);
+                assert!(
+                    valid.contains(&now),
+                    "{what}: shape {now:?}, none of the committed states {valid:?}"
+                );
+                let leaked = leaked_files(&dir.join("collections/points"));
+                assert!(leaked.is_empty(), "{what}: files left behind: {leaked:?}");
+                // And it works on: the task succeeds and a write lands.
+                run(&c, task).unwrap();
+                let mut more = model.clone();
+                let (version, op) = Workload::new(99).next_op();
+                perform(&c, version, &op).unwrap();
+                apply(&mut more, version, &op);
+                holds(&c, &more)
+                    .unwrap_or_else(|e| panic!("{what}, then the task and a write: {e}"));
+                drop(c);
+                engine.close().unwrap();
+                std::fs::remove_dir_all(&dir).unwrap();
+            }
+        }
+        assert!(steps >= 6, "{task:?} has only {steps} disk operations");
+    }
+}
