@@ -12,7 +12,7 @@
 //! commit (write + fsync, shared by concurrent writers) happens outside the
 //! lock, and the records are then applied strictly in LSN order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
@@ -26,6 +26,7 @@ use vdb_wal::{RecordKind, Wal, WalOptions};
 use crate::codec;
 use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
+use crate::idmap::{Event, ShardedIdMap};
 use crate::manifest::Manifest;
 use crate::memtable::{MemBatch, RowRef};
 use crate::policy::{Plan, PolicyInput, plan};
@@ -69,7 +70,7 @@ struct Inner {
     mem: Vec<MemEntry>,
     /// Memtable batches being written by a flush or rewrite; still searched.
     frozen: Vec<MemEntry>,
-    ids: HashMap<u64, Loc>,
+    ids: ShardedIdMap<Loc>,
     /// Ids deleted since the last flush (written to its delete file).
     pending_deletes: HashSet<u64>,
     /// The last LSN applied.
@@ -157,6 +158,13 @@ pub struct CollectionStats {
     pub last_lsn: u64,
     /// Every LSN up to this is in segment files.
     pub flushed_lsn: u64,
+    /// When the current centroids were trained (Unix seconds; 0 = never).
+    pub trained_at: u64,
+    /// Rows when they were trained.
+    pub trained_rows: u64,
+    /// When the segments were last rewritten into one by a compaction or a
+    /// training (Unix seconds; 0 = never).
+    pub compacted_at: u64,
 }
 
 /// Settings to change with [`Collection::alter`]; `None` keeps the current
@@ -172,6 +180,8 @@ pub struct Alter {
     pub flush_rows: Option<usize>,
     /// Retraining thresholds.
     pub retrain: Option<crate::policy::RetrainPolicy>,
+    /// Compaction thresholds.
+    pub compaction: Option<crate::policy::CompactionPolicy>,
 }
 
 /// A durable collection of vectors. Shared as `Arc<Collection>`; every
@@ -257,8 +267,11 @@ impl Collection {
             segs.push(r);
         }
         // Visibility: apply segments and delete files in flush order.
-        let mut ids: HashMap<u64, Loc> = HashMap::new();
-        let mut events: Vec<(u64, bool, usize)> = manifest
+        // Segments and delete files replayed in flush order: the id map
+        // keeps each id's last version, and every version an insert
+        // replaces (or a delete removes) is hidden. Built on all cores.
+        let total: usize = segs.iter().map(SegmentReader::rows).sum();
+        let mut order: Vec<(u64, bool, usize)> = manifest
             .segments
             .iter()
             .enumerate()
@@ -271,34 +284,42 @@ impl Collection {
                     .map(|(i, (seq, _))| (*seq, true, i)),
             )
             .collect();
-        events.sort_unstable();
-        for (_, is_delete, i) in events {
+        order.sort_unstable();
+        let mut deletes = Vec::with_capacity(manifest.deletes.len());
+        for (_, f) in &manifest.deletes {
+            deletes.push(vdb_format::read_deletes(&dir.join(f))?.1);
+        }
+        let mut events: Vec<Event<'_, Loc>> = Vec::with_capacity(order.len());
+        for &(_, is_delete, i) in &order {
             if is_delete {
-                let (_, f) = &manifest.deletes[i];
-                let (_, deleted) = vdb_format::read_deletes(&dir.join(f))?;
-                for id in deleted {
-                    ids.remove(&id);
+                if let Some(ids) = deletes.get(i) {
+                    events.push(Event::Remove(ids));
                 }
-            } else {
-                for (r, &id) in segs[i].ids().iter().enumerate() {
-                    ids.insert(id, Loc::Seg(i as u32, r as u32));
-                }
+            } else if let Some(seg) = segs.get(i) {
+                let s = i as u32;
+                events.push(Event::Insert(
+                    seg.ids(),
+                    Box::new(move |r| Loc::Seg(s, r as u32)),
+                ));
             }
         }
+        let mut hidden: Vec<RowSet> = segs.iter().map(|r| RowSet::new(r.rows())).collect();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let shards = if total < 100_000 { 1 } else { threads.min(8) };
+        let ids = ShardedIdMap::build(shards, total, &events, &mut |old| {
+            if let Loc::Seg(s, r) = old
+                && let Some(set) = hidden.get_mut(s as usize)
+            {
+                set.insert(r as usize);
+            }
+        });
+        drop(events);
         let segs: Vec<SegEntry> = segs
             .into_iter()
-            .enumerate()
-            .map(|(i, reader)| {
-                let mut deleted = RowSet::new(reader.rows());
-                for (r, id) in reader.ids().iter().enumerate() {
-                    if ids.get(id) != Some(&Loc::Seg(i as u32, r as u32)) {
-                        deleted.insert(r);
-                    }
-                }
-                SegEntry {
-                    reader: Arc::new(reader),
-                    deleted: Arc::new(deleted),
-                }
+            .zip(hidden)
+            .map(|(reader, deleted)| SegEntry {
+                reader: Arc::new(reader),
+                deleted: Arc::new(deleted),
             })
             .collect();
 
@@ -380,6 +401,7 @@ impl Collection {
         c.nlist = change.nlist.unwrap_or(c.nlist);
         c.flush_rows = change.flush_rows.unwrap_or(c.flush_rows);
         c.retrain = change.retrain.unwrap_or(c.retrain);
+        c.compaction = change.compaction.unwrap_or(c.compaction);
         c.validate()?;
         next.store(self.fs.as_ref(), &self.dir)?;
         self.default_nprobe
@@ -697,6 +719,7 @@ impl Collection {
         next.next_seq += 1;
         next.flushed_lsn = f.lsn;
         next.deletes.clear();
+        next.compacted_at = unix_now();
         let (rows, quantizer, generation) = match nlist {
             None => {
                 let mut rows: Vec<(ListId, Origin)> = live
@@ -748,6 +771,7 @@ impl Collection {
                 next.trained_error = assignment.iter().map(|&(_, d)| d as f64).sum::<f64>()
                     / live.len().max(1) as f64;
                 next.trained_imbalance = vdb_ivf::imbalance_factor(&sizes);
+                next.trained_at = next.compacted_at;
                 let mut rows: Vec<(ListId, Origin)> =
                     assignment.into_iter().map(|(l, _)| l).zip(live).collect();
                 rows.sort_by_key(|&(l, _)| l);
@@ -983,6 +1007,9 @@ impl Collection {
             imbalance: vdb_ivf::imbalance_factor(&sizes),
             last_lsn: inner.applied.0,
             flushed_lsn: inner.manifest.flushed_lsn.0,
+            trained_at: inner.manifest.trained_at,
+            trained_rows: inner.manifest.trained_rows,
+            compacted_at: inner.manifest.compacted_at,
         }
     }
 
@@ -1238,20 +1265,27 @@ fn merge_memtable(inner: &mut Inner) {
     }
 }
 
-/// Compaction policy: more than 8 segments, or more than a fifth of the
-/// stored segment rows hidden (deleted or replaced).
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Whether the collection's compaction policy asks for a compaction.
 fn needs_compaction(inner: &Inner) -> bool {
     let stored: usize = inner.segs.iter().map(|s| s.reader.rows()).sum();
     let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
-    inner.segs.len() > MAX_SEGMENTS || (stored > 0 && hidden * 5 > stored)
+    inner
+        .manifest
+        .config
+        .compaction
+        .due(inner.segs.len(), stored as u64, hidden as u64)
 }
 
 /// A write that finds the memtable this many times over its flush size
 /// flushes it itself instead of leaving it to the background.
 const BACKPRESSURE: usize = 4;
-
-/// Segments a collection may have before a flush compacts them.
-const MAX_SEGMENTS: usize = 8;
 
 /// The numbers the retraining policy decides from.
 fn policy_input(inner: &Inner) -> PolicyInput {

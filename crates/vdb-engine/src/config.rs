@@ -4,7 +4,7 @@ use vdb_core::Metric;
 use vdb_wal::SyncMode;
 
 use crate::error::{Error, Result};
-use crate::policy::RetrainPolicy;
+use crate::policy::{CompactionPolicy, RetrainPolicy};
 
 /// Settings of a collection, fixed at creation except where noted.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,8 @@ pub struct CollectionConfig {
     pub min_rows_per_list: usize,
     /// When the centroids are retrained (see [`RetrainPolicy`]).
     pub retrain: RetrainPolicy,
+    /// When segments are compacted (see [`CompactionPolicy`]).
+    pub compaction: CompactionPolicy,
 }
 
 impl CollectionConfig {
@@ -41,6 +43,7 @@ impl CollectionConfig {
             flush_rows: 100_000,
             min_rows_per_list: 39,
             retrain: RetrainPolicy::default(),
+            compaction: CompactionPolicy::default(),
         }
     }
 
@@ -66,6 +69,13 @@ impl CollectionConfig {
         }
         if self.min_rows_per_list == 0 {
             return Err(Error::invalid("min_rows_per_list", "must be at least 1"));
+        }
+        let h = self.compaction.max_hidden;
+        if !(h.is_finite() && (0.0..1.0).contains(&h)) {
+            return Err(Error::invalid(
+                "compaction.max_hidden",
+                format!("{h} must be 0 (off) or a fraction below 1"),
+            ));
         }
         let r = &self.retrain;
         for (field, v) in [

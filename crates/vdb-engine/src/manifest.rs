@@ -42,6 +42,10 @@ pub struct Manifest {
     pub trained_error: f64,
     /// List imbalance right after training.
     pub trained_imbalance: f64,
+    /// When the current generation was trained (Unix seconds; 0 = never).
+    pub trained_at: u64,
+    /// When the collection was last compacted (Unix seconds; 0 = never).
+    pub compacted_at: u64,
 }
 
 impl Manifest {
@@ -58,6 +62,8 @@ impl Manifest {
             trained_rows: 0,
             trained_error: 0.0,
             trained_imbalance: 0.0,
+            trained_at: 0,
+            compacted_at: 0,
         }
     }
 
@@ -85,6 +91,8 @@ impl Manifest {
         let _ = writeln!(s, "retrain_error_drift {}", c.retrain.error_drift);
         let _ = writeln!(s, "retrain_imbalance {}", c.retrain.imbalance);
         let _ = writeln!(s, "retrain_min_new_rows {}", c.retrain.min_new_rows);
+        let _ = writeln!(s, "compact_max_segments {}", c.compaction.max_segments);
+        let _ = writeln!(s, "compact_max_hidden {}", c.compaction.max_hidden);
         let _ = writeln!(s, "generation {}", self.generation);
         let _ = writeln!(s, "centroids {}", self.centroids.as_deref().unwrap_or("-"));
         let _ = writeln!(s, "flushed_lsn {}", self.flushed_lsn.0);
@@ -92,6 +100,8 @@ impl Manifest {
         let _ = writeln!(s, "trained_rows {}", self.trained_rows);
         let _ = writeln!(s, "trained_error {}", self.trained_error);
         let _ = writeln!(s, "trained_imbalance {}", self.trained_imbalance);
+        let _ = writeln!(s, "trained_at {}", self.trained_at);
+        let _ = writeln!(s, "compacted_at {}", self.compacted_at);
         for (seq, f) in &self.segments {
             let _ = writeln!(s, "segment {seq} {f}");
         }
@@ -179,6 +189,10 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "retrain_error_drift" => config.retrain.error_drift = real(key, value)?,
             "retrain_imbalance" => config.retrain.imbalance = real(key, value)?,
             "retrain_min_new_rows" => config.retrain.min_new_rows = num(key, value)?,
+            "compact_max_segments" => config.compaction.max_segments = num(key, value)? as usize,
+            "compact_max_hidden" => config.compaction.max_hidden = real(key, value)?,
+            "trained_at" => m.trained_at = num(key, value)?,
+            "compacted_at" => m.compacted_at = num(key, value)?,
             "trained_rows" => m.trained_rows = num(key, value)?,
             "trained_error" => m.trained_error = real(key, value)?,
             "trained_imbalance" => m.trained_imbalance = real(key, value)?,

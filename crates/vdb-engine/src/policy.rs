@@ -44,6 +44,39 @@ impl Default for RetrainPolicy {
     }
 }
 
+/// When a flush is followed by a compaction (all segments and memtable
+/// rewritten into one segment without hidden rows). A threshold of 0
+/// disables its rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompactionPolicy {
+    /// Compact when there are more segments than this (each search scans
+    /// every segment's probed lists, so many small segments cost time).
+    pub max_segments: usize,
+    /// Compact when more than this fraction of the stored segment rows are
+    /// hidden (deleted or replaced): they cost disk and scan time.
+    pub max_hidden: f64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        CompactionPolicy {
+            max_segments: 8,
+            max_hidden: 0.2,
+        }
+    }
+}
+
+impl CompactionPolicy {
+    /// Whether `segments` segments storing `stored` rows of which `hidden`
+    /// are hidden should be compacted.
+    pub fn due(&self, segments: usize, stored: u64, hidden: u64) -> bool {
+        (self.max_segments > 0 && segments > self.max_segments)
+            || (self.max_hidden > 0.0
+                && stored > 0
+                && hidden as f64 > self.max_hidden * stored as f64)
+    }
+}
+
 /// The numbers a decision is made from.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct PolicyInput {
@@ -268,5 +301,24 @@ mod tests {
             ),
             Plan::Keep
         );
+    }
+}
+
+#[cfg(test)]
+mod compaction_tests {
+    use super::CompactionPolicy;
+
+    #[test]
+    fn compaction_is_due_past_either_threshold_unless_disabled() {
+        let p = CompactionPolicy::default();
+        assert!(!p.due(8, 1000, 200));
+        assert!(p.due(9, 1000, 0));
+        assert!(p.due(1, 1000, 201));
+        assert!(!p.due(0, 0, 0));
+        let off = CompactionPolicy {
+            max_segments: 0,
+            max_hidden: 0.0,
+        };
+        assert!(!off.due(100, 1000, 999));
     }
 }

@@ -62,6 +62,17 @@ fn trains_itself_and_keeps_answering() {
     assert_eq!(st.rows, 2000);
     assert_eq!(st.lists, 8);
     assert!(st.segments >= 1);
+    // Trained at 1,500 rows, just now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(st.trained_rows, 1500);
+    assert!(now.abs_diff(st.trained_at) < 600, "{st:?}");
+    assert!(
+        st.compacted_at >= st.trained_at,
+        "training rewrites every segment"
+    );
 
     // Every row finds itself; probing all lists is exact.
     let opts = SearchOptions {
@@ -128,6 +139,8 @@ fn trains_itself_and_keeps_answering() {
     let engine = Engine::open(dir.path()).unwrap();
     let c = engine.collection("docs").unwrap();
     assert_eq!(c.stats().rows, 1998);
+    assert_eq!(c.stats().trained_at, st.trained_at, "kept in the manifest");
+    assert!(c.stats().compacted_at >= st.trained_at);
     assert!(c.get(5).unwrap().is_none());
     assert_eq!(c.get(7).unwrap().unwrap().vector, all[100].vector);
     assert_eq!(c.get(7).unwrap().unwrap().payload, None);
