@@ -88,25 +88,33 @@ pub struct EngineOptions {
     /// The file system every change to the data directory goes through:
     /// the operating system's, or a simulated one in crash tests.
     pub fs: FsRef,
+    /// The tokio runtime that runs background maintenance (its blocking
+    /// pool does the work). `None`: the engine starts a small runtime of its
+    /// own, so programs without one need not care.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { fs: vdb_fs::os() }
+        EngineOptions {
+            fs: vdb_fs::os(),
+            runtime: None,
+        }
     }
 }
 
 /// An open data directory: `<dir>/collections/<name>/`.
 ///
-/// Flushes requested by writes run on one background maintenance thread;
-/// [`Engine::close`] (or dropping the engine) finishes queued work first.
+/// Flushes requested by writes run as a background task on tokio (see
+/// [`EngineOptions::runtime`]); [`Engine::close`] (or dropping the engine)
+/// finishes queued work first, so call it where blocking is allowed (in
+/// async code, from `spawn_blocking`).
 #[derive(Debug)]
 pub struct Engine {
     fs: FsRef,
     dir: PathBuf,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     scheduler: Arc<scheduler::Scheduler>,
-    worker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -118,7 +126,7 @@ impl Engine {
 
     /// Opens `dir` with `options`.
     pub fn open_with(dir: &Path, options: EngineOptions) -> Result<Engine> {
-        let fs = options.fs;
+        let fs = options.fs.clone();
         let root = dir.join("collections");
         fs.create_dir_all(&root)
             .map_err(|e| Error::io(&root, "create directory", e))?;
@@ -151,8 +159,8 @@ impl Engine {
             let c = Arc::new(Collection::open(Arc::clone(&fs), &name, &path)?);
             collections.insert(name, c);
         }
-        let (scheduler, worker) = scheduler::Scheduler::start()
-            .map_err(|e| Error::io(dir, "start the maintenance thread", e))?;
+        let scheduler = scheduler::Scheduler::start(options.runtime)
+            .map_err(|e| Error::io(dir, "start the maintenance runtime", e))?;
         for c in collections.values() {
             c.attach(Arc::clone(&scheduler));
         }
@@ -161,7 +169,6 @@ impl Engine {
             dir: dir.to_path_buf(),
             collections: RwLock::new(collections),
             scheduler,
-            worker: Some(worker),
         })
     }
 
@@ -258,9 +265,6 @@ impl Engine {
 
     fn stop_worker(&mut self) {
         self.scheduler.stop();
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
-        }
     }
 }
 

@@ -70,7 +70,13 @@ fn base(dir: &Path) -> Model {
 
 fn open(dir: &Path, fs: Option<&SimFs>) -> (Engine, Arc<Collection>) {
     let engine = match fs {
-        Some(sim) => Engine::open_with(dir, EngineOptions { fs: sim.shared() }),
+        Some(sim) => Engine::open_with(
+            dir,
+            EngineOptions {
+                fs: sim.shared(),
+                ..Default::default()
+            },
+        ),
         None => Engine::open(dir),
     }
     .unwrap();

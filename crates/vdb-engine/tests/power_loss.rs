@@ -32,7 +32,14 @@ fn acknowledged_writes_survive_power_loss_at_any_operation() {
     let mut crashes = 0;
     for cycle in 0..cycles() {
         sim.set_torn_tails(true, cycle);
-        let engine = Engine::open_with(dir.path(), EngineOptions { fs: sim.shared() }).unwrap();
+        let engine = Engine::open_with(
+            dir.path(),
+            EngineOptions {
+                fs: sim.shared(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let c = match engine.collection("power") {
             Ok(c) => c,
             Err(_) => engine.create_collection("power", config()).unwrap(),
@@ -75,7 +82,14 @@ fn acknowledged_writes_survive_power_loss_at_any_operation() {
 
         // The state is the acknowledged prefix, or that plus the write that
         // was in flight.
-        let engine = Engine::open_with(dir.path(), EngineOptions { fs: sim.shared() }).unwrap();
+        let engine = Engine::open_with(
+            dir.path(),
+            EngineOptions {
+                fs: sim.shared(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let c = engine.collection("power").unwrap();
         if let Err(without) = holds(&c, &model) {
             let (version, op) = in_flight
