@@ -189,6 +189,9 @@ pub struct Alter {
 #[derive(Debug)]
 pub struct Collection {
     fs: FsRef,
+    /// Threads for maintenance's CPU work (k-means, assignment), fewer than
+    /// the cores so searches keep one.
+    pool: Arc<rayon::ThreadPool>,
     name: String,
     dir: PathBuf,
     config: CollectionConfig,
@@ -218,7 +221,12 @@ fn untrained_quantizer(cfg: &CollectionConfig) -> Result<Arc<CoarseQuantizer>> {
 impl Collection {
     /// Opens the collection stored in `dir`: reads the manifest, removes
     /// files it does not name, maps the segments and replays the WAL tail.
-    pub(crate) fn open(fs: FsRef, name: &str, dir: &Path) -> Result<Collection> {
+    pub(crate) fn open(
+        fs: FsRef,
+        pool: Arc<rayon::ThreadPool>,
+        name: &str,
+        dir: &Path,
+    ) -> Result<Collection> {
         let manifest = Manifest::load(dir)?;
         let cfg = manifest.config.clone();
         remove_garbage(fs.as_ref(), dir, &manifest)?;
@@ -363,6 +371,7 @@ impl Collection {
         }
         let c = Collection {
             fs,
+            pool,
             name: name.to_string(),
             dir: dir.to_path_buf(),
             config: cfg.clone(),
@@ -591,7 +600,11 @@ impl Collection {
     ///    manifest that names them, from the frozen state;
     /// 3. *install* (locked): the new files replace the frozen state; rows
     ///    replaced or deleted while 2 ran are hidden in the new segment.
-    fn maintain(&self, _guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
+    fn maintain(&self, guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
+        self.pool.install(|| self.maintain_in_pool(guard, task))
+    }
+
+    fn maintain_in_pool(&self, _guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
         let done = self.run_task(task)?;
         if task == Task::Flush {
             let next = {

@@ -92,6 +92,10 @@ pub struct EngineOptions {
     /// pool does the work). `None`: the engine starts a small runtime of its
     /// own, so programs without one need not care.
     pub runtime: Option<tokio::runtime::Handle>,
+    /// Threads for the CPU work of flushes, training and compaction
+    /// (k-means, assigning rows to lists). `None`: one fewer than the cores
+    /// (at least one), so searches keep a core while maintenance runs.
+    pub maintenance_threads: Option<usize>,
 }
 
 impl Default for EngineOptions {
@@ -99,6 +103,7 @@ impl Default for EngineOptions {
         EngineOptions {
             fs: vdb_fs::os(),
             runtime: None,
+            maintenance_threads: None,
         }
     }
 }
@@ -112,6 +117,7 @@ impl Default for EngineOptions {
 #[derive(Debug)]
 pub struct Engine {
     fs: FsRef,
+    pool: Arc<rayon::ThreadPool>,
     dir: PathBuf,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     scheduler: Arc<scheduler::Scheduler>,
@@ -127,6 +133,18 @@ impl Engine {
     /// Opens `dir` with `options`.
     pub fn open_with(dir: &Path, options: EngineOptions) -> Result<Engine> {
         let fs = options.fs.clone();
+        let threads = options.maintenance_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1))
+        });
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.max(1))
+                .thread_name(|i| format!("vdb-maint-{i}"))
+                .build()
+                .map_err(|e| {
+                    Error::io(dir, "start maintenance threads", std::io::Error::other(e))
+                })?,
+        );
         let root = dir.join("collections");
         fs.create_dir_all(&root)
             .map_err(|e| Error::io(&root, "create directory", e))?;
@@ -156,7 +174,12 @@ impl Engine {
             if validate_name(&name).is_err() {
                 continue;
             }
-            let c = Arc::new(Collection::open(Arc::clone(&fs), &name, &path)?);
+            let c = Arc::new(Collection::open(
+                Arc::clone(&fs),
+                Arc::clone(&pool),
+                &name,
+                &path,
+            )?);
             collections.insert(name, c);
         }
         let scheduler = scheduler::Scheduler::start(options.runtime)
@@ -166,6 +189,7 @@ impl Engine {
         }
         Ok(Engine {
             fs,
+            pool,
             dir: dir.to_path_buf(),
             collections: RwLock::new(collections),
             scheduler,
@@ -195,7 +219,12 @@ impl Engine {
         self.fs
             .sync_dir(&root)
             .map_err(|e| Error::io(&root, "fsync directory", e))?;
-        let c = Arc::new(Collection::open(Arc::clone(&self.fs), name, &dir)?);
+        let c = Arc::new(Collection::open(
+            Arc::clone(&self.fs),
+            Arc::clone(&self.pool),
+            name,
+            &dir,
+        )?);
         c.attach(Arc::clone(&self.scheduler));
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)

@@ -95,6 +95,11 @@ pub struct BenchArgs {
     /// what retraining saves).
     #[arg(long)]
     pub no_retrain: bool,
+    /// With --data-dir: also measure single-query search latency at the
+    /// first nprobe while a retraining runs and while a compaction runs,
+    /// against idle (keys `idle_p99_ms`, `retrain_p99_ms`, `compact_p99_ms`).
+    #[arg(long)]
+    pub maintenance_latency: bool,
 }
 
 /// What the benchmark searches: one segment in-process, or a collection
@@ -106,6 +111,10 @@ trait Target: Sync {
     fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)>;
     /// Searches every query; returns how many were answered.
     fn search_all(&self, queries: &Matrix<f32>, sp: SearchParams) -> Result<usize>;
+    /// The collection searched, when the target is one.
+    fn collection(&self) -> Option<&Arc<Collection>> {
+        None
+    }
 }
 
 struct SegmentTarget {
@@ -156,6 +165,10 @@ impl EngineTarget {
 }
 
 impl Target for EngineTarget {
+    fn collection(&self) -> Option<&Arc<Collection>> {
+        Some(&self.collection)
+    }
+
     fn search(&self, _: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>> {
         let mut r = self.collection.search(&[query.to_vec()], Self::opts(sp))?;
         Ok(r.pop()
@@ -229,6 +242,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     ensure!(args.k >= 1, "--k must be at least 1");
     ensure!(args.nlist >= 1, "--nlist must be at least 1");
     ensure!(!args.nprobe.is_empty(), "--nprobe needs at least one value");
+    ensure!(
+        !args.maintenance_latency || args.data_dir.is_some(),
+        "--maintenance-latency needs --data-dir"
+    );
     if let Some(p) = args.nprobe.iter().find(|&&p| p == 0) {
         bail!("--nprobe value {p} is invalid: nprobe must be at least 1");
     }
@@ -326,6 +343,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             args.min_seconds,
         )?);
     }
+    let maint = match (
+        args.maintenance_latency,
+        built.target.collection(),
+        args.nprobe.first(),
+    ) {
+        (true, Some(c), Some(&nprobe)) => {
+            progress.phase("measuring search latency during retraining and compaction");
+            let sp = SearchParams {
+                k: args.k,
+                nprobe: nprobe.min(args.nlist),
+            };
+            Some(maintenance_latency(c, &queries, sp)?)
+        }
+        _ => None,
+    };
     progress.finish();
 
     let isa = distance::active().isa;
@@ -366,6 +398,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
             if let Some(r) = built.ingest_batch_p50_ms {
                 o.num("ingest_batch_p50_ms", r);
+            }
+            if let Some(m) = &maint {
+                o.num("idle_p50_ms", m.idle.0)
+                    .num("idle_p99_ms", m.idle.1)
+                    .num("retrain_p50_ms", m.retrain.0)
+                    .num("retrain_p99_ms", m.retrain.1)
+                    .num("compact_p50_ms", m.compact.0)
+                    .num("compact_p99_ms", m.compact.1)
+                    .uint("retrain_searches", m.retrain.2 as u64)
+                    .uint("compact_searches", m.compact.2 as u64);
             }
             if let Some(r) = built.ingest_rows_per_s {
                 o.num("ingest_rows_per_s", r).str("mode", "engine");
@@ -428,8 +470,85 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 r.scanned
             )?;
         }
+        if let Some(m) = &maint {
+            writeln!(
+                out,
+                "single-query latency at nprobe {}: idle p50 {:.3} / p99 {:.3} ms; during retraining p50 {:.3} / p99 {:.3} ms ({} searches); during compaction p50 {:.3} / p99 {:.3} ms ({} searches)",
+                args.nprobe.first().copied().unwrap_or(0).min(args.nlist),
+                m.idle.0,
+                m.idle.1,
+                m.retrain.0,
+                m.retrain.1,
+                m.retrain.2,
+                m.compact.0,
+                m.compact.1,
+                m.compact.2
+            )?;
+        }
     }
     Ok(())
+}
+
+/// Search latency (p50 ms, p99 ms, searches) idle and while maintenance
+/// runs.
+#[derive(Debug)]
+struct MaintenanceLatency {
+    idle: (f64, f64, usize),
+    retrain: (f64, f64, usize),
+    compact: (f64, f64, usize),
+}
+
+/// Single-query searches, one after another on this thread, idle for two
+/// seconds and then for as long as a retraining (new centroids, every row
+/// rewritten) and a compaction (after deleting 1 % of the rows) run on
+/// another thread.
+fn maintenance_latency(
+    c: &Arc<Collection>,
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+) -> Result<MaintenanceLatency> {
+    let opts = EngineTarget::opts(sp);
+    let search_while = |busy: &dyn Fn() -> bool| -> Result<(f64, f64, usize)> {
+        let mut lat = Vec::new();
+        let mut q = 0;
+        while busy() || lat.len() < 100 {
+            let query = queries.row(q % queries.rows).to_vec();
+            let t = Instant::now();
+            c.search(&[query], opts)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            q += 1;
+        }
+        lat.sort_by(f64::total_cmp);
+        let at = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+        Ok((at(0.5), at(0.99), lat.len()))
+    };
+    let start = Instant::now();
+    let idle = search_while(&|| start.elapsed().as_secs_f64() < 2.0)?;
+    let during = |work: &(dyn Fn() -> vdb_engine::Result<()> + Sync)| -> Result<(f64, f64, usize)> {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                let r = work();
+                done.store(true, std::sync::atomic::Ordering::Release);
+                r
+            });
+            let lat = search_while(&|| !done.load(std::sync::atomic::Ordering::Acquire));
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("maintenance thread panicked"))??;
+            lat
+        })
+    };
+    let retrain = during(&|| c.retrain(None))?;
+    let rows = c.stats().rows;
+    let doomed: Vec<u64> = (0..rows).step_by(100).collect();
+    c.delete(&doomed)?;
+    let compact = during(&|| c.compact().map(|_| ()))?;
+    Ok(MaintenanceLatency {
+        idle,
+        retrain,
+        compact,
+    })
 }
 
 /// Trains, assigns and writes one segment in a temporary (or given)

@@ -264,3 +264,59 @@ fn bad_input_gets_one_clear_error_line() {
         assert!(!stderr.contains("panicked"), "{refs:?}: {stderr}");
     }
 }
+
+#[test]
+fn engine_runs_report_ingest_disk_bound_and_latency_during_maintenance() {
+    let files = [data("base.fvecs"), data("query.fvecs"), data("gt.ivecs")];
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let out = vdbctl(&digits_args(
+        &[
+            "--nlist",
+            "16",
+            "--nprobe",
+            "4",
+            "--k",
+            "10",
+            "--json",
+            "--min-seconds",
+            "0",
+            "--data-dir",
+            &data_dir,
+            "--maintenance-latency",
+        ],
+        &files,
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let num = |key: &str| -> f64 {
+        let v = stdout
+            .split(&format!("\"{key}\":"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("missing {key} in {stdout}"));
+        v.split([',', '}']).next().unwrap().parse().unwrap()
+    };
+    assert!(num("ingest_rows_per_s") > 0.0);
+    assert!(num("disk_bound_rows_per_s") > 0.0);
+    assert!(num("ingest_batch_p50_ms") > 0.0);
+    for key in ["idle", "retrain", "compact"] {
+        let (p50, p99) = (num(&format!("{key}_p50_ms")), num(&format!("{key}_p99_ms")));
+        assert!(p50 > 0.0 && p99 >= p50, "{key}: {p50} {p99}");
+    }
+    assert!(num("retrain_searches") >= 100.0);
+    assert!(stdout.contains("\"mode\":\"engine\""), "{stdout}");
+
+    // Without --data-dir the flag is an error, not silently ignored.
+    let out = vdbctl(&digits_args(
+        &["--nlist", "16", "--maintenance-latency"],
+        &files,
+    ));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--maintenance-latency needs --data-dir")
+    );
+}
