@@ -280,8 +280,17 @@ impl Engine {
 
     /// Flushes every collection and makes its log durable, reporting the
     /// first failure.
-    pub fn close(mut self) -> Result<()> {
-        self.stop_worker();
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    /// [`Engine::close`] through a shared reference, for an engine that
+    /// other holders (e.g. requests a server abandoned) may still share:
+    /// finishes background work, flushes every collection and makes its log
+    /// durable. Afterwards the engine knows no collections; handles taken
+    /// before keep working on their own.
+    pub fn shutdown(&self) -> Result<()> {
+        self.scheduler.stop();
         let map = std::mem::take(&mut *self.collections.write().unwrap_or_else(|p| p.into_inner()));
         let mut first = None;
         for c in map.values() {
@@ -291,14 +300,10 @@ impl Engine {
         }
         first.map_or(Ok(()), Err)
     }
-
-    fn stop_worker(&mut self) {
-        self.scheduler.stop();
-    }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.stop_worker();
+        self.scheduler.stop();
     }
 }

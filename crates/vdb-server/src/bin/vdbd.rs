@@ -1,0 +1,122 @@
+//! `vdbd`: vdb's gRPC server.
+//!
+//! Serves the data directory's collections on a loopback address by
+//! default (never on all interfaces unless asked). Every flag can also be
+//! set with the environment variable named in `--help`. On SIGTERM or
+//! SIGINT it stops accepting connections, finishes the requests in flight,
+//! flushes every collection and exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use vdb_engine::{Engine, EngineOptions};
+use vdb_server::{Limits, ServerOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vdbd",
+    version,
+    about = "vdb's gRPC server",
+    after_help = "Examples:\n  vdbd                                  # 127.0.0.1:50051, data in ./data\n  vdbd --listen 127.0.0.1:0             # any free port (printed on stdout)\n  VDB_DATA_DIR=/srv/vdb vdbd --listen 0.0.0.0:50051"
+)]
+struct Args {
+    /// Address to listen on (port 0 picks a free one). The bound address is
+    /// printed on stdout as `vdbd listening on ADDR`.
+    #[arg(long, env = "VDB_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Data directory (created if missing).
+    #[arg(long, env = "VDB_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "VDB_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
+    max_message_bytes: usize,
+    /// Most rows per write, ids per delete/get, queries per search.
+    #[arg(long, env = "VDB_MAX_BATCH", default_value_t = Limits::default().max_batch)]
+    max_batch: usize,
+    /// Most results per query.
+    #[arg(long, env = "VDB_MAX_K", default_value_t = Limits::default().max_k)]
+    max_k: usize,
+    /// Requests served at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VDB_MAX_CONCURRENT", default_value_t = Limits::default().max_concurrent)]
+    max_concurrent: usize,
+    /// Seconds requests in flight get to finish after SIGTERM/SIGINT before
+    /// remaining connections are closed.
+    #[arg(long, env = "VDB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    shutdown_grace_secs: u64,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "VDB_LOG", default_value = "info")]
+    log: tracing::Level,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(args.log)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vdbd")
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone();
+    let options = EngineOptions {
+        runtime: Some(tokio::runtime::Handle::current()),
+        ..EngineOptions::default()
+    };
+    let engine = tokio::task::spawn_blocking(move || Engine::open_with(&data_dir, options))
+        .await?
+        .with_context(|| format!("open data directory {}", args.data_dir.display()))?;
+    let engine = Arc::new(engine);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), collections = engine.list_collections().len(), "serving");
+    println!("vdbd listening on {addr}");
+    let options = ServerOptions {
+        limits: Limits {
+            max_batch: args.max_batch,
+            max_k: args.max_k,
+            max_concurrent: args.max_concurrent,
+        },
+        max_message_bytes: args.max_message_bytes,
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
+    };
+    vdb_server::serve(Arc::clone(&engine), listener, options, shutdown_signal()).await?;
+    tracing::info!("stopped accepting requests; flushing collections");
+    // Connections cut at the end of the grace period may still hold the
+    // engine; shut it down through the shared handle.
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await?
+        .context("close the data directory")?;
+    tracing::info!("closed cleanly");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,136 @@
+//! Between the API's messages and the engine's types. Every field that
+//! comes from the network is checked here or by the engine, and errors
+//! name the field as the client sent it.
+
+use tonic::Status;
+use vdb_engine::{
+    CollectionConfig, CollectionStats, CompactionPolicy, Metric, RetrainPolicy, SyncMode,
+};
+use vdb_proto::v1 as pb;
+
+use crate::status::invalid;
+
+/// The engine's settings from a create request; unset fields take the
+/// engine's defaults.
+pub fn config_from_pb(c: Option<pb::CollectionConfig>) -> Result<CollectionConfig, Status> {
+    let c = c.ok_or_else(|| invalid("config", "missing (dim is required)"))?;
+    if c.dim == 0 {
+        return Err(invalid("config.dim", "missing or 0; it must be 1..=65536"));
+    }
+    let mut out = CollectionConfig::new(c.dim as usize);
+    out.metric = match pb::Metric::try_from(c.metric) {
+        Ok(pb::Metric::Unspecified | pb::Metric::L2) => Metric::L2,
+        Ok(pb::Metric::InnerProduct) => Metric::InnerProduct,
+        Ok(pb::Metric::Cosine) => Metric::Cosine,
+        Err(_) => {
+            return Err(invalid(
+                "config.metric",
+                format!("unknown value {}", c.metric),
+            ));
+        }
+    };
+    if let Some(v) = c.nlist {
+        out.nlist = v as usize;
+    }
+    if let Some(v) = c.nprobe {
+        out.nprobe = v as usize;
+    }
+    if let Some(s) = c.sync {
+        out.sync = s
+            .parse::<SyncMode>()
+            .map_err(|e| invalid("config.sync", e))?;
+    }
+    if let Some(v) = c.flush_rows {
+        out.flush_rows =
+            usize::try_from(v).map_err(|_| invalid("config.flush_rows", "too large"))?;
+    }
+    if let Some(v) = c.min_rows_per_list {
+        out.min_rows_per_list = v as usize;
+    }
+    if let Some(r) = c.retrain {
+        out.retrain = retrain_from_pb(&r);
+    }
+    if let Some(p) = c.compaction {
+        out.compaction = compaction_from_pb(&p);
+    }
+    Ok(out)
+}
+
+pub fn retrain_from_pb(r: &pb::RetrainPolicy) -> RetrainPolicy {
+    RetrainPolicy {
+        growth: r.growth,
+        error_drift: r.error_drift,
+        imbalance: r.imbalance,
+        min_new_rows: r.min_new_rows,
+    }
+}
+
+pub fn compaction_from_pb(p: &pb::CompactionPolicy) -> CompactionPolicy {
+    CompactionPolicy {
+        max_segments: p.max_segments as usize,
+        max_hidden: p.max_hidden,
+    }
+}
+
+/// A sync mode as the API spells it.
+pub fn sync_name(s: SyncMode) -> String {
+    match s {
+        SyncMode::Always => "always".into(),
+        SyncMode::Never => "none".into(),
+        SyncMode::Interval(d) => format!("interval:{}ms", d.as_millis()),
+    }
+}
+
+pub fn config_to_pb(c: &CollectionConfig) -> pb::CollectionConfig {
+    pb::CollectionConfig {
+        dim: c.dim as u32,
+        metric: match c.metric {
+            Metric::L2 => pb::Metric::L2,
+            Metric::InnerProduct => pb::Metric::InnerProduct,
+            Metric::Cosine => pb::Metric::Cosine,
+        } as i32,
+        nlist: Some(c.nlist as u32),
+        nprobe: Some(c.nprobe as u32),
+        sync: Some(sync_name(c.sync)),
+        flush_rows: Some(c.flush_rows as u64),
+        min_rows_per_list: Some(c.min_rows_per_list as u32),
+        retrain: Some(pb::RetrainPolicy {
+            growth: c.retrain.growth,
+            error_drift: c.retrain.error_drift,
+            imbalance: c.retrain.imbalance,
+            min_new_rows: c.retrain.min_new_rows,
+        }),
+        compaction: Some(pb::CompactionPolicy {
+            max_segments: c.compaction.max_segments as u32,
+            max_hidden: c.compaction.max_hidden,
+        }),
+    }
+}
+
+pub fn stats_to_pb(s: &CollectionStats) -> pb::CollectionStats {
+    pb::CollectionStats {
+        rows: s.rows,
+        deleted_rows: s.deleted_rows,
+        segments: s.segments as u32,
+        memtable_rows: s.memtable_rows,
+        segment_bytes: s.segment_bytes,
+        generation: s.generation,
+        lists: s.lists as u32,
+        imbalance: s.imbalance,
+        last_lsn: s.last_lsn,
+        flushed_lsn: s.flushed_lsn,
+        trained_at: s.trained_at,
+        trained_rows: s.trained_rows,
+        compacted_at: s.compacted_at,
+    }
+}
+
+pub fn rows_from_pb(rows: Vec<pb::Row>) -> Vec<vdb_engine::Row> {
+    rows.into_iter()
+        .map(|r| vdb_engine::Row {
+            id: r.id,
+            vector: r.vector,
+            payload: r.payload,
+        })
+        .collect()
+}

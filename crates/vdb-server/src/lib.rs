@@ -1,0 +1,87 @@
+//! vdb's gRPC server: the `vdb.v1.Vdb` service (`proto/vdb/v1/vdb.proto`)
+//! over the engine, with validation at the edge, one reviewed mapping of
+//! engine errors to status codes ([`status`]), request limits, standard
+//! health checking (`grpc.health.v1`) and server reflection, and the
+//! `vdbd` binary.
+//!
+//! This crate knows the engine's public API only, never its files.
+
+mod convert;
+pub mod service;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use vdb_engine::Engine;
+use vdb_proto::v1::vdb_server::VdbServer;
+
+pub use service::{Limits, VdbService};
+
+/// Transport settings of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Request limits.
+    pub limits: Limits,
+    /// Largest message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// After shutdown begins, how long requests in flight and open
+    /// connections get before the server closes them anyway (an idle client
+    /// must not hold a shutdown forever).
+    pub shutdown_grace: std::time::Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            limits: Limits::default(),
+            max_message_bytes: 64 << 20,
+            shutdown_grace: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `engine` on `listener` until `shutdown` completes, then stops
+/// accepting connections and finishes the requests in flight (for at most
+/// [`ServerOptions::shutdown_grace`]). The caller closes the engine
+/// afterwards.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let service = VdbServer::new(VdbService::new(engine, options.limits))
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<VdbServer<VdbService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vdb_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut stopping = rx.clone();
+    let server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stopping.wait_for(|&s| s).await;
+        });
+    let grace = options.shutdown_grace;
+    let deadline = async move {
+        shutdown.await;
+        let _ = tx.send(true);
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        () = deadline => {
+            tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
+        }
+    }
+    Ok(())
+}

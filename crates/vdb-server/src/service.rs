@@ -1,0 +1,490 @@
+//! The `vdb.v1.Vdb` service over an [`Engine`].
+//!
+//! Every engine call (writes wait for an fsync; searches are CPU work) runs
+//! on tokio's blocking pool, never on the runtime's worker threads. A
+//! request first takes a permit of the concurrency limit without waiting:
+//! when none is free the answer is `RESOURCE_EXHAUSTED`, so load beyond
+//! the limit is refused instead of queued without bound. If the client
+//! cancels or its deadline passes, the handler is dropped; a write already
+//! handed to the engine still completes (it may be acknowledged to no one,
+//! which a client must treat like any unacknowledged write).
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{Request, Response, Status, Streaming};
+use vdb_engine::{Alter, Collection, Engine, SearchOptions};
+use vdb_proto::v1 as pb;
+use vdb_proto::v1::vdb_server::Vdb;
+
+use crate::convert::{
+    compaction_from_pb, config_from_pb, config_to_pb, retrain_from_pb, rows_from_pb, stats_to_pb,
+};
+use crate::status::{invalid, status};
+
+/// Limits the server enforces on every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Rows per write or import batch, ids per delete or get, queries per
+    /// search.
+    pub max_batch: usize,
+    /// Results per query.
+    pub max_k: usize,
+    /// Requests served at once; more get `RESOURCE_EXHAUSTED`.
+    pub max_concurrent: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_batch: 10_000,
+            max_k: 10_000,
+            max_concurrent: 64,
+        }
+    }
+}
+
+/// The service: an engine, the limits, and the concurrency permits.
+#[derive(Debug, Clone)]
+pub struct VdbService {
+    engine: Arc<Engine>,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+}
+
+impl VdbService {
+    /// Serves `engine` with `limits`.
+    pub fn new(engine: Arc<Engine>, limits: Limits) -> VdbService {
+        VdbService {
+            permits: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            engine,
+            limits,
+        }
+    }
+
+    fn permit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the server is serving its limit of {} requests; retry later",
+                self.limits.max_concurrent
+            ))
+        })
+    }
+
+    /// Runs `f` with the collection `name` on the blocking pool.
+    async fn with_collection<T: Send + 'static>(
+        &self,
+        name: String,
+        f: impl FnOnce(Arc<Collection>) -> vdb_engine::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let engine = Arc::clone(&self.engine);
+        blocking(move || f(engine.collection(&name)?)).await
+    }
+
+    fn check_batch(&self, field: &str, n: usize) -> Result<(), Status> {
+        if n == 0 {
+            return Err(invalid(field, "empty; send at least one"));
+        }
+        if n > self.limits.max_batch {
+            return Err(invalid(
+                field,
+                format!(
+                    "{n} items exceed the server's limit of {} per request; split the request",
+                    self.limits.max_batch
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_k(&self, k: u32) -> Result<usize, Status> {
+        let k = k as usize;
+        if k == 0 {
+            return Err(invalid("k", "must be at least 1"));
+        }
+        if k > self.limits.max_k {
+            return Err(invalid(
+                "k",
+                format!("{k} is above the server's limit of {}", self.limits.max_k),
+            ));
+        }
+        Ok(k)
+    }
+}
+
+/// Runs blocking engine work off the runtime's worker threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> vdb_engine::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("request task failed: {e}")))?
+        .map_err(status)
+}
+
+fn info(c: &Collection) -> pb::CollectionInfo {
+    pb::CollectionInfo {
+        name: c.name().to_string(),
+        config: Some(config_to_pb(&c.config())),
+        stats: Some(stats_to_pb(&c.stats())),
+    }
+}
+
+fn nprobe_of(n: Option<u32>) -> Result<Option<usize>, Status> {
+    match n {
+        Some(0) => Err(invalid("nprobe", "must be at least 1")),
+        other => Ok(other.map(|n| n as usize)),
+    }
+}
+
+#[tonic::async_trait]
+impl Vdb for VdbService {
+    async fn create_collection(
+        &self,
+        req: Request<pb::CreateCollectionRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        let config = config_from_pb(r.config)?;
+        let engine = Arc::clone(&self.engine);
+        let c = blocking(move || engine.create_collection(&r.name, config)).await?;
+        Ok(Response::new(info(&c)))
+    }
+
+    async fn drop_collection(
+        &self,
+        req: Request<pb::DropCollectionRequest>,
+    ) -> Result<Response<pb::DropCollectionResponse>, Status> {
+        let _p = self.permit()?;
+        let name = req.into_inner().name;
+        let engine = Arc::clone(&self.engine);
+        blocking(move || engine.drop_collection(&name)).await?;
+        Ok(Response::new(pb::DropCollectionResponse {}))
+    }
+
+    async fn list_collections(
+        &self,
+        _req: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        let _p = self.permit()?;
+        Ok(Response::new(pb::ListCollectionsResponse {
+            names: self.engine.list_collections(),
+        }))
+    }
+
+    async fn describe_collection(
+        &self,
+        req: Request<pb::DescribeCollectionRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        let _p = self.permit()?;
+        let name = req.into_inner().name;
+        let out = self.with_collection(name, |c| Ok(info(&c))).await?;
+        Ok(Response::new(out))
+    }
+
+    async fn alter_collection(
+        &self,
+        req: Request<pb::AlterCollectionRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        let change = Alter {
+            nprobe: r.nprobe.map(|v| v as usize),
+            nlist: r.nlist.map(|v| v as usize),
+            flush_rows: r
+                .flush_rows
+                .map(usize::try_from)
+                .transpose()
+                .map_err(|_| invalid("flush_rows", "too large"))?,
+            retrain: r.retrain.as_ref().map(retrain_from_pb),
+            compaction: r.compaction.as_ref().map(compaction_from_pb),
+        };
+        let out = self
+            .with_collection(r.name, move |c| {
+                c.alter(change)?;
+                Ok(info(&c))
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn upsert(
+        &self,
+        req: Request<pb::UpsertRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        self.check_batch("rows", r.rows.len())?;
+        let count = r.rows.len() as u64;
+        let rows = rows_from_pb(r.rows);
+        let lsn = self
+            .with_collection(r.collection, move |c| c.upsert(rows))
+            .await?;
+        Ok(Response::new(pb::WriteResponse { lsn: lsn.0, count }))
+    }
+
+    async fn import(
+        &self,
+        req: Request<Streaming<pb::ImportRequest>>,
+    ) -> Result<Response<pb::ImportResponse>, Status> {
+        let _p = self.permit()?;
+        let mut stream = req.into_inner();
+        let mut name: Option<String> = None;
+        let mut out = pb::ImportResponse::default();
+        while let Some(msg) = stream.message().await? {
+            match (&name, msg.collection.as_str()) {
+                (None, "") => {
+                    return Err(invalid(
+                        "collection",
+                        "the first message of an import must name the collection",
+                    ));
+                }
+                (None, n) => name = Some(n.to_string()),
+                (Some(_), "") => {}
+                (Some(first), n) if first == n => {}
+                (Some(first), n) => {
+                    return Err(invalid(
+                        "collection",
+                        format!("the stream started with {first:?} and then named {n:?}"),
+                    ));
+                }
+            }
+            let field = format!("batch {}: rows", out.batches);
+            self.check_batch(&field, msg.rows.len())?;
+            let count = msg.rows.len() as u64;
+            let rows = rows_from_pb(msg.rows);
+            let collection = name.clone().unwrap_or_default();
+            let lsn = self
+                .with_collection(collection, move |c| c.upsert(rows))
+                .await
+                .map_err(|s| {
+                    Status::new(
+                        s.code(),
+                        format!(
+                            "batch {} (after {} rows stored): {}",
+                            out.batches,
+                            out.rows,
+                            s.message()
+                        ),
+                    )
+                })?;
+            out.rows += count;
+            out.batches += 1;
+            out.last_lsn = lsn.0;
+        }
+        if name.is_none() {
+            return Err(invalid("rows", "the import stream sent no batch"));
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        self.check_batch("ids", r.ids.len())?;
+        let count = r.ids.len() as u64;
+        let ids = r.ids;
+        let lsn = self
+            .with_collection(r.collection, move |c| c.delete(&ids))
+            .await?;
+        Ok(Response::new(pb::WriteResponse { lsn: lsn.0, count }))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        self.check_batch("ids", r.ids.len())?;
+        let ids = r.ids;
+        let out = self
+            .with_collection(r.collection, move |c| {
+                let mut out = pb::GetResponse::default();
+                for id in ids {
+                    match c.get(id)? {
+                        Some(row) => out.rows.push(pb::Row {
+                            id: row.id,
+                            vector: row.vector,
+                            payload: row.payload,
+                        }),
+                        None => out.missing.push(id),
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        self.check_batch("queries", r.queries.len())?;
+        let k = self.check_k(r.k)?;
+        let nprobe = if r.exact {
+            Some(usize::MAX)
+        } else {
+            nprobe_of(r.nprobe)?
+        };
+        let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|q| q.values).collect();
+        let (with_payload, with_vectors) = (r.with_payload, r.with_vectors);
+        let out = self
+            .with_collection(r.collection, move |c| {
+                let opts = SearchOptions {
+                    k,
+                    nprobe,
+                    with_payload,
+                };
+                let found = c.search(&queries, opts)?;
+                let used = nprobe
+                    .unwrap_or(c.config().nprobe)
+                    .min(c.snapshot().nlist());
+                let mut results = Vec::with_capacity(found.len());
+                for hits in found {
+                    let mut q = pb::QueryResult::default();
+                    for h in hits {
+                        let vector = if with_vectors {
+                            // Read after the search: a row replaced in
+                            // between shows its newer vector.
+                            c.get(h.id)?.map(|r| r.vector).unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        };
+                        q.hits.push(pb::Hit {
+                            id: h.id,
+                            distance: h.distance,
+                            payload: h.payload,
+                            vector,
+                        });
+                    }
+                    results.push(q);
+                }
+                Ok(pb::SearchResponse {
+                    results,
+                    nprobe: used as u32,
+                })
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn explain(
+        &self,
+        req: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        let k = self.check_k(r.k)?;
+        let nprobe = nprobe_of(r.nprobe)?;
+        let query = r.query.ok_or_else(|| invalid("query", "missing"))?.values;
+        let with_payload = r.with_payload;
+        let out = self
+            .with_collection(r.collection, move |c| {
+                let opts = SearchOptions {
+                    k,
+                    nprobe,
+                    with_payload,
+                };
+                let (hits, trace) = c.search_traced(&query, opts)?;
+                Ok(pb::ExplainResponse {
+                    hits: hits
+                        .into_iter()
+                        .map(|h| pb::Hit {
+                            id: h.id,
+                            distance: h.distance,
+                            payload: h.payload,
+                            vector: Vec::new(),
+                        })
+                        .collect(),
+                    nlist: trace.nlist as u32,
+                    nprobe: trace.nprobe as u32,
+                    nprobe_clamped: trace.nprobe_clamped,
+                    probed: trace
+                        .probed
+                        .iter()
+                        .map(|p| pb::ProbedList {
+                            list: p.list.0,
+                            rank: p.rank,
+                            centroid_distance: p.centroid_distance,
+                            size: p.size,
+                            scanned: p.scanned,
+                            deleted_skipped: p.deleted_skipped,
+                            results: p.results,
+                        })
+                        .collect(),
+                    coarse_distances: trace.coarse_distances,
+                    fine_distances: trace.fine_distances,
+                    rows: c.stats().rows,
+                })
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn flush(
+        &self,
+        req: Request<pb::MaintenanceRequest>,
+    ) -> Result<Response<pb::MaintenanceResponse>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        if r.nlist.is_some() {
+            return Err(invalid("nlist", "only Retrain takes nlist"));
+        }
+        let out = self
+            .with_collection(r.collection, |c| {
+                let before = c.stats().flushed_lsn;
+                c.flush()?;
+                Ok(pb::MaintenanceResponse {
+                    changed: c.stats().flushed_lsn != before,
+                    info: Some(info(&c)),
+                })
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn compact(
+        &self,
+        req: Request<pb::MaintenanceRequest>,
+    ) -> Result<Response<pb::MaintenanceResponse>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        if r.nlist.is_some() {
+            return Err(invalid("nlist", "only Retrain takes nlist"));
+        }
+        let out = self
+            .with_collection(r.collection, |c| {
+                let changed = c.compact()?;
+                Ok(pb::MaintenanceResponse {
+                    changed,
+                    info: Some(info(&c)),
+                })
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
+    async fn retrain(
+        &self,
+        req: Request<pb::MaintenanceRequest>,
+    ) -> Result<Response<pb::MaintenanceResponse>, Status> {
+        let _p = self.permit()?;
+        let r = req.into_inner();
+        let nlist = r.nlist.map(|n| n as usize);
+        let out = self
+            .with_collection(r.collection, move |c| {
+                let before = c.stats().generation;
+                c.retrain(nlist)?;
+                Ok(pb::MaintenanceResponse {
+                    changed: c.stats().generation != before,
+                    info: Some(info(&c)),
+                })
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+}

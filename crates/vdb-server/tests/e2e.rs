@@ -1,0 +1,577 @@
+//! Guards the server end to end: the real `vdbd` binary on an ephemeral
+//! loopback port, spoken to over gRPC. Every RPC's happy path; bad input
+//! answered with the right status code and a message naming the field,
+//! with stored data unchanged afterwards; health checking and reflection;
+//! a graceful restart with the data intact.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use tonic::Code;
+use tonic::transport::Channel;
+use vdb_proto::v1 as pb;
+use vdb_proto::v1::vdb_client::VdbClient;
+
+/// A running `vdbd`; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--log", "warn"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("vdbd listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    async fn client(&self) -> VdbClient<Channel> {
+        VdbClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// SIGTERM, then wait: the server flushes and exits 0.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "vdbd exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const DIM: usize = 8;
+
+/// A distinct pseudo-random vector per id.
+fn vector(id: u64) -> Vec<f32> {
+    let mut s = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    (0..DIM)
+        .map(|_| {
+            s ^= s >> 31;
+            s = s.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            s ^= s >> 29;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 10.0
+        })
+        .collect()
+}
+
+fn row(id: u64) -> pb::Row {
+    pb::Row {
+        id,
+        vector: vector(id),
+        payload: Some(format!("item-{id}").into_bytes()),
+    }
+}
+
+async fn create(c: &mut VdbClient<Channel>, name: &str) -> pb::CollectionInfo {
+    c.create_collection(pb::CreateCollectionRequest {
+        name: name.into(),
+        config: Some(pb::CollectionConfig {
+            dim: DIM as u32,
+            nlist: Some(4),
+            nprobe: Some(2),
+            min_rows_per_list: Some(10),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
+fn search(name: &str, query: Vec<f32>, k: u32) -> pb::SearchRequest {
+    pb::SearchRequest {
+        collection: name.into(),
+        queries: vec![pb::Vector { values: query }],
+        k,
+        ..Default::default()
+    }
+}
+
+async fn rows_of(c: &mut VdbClient<Channel>, name: &str) -> (u64, u64) {
+    let s = c
+        .describe_collection(pb::DescribeCollectionRequest { name: name.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    (s.rows, s.last_lsn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_works_and_a_restart_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut c = server.client().await;
+
+    let info = create(&mut c, "images").await;
+    assert_eq!(info.name, "images");
+    let cfg = info.config.unwrap();
+    assert_eq!((cfg.dim, cfg.nlist, cfg.nprobe), (8, Some(4), Some(2)));
+    assert_eq!(cfg.sync.as_deref(), Some("always"));
+    let names = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .names;
+    assert_eq!(names, vec!["images".to_string()]);
+
+    // Upsert, then a streamed import.
+    let w = c
+        .upsert(pb::UpsertRequest {
+            collection: "images".into(),
+            rows: (0..100).map(row).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(w.count, 100);
+    let batches: Vec<pb::ImportRequest> = (0..4u64)
+        .map(|b| pb::ImportRequest {
+            collection: if b == 0 {
+                "images".into()
+            } else {
+                String::new()
+            },
+            rows: (100 + b * 50..150 + b * 50).map(row).collect(),
+        })
+        .collect();
+    let imported = c
+        .import(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((imported.rows, imported.batches), (200, 4));
+    assert_eq!(rows_of(&mut c, "images").await.0, 300);
+
+    // Get, with a missing id.
+    let got = c
+        .get(pb::GetRequest {
+            collection: "images".into(),
+            ids: vec![7, 12345],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.rows.len(), 1);
+    assert_eq!(got.rows[0].vector, vector(7));
+    assert_eq!(got.rows[0].payload.as_deref(), Some(&b"item-7"[..]));
+    assert_eq!(got.missing, vec![12345]);
+
+    // Train, then search: every row finds itself; exact agrees.
+    let r = c
+        .flush(pb::MaintenanceRequest {
+            collection: "images".into(),
+            nlist: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.changed);
+    assert!(r.info.unwrap().stats.unwrap().generation >= 1);
+    for id in [0u64, 42, 299] {
+        let mut req = search("images", vector(id), 3);
+        req.with_payload = true;
+        req.with_vectors = true;
+        let res = c.search(req).await.unwrap().into_inner();
+        let top = &res.results[0].hits[0];
+        assert_eq!(top.id, id);
+        assert_eq!(
+            top.payload.as_deref(),
+            Some(format!("item-{id}").as_bytes())
+        );
+        assert_eq!(top.vector, vector(id));
+        let mut exact = search("images", vector(id), 3);
+        exact.exact = true;
+        let ex = c.search(exact).await.unwrap().into_inner();
+        assert_eq!(ex.nprobe, 4, "exact probes every list");
+        assert_eq!(ex.results[0].hits[0].id, id);
+    }
+
+    // Explain describes the search it ran.
+    let ex = c
+        .explain(pb::ExplainRequest {
+            collection: "images".into(),
+            query: Some(pb::Vector { values: vector(5) }),
+            k: 5,
+            nprobe: Some(2),
+            with_payload: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((ex.nlist, ex.nprobe, ex.rows), (4, 2, 300));
+    assert_eq!(ex.probed.len(), 2);
+    assert_eq!(ex.coarse_distances, 4);
+    assert_eq!(
+        ex.probed.iter().map(|p| p.scanned).sum::<u64>(),
+        ex.fine_distances
+    );
+    assert_eq!(ex.hits[0].id, 5);
+
+    // Delete, alter, compact, retrain.
+    c.delete(pb::DeleteRequest {
+        collection: "images".into(),
+        ids: vec![0, 1, 2],
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows_of(&mut c, "images").await.0, 297);
+    let altered = c
+        .alter_collection(pb::AlterCollectionRequest {
+            name: "images".into(),
+            nprobe: Some(3),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(altered.config.unwrap().nprobe, Some(3));
+    let compacted = c
+        .compact(pb::MaintenanceRequest {
+            collection: "images".into(),
+            nlist: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(compacted.changed);
+    assert_eq!(compacted.info.unwrap().stats.unwrap().deleted_rows, 0);
+    let retrained = c
+        .retrain(pb::MaintenanceRequest {
+            collection: "images".into(),
+            nlist: Some(6),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(retrained.changed);
+    assert_eq!(retrained.info.unwrap().stats.unwrap().lists, 6);
+
+    // A second collection to drop.
+    create(&mut c, "scratch").await;
+    c.drop_collection(pb::DropCollectionRequest {
+        name: "scratch".into(),
+    })
+    .await
+    .unwrap();
+
+    // Health checking and reflection answer.
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "vdb.v1.Vdb".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    drop(health);
+    // A graceful restart keeps everything (including the unflushed delete).
+    c.upsert(pb::UpsertRequest {
+        collection: "images".into(),
+        rows: vec![row(1000)],
+    })
+    .await
+    .unwrap();
+    drop(c);
+    server.stop();
+    let server = Server::start(dir.path(), &[]);
+    let mut c = server.client().await;
+    assert_eq!(rows_of(&mut c, "images").await.0, 298);
+    let names = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .names;
+    assert_eq!(names, vec!["images".to_string()]);
+    let got = c
+        .get(pb::GetRequest {
+            collection: "images".into(),
+            ids: vec![1, 1000],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.missing, vec![1]);
+    assert_eq!(got.rows[0].id, 1000);
+}
+
+/// Sends a bad request; checks the code, that the message names `field`,
+/// and that the collection's rows and last LSN did not change.
+macro_rules! refused {
+    ($c:expr, $call:expr, $code:expr, $field:expr) => {{
+        let before = rows_of(&mut $c, "good").await;
+        let err = $call.await.expect_err("a bad request must fail");
+        assert_eq!(err.code(), $code, "{}: {}", $field, err.message());
+        assert!(
+            err.message().contains($field),
+            "the message names {:?}: {}",
+            $field,
+            err.message()
+        );
+        assert_eq!(rows_of(&mut $c, "good").await, before, "nothing changed");
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_status_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-batch", "50", "--max-k", "100"]);
+    let mut c = server.client().await;
+    create(&mut c, "good").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "good".into(),
+        rows: (0..20).map(row).collect(),
+    })
+    .await
+    .unwrap();
+
+    let upsert = |rows: Vec<pb::Row>| pb::UpsertRequest {
+        collection: "good".into(),
+        rows,
+    };
+    let mut short = row(100);
+    short.vector.pop();
+    refused!(
+        c,
+        c.upsert(upsert(vec![row(99), short])),
+        Code::InvalidArgument,
+        "rows[1].vector"
+    );
+    let mut nan = row(100);
+    nan.vector[3] = f32::NAN;
+    refused!(
+        c,
+        c.upsert(upsert(vec![nan])),
+        Code::InvalidArgument,
+        "rows[0].vector"
+    );
+    let mut inf = row(100);
+    inf.vector[0] = f32::INFINITY;
+    refused!(
+        c,
+        c.upsert(upsert(vec![inf])),
+        Code::InvalidArgument,
+        "rows[0].vector"
+    );
+    refused!(c, c.upsert(upsert(vec![])), Code::InvalidArgument, "rows");
+    refused!(
+        c,
+        c.upsert(upsert((0..51).map(row).collect())),
+        Code::InvalidArgument,
+        "rows"
+    );
+    refused!(
+        c,
+        c.upsert(upsert(vec![row(5), row(5)])),
+        Code::InvalidArgument,
+        "rows[1].id"
+    );
+    refused!(
+        c,
+        c.upsert(pb::UpsertRequest {
+            collection: "missing".into(),
+            rows: vec![row(1)]
+        }),
+        Code::NotFound,
+        "missing"
+    );
+
+    refused!(
+        c,
+        c.search(search("good", vector(1), 0)),
+        Code::InvalidArgument,
+        "k"
+    );
+    refused!(
+        c,
+        c.search(search("good", vector(1), 101)),
+        Code::InvalidArgument,
+        "k"
+    );
+    let mut zero = search("good", vector(1), 3);
+    zero.nprobe = Some(0);
+    refused!(c, c.search(zero), Code::InvalidArgument, "nprobe");
+    refused!(
+        c,
+        c.search(search("good", vec![1.0; 3], 3)),
+        Code::InvalidArgument,
+        "queries[0]"
+    );
+    let mut none = search("good", vector(1), 3);
+    none.queries.clear();
+    refused!(c, c.search(none), Code::InvalidArgument, "queries");
+    refused!(
+        c,
+        c.search(search("nope", vector(1), 3)),
+        Code::NotFound,
+        "nope"
+    );
+    // nprobe above nlist is clamped (documented), not an error.
+    let mut big = search("good", vector(1), 3);
+    big.nprobe = Some(1000);
+    assert_eq!(
+        c.search(big).await.unwrap().into_inner().results[0].hits[0].id,
+        1
+    );
+
+    refused!(
+        c,
+        c.delete(pb::DeleteRequest {
+            collection: "good".into(),
+            ids: vec![]
+        }),
+        Code::InvalidArgument,
+        "ids"
+    );
+    refused!(
+        c,
+        c.get(pb::GetRequest {
+            collection: "good".into(),
+            ids: (0..51).collect()
+        }),
+        Code::InvalidArgument,
+        "ids"
+    );
+
+    // Collection names and settings.
+    let bad_create = |name: &str, dim: u32| pb::CreateCollectionRequest {
+        name: name.into(),
+        config: Some(pb::CollectionConfig {
+            dim,
+            ..Default::default()
+        }),
+    };
+    for name in ["../x", "a/b", "", "é", &"x".repeat(65)] {
+        refused!(
+            c,
+            c.create_collection(bad_create(name, 4)),
+            Code::InvalidArgument,
+            "name"
+        );
+    }
+    refused!(
+        c,
+        c.create_collection(bad_create("good", 4)),
+        Code::AlreadyExists,
+        "good"
+    );
+    refused!(
+        c,
+        c.create_collection(bad_create("nodim", 0)),
+        Code::InvalidArgument,
+        "config.dim"
+    );
+    let mut bad_sync = bad_create("sync", 4);
+    bad_sync.config.as_mut().unwrap().sync = Some("sometimes".into());
+    refused!(
+        c,
+        c.create_collection(bad_sync),
+        Code::InvalidArgument,
+        "config.sync"
+    );
+    let mut bad_metric = bad_create("metric", 4);
+    bad_metric.config.as_mut().unwrap().metric = 42;
+    refused!(
+        c,
+        c.create_collection(bad_metric),
+        Code::InvalidArgument,
+        "config.metric"
+    );
+    refused!(
+        c,
+        c.drop_collection(pb::DropCollectionRequest {
+            name: "../good".into()
+        }),
+        Code::NotFound,
+        "../good"
+    );
+    refused!(
+        c,
+        c.alter_collection(pb::AlterCollectionRequest {
+            name: "good".into(),
+            nprobe: Some(0),
+            ..Default::default()
+        }),
+        Code::InvalidArgument,
+        "nprobe"
+    );
+
+    // An import whose third batch is bad stores the first two only.
+    let batches = vec![
+        pb::ImportRequest {
+            collection: "good".into(),
+            rows: (200..210).map(row).collect(),
+        },
+        pb::ImportRequest {
+            collection: String::new(),
+            rows: (210..220).map(row).collect(),
+        },
+        pb::ImportRequest {
+            collection: String::new(),
+            rows: vec![pb::Row {
+                id: 1,
+                vector: vec![1.0],
+                payload: None,
+            }],
+        },
+    ];
+    let err = c.import(tokio_stream::iter(batches)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("batch 2"), "{}", err.message());
+    assert_eq!(rows_of(&mut c, "good").await.0, 40);
+    let names = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .names;
+    assert_eq!(
+        names,
+        vec!["good".to_string()],
+        "no bad create left a collection"
+    );
+}
