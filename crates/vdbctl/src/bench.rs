@@ -31,7 +31,7 @@ use crate::json::JsonObject;
 use crate::vecio::{self, Matrix};
 
 /// Arguments of `vdbctl bench`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 #[command(
     after_help = "Example:\n  vdbctl bench --base data/digits/base.fvecs --query data/digits/query.fvecs \\\n      --gt data/digits/gt.ivecs --nlist 16 --nprobe 1,4,16 --k 10"
 )]
@@ -62,8 +62,9 @@ pub struct BenchArgs {
     /// Threads for training and batch search (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// One JSON object per line per nprobe instead of a table.
-    #[arg(long)]
+    /// One JSON object per line per nprobe instead of a table (set by the
+    /// global `--json`).
+    #[arg(skip)]
     pub json: bool,
     /// k-means seed.
     #[arg(long, default_value_t = 1234)]

@@ -1,9 +1,8 @@
-//! `vdbctl`, vdb's command-line tool.
-//!
-//! Today it runs the in-process benchmark (`vdbctl bench`); the collection
-//! commands arrive with the server.
+//! `vdbctl`, vdb's command-line tool: the collection commands (a gRPC
+//! client of `vdbd`) and the benchmark.
 
 mod bench;
+mod client;
 mod json;
 mod vecio;
 
@@ -11,8 +10,24 @@ use clap::{Parser, Subcommand};
 
 /// vdb: a persistent vector database with explainable IVF search.
 #[derive(Debug, Parser)]
-#[command(name = "vdbctl", version, about)]
+#[command(
+    name = "vdbctl",
+    version,
+    about,
+    after_help = "The collection commands talk to a running vdbd (--server or VDB_SERVER).\n\n\
+Examples:\n  \
+vdbctl create-collection images --dim 64 --nlist 16\n  \
+vdbctl import images data/digits/base.fvecs\n  \
+vdbctl search images --file data/digits/query.fvecs --row 0 --k 5\n  \
+vdbctl explain images --file data/digits/query.fvecs --row 0 --nprobe 4\n  \
+vdbctl describe images --json\n\n\
+Exit codes: 0 success; 1 local error (bad file or flag); 2 invalid request;\n\
+3 not found; 4 already exists; 5 server unreachable or overloaded (retry);\n\
+6 other server error."
+)]
 struct Cli {
+    #[command(flatten)]
+    client: client::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,18 +37,29 @@ enum Command {
     /// Build an IVF_Flat index from vector files and measure recall@k, QPS
     /// and latency over an nprobe sweep (in-process).
     Bench(bench::BenchArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => {
+            let mut args = args.clone();
+            args.json = cli.client.json;
+            bench::run(&args)
+        }
+        Command::Client(cmd) => client::run(&cli.client, cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<client::ServerError>())
+                .map_or(1, client::ServerError::exit_code);
+            std::process::ExitCode::from(code)
         }
     }
 }

@@ -1,0 +1,790 @@
+//! The collection commands: a gRPC client of `vdbd`.
+//!
+//! Each command prints a human-readable table or line by default and one
+//! JSON document with `--json`. Exit codes (documented in `--help`): 0
+//! success; 1 a local error (bad file, bad flag); 2 the server refused the
+//! request as invalid; 3 not found; 4 already exists; 5 the server could not
+//! be reached or is overloaded (retry); 6 any other server error.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use vdb_proto::v1 as pb;
+use vdb_proto::v1::vdb_client::VdbClient;
+
+use crate::vecio;
+
+/// Where the server is and how to print.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server's address.
+    #[arg(
+        long,
+        global = true,
+        env = "VDB_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The collection commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a collection.
+    ///
+    /// Example: vdbctl create-collection images --dim 512 --metric cosine --nlist 1024
+    CreateCollection {
+        /// Name: [A-Za-z0-9_-]{1,64}.
+        name: String,
+        /// Vector dimension.
+        #[arg(long)]
+        dim: u32,
+        /// l2, ip or cosine.
+        #[arg(long, default_value = "l2")]
+        metric: String,
+        /// Inverted lists (default 256).
+        #[arg(long)]
+        nlist: Option<u32>,
+        /// Default lists probed per search (default 8).
+        #[arg(long)]
+        nprobe: Option<u32>,
+        /// always, none or interval:<n>ms (default always).
+        #[arg(long)]
+        sync: Option<String>,
+        /// Memtable rows per flush (default 100000).
+        #[arg(long)]
+        flush_rows: Option<u64>,
+    },
+    /// List collections.
+    List,
+    /// Show a collection's settings and numbers.
+    Describe {
+        /// The collection.
+        name: String,
+    },
+    /// Change a collection's default nprobe, nlist or flush size.
+    ///
+    /// Example: vdbctl alter images --nprobe 16
+    Alter {
+        /// The collection.
+        name: String,
+        /// New default nprobe.
+        #[arg(long)]
+        nprobe: Option<u32>,
+        /// New nlist (retrains at the next flush).
+        #[arg(long)]
+        nlist: Option<u32>,
+        /// New memtable rows per flush.
+        #[arg(long)]
+        flush_rows: Option<u64>,
+    },
+    /// Drop a collection and delete its files.
+    Drop {
+        /// The collection.
+        name: String,
+    },
+    /// Insert (or replace) one row.
+    ///
+    /// Example: vdbctl insert images --id 7 --vector 0.1,0.2,0.3 --payload cat.png
+    Insert {
+        /// The collection.
+        collection: String,
+        /// The row's id.
+        #[arg(long)]
+        id: u64,
+        #[command(flatten)]
+        vector: VectorArgs,
+        /// Payload text stored with the row.
+        #[arg(long)]
+        payload: Option<String>,
+    },
+    /// Load vectors from a file (.fvecs, .bvecs, .npy) in batches.
+    ///
+    /// Row i of the file gets id --first-id + i. --skip resumes an
+    /// interrupted import (upserts make re-sent rows harmless).
+    ///
+    /// Example: vdbctl import images base.fvecs --batch 1000
+    Import {
+        /// The collection.
+        collection: String,
+        /// The vector file.
+        file: PathBuf,
+        /// Id of the file's first row.
+        #[arg(long, default_value_t = 0)]
+        first_id: u64,
+        /// Rows of the file to skip (already imported).
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+        /// Rows per batch.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Delete rows by id.
+    Delete {
+        /// The collection.
+        collection: String,
+        /// Ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u64>,
+    },
+    /// Read rows by id.
+    Get {
+        /// The collection.
+        collection: String,
+        /// Ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ids: Vec<u64>,
+    },
+    /// Search the k nearest rows to a vector.
+    ///
+    /// Example: vdbctl search images --file query.fvecs --row 3 --k 10 --nprobe 16
+    Search {
+        /// The collection.
+        collection: String,
+        #[command(flatten)]
+        vector: VectorArgs,
+        /// Results.
+        #[arg(long, default_value_t = 10)]
+        k: u32,
+        /// Lists to probe (default: the collection's).
+        #[arg(long)]
+        nprobe: Option<u32>,
+        /// Exact search over every row.
+        #[arg(long)]
+        exact: bool,
+        /// Show payloads.
+        #[arg(long)]
+        with_payload: bool,
+    },
+    /// Show what a search did: probed lists, their sizes and contributions,
+    /// and the distance computations against the collection size.
+    Explain {
+        /// The collection.
+        collection: String,
+        #[command(flatten)]
+        vector: VectorArgs,
+        /// Results.
+        #[arg(long, default_value_t = 10)]
+        k: u32,
+        /// Lists to probe (default: the collection's).
+        #[arg(long)]
+        nprobe: Option<u32>,
+    },
+    /// Write the memtable to a segment.
+    Flush {
+        /// The collection.
+        collection: String,
+    },
+    /// Rewrite all rows into one segment, dropping deleted ones.
+    Compact {
+        /// The collection.
+        collection: String,
+    },
+    /// Train new centroids and re-cluster.
+    Retrain {
+        /// The collection.
+        collection: String,
+        /// Lists to train (default: the configured nlist).
+        #[arg(long)]
+        nlist: Option<u32>,
+    },
+}
+
+/// A vector given inline or as a row of a file.
+#[derive(Debug, Args)]
+pub struct VectorArgs {
+    /// The vector inline, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        conflicts_with = "file"
+    )]
+    vector: Option<Vec<f32>>,
+    /// A vector file (.fvecs, .bvecs, .npy) to take the vector from.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The row of --file.
+    #[arg(long, default_value_t = 0, requires = "file")]
+    row: usize,
+}
+
+impl VectorArgs {
+    fn get(&self) -> Result<Vec<f32>> {
+        match (&self.vector, &self.file) {
+            (Some(v), _) => Ok(v.clone()),
+            (None, Some(f)) => {
+                let m = vecio::read_vectors(f)?;
+                if self.row >= m.rows {
+                    bail!(
+                        "{}: --row {} but the file has {} rows",
+                        f.display(),
+                        self.row,
+                        m.rows
+                    );
+                }
+                Ok(m.row(self.row).to_vec())
+            }
+            (None, None) => bail!("give the vector with --vector x,y,… or --file F [--row N]"),
+        }
+    }
+}
+
+/// An error from the server, with the exit code it maps to.
+#[derive(Debug)]
+pub struct ServerError {
+    /// The status.
+    pub status: tonic::Status,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.status.code(), self.status.message())
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl ServerError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        use tonic::Code;
+        match self.status.code() {
+            Code::InvalidArgument | Code::OutOfRange => 2,
+            Code::NotFound => 3,
+            Code::AlreadyExists => 4,
+            Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => 5,
+            _ => 6,
+        }
+    }
+}
+
+fn server_err(status: tonic::Status) -> anyhow::Error {
+    ServerError { status }.into()
+}
+
+/// Runs one collection command.
+pub fn run(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(run_async(args, cmd))
+}
+
+async fn connect(server: &str) -> Result<VdbClient<Channel>> {
+    let endpoint = Channel::from_shared(server.to_string())
+        .with_context(|| {
+            format!("bad server address {server:?} (expected e.g. http://127.0.0.1:50051)")
+        })?
+        .connect_timeout(Duration::from_secs(5));
+    let channel = endpoint.connect().await.map_err(|e| {
+        server_err(tonic::Status::unavailable(format!(
+            "cannot reach vdbd at {server}: {e} (is it running? set --server or VDB_SERVER)"
+        )))
+    })?;
+    Ok(VdbClient::new(channel)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20))
+}
+
+fn metric(s: &str) -> Result<pb::Metric> {
+    Ok(match s {
+        "l2" => pb::Metric::L2,
+        "ip" | "inner_product" => pb::Metric::InnerProduct,
+        "cosine" => pb::Metric::Cosine,
+        other => bail!("unknown metric {other:?}; expected l2, ip or cosine"),
+    })
+}
+
+fn info_json(i: &pb::CollectionInfo) -> Value {
+    let c = i.config.clone().unwrap_or_default();
+    let s = i.stats.unwrap_or_default();
+    json!({
+        "name": i.name,
+        "dim": c.dim,
+        "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+        "nlist": c.nlist,
+        "nprobe": c.nprobe,
+        "sync": c.sync,
+        "flush_rows": c.flush_rows,
+        "rows": s.rows,
+        "deleted_rows": s.deleted_rows,
+        "segments": s.segments,
+        "memtable_rows": s.memtable_rows,
+        "segment_bytes": s.segment_bytes,
+        "generation": s.generation,
+        "lists": s.lists,
+        "imbalance": s.imbalance,
+        "trained_at": s.trained_at,
+        "trained_rows": s.trained_rows,
+        "compacted_at": s.compacted_at,
+        "last_lsn": s.last_lsn,
+        "flushed_lsn": s.flushed_lsn,
+    })
+}
+
+fn print_info(i: &pb::CollectionInfo, as_json: bool) {
+    let v = info_json(i);
+    if as_json {
+        println!("{v}");
+        return;
+    }
+    if let Value::Object(map) = v {
+        for (k, val) in map {
+            let shown = match val {
+                Value::String(s) => s,
+                Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            println!("{k:>14}  {shown}");
+        }
+    }
+}
+
+fn payload_text(p: &Option<Vec<u8>>) -> String {
+    match p {
+        None => String::new(),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) if s.len() <= 60 => s.to_string(),
+            Ok(s) => format!("{}…", s.chars().take(57).collect::<String>()),
+            Err(_) => format!("<{} bytes>", b.len()),
+        },
+    }
+}
+
+async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
+    let mut c = connect(&args.server).await?;
+    match cmd {
+        ClientCommand::CreateCollection {
+            name,
+            dim,
+            metric: m,
+            nlist,
+            nprobe,
+            sync,
+            flush_rows,
+        } => {
+            let info = c
+                .create_collection(pb::CreateCollectionRequest {
+                    name: name.clone(),
+                    config: Some(pb::CollectionConfig {
+                        dim: *dim,
+                        metric: metric(m)? as i32,
+                        nlist: *nlist,
+                        nprobe: *nprobe,
+                        sync: sync.clone(),
+                        flush_rows: *flush_rows,
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            print_info(&info, args.json);
+        }
+        ClientCommand::List => {
+            let names = c
+                .list_collections(pb::ListCollectionsRequest {})
+                .await
+                .map_err(server_err)?
+                .into_inner()
+                .names;
+            if args.json {
+                println!("{}", json!({ "collections": names }));
+            } else {
+                for n in names {
+                    println!("{n}");
+                }
+            }
+        }
+        ClientCommand::Describe { name } => {
+            let info = c
+                .describe_collection(pb::DescribeCollectionRequest { name: name.clone() })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            print_info(&info, args.json);
+        }
+        ClientCommand::Alter {
+            name,
+            nprobe,
+            nlist,
+            flush_rows,
+        } => {
+            let info = c
+                .alter_collection(pb::AlterCollectionRequest {
+                    name: name.clone(),
+                    nprobe: *nprobe,
+                    nlist: *nlist,
+                    flush_rows: *flush_rows,
+                    ..Default::default()
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            print_info(&info, args.json);
+        }
+        ClientCommand::Drop { name } => {
+            c.drop_collection(pb::DropCollectionRequest { name: name.clone() })
+                .await
+                .map_err(server_err)?;
+            if args.json {
+                println!("{}", json!({ "dropped": name }));
+            } else {
+                println!("dropped {name}");
+            }
+        }
+        ClientCommand::Insert {
+            collection,
+            id,
+            vector,
+            payload,
+        } => {
+            let w = c
+                .upsert(pb::UpsertRequest {
+                    collection: collection.clone(),
+                    rows: vec![pb::Row {
+                        id: *id,
+                        vector: vector.get()?,
+                        payload: payload.as_ref().map(|p| p.clone().into_bytes()),
+                    }],
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            if args.json {
+                println!("{}", json!({ "lsn": w.lsn, "rows": w.count }));
+            } else {
+                println!("inserted 1 row (lsn {})", w.lsn);
+            }
+        }
+        ClientCommand::Import {
+            collection,
+            file,
+            first_id,
+            skip,
+            batch,
+        } => {
+            import(
+                &mut c, args.json, collection, file, *first_id, *skip, *batch,
+            )
+            .await?
+        }
+        ClientCommand::Delete { collection, ids } => {
+            let w = c
+                .delete(pb::DeleteRequest {
+                    collection: collection.clone(),
+                    ids: ids.clone(),
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            if args.json {
+                println!("{}", json!({ "lsn": w.lsn, "ids": w.count }));
+            } else {
+                println!("deleted {} id(s) (lsn {})", w.count, w.lsn);
+            }
+        }
+        ClientCommand::Get { collection, ids } => {
+            let r = c
+                .get(pb::GetRequest {
+                    collection: collection.clone(),
+                    ids: ids.clone(),
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            if args.json {
+                let rows: Vec<Value> = r
+                    .rows
+                    .iter()
+                    .map(|row| json!({"id": row.id, "vector": row.vector, "payload": payload_text(&row.payload)}))
+                    .collect();
+                println!("{}", json!({ "rows": rows, "missing": r.missing }));
+            } else {
+                for row in &r.rows {
+                    let head: Vec<String> = row
+                        .vector
+                        .iter()
+                        .take(6)
+                        .map(|x| format!("{x:.4}"))
+                        .collect();
+                    let more = if row.vector.len() > 6 { ", …" } else { "" };
+                    println!(
+                        "{:>10}  [{}{more}]  {}",
+                        row.id,
+                        head.join(", "),
+                        payload_text(&row.payload)
+                    );
+                }
+                for id in &r.missing {
+                    println!("{id:>10}  (not found)");
+                }
+            }
+        }
+        ClientCommand::Search {
+            collection,
+            vector,
+            k,
+            nprobe,
+            exact,
+            with_payload,
+        } => {
+            let t = Instant::now();
+            let r = c
+                .search(pb::SearchRequest {
+                    collection: collection.clone(),
+                    queries: vec![pb::Vector {
+                        values: vector.get()?,
+                    }],
+                    k: *k,
+                    nprobe: *nprobe,
+                    with_payload: *with_payload,
+                    with_vectors: false,
+                    exact: *exact,
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            let hits = r.results.into_iter().next().unwrap_or_default().hits;
+            if args.json {
+                let hs: Vec<Value> = hits
+                    .iter()
+                    .map(|h| json!({"id": h.id, "distance": h.distance, "payload": h.payload.as_ref().map(|_| payload_text(&h.payload))}))
+                    .collect();
+                println!("{}", json!({ "nprobe": r.nprobe, "hits": hs, "ms": ms }));
+            } else {
+                println!("{:>4} {:>10} {:>12}  payload", "rank", "id", "distance");
+                for (i, h) in hits.iter().enumerate() {
+                    println!(
+                        "{:>4} {:>10} {:>12.5}  {}",
+                        i + 1,
+                        h.id,
+                        h.distance,
+                        payload_text(&h.payload)
+                    );
+                }
+                println!(
+                    "({} hits, nprobe {}, {ms:.2} ms round trip)",
+                    hits.len(),
+                    r.nprobe
+                );
+            }
+        }
+        ClientCommand::Explain {
+            collection,
+            vector,
+            k,
+            nprobe,
+        } => {
+            let r = c
+                .explain(pb::ExplainRequest {
+                    collection: collection.clone(),
+                    query: Some(pb::Vector {
+                        values: vector.get()?,
+                    }),
+                    k: *k,
+                    nprobe: *nprobe,
+                    with_payload: false,
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            if args.json {
+                let probed: Vec<Value> = r
+                    .probed
+                    .iter()
+                    .map(|p| json!({"list": p.list, "rank": p.rank, "centroid_distance": p.centroid_distance, "size": p.size, "scanned": p.scanned, "deleted_skipped": p.deleted_skipped, "results": p.results}))
+                    .collect();
+                let hits: Vec<Value> = r
+                    .hits
+                    .iter()
+                    .map(|h| json!({"id": h.id, "distance": h.distance}))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"nlist": r.nlist, "nprobe": r.nprobe, "nprobe_clamped": r.nprobe_clamped, "coarse_distances": r.coarse_distances, "fine_distances": r.fine_distances, "rows": r.rows, "probed": probed, "hits": hits})
+                );
+            } else {
+                println!(
+                    "coarse: compared with all {} centroids; probed the {} nearest{}",
+                    r.nlist,
+                    r.nprobe,
+                    if r.nprobe_clamped {
+                        " (nprobe clamped to nlist)"
+                    } else {
+                        ""
+                    }
+                );
+                println!(
+                    "{:>5} {:>6} {:>14} {:>9} {:>9} {:>8} {:>8}",
+                    "rank", "list", "centroid dist", "size", "scanned", "skipped", "results"
+                );
+                for p in &r.probed {
+                    println!(
+                        "{:>5} {:>6} {:>14.5} {:>9} {:>9} {:>8} {:>8}",
+                        p.rank,
+                        p.list,
+                        p.centroid_distance,
+                        p.size,
+                        p.scanned,
+                        p.deleted_skipped,
+                        p.results
+                    );
+                }
+                let total = r.coarse_distances + r.fine_distances;
+                println!(
+                    "distances: {} coarse + {} fine = {total} for a collection of {} rows ({:.1} %)",
+                    r.coarse_distances,
+                    r.fine_distances,
+                    r.rows,
+                    100.0 * total as f64 / r.rows.max(1) as f64
+                );
+                println!("{:>4} {:>10} {:>12}", "rank", "id", "distance");
+                for (i, h) in r.hits.iter().enumerate() {
+                    println!("{:>4} {:>10} {:>12.5}", i + 1, h.id, h.distance);
+                }
+            }
+        }
+        ClientCommand::Flush { collection } | ClientCommand::Compact { collection } => {
+            let req = pb::MaintenanceRequest {
+                collection: collection.clone(),
+                nlist: None,
+            };
+            let r = if matches!(cmd, ClientCommand::Flush { .. }) {
+                c.flush(req).await
+            } else {
+                c.compact(req).await
+            }
+            .map_err(server_err)?
+            .into_inner();
+            maintenance_done(&r, args.json);
+        }
+        ClientCommand::Retrain { collection, nlist } => {
+            let r = c
+                .retrain(pb::MaintenanceRequest {
+                    collection: collection.clone(),
+                    nlist: *nlist,
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            maintenance_done(&r, args.json);
+        }
+    }
+    Ok(())
+}
+
+fn maintenance_done(r: &pb::MaintenanceResponse, as_json: bool) {
+    let info = r.info.clone().unwrap_or_default();
+    if as_json {
+        let mut v = info_json(&info);
+        if let Value::Object(m) = &mut v {
+            m.insert("changed".into(), json!(r.changed));
+        }
+        println!("{v}");
+    } else {
+        let s = info.stats.unwrap_or_default();
+        println!(
+            "{}: {} rows in {} segment(s), generation {}, {} lists",
+            if r.changed { "done" } else { "nothing to do" },
+            s.rows,
+            s.segments,
+            s.generation,
+            s.lists
+        );
+    }
+}
+
+async fn import(
+    c: &mut VdbClient<Channel>,
+    as_json: bool,
+    collection: &str,
+    file: &std::path::Path,
+    first_id: u64,
+    skip: usize,
+    batch: usize,
+) -> Result<()> {
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let m = vecio::read_vectors(file)?;
+    if skip > m.rows {
+        bail!("--skip {skip} but {} has {} rows", file.display(), m.rows);
+    }
+    let total = m.rows - skip;
+    let bar = if as_json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(total as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} rows  {per_sec}  eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let t = Instant::now();
+    let mut sent = 0usize;
+    let mut batches = Vec::new();
+    let mut start = skip;
+    while start < m.rows {
+        let end = (start + batch).min(m.rows);
+        batches.push(pb::ImportRequest {
+            collection: if batches.is_empty() {
+                collection.to_string()
+            } else {
+                String::new()
+            },
+            rows: (start..end)
+                .map(|i| pb::Row {
+                    id: first_id + i as u64,
+                    vector: m.row(i).to_vec(),
+                    payload: None,
+                })
+                .collect(),
+        });
+        start = end;
+    }
+    // One stream; the progress bar advances as batches are handed over.
+    let progress = bar.clone();
+    let stream = tokio_stream::iter(
+        batches
+            .into_iter()
+            .inspect(move |b| progress.inc(b.rows.len() as u64)),
+    );
+    let r = c.import(stream).await;
+    bar.finish_and_clear();
+    let r = r
+        .map_err(|s| {
+            anyhow::Error::from(ServerError { status: s }).context(format!(
+                "import into {collection} stopped; rows before the failed batch are stored — resume with --skip (see the message for how many)"
+            ))
+        })?
+        .into_inner();
+    sent += r.rows as usize;
+    let secs = t.elapsed().as_secs_f64();
+    if as_json {
+        println!(
+            "{}",
+            json!({"rows": sent, "batches": r.batches, "seconds": secs, "rows_per_s": sent as f64 / secs, "last_lsn": r.last_lsn})
+        );
+    } else {
+        println!(
+            "imported {sent} rows in {} batches in {secs:.2} s ({:.0} rows/s)",
+            r.batches,
+            sent as f64 / secs
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Guards the collection commands of `vdbctl` against a real server (started
+//! in-process on an ephemeral port): create, import with ids, describe,
+//! search, explain, get, delete, alter, flush/compact/retrain, drop — in
+//! table and JSON form — and the exit codes scripts rely on.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use vdb_engine::{Engine, EngineOptions};
+
+fn data(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/digits")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// A vdbd-equivalent server on its own runtime thread; stops when dropped.
+struct Server {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let options = EngineOptions {
+                    runtime: Some(tokio::runtime::Handle::current()),
+                    ..EngineOptions::default()
+                };
+                let engine = Arc::new(
+                    tokio::task::spawn_blocking(move || Engine::open_with(&data_dir, options))
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                );
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                vdb_server::serve(
+                    Arc::clone(&engine),
+                    listener,
+                    vdb_server::ServerOptions::default(),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await
+                .unwrap();
+                tokio::task::spawn_blocking(move || engine.shutdown())
+                    .await
+                    .unwrap()
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Server {
+            addr: format!("http://{addr}"),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    fn vdbctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vdbctl"))
+            .args(args)
+            .env("VDB_SERVER", &self.addr)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.vdbctl(args);
+        assert!(
+            out.status.success(),
+            "vdbctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects exit code `code`; returns stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.vdbctl(args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(code), "vdbctl {args:?}: {stderr}");
+        stderr
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn json_num(doc: &str, key: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(doc.trim()).unwrap();
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number {key} in {doc}"))
+}
+
+#[test]
+fn collection_commands_work_end_to_end() {
+    let s = Server::start();
+    let base = data("base.fvecs");
+    let query = data("query.fvecs");
+
+    let out = s.ok(&[
+        "create-collection",
+        "digits",
+        "--dim",
+        "64",
+        "--nlist",
+        "16",
+        "--nprobe",
+        "4",
+    ]);
+    assert!(out.contains("digits"), "{out}");
+    let out = s.ok(&["import", "digits", &base, "--batch", "500", "--json"]);
+    assert_eq!(json_num(&out, "rows"), 1697.0, "{out}");
+    assert_eq!(json_num(&out, "batches"), 4.0);
+    assert_eq!(s.ok(&["list"]).trim(), "digits");
+
+    s.ok(&["flush", "digits"]);
+    let d = s.ok(&["describe", "digits", "--json"]);
+    assert_eq!(json_num(&d, "rows"), 1697.0);
+    assert_eq!(json_num(&d, "lists"), 16.0, "trained at the flush: {d}");
+
+    // A base row finds itself first, by table and by JSON.
+    let out = s.ok(&[
+        "search", "digits", "--file", &base, "--row", "42", "--k", "3",
+    ]);
+    let first = out.lines().nth(1).unwrap();
+    assert_eq!(first.split_whitespace().nth(1), Some("42"), "{out}");
+    let out = s.ok(&[
+        "search", "digits", "--file", &query, "--row", "0", "--k", "5", "--exact", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["hits"].as_array().unwrap().len(), 5);
+    assert_eq!(v["nprobe"], 16);
+
+    let out = s.ok(&[
+        "explain", "digits", "--file", &query, "--row", "0", "--k", "5", "--nprobe", "4",
+    ]);
+    assert!(
+        out.contains("compared with all 16 centroids; probed the 4 nearest"),
+        "{out}"
+    );
+    assert!(out.contains("for a collection of 1697 rows"), "{out}");
+    let out = s.ok(&[
+        "explain", "digits", "--file", &query, "--row", "0", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["probed"].as_array().unwrap().len(),
+        4,
+        "the collection's default nprobe"
+    );
+
+    s.ok(&[
+        "insert",
+        "digits",
+        "--id",
+        "5000",
+        "--vector",
+        &vec!["1.5"; 64].join(","),
+        "--payload",
+        "hello",
+    ]);
+    let out = s.ok(&["get", "digits", "--ids", "5000,99999"]);
+    assert!(
+        out.contains("hello") && out.contains("(not found)"),
+        "{out}"
+    );
+    s.ok(&["delete", "digits", "--ids", "5000,1,2"]);
+    let d = s.ok(&["describe", "digits", "--json"]);
+    assert_eq!(json_num(&d, "rows"), 1695.0);
+    let d = s.ok(&["alter", "digits", "--nprobe", "8", "--json"]);
+    assert_eq!(json_num(&d, "nprobe"), 8.0);
+    let out = s.ok(&["compact", "digits", "--json"]);
+    assert_eq!(json_num(&out, "deleted_rows"), 0.0);
+    let out = s.ok(&["retrain", "digits", "--nlist", "8", "--json"]);
+    assert_eq!(json_num(&out, "lists"), 8.0);
+
+    // Exit codes.
+    s.fails(&["describe", "nope"], 3);
+    s.fails(&["create-collection", "digits", "--dim", "4"], 4);
+    let e = s.fails(&["search", "digits", "--vector", "1,2,3", "--k", "3"], 2);
+    assert!(e.contains("queries[0]"), "{e}");
+    s.fails(&["create-collection", "../x", "--dim", "4"], 2);
+    s.fails(&["search", "digits", "--k", "3"], 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_vdbctl"))
+        .args(["list", "--server", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    s.ok(&["drop", "digits"]);
+    assert_eq!(s.ok(&["list"]).trim(), "");
+}
