@@ -18,13 +18,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 use vdb_engine::Engine;
 use vdb_proto::v1::vdb_server::VdbServer;
 
-pub use service::{Limits, VdbService};
+pub use service::{ApiKeys, Limits, VdbService};
 
 /// Transport settings of a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Request limits.
     pub limits: Limits,
+    /// API keys (none: no authentication).
+    pub keys: ApiKeys,
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
     /// After shutdown begins, how long requests in flight and open
@@ -37,6 +39,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             limits: Limits::default(),
+            keys: ApiKeys::default(),
             max_message_bytes: 64 << 20,
             shutdown_grace: std::time::Duration::from_secs(10),
         }
@@ -53,7 +56,7 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let service = VdbServer::new(VdbService::new(engine, options.limits))
+    let service = VdbServer::new(VdbService::new(engine, options.limits, options.keys))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let (health_reporter, health) = tonic_health::server::health_reporter();

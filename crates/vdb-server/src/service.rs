@@ -44,22 +44,103 @@ impl Default for Limits {
     }
 }
 
-/// The service: an engine, the limits, and the concurrency permits.
+/// API keys. With none configured, every request is allowed. Otherwise a
+/// request must carry `authorization: Bearer <key>`: a key from `full`
+/// may do everything, one from `read_only` may read (list, describe, get,
+/// search, explain) but not write or administer.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKeys {
+    /// Keys allowed everything.
+    pub full: Vec<String>,
+    /// Keys allowed reads only.
+    pub read_only: Vec<String>,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the keys themselves.
+        f.debug_struct("ApiKeys")
+            .field("full", &self.full.len())
+            .field("read_only", &self.read_only.len())
+            .finish()
+    }
+}
+
+/// What a request needs to be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+impl ApiKeys {
+    /// Whether any key is configured (auth on).
+    pub fn enabled(&self) -> bool {
+        !self.full.is_empty() || !self.read_only.is_empty()
+    }
+
+    fn check<T>(&self, req: &Request<T>, need: Access) -> Result<(), Status> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let key = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated("missing API key: send `authorization: Bearer <key>`")
+            })?;
+        let matches = |keys: &[String]| {
+            keys.iter()
+                .any(|k| constant_time_eq(k.as_bytes(), key.as_bytes()))
+        };
+        if matches(&self.full) {
+            return Ok(());
+        }
+        if matches(&self.read_only) {
+            return match need {
+                Access::Read => Ok(()),
+                Access::Write => Err(Status::permission_denied(
+                    "this API key is read-only; writes and administration need a full key",
+                )),
+            };
+        }
+        Err(Status::unauthenticated("invalid API key"))
+    }
+}
+
+/// Compares without returning early on the first differing byte, so the
+/// time taken does not reveal how much of a guessed key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The service: an engine, the limits, the keys and the concurrency
+/// permits.
 #[derive(Debug, Clone)]
 pub struct VdbService {
     engine: Arc<Engine>,
     limits: Limits,
+    keys: Arc<ApiKeys>,
     permits: Arc<Semaphore>,
 }
 
 impl VdbService {
-    /// Serves `engine` with `limits`.
-    pub fn new(engine: Arc<Engine>, limits: Limits) -> VdbService {
+    /// Serves `engine` with `limits`, allowing the holders of `keys`.
+    pub fn new(engine: Arc<Engine>, limits: Limits, keys: ApiKeys) -> VdbService {
         VdbService {
             permits: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
             engine,
             limits,
+            keys: Arc::new(keys),
         }
+    }
+
+    /// Checks the caller's key for `need`, then takes a permit.
+    fn admit<T>(&self, req: &Request<T>, need: Access) -> Result<OwnedSemaphorePermit, Status> {
+        self.keys.check(req, need)?;
+        self.permit()
     }
 
     fn permit(&self) -> Result<OwnedSemaphorePermit, Status> {
@@ -143,7 +224,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let r = req.into_inner();
         let config = config_from_pb(r.config)?;
         let engine = Arc::clone(&self.engine);
@@ -155,7 +236,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::DropCollectionRequest>,
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let name = req.into_inner().name;
         let engine = Arc::clone(&self.engine);
         blocking(move || engine.drop_collection(&name)).await?;
@@ -164,9 +245,9 @@ impl Vdb for VdbService {
 
     async fn list_collections(
         &self,
-        _req: Request<pb::ListCollectionsRequest>,
+        req: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Read)?;
         Ok(Response::new(pb::ListCollectionsResponse {
             names: self.engine.list_collections(),
         }))
@@ -176,7 +257,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::DescribeCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Read)?;
         let name = req.into_inner().name;
         let out = self.with_collection(name, |c| Ok(info(&c))).await?;
         Ok(Response::new(out))
@@ -186,7 +267,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::AlterCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let r = req.into_inner();
         let change = Alter {
             nprobe: r.nprobe.map(|v| v as usize),
@@ -212,7 +293,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::UpsertRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let r = req.into_inner();
         self.check_batch("rows", r.rows.len())?;
         let count = r.rows.len() as u64;
@@ -227,7 +308,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<Streaming<pb::ImportRequest>>,
     ) -> Result<Response<pb::ImportResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let mut stream = req.into_inner();
         let mut name: Option<String> = None;
         let mut out = pb::ImportResponse::default();
@@ -282,7 +363,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let r = req.into_inner();
         self.check_batch("ids", r.ids.len())?;
         let count = r.ids.len() as u64;
@@ -294,7 +375,7 @@ impl Vdb for VdbService {
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Read)?;
         let r = req.into_inner();
         self.check_batch("ids", r.ids.len())?;
         let ids = r.ids;
@@ -321,7 +402,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Read)?;
         let r = req.into_inner();
         self.check_batch("queries", r.queries.len())?;
         let k = self.check_k(r.k)?;
@@ -376,7 +457,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Read)?;
         let r = req.into_inner();
         let k = self.check_k(r.k)?;
         let nprobe = nprobe_of(r.nprobe)?;
@@ -429,7 +510,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let r = req.into_inner();
         if r.nlist.is_some() {
             return Err(invalid("nlist", "only Retrain takes nlist"));
@@ -451,7 +532,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let r = req.into_inner();
         if r.nlist.is_some() {
             return Err(invalid("nlist", "only Retrain takes nlist"));
@@ -472,7 +553,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        let _p = self.permit()?;
+        let _p = self.admit(&req, Access::Write)?;
         let r = req.into_inner();
         let nlist = r.nlist.map(|n| n as usize);
         let out = self

@@ -23,7 +23,12 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_env(data_dir, extra, &[])
+    }
+
+    fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
+            .envs(env.iter().copied())
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(["--log", "warn"])
@@ -574,4 +579,125 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
         vec!["good".to_string()],
         "no bad create left a collection"
     );
+}
+
+fn with_key<T>(msg: T, key: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_separate_readers_from_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_env(
+        dir.path(),
+        &[],
+        &[
+            ("VDB_API_KEYS", "admin-secret"),
+            ("VDB_READ_ONLY_KEYS", "reader-1,reader-2"),
+        ],
+    );
+    let mut c = server.client().await;
+    let create_req = || pb::CreateCollectionRequest {
+        name: "k".into(),
+        config: Some(pb::CollectionConfig {
+            dim: DIM as u32,
+            ..Default::default()
+        }),
+    };
+
+    // No key, a wrong key: UNAUTHENTICATED, for reads and writes alike.
+    let e = c.create_collection(create_req()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{}", e.message());
+    let e = c
+        .list_collections(with_key(pb::ListCollectionsRequest {}, "guess"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    // A read-only key writing: PERMISSION_DENIED, and nothing is created.
+    let e = c
+        .create_collection(with_key(create_req(), "reader-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+    let names = c
+        .list_collections(with_key(pb::ListCollectionsRequest {}, "reader-1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .names;
+    assert!(names.is_empty());
+
+    // The full key does everything; the read-only key then reads.
+    c.create_collection(with_key(create_req(), "admin-secret"))
+        .await
+        .unwrap();
+    c.upsert(with_key(
+        pb::UpsertRequest {
+            collection: "k".into(),
+            rows: (0..10).map(row).collect(),
+        },
+        "admin-secret",
+    ))
+    .await
+    .unwrap();
+    let hits = c
+        .search(with_key(search("k", vector(3), 1), "reader-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hits.results[0].hits[0].id, 3);
+    for e in [
+        c.delete(with_key(
+            pb::DeleteRequest {
+                collection: "k".into(),
+                ids: vec![3],
+            },
+            "reader-1",
+        ))
+        .await
+        .unwrap_err(),
+        c.flush(with_key(
+            pb::MaintenanceRequest {
+                collection: "k".into(),
+                nlist: None,
+            },
+            "reader-1",
+        ))
+        .await
+        .unwrap_err(),
+    ] {
+        assert_eq!(e.code(), Code::PermissionDenied);
+    }
+    let got = c
+        .get(with_key(
+            pb::GetRequest {
+                collection: "k".into(),
+                ids: vec![3],
+            },
+            "reader-2",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.rows.len(), 1, "the refused delete changed nothing");
+
+    // Health checking needs no key.
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    drop(health);
+    drop(c);
+    server.stop();
 }

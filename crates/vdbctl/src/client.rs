@@ -32,7 +32,25 @@ pub struct ClientArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// API key for a server with keys on (prefer the environment variable).
+    #[arg(long, global = true, env = "VDB_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
+
+/// Adds `authorization: Bearer <key>` to every request.
+#[derive(Clone)]
+struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Client = VdbClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
 
 /// The collection commands.
 #[derive(Debug, Subcommand)]
@@ -258,6 +276,7 @@ impl ServerError {
         use tonic::Code;
         match self.status.code() {
             Code::InvalidArgument | Code::OutOfRange => 2,
+            Code::Unauthenticated | Code::PermissionDenied => 7,
             Code::NotFound => 3,
             Code::AlreadyExists => 4,
             Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded => 5,
@@ -279,7 +298,15 @@ pub fn run(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
     rt.block_on(run_async(args, cmd))
 }
 
-async fn connect(server: &str) -> Result<VdbClient<Channel>> {
+async fn connect(server: &str, api_key: Option<&str>) -> Result<Client> {
+    let auth = match api_key {
+        Some(k) => Some(
+            format!("Bearer {k}")
+                .parse()
+                .context("the API key has characters a header cannot carry")?,
+        ),
+        None => None,
+    };
     let endpoint = Channel::from_shared(server.to_string())
         .with_context(|| {
             format!("bad server address {server:?} (expected e.g. http://127.0.0.1:50051)")
@@ -290,7 +317,7 @@ async fn connect(server: &str) -> Result<VdbClient<Channel>> {
             "cannot reach vdbd at {server}: {e} (is it running? set --server or VDB_SERVER)"
         )))
     })?;
-    Ok(VdbClient::new(channel)
+    Ok(VdbClient::with_interceptor(channel, Auth(auth))
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20))
 }
@@ -361,7 +388,7 @@ fn payload_text(p: &Option<Vec<u8>>) -> String {
 }
 
 async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
-    let mut c = connect(&args.server).await?;
+    let mut c = connect(&args.server, args.api_key.as_deref()).await?;
     match cmd {
         ClientCommand::CreateCollection {
             name,
@@ -706,7 +733,7 @@ fn maintenance_done(r: &pb::MaintenanceResponse, as_json: bool) {
 }
 
 async fn import(
-    c: &mut VdbClient<Channel>,
+    c: &mut Client,
     as_json: bool,
     collection: &str,
     file: &std::path::Path,

@@ -23,7 +23,7 @@ vdbctl explain images --file data/digits/query.fvecs --row 0 --nprobe 4\n  \
 vdbctl describe images --json\n\n\
 Exit codes: 0 success; 1 local error (bad file or flag); 2 invalid request;\n\
 3 not found; 4 already exists; 5 server unreachable or overloaded (retry);\n\
-6 other server error."
+6 other server error; 7 missing, invalid or read-only API key."
 )]
 struct Cli {
     #[command(flatten)]

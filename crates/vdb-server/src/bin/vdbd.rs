@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use vdb_engine::{Engine, EngineOptions};
-use vdb_server::{Limits, ServerOptions};
+use vdb_server::{ApiKeys, Limits, ServerOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +46,24 @@ struct Args {
     /// remaining connections are closed.
     #[arg(long, env = "VDB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+    /// API keys allowed everything (comma-separated in the environment
+    /// variable; prefer it to the flag, which other users can see in `ps`).
+    /// With no key configured, requests need none.
+    #[arg(
+        long = "api-key",
+        env = "VDB_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_keys: Vec<String>,
+    /// API keys allowed to read only (list, describe, get, search, explain).
+    #[arg(
+        long = "read-only-key",
+        env = "VDB_READ_ONLY_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    read_only_keys: Vec<String>,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "VDB_LOG", default_value = "info")]
     log: tracing::Level,
@@ -79,13 +97,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), collections = engine.list_collections().len(), "serving");
+    tracing::info!(
+        %addr,
+        data_dir = %args.data_dir.display(),
+        collections = engine.list_collections().len(),
+        auth = !args.api_keys.is_empty() || !args.read_only_keys.is_empty(),
+        "serving"
+    );
     println!("vdbd listening on {addr}");
     let options = ServerOptions {
         limits: Limits {
             max_batch: args.max_batch,
             max_k: args.max_k,
             max_concurrent: args.max_concurrent,
+        },
+        keys: ApiKeys {
+            full: args
+                .api_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .collect(),
+            read_only: args
+                .read_only_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .cloned()
+                .collect(),
         },
         max_message_bytes: args.max_message_bytes,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
