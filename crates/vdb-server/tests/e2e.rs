@@ -701,3 +701,181 @@ async fn api_keys_separate_readers_from_writers() {
     drop(c);
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_during_streaming_imports_keeps_every_acknowledged_row() {
+    const BATCH: u64 = 50;
+    const BATCHES: u64 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked: Vec<u64> = Vec::new(); // first id of each acknowledged import
+    let mut next = 0u64;
+    for round in 0..3u64 {
+        let server = Server::start(dir.path(), &[]);
+        let mut c = server.client().await;
+        if round == 0 {
+            create(&mut c, "bulk").await;
+        }
+        // Imports one after another; kill -9 lands in the middle of one.
+        let kill_after = std::time::Duration::from_millis(150 + 70 * round);
+        let started = std::time::Instant::now();
+        let mut killed = false;
+        let mut server = Some(server);
+        loop {
+            let first = next;
+            let stream = tokio_stream::iter((0..BATCHES).map(move |b| {
+                pb::ImportRequest {
+                    collection: if b == 0 { "bulk".into() } else { String::new() },
+                    rows: (first + b * BATCH..first + (b + 1) * BATCH)
+                        .map(row)
+                        .collect(),
+                }
+            }));
+            let call = c.import(stream);
+            let result = if !killed && started.elapsed() >= kill_after {
+                // Kill while this import is in flight.
+                let (r, ()) = tokio::join!(call, async {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    drop(server.take());
+                });
+                killed = true;
+                r
+            } else {
+                call.await
+            };
+            next += BATCH * BATCHES;
+            match result {
+                Ok(_) => acked.push(first),
+                Err(_) => break,
+            }
+            if killed {
+                break;
+            }
+        }
+        drop(c);
+        drop(server);
+
+        // Reopen: every acknowledged import is complete, and whatever
+        // arrived of the one in flight is whole batches in order.
+        let server = Server::start(dir.path(), &[]);
+        let mut c = server.client().await;
+        let ids: Vec<u64> = (0..next).collect();
+        let mut present = std::collections::BTreeSet::new();
+        for chunk in ids.chunks(5_000) {
+            let got = c
+                .get(pb::GetRequest {
+                    collection: "bulk".into(),
+                    ids: chunk.to_vec(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            for r in got.rows {
+                assert_eq!(r.vector, vector(r.id), "row {} intact", r.id);
+                present.insert(r.id);
+            }
+        }
+        for &first in &acked {
+            for id in first..first + BATCH * BATCHES {
+                assert!(
+                    present.contains(&id),
+                    "round {round}: acknowledged row {id} is missing"
+                );
+            }
+        }
+        let unacked: Vec<u64> = present
+            .iter()
+            .copied()
+            .filter(|id| !acked.iter().any(|&f| (f..f + BATCH * BATCHES).contains(id)))
+            .collect();
+        if let Some(&lo) = unacked.first() {
+            let stream_start = lo - lo % (BATCH * BATCHES);
+            assert_eq!(
+                lo, stream_start,
+                "round {round}: a partial import starts at its first batch"
+            );
+            assert_eq!(
+                unacked.len() as u64 % BATCH,
+                0,
+                "round {round}: whole batches only"
+            );
+            let want: Vec<u64> = (stream_start..stream_start + unacked.len() as u64).collect();
+            assert_eq!(
+                unacked, want,
+                "round {round}: a prefix of the stream's batches"
+            );
+            // It is stored now; count it as acknowledged from here on.
+            acked.push(stream_start);
+            for id in stream_start + unacked.len() as u64..stream_start + BATCH * BATCHES {
+                c.upsert(pb::UpsertRequest {
+                    collection: "bulk".into(),
+                    rows: vec![row(id)],
+                })
+                .await
+                .unwrap();
+            }
+        }
+        drop(c);
+        server.stop();
+    }
+    assert!(
+        acked.len() >= 3,
+        "imports were acknowledged: {}",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_clients_get_answers_or_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-concurrent", "8"]);
+    let mut c = server.client().await;
+    create(&mut c, "busy").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "busy".into(),
+        rows: (0..500).map(row).collect(),
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut tasks = Vec::new();
+    for t in 0..32u64 {
+        let addr = server.addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = VdbClient::connect(format!("http://{addr}")).await.unwrap();
+            let (mut ok, mut busy) = (0u64, 0u64);
+            let mut i = 0u64;
+            while std::time::Instant::now() < deadline {
+                i += 1;
+                let r = if (t + i).is_multiple_of(4) {
+                    c.upsert(pb::UpsertRequest {
+                        collection: "busy".into(),
+                        rows: vec![row(10_000 + t * 100_000 + i)],
+                    })
+                    .await
+                    .map(|_| ())
+                } else {
+                    c.search(search("busy", vector(i % 500), 5))
+                        .await
+                        .map(|_| ())
+                };
+                match r {
+                    Ok(()) => ok += 1,
+                    Err(e) if e.code() == Code::ResourceExhausted => busy += 1,
+                    Err(e) => panic!("client {t}: unexpected {:?}: {}", e.code(), e.message()),
+                }
+            }
+            (ok, busy)
+        }));
+    }
+    let (mut ok, mut busy) = (0, 0);
+    for t in tasks {
+        let (o, b) = t.await.unwrap();
+        ok += o;
+        busy += b;
+    }
+    assert!(ok > 100, "{ok} requests answered, {busy} refused");
+    let rows = rows_of(&mut c, "busy").await.0;
+    assert!(rows > 500, "writes landed: {rows}");
+    drop(c);
+    server.stop();
+}
