@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use vdb_engine::Engine;
 use vdb_proto::v1::vdb_server::VdbServer;
@@ -65,13 +66,21 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(vdb_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    // Small replies must not wait for Nagle's algorithm (tonic sets
+    // TCP_NODELAY only on listeners it binds itself).
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    });
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut stopping = rx.clone();
     let server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopping.wait_for(|&s| s).await;
         });
     let grace = options.shutdown_grace;

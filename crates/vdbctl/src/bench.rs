@@ -106,11 +106,15 @@ pub struct BenchArgs {
     /// ingest into a trained collection; `ingest_rows` says how many).
     #[arg(long, default_value_t = 0)]
     pub train_first: usize,
+    /// Measure over gRPC against this server (`--server` given on the
+    /// command line; `local` starts one in this process).
+    #[arg(skip)]
+    pub server: Option<String>,
 }
 
 /// What the benchmark searches: one segment in-process, or a collection
 /// through the engine's public API.
-trait Target: Sync {
+pub(crate) trait Target: Sync {
     /// The ids found for one query.
     fn search(&self, searcher: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>>;
     /// The ids found for one query and the vectors scanned.
@@ -156,8 +160,8 @@ impl Target for SegmentTarget {
     }
 }
 
-struct EngineTarget {
-    collection: Arc<Collection>,
+pub(crate) struct EngineTarget {
+    pub(crate) collection: Arc<Collection>,
 }
 
 impl EngineTarget {
@@ -209,31 +213,36 @@ impl Target for EngineTarget {
 }
 
 /// What building the index produced.
-struct Built {
-    target: Box<dyn Target>,
-    train_s: f64,
-    build_s: f64,
-    disk_bytes: u64,
-    open_ms: f64,
-    imbalance: f64,
-    rows: usize,
+pub(crate) struct Built {
+    pub(crate) target: Box<dyn Target>,
+    pub(crate) train_s: f64,
+    pub(crate) build_s: f64,
+    pub(crate) disk_bytes: u64,
+    pub(crate) open_ms: f64,
+    pub(crate) imbalance: f64,
+    pub(crate) rows: usize,
     /// How training went, for the human-readable header.
-    training: String,
+    pub(crate) training: String,
     /// Rows per second inserted through the WAL (engine runs).
-    ingest_rows_per_s: Option<f64>,
+    pub(crate) ingest_rows_per_s: Option<f64>,
     /// Rows per second the disk takes as bare appends of the same size,
     /// each followed by `fdatasync` (engine runs): the physical bound.
-    disk_bound_rows_per_s: Option<f64>,
+    pub(crate) disk_bound_rows_per_s: Option<f64>,
     /// Rows the ingest rate was measured over (engine runs).
-    ingest_rows: Option<usize>,
+    pub(crate) ingest_rows: Option<usize>,
     /// Median time of one 1,000-row write (engine runs): the writer's own
     /// cost when no flush or training holds it up.
-    ingest_batch_p50_ms: Option<f64>,
+    pub(crate) ingest_batch_p50_ms: Option<f64>,
 }
 
 /// One row of the results.
 #[derive(Debug, Clone)]
 struct Row {
+    /// Over gRPC: QPS of 16 clients sending one query per request.
+    qps_16_clients: Option<f64>,
+    /// Over gRPC with `--server local`: the same collection searched in
+    /// process (QPS, p50, p99 of one query per call).
+    in_process: Option<(f64, f64, f64)>,
     nprobe: usize,
     requested_nprobe: usize,
     recall: f64,
@@ -300,9 +309,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         None => None,
     };
 
-    let built = match &args.data_dir {
-        Some(dir) => build_engine(args, dir, &base, &progress)?,
-        None => build_segment(args, &base, &pool, &progress)?,
+    let mut local = None;
+    let built = match (&args.server, &args.data_dir) {
+        (Some(server), _) => {
+            let addr = if server == "local" {
+                let (l, addr) = crate::bench_server::start_local(args)?;
+                local = Some(l);
+                addr
+            } else {
+                server.clone()
+            };
+            crate::bench_server::build_server(args, &addr, &base, &progress)?
+        }
+        (None, Some(dir)) => build_engine(args, dir, &base, &progress)?,
+        (None, None) => build_segment(args, &base, &pool, &progress)?,
+    };
+    let in_process = match &local {
+        Some(l) => Some(crate::bench_server::in_process_target(l)?),
+        None => None,
     };
     let imbalance = built.imbalance;
     let (train_s, build_s, disk_bytes, open_ms) = (
@@ -341,7 +365,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         progress.phase(&format!("searching with nprobe {nprobe}"));
         let sp = SearchParams { k: args.k, nprobe };
-        rows.push(measure(
+        let mut row = measure(
             built.target.as_ref(),
             &queries,
             &truth,
@@ -349,7 +373,29 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             requested,
             &pool,
             args.min_seconds,
-        )?);
+        )?;
+        if args.server.is_some() {
+            row.qps_16_clients = Some(crate::bench_server::concurrent_qps(
+                built.target.as_ref(),
+                &queries,
+                sp,
+                16,
+                args.min_seconds.max(0.2),
+            )?);
+        }
+        if let Some(t) = &in_process {
+            let r = measure(
+                t.as_ref(),
+                &queries,
+                &truth,
+                sp,
+                requested,
+                &pool,
+                args.min_seconds,
+            )?;
+            row.in_process = Some((r.qps, r.p50_ms, r.p99_ms));
+        }
+        rows.push(row);
     }
     let maint = match (
         args.maintenance_latency,
@@ -420,7 +466,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     .uint("retrain_searches", m.retrain.2 as u64)
                     .uint("compact_searches", m.compact.2 as u64);
             }
-            if let Some(r) = built.ingest_rows_per_s {
+            if let Some(q) = r.qps_16_clients {
+                o.num("qps_16_clients", q);
+            }
+            if let Some((q, p50, p99)) = r.in_process {
+                o.num("inproc_qps", q)
+                    .num("inproc_p50_ms", p50)
+                    .num("inproc_p99_ms", p99)
+                    .num("grpc_overhead", q / r.qps - 1.0);
+            }
+            if args.server.is_some() {
+                o.num("ingest_rows_per_s", built.ingest_rows_per_s.unwrap_or(0.0))
+                    .str("mode", "server");
+            } else if let Some(r) = built.ingest_rows_per_s {
                 o.num("ingest_rows_per_s", r).str("mode", "engine");
             } else {
                 o.str("mode", "segment");
@@ -433,7 +491,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             "vdb bench: {} base vectors of dim {} ({metric}), {} queries, k={}, nlist={}, kernels {isa}, {threads} threads",
             built.rows, queries.dim, queries.rows, args.k, args.nlist
         )?;
-        if let Some(r) = built.ingest_rows_per_s {
+        if args.server.is_some() {
+            writeln!(
+                out,
+                "server: imported {} rows over gRPC (Import stream, batches of 1,000) at {:.0} rows/s",
+                built.ingest_rows.unwrap_or(0),
+                built.ingest_rows_per_s.unwrap_or(0.0)
+            )?;
+        } else if let Some(r) = built.ingest_rows_per_s {
             writeln!(
                 out,
                 "engine: inserted {} rows through the WAL (sync=always) at {r:.0} rows/s (median write of 1,000 rows {:.2} ms); the disk alone takes {:.0} rows/s (same-size appends, each fdatasynced)",
@@ -481,6 +546,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 r.batch_qps_1t,
                 r.scanned
             )?;
+        }
+        for r in rows.iter().filter(|r| r.qps_16_clients.is_some()) {
+            write!(
+                out,
+                "over gRPC at nprobe {}: {:.0} QPS with 16 clients",
+                r.nprobe,
+                r.qps_16_clients.unwrap_or(0.0)
+            )?;
+            match r.in_process {
+                Some((q, p50, p99)) => writeln!(
+                    out,
+                    "; the same collection in process: {q:.0} QPS 1-thread, p50 {p50:.3} / p99 {p99:.3} ms (gRPC costs {:.1} % of 1-thread QPS)",
+                    100.0 * (q / r.qps - 1.0)
+                )?,
+                None => writeln!(out)?,
+            }
         }
         if let Some(m) = &maint {
             writeln!(
@@ -931,6 +1012,8 @@ fn measure(
         .context("cannot start a one-thread pool")?;
     let batch_qps_1t = batch_throughput(target, queries, sp, &one, min)?;
     Ok(Row {
+        qps_16_clients: None,
+        in_process: None,
         nprobe: sp.nprobe,
         requested_nprobe: requested,
         recall,
@@ -990,7 +1073,7 @@ fn human_bytes(b: u64) -> String {
 
 /// Progress on stderr: a spinner per phase when stderr is a terminal; notes
 /// (warnings, clamped nprobe) always go to stderr.
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
 }
 
@@ -1009,7 +1092,7 @@ impl Progress {
         Progress { bar }
     }
 
-    fn phase(&self, msg: &str) {
+    pub(crate) fn phase(&self, msg: &str) {
         if let Some(b) = &self.bar {
             b.set_message(msg.to_string());
         }

@@ -2,11 +2,13 @@
 //! client of `vdbd`) and the benchmark.
 
 mod bench;
+mod bench_server;
 mod client;
 mod json;
 mod vecio;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// vdb: a persistent vector database with explainable IVF search.
 #[derive(Debug, Parser)]
@@ -42,11 +44,25 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let result = match &cli.command {
         Command::Bench(args) => {
             let mut args = args.clone();
             args.json = cli.client.json;
+            // The bench goes over gRPC only when --server is on its command
+            // line, never because VDB_SERVER happens to be set.
+            let sub = matches.subcommand_matches("bench");
+            let explicit = [Some(&matches), sub]
+                .into_iter()
+                .flatten()
+                .any(|m| m.value_source("server") == Some(ValueSource::CommandLine));
+            if explicit {
+                args.server = Some(cli.client.server.clone());
+            }
             bench::run(&args)
         }
         Command::Client(cmd) => client::run(&cli.client, cmd),

@@ -320,3 +320,64 @@ fn engine_runs_report_ingest_disk_bound_and_latency_during_maintenance() {
         String::from_utf8_lossy(&out.stderr).contains("--maintenance-latency needs --data-dir")
     );
 }
+
+#[test]
+fn server_runs_measure_over_grpc_with_the_same_keys() {
+    let files = [data("base.fvecs"), data("query.fvecs"), data("gt.ivecs")];
+    let out = vdbctl(&digits_args(
+        &[
+            "--nlist",
+            "16",
+            "--nprobe",
+            "4",
+            "--k",
+            "10",
+            "--json",
+            "--min-seconds",
+            "0",
+            "--server",
+            "local",
+        ],
+        &files,
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for key in [
+        "nlist",
+        "nprobe",
+        "k",
+        "recall",
+        "qps",
+        "p50_ms",
+        "p99_ms",
+        "batch_qps",
+        "train_s",
+        "build_s",
+        "disk_bytes",
+        "qps_16_clients",
+        "inproc_qps",
+        "grpc_overhead",
+        "ingest_rows_per_s",
+    ] {
+        assert!(
+            stdout.contains(&format!("\"{key}\":")),
+            "missing {key} in {stdout}"
+        );
+    }
+    assert!(stdout.contains("\"mode\":\"server\""), "{stdout}");
+    // Recall over gRPC is the engine's: 0.999 at nprobe 4 on digits.
+    let recall: f64 = stdout
+        .split("\"recall\":")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(recall >= 0.99, "{recall}");
+}
