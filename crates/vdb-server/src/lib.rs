@@ -21,6 +21,24 @@ use vdb_proto::v1::vdb_server::VdbServer;
 
 pub use service::{ApiKeys, Limits, VdbService};
 
+/// A certificate chain and its private key, PEM-encoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// The private key.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("TlsFiles")
+            .field("cert_pem", &self.cert_pem.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Transport settings of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
@@ -28,6 +46,9 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// API keys (none: no authentication).
     pub keys: ApiKeys,
+    /// TLS: the server's certificate chain and private key, PEM-encoded
+    /// (none: plaintext).
+    pub tls: Option<TlsFiles>,
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
     /// After shutdown begins, how long requests in flight and open
@@ -41,6 +62,7 @@ impl Default for ServerOptions {
         ServerOptions {
             limits: Limits::default(),
             keys: ApiKeys::default(),
+            tls: None,
             max_message_bytes: 64 << 20,
             shutdown_grace: std::time::Duration::from_secs(10),
         }
@@ -76,7 +98,14 @@ pub async fn serve(
     });
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut stopping = rx.clone();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| anyhow::anyhow!("TLS certificate or key rejected: {e}"))?;
+    }
+    let server = builder
         .add_service(health)
         .add_service(reflection)
         .add_service(service)

@@ -879,3 +879,92 @@ async fn many_concurrent_clients_get_answers_or_resource_exhausted() {
     drop(c);
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_clients_that_trust_its_ca_only() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = fixtures.join("server.pem").display().to_string();
+    let key = fixtures.join("server.key").display().to_string();
+    let server = Server::start(dir.path(), &["--tls-cert", &cert, "--tls-key", &key]);
+    let port = server.addr.rsplit(':').next().unwrap().to_string();
+
+    // A client trusting the CA talks TLS, by name and by IP.
+    let ca = std::fs::read(fixtures.join("ca.pem")).unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        let channel = Channel::from_shared(format!("https://{host}:{port}"))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&ca)),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut c = VdbClient::new(channel);
+        c.list_collections(pb::ListCollectionsRequest {})
+            .await
+            .unwrap();
+    }
+    // Plaintext gets no answer from a TLS server.
+    let plain = VdbClient::connect(format!("http://127.0.0.1:{port}")).await;
+    if let Ok(mut c) = plain {
+        assert!(
+            c.list_collections(pb::ListCollectionsRequest {})
+                .await
+                .is_err()
+        );
+    }
+    // A client that does not trust the CA refuses the server.
+    let untrusting = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(tonic::transport::ClientTlsConfig::new())
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(ch) = untrusting {
+        assert!(
+            VdbClient::new(ch)
+                .list_collections(pb::ListCollectionsRequest {})
+                .await
+                .is_err()
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn vdbd_refuses_a_key_without_a_certificate_and_bad_pem() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vdbd"))
+        .args(["--listen", "127.0.0.1:0", "--tls-key", "/nonexistent"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"));
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let junk = junk.display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_vdbd"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &junk,
+            "--tls-key",
+            &junk,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -35,6 +35,9 @@ pub struct ClientArgs {
     /// API key for a server with keys on (prefer the environment variable).
     #[arg(long, global = true, env = "VDB_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// server.
+    #[arg(long, global = true, env = "VDB_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// Adds `authorization: Bearer <key>` to every request.
@@ -298,7 +301,11 @@ pub fn run(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
     rt.block_on(run_async(args, cmd))
 }
 
-async fn connect(server: &str, api_key: Option<&str>) -> Result<Client> {
+async fn connect(
+    server: &str,
+    api_key: Option<&str>,
+    tls_ca: Option<&std::path::Path>,
+) -> Result<Client> {
     let auth = match api_key {
         Some(k) => Some(
             format!("Bearer {k}")
@@ -312,6 +319,20 @@ async fn connect(server: &str, api_key: Option<&str>) -> Result<Client> {
             format!("bad server address {server:?} (expected e.g. http://127.0.0.1:50051)")
         })?
         .connect_timeout(Duration::from_secs(5));
+    let endpoint = if server.starts_with("https://") {
+        let ca = tls_ca.context(
+            "an https:// server needs --tls-ca (or VDB_TLS_CA) naming the CA certificate to trust",
+        )?;
+        let pem = std::fs::read(ca).with_context(|| format!("read --tls-ca {}", ca.display()))?;
+        endpoint
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            )
+            .context("TLS configuration")?
+    } else {
+        endpoint
+    };
     let channel = endpoint.connect().await.map_err(|e| {
         server_err(tonic::Status::unavailable(format!(
             "cannot reach vdbd at {server}: {e} (is it running? set --server or VDB_SERVER)"
@@ -388,7 +409,12 @@ fn payload_text(p: &Option<Vec<u8>>) -> String {
 }
 
 async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
-    let mut c = connect(&args.server, args.api_key.as_deref()).await?;
+    let mut c = connect(
+        &args.server,
+        args.api_key.as_deref(),
+        args.tls_ca.as_deref(),
+    )
+    .await?;
     match cmd {
         ClientCommand::CreateCollection {
             name,

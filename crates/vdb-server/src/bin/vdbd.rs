@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use vdb_engine::{Engine, EngineOptions};
-use vdb_server::{ApiKeys, Limits, ServerOptions};
+use vdb_server::{ApiKeys, Limits, ServerOptions, TlsFiles};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +64,12 @@ struct Args {
         hide_env_values = true
     )]
     read_only_keys: Vec<String>,
+    /// TLS certificate chain (PEM); with --tls-key, serve TLS only.
+    #[arg(long, env = "VDB_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "VDB_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "VDB_LOG", default_value = "info")]
     log: tracing::Level,
@@ -84,6 +90,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert_pem: std::fs::read(c)
+                .with_context(|| format!("read --tls-cert {}", c.display()))?,
+            key_pem: std::fs::read(k).with_context(|| format!("read --tls-key {}", k.display()))?,
+        }),
+        _ => None,
+    };
     let data_dir = args.data_dir.clone();
     let options = EngineOptions {
         runtime: Some(tokio::runtime::Handle::current()),
@@ -102,6 +116,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         data_dir = %args.data_dir.display(),
         collections = engine.list_collections().len(),
         auth = !args.api_keys.is_empty() || !args.read_only_keys.is_empty(),
+        tls = args.tls_cert.is_some(),
         "serving"
     );
     println!("vdbd listening on {addr}");
@@ -127,6 +142,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         max_message_bytes: args.max_message_bytes,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
+        tls,
     };
     vdb_server::serve(Arc::clone(&engine), listener, options, shutdown_signal()).await?;
     tracing::info!("stopped accepting requests; flushing collections");
