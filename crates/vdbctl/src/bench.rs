@@ -313,7 +313,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let built = match (&args.server, &args.data_dir) {
         (Some(server), _) => {
             let addr = if server == "local" {
-                let (l, addr) = crate::bench_server::start_local(args)?;
+                let (l, addr) = crate::bench_server::start_local(args.data_dir.as_deref())?;
                 local = Some(l);
                 addr
             } else {

@@ -41,10 +41,11 @@ impl Drop for LocalServer {
     }
 }
 
-/// Starts a server on a free loopback port; returns it and its address.
-pub fn start_local(args: &BenchArgs) -> Result<(LocalServer, String)> {
-    let (dir, tmp) = match &args.data_dir {
-        Some(d) => (d.clone(), None),
+/// Starts a server on a free loopback port over `data_dir` (a temporary
+/// directory if none); returns it and its address.
+pub fn start_local(data_dir: Option<&std::path::Path>) -> Result<(LocalServer, String)> {
+    let (dir, tmp) = match data_dir {
+        Some(d) => (d.to_path_buf(), None),
         None => {
             let t = tempfile::tempdir().context("create a temporary data directory")?;
             (t.path().to_path_buf(), Some(t))
@@ -74,7 +75,12 @@ pub fn start_local(args: &BenchArgs) -> Result<(LocalServer, String)> {
                 vdb_server::serve(
                     Arc::clone(&engine),
                     listener,
-                    vdb_server::ServerOptions::default(),
+                    vdb_server::ServerOptions {
+                        // Clients of this process may keep idle
+                        // connections open; do not wait long for them.
+                        shutdown_grace: std::time::Duration::from_millis(500),
+                        ..vdb_server::ServerOptions::default()
+                    },
                     async {
                         let _ = stop_rx.await;
                     },

@@ -42,7 +42,7 @@ pub struct ClientArgs {
 
 /// Adds `authorization: Bearer <key>` to every request.
 #[derive(Clone)]
-struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
@@ -53,7 +53,7 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
-type Client = VdbClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
+pub(crate) type Client = VdbClient<tonic::service::interceptor::InterceptedService<Channel, Auth>>;
 
 /// The collection commands.
 #[derive(Debug, Subcommand)]
@@ -288,7 +288,7 @@ impl ServerError {
     }
 }
 
-fn server_err(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn server_err(status: tonic::Status) -> anyhow::Error {
     ServerError { status }.into()
 }
 
@@ -301,7 +301,7 @@ pub fn run(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
     rt.block_on(run_async(args, cmd))
 }
 
-async fn connect(
+pub(crate) async fn connect(
     server: &str,
     api_key: Option<&str>,
     tls_ca: Option<&std::path::Path>,

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_server;
 mod client;
+mod demo;
 mod json;
 mod vecio;
 
@@ -36,6 +37,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Reverse image search in one command: start a server in this
+    /// process, load the bundled digit images, show queries and their
+    /// nearest images as terminal pictures, and recall across nprobe.
+    Demo(demo::DemoArgs),
     /// Build an IVF_Flat index from vector files and measure recall@k, QPS
     /// and latency over an nprobe sweep (in-process).
     Bench(bench::BenchArgs),
@@ -65,6 +70,7 @@ fn main() -> std::process::ExitCode {
             }
             bench::run(&args)
         }
+        Command::Demo(args) => demo::run(args),
         Command::Client(cmd) => client::run(&cli.client, cmd),
     };
     match result {

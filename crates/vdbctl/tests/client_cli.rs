@@ -227,3 +227,43 @@ fn collection_commands_work_end_to_end() {
     s.ok(&["drop", "digits"]);
     assert_eq!(s.ok(&["list"]).trim(), "");
 }
+
+#[test]
+fn the_demo_searches_images_over_grpc_and_reports_recall() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vdbctl"))
+        .args(["demo", "--show", "1", "--digits", &data(""), "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("imported 1697 digit images"), "{stdout}");
+    assert!(
+        stdout.contains("query 0 and its 5 nearest images"),
+        "{stdout}"
+    );
+    // The query shows a 6 and so do its neighbours (payload labels).
+    assert!(stdout.matches("digit 6").count() >= 6, "{stdout}");
+    assert!(stdout.contains('█'), "pictures are drawn");
+    let recall_at_16 = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("16 "))
+        .unwrap_or_else(|| panic!("no nprobe 16 row: {stdout}"));
+    assert!(recall_at_16.contains("1.000"), "{recall_at_16}");
+    // Running it again starts over cleanly.
+    let again = Command::new(env!("CARGO_BIN_EXE_vdbctl"))
+        .args(["demo", "--show", "0", "--digits", &data(""), "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
