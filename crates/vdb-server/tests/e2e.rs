@@ -968,3 +968,43 @@ fn vdbd_refuses_a_key_without_a_certificate_and_bad_pem() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_and_oversized_messages_are_answered_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-message-bytes", "20000"]);
+    let mut c = server.client().await;
+    create(&mut c, "lim").await;
+    // A message over the limit is refused and stores nothing.
+    let big = pb::UpsertRequest {
+        collection: "lim".into(),
+        rows: (0..1000).map(row).collect(),
+    };
+    let e = c.upsert(big).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{}", e.message());
+    assert!(e.message().contains("message"), "{}", e.message());
+    assert_eq!(rows_of(&mut c, "lim").await.0, 0);
+    // A deadline the server cannot meet ends the call with DEADLINE_EXCEEDED.
+    c.upsert(pb::UpsertRequest {
+        collection: "lim".into(),
+        rows: (0..100).map(row).collect(),
+    })
+    .await
+    .unwrap();
+    let mut req = tonic::Request::new(pb::MaintenanceRequest {
+        collection: "lim".into(),
+        nlist: Some(4),
+    });
+    req.set_timeout(std::time::Duration::from_micros(1));
+    let e = c.retrain(req).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{:?}: {}",
+        e.code(),
+        e.message()
+    );
+    // The server is fine afterwards.
+    assert_eq!(rows_of(&mut c, "lim").await.0, 100);
+    drop(c);
+    server.stop();
+}
