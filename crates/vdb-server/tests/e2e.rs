@@ -1008,3 +1008,40 @@ async fn deadlines_and_oversized_messages_are_answered_cleanly() {
     drop(c);
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_sets_what_flags_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vdbd.toml");
+    std::fs::write(&config, "max_k = 5\nmax_batch = 7\nlog = \"warn\"\n").unwrap();
+    let config = config.display().to_string();
+    // The file's max_k holds; the flag's max_batch wins over the file's.
+    let server = Server::start(dir.path(), &["--config", &config, "--max-batch", "100"]);
+    let mut c = server.client().await;
+    create(&mut c, "cfg").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "cfg".into(),
+        rows: (0..50).map(row).collect(),
+    })
+    .await
+    .unwrap();
+    let e = c.search(search("cfg", vector(1), 6)).await.unwrap_err();
+    assert!(e.message().contains("limit of 5"), "{}", e.message());
+    c.search(search("cfg", vector(1), 5)).await.unwrap();
+    drop(c);
+    server.stop();
+
+    // Unknown keys are refused with the file named.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "max_kay = 5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vdbd"))
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("max_kay"), "{err}");
+}

@@ -2,7 +2,8 @@
 //!
 //! Serves the data directory's collections on a loopback address by
 //! default (never on all interfaces unless asked). Every flag can also be
-//! set with the environment variable named in `--help`. On SIGTERM or
+//! set with the environment variable named in `--help`, or in a TOML file
+//! given with `--config` (a flag or variable wins over the file). On SIGTERM or
 //! SIGINT it stops accepting connections, finishes the requests in flight,
 //! flushes every collection and exits.
 
@@ -11,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use vdb_engine::{Engine, EngineOptions};
 use vdb_server::{ApiKeys, Limits, ServerOptions, TlsFiles};
 
@@ -23,6 +25,10 @@ use vdb_server::{ApiKeys, Limits, ServerOptions, TlsFiles};
     after_help = "Examples:\n  vdbd                                  # 127.0.0.1:50051, data in ./data\n  vdbd --listen 127.0.0.1:0             # any free port (printed on stdout)\n  VDB_DATA_DIR=/srv/vdb vdbd --listen 0.0.0.0:50051"
 )]
 struct Args {
+    /// A TOML file with any of these settings (keys as the long flags with
+    /// `_` for `-`, e.g. `max_batch = 5000`, `api_keys = ["..."]`).
+    #[arg(long, env = "VDB_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free one). The bound address is
     /// printed on stdout as `vdbd listening on ADDR`.
     #[arg(long, env = "VDB_LISTEN", default_value = "127.0.0.1:50051")]
@@ -75,8 +81,76 @@ struct Args {
     log: tracing::Level,
 }
 
+/// The settings a `--config` file may hold.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    max_message_bytes: Option<usize>,
+    max_batch: Option<usize>,
+    max_k: Option<usize>,
+    max_concurrent: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+    api_keys: Option<Vec<String>>,
+    read_only_keys: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    log: Option<String>,
+}
+
+/// Fills every setting not given as a flag or variable from the file.
+fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some(path) = args.config.clone() else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("read --config {}", path.display()))?;
+    let file: FileConfig =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let unset = |id: &str| {
+        !matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    macro_rules! take {
+        ($($field:ident),*) => {$(
+            if unset(stringify!($field)) && let Some(v) = file.$field {
+                args.$field = v.into();
+            }
+        )*};
+    }
+    take!(
+        listen,
+        data_dir,
+        max_message_bytes,
+        max_batch,
+        max_k,
+        max_concurrent,
+        shutdown_grace_secs,
+        api_keys,
+        read_only_keys,
+        tls_cert,
+        tls_key
+    );
+    if unset("log")
+        && let Some(l) = file.log
+    {
+        args.log = l
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}: log: {e}", path.display()))?;
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        anyhow::bail!("TLS needs both tls_cert and tls_key");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    apply_file(&mut args, &matches)?;
     tracing_subscriber::fmt()
         .with_max_level(args.log)
         .with_writer(std::io::stderr)
