@@ -126,20 +126,32 @@ pub enum ClientCommand {
         #[arg(long)]
         payload: Option<String>,
     },
-    /// Load vectors from a file (.fvecs, .bvecs, .npy) in batches.
+    /// Load rows from a file in batches: vectors from .fvecs, .bvecs or
+    /// .npy, or whole rows from JSON lines (.jsonl/.ndjson: one object per
+    /// line with "id", "vector" and optional "payload").
     ///
-    /// Row i of the file gets id --first-id + i. --skip resumes an
-    /// interrupted import (upserts make re-sent rows harmless).
+    /// In a vector file row i gets id --first-id + i, or the i-th line of
+    /// --ids-from. --skip N resumes an interrupted import after its first N
+    /// rows (upserts make re-sent rows harmless).
     ///
-    /// Example: vdbctl import images base.fvecs --batch 1000
+    /// Examples:
+    ///   vdbctl import images base.fvecs --batch 1000
+    ///   vdbctl import docs rows.jsonl --payload-field title
     Import {
         /// The collection.
         collection: String,
-        /// The vector file.
+        /// The vector or JSON-lines file.
         file: PathBuf,
-        /// Id of the file's first row.
+        /// Id of the file's first row (vector files).
         #[arg(long, default_value_t = 0)]
         first_id: u64,
+        /// A text file with one id per line, for the rows of a vector file.
+        #[arg(long)]
+        ids_from: Option<PathBuf>,
+        /// JSON lines: the field holding the payload (a string is stored
+        /// as its bytes, anything else as its JSON text).
+        #[arg(long, default_value = "payload")]
+        payload_field: String,
         /// Rows of the file to skip (already imported).
         #[arg(long, default_value_t = 0)]
         skip: usize,
@@ -523,13 +535,13 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
             collection,
             file,
             first_id,
+            ids_from,
+            payload_field,
             skip,
             batch,
         } => {
-            import(
-                &mut c, args.json, collection, file, *first_id, *skip, *batch,
-            )
-            .await?
+            let rows = read_rows(file, *first_id, ids_from.as_deref(), payload_field)?;
+            import(&mut c, args.json, collection, rows, *skip, *batch).await?;
         }
         ClientCommand::Delete { collection, ids } => {
             let w = c
@@ -758,23 +770,112 @@ fn maintenance_done(r: &pb::MaintenanceResponse, as_json: bool) {
     }
 }
 
+/// The rows of an import file.
+fn read_rows(
+    file: &std::path::Path,
+    first_id: u64,
+    ids_from: Option<&std::path::Path>,
+    payload_field: &str,
+) -> Result<Vec<pb::Row>> {
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    if matches!(ext, "jsonl" | "ndjson") {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+        let mut rows = Vec::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let at = || format!("{} line {}", file.display(), n + 1);
+            let v: Value = serde_json::from_str(line).with_context(at)?;
+            let id = v["id"]
+                .as_u64()
+                .with_context(|| format!("{}: \"id\" must be a non-negative integer", at()))?;
+            let vector = v["vector"]
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .map(|x| x.as_f64().map(|f| f as f32))
+                        .collect::<Option<Vec<f32>>>()
+                })
+                .with_context(|| format!("{}: \"vector\" must be an array of numbers", at()))?;
+            let payload = match &v[payload_field] {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone().into_bytes()),
+                other => Some(other.to_string().into_bytes()),
+            };
+            rows.push(pb::Row {
+                id,
+                vector,
+                payload,
+            });
+        }
+        return Ok(rows);
+    }
+    if ext == "json" {
+        bail!(
+            "{}: JSON imports are JSON lines (.jsonl or .ndjson), one row object per line",
+            file.display()
+        );
+    }
+    let m = vecio::read_vectors(file)?;
+    let ids: Vec<u64> = match ids_from {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?;
+            let ids = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(n, l)| {
+                    l.trim()
+                        .parse::<u64>()
+                        .with_context(|| format!("{} line {}: not an id", p.display(), n + 1))
+                })
+                .collect::<Result<Vec<u64>>>()?;
+            if ids.len() != m.rows {
+                bail!(
+                    "{} has {} ids for the {} rows of {}",
+                    p.display(),
+                    ids.len(),
+                    m.rows,
+                    file.display()
+                );
+            }
+            ids
+        }
+        None => (0..m.rows as u64).map(|i| first_id + i).collect(),
+    };
+    Ok(ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| pb::Row {
+            id,
+            vector: m.row(i).to_vec(),
+            payload: None,
+        })
+        .collect())
+}
+
 async fn import(
     c: &mut Client,
     as_json: bool,
     collection: &str,
-    file: &std::path::Path,
-    first_id: u64,
+    rows: Vec<pb::Row>,
     skip: usize,
     batch: usize,
 ) -> Result<()> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let m = vecio::read_vectors(file)?;
-    if skip > m.rows {
-        bail!("--skip {skip} but {} has {} rows", file.display(), m.rows);
+    if skip > rows.len() {
+        bail!("--skip {skip} but the file has {} rows", rows.len());
     }
-    let total = m.rows - skip;
+    let total = rows.len() - skip;
     let bar = if as_json {
         indicatif::ProgressBar::hidden()
     } else {
@@ -790,24 +891,16 @@ async fn import(
     let t = Instant::now();
     let mut sent = 0usize;
     let mut batches = Vec::new();
-    let mut start = skip;
-    while start < m.rows {
-        let end = (start + batch).min(m.rows);
+    let mut rest = rows.into_iter().skip(skip).peekable();
+    while rest.peek().is_some() {
         batches.push(pb::ImportRequest {
             collection: if batches.is_empty() {
                 collection.to_string()
             } else {
                 String::new()
             },
-            rows: (start..end)
-                .map(|i| pb::Row {
-                    id: first_id + i as u64,
-                    vector: m.row(i).to_vec(),
-                    payload: None,
-                })
-                .collect(),
+            rows: rest.by_ref().take(batch).collect(),
         });
-        start = end;
     }
     // One stream; the progress bar advances as batches are handed over.
     let progress = bar.clone();

@@ -267,3 +267,88 @@ fn the_demo_searches_images_over_grpc_and_reports_recall() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+#[test]
+fn imports_json_lines_and_ids_from_a_file() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    s.ok(&["create-collection", "docs", "--dim", "3", "--nlist", "1"]);
+    let jsonl = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 10, \"vector\": [1, 0, 0], \"title\": \"first\"}\n\n{\"id\": 11, \"vector\": [0, 1, 0], \"title\": {\"n\": 2}}\n",
+    )
+    .unwrap();
+    let out = s.ok(&[
+        "import",
+        "docs",
+        jsonl.to_str().unwrap(),
+        "--payload-field",
+        "title",
+        "--json",
+    ]);
+    assert_eq!(json_num(&out, "rows"), 2.0);
+    let got = s.ok(&["get", "docs", "--ids", "10,11", "--json"]);
+    assert!(
+        got.contains("\"first\"") && got.contains(r#"{\"n\":2}"#),
+        "{got}"
+    );
+
+    // A bad line is refused with file and line, and nothing is sent.
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 12, \"vector\": [1, 0, 0]}\n{\"id\": -1, \"vector\": [1]}\n",
+    )
+    .unwrap();
+    let e = s.fails(&["import", "docs", jsonl.to_str().unwrap()], 1);
+    assert!(
+        e.contains("rows.jsonl line 2") && e.contains("\"id\""),
+        "{e}"
+    );
+    assert_eq!(
+        json_num(&s.ok(&["describe", "docs", "--json"]), "rows"),
+        2.0
+    );
+
+    // Vector files take their ids from a file.
+    s.ok(&["create-collection", "digits", "--dim", "64", "--nlist", "4"]);
+    let ids = dir.path().join("ids.txt");
+    let base = data("base.fvecs");
+    let n = 1697;
+    std::fs::write(
+        &ids,
+        (0..n)
+            .map(|i| format!("{}\n", 1_000_000 + i))
+            .collect::<String>(),
+    )
+    .unwrap();
+    s.ok(&[
+        "import",
+        "digits",
+        &base,
+        "--ids-from",
+        ids.to_str().unwrap(),
+        "--skip",
+        "1000",
+    ]);
+    let got = s.ok(&["get", "digits", "--ids", "1001000,1000999", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(
+        v["rows"].as_array().unwrap().len(),
+        1,
+        "skipped rows are not sent: {got}"
+    );
+    assert_eq!(v["missing"][0], 1_000_999);
+    std::fs::write(&ids, "1\n2\n").unwrap();
+    let e = s.fails(
+        &[
+            "import",
+            "digits",
+            &base,
+            "--ids-from",
+            ids.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(e.contains("2 ids for the 1697 rows"), "{e}");
+}
