@@ -162,6 +162,33 @@ impl VdbService {
         blocking(move || f(engine.collection(&name)?)).await
     }
 
+    /// Flush, Compact and Retrain: run `op` (given the requested nlist,
+    /// which only Retrain accepts) and report whether it changed anything
+    /// and the collection afterwards.
+    async fn maintenance(
+        &self,
+        req: Request<pb::MaintenanceRequest>,
+        takes_nlist: bool,
+        op: impl FnOnce(&Collection, Option<usize>) -> vdb_engine::Result<bool> + Send + 'static,
+    ) -> Result<Response<pb::MaintenanceResponse>, Status> {
+        let _p = self.admit(&req, Access::Write)?;
+        let r = req.into_inner();
+        if r.nlist.is_some() && !takes_nlist {
+            return Err(invalid("nlist", "only Retrain takes nlist"));
+        }
+        let nlist = r.nlist.map(|n| n as usize);
+        let out = self
+            .with_collection(r.collection, move |c| {
+                let changed = op(&c, nlist)?;
+                Ok(pb::MaintenanceResponse {
+                    changed,
+                    info: Some(info(&c)),
+                })
+            })
+            .await?;
+        Ok(Response::new(out))
+    }
+
     fn check_batch(&self, field: &str, n: usize) -> Result<(), Status> {
         if n == 0 {
             return Err(invalid(field, "empty; send at least one"));
@@ -510,62 +537,30 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
-        let r = req.into_inner();
-        if r.nlist.is_some() {
-            return Err(invalid("nlist", "only Retrain takes nlist"));
-        }
-        let out = self
-            .with_collection(r.collection, |c| {
-                let before = c.stats().flushed_lsn;
-                c.flush()?;
-                Ok(pb::MaintenanceResponse {
-                    changed: c.stats().flushed_lsn != before,
-                    info: Some(info(&c)),
-                })
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.maintenance(req, false, |c, _| {
+            let before = c.stats().flushed_lsn;
+            c.flush()?;
+            Ok(c.stats().flushed_lsn != before)
+        })
+        .await
     }
 
     async fn compact(
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
-        let r = req.into_inner();
-        if r.nlist.is_some() {
-            return Err(invalid("nlist", "only Retrain takes nlist"));
-        }
-        let out = self
-            .with_collection(r.collection, |c| {
-                let changed = c.compact()?;
-                Ok(pb::MaintenanceResponse {
-                    changed,
-                    info: Some(info(&c)),
-                })
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.maintenance(req, false, |c, _| c.compact()).await
     }
 
     async fn retrain(
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
-        let r = req.into_inner();
-        let nlist = r.nlist.map(|n| n as usize);
-        let out = self
-            .with_collection(r.collection, move |c| {
-                let before = c.stats().generation;
-                c.retrain(nlist)?;
-                Ok(pb::MaintenanceResponse {
-                    changed: c.stats().generation != before,
-                    info: Some(info(&c)),
-                })
-            })
-            .await?;
-        Ok(Response::new(out))
+        self.maintenance(req, true, |c, nlist| {
+            let before = c.stats().generation;
+            c.retrain(nlist)?;
+            Ok(c.stats().generation != before)
+        })
+        .await
     }
 }
