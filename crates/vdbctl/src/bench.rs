@@ -384,16 +384,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             )?);
         }
         if let Some(t) = &in_process {
-            let r = measure(
-                t.as_ref(),
-                &queries,
-                &truth,
-                sp,
-                requested,
-                &pool,
-                args.min_seconds,
-            )?;
-            row.in_process = Some((r.qps, r.p50_ms, r.p99_ms));
+            // Only the single-query numbers compare with gRPC's.
+            let min = Duration::from_secs_f64(args.min_seconds.max(0.0));
+            row.in_process = Some(single_query_latency(t.as_ref(), &queries, sp, min)?);
         }
         rows.push(row);
     }
@@ -981,28 +974,8 @@ fn measure(
     } else {
         hits as f64 / total as f64
     };
-    let mut searcher = Searcher::new();
-
-    // One query at a time on this thread.
     let min = Duration::from_secs_f64(min_seconds.max(0.0));
-    let mut latencies = Vec::with_capacity(queries.rows);
-    let start = Instant::now();
-    loop {
-        for q in 0..queries.rows {
-            let t = Instant::now();
-            let r = target.search(&mut searcher, queries.row(q), sp)?;
-            latencies.push(t.elapsed());
-            std::hint::black_box(r);
-        }
-        if start.elapsed() >= min {
-            break;
-        }
-    }
-    let single = start.elapsed().as_secs_f64();
-    let qps = latencies.len() as f64 / single;
-    latencies.sort_unstable();
-    let pct =
-        |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    let (qps, p50_ms, p99_ms) = single_query_latency(target, queries, sp, min)?;
 
     // Batches: the whole query set per call, on every thread and on one.
     let batch_qps = batch_throughput(target, queries, sp, pool, min)?;
@@ -1018,12 +991,41 @@ fn measure(
         requested_nprobe: requested,
         recall,
         qps,
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        p50_ms,
+        p99_ms,
         batch_qps,
         batch_qps_1t,
         scanned: scanned as f64 / truth.len().max(1) as f64,
     })
+}
+
+/// One query at a time on this thread, passes over the queries until `min`
+/// has passed: (QPS, p50 ms, p99 ms).
+fn single_query_latency(
+    target: &dyn Target,
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+    min: Duration,
+) -> Result<(f64, f64, f64)> {
+    let mut searcher = Searcher::new();
+    let mut latencies = Vec::with_capacity(queries.rows);
+    let start = Instant::now();
+    loop {
+        for q in 0..queries.rows {
+            let t = Instant::now();
+            let r = target.search(&mut searcher, queries.row(q), sp)?;
+            latencies.push(t.elapsed());
+            std::hint::black_box(r);
+        }
+        if start.elapsed() >= min {
+            break;
+        }
+    }
+    let qps = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct =
+        |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    Ok((qps, pct(0.5), pct(0.99)))
 }
 
 /// Queries per second of `search_batch` over the whole query set on `pool`,

@@ -1,85 +1,49 @@
-//! A minimal writer of flat JSON objects, enough for `--json` output lines.
+//! One flat JSON object per `--json` output line, keys in insertion order
+//! (a builder over `serde_json`, which the collection commands use too).
 
-use std::fmt::Write;
+use serde_json::{Map, Value};
 
 /// Builds one JSON object with string, number and boolean values.
 #[derive(Debug, Default)]
 pub struct JsonObject {
-    out: String,
+    map: Map<String, Value>,
 }
 
 impl JsonObject {
     /// An empty object.
     pub fn new() -> JsonObject {
-        JsonObject {
-            out: String::from("{"),
-        }
-    }
-
-    fn key(&mut self, k: &str) {
-        if self.out.len() > 1 {
-            self.out.push(',');
-        }
-        push_str(&mut self.out, k);
-        self.out.push(':');
+        JsonObject::default()
     }
 
     /// A float; non-finite values become `null`.
     pub fn num(&mut self, k: &str, v: f64) -> &mut Self {
-        self.key(k);
-        if v.is_finite() {
-            let _ = write!(self.out, "{v}");
-        } else {
-            self.out.push_str("null");
-        }
+        let v = serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+        self.map.insert(k.to_string(), v);
         self
     }
 
     /// An unsigned integer.
     pub fn uint(&mut self, k: &str, v: u64) -> &mut Self {
-        self.key(k);
-        let _ = write!(self.out, "{v}");
+        self.map.insert(k.to_string(), Value::from(v));
         self
     }
 
     /// A string.
     pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
-        self.key(k);
-        push_str(&mut self.out, v);
+        self.map.insert(k.to_string(), Value::from(v));
         self
     }
 
     /// A boolean.
     pub fn bool(&mut self, k: &str, v: bool) -> &mut Self {
-        self.key(k);
-        self.out.push_str(if v { "true" } else { "false" });
+        self.map.insert(k.to_string(), Value::from(v));
         self
     }
 
     /// The finished text.
     pub fn finish(&mut self) -> String {
-        let mut s = std::mem::take(&mut self.out);
-        s.push('}');
-        s
+        Value::Object(std::mem::take(&mut self.map)).to_string()
     }
-}
-
-fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
