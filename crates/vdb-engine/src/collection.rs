@@ -93,7 +93,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn sources(&self) -> Vec<Source<'_>> {
+    pub(crate) fn quantizer(&self) -> &CoarseQuantizer {
+        &self.quantizer
+    }
+
+    pub(crate) fn sources(&self) -> Vec<Source<'_>> {
         self.segs
             .iter()
             .map(|(r, d)| Source {
@@ -944,7 +948,7 @@ impl Collection {
         Ok((self.hits(found, opts.with_payload), trace))
     }
 
-    fn params(&self, opts: &SearchOptions) -> Result<SearchParams> {
+    pub(crate) fn params(&self, opts: &SearchOptions) -> Result<SearchParams> {
         if opts.k == 0 {
             return Err(Error::invalid("k", "must be at least 1"));
         }
@@ -957,7 +961,7 @@ impl Collection {
         Ok(SearchParams { k: opts.k, nprobe })
     }
 
-    fn hits(&self, found: Vec<vdb_core::Neighbor>, with_payload: bool) -> Vec<Hit> {
+    pub(crate) fn hits(&self, found: Vec<vdb_core::Neighbor>, with_payload: bool) -> Vec<Hit> {
         let payloads: Vec<Option<Vec<u8>>> = if with_payload {
             let inner = self.lock();
             found

@@ -39,6 +39,7 @@ mod codec;
 mod collection;
 mod config;
 mod error;
+mod explain;
 mod idmap;
 mod manifest;
 mod memtable;
@@ -54,6 +55,10 @@ use vdb_fs::FsRef;
 pub use collection::{Alter, Collection, CollectionStats, SearchOptions, Snapshot};
 pub use config::{CollectionConfig, validate_name};
 pub use error::{Error, Result};
+pub use explain::{
+    DEFAULT_SAMPLES, ExactComparison, ExplainOptions, Explanation, ListView, MAX_SAMPLES, Sample,
+    TracedHit,
+};
 pub use policy::{CompactionPolicy, Plan, PolicyInput, RetrainPolicy, plan};
 pub use vdb_core::{Lsn, Metric};
 pub use vdb_fs::{Fault, Fs, OsFs, SimFs};

@@ -46,6 +46,7 @@
 mod error;
 mod flat;
 pub mod kmeans;
+mod layout;
 mod quantizer;
 mod rng;
 mod search;
@@ -54,7 +55,10 @@ mod trace;
 pub use error::{Error, Result};
 pub use flat::flat_search;
 pub use kmeans::{KMeansParams, KMeansReport, imbalance_factor};
+pub use layout::Layout;
 pub use quantizer::CoarseQuantizer;
 pub use rng::SplitMix64;
-pub use search::{SearchParams, Searcher, Source, search_batch};
+pub use search::{
+    Member, SearchParams, Searcher, Source, list_members_near_centroid, search_batch,
+};
 pub use trace::{ProbedList, SearchTrace};

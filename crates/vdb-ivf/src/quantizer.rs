@@ -5,7 +5,10 @@ use rayon::prelude::*;
 use vdb_core::distance::{self, BlockedVectors};
 use vdb_core::{ListId, Metric, TopK, VectorId};
 
+use std::sync::OnceLock;
+
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 
 /// Rows per block of the bulk assignment: a block's `rows × nlist` distance
 /// matrix stays in the core's cache for nlist up to a few thousand.
@@ -21,6 +24,8 @@ pub struct CoarseQuantizer {
     norms: Vec<f32>,
     /// The centroids again, laid out for fast one-query products.
     blocked: BlockedVectors,
+    /// The 2-D map of the centroids, computed on first use.
+    layout: OnceLock<Layout>,
 }
 
 impl CoarseQuantizer {
@@ -50,7 +55,14 @@ impl CoarseQuantizer {
             centroids,
             norms,
             blocked,
+            layout: OnceLock::new(),
         })
+    }
+
+    /// The 2-D map of these centroids (PCA; see [`Layout`]), computed once.
+    pub fn layout(&self) -> &Layout {
+        self.layout
+            .get_or_init(|| Layout::of_centroids(&self.centroids, self.dim))
     }
 
     /// Vector dimension.

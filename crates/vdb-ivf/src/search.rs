@@ -4,7 +4,8 @@ use vdb_core::{InvertedLists, ListId, Neighbor, RowSet, TopK, VectorId, validate
 
 use crate::error::{Error, Result};
 use crate::quantizer::CoarseQuantizer;
-use crate::trace::{ProbedList, SearchTrace};
+use crate::trace::{ProbedList, SearchTrace, deciles};
+use std::collections::HashMap;
 
 /// Rows whose distances are computed in one kernel call before they are
 /// offered to the top-k selector.
@@ -151,10 +152,15 @@ impl Searcher {
                 nprobe: self.probes.len(),
                 nprobe_clamped: params.nprobe > nlist,
                 probed: Vec::with_capacity(self.probes.len()),
+                coarse: coarse_ranking(&self.probes, &self.centroid_distances),
+                result_lists: Vec::new(),
                 coarse_distances: nlist as u64,
                 fine_distances: 0,
             };
         }
+        // With a trace: the distances of the visible rows of the list
+        // being scanned.
+        let mut seen: Vec<f32> = Vec::new();
 
         self.top.reset(params.k);
         self.distances.resize(SCAN_CHUNK, 0.0);
@@ -162,6 +168,7 @@ impl Searcher {
         for (rank, &(list, centroid_distance)) in self.probes.iter().enumerate() {
             let mut scanned = 0u64;
             let mut skipped = 0u64;
+            seen.clear();
             for source in sources {
                 let vectors = source.lists.list_vectors(list);
                 let ids = source.lists.list_ids(list);
@@ -172,12 +179,22 @@ impl Searcher {
                     let out = &mut self.distances[..ichunk.len()];
                     metric.distances(&self.query, vchunk, out);
                     match deleted {
-                        None => self.top.push_block(ichunk, out),
+                        None => {
+                            self.top.push_block(ichunk, out);
+                            if trace.is_some() {
+                                seen.extend_from_slice(out);
+                            }
+                        }
                         Some(del) => {
                             for (i, (&id, &d)) in ichunk.iter().zip(out.iter()).enumerate() {
                                 if del.contains(row + i) {
                                     skipped += 1;
-                                } else if d <= self.top.threshold() {
+                                    continue;
+                                }
+                                if trace.is_some() {
+                                    seen.push(d);
+                                }
+                                if d <= self.top.threshold() {
                                     self.top.push(VectorId(id), d);
                                 }
                             }
@@ -189,6 +206,7 @@ impl Searcher {
             }
             if let Some(t) = trace.as_deref_mut() {
                 t.fine_distances += scanned;
+                seen.sort_unstable_by(f32::total_cmp);
                 t.probed.push(ProbedList {
                     list,
                     rank: rank as u32,
@@ -197,6 +215,8 @@ impl Searcher {
                     scanned,
                     deleted_skipped: skipped,
                     results: 0,
+                    best_distance: seen.first().copied(),
+                    distance_quantiles: deciles(&seen),
                 });
             }
         }
@@ -286,17 +306,112 @@ fn check_sources(quantizer: &CoarseQuantizer, sources: &[Source<'_>]) -> Result<
 }
 
 /// Counts, for each probed list, how many of the results came from it.
-fn attribute_results(trace: &mut SearchTrace, sources: &[Source<'_>], results: &[Neighbor]) {
-    for p in &mut trace.probed {
-        p.results = results
-            .iter()
-            .filter(|r| {
-                sources
-                    .iter()
-                    .any(|s| s.lists.list_ids(p.list).contains(&r.id.0))
-            })
-            .count() as u32;
+/// A stored row shown as an example of its list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The row's id.
+    pub id: VectorId,
+    /// Its distance to the list's centroid.
+    pub distance: f32,
+    /// Its vector (as stored: prepared for the metric).
+    pub vector: Vec<f32>,
+}
+
+/// The `n` visible rows of `list` nearest to its centroid, nearest first
+/// (ties by id), over all `sources`: a deterministic sample of what the
+/// list holds.
+pub fn list_members_near_centroid(
+    quantizer: &CoarseQuantizer,
+    sources: &[Source<'_>],
+    list: ListId,
+    n: usize,
+) -> Vec<Member> {
+    let dim = quantizer.dim();
+    if n == 0 || list.index() >= quantizer.nlist() {
+        return Vec::new();
     }
+    let centroid = quantizer.centroid(list);
+    let mut best: Vec<(f32, u64, usize, usize)> = Vec::new();
+    let mut distances = vec![0.0f32; SCAN_CHUNK];
+    for (s, source) in sources.iter().enumerate() {
+        let vectors = source.lists.list_vectors(list);
+        let ids = source.lists.list_ids(list);
+        let start = source.lists.list_row_start(list);
+        for (c, (vchunk, ichunk)) in vectors
+            .chunks(SCAN_CHUNK * dim)
+            .zip(ids.chunks(SCAN_CHUNK))
+            .enumerate()
+        {
+            let out = &mut distances[..ichunk.len()];
+            quantizer.metric().distances(centroid, vchunk, out);
+            for (i, (&id, &d)) in ichunk.iter().zip(out.iter()).enumerate() {
+                let row = c * SCAN_CHUNK + i;
+                if source.deleted.is_some_and(|del| del.contains(start + row)) {
+                    continue;
+                }
+                best.push((d, id, s, row));
+            }
+            // Keep the candidate list short.
+            if best.len() > 4 * n + SCAN_CHUNK {
+                best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                best.truncate(n);
+            }
+        }
+    }
+    best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    best.truncate(n);
+    best.into_iter()
+        .map(|(distance, id, s, row)| Member {
+            id: VectorId(id),
+            distance,
+            vector: sources[s].lists.list_vectors(list)[row * dim..(row + 1) * dim].to_vec(),
+        })
+        .collect()
+}
+
+/// Finds the list of every result among the visible rows of the probed
+/// lists, and counts each list's results.
+fn attribute_results(trace: &mut SearchTrace, sources: &[Source<'_>], results: &[Neighbor]) {
+    let index: HashMap<u64, usize> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.0, i))
+        .collect();
+    trace.result_lists = vec![ListId(0); results.len()];
+    for p in &mut trace.probed {
+        p.results = 0;
+        for s in sources {
+            let start = s.lists.list_row_start(p.list);
+            for (i, id) in s.lists.list_ids(p.list).iter().enumerate() {
+                if s.deleted.is_some_and(|d| d.contains(start + i)) {
+                    continue;
+                }
+                if let Some(&r) = index.get(id) {
+                    trace.result_lists[r] = p.list;
+                    p.results += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Every list in coarse rank order: `probes` (nearest first) and then the
+/// rest by distance, ties by list number. `distances[j]` is list j's.
+fn coarse_ranking(probes: &[(ListId, f32)], distances: &[f32]) -> Vec<(ListId, f32)> {
+    let mut probed = vec![false; distances.len()];
+    for (l, _) in probes {
+        if let Some(p) = probed.get_mut(l.index()) {
+            *p = true;
+        }
+    }
+    let mut rest: Vec<(ListId, f32)> = distances
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| !probed[j])
+        .map(|(j, &d)| (ListId(j as u32), d))
+        .collect();
+    rest.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    probes.iter().copied().chain(rest).collect()
 }
 
 #[cfg(test)]
@@ -409,6 +524,132 @@ mod tests {
         assert!(t2.nprobe_clamped);
         assert_eq!(t2.nprobe, 16);
         assert_eq!(t2.fine_distances, 2000);
+    }
+
+    #[test]
+    fn trace_ranks_every_centroid_and_places_every_result() {
+        let dim = 6;
+        let data = random(3000, dim, 5, Metric::L2);
+        let (q, lists) = build(&data, dim, 24, Metric::L2);
+        // Hide every third row of the store from the search.
+        let mut deleted = RowSet::new(3000);
+        for r in (0..3000).step_by(3) {
+            deleted.insert(r);
+        }
+        let sources = [Source {
+            lists: &lists,
+            deleted: Some(&deleted),
+        }];
+        // Rows are numbered by storage position; the ids they hold:
+        let mut hidden = std::collections::HashSet::new();
+        for l in 0..24 {
+            let start = lists.list_row_start(ListId(l));
+            for (i, &id) in lists.list_ids(ListId(l)).iter().enumerate() {
+                if deleted.contains(start + i) {
+                    hidden.insert(id);
+                }
+            }
+        }
+        let mut s = Searcher::new();
+        for (i, query) in random(20, dim, 6, Metric::L2).chunks_exact(dim).enumerate() {
+            let mut t = SearchTrace::default();
+            let res = s
+                .search_sources(
+                    &q,
+                    &sources,
+                    query,
+                    SearchParams { k: 10, nprobe: 5 },
+                    Some(&mut t),
+                )
+                .unwrap();
+            // Every list once, nearest first, the probed ones leading.
+            assert_eq!(t.coarse.len(), 24, "query {i}");
+            let mut lists_seen: Vec<u32> = t.coarse.iter().map(|(l, _)| l.0).collect();
+            lists_seen.sort_unstable();
+            assert_eq!(lists_seen, (0..24).collect::<Vec<_>>());
+            assert!(t.coarse.windows(2).all(|w| w[0].1 <= w[1].1));
+            for (p, c) in t.probed.iter().zip(&t.coarse) {
+                assert_eq!(p.list, c.0);
+            }
+            for (j, &(l, d)) in t.coarse.iter().enumerate() {
+                let want = Metric::L2.distance(query, q.centroid(l));
+                assert!((d - want).abs() <= 1e-4 * (1.0 + want), "{d} vs {want}");
+                assert_eq!(t.ranks()[l.index()], j as u32);
+            }
+            // Each result sits in the list the trace names, and the per-list
+            // counts add up.
+            assert_eq!(t.result_lists.len(), res.len());
+            for (r, l) in res.iter().zip(&t.result_lists) {
+                assert!(lists.list_ids(*l).contains(&r.id.0));
+                assert!(!hidden.contains(&r.id.0), "a hidden row came back");
+            }
+            let counted: u32 = t.probed.iter().map(|p| p.results).sum();
+            assert_eq!(counted as usize, res.len());
+            // The fine-stage summary: the best distance of each list is the
+            // smallest visible distance in it, the deciles ascend.
+            for p in &t.probed {
+                let visible: Vec<f32> = lists
+                    .list_ids(p.list)
+                    .iter()
+                    .zip(lists.list_vectors(p.list).chunks_exact(dim))
+                    .filter(|(id, _)| !hidden.contains(*id))
+                    .map(|(_, v)| Metric::L2.distance(query, v))
+                    .collect();
+                assert_eq!(p.scanned - p.deleted_skipped, visible.len() as u64);
+                let best = visible.iter().copied().fold(f32::INFINITY, f32::min);
+                match p.best_distance {
+                    Some(b) => assert!((b - best).abs() <= 1e-4 * (1.0 + best)),
+                    None => assert!(visible.is_empty()),
+                }
+                if !visible.is_empty() {
+                    assert_eq!(p.distance_quantiles.len(), 11);
+                    assert!(p.distance_quantiles.windows(2).all(|w| w[0] <= w[1]));
+                    assert_eq!(p.distance_quantiles[0], p.best_distance.unwrap());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn members_near_the_centroid_are_the_nearest_visible_rows() {
+        let dim = 5;
+        let data = random(2000, dim, 9, Metric::L2);
+        let (q, lists) = build(&data, dim, 8, Metric::L2);
+        let mut deleted = RowSet::new(2000);
+        for r in (0..2000).step_by(2) {
+            deleted.insert(r);
+        }
+        let sources = [Source {
+            lists: &lists,
+            deleted: Some(&deleted),
+        }];
+        for l in 0..8 {
+            let list = ListId(l);
+            let got = list_members_near_centroid(&q, &sources, list, 9);
+            let start = lists.list_row_start(list);
+            let mut want: Vec<(f32, u64)> = lists
+                .list_ids(list)
+                .iter()
+                .zip(lists.list_vectors(list).chunks_exact(dim))
+                .enumerate()
+                .filter(|(i, _)| !deleted.contains(start + i))
+                .map(|(_, (&id, v))| (Metric::L2.distance(q.centroid(list), v), id))
+                .collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            want.truncate(9);
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.id.0, w.1);
+                let row = g.id.0 as usize;
+                assert_eq!(g.vector, &data[row * dim..(row + 1) * dim]);
+            }
+            assert_eq!(
+                list_members_near_centroid(&q, &sources, list, 9),
+                got,
+                "not deterministic"
+            );
+        }
+        assert!(list_members_near_centroid(&q, &sources, ListId(99), 9).is_empty());
     }
 
     #[test]

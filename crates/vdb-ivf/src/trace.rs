@@ -2,6 +2,16 @@
 
 use vdb_core::ListId;
 
+/// The values of `sorted` (ascending) at the quantiles 0, 0.1, …, 1.
+pub(crate) fn deciles(sorted: &[f32]) -> Vec<f32> {
+    if sorted.is_empty() {
+        return Vec::new();
+    }
+    (0..=10)
+        .map(|i| sorted[(sorted.len() - 1) * i / 10])
+        .collect()
+}
+
 /// One inverted list opened by the fine search.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbedList {
@@ -19,6 +29,11 @@ pub struct ProbedList {
     pub deleted_skipped: u64,
     /// Rows of this list among the final results.
     pub results: u32,
+    /// The smallest distance among the visible rows scanned, if any.
+    pub best_distance: Option<f32>,
+    /// Distances of the visible rows scanned at the quantiles 0, 0.1, …,
+    /// 1 (11 values; empty when no visible row was scanned).
+    pub distance_quantiles: Vec<f32>,
 }
 
 /// A record of one IVF search: which lists were probed and how much work
@@ -33,6 +48,12 @@ pub struct SearchTrace {
     pub nprobe_clamped: bool,
     /// The probed lists, nearest centroid first.
     pub probed: Vec<ProbedList>,
+    /// Every list with its centroid's distance to the query, in coarse
+    /// rank order: the probed lists first, in probe order, then the others
+    /// nearest first (ties by list number).
+    pub coarse: Vec<(ListId, f32)>,
+    /// The list each result was found in, in result order.
+    pub result_lists: Vec<ListId>,
     /// Distances computed against centroids (equals `nlist`).
     pub coarse_distances: u64,
     /// Distances computed against stored vectors.
@@ -40,6 +61,18 @@ pub struct SearchTrace {
 }
 
 impl SearchTrace {
+    /// The coarse rank (0 = nearest centroid) of every list, indexed by
+    /// list number.
+    pub fn ranks(&self) -> Vec<u32> {
+        let mut ranks = vec![u32::MAX; self.nlist];
+        for (rank, (list, _)) in self.coarse.iter().enumerate() {
+            if let Some(r) = ranks.get_mut(list.index()) {
+                *r = rank as u32;
+            }
+        }
+        ranks
+    }
+
     /// All distance computations of the search.
     pub fn total_distances(&self) -> u64 {
         self.coarse_distances + self.fine_distances

@@ -1,0 +1,274 @@
+//! Explain: what one search did, in enough detail to draw it — every
+//! centroid ranked, the probed lists with example members, where each
+//! result came from and, on request, what an exact search would have
+//! returned instead.
+
+use vdb_core::{ListId, Neighbor};
+use vdb_ivf::{SearchTrace, Searcher, list_members_near_centroid};
+
+use crate::collection::Collection;
+use crate::error::{Error, Result};
+use crate::{Hit, SearchOptions};
+
+/// Members shown per probed list unless asked otherwise, and at most.
+pub const DEFAULT_SAMPLES: usize = 9;
+/// The most members shown per probed list.
+pub const MAX_SAMPLES: usize = 100;
+
+/// What to explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExplainOptions {
+    /// Results wanted.
+    pub k: usize,
+    /// Lists to probe; `None` uses the collection's default.
+    pub nprobe: Option<usize>,
+    /// Return payloads with the hits and the members.
+    pub with_payload: bool,
+    /// Also search exhaustively and compare.
+    pub exact: bool,
+    /// Example members per probed list (at most [`MAX_SAMPLES`]).
+    pub samples: usize,
+}
+
+impl ExplainOptions {
+    /// `k` results at the default nprobe, payloads, [`DEFAULT_SAMPLES`]
+    /// members per list, no exact comparison.
+    pub fn new(k: usize) -> ExplainOptions {
+        ExplainOptions {
+            k,
+            nprobe: None,
+            with_payload: true,
+            exact: false,
+            samples: DEFAULT_SAMPLES,
+        }
+    }
+}
+
+/// A result placed in the index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedHit {
+    /// The row's id, distance to the query and payload.
+    pub hit: Hit,
+    /// The list it is stored in.
+    pub list: u32,
+    /// That list's coarse rank for this query (0 = nearest centroid).
+    pub list_rank: u32,
+}
+
+/// One list on the map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListView {
+    /// The list number.
+    pub list: u32,
+    /// Its centroid's distance to the query.
+    pub centroid_distance: f32,
+    /// Visible rows in it.
+    pub size: u64,
+    /// Its centroid's position on the 2-D map.
+    pub position: [f32; 2],
+}
+
+/// An example member of a probed list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The row's id, its distance to the list's centroid, and its payload.
+    pub hit: Hit,
+    /// Its position on the 2-D map.
+    pub position: [f32; 2],
+}
+
+/// The exact search next to the approximate one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExactComparison {
+    /// The exact top-k.
+    pub hits: Vec<TracedHit>,
+    /// The exact neighbours the search did not return, nearest first.
+    pub missed: Vec<TracedHit>,
+    /// The smallest nprobe whose search returns the exact top-k for this
+    /// query: one more than the largest coarse rank among the lists the
+    /// exact neighbours live in.
+    pub min_nprobe: usize,
+}
+
+/// Everything explain reports about one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// The centroid generation searched (0 = untrained, one list).
+    pub generation: u64,
+    /// Rows visible to the search.
+    pub rows: u64,
+    /// The results, each with the list it came from.
+    pub hits: Vec<TracedHit>,
+    /// The search's record: probed lists with their work, and every
+    /// centroid's distance in coarse rank order.
+    pub trace: SearchTrace,
+    /// Every list in coarse rank order (as `trace.coarse`), with its size
+    /// and map position.
+    pub lists: Vec<ListView>,
+    /// The query's position on the map.
+    pub query_position: [f32; 2],
+    /// Example members of each probed list (parallel to `trace.probed`):
+    /// the visible rows nearest the centroid, nearest first.
+    pub samples: Vec<Vec<Sample>>,
+    /// With `exact`: the comparison with an exhaustive search.
+    pub exact: Option<ExactComparison>,
+}
+
+impl Collection {
+    /// Searches one query like [`Collection::search`] and explains it: the
+    /// coarse stage (every centroid ranked, the probed lists with example
+    /// members), the fine stage (rows scanned per list, skipped, best
+    /// distance, distance deciles, results contributed), a 2-D map of the
+    /// lists, and with `exact` the exhaustive top-k with every missed
+    /// neighbour placed in its list and the nprobe that would have found
+    /// them all.
+    pub fn explain(&self, query: &[f32], opts: ExplainOptions) -> Result<Explanation> {
+        if opts.samples > MAX_SAMPLES {
+            return Err(Error::invalid(
+                "samples",
+                format!("{} is above the limit of {MAX_SAMPLES}", opts.samples),
+            ));
+        }
+        let snap = self.snapshot();
+        let sources = snap.sources();
+        let quantizer = snap.quantizer();
+        let search = SearchOptions {
+            k: opts.k,
+            nprobe: opts.nprobe,
+            with_payload: opts.with_payload,
+        };
+        let params = self.params(&search)?;
+        let mut searcher = Searcher::new();
+        let mut trace = SearchTrace::default();
+        let found = searcher
+            .search_sources(quantizer, &sources, query, params, Some(&mut trace))
+            .map_err(|e| Error::invalid("query", e.to_string()))?;
+        let ranks = trace.ranks();
+        let hits = self.traced(found, &trace.result_lists, &ranks, opts.with_payload);
+
+        let layout = quantizer.layout();
+        let mut prepared = query.to_vec();
+        quantizer.metric().prepare(&mut prepared);
+        let query_position = layout.project(&prepared);
+        let sizes = visible_sizes(&sources, quantizer.nlist());
+        let lists = trace
+            .coarse
+            .iter()
+            .map(|&(l, d)| ListView {
+                list: l.0,
+                centroid_distance: d,
+                size: sizes.get(l.index()).copied().unwrap_or(0),
+                position: layout.centroid(l),
+            })
+            .collect();
+        let samples = trace
+            .probed
+            .iter()
+            .map(|p| {
+                let members = list_members_near_centroid(quantizer, &sources, p.list, opts.samples);
+                let positions: Vec<[f32; 2]> =
+                    members.iter().map(|m| layout.project(&m.vector)).collect();
+                let found = members
+                    .iter()
+                    .map(|m| Neighbor {
+                        id: m.id,
+                        distance: m.distance,
+                    })
+                    .collect();
+                self.hits(found, opts.with_payload)
+                    .into_iter()
+                    .zip(positions)
+                    .map(|(hit, position)| Sample { hit, position })
+                    .collect()
+            })
+            .collect();
+
+        let exact = if opts.exact {
+            let all = vdb_ivf::SearchParams {
+                k: params.k,
+                nprobe: quantizer.nlist(),
+            };
+            let mut t = SearchTrace::default();
+            let found = searcher
+                .search_sources(quantizer, &sources, query, all, Some(&mut t))
+                .map_err(|e| Error::invalid("query", e.to_string()))?;
+            let exact = self.traced(found, &t.result_lists, &ranks, opts.with_payload);
+            let returned: std::collections::HashSet<u64> = hits.iter().map(|h| h.hit.id).collect();
+            let missed = exact
+                .iter()
+                .filter(|h| !returned.contains(&h.hit.id))
+                .cloned()
+                .collect();
+            let min_nprobe = exact
+                .iter()
+                .map(|h| h.list_rank as usize + 1)
+                .max()
+                .unwrap_or(0);
+            Some(ExactComparison {
+                hits: exact,
+                missed,
+                min_nprobe,
+            })
+        } else {
+            None
+        };
+        Ok(Explanation {
+            generation: snap.generation(),
+            rows: snap.live_rows() as u64,
+            hits,
+            trace,
+            lists,
+            query_position,
+            samples,
+            exact,
+        })
+    }
+
+    /// Visible rows in each list of the current generation, by list
+    /// number.
+    pub fn list_sizes(&self) -> Vec<u64> {
+        let snap = self.snapshot();
+        visible_sizes(&snap.sources(), snap.nlist())
+    }
+
+    fn traced(
+        &self,
+        found: Vec<Neighbor>,
+        lists: &[ListId],
+        ranks: &[u32],
+        with_payload: bool,
+    ) -> Vec<TracedHit> {
+        self.hits(found, with_payload)
+            .into_iter()
+            .zip(lists)
+            .map(|(hit, &l)| TracedHit {
+                hit,
+                list: l.0,
+                list_rank: ranks.get(l.index()).copied().unwrap_or(u32::MAX),
+            })
+            .collect()
+    }
+}
+
+/// Visible rows per list over all sources.
+fn visible_sizes(sources: &[vdb_ivf::Source<'_>], nlist: usize) -> Vec<u64> {
+    (0..nlist)
+        .map(|l| {
+            let list = ListId(l as u32);
+            sources
+                .iter()
+                .map(|s| {
+                    let len = s.lists.list_len(list);
+                    let hidden = match s.deleted {
+                        Some(d) if !d.is_empty() => {
+                            let start = s.lists.list_row_start(list);
+                            (start..start + len).filter(|&r| d.contains(r)).count()
+                        }
+                        _ => 0,
+                    };
+                    (len - hidden) as u64
+                })
+                .sum()
+        })
+        .collect()
+}
