@@ -134,3 +134,73 @@ pub fn rows_from_pb(rows: Vec<pb::Row>) -> Vec<vdb_engine::Row> {
         })
         .collect()
 }
+
+fn point(p: [f32; 2]) -> Option<pb::Point> {
+    Some(pb::Point { x: p[0], y: p[1] })
+}
+
+fn traced_to_pb(h: vdb_engine::TracedHit) -> pb::TracedHit {
+    pb::TracedHit {
+        id: h.hit.id,
+        distance: h.hit.distance,
+        payload: h.hit.payload,
+        list: h.list,
+        list_rank: h.list_rank,
+    }
+}
+
+/// Explain's engine answer as the API's.
+pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
+    let t = e.trace;
+    pb::ExplainResponse {
+        hits: e.hits.into_iter().map(traced_to_pb).collect(),
+        nlist: t.nlist as u32,
+        nprobe: t.nprobe as u32,
+        nprobe_clamped: t.nprobe_clamped,
+        probed: t
+            .probed
+            .into_iter()
+            .zip(e.samples)
+            .map(|(p, samples)| pb::ProbedList {
+                list: p.list.0,
+                rank: p.rank,
+                centroid_distance: p.centroid_distance,
+                size: p.size,
+                scanned: p.scanned,
+                deleted_skipped: p.deleted_skipped,
+                results: p.results,
+                best_distance: p.best_distance,
+                distance_deciles: p.distance_quantiles,
+                samples: samples
+                    .into_iter()
+                    .map(|s| pb::Sample {
+                        id: s.hit.id,
+                        distance: s.hit.distance,
+                        payload: s.hit.payload,
+                        position: point(s.position),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        coarse_distances: t.coarse_distances,
+        fine_distances: t.fine_distances,
+        rows: e.rows,
+        coarse: e
+            .lists
+            .into_iter()
+            .map(|l| pb::RankedList {
+                list: l.list,
+                centroid_distance: l.centroid_distance,
+                size: l.size,
+                position: point(l.position),
+            })
+            .collect(),
+        query_position: point(e.query_position),
+        exact: e.exact.map(|x| pb::ExactComparison {
+            hits: x.hits.into_iter().map(traced_to_pb).collect(),
+            missed: x.missed.into_iter().map(traced_to_pb).collect(),
+            min_nprobe: x.min_nprobe as u32,
+        }),
+        generation: e.generation,
+    }
+}

@@ -13,12 +13,15 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
-use vdb_engine::{Alter, Collection, Engine, SearchOptions};
+use vdb_engine::{
+    Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, Lsn, MAX_SAMPLES, SearchOptions,
+};
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_server::Vdb;
 
 use crate::convert::{
-    compaction_from_pb, config_from_pb, config_to_pb, retrain_from_pb, rows_from_pb, stats_to_pb,
+    compaction_from_pb, config_from_pb, config_to_pb, explanation_to_pb, retrain_from_pb,
+    rows_from_pb, stats_to_pb,
 };
 use crate::status::{invalid, status};
 
@@ -235,6 +238,7 @@ fn info(c: &Collection) -> pb::CollectionInfo {
         name: c.name().to_string(),
         config: Some(config_to_pb(&c.config())),
         stats: Some(stats_to_pb(&c.stats())),
+        list_sizes: Vec::new(),
     }
 }
 
@@ -285,8 +289,17 @@ impl Vdb for VdbService {
         req: Request<pb::DescribeCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
         let _p = self.admit(&req, Access::Read)?;
-        let name = req.into_inner().name;
-        let out = self.with_collection(name, |c| Ok(info(&c))).await?;
+        let r = req.into_inner();
+        let lists = r.lists;
+        let out = self
+            .with_collection(r.name, move |c| {
+                let mut out = info(&c);
+                if lists {
+                    out.list_sizes = c.list_sizes();
+                }
+                Ok(out)
+            })
+            .await?;
         Ok(Response::new(out))
     }
 
@@ -339,7 +352,32 @@ impl Vdb for VdbService {
         let mut stream = req.into_inner();
         let mut name: Option<String> = None;
         let mut out = pb::ImportResponse::default();
-        while let Some(msg) = stream.message().await? {
+        // One batch is written while the next is received and decoded; the
+        // writes stay in stream order (each starts after the previous ends).
+        let mut writing: Option<(u64, tokio::task::JoinHandle<vdb_engine::Result<Lsn>>)> = None;
+        loop {
+            let next = stream.message().await;
+            if let Some((count, write)) = writing.take() {
+                let lsn = write
+                    .await
+                    .map_err(|e| Status::internal(format!("import task failed: {e}")))?
+                    .map_err(|e| {
+                        let s = status(e);
+                        Status::new(
+                            s.code(),
+                            format!(
+                                "batch {} (after {} rows stored): {}",
+                                out.batches,
+                                out.rows,
+                                s.message()
+                            ),
+                        )
+                    })?;
+                out.rows += count;
+                out.batches += 1;
+                out.last_lsn = lsn.0;
+            }
+            let Some(msg) = next? else { break };
             match (&name, msg.collection.as_str()) {
                 (None, "") => {
                     return Err(invalid(
@@ -361,24 +399,12 @@ impl Vdb for VdbService {
             self.check_batch(&field, msg.rows.len())?;
             let count = msg.rows.len() as u64;
             let rows = rows_from_pb(msg.rows);
+            let engine = Arc::clone(&self.engine);
             let collection = name.clone().unwrap_or_default();
-            let lsn = self
-                .with_collection(collection, move |c| c.upsert(rows))
-                .await
-                .map_err(|s| {
-                    Status::new(
-                        s.code(),
-                        format!(
-                            "batch {} (after {} rows stored): {}",
-                            out.batches,
-                            out.rows,
-                            s.message()
-                        ),
-                    )
-                })?;
-            out.rows += count;
-            out.batches += 1;
-            out.last_lsn = lsn.0;
+            writing = Some((
+                count,
+                tokio::task::spawn_blocking(move || engine.collection(&collection)?.upsert(rows)),
+            ));
         }
         if name.is_none() {
             return Err(invalid("rows", "the import stream sent no batch"));
@@ -489,45 +515,23 @@ impl Vdb for VdbService {
         let k = self.check_k(r.k)?;
         let nprobe = nprobe_of(r.nprobe)?;
         let query = r.query.ok_or_else(|| invalid("query", "missing"))?.values;
-        let with_payload = r.with_payload;
+        let samples = r.samples.map_or(DEFAULT_SAMPLES, |s| s as usize);
+        if samples > MAX_SAMPLES {
+            return Err(invalid(
+                "samples",
+                format!("{samples} is above the limit of {MAX_SAMPLES}"),
+            ));
+        }
+        let opts = ExplainOptions {
+            k,
+            nprobe,
+            with_payload: r.with_payload,
+            exact: r.exact,
+            samples,
+        };
         let out = self
             .with_collection(r.collection, move |c| {
-                let opts = SearchOptions {
-                    k,
-                    nprobe,
-                    with_payload,
-                };
-                let (hits, trace) = c.search_traced(&query, opts)?;
-                Ok(pb::ExplainResponse {
-                    hits: hits
-                        .into_iter()
-                        .map(|h| pb::Hit {
-                            id: h.id,
-                            distance: h.distance,
-                            payload: h.payload,
-                            vector: Vec::new(),
-                        })
-                        .collect(),
-                    nlist: trace.nlist as u32,
-                    nprobe: trace.nprobe as u32,
-                    nprobe_clamped: trace.nprobe_clamped,
-                    probed: trace
-                        .probed
-                        .iter()
-                        .map(|p| pb::ProbedList {
-                            list: p.list.0,
-                            rank: p.rank,
-                            centroid_distance: p.centroid_distance,
-                            size: p.size,
-                            scanned: p.scanned,
-                            deleted_skipped: p.deleted_skipped,
-                            results: p.results,
-                        })
-                        .collect(),
-                    coarse_distances: trace.coarse_distances,
-                    fine_distances: trace.fine_distances,
-                    rows: c.stats().rows,
-                })
+                Ok(explanation_to_pb(c.explain(&query, opts)?))
             })
             .await?;
         Ok(Response::new(out))

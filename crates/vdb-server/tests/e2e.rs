@@ -125,7 +125,10 @@ fn search(name: &str, query: Vec<f32>, k: u32) -> pb::SearchRequest {
 
 async fn rows_of(c: &mut VdbClient<Channel>, name: &str) -> (u64, u64) {
     let s = c
-        .describe_collection(pb::DescribeCollectionRequest { name: name.into() })
+        .describe_collection(pb::DescribeCollectionRequest {
+            name: name.into(),
+            lists: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -232,7 +235,9 @@ async fn every_rpc_works_and_a_restart_keeps_the_data() {
             query: Some(pb::Vector { values: vector(5) }),
             k: 5,
             nprobe: Some(2),
-            with_payload: false,
+            with_payload: true,
+            exact: true,
+            samples: Some(3),
         })
         .await
         .unwrap()
@@ -245,6 +250,54 @@ async fn every_rpc_works_and_a_restart_keeps_the_data() {
         ex.fine_distances
     );
     assert_eq!(ex.hits[0].id, 5);
+    assert!(ex.generation > 0);
+    // Every centroid ranked, the probed ones first; samples with payloads;
+    // the exact comparison.
+    assert_eq!(ex.coarse.len(), 4);
+    for (p, c) in ex.probed.iter().zip(&ex.coarse) {
+        assert_eq!(p.list, c.list);
+        assert!(p.samples.len() <= 3 && !p.samples.is_empty());
+        assert!(
+            p.samples
+                .iter()
+                .all(|s| s.payload.is_some() && s.position.is_some())
+        );
+        assert_eq!(p.distance_deciles.len(), 11);
+    }
+    assert_eq!(ex.coarse.iter().map(|l| l.size).sum::<u64>(), 300);
+    assert!(ex.query_position.is_some());
+    assert!(ex.hits.iter().all(|h| h.list_rank < 2));
+    let x = ex.exact.as_ref().unwrap();
+    assert_eq!(x.hits.len(), 5);
+    assert_eq!(x.hits[0].id, 5);
+    assert!(x.min_nprobe >= 1 && x.min_nprobe <= 4);
+    assert_eq!(x.missed.is_empty(), x.min_nprobe <= 2);
+    let too_many = c
+        .explain(pb::ExplainRequest {
+            collection: "images".into(),
+            query: Some(pb::Vector { values: vector(5) }),
+            k: 5,
+            samples: Some(101),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+    assert!(
+        too_many.message().contains("samples"),
+        "{}",
+        too_many.message()
+    );
+    let with_lists = c
+        .describe_collection(pb::DescribeCollectionRequest {
+            name: "images".into(),
+            lists: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(with_lists.list_sizes.len(), 4);
+    assert_eq!(with_lists.list_sizes.iter().sum::<u64>(), 300);
 
     // Delete, alter, compact, retrain.
     c.delete(pb::DeleteRequest {

@@ -89,10 +89,10 @@ pub struct BenchArgs {
     /// by the engine, then searched through the collection API.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// With --data-dir: memtable rows per flush.
+    /// With --data-dir or --server: memtable rows per flush.
     #[arg(long, default_value_t = 100_000)]
     pub flush_rows: usize,
-    /// With --data-dir: train once, never retrain automatically (to measure
+    /// With --data-dir or --server: train once, never retrain automatically (to measure
     /// what retraining saves).
     #[arg(long)]
     pub no_retrain: bool,
@@ -101,9 +101,12 @@ pub struct BenchArgs {
     /// against idle (keys `idle_p99_ms`, `retrain_p99_ms`, `compact_p99_ms`).
     #[arg(long)]
     pub maintenance_latency: bool,
-    /// With --data-dir: insert this many rows first and let the collection
-    /// flush and train, then time the ingest of the rest only (durable
-    /// ingest into a trained collection; `ingest_rows` says how many).
+    /// With --data-dir or --server: insert this many rows first and let the
+    /// collection flush and train, then time the ingest of the rest only
+    /// (durable ingest into a trained collection; `ingest_rows` says how
+    /// many). Over gRPC the timed rows go half as Upsert requests of 1,000
+    /// rows (`upsert_rows_per_s`), half as one Import stream
+    /// (`ingest_rows_per_s`).
     #[arg(long, default_value_t = 0)]
     pub train_first: usize,
     /// Measure over gRPC against this server (`--server` given on the
@@ -225,6 +228,8 @@ pub(crate) struct Built {
     pub(crate) training: String,
     /// Rows per second inserted through the WAL (engine runs).
     pub(crate) ingest_rows_per_s: Option<f64>,
+    /// Over gRPC: rows/s of Upsert requests of 1,000 rows, one at a time.
+    pub(crate) upsert_rows_per_s: Option<f64>,
     /// Rows per second the disk takes as bare appends of the same size,
     /// each followed by `fdatasync` (engine runs): the physical bound.
     pub(crate) disk_bound_rows_per_s: Option<f64>,
@@ -233,6 +238,9 @@ pub(crate) struct Built {
     /// Median time of one 1,000-row write (engine runs): the writer's own
     /// cost when no flush or training holds it up.
     pub(crate) ingest_batch_p50_ms: Option<f64>,
+    /// Over gRPC: the same requests against an empty collection of the
+    /// same dimension, so they cost the transport and no search.
+    pub(crate) floor: Option<Box<dyn Target>>,
 }
 
 /// One row of the results.
@@ -243,6 +251,9 @@ struct Row {
     /// Over gRPC with `--server local`: the same collection searched in
     /// process (QPS, p50, p99 of one query per call).
     in_process: Option<(f64, f64, f64)>,
+    /// Over gRPC: p50 ms of one query per request to an empty collection
+    /// (what the transport alone costs).
+    floor_p50_ms: Option<f64>,
     nprobe: usize,
     requested_nprobe: usize,
     recall: f64,
@@ -383,10 +394,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 args.min_seconds.max(0.2),
             )?);
         }
+        let min = Duration::from_secs_f64(args.min_seconds.max(0.0));
         if let Some(t) = &in_process {
             // Only the single-query numbers compare with gRPC's.
-            let min = Duration::from_secs_f64(args.min_seconds.max(0.0));
             row.in_process = Some(single_query_latency(t.as_ref(), &queries, sp, min)?);
+        }
+        if let Some(f) = &built.floor {
+            row.floor_p50_ms = Some(single_query_latency(f.as_ref(), &queries, sp, min)?.1);
         }
         rows.push(row);
     }
@@ -467,9 +481,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     .num("inproc_p50_ms", p50)
                     .num("inproc_p99_ms", p99)
                     .num("grpc_overhead", q / r.qps - 1.0);
+                if let Some(f) = r.floor_p50_ms {
+                    o.num("grpc_floor_overhead", f / p50);
+                }
+            }
+            if let Some(f) = r.floor_p50_ms {
+                o.num("grpc_floor_p50_ms", f);
             }
             if args.server.is_some() {
                 o.num("ingest_rows_per_s", built.ingest_rows_per_s.unwrap_or(0.0))
+                    .num("upsert_rows_per_s", built.upsert_rows_per_s.unwrap_or(0.0))
                     .str("mode", "server");
             } else if let Some(r) = built.ingest_rows_per_s {
                 o.num("ingest_rows_per_s", r).str("mode", "engine");
@@ -487,8 +508,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if args.server.is_some() {
             writeln!(
                 out,
-                "server: imported {} rows over gRPC (Import stream, batches of 1,000) at {:.0} rows/s",
+                "server: wrote {} rows over gRPC: half as Upsert requests of 1,000 rows at {:.0} rows/s, half as one Import stream (messages of 1,000) at {:.0} rows/s",
                 built.ingest_rows.unwrap_or(0),
+                built.upsert_rows_per_s.unwrap_or(0.0),
                 built.ingest_rows_per_s.unwrap_or(0.0)
             )?;
         } else if let Some(r) = built.ingest_rows_per_s {
@@ -547,11 +569,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 r.nprobe,
                 r.qps_16_clients.unwrap_or(0.0)
             )?;
-            match r.in_process {
-                Some((q, p50, p99)) => writeln!(
+            if let Some((q, p50, p99)) = r.in_process {
+                write!(
                     out,
                     "; the same collection in process: {q:.0} QPS 1-thread, p50 {p50:.3} / p99 {p99:.3} ms (gRPC costs {:.1} % of 1-thread QPS)",
                     100.0 * (q / r.qps - 1.0)
+                )?;
+            }
+            match r.floor_p50_ms {
+                Some(f) => writeln!(
+                    out,
+                    "; a request to an empty collection (transport only): p50 {f:.3} ms"
                 )?,
                 None => writeln!(out)?,
             }
@@ -734,9 +762,11 @@ fn build_segment(
             report.sample_size, report.iterations
         ),
         ingest_rows_per_s: None,
+        upsert_rows_per_s: None,
         disk_bound_rows_per_s: None,
         ingest_batch_p50_ms: None,
         ingest_rows: None,
+        floor: None,
         target: Box::new(SegmentTarget { quantizer, segment }),
     })
 }
@@ -845,9 +875,11 @@ fn build_engine(
             stats.generation, stats.lists
         ),
         ingest_rows_per_s: Some(ingest_rows as f64 / ingest_s),
+        upsert_rows_per_s: None,
         ingest_rows: Some(ingest_rows),
         disk_bound_rows_per_s: Some(disk_bound),
         ingest_batch_p50_ms: Some(batch_p50_ms),
+        floor: None,
         target: Box::new(EngineTarget { collection: c }),
     })
 }
@@ -987,6 +1019,7 @@ fn measure(
     Ok(Row {
         qps_16_clients: None,
         in_process: None,
+        floor_p50_ms: None,
         nprobe: sp.nprobe,
         requested_nprobe: requested,
         recall,

@@ -6,7 +6,9 @@
 //! scanned). `--server local` starts the server in this process on a free
 //! loopback port, over a data directory (`--data-dir` or a temporary one),
 //! and also measures the same collection through the engine directly, so
-//! the gRPC overhead comes from one run.
+//! the gRPC overhead comes from one run. The same single-query requests
+//! also go to an empty collection "bench-floor" of the same dimension:
+//! what a request costs with no search in it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -107,6 +109,8 @@ pub fn start_local(data_dir: Option<&std::path::Path>) -> Result<(LocalServer, S
 /// client threads would have.
 pub struct ServerTarget {
     addr: String,
+    /// The collection searched.
+    collection: String,
 }
 
 type Local = (tokio::runtime::Runtime, VdbClient<Channel>);
@@ -143,9 +147,9 @@ impl ServerTarget {
         })
     }
 
-    fn request(query: &[f32], sp: SearchParams) -> pb::SearchRequest {
+    fn request(&self, query: &[f32], sp: SearchParams) -> pb::SearchRequest {
         pb::SearchRequest {
-            collection: "bench".into(),
+            collection: self.collection.clone(),
             queries: vec![pb::Vector {
                 values: query.to_vec(),
             }],
@@ -158,7 +162,7 @@ impl ServerTarget {
 
 impl Target for ServerTarget {
     fn search(&self, _: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>> {
-        let req = Self::request(query, sp);
+        let req = self.request(query, sp);
         let r = self
             .call(async move |mut c| c.search(req).await)?
             .into_inner();
@@ -171,13 +175,15 @@ impl Target for ServerTarget {
 
     fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)> {
         let req = pb::ExplainRequest {
-            collection: "bench".into(),
+            collection: self.collection.clone(),
             query: Some(pb::Vector {
                 values: query.to_vec(),
             }),
             k: sp.k as u32,
             nprobe: Some(sp.nprobe as u32),
             with_payload: false,
+            exact: false,
+            samples: Some(0),
         };
         let r = self
             .call(async move |mut c| c.explain(req).await)?
@@ -192,7 +198,7 @@ impl Target for ServerTarget {
             .par_chunks(32 * queries.dim)
             .map(|block| {
                 let req = pb::SearchRequest {
-                    collection: "bench".into(),
+                    collection: self.collection.clone(),
                     queries: block
                         .chunks_exact(queries.dim)
                         .map(|q| pb::Vector { values: q.to_vec() })
@@ -218,13 +224,18 @@ pub fn build_server(
 ) -> Result<Built> {
     let target = ServerTarget {
         addr: addr.to_string(),
+        collection: "bench".into(),
     };
-    let _ = target.call(async |mut c| {
-        c.drop_collection(pb::DropCollectionRequest {
-            name: "bench".into(),
-        })
-        .await
-    });
+    let floor = ServerTarget {
+        addr: addr.to_string(),
+        collection: "bench-floor".into(),
+    };
+    for name in ["bench", "bench-floor"] {
+        let _ = target.call(async |mut c| {
+            c.drop_collection(pb::DropCollectionRequest { name: name.into() })
+                .await
+        });
+    }
     let metric = match args.metric {
         vdb_engine::Metric::L2 => pb::Metric::L2,
         vdb_engine::Metric::InnerProduct => pb::Metric::InnerProduct,
@@ -237,66 +248,120 @@ pub fn build_server(
             metric: metric as i32,
             nlist: Some(args.nlist as u32),
             flush_rows: Some(args.flush_rows as u64),
+            // Zero thresholds: never retrain automatically.
+            retrain: args.no_retrain.then(|| pb::RetrainPolicy {
+                min_new_rows: 1000,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     };
-    target.call(async move |mut c| c.create_collection(create).await)?;
-
-    progress.phase(&format!("importing {} rows over gRPC", base.rows));
-    let t = Instant::now();
-    let dim = base.dim;
-    let batches: Vec<pb::ImportRequest> = base
-        .data
-        .chunks(1000 * dim)
-        .enumerate()
-        .map(|(b, chunk)| pb::ImportRequest {
-            collection: if b == 0 {
-                "bench".into()
-            } else {
-                String::new()
-            },
-            rows: chunk
-                .chunks_exact(dim)
-                .enumerate()
-                .map(|(i, v)| pb::Row {
-                    id: (b * 1000 + i) as u64,
-                    vector: v.to_vec(),
-                    payload: None,
-                })
-                .collect(),
-        })
-        .collect();
-    target.call(async move |mut c| c.import(tokio_stream::iter(batches)).await)?;
-    let ingest_s = t.elapsed().as_secs_f64();
-
-    progress.phase("flushing and training");
-    let t = Instant::now();
-    let flush = pb::MaintenanceRequest {
-        collection: "bench".into(),
-        nlist: None,
+    let empty = pb::CreateCollectionRequest {
+        name: "bench-floor".into(),
+        ..create.clone()
     };
-    let mut info = target
-        .call(async move |mut c| c.flush(flush).await)?
-        .into_inner()
-        .info
-        .unwrap_or_default();
-    if info.stats.unwrap_or_default().generation == 0 {
-        let retrain = pb::MaintenanceRequest {
+    target.call(async move |mut c| c.create_collection(create).await)?;
+    target.call(async move |mut c| c.create_collection(empty).await)?;
+
+    let dim = base.dim;
+    let rows_of = |first: usize, chunk: &[f32]| -> Vec<pb::Row> {
+        chunk
+            .chunks_exact(dim)
+            .enumerate()
+            .map(|(i, v)| pb::Row {
+                id: (first + i) as u64,
+                vector: v.to_vec(),
+                payload: None,
+            })
+            .collect()
+    };
+    // Rows [from, to) as one Import stream of 1,000-row messages.
+    let import = |from: usize, to: usize| -> Result<()> {
+        let batches: Vec<pb::ImportRequest> = base.data[from * dim..to * dim]
+            .chunks(1000 * dim)
+            .enumerate()
+            .map(|(b, chunk)| pb::ImportRequest {
+                collection: if b == 0 {
+                    "bench".into()
+                } else {
+                    String::new()
+                },
+                rows: rows_of(from + b * 1000, chunk),
+            })
+            .collect();
+        if !batches.is_empty() {
+            target.call(async move |mut c| c.import(tokio_stream::iter(batches)).await)?;
+        }
+        Ok(())
+    };
+    let flush_and_train = || -> Result<pb::CollectionInfo> {
+        let flush = pb::MaintenanceRequest {
             collection: "bench".into(),
-            nlist: Some(args.nlist as u32),
+            nlist: None,
         };
-        info = target
-            .call(async move |mut c| c.retrain(retrain).await)?
+        let mut info = target
+            .call(async move |mut c| c.flush(flush).await)?
             .into_inner()
             .info
             .unwrap_or_default();
+        if info.stats.unwrap_or_default().generation == 0 {
+            let retrain = pb::MaintenanceRequest {
+                collection: "bench".into(),
+                nlist: Some(args.nlist as u32),
+            };
+            info = target
+                .call(async move |mut c| c.retrain(retrain).await)?
+                .into_inner()
+                .info
+                .unwrap_or_default();
+        }
+        Ok(info)
+    };
+
+    let first = args.train_first.min(base.rows);
+    if first > 0 {
+        progress.phase(&format!(
+            "importing {first} rows over gRPC, then flushing and training"
+        ));
+        import(0, first)?;
+        flush_and_train()?;
     }
+    // The timed rows: the first half as Upsert requests of 1,000 rows, one
+    // after another; the rest as one Import stream.
+    let middle = first + (base.rows - first) / 2;
+    progress.phase(&format!(
+        "upserting {} rows over gRPC (requests of 1,000)",
+        middle - first
+    ));
+    let t = Instant::now();
+    for (b, chunk) in base.data[first * dim..middle * dim]
+        .chunks(1000 * dim)
+        .enumerate()
+    {
+        let req = pb::UpsertRequest {
+            collection: "bench".into(),
+            rows: rows_of(first + b * 1000, chunk),
+        };
+        target.call(async move |mut c| c.upsert(req).await)?;
+    }
+    let upsert_s = t.elapsed().as_secs_f64();
+    progress.phase(&format!(
+        "importing {} rows over gRPC (one stream)",
+        base.rows - middle
+    ));
+    let t = Instant::now();
+    import(middle, base.rows)?;
+    let import_s = t.elapsed().as_secs_f64();
+
+    progress.phase("flushing and training");
+    let t = Instant::now();
+    let info = flush_and_train()?;
     let train_s = t.elapsed().as_secs_f64();
     let stats = info.stats.unwrap_or_default();
     Ok(Built {
         target: Box::new(target),
         train_s,
-        build_s: ingest_s + train_s,
+        build_s: upsert_s + import_s + train_s,
         disk_bytes: stats.segment_bytes,
         open_ms: 0.0,
         imbalance: stats.imbalance,
@@ -305,10 +370,12 @@ pub fn build_server(
             "by the server, generation {}, {} lists",
             stats.generation, stats.lists
         ),
-        ingest_rows_per_s: Some(base.rows as f64 / ingest_s),
+        ingest_rows_per_s: Some((base.rows - middle) as f64 / import_s),
+        upsert_rows_per_s: Some((middle - first) as f64 / upsert_s),
         disk_bound_rows_per_s: None,
         ingest_batch_p50_ms: None,
-        ingest_rows: Some(base.rows),
+        ingest_rows: Some(base.rows - first),
+        floor: Some(Box::new(floor)),
     })
 }
 

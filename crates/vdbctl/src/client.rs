@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_client::VdbClient;
 
-use crate::vecio;
+use crate::{explain, vecio};
 
 /// Where the server is and how to print.
 #[derive(Debug, Args)]
@@ -86,9 +86,15 @@ pub enum ClientCommand {
     /// List collections.
     List,
     /// Show a collection's settings and numbers.
+    ///
+    /// Example: vdbctl describe images --lists
     Describe {
         /// The collection.
         name: String,
+        /// Also show how rows spread over the lists: size distribution,
+        /// histogram, imbalance factor, largest lists.
+        #[arg(long)]
+        lists: bool,
     },
     /// Change a collection's default nprobe, nlist or flush size.
     ///
@@ -196,8 +202,12 @@ pub enum ClientCommand {
         #[arg(long)]
         with_payload: bool,
     },
-    /// Show what a search did: probed lists, their sizes and contributions,
-    /// and the distance computations against the collection size.
+    /// Show what a search did: every centroid ranked, the probed lists with
+    /// what they hold, the work of each, where each result came from, and
+    /// with --exact which true neighbours were missed and what nprobe would
+    /// have found them.
+    ///
+    /// Example: vdbctl explain images --file query.fvecs --row 3 --exact
     Explain {
         /// The collection.
         collection: String,
@@ -209,6 +219,13 @@ pub enum ClientCommand {
         /// Lists to probe (default: the collection's).
         #[arg(long)]
         nprobe: Option<u32>,
+        /// Also search exhaustively: show the missed neighbours and the
+        /// smallest nprobe that returns the exact top-k.
+        #[arg(long)]
+        exact: bool,
+        /// Example members shown per probed list (0..=100).
+        #[arg(long, default_value_t = 9)]
+        samples: u32,
     },
     /// Write the memtable to a segment.
     Flush {
@@ -470,13 +487,42 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
                 }
             }
         }
-        ClientCommand::Describe { name } => {
+        ClientCommand::Describe { name, lists } => {
             let info = c
-                .describe_collection(pb::DescribeCollectionRequest { name: name.clone() })
+                .describe_collection(pb::DescribeCollectionRequest {
+                    name: name.clone(),
+                    lists: *lists,
+                })
                 .await
                 .map_err(server_err)?
                 .into_inner();
-            print_info(&info, args.json);
+            match (*lists, args.json) {
+                (false, _) => print_info(&info, args.json),
+                (true, true) => {
+                    let mut v = info_json(&info);
+                    if let Value::Object(m) = &mut v {
+                        m.insert("lists".into(), explain::lists_json(&info.list_sizes));
+                    }
+                    println!("{v}");
+                }
+                (true, false) => {
+                    print_info(&info, false);
+                    let st = info.stats.unwrap_or_default();
+                    if st.generation == 0 {
+                        println!("not trained yet: {} rows searched as one list", st.rows);
+                    } else {
+                        println!(
+                            "centroid generation {} trained at {} (unix seconds) on {} rows; {} rows now ({:+} since)",
+                            st.generation,
+                            st.trained_at,
+                            st.trained_rows,
+                            st.rows,
+                            st.rows as i64 - st.trained_rows as i64
+                        );
+                    }
+                    explain::print_lists(&info.list_sizes);
+                }
+            }
         }
         ClientCommand::Alter {
             name,
@@ -650,6 +696,8 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
             vector,
             k,
             nprobe,
+            exact,
+            samples,
         } => {
             let r = c
                 .explain(pb::ExplainRequest {
@@ -659,65 +707,17 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
                     }),
                     k: *k,
                     nprobe: *nprobe,
-                    with_payload: false,
+                    with_payload: true,
+                    exact: *exact,
+                    samples: Some(*samples),
                 })
                 .await
                 .map_err(server_err)?
                 .into_inner();
             if args.json {
-                let probed: Vec<Value> = r
-                    .probed
-                    .iter()
-                    .map(|p| json!({"list": p.list, "rank": p.rank, "centroid_distance": p.centroid_distance, "size": p.size, "scanned": p.scanned, "deleted_skipped": p.deleted_skipped, "results": p.results}))
-                    .collect();
-                let hits: Vec<Value> = r
-                    .hits
-                    .iter()
-                    .map(|h| json!({"id": h.id, "distance": h.distance}))
-                    .collect();
-                println!(
-                    "{}",
-                    json!({"nlist": r.nlist, "nprobe": r.nprobe, "nprobe_clamped": r.nprobe_clamped, "coarse_distances": r.coarse_distances, "fine_distances": r.fine_distances, "rows": r.rows, "probed": probed, "hits": hits})
-                );
+                println!("{}", explain::to_json(collection, *k, &r));
             } else {
-                println!(
-                    "coarse: compared with all {} centroids; probed the {} nearest{}",
-                    r.nlist,
-                    r.nprobe,
-                    if r.nprobe_clamped {
-                        " (nprobe clamped to nlist)"
-                    } else {
-                        ""
-                    }
-                );
-                println!(
-                    "{:>5} {:>6} {:>14} {:>9} {:>9} {:>8} {:>8}",
-                    "rank", "list", "centroid dist", "size", "scanned", "skipped", "results"
-                );
-                for p in &r.probed {
-                    println!(
-                        "{:>5} {:>6} {:>14.5} {:>9} {:>9} {:>8} {:>8}",
-                        p.rank,
-                        p.list,
-                        p.centroid_distance,
-                        p.size,
-                        p.scanned,
-                        p.deleted_skipped,
-                        p.results
-                    );
-                }
-                let total = r.coarse_distances + r.fine_distances;
-                println!(
-                    "distances: {} coarse + {} fine = {total} for a collection of {} rows ({:.1} %)",
-                    r.coarse_distances,
-                    r.fine_distances,
-                    r.rows,
-                    100.0 * total as f64 / r.rows.max(1) as f64
-                );
-                println!("{:>4} {:>10} {:>12}", "rank", "id", "distance");
-                for (i, h) in r.hits.iter().enumerate() {
-                    println!("{:>4} {:>10} {:>12.5}", i + 1, h.id, h.distance);
-                }
+                explain::print_text(&r);
             }
         }
         ClientCommand::Flush { collection } | ClientCommand::Compact { collection } => {

@@ -306,6 +306,8 @@ async fn demo(
                 k: 10,
                 nprobe: Some(nprobe),
                 with_payload: false,
+                exact: false,
+                samples: Some(0),
             })
             .await
             .map_err(server_err)?

@@ -5,6 +5,7 @@ mod bench;
 mod bench_server;
 mod client;
 mod demo;
+mod explain;
 mod json;
 mod vecio;
 

@@ -361,7 +361,10 @@ fn server_runs_measure_over_grpc_with_the_same_keys() {
         "qps_16_clients",
         "inproc_qps",
         "grpc_overhead",
+        "grpc_floor_p50_ms",
+        "grpc_floor_overhead",
         "ingest_rows_per_s",
+        "upsert_rows_per_s",
     ] {
         assert!(
             stdout.contains(&format!("\"{key}\":")),

@@ -167,10 +167,11 @@ fn collection_commands_work_end_to_end() {
         "explain", "digits", "--file", &query, "--row", "0", "--k", "5", "--nprobe", "4",
     ]);
     assert!(
-        out.contains("compared with all 16 centroids; probed the 4 nearest"),
+        out.contains("compared with all 16 centroids") && out.contains("the 4 nearest were probed"),
         "{out}"
     );
     assert!(out.contains("for a collection of 1697 rows"), "{out}");
+    assert!(out.contains("what the probed lists hold"), "{out}");
     let out = s.ok(&[
         "explain", "digits", "--file", &query, "--row", "0", "--json",
     ]);
@@ -180,6 +181,62 @@ fn collection_commands_work_end_to_end() {
         4,
         "the collection's default nprobe"
     );
+    assert_eq!(v["lists"].as_array().unwrap().len(), 16);
+    assert_eq!(v["probed"][0]["samples"].as_array().unwrap().len(), 9);
+    assert!(v["exact"].is_null());
+    // With --exact at nprobe 1: the missed neighbours are the exact top-k
+    // minus the returned, and the suggested nprobe finds them all.
+    let out = s.ok(&[
+        "explain", "digits", "--file", &query, "--row", "3", "--nprobe", "1", "--exact", "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let ids = |a: &serde_json::Value| -> Vec<u64> {
+        a.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_u64().unwrap())
+            .collect()
+    };
+    let returned = ids(&v["hits"]);
+    let exact = ids(&v["exact"]["hits"]);
+    let missed = ids(&v["exact"]["missed"]);
+    let want: Vec<u64> = exact
+        .iter()
+        .copied()
+        .filter(|i| !returned.contains(i))
+        .collect();
+    assert_eq!(missed, want);
+    let min = v["exact"]["min_nprobe"].as_u64().unwrap();
+    let at_min = s.ok(&[
+        "search",
+        "digits",
+        "--file",
+        &query,
+        "--row",
+        "3",
+        "--nprobe",
+        &min.to_string(),
+        "--json",
+    ]);
+    let at_min: serde_json::Value = serde_json::from_str(at_min.trim()).unwrap();
+    assert_eq!(ids(&at_min["hits"]), exact);
+    let text = s.ok(&[
+        "explain", "digits", "--file", &query, "--row", "3", "--nprobe", "1", "--exact",
+    ]);
+    assert!(text.contains("exact search:"), "{text}");
+    assert!(text.contains(&format!("nprobe {min}")), "{text}");
+
+    let lists = s.ok(&["describe", "digits", "--lists"]);
+    assert!(
+        lists.contains("lists: 16") && lists.contains("imbalance"),
+        "{lists}"
+    );
+    assert!(lists.contains("largest lists:"), "{lists}");
+    let lists = s.ok(&["describe", "digits", "--lists", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(lists.trim()).unwrap();
+    let sizes = v["lists"]["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 16);
+    assert_eq!(sizes.iter().map(|x| x.as_u64().unwrap()).sum::<u64>(), 1697);
 
     s.ok(&[
         "insert",
