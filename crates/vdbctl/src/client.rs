@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_client::VdbClient;
 
-use crate::{explain, vecio};
+use crate::{explain, explain_page, vecio};
 
 /// Where the server is and how to print.
 #[derive(Debug, Args)]
@@ -226,6 +226,16 @@ pub enum ClientCommand {
         /// Example members shown per probed list (0..=100).
         #[arg(long, default_value_t = 9)]
         samples: u32,
+        /// Also write the explanation as one self-contained HTML page (no
+        /// network requests): the map of clusters, their members, the
+        /// distances scanned, the results and missed neighbours.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Draw binary payloads of W·H bytes as W×H greyscale pictures in
+        /// the HTML page (text payloads "... WxH <hex pixels>" and
+        /// data:image URIs are drawn without it).
+        #[arg(long, value_name = "WxH", value_parser = parse_image_size)]
+        image: Option<(u32, u32)>,
     },
     /// Write the memtable to a segment.
     Flush {
@@ -424,6 +434,20 @@ fn print_info(i: &pb::CollectionInfo, as_json: bool) {
             println!("{k:>14}  {shown}");
         }
     }
+}
+
+/// `WxH` (e.g. `8x8`) as a picture size.
+fn parse_image_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?} is not WxH (e.g. 28x28)"))?;
+    let n = |v: &str| -> Result<u32, String> {
+        match v.parse::<u32>() {
+            Ok(n) if (1..=4096).contains(&n) => Ok(n),
+            _ => Err(format!("{v:?} in {s:?} is not a side of 1..=4096 pixels")),
+        }
+    };
+    Ok((n(w)?, n(h)?))
 }
 
 fn payload_text(p: &Option<Vec<u8>>) -> String {
@@ -698,6 +722,8 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
             nprobe,
             exact,
             samples,
+            html,
+            image,
         } => {
             let r = c
                 .explain(pb::ExplainRequest {
@@ -714,10 +740,22 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
                 .await
                 .map_err(server_err)?
                 .into_inner();
+            let data = explain::to_json(collection, *k, &r);
             if args.json {
-                println!("{}", explain::to_json(collection, *k, &r));
+                println!("{data}");
             } else {
                 explain::print_text(&r);
+            }
+            if let Some(path) = html {
+                let mut data = data;
+                if let (Some((w, h)), Value::Object(m)) = (image, &mut data) {
+                    m.insert("image".into(), json!([w, h]));
+                }
+                std::fs::write(path, explain_page::render(&data))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                if !args.json {
+                    println!("wrote {} (open it in a browser)", path.display());
+                }
             }
         }
         ClientCommand::Flush { collection } | ClientCommand::Compact { collection } => {

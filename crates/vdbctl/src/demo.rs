@@ -31,6 +31,10 @@ pub struct DemoArgs {
     /// Neighbours shown per query.
     #[arg(long, default_value_t = 5)]
     pub neighbours: usize,
+    /// Where to write the explain page (default: explain.html in the data
+    /// directory).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 const SIDE: usize = 8;
@@ -318,8 +322,59 @@ async fn demo(
             ex.fine_distances
         );
     }
+
+    // One search explained as a page: the first query whose search at
+    // nprobe 2 misses a true neighbour (query 0 if none does).
+    const NPROBE: u32 = 2;
+    let mut chosen: Option<(usize, pb::ExplainResponse)> = None;
+    for q in 0..queries.rows.min(100) {
+        let ex = c
+            .explain(pb::ExplainRequest {
+                collection: COLLECTION.into(),
+                query: Some(pb::Vector {
+                    values: queries.row(q).to_vec(),
+                }),
+                k: 10,
+                nprobe: Some(NPROBE),
+                with_payload: true,
+                exact: true,
+                samples: Some(9),
+            })
+            .await
+            .map_err(server_err)?
+            .into_inner();
+        let misses = ex.exact.as_ref().map_or(0, |x| x.missed.len());
+        if chosen.is_none() || misses > 0 {
+            chosen = Some((q, ex));
+        }
+        if misses > 0 {
+            break;
+        }
+    }
+    if let Some((q, ex)) = chosen {
+        let path = args
+            .html
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("explain.html"));
+        let data = crate::explain::to_json(COLLECTION, 10, &ex);
+        std::fs::write(&path, crate::explain_page::render(&data))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let (missed, min_nprobe) = ex
+            .exact
+            .as_ref()
+            .map_or((0, NPROBE), |x| (x.missed.len(), x.min_nprobe));
+        println!(
+            "\nExplained query {q} (a {}) at nprobe {NPROBE}: {} of its 10 true nearest neighbours returned, {missed} missed in lists not probed; nprobe {min_nprobe} would return them all.",
+            query_labels.get(q).copied().unwrap_or(0),
+            10 - missed
+        );
+        println!(
+            "Open {} in a browser to see the clusters it visited, what is in them and what it missed.",
+            path.display()
+        );
+    }
     println!(
-        "\nNext: `vdbctl explain {COLLECTION} --file {} --row 0` against a running vdbd shows which lists a search opened.",
+        "\nNext: `vdbctl explain {COLLECTION} --file {} --row 0 --exact --html explain.html` against a running vdbd explains any query.",
         args.digits.join("query.fvecs").display()
     );
     Ok(())

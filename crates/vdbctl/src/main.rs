@@ -6,6 +6,7 @@ mod bench_server;
 mod client;
 mod demo;
 mod explain;
+mod explain_page;
 mod json;
 mod vecio;
 
