@@ -45,6 +45,7 @@ mod manifest;
 mod memtable;
 mod policy;
 mod scheduler;
+mod tune;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ pub use explain::{
     TracedHit,
 };
 pub use policy::{CompactionPolicy, Plan, PolicyInput, RetrainPolicy, plan};
+pub use tune::{MAX_TUNE_SAMPLE, TuneOptions, TunePoint, TuneReport, default_sweep};
 pub use vdb_core::{Lsn, Metric};
 pub use vdb_fs::{Fault, Fs, OsFs, SimFs};
 pub use vdb_ivf::SearchTrace;

@@ -11,30 +11,22 @@ use std::collections::HashSet;
 use vdb_engine::{
     CollectionConfig, Engine, Error, ExplainOptions, RetrainPolicy, Row, SearchOptions,
 };
-use vdb_ivf::SplitMix64;
+
+mod common;
 
 const DIM: usize = 12;
+/// The default nprobe: low enough that some neighbours are missed.
+const NPROBE: usize = 1;
 
-/// Points around 40 random centres, spread so that neighbours often sit in
-/// other lists than the query's nearest: the case explain is for.
 fn clustered(n: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = SplitMix64::new(seed);
-    let centres: Vec<Vec<f32>> = (0..40)
-        .map(|_| (0..DIM).map(|_| rng.next_f32() * 4.0).collect())
-        .collect();
-    (0..n)
-        .map(|_| {
-            let c = &centres[rng.below(centres.len())];
-            c.iter().map(|x| x + rng.next_f32() - 0.5).collect()
-        })
-        .collect()
+    common::clustered(n, DIM, 40, seed)
 }
 
 fn setup(dir: &std::path::Path) -> (Engine, std::sync::Arc<vdb_engine::Collection>) {
     let engine = Engine::open(dir).unwrap();
     let config = CollectionConfig {
         nlist: 16,
-        nprobe: 3,
+        nprobe: NPROBE,
         retrain: RetrainPolicy {
             growth: 0.0,
             error_drift: 0.0,
@@ -91,7 +83,7 @@ fn explain_agrees_with_the_search_it_describes() {
         // Coarse stage: every list ranked by centroid distance; the probed
         // ones are the nprobe nearest.
         assert_eq!(t.nlist, 16);
-        assert_eq!(t.nprobe, 3);
+        assert_eq!(t.nprobe, NPROBE);
         assert_eq!(t.coarse_distances, 16);
         assert_eq!(e.lists.len(), 16);
         assert!(
@@ -100,7 +92,7 @@ fn explain_agrees_with_the_search_it_describes() {
                 .all(|w| w[0].centroid_distance <= w[1].centroid_distance)
         );
         let probed: Vec<u32> = t.probed.iter().map(|p| p.list.0).collect();
-        let nearest: Vec<u32> = e.lists[..3].iter().map(|l| l.list).collect();
+        let nearest: Vec<u32> = e.lists[..NPROBE].iter().map(|l| l.list).collect();
         assert_eq!(probed, nearest, "query {qi}");
         assert_eq!(e.lists.iter().map(|l| l.size).sum::<u64>(), rows);
         assert_eq!(e.rows, rows);
@@ -128,12 +120,15 @@ fn explain_agrees_with_the_search_it_describes() {
         let got: Vec<_> = e.hits.iter().map(|h| h.hit.clone()).collect();
         assert_eq!(got, plain);
         for h in &e.hits {
-            assert!(h.list_rank < 3, "a result from an unprobed list");
+            assert!(
+                (h.list_rank as usize) < NPROBE,
+                "a result from an unprobed list"
+            );
             assert!(probed.contains(&h.list));
         }
         // Samples: up to 9 per probed list, nearest the centroid first,
         // with payloads.
-        assert_eq!(e.samples.len(), 3);
+        assert_eq!(e.samples.len(), NPROBE);
         for s in &e.samples {
             assert!(!s.is_empty() && s.len() <= 9);
             assert!(s.windows(2).all(|w| w[0].hit.distance <= w[1].hit.distance));
@@ -166,7 +161,10 @@ fn explain_agrees_with_the_search_it_describes() {
         let missed: Vec<u64> = x.missed.iter().map(|h| h.hit.id).collect();
         assert_eq!(missed, want_missed);
         for m in &x.missed {
-            assert!(m.list_rank >= 3, "a missed neighbour in a probed list");
+            assert!(
+                m.list_rank as usize >= NPROBE,
+                "a missed neighbour in a probed list"
+            );
             assert_eq!(
                 e.lists[m.list_rank as usize].list, m.list,
                 "rank and list disagree"
@@ -193,11 +191,11 @@ fn explain_agrees_with_the_search_it_describes() {
         if x.min_nprobe > 1 {
             assert_ne!(ids_at(x.min_nprobe - 1), exact_ids, "query {qi}");
         }
-        assert_eq!(missed.is_empty(), x.min_nprobe <= 3);
+        assert_eq!(missed.is_empty(), x.min_nprobe <= NPROBE);
     }
     assert!(
         some_missed > 0,
-        "the data should make nprobe 3 miss sometimes"
+        "the data should make nprobe {NPROBE} miss sometimes"
     );
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use vdb_engine::{
     Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, Lsn, MAX_SAMPLES, SearchOptions,
+    TuneOptions,
 };
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_server::Vdb;
@@ -566,5 +567,64 @@ impl Vdb for VdbService {
             Ok(c.stats().generation != before)
         })
         .await
+    }
+
+    async fn tune(
+        &self,
+        req: Request<pb::TuneRequest>,
+    ) -> Result<Response<pb::TuneResponse>, Status> {
+        let need = if req.get_ref().apply {
+            Access::Write
+        } else {
+            Access::Read
+        };
+        let _p = self.admit(&req, need)?;
+        let r = req.into_inner();
+        let k = match r.k {
+            Some(k) => self.check_k(k)?,
+            None => 10,
+        };
+        let opts = TuneOptions {
+            k,
+            sample: r.sample.map_or(200, |s| s as usize),
+            target_recall: r.target_recall,
+            nprobes: r.nprobes.iter().map(|&p| p as usize).collect(),
+            seed: r.seed.unwrap_or(42),
+        };
+        let apply = r.apply;
+        let out = self
+            .with_collection(r.collection, move |c| {
+                let report = c.tune(&opts)?;
+                let applied = match (apply, report.recommended) {
+                    (true, Some(nprobe)) => {
+                        c.alter(Alter {
+                            nprobe: Some(nprobe),
+                            ..Alter::default()
+                        })?;
+                        true
+                    }
+                    _ => false,
+                };
+                Ok(pb::TuneResponse {
+                    points: report
+                        .points
+                        .iter()
+                        .map(|p| pb::TunePoint {
+                            nprobe: p.nprobe as u32,
+                            recall: p.recall,
+                            mean_ms: p.mean_ms,
+                            p99_ms: p.p99_ms,
+                            distances_per_query: p.distances_per_query,
+                        })
+                        .collect(),
+                    recommended: report.recommended.map(|n| n as u32),
+                    applied,
+                    sample: report.sample as u32,
+                    k: k as u32,
+                    info: Some(info(&c)),
+                })
+            })
+            .await?;
+        Ok(Response::new(out))
     }
 }

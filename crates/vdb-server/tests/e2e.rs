@@ -736,6 +736,40 @@ async fn api_keys_separate_readers_from_writers() {
         .unwrap()
         .into_inner();
     assert_eq!(got.rows.len(), 1, "the refused delete changed nothing");
+    // Tune measures with a read-only key; making the result the default
+    // needs a full key.
+    let tune = |apply: bool| pb::TuneRequest {
+        collection: "k".into(),
+        target_recall: 0.9,
+        sample: Some(5),
+        apply,
+        ..Default::default()
+    };
+    let measured = c
+        .tune(with_key(tune(false), "reader-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((measured.sample, measured.k), (5, 10));
+    assert_eq!(measured.recommended, Some(1), "one list before training");
+    let e = c.tune(with_key(tune(true), "reader-1")).await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let applied = c
+        .tune(with_key(tune(true), "admin-secret"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(applied.applied);
+    assert_eq!(
+        applied.info.unwrap().config.unwrap().nprobe,
+        Some(1),
+        "the default is the recommendation"
+    );
+    let mut bad = tune(false);
+    bad.target_recall = 0.0;
+    let e = c.tune(with_key(bad, "reader-1")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("target_recall"), "{}", e.message());
 
     // Health checking needs no key.
     let channel = Channel::from_shared(format!("http://{}", server.addr))

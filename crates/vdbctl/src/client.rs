@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_client::VdbClient;
 
-use crate::{explain, explain_page, vecio};
+use crate::{explain, explain_page, tune, vecio};
 
 /// Where the server is and how to print.
 #[derive(Debug, Args)]
@@ -236,6 +236,42 @@ pub enum ClientCommand {
         /// data:image URIs are drawn without it).
         #[arg(long, value_name = "WxH", value_parser = parse_image_size)]
         image: Option<(u32, u32)>,
+    },
+    /// Pick nprobe from measured recall: search a sample of stored rows
+    /// (each excluded from its own results) over a sweep of nprobe values,
+    /// compare with exact search, print recall@k, latency and work per
+    /// nprobe, and recommend the smallest nprobe meeting the target.
+    ///
+    /// Example: vdbctl tune images --target-recall 0.95 --plot tune.svg --apply
+    Tune {
+        /// The collection (or --collection).
+        #[arg(required_unless_present = "collection")]
+        name: Option<String>,
+        /// The collection.
+        #[arg(long, conflicts_with = "name")]
+        collection: Option<String>,
+        /// Recall@k wanted, in (0, 1].
+        #[arg(long)]
+        target_recall: f64,
+        /// Stored rows used as queries (1..=10000).
+        #[arg(long, default_value_t = 200)]
+        sample: u32,
+        /// Neighbours per query.
+        #[arg(long, default_value_t = 10)]
+        k: u32,
+        /// Comma-separated nprobe values to measure (default: 1, 2, 3, 4,
+        /// 6, 8, 12, … up to nlist).
+        #[arg(long, value_delimiter = ',')]
+        nprobe: Vec<u32>,
+        /// Also write the recall/latency curve as an SVG plot.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+        /// Make the recommended nprobe the collection's default.
+        #[arg(long)]
+        apply: bool,
+        /// Which rows are sampled (default 42).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Write the memtable to a segment.
     Flush {
@@ -755,6 +791,58 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 if !args.json {
                     println!("wrote {} (open it in a browser)", path.display());
+                }
+            }
+        }
+        ClientCommand::Tune {
+            name,
+            collection,
+            target_recall,
+            sample,
+            k,
+            nprobe,
+            plot,
+            apply,
+            seed,
+        } => {
+            let name = name
+                .clone()
+                .or_else(|| collection.clone())
+                .context("name the collection")?;
+            let current = c
+                .describe_collection(pb::DescribeCollectionRequest {
+                    name: name.clone(),
+                    lists: false,
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner()
+                .config
+                .and_then(|c| c.nprobe)
+                .unwrap_or(0);
+            let r = c
+                .tune(pb::TuneRequest {
+                    collection: name.clone(),
+                    target_recall: *target_recall,
+                    k: Some(*k),
+                    sample: Some(*sample),
+                    nprobes: nprobe.clone(),
+                    apply: *apply,
+                    seed: *seed,
+                })
+                .await
+                .map_err(server_err)?
+                .into_inner();
+            if args.json {
+                println!("{}", tune::to_json(&name, *target_recall, &r));
+            } else {
+                tune::print_text(&name, *target_recall, current, &r);
+            }
+            if let Some(path) = plot {
+                std::fs::write(path, tune::plot(&name, *target_recall, &r))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                if !args.json {
+                    println!("wrote {}", path.display());
                 }
             }
         }

@@ -8,6 +8,7 @@ mod demo;
 mod explain;
 mod explain_page;
 mod json;
+mod tune;
 mod vecio;
 
 use clap::parser::ValueSource;

@@ -226,6 +226,40 @@ fn collection_commands_work_end_to_end() {
     assert!(text.contains("exact search:"), "{text}");
     assert!(text.contains(&format!("nprobe {min}")), "{text}");
 
+    // Tune: a recommendation, a plot, and --apply sets the default.
+    let plot = tempfile::NamedTempFile::new().unwrap();
+    let plot_path = plot.path().display().to_string();
+    let out = s.ok(&[
+        "tune",
+        "--collection",
+        "digits",
+        "--target-recall",
+        "0.95",
+        "--plot",
+        &plot_path,
+        "--apply",
+    ]);
+    assert!(out.contains("recommended nprobe"), "{out}");
+    assert!(out.contains("applied: the default nprobe"), "{out}");
+    let svg = std::fs::read_to_string(plot.path()).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("target 0.95"),
+        "{svg}"
+    );
+    let out = s.ok(&["tune", "digits", "--target-recall", "0.95", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let recommended = v["recommended"].as_u64().unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.last().unwrap()["nprobe"], 16);
+    let first_ok = points
+        .iter()
+        .find(|p| p["recall"].as_f64().unwrap() >= 0.95)
+        .unwrap();
+    assert_eq!(first_ok["nprobe"].as_u64().unwrap(), recommended);
+    let d: serde_json::Value =
+        serde_json::from_str(s.ok(&["describe", "digits", "--json"]).trim()).unwrap();
+    assert_eq!(d["nprobe"].as_u64().unwrap(), recommended, "{d}");
+
     let lists = s.ok(&["describe", "digits", "--lists"]);
     assert!(
         lists.contains("lists: 16") && lists.contains("imbalance"),

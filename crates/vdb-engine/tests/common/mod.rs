@@ -1,5 +1,6 @@
-//! Shared by the fault tests: a workload of upserts and deletes with an
-//! in-memory model of what the collection must hold, and a checker.
+//! Shared by the engine's tests: a workload of upserts and deletes with an
+//! in-memory model of what the collection must hold, and a checker (the
+//! fault tests); clustered data (explain, tune).
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
@@ -180,4 +181,23 @@ pub fn copy_tree(from: &Path, to: &Path) {
                 .unwrap_or_else(|err| panic!("copy {}: {err}", e.path().display()));
         }
     }
+}
+
+/// `n` points of dimension `dim` around `centres` random centres in
+/// [0, 4)^dim, uniform noise of width 2: clusters close enough that a
+/// point's neighbours often sit in other lists than its own.
+pub fn clustered(n: usize, dim: usize, centres: usize, seed: u64) -> Vec<Vec<f32>> {
+    // The centres depend on `centres` and `dim` only, so sets drawn with
+    // different seeds come from the same distribution.
+    let mut c = vdb_ivf::SplitMix64::new(0x5eed ^ (centres as u64) << 8 ^ dim as u64);
+    let centres: Vec<Vec<f32>> = (0..centres)
+        .map(|_| (0..dim).map(|_| c.next_f32() * 4.0).collect())
+        .collect();
+    let mut rng = vdb_ivf::SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.below(centres.len())];
+            c.iter().map(|x| x + 2.0 * rng.next_f32() - 1.0).collect()
+        })
+        .collect()
 }

@@ -1,0 +1,288 @@
+//! Tuning nprobe with evidence: measured recall@k against exact search,
+//! latency and work, over a sweep of nprobe values, on a sample of the
+//! collection's own rows used as queries.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use vdb_core::{ListId, TopK};
+use vdb_ivf::{SearchParams, Searcher, SplitMix64};
+
+use crate::collection::Collection;
+use crate::error::{Error, Result};
+
+/// The most sampled queries one tuning run takes.
+pub const MAX_TUNE_SAMPLE: usize = 10_000;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneOptions {
+    /// Neighbours per query (recall@k).
+    pub k: usize,
+    /// Stored rows used as queries.
+    pub sample: usize,
+    /// Recall wanted, in (0, 1].
+    pub target_recall: f64,
+    /// nprobe values to measure; empty = 1, 2, 3, 4, 6, 8, 12, 16, … (steps
+    /// of about 1.5×) up to nlist.
+    pub nprobes: Vec<usize>,
+    /// Which rows are sampled.
+    pub seed: u64,
+}
+
+impl TuneOptions {
+    /// recall@10 on 200 sampled rows against `target_recall`.
+    pub fn new(target_recall: f64) -> TuneOptions {
+        TuneOptions {
+            k: 10,
+            sample: 200,
+            target_recall,
+            nprobes: Vec::new(),
+            seed: 42,
+        }
+    }
+}
+
+/// One nprobe of the sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TunePoint {
+    /// Lists probed.
+    pub nprobe: usize,
+    /// Mean recall@k against exact search.
+    pub recall: f64,
+    /// Mean and 99th-percentile time of one search, in milliseconds
+    /// (measured one query at a time on one thread).
+    pub mean_ms: f64,
+    /// See `mean_ms`.
+    pub p99_ms: f64,
+    /// Mean rows whose distance was computed per query (coarse + fine).
+    pub distances_per_query: f64,
+}
+
+/// The result of a tuning run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneReport {
+    /// The sweep, by nprobe.
+    pub points: Vec<TunePoint>,
+    /// The smallest nprobe of the sweep whose recall meets the target.
+    pub recommended: Option<usize>,
+    /// Queries measured (fewer than asked when the collection is small).
+    pub sample: usize,
+    /// Lists of the generation measured.
+    pub nlist: usize,
+    /// That generation.
+    pub generation: u64,
+}
+
+/// 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, … up to `nlist`, and `nlist`.
+pub fn default_sweep(nlist: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut p = 1usize;
+    while p < nlist {
+        out.push(p);
+        let half = p / 2;
+        if p >= 2 && p + half < nlist && p.is_power_of_two() {
+            out.push(p + half);
+        }
+        p *= 2;
+    }
+    out.push(nlist.max(1));
+    out.dedup();
+    out
+}
+
+impl Collection {
+    /// Measures recall@k, latency and distance computations over a sweep
+    /// of nprobe values, using `sample` stored rows (chosen by `seed`) as
+    /// queries, each row excluded from its own results; recommends the
+    /// smallest nprobe whose recall meets `target_recall`. Searches only;
+    /// set the default with [`Collection::alter`].
+    pub fn tune(&self, opts: &TuneOptions) -> Result<TuneReport> {
+        if opts.k == 0 {
+            return Err(Error::invalid("k", "must be at least 1"));
+        }
+        if !(opts.target_recall > 0.0 && opts.target_recall <= 1.0) {
+            return Err(Error::invalid(
+                "target_recall",
+                format!("{} is not in (0, 1]", opts.target_recall),
+            ));
+        }
+        if opts.sample == 0 || opts.sample > MAX_TUNE_SAMPLE {
+            return Err(Error::invalid(
+                "sample",
+                format!("{} is not in 1..={MAX_TUNE_SAMPLE}", opts.sample),
+            ));
+        }
+        let snap = self.snapshot();
+        let sources = snap.sources();
+        let q = snap.quantizer();
+        let (nlist, dim) = (q.nlist(), q.dim());
+        let sweep = if opts.nprobes.is_empty() {
+            default_sweep(nlist)
+        } else {
+            let mut s = opts.nprobes.clone();
+            if let Some(&bad) = s.iter().find(|&&p| p == 0) {
+                return Err(Error::invalid(
+                    "nprobes",
+                    format!("{bad} is not at least 1"),
+                ));
+            }
+            s.sort_unstable();
+            s.dedup();
+            s
+        };
+
+        // The visible rows, as (source, list, index in list), then a seeded
+        // sample of them.
+        let mut visible: Vec<(usize, u32, u32)> = Vec::new();
+        for (s, src) in sources.iter().enumerate() {
+            for l in 0..nlist {
+                let list = ListId(l as u32);
+                let start = src.lists.list_row_start(list);
+                for i in 0..src.lists.list_len(list) {
+                    if !src.deleted.is_some_and(|d| d.contains(start + i)) {
+                        visible.push((s, l as u32, i as u32));
+                    }
+                }
+            }
+        }
+        if visible.len() < 2 {
+            return Err(Error::invalid(
+                "sample",
+                format!(
+                    "the collection has {} visible rows; tuning needs at least 2",
+                    visible.len()
+                ),
+            ));
+        }
+        let mut rng = SplitMix64::new(opts.seed);
+        let queries: Vec<(u64, Vec<f32>)> = rng
+            .sample_indices(visible.len(), opts.sample)
+            .into_iter()
+            .map(|v| {
+                let (s, l, i) = visible[v];
+                let list = ListId(l);
+                let i = i as usize;
+                let lists = sources[s].lists;
+                (
+                    lists.list_ids(list)[i],
+                    lists.list_vectors(list)[i * dim..(i + 1) * dim].to_vec(),
+                )
+            })
+            .collect();
+        drop(visible);
+        let k = opts.k;
+        // Each query finds itself first; ask for one more and drop it.
+        let without_self = |id: u64, found: Vec<vdb_core::Neighbor>| -> Vec<u64> {
+            found
+                .into_iter()
+                .map(|n| n.id.0)
+                .filter(|&x| x != id)
+                .take(k)
+                .collect()
+        };
+
+        // Exact neighbours and each query's coarse ranking, in parallel.
+        let sizes: Vec<u64> = (0..nlist)
+            .map(|l| {
+                sources
+                    .iter()
+                    .map(|s| s.lists.list_len(ListId(l as u32)) as u64)
+                    .sum()
+            })
+            .collect();
+        let exact: Vec<(Vec<u64>, Vec<u64>)> = queries
+            .par_iter()
+            .map_init(Searcher::new, |searcher, (id, v)| {
+                let all = SearchParams {
+                    k: k + 1,
+                    nprobe: nlist,
+                };
+                let found = searcher
+                    .search_sources(q, &sources, v, all, None)
+                    .map_err(|e| Error::invalid("query", e.to_string()))?;
+                // Rows scanned at nprobe p: the stored rows of the p
+                // nearest lists.
+                let mut dists = Vec::new();
+                let mut top = TopK::new(0);
+                let mut ranked = Vec::new();
+                let mut prepared = v.clone();
+                q.metric().prepare(&mut prepared);
+                q.probe(&prepared, nlist, &mut dists, &mut top, &mut ranked);
+                let mut cumulative = Vec::with_capacity(nlist);
+                let mut sum = 0u64;
+                for (l, _) in &ranked {
+                    sum += sizes[l.index()];
+                    cumulative.push(sum);
+                }
+                Ok((without_self(*id, found), cumulative))
+            })
+            .collect::<Result<_>>()?;
+
+        let mut points = Vec::with_capacity(sweep.len());
+        let mut searcher = Searcher::new();
+        for &nprobe in &sweep {
+            let params = SearchParams { k: k + 1, nprobe };
+            let mut found_total = 0usize;
+            let mut wanted_total = 0usize;
+            let mut times = Vec::with_capacity(queries.len());
+            let mut distances = 0u64;
+            for ((id, v), (truth, cumulative)) in queries.iter().zip(&exact) {
+                let t = Instant::now();
+                let found = searcher
+                    .search_sources(q, &sources, v, params, None)
+                    .map_err(|e| Error::invalid("query", e.to_string()))?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                let got = without_self(*id, found);
+                found_total += got.iter().filter(|x| truth.contains(x)).count();
+                wanted_total += truth.len();
+                distances +=
+                    nlist as u64 + cumulative.get(nprobe.min(nlist) - 1).copied().unwrap_or(0);
+            }
+            times.sort_by(f64::total_cmp);
+            let n = times.len().max(1);
+            points.push(TunePoint {
+                nprobe,
+                recall: if wanted_total == 0 {
+                    1.0
+                } else {
+                    found_total as f64 / wanted_total as f64
+                },
+                mean_ms: times.iter().sum::<f64>() / n as f64,
+                p99_ms: times
+                    .get(((times.len().saturating_sub(1)) as f64 * 0.99).round() as usize)
+                    .copied()
+                    .unwrap_or(0.0),
+                distances_per_query: distances as f64 / n as f64,
+            });
+        }
+        let recommended = points
+            .iter()
+            .find(|p| p.recall >= opts.target_recall)
+            .map(|p| p.nprobe);
+        Ok(TuneReport {
+            points,
+            recommended,
+            sample: queries.len(),
+            nlist,
+            generation: snap.generation(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_sweep_steps_by_about_one_and_a_half() {
+        assert_eq!(default_sweep(1), vec![1]);
+        assert_eq!(default_sweep(2), vec![1, 2]);
+        assert_eq!(default_sweep(16), vec![1, 2, 3, 4, 6, 8, 12, 16]);
+        assert_eq!(default_sweep(20), vec![1, 2, 3, 4, 6, 8, 12, 16, 20]);
+        let big = default_sweep(1024);
+        assert_eq!(big.first(), Some(&1));
+        assert_eq!(big.last(), Some(&1024));
+        assert!(big.contains(&768) && big.contains(&48));
+    }
+}
