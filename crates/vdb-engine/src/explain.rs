@@ -251,7 +251,7 @@ impl Collection {
 }
 
 /// Visible rows per list over all sources.
-fn visible_sizes(sources: &[vdb_ivf::Source<'_>], nlist: usize) -> Vec<u64> {
+pub(crate) fn visible_sizes(sources: &[vdb_ivf::Source<'_>], nlist: usize) -> Vec<u64> {
     (0..nlist)
         .map(|l| {
             let list = ListId(l as u32);

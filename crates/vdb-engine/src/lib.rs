@@ -40,6 +40,7 @@ mod collection;
 mod config;
 mod error;
 mod explain;
+mod export;
 mod idmap;
 mod manifest;
 mod memtable;
@@ -60,6 +61,7 @@ pub use explain::{
     DEFAULT_SAMPLES, ExactComparison, ExplainOptions, Explanation, ListView, MAX_SAMPLES, Sample,
     TracedHit,
 };
+pub use export::ListExport;
 pub use policy::{CompactionPolicy, Plan, PolicyInput, RetrainPolicy, plan};
 pub use tune::{MAX_TUNE_SAMPLE, TuneOptions, TunePoint, TuneReport, default_sweep};
 pub use vdb_core::{Lsn, Metric};

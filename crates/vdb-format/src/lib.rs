@@ -29,6 +29,7 @@ compile_error!(
 pub mod centroids;
 pub mod deletes;
 mod error;
+pub mod faiss;
 pub mod header;
 pub mod mmap;
 pub mod segment;
@@ -37,6 +38,10 @@ mod writer;
 pub use centroids::{CentroidFile, CentroidMeta, write_centroids, write_centroids_with};
 pub use deletes::{delete_file_name, read_deletes, write_deletes, write_deletes_with};
 pub use error::{Error, Result};
+pub use faiss::{
+    FaissIvfFlat, FaissIvfHeader, FaissIvfWriter, FaissMetric, read_faiss_ivf_flat,
+    write_faiss_ivf_flat,
+};
 pub use segment::{SegmentInfo, SegmentMeta, SegmentReader, SegmentWriter};
 pub use writer::tmp_path;
 

@@ -81,14 +81,18 @@ pub fn sync_name(s: SyncMode) -> String {
     }
 }
 
+pub fn metric_to_pb(m: Metric) -> pb::Metric {
+    match m {
+        Metric::L2 => pb::Metric::L2,
+        Metric::InnerProduct => pb::Metric::InnerProduct,
+        Metric::Cosine => pb::Metric::Cosine,
+    }
+}
+
 pub fn config_to_pb(c: &CollectionConfig) -> pb::CollectionConfig {
     pb::CollectionConfig {
         dim: c.dim as u32,
-        metric: match c.metric {
-            Metric::L2 => pb::Metric::L2,
-            Metric::InnerProduct => pb::Metric::InnerProduct,
-            Metric::Cosine => pb::Metric::Cosine,
-        } as i32,
+        metric: metric_to_pb(c.metric) as i32,
         nlist: Some(c.nlist as u32),
         nprobe: Some(c.nprobe as u32),
         sync: Some(sync_name(c.sync)),

@@ -21,8 +21,8 @@ use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_server::Vdb;
 
 use crate::convert::{
-    compaction_from_pb, config_from_pb, config_to_pb, explanation_to_pb, retrain_from_pb,
-    rows_from_pb, stats_to_pb,
+    compaction_from_pb, config_from_pb, config_to_pb, explanation_to_pb, metric_to_pb,
+    retrain_from_pb, rows_from_pb, stats_to_pb,
 };
 use crate::status::{invalid, status};
 
@@ -567,6 +567,61 @@ impl Vdb for VdbService {
             Ok(c.stats().generation != before)
         })
         .await
+    }
+
+    type ExportStream = tokio_stream::wrappers::ReceiverStream<Result<pb::ExportChunk, Status>>;
+
+    async fn export(
+        &self,
+        req: Request<pb::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let permit = self.admit(&req, Access::Read)?;
+        let name = req.into_inner().collection;
+        let engine = Arc::clone(&self.engine);
+        let c = blocking(move || engine.collection(&name)).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            // The permit is held until the stream is written out.
+            let _permit = permit;
+            let e = c.export();
+            let header = pb::ExportHeader {
+                dim: e.dim as u32,
+                metric: metric_to_pb(e.metric) as i32,
+                generation: e.generation,
+                centroids: e.centroids.clone(),
+                sizes: e.sizes.clone(),
+                nprobe: c.config().nprobe as u32,
+            };
+            let first = pb::ExportChunk {
+                header: Some(header),
+                ..Default::default()
+            };
+            if tx.blocking_send(Ok(first)).is_err() {
+                return;
+            }
+            // About 1 MiB of vectors per message.
+            let rows = ((1 << 20) / (e.dim * 4 + 8)).max(1);
+            let sent = e.for_each_chunk(rows, |list, ids, vectors| {
+                let chunk = pb::ExportChunk {
+                    header: None,
+                    list,
+                    ids: ids.to_vec(),
+                    vectors: vectors.to_vec(),
+                };
+                // A closed channel: the client went away; stop reading.
+                tx.blocking_send(Ok(chunk))
+                    .map_err(|_| vdb_engine::Error::InvalidArgument {
+                        field: "export".into(),
+                        reason: "the client hung up".into(),
+                    })
+            });
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(status(e)));
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn tune(

@@ -260,6 +260,47 @@ fn collection_commands_work_end_to_end() {
         serde_json::from_str(s.ok(&["describe", "digits", "--json"]).trim()).unwrap();
     assert_eq!(d["nprobe"].as_u64().unwrap(), recommended, "{d}");
 
+    // Export as a faiss IVF_Flat file: the lists of describe --lists, every
+    // visible row once, vectors as get returns them.
+    let exported = tempfile::tempdir().unwrap();
+    let path = exported.path().join("digits.faiss");
+    let out = s.ok(&[
+        "export",
+        "digits",
+        &path.display().to_string(),
+        "--format",
+        "faiss",
+    ]);
+    assert!(out.contains("IVF16,Flat"), "{out}");
+    let index = vdb_format::read_faiss_ivf_flat(&path).unwrap();
+    assert_eq!(index.header.dim, 64);
+    assert_eq!(index.header.metric, vdb_format::FaissMetric::L2);
+    let d: serde_json::Value =
+        serde_json::from_str(s.ok(&["describe", "digits", "--lists", "--json"]).trim()).unwrap();
+    let sizes: Vec<u64> = d["lists"]["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(index.header.sizes, sizes);
+    let ids: std::collections::HashSet<i64> = index
+        .lists
+        .iter()
+        .flat_map(|(ids, _)| ids.iter().copied())
+        .collect();
+    assert_eq!(ids.len() as u64, d["rows"].as_u64().unwrap());
+    let (list_ids, vectors) = index.lists.iter().find(|(ids, _)| !ids.is_empty()).unwrap();
+    let got = s.ok(&["get", "digits", "--ids", &list_ids[0].to_string(), "--json"]);
+    let got: serde_json::Value = serde_json::from_str(got.trim()).unwrap();
+    let vector: Vec<f32> = got["rows"][0]["vector"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(vector, vectors[..64]);
+
     let lists = s.ok(&["describe", "digits", "--lists"]);
     assert!(
         lists.contains("lists: 16") && lists.contains("imbalance"),

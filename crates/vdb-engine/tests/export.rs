@@ -1,0 +1,81 @@
+//! Export gives exactly the visible rows, each once, in the list the
+//! collection assigned it to, list by list in chunks of the size asked for.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+mod common;
+
+use std::collections::HashMap;
+
+use vdb_engine::{CollectionConfig, Engine, Metric, Row};
+
+#[test]
+fn export_has_every_visible_row_once_in_its_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let config = CollectionConfig {
+        nlist: 8,
+        ..CollectionConfig::new(6)
+    };
+    let c = engine.create_collection("x", config).unwrap();
+    let data = common::clustered(1500, 6, 20, 7);
+    let rows = |ids: std::ops::Range<usize>, shift: usize| -> Vec<Row> {
+        ids.map(|i| Row {
+            id: i as u64,
+            vector: data[(i + shift) % data.len()].clone(),
+            payload: None,
+        })
+        .collect()
+    };
+    c.upsert(rows(0..1000, 0)).unwrap();
+    c.flush().unwrap();
+    assert!(c.stats().generation > 0);
+    c.upsert(rows(1000..1500, 0)).unwrap(); // in the memtable
+    c.upsert(rows(0..100, 700)).unwrap(); // overwrites
+    c.delete(&(100..200).collect::<Vec<u64>>()).unwrap();
+
+    let e = c.export();
+    assert_eq!((e.dim, e.metric, e.sizes.len()), (6, Metric::L2, 8));
+    assert_eq!(e.centroids.len(), 8 * 6);
+    assert_eq!(e.sizes.iter().sum::<u64>(), c.stats().rows);
+    let mut seen: HashMap<u64, (u32, Vec<f32>)> = HashMap::new();
+    let mut last_list = 0;
+    let mut per_list = vec![0u64; 8];
+    e.for_each_chunk(37, |list, ids, vectors| {
+        assert!(list >= last_list, "lists in order");
+        last_list = list;
+        assert!(!ids.is_empty() && ids.len() <= 37);
+        assert_eq!(vectors.len(), ids.len() * 6);
+        per_list[list as usize] += ids.len() as u64;
+        for (id, v) in ids.iter().zip(vectors.chunks_exact(6)) {
+            assert!(
+                seen.insert(*id, (list, v.to_vec())).is_none(),
+                "id {id} twice"
+            );
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(per_list, e.sizes);
+    assert_eq!(seen.len() as u64, c.stats().rows);
+    for id in 0..1500u64 {
+        match c.get(id).unwrap() {
+            None => assert!(!seen.contains_key(&id), "deleted {id} exported"),
+            Some(row) => {
+                let (list, v) = &seen[&id];
+                assert_eq!(&row.vector, v, "id {id}: the newest version");
+                // The row sits in the list of its nearest centroid.
+                let nearest = e
+                    .centroids
+                    .chunks_exact(6)
+                    .map(|c| Metric::L2.distance(c, v))
+                    .enumerate()
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .unwrap()
+                    .0;
+                let d = |l: usize| Metric::L2.distance(&e.centroids[l * 6..l * 6 + 6], v);
+                assert!(d(*list as usize) <= d(nearest) + 1e-4, "id {id}");
+            }
+        }
+    }
+}
