@@ -1283,7 +1283,7 @@ fn merge_memtable(inner: &mut Inner) {
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

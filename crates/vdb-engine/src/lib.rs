@@ -80,6 +80,22 @@ pub struct Row {
     pub payload: Option<Vec<u8>>,
 }
 
+/// Centroids trained elsewhere, for
+/// [`Engine::create_collection_with_centroids`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainedCentroids {
+    /// `nlist × dim` values, row-major, prepared for the metric.
+    pub values: Vec<f32>,
+    /// Rows they were trained on: the retraining growth rule compares
+    /// with it (0 = no baseline; the rule waits for the next training).
+    pub trained_rows: u64,
+    /// faiss's imbalance factor of the lists at training: the imbalance
+    /// rule compares with it (0 = unknown; the rule waits). The drift rule
+    /// has no baseline for centroids trained elsewhere and starts after the
+    /// first retraining here.
+    pub imbalance: f64,
+}
+
 /// A search result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
@@ -212,7 +228,52 @@ impl Engine {
         name: &str,
         config: CollectionConfig,
     ) -> Result<Arc<Collection>> {
+        self.create(name, config, None)
+    }
+
+    /// Creates a collection that starts trained with `centroids` (e.g.
+    /// those of a faiss index being imported): its lists are those
+    /// centroids from the first row on, `config.nlist` becomes their count,
+    /// and the retraining rules start from the given baseline. The
+    /// centroids are in place when the collection appears, or it does not
+    /// appear.
+    pub fn create_collection_with_centroids(
+        &self,
+        name: &str,
+        config: CollectionConfig,
+        centroids: TrainedCentroids,
+    ) -> Result<Arc<Collection>> {
+        self.create(name, config, Some(centroids))
+    }
+
+    fn create(
+        &self,
+        name: &str,
+        mut config: CollectionConfig,
+        centroids: Option<TrainedCentroids>,
+    ) -> Result<Arc<Collection>> {
         validate_name(name)?;
+        if let Some(c) = &centroids {
+            if c.values.is_empty() || !c.values.len().is_multiple_of(config.dim.max(1)) {
+                return Err(Error::invalid(
+                    "centroids",
+                    format!(
+                        "{} values are not a positive multiple of dimension {}",
+                        c.values.len(),
+                        config.dim
+                    ),
+                ));
+            }
+            for (i, x) in c.values.iter().enumerate() {
+                if !x.is_finite() {
+                    return Err(Error::invalid(
+                        "centroids",
+                        format!("value {i} is {x}; centroids must be finite"),
+                    ));
+                }
+            }
+            config.nlist = c.values.len() / config.dim;
+        }
         config.validate()?;
         let mut map = self.collections.write().unwrap_or_else(|p| p.into_inner());
         if map.contains_key(name) {
@@ -224,7 +285,29 @@ impl Engine {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(name.to_string()),
             _ => Error::io(&dir, "create directory", e),
         })?;
-        manifest::Manifest::new(config).store(self.fs.as_ref(), &dir)?;
+        let mut m = manifest::Manifest::new(config.clone());
+        if let Some(c) = centroids {
+            let generation = vdb_core::Generation(1);
+            let file = vdb_format::centroid_file_name(generation);
+            vdb_format::write_centroids_with(
+                &self.fs,
+                &dir.join(&file),
+                vdb_format::CentroidMeta {
+                    generation,
+                    metric: config.metric,
+                    dim: config.dim,
+                },
+                &c.values,
+            )?;
+            m.generation = 1;
+            m.centroids = Some(file);
+            m.trained_rows = c.trained_rows;
+            m.trained_imbalance = c.imbalance;
+            m.trained_at = collection::unix_now();
+        }
+        // The manifest is the commit point: before it, the directory holds
+        // no collection a restart would open.
+        m.store(self.fs.as_ref(), &dir)?;
         self.fs
             .sync_dir(&root)
             .map_err(|e| Error::io(&root, "fsync directory", e))?;

@@ -79,3 +79,81 @@ fn export_has_every_visible_row_once_in_its_list() {
         }
     }
 }
+
+#[test]
+fn a_collection_created_with_centroids_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::clustered(2000, 6, 20, 8);
+    // Centroids from elsewhere: 10 of the points.
+    let centroids: Vec<f32> = data[..10].iter().flatten().copied().collect();
+    {
+        let engine = Engine::open(dir.path()).unwrap();
+        let c = engine
+            .create_collection_with_centroids(
+                "given",
+                CollectionConfig::new(6),
+                vdb_engine::TrainedCentroids {
+                    values: centroids.clone(),
+                    trained_rows: 2000,
+                    imbalance: 1.3,
+                },
+            )
+            .unwrap();
+        let s = c.stats();
+        assert_eq!((s.generation, s.lists, s.rows), (1, 10, 0));
+        assert_eq!(c.config().nlist, 10);
+        c.upsert(
+            data.iter()
+                .enumerate()
+                .map(|(i, v)| Row {
+                    id: i as u64,
+                    vector: v.clone(),
+                    payload: None,
+                })
+                .collect(),
+        )
+        .unwrap();
+        c.flush().unwrap();
+        assert_eq!(
+            c.stats().generation,
+            1,
+            "2,000 rows are no growth over 2,000"
+        );
+        engine.close().unwrap();
+    }
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.collection("given").unwrap();
+    let e = c.export();
+    assert_eq!(e.generation, 1);
+    assert_eq!(e.centroids, centroids, "the centroids are the given ones");
+    e.for_each_chunk(1000, |list, _, vectors| {
+        for v in vectors.chunks_exact(6) {
+            let d = |l: usize| Metric::L2.distance(&centroids[l * 6..l * 6 + 6], v);
+            let best = (0..10).map(d).fold(f32::INFINITY, f32::min);
+            assert!(d(list as usize) <= best + 1e-4);
+        }
+        Ok(())
+    })
+    .unwrap();
+
+    // Bad centroids create nothing.
+    for (values, field) in [
+        (vec![1.0; 7], "centroids"),
+        (vec![], "centroids"),
+        (vec![f32::NAN; 6], "centroids"),
+    ] {
+        let e = engine
+            .create_collection_with_centroids(
+                "bad",
+                CollectionConfig::new(6),
+                vdb_engine::TrainedCentroids {
+                    values,
+                    trained_rows: 0,
+                    imbalance: 0.0,
+                },
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains(field), "{e}");
+        assert!(engine.collection("bad").is_err());
+    }
+}

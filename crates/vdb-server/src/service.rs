@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use vdb_engine::{
     Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, Lsn, MAX_SAMPLES, SearchOptions,
-    TuneOptions,
+    TrainedCentroids, TuneOptions,
 };
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_server::Vdb;
@@ -260,7 +260,19 @@ impl Vdb for VdbService {
         let r = req.into_inner();
         let config = config_from_pb(r.config)?;
         let engine = Arc::clone(&self.engine);
-        let c = blocking(move || engine.create_collection(&r.name, config)).await?;
+        let c = blocking(move || match r.centroids {
+            None => engine.create_collection(&r.name, config),
+            Some(c) => engine.create_collection_with_centroids(
+                &r.name,
+                config,
+                TrainedCentroids {
+                    values: c.values,
+                    trained_rows: c.trained_rows,
+                    imbalance: c.imbalance,
+                },
+            ),
+        })
+        .await?;
         Ok(Response::new(info(&c)))
     }
 

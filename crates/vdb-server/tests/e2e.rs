@@ -108,6 +108,7 @@ async fn create(c: &mut VdbClient<Channel>, name: &str) -> pb::CollectionInfo {
             min_rows_per_list: Some(10),
             ..Default::default()
         }),
+        centroids: None,
     })
     .await
     .unwrap()
@@ -542,6 +543,7 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
             dim,
             ..Default::default()
         }),
+        centroids: None,
     };
     for name in ["../x", "a/b", "", "é", &"x".repeat(65)] {
         refused!(
@@ -659,6 +661,7 @@ async fn api_keys_separate_readers_from_writers() {
             dim: DIM as u32,
             ..Default::default()
         }),
+        centroids: None,
     };
 
     // No key, a wrong key: UNAUTHENTICATED, for reads and writes alike.

@@ -255,6 +255,7 @@ pub fn build_server(
             }),
             ..Default::default()
         }),
+        centroids: None,
     };
     let empty = pb::CreateCollectionRequest {
         name: "bench-floor".into(),

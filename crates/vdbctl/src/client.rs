@@ -164,6 +164,12 @@ pub enum ClientCommand {
         /// Rows per batch.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// The file's format: by its extension, or `faiss` for a faiss
+        /// `IVF{nlist},Flat` index, which creates the collection (it must
+        /// not exist) with the index's dimension, metric, nprobe and
+        /// centroids, then imports its rows with their ids.
+        #[arg(long, value_enum, default_value_t = ImportFormat::Auto)]
+        format: ImportFormat,
     },
     /// Write a collection's current generation to a file another engine
     /// reads: `--format faiss` (the default) writes a faiss
@@ -489,6 +495,15 @@ fn print_info(i: &pb::CollectionInfo, as_json: bool) {
     }
 }
 
+/// File formats of `vdbctl import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// By the file's extension: .fvecs, .bvecs, .npy, .jsonl/.ndjson.
+    Auto,
+    /// A faiss `IndexIVFFlat` file.
+    Faiss,
+}
+
 /// File formats of `vdbctl export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
@@ -550,6 +565,7 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
                         flush_rows: *flush_rows,
                         ..Default::default()
                     }),
+                    centroids: None,
                 })
                 .await
                 .map_err(server_err)?
@@ -669,9 +685,26 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
             payload_field,
             skip,
             batch,
+            format,
         } => {
-            let rows = read_rows(file, *first_id, ids_from.as_deref(), payload_field)?;
+            let rows = match format {
+                ImportFormat::Auto => {
+                    read_rows(file, *first_id, ids_from.as_deref(), payload_field)?
+                }
+                ImportFormat::Faiss => {
+                    create_from_faiss(&mut c, args.json, collection, file).await?
+                }
+            };
             import(&mut c, args.json, collection, rows, *skip, *batch).await?;
+            if *format == ImportFormat::Faiss {
+                // Into segments now, under the index's centroids.
+                c.flush(pb::MaintenanceRequest {
+                    collection: collection.clone(),
+                    nlist: None,
+                })
+                .await
+                .map_err(server_err)?;
+            }
         }
         ClientCommand::Delete { collection, ids } => {
             let w = c
@@ -1080,6 +1113,70 @@ fn read_rows(
             payload: None,
         })
         .collect())
+}
+
+/// Reads a faiss IVF_Flat file, creates `collection` with its dimension,
+/// metric, nprobe and centroids, and returns its rows.
+async fn create_from_faiss(
+    c: &mut Client,
+    as_json: bool,
+    collection: &str,
+    file: &std::path::Path,
+) -> Result<Vec<pb::Row>> {
+    let index = vdb_format::read_faiss_ivf_flat(file)
+        .with_context(|| format!("cannot import {}", file.display()))?;
+    let h = &index.header;
+    let mut rows = Vec::with_capacity(h.sizes.iter().sum::<u64>() as usize);
+    for (ids, vectors) in &index.lists {
+        for (&id, v) in ids.iter().zip(vectors.chunks_exact(h.dim.max(1))) {
+            let id = u64::try_from(id).map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: id {id} is negative; vdb ids are 0..2^64",
+                    file.display()
+                )
+            })?;
+            rows.push(pb::Row {
+                id,
+                vector: v.to_vec(),
+                payload: None,
+            });
+        }
+    }
+    let metric = match h.metric {
+        vdb_format::FaissMetric::L2 => pb::Metric::L2,
+        vdb_format::FaissMetric::InnerProduct => pb::Metric::InnerProduct,
+    };
+    let imbalance = explain::imbalance(&h.sizes);
+    let info = c
+        .create_collection(pb::CreateCollectionRequest {
+            name: collection.to_string(),
+            config: Some(pb::CollectionConfig {
+                dim: h.dim as u32,
+                metric: metric as i32,
+                nprobe: Some(h.nprobe.clamp(1, h.nlist()) as u32),
+                ..Default::default()
+            }),
+            centroids: Some(pb::TrainedCentroids {
+                values: h.centroids.clone(),
+                trained_rows: rows.len() as u64,
+                imbalance,
+            }),
+        })
+        .await
+        .map_err(server_err)?
+        .into_inner();
+    if !as_json {
+        println!(
+            "created {collection:?} from {}: dimension {}, {:?}, {} lists with the index's centroids (generation {}); importing its {} rows",
+            file.display(),
+            h.dim,
+            h.metric,
+            h.nlist(),
+            info.stats.map_or(0, |s| s.generation),
+            rows.len()
+        );
+    }
+    Ok(rows)
 }
 
 async fn import(

@@ -153,6 +153,7 @@ async fn demo(
             nprobe: Some(4),
             ..Default::default()
         }),
+        centroids: None,
     })
     .await
     .map_err(server_err)?;

@@ -300,6 +300,41 @@ fn collection_commands_work_end_to_end() {
         .map(|x| x.as_f64().unwrap() as f32)
         .collect();
     assert_eq!(vector, vectors[..64]);
+    // And back: a collection created from the file keeps its centroids and
+    // answers like the original.
+    let path_s = path.display().to_string();
+    let out = s.ok(&["import", "again", &path_s, "--format", "faiss"]);
+    assert!(out.contains("with the index's centroids"), "{out}");
+    let again_path = exported.path().join("again.faiss");
+    s.ok(&["export", "again", &again_path.display().to_string()]);
+    let again = vdb_format::read_faiss_ivf_flat(&again_path).unwrap();
+    assert_eq!(again.header.centroids, index.header.centroids);
+    assert_eq!(again.header.sizes, index.header.sizes);
+    for nprobe in ["1", "3"] {
+        let search = |c: &str| -> serde_json::Value {
+            serde_json::from_str(
+                s.ok(&[
+                    "search", c, "--file", &query, "--row", "7", "--nprobe", nprobe, "--json",
+                ])
+                .trim(),
+            )
+            .unwrap()
+        };
+        assert_eq!(search("digits")["hits"], search("again")["hits"]);
+    }
+    let e = s.vdbctl(&["import", "again", &path_s, "--format", "faiss"]);
+    assert_eq!(e.status.code(), Some(4), "already exists");
+    let bogus = exported.path().join("bogus.faiss");
+    std::fs::write(&bogus, b"IwPQ not an IVF_Flat file").unwrap();
+    let e = s.vdbctl(&[
+        "import",
+        "bogus",
+        &bogus.display().to_string(),
+        "--format",
+        "faiss",
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("IndexIVFFlat"));
 
     let lists = s.ok(&["describe", "digits", "--lists"]);
     assert!(
@@ -357,6 +392,7 @@ fn collection_commands_work_end_to_end() {
     );
 
     s.ok(&["drop", "digits"]);
+    s.ok(&["drop", "again"]);
     assert_eq!(s.ok(&["list"]).trim(), "");
 }
 
