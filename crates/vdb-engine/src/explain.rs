@@ -88,6 +88,10 @@ pub struct ExactComparison {
     /// query: one more than the largest coarse rank among the lists the
     /// exact neighbours live in.
     pub min_nprobe: usize,
+    /// Example members of each unprobed list that holds a missed
+    /// neighbour (list number, members nearest its centroid), by coarse
+    /// rank: what the skipped clusters hold.
+    pub missed_lists: Vec<(u32, Vec<Sample>)>,
 }
 
 /// Everything explain reports about one query.
@@ -161,27 +165,24 @@ impl Collection {
                 position: layout.centroid(l),
             })
             .collect();
-        let samples = trace
-            .probed
-            .iter()
-            .map(|p| {
-                let members = list_members_near_centroid(quantizer, &sources, p.list, opts.samples);
-                let positions: Vec<[f32; 2]> =
-                    members.iter().map(|m| layout.project(&m.vector)).collect();
-                let found = members
-                    .iter()
-                    .map(|m| Neighbor {
-                        id: m.id,
-                        distance: m.distance,
-                    })
-                    .collect();
-                self.hits(found, opts.with_payload)
-                    .into_iter()
-                    .zip(positions)
-                    .map(|(hit, position)| Sample { hit, position })
-                    .collect()
-            })
-            .collect();
+        let sample = |list: ListId| -> Vec<Sample> {
+            let members = list_members_near_centroid(quantizer, &sources, list, opts.samples);
+            let positions: Vec<[f32; 2]> =
+                members.iter().map(|m| layout.project(&m.vector)).collect();
+            let found = members
+                .iter()
+                .map(|m| Neighbor {
+                    id: m.id,
+                    distance: m.distance,
+                })
+                .collect();
+            self.hits(found, opts.with_payload)
+                .into_iter()
+                .zip(positions)
+                .map(|(hit, position)| Sample { hit, position })
+                .collect()
+        };
+        let samples = trace.probed.iter().map(|p| sample(p.list)).collect();
 
         let exact = if opts.exact {
             let all = vdb_ivf::SearchParams {
@@ -194,7 +195,7 @@ impl Collection {
                 .map_err(|e| Error::invalid("query", e.to_string()))?;
             let exact = self.traced(found, &t.result_lists, &ranks, opts.with_payload);
             let returned: std::collections::HashSet<u64> = hits.iter().map(|h| h.hit.id).collect();
-            let missed = exact
+            let missed: Vec<TracedHit> = exact
                 .iter()
                 .filter(|h| !returned.contains(&h.hit.id))
                 .cloned()
@@ -204,10 +205,18 @@ impl Collection {
                 .map(|h| h.list_rank as usize + 1)
                 .max()
                 .unwrap_or(0);
+            let mut lists: Vec<(u32, u32)> = missed.iter().map(|h| (h.list_rank, h.list)).collect();
+            lists.sort_unstable();
+            lists.dedup();
+            let missed_lists = lists
+                .into_iter()
+                .map(|(_, l)| (l, sample(ListId(l))))
+                .collect();
             Some(ExactComparison {
                 hits: exact,
                 missed,
                 min_nprobe,
+                missed_lists,
             })
         } else {
             None

@@ -170,6 +170,24 @@ fn explain_agrees_with_the_search_it_describes() {
                 "rank and list disagree"
             );
         }
+        // Every list holding a missed neighbour is shown with its members,
+        // by coarse rank.
+        let mut holding: Vec<u32> = x.missed.iter().map(|m| m.list).collect();
+        holding.sort_unstable();
+        holding.dedup();
+        let mut shown: Vec<u32> = x.missed_lists.iter().map(|(l, _)| *l).collect();
+        let ranks: Vec<u32> = shown
+            .iter()
+            .map(|l| e.lists.iter().position(|v| v.list == *l).unwrap() as u32)
+            .collect();
+        assert!(ranks.windows(2).all(|w| w[0] < w[1]), "by coarse rank");
+        shown.sort_unstable();
+        assert_eq!(shown, holding);
+        assert!(
+            x.missed_lists
+                .iter()
+                .all(|(_, s)| !s.is_empty() && s.len() <= 9)
+        );
         some_missed += usize::from(!missed.is_empty());
         let ids_at = |nprobe: usize| -> Vec<u64> {
             c.search(

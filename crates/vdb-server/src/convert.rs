@@ -143,6 +143,18 @@ fn point(p: [f32; 2]) -> Option<pb::Point> {
     Some(pb::Point { x: p[0], y: p[1] })
 }
 
+fn samples_to_pb(samples: Vec<vdb_engine::Sample>) -> Vec<pb::Sample> {
+    samples
+        .into_iter()
+        .map(|s| pb::Sample {
+            id: s.hit.id,
+            distance: s.hit.distance,
+            payload: s.hit.payload,
+            position: point(s.position),
+        })
+        .collect()
+}
+
 fn traced_to_pb(h: vdb_engine::TracedHit) -> pb::TracedHit {
     pb::TracedHit {
         id: h.hit.id,
@@ -175,15 +187,7 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
                 results: p.results,
                 best_distance: p.best_distance,
                 distance_deciles: p.distance_quantiles,
-                samples: samples
-                    .into_iter()
-                    .map(|s| pb::Sample {
-                        id: s.hit.id,
-                        distance: s.hit.distance,
-                        payload: s.hit.payload,
-                        position: point(s.position),
-                    })
-                    .collect(),
+                samples: samples_to_pb(samples),
             })
             .collect(),
         coarse_distances: t.coarse_distances,
@@ -204,6 +208,14 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
             hits: x.hits.into_iter().map(traced_to_pb).collect(),
             missed: x.missed.into_iter().map(traced_to_pb).collect(),
             min_nprobe: x.min_nprobe as u32,
+            missed_lists: x
+                .missed_lists
+                .into_iter()
+                .map(|(list, samples)| pb::ListSamples {
+                    list,
+                    samples: samples_to_pb(samples),
+                })
+                .collect(),
         }),
         generation: e.generation,
     }

@@ -21,7 +21,8 @@ use crate::{explain, explain_page, tune, vecio};
 /// Where the server is and how to print.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The server's address.
+    /// The server's address: http://HOST:PORT, https://HOST:PORT (with
+    /// --tls-ca), or HOST:PORT as vdbd prints it (plain HTTP/2).
     #[arg(
         long,
         global = true,
@@ -412,6 +413,13 @@ pub(crate) async fn connect(
         ),
         None => None,
     };
+    // "host:port", as vdbd prints it, means plain HTTP/2.
+    let server = if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    };
+    let server = server.as_str();
     let endpoint = Channel::from_shared(server.to_string())
         .with_context(|| {
             format!("bad server address {server:?} (expected e.g. http://127.0.0.1:50051)")

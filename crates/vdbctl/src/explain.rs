@@ -53,6 +53,22 @@ fn hit_json(h: &pb::TracedHit) -> Value {
     Value::Object(m)
 }
 
+fn samples_json(samples: &[pb::Sample]) -> Vec<Value> {
+    samples
+        .iter()
+        .map(|s| {
+            let (x, y) = xy(&s.position);
+            let mut m = serde_json::Map::new();
+            m.insert("id".into(), json!(s.id));
+            m.insert("distance".into(), json!(s.distance));
+            m.insert("x".into(), json!(x));
+            m.insert("y".into(), json!(y));
+            payload_fields(&s.payload, &mut m);
+            Value::Object(m)
+        })
+        .collect()
+}
+
 /// The whole explanation as JSON.
 pub fn to_json(collection: &str, k: u32, r: &pb::ExplainResponse) -> Value {
     let probed_lists: std::collections::HashSet<u32> = r.probed.iter().map(|p| p.list).collect();
@@ -70,20 +86,7 @@ pub fn to_json(collection: &str, k: u32, r: &pb::ExplainResponse) -> Value {
         .probed
         .iter()
         .map(|p| {
-            let samples: Vec<Value> = p
-                .samples
-                .iter()
-                .map(|s| {
-                    let (x, y) = xy(&s.position);
-                    let mut m = serde_json::Map::new();
-                    m.insert("id".into(), json!(s.id));
-                    m.insert("distance".into(), json!(s.distance));
-                    m.insert("x".into(), json!(x));
-                    m.insert("y".into(), json!(y));
-                    payload_fields(&s.payload, &mut m);
-                    Value::Object(m)
-                })
-                .collect();
+            let samples = samples_json(&p.samples);
             json!({"list": p.list, "rank": p.rank, "centroid_distance": p.centroid_distance,
                    "size": p.size, "scanned": p.scanned, "deleted_skipped": p.deleted_skipped,
                    "results": p.results, "best_distance": p.best_distance,
@@ -92,9 +95,14 @@ pub fn to_json(collection: &str, k: u32, r: &pb::ExplainResponse) -> Value {
         .collect();
     let (qx, qy) = xy(&r.query_position);
     let exact = r.exact.as_ref().map(|x| {
+        let lists: Vec<Value> = x
+            .missed_lists
+            .iter()
+            .map(|l| json!({"list": l.list, "samples": samples_json(&l.samples)}))
+            .collect();
         json!({"hits": x.hits.iter().map(hit_json).collect::<Vec<_>>(),
                "missed": x.missed.iter().map(hit_json).collect::<Vec<_>>(),
-               "min_nprobe": x.min_nprobe})
+               "min_nprobe": x.min_nprobe, "missed_lists": lists})
     });
     json!({
         "collection": collection, "generation": r.generation, "rows": r.rows, "k": k,
@@ -119,6 +127,17 @@ fn short(p: &Option<Vec<u8>>, width: usize) -> String {
             Err(_) => format!("<{} bytes>", b.len()),
         },
     }
+}
+
+fn samples_text(samples: &[pb::Sample]) -> String {
+    samples
+        .iter()
+        .map(|s| match &s.payload {
+            Some(_) => format!("{} {}", s.id, short(&s.payload, 24)),
+            None => s.id.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 /// The explanation as tables.
@@ -166,15 +185,7 @@ pub fn print_text(r: &pb::ExplainResponse) {
     }
     println!("what the probed lists hold (the rows nearest each centroid):");
     for p in &r.probed {
-        let shown: Vec<String> = p
-            .samples
-            .iter()
-            .map(|s| match &s.payload {
-                Some(_) => format!("{} {}", s.id, short(&s.payload, 24)),
-                None => s.id.to_string(),
-            })
-            .collect();
-        println!("  list {:>5}: {}", p.list, shown.join(" | "));
+        println!("  list {:>5}: {}", p.list, samples_text(&p.samples));
     }
     let total = r.coarse_distances + r.fine_distances;
     println!(
@@ -210,6 +221,13 @@ pub fn print_text(r: &pb::ExplainResponse) {
             println!(
                 "  missed id {} (distance {:.5}): it is in list {}, coarse rank {} — not among the {} probed",
                 m.id, m.distance, m.list, m.list_rank, r.nprobe
+            );
+        }
+        for l in &x.missed_lists {
+            println!(
+                "  unprobed list {:>5} holds: {}",
+                l.list,
+                samples_text(&l.samples)
             );
         }
         if x.missed.is_empty() {

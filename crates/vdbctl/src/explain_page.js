@@ -168,14 +168,17 @@
     if (miss) {
       panel.append(el("p", { class: "bad" }, `Holds ${miss.length} missed neighbour(s): ids ${miss.map((m) => m.id).join(", ")}.`));
     }
-    if (!p) {
-      panel.append(el("p", { class: "note" }, "Members are sampled for the probed lists."));
+    const skipped = D.exact && (D.exact.missed_lists || []).find((m) => m.list === list);
+    const samples = p ? p.samples : skipped ? skipped.samples : null;
+    if (!samples) {
+      panel.append(el("p", { class: "note" }, "Members are sampled for the probed lists and, with --exact, for the lists holding missed neighbours."));
       return;
     }
-    panel.append(el("p", { class: "note" }, `The ${p.samples.length} rows nearest its centroid:`));
+    panel.append(el("p", { class: "note" }, `The ${samples.length} rows nearest its centroid` + (p ? ":" : " (the search skipped them):")));
     const grid = el("div", { class: "grid" });
-    for (const s of p.samples) {
-      const m = el("div", { class: "member" + (hitIds.has(s.id) ? " is-hit" : "") });
+    for (const s of samples) {
+      const isMissed = missed.some((x) => x.id === s.id);
+      const m = el("div", { class: "member" + (hitIds.has(s.id) ? " is-hit" : "") + (isMissed ? " is-missed" : "") });
       m.append(payloadView(s), el("div", { class: "meta" }, `id ${s.id} · ${fmt(s.distance, 1)}`));
       grid.append(m);
     }

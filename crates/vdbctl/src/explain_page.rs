@@ -39,6 +39,7 @@ section { background: #fff; border: 1px solid #dee2e6; border-radius: 6px; paddi
 .grid { display: flex; flex-wrap: wrap; gap: 8px; }
 .member { border: 1px solid #dee2e6; border-radius: 4px; padding: 4px; width: 104px; text-align: center; }
 .member.is-hit { border-color: var(--hit); box-shadow: 0 0 0 2px #b2f2bb; }
+.member.is-missed { border-color: var(--missed); box-shadow: 0 0 0 2px #ffc9c9; }
 .member .meta { font-size: 11px; color: var(--muted); }
 .payload { display: flex; flex-direction: column; align-items: center; gap: 2px; }
 .payload .text { font-size: 12px; word-break: break-word; }

@@ -391,6 +391,19 @@ fn collection_commands_work_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The address as vdbd prints it, without a scheme, works too.
+    let bare = s.addr.trim_start_matches("http://").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_vdbctl"))
+        .args(["--server", &bare, "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("again"));
+
     s.ok(&["drop", "digits"]);
     s.ok(&["drop", "again"]);
     assert_eq!(s.ok(&["list"]).trim(), "");
