@@ -8,9 +8,7 @@
 
 use std::collections::HashSet;
 
-use vdb_engine::{
-    CollectionConfig, Engine, Error, ExplainOptions, RetrainPolicy, Row, SearchOptions,
-};
+use vdb_engine::{CollectionConfig, Engine, Error, ExplainOptions, Row, SearchOptions};
 
 mod common;
 
@@ -27,12 +25,7 @@ fn setup(dir: &std::path::Path) -> (Engine, std::sync::Arc<vdb_engine::Collectio
     let config = CollectionConfig {
         nlist: 16,
         nprobe: NPROBE,
-        retrain: RetrainPolicy {
-            growth: 0.0,
-            error_drift: 0.0,
-            imbalance: 0.0,
-            ..RetrainPolicy::default()
-        },
+        retrain: common::never_retrain(),
         ..CollectionConfig::new(DIM)
     };
     let c = engine.create_collection("e", config).unwrap();

@@ -7,9 +7,7 @@
 
 mod common;
 
-use vdb_engine::{
-    Alter, CollectionConfig, Engine, Error, RetrainPolicy, Row, SearchOptions, TuneOptions,
-};
+use vdb_engine::{Alter, CollectionConfig, Engine, Error, Row, SearchOptions, TuneOptions};
 
 const DIM: usize = 16;
 
@@ -20,12 +18,7 @@ fn the_recommended_nprobe_meets_the_target_on_unseen_queries() {
     let config = CollectionConfig {
         nlist: 32,
         nprobe: 1,
-        retrain: RetrainPolicy {
-            growth: 0.0,
-            error_drift: 0.0,
-            imbalance: 0.0,
-            ..RetrainPolicy::default()
-        },
+        retrain: common::never_retrain(),
         ..CollectionConfig::new(DIM)
     };
     let c = engine.create_collection("t", config).unwrap();

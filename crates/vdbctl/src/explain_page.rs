@@ -134,7 +134,7 @@ pub fn render(data: &Value) -> String {
 }
 
 /// Text for HTML element content and attribute values.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -96,7 +96,7 @@ pub fn plot(collection: &str, target: f64, r: &pb::TuneResponse) -> String {
 <text x="{L}" y="22" font-size="15" font-weight="600">recall@{k} and latency against nprobe — {name} ({sample} sampled queries)</text>
 "##,
         k = r.k,
-        name = escape(collection),
+        name = crate::explain_page::escape(collection),
         sample = r.sample
     );
     // Grid and axes.
@@ -195,13 +195,6 @@ pub fn plot(collection: &str, target: f64, r: &pb::TuneResponse) -> String {
     }
     s.push_str("</svg>\n");
     s
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

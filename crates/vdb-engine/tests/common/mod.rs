@@ -201,3 +201,14 @@ pub fn clustered(n: usize, dim: usize, centres: usize, seed: u64) -> Vec<Vec<f32
         })
         .collect()
 }
+
+/// A retraining policy with every rule off: the centroids stay those of
+/// the first training.
+pub fn never_retrain() -> vdb_engine::RetrainPolicy {
+    vdb_engine::RetrainPolicy {
+        growth: 0.0,
+        error_drift: 0.0,
+        imbalance: 0.0,
+        ..vdb_engine::RetrainPolicy::default()
+    }
+}
