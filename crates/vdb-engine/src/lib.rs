@@ -253,8 +253,10 @@ impl Engine {
         centroids: Option<TrainedCentroids>,
     ) -> Result<Arc<Collection>> {
         validate_name(name)?;
+        // The dimension first: the centroids are checked against it.
+        config.validate()?;
         if let Some(c) = &centroids {
-            if c.values.is_empty() || !c.values.len().is_multiple_of(config.dim.max(1)) {
+            if c.values.is_empty() || !c.values.len().is_multiple_of(config.dim) {
                 return Err(Error::invalid(
                     "centroids",
                     format!(

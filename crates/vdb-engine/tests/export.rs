@@ -156,4 +156,17 @@ fn a_collection_created_with_centroids_keeps_them() {
         assert!(e.to_string().contains(field), "{e}");
         assert!(engine.collection("bad").is_err());
     }
+    // A dimension of 0 is refused as such, not divided by.
+    let e = engine
+        .create_collection_with_centroids(
+            "bad",
+            CollectionConfig::new(0),
+            vdb_engine::TrainedCentroids {
+                values: vec![1.0; 6],
+                trained_rows: 0,
+                imbalance: 0.0,
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("dim"), "{e}");
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use vdb_engine::{
-    Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, Lsn, MAX_SAMPLES, SearchOptions,
+    Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, Lsn, SearchOptions,
     TrainedCentroids, TuneOptions,
 };
 use vdb_proto::v1 as pb;
@@ -528,13 +528,8 @@ impl Vdb for VdbService {
         let k = self.check_k(r.k)?;
         let nprobe = nprobe_of(r.nprobe)?;
         let query = r.query.ok_or_else(|| invalid("query", "missing"))?.values;
+        // The engine refuses more than MAX_SAMPLES by field.
         let samples = r.samples.map_or(DEFAULT_SAMPLES, |s| s as usize);
-        if samples > MAX_SAMPLES {
-            return Err(invalid(
-                "samples",
-                format!("{samples} is above the limit of {MAX_SAMPLES}"),
-            ));
-        }
         let opts = ExplainOptions {
             k,
             nprobe,

@@ -1150,6 +1150,16 @@ async fn create_from_faiss(
             });
         }
     }
+    // faiss allows an id twice; vdb does not. Refuse before creating
+    // anything.
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    if let Some(dup) = rows.iter().find(|r| !seen.insert(r.id)) {
+        bail!(
+            "{}: id {} is in the index twice; vdb ids are unique (nothing was created)",
+            file.display(),
+            dup.id
+        );
+    }
     let metric = match h.metric {
         vdb_format::FaissMetric::L2 => pb::Metric::L2,
         vdb_format::FaissMetric::InnerProduct => pb::Metric::InnerProduct,

@@ -324,6 +324,27 @@ fn collection_commands_work_end_to_end() {
     }
     let e = s.vdbctl(&["import", "again", &path_s, "--format", "faiss"]);
     assert_eq!(e.status.code(), Some(4), "already exists");
+    // faiss allows an id twice, vdb refuses the file before creating
+    // anything.
+    let mut twice = index.clone();
+    let (first_ids, _) = twice
+        .lists
+        .iter_mut()
+        .find(|(ids, _)| ids.len() >= 2)
+        .unwrap();
+    first_ids[1] = first_ids[0];
+    let twice_path = exported.path().join("twice.faiss");
+    vdb_format::write_faiss_ivf_flat(&twice_path, &twice).unwrap();
+    let e = s.vdbctl(&[
+        "import",
+        "twice",
+        &twice_path.display().to_string(),
+        "--format",
+        "faiss",
+    ]);
+    assert_eq!(e.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("twice"));
+    assert!(!s.ok(&["list"]).contains("twice"), "nothing was created");
     let bogus = exported.path().join("bogus.faiss");
     std::fs::write(&bogus, b"IwPQ not an IVF_Flat file").unwrap();
     let e = s.vdbctl(&[
