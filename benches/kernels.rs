@@ -1,6 +1,7 @@
 //! Distance kernel throughput, per instruction set, in bytes of stored
 //! vectors read per second, next to a plain sequential read of the same
-//! memory (the machine's bandwidth, the ceiling for a list scan).
+//! memory (the machine's bandwidth, the ceiling for a list scan); the
+//! matrix product and the assignment of rows to lists (the write path).
 //!
 //! `cargo bench -p vdb-benches --bench kernels`
 
@@ -73,6 +74,19 @@ fn kernels(c: &mut Criterion) {
     g.throughput(Throughput::Elements((2 * m * n * dim) as u64));
     g.bench_function("256x1024x384 (flops)", |b| {
         b.iter(|| distance::dot_matrix(black_box(&a), m, black_box(&bm), n, dim, &mut out))
+    });
+    g.finish();
+
+    // The write path: one batch of 1,000 rows to its nearest of 1,024 lists
+    // (matrix product, then an argmin per row), in rows per second.
+    let mut g = c.benchmark_group("assign");
+    let (rows, nlist, dim) = (1000usize, 1024usize, 128usize);
+    let batch = data(rows * dim, 5);
+    let q = vdb_ivf::CoarseQuantizer::new(dim, vdb_core::Metric::L2, data(nlist * dim, 6))
+        .expect("valid centroids");
+    g.throughput(Throughput::Elements(rows as u64));
+    g.bench_function("1000x128 to 1024 lists", |b| {
+        b.iter(|| q.assign(black_box(&batch)).expect("assign"))
     });
     g.finish();
 }

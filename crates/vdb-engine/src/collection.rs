@@ -916,6 +916,25 @@ impl Collection {
         Arc::clone(&self.snapshot.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// The work a search of `queries` queries at `nprobe` (as in
+    /// [`SearchOptions::nprobe`]) is expected to do on the current
+    /// snapshot, in vector components compared: per query every centroid,
+    /// plus the probed lists' share of the visible rows (as if the lists
+    /// were equal in size). Exact search (`usize::MAX`) compares every row.
+    /// A server uses it to decide whether a search is small enough to run
+    /// on the thread that received it.
+    pub fn search_work(&self, queries: usize, nprobe: Option<usize>) -> u64 {
+        let snap = self.snapshot();
+        let nlist = snap.nlist().max(1) as u64;
+        let nprobe = nprobe
+            .unwrap_or_else(|| self.default_nprobe.load(Ordering::Acquire))
+            .clamp(1, nlist as usize) as u64;
+        let rows = (snap.live_rows as u64).saturating_mul(nprobe) / nlist;
+        (nlist + rows)
+            .saturating_mul(self.config.dim as u64)
+            .saturating_mul(queries as u64)
+    }
+
     /// Searches every query (each `dim` long) on one snapshot.
     pub fn search(&self, queries: &[Vec<f32>], opts: SearchOptions) -> Result<Vec<Vec<Hit>>> {
         let snap = self.snapshot();

@@ -1,8 +1,12 @@
 //! The `vdb.v1.Vdb` service over an [`Engine`].
 //!
-//! Every engine call (writes wait for an fsync; searches are CPU work) runs
-//! on tokio's blocking pool, never on the runtime's worker threads. A
-//! request first takes a permit of the concurrency limit without waiting:
+//! Engine calls (writes wait for an fsync; searches are CPU work) run on
+//! tokio's blocking pool, not on the runtime's worker threads, with one
+//! exception: a search whose expected work ([`Collection::search_work`]) is
+//! within [`Limits::inline_search_work`] runs on the worker that received
+//! it. Handing a sub-millisecond search to another thread and back costs
+//! two thread wake-ups, which measured as a third of the request's cost
+//! (`docs/benchmarks.md`). A request first takes a permit of the concurrency limit without waiting:
 //! when none is free the answer is `RESOURCE_EXHAUSTED`, so load beyond
 //! the limit is refused instead of queued without bound. If the client
 //! cancels or its deadline passes, the handler is dropped; a write already
@@ -36,6 +40,10 @@ pub struct Limits {
     pub max_k: usize,
     /// Requests served at once; more get `RESOURCE_EXHAUSTED`.
     pub max_concurrent: usize,
+    /// Searches expected to compare at most this many vector components
+    /// ([`Collection::search_work`]) run on the thread that received them;
+    /// larger ones on the blocking pool. 0: every search on the pool.
+    pub inline_search_work: u64,
 }
 
 impl Default for Limits {
@@ -44,6 +52,10 @@ impl Default for Limits {
             max_batch: 10_000,
             max_k: 10_000,
             max_concurrent: 64,
+            // About 1 ms of distance computations on one core: 384-d
+            // vectors at nlist 1,024 and nprobe 16 over 100,000 rows are
+            // 1.0 M components.
+            inline_search_work: 4 << 20,
         }
     }
 }
@@ -164,6 +176,20 @@ impl VdbService {
     ) -> Result<T, Status> {
         let engine = Arc::clone(&self.engine);
         blocking(move || f(engine.collection(&name)?)).await
+    }
+
+    /// Runs `f` here, on the runtime's worker thread, if `inline`, else on
+    /// the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        inline: bool,
+        f: impl FnOnce() -> vdb_engine::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        if inline {
+            f().map_err(status)
+        } else {
+            blocking(f).await
+        }
     }
 
     /// Flush, Compact and Retrain: run `op` (given the requested nlist,
@@ -479,8 +505,10 @@ impl Vdb for VdbService {
         };
         let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|q| q.values).collect();
         let (with_payload, with_vectors) = (r.with_payload, r.with_vectors);
+        let c = self.engine.collection(&r.collection).map_err(status)?;
+        let inline = c.search_work(queries.len(), nprobe) <= self.limits.inline_search_work;
         let out = self
-            .with_collection(r.collection, move |c| {
+            .run(inline, move || {
                 let opts = SearchOptions {
                     k,
                     nprobe,

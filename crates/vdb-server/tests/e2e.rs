@@ -914,6 +914,81 @@ async fn a_kill_during_streaming_imports_keeps_every_acknowledged_row() {
     );
 }
 
+/// Searches (and a bad one) whose answers must not depend on where the
+/// server runs them.
+fn search_mix() -> Vec<pb::SearchRequest> {
+    let mut out = Vec::new();
+    for id in [0u64, 7, 150, 299] {
+        let mut r = search("mix", vector(id), 5);
+        r.with_payload = true;
+        r.with_vectors = true;
+        out.push(r);
+    }
+    let mut exact = search("mix", vector(3), 10);
+    exact.exact = true;
+    out.push(exact);
+    let mut batch = search("mix", vector(1), 4);
+    batch.queries = (0..50).map(|i| pb::Vector { values: vector(i) }).collect();
+    batch.nprobe = Some(1);
+    out.push(batch);
+    out.push(search("mix", vec![1.0; DIM + 1], 5));
+    out
+}
+
+async fn answers(c: &mut VdbClient<Channel>) -> Vec<Result<pb::SearchResponse, (Code, String)>> {
+    let mut out = Vec::new();
+    for r in search_mix() {
+        out.push(
+            c.search(r)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| (s.code(), s.message().to_string())),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_in_place_and_on_the_blocking_pool_answer_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    // Budget 0: every search on the blocking pool.
+    let server = Server::start(dir.path(), &["--inline-search-work", "0"]);
+    let mut c = server.client().await;
+    create(&mut c, "mix").await;
+    c.upsert(pb::UpsertRequest {
+        collection: "mix".into(),
+        rows: (0..300).map(row).collect(),
+    })
+    .await
+    .unwrap();
+    c.flush(pb::MaintenanceRequest {
+        collection: "mix".into(),
+        nlist: None,
+    })
+    .await
+    .unwrap();
+    let pooled = answers(&mut c).await;
+    drop(c);
+    server.stop();
+    let last = pooled.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(last.0, Code::InvalidArgument);
+    assert!(last.1.contains("queries[0]"), "{}", last.1);
+    assert_eq!(pooled[5].as_ref().unwrap().results.len(), 50);
+
+    // The default budget keeps these small searches in place; the largest
+    // budget keeps every search in place.
+    for extra in [
+        &[][..],
+        &["--inline-search-work", "18446744073709551615"][..],
+    ] {
+        let server = Server::start(dir.path(), extra);
+        let mut c = server.client().await;
+        assert_eq!(answers(&mut c).await, pooled, "with {extra:?}");
+        drop(c);
+        server.stop();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_clients_get_answers_or_resource_exhausted() {
     let dir = tempfile::tempdir().unwrap();

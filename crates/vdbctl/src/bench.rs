@@ -251,6 +251,8 @@ struct Row {
     /// Over gRPC with `--server local`: the same collection searched in
     /// process (QPS, p50, p99 of one query per call).
     in_process: Option<(f64, f64, f64)>,
+    /// The same, with [`PACE`] of idleness before each query (p50, p99).
+    in_process_paced: Option<(f64, f64)>,
     /// Over gRPC: p50 ms of one query per request to an empty collection
     /// (what the transport alone costs).
     floor_p50_ms: Option<f64>,
@@ -397,10 +399,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let min = Duration::from_secs_f64(args.min_seconds.max(0.0));
         if let Some(t) = &in_process {
             // Only the single-query numbers compare with gRPC's.
-            row.in_process = Some(single_query_latency(t.as_ref(), &queries, sp, min)?);
+            row.in_process = Some(single_query_latency(t.as_ref(), &queries, sp, min, None)?);
+            let (_, p50, p99) = single_query_latency(t.as_ref(), &queries, sp, min, Some(PACE))?;
+            row.in_process_paced = Some((p50, p99));
         }
         if let Some(f) = &built.floor {
-            row.floor_p50_ms = Some(single_query_latency(f.as_ref(), &queries, sp, min)?.1);
+            row.floor_p50_ms = Some(single_query_latency(f.as_ref(), &queries, sp, min, None)?.1);
         }
         rows.push(row);
     }
@@ -484,6 +488,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 if let Some(f) = r.floor_p50_ms {
                     o.num("grpc_floor_overhead", f / p50);
                 }
+            }
+            if let Some((p50, p99)) = r.in_process_paced {
+                o.num("inproc_paced_p50_ms", p50)
+                    .num("inproc_paced_p99_ms", p99)
+                    .num("grpc_paced_overhead", r.p50_ms / p50 - 1.0);
             }
             if let Some(f) = r.floor_p50_ms {
                 o.num("grpc_floor_p50_ms", f);
@@ -574,6 +583,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                     out,
                     "; the same collection in process: {q:.0} QPS 1-thread, p50 {p50:.3} / p99 {p99:.3} ms (gRPC costs {:.1} % of 1-thread QPS)",
                     100.0 * (q / r.qps - 1.0)
+                )?;
+            }
+            if let Some((p50, _)) = r.in_process_paced {
+                write!(
+                    out,
+                    "; in process with {} µs idle before each query: p50 {p50:.3} ms",
+                    PACE.as_micros()
                 )?;
             }
             match r.floor_p50_ms {
@@ -1007,7 +1023,7 @@ fn measure(
         hits as f64 / total as f64
     };
     let min = Duration::from_secs_f64(min_seconds.max(0.0));
-    let (qps, p50_ms, p99_ms) = single_query_latency(target, queries, sp, min)?;
+    let (qps, p50_ms, p99_ms) = single_query_latency(target, queries, sp, min, None)?;
 
     // Batches: the whole query set per call, on every thread and on one.
     let batch_qps = batch_throughput(target, queries, sp, pool, min)?;
@@ -1019,6 +1035,7 @@ fn measure(
     Ok(Row {
         qps_16_clients: None,
         in_process: None,
+        in_process_paced: None,
         floor_p50_ms: None,
         nprobe: sp.nprobe,
         requested_nprobe: requested,
@@ -1032,19 +1049,30 @@ fn measure(
     })
 }
 
+/// The idle time before each query of the paced in-process measurement:
+/// about what a server's core idles between one client's requests on
+/// loopback. A search that follows idleness runs slower than one of a
+/// back-to-back loop (caches and the idle CPU), whatever the transport.
+const PACE: Duration = Duration::from_micros(200);
+
 /// One query at a time on this thread, passes over the queries until `min`
-/// has passed: (QPS, p50 ms, p99 ms).
+/// has passed, sleeping `pause` (untimed) before each: (QPS, p50 ms,
+/// p99 ms).
 fn single_query_latency(
     target: &dyn Target,
     queries: &Matrix<f32>,
     sp: SearchParams,
     min: Duration,
+    pause: Option<Duration>,
 ) -> Result<(f64, f64, f64)> {
     let mut searcher = Searcher::new();
     let mut latencies = Vec::with_capacity(queries.rows);
     let start = Instant::now();
     loop {
         for q in 0..queries.rows {
+            if let Some(p) = pause {
+                std::thread::sleep(p);
+            }
             let t = Instant::now();
             let r = target.search(&mut searcher, queries.row(q), sp)?;
             latencies.push(t.elapsed());

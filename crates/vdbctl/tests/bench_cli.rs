@@ -363,6 +363,8 @@ fn server_runs_measure_over_grpc_with_the_same_keys() {
         "grpc_overhead",
         "grpc_floor_p50_ms",
         "grpc_floor_overhead",
+        "inproc_paced_p50_ms",
+        "grpc_paced_overhead",
         "ingest_rows_per_s",
         "upsert_rows_per_s",
     ] {

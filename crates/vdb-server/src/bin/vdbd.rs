@@ -48,6 +48,12 @@ struct Args {
     /// Requests served at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "VDB_MAX_CONCURRENT", default_value_t = Limits::default().max_concurrent)]
     max_concurrent: usize,
+    /// Searches expected to compare at most this many vector components
+    /// (per query: every centroid plus the probed share of the rows, times
+    /// the dimension) run on the thread that received them instead of
+    /// being handed to the blocking pool; 0 hands every search over.
+    #[arg(long, env = "VDB_INLINE_SEARCH_WORK", default_value_t = Limits::default().inline_search_work)]
+    inline_search_work: u64,
     /// Seconds requests in flight get to finish after SIGTERM/SIGINT before
     /// remaining connections are closed.
     #[arg(long, env = "VDB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
@@ -91,6 +97,7 @@ struct FileConfig {
     max_batch: Option<usize>,
     max_k: Option<usize>,
     max_concurrent: Option<usize>,
+    inline_search_work: Option<u64>,
     shutdown_grace_secs: Option<u64>,
     api_keys: Option<Vec<String>>,
     read_only_keys: Option<Vec<String>>,
@@ -128,6 +135,7 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
         max_batch,
         max_k,
         max_concurrent,
+        inline_search_work,
         shutdown_grace_secs,
         api_keys,
         read_only_keys,
@@ -199,6 +207,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             max_batch: args.max_batch,
             max_k: args.max_k,
             max_concurrent: args.max_concurrent,
+            inline_search_work: args.inline_search_work,
         },
         keys: ApiKeys {
             full: args
