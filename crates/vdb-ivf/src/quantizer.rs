@@ -178,34 +178,69 @@ impl CoarseQuantizer {
 
     /// Picks the best centroid from one row of the `x · cⱼ` matrix.
     fn nearest(&self, dots: &[f32], x: &[f32]) -> (ListId, f32) {
-        let mut best = (0usize, f32::INFINITY);
         match self.metric {
             Metric::L2 => {
                 // argmin ‖c‖² − 2x·c; ‖x‖² is added once for the distance.
-                for (j, (&dot, &norm)) in dots.iter().zip(&self.norms).enumerate() {
-                    let d = norm - 2.0 * dot;
-                    if d < best.1 {
-                        best = (j, d);
-                    }
-                }
-                let d = (best.1 + distance::norm_sq(x)).max(0.0);
-                (ListId(best.0 as u32), d)
+                let (j, d) = argmin(dots, &self.norms, |dot, norm| norm - 2.0 * dot);
+                let d = (d + distance::norm_sq(x)).max(0.0);
+                (ListId(j as u32), d)
             }
             Metric::InnerProduct | Metric::Cosine => {
-                for (j, &dot) in dots.iter().enumerate() {
-                    if -dot < best.1 {
-                        best = (j, -dot);
-                    }
-                }
+                let (j, d) = argmin(dots, dots, |dot, _| -dot);
                 let d = if self.metric == Metric::Cosine {
-                    (1.0 + best.1).max(0.0)
+                    (1.0 + d).max(0.0)
                 } else {
-                    best.1
+                    d
                 };
-                (ListId(best.0 as u32), d)
+                (ListId(j as u32), d)
             }
         }
     }
+}
+
+/// Independent minima in [`argmin`]: one AVX-512 register of `f32`.
+const LANES: usize = 16;
+
+/// The position and value of the smallest `score(dots[j], norms[j])`: the
+/// first of equal ones, `(0, ∞)` if none is below infinity (NaN never
+/// wins) — what a plain `if d < best` loop gives. Written as [`LANES`]
+/// independent branch-free minima (each keeping its first minimum), which
+/// the compiler turns into vector compares and blends; the plain loop runs
+/// one item at a time and cost as much as the matrix product before it.
+/// The lanes are then combined by value, then position.
+#[inline(always)]
+fn argmin(dots: &[f32], norms: &[f32], score: impl Fn(f32, f32) -> f32) -> (usize, f32) {
+    let n = dots.len().min(norms.len());
+    let (dots, norms) = (&dots[..n], &norms[..n]);
+    let mut best = [f32::INFINITY; LANES];
+    let mut at = [0u32; LANES];
+    for (c, (ds, ns)) in dots
+        .chunks_exact(LANES)
+        .zip(norms.chunks_exact(LANES))
+        .enumerate()
+    {
+        let base = (c * LANES) as u32;
+        for j in 0..LANES {
+            let d = score(ds[j], ns[j]);
+            let better = d < best[j];
+            best[j] = if better { d } else { best[j] };
+            at[j] = if better { base + j as u32 } else { at[j] };
+        }
+    }
+    let mut win = (0usize, f32::INFINITY);
+    for (&d, &j) in best.iter().zip(&at) {
+        if d < win.1 || (d == win.1 && d < f32::INFINITY && (j as usize) < win.0) {
+            win = (j as usize, d);
+        }
+    }
+    let tail = n / LANES * LANES;
+    for j in tail..n {
+        let d = score(dots[j], norms[j]);
+        if d < win.1 {
+            win = (j, d);
+        }
+    }
+    win
 }
 
 #[cfg(test)]
@@ -239,6 +274,33 @@ mod tests {
                 assert!((mine - want).abs() < 1e-4, "{metric}: {mine} vs {want}");
                 assert!((d - want).abs() < 1e-3, "{metric}: reported {d} vs {want}");
             }
+        }
+    }
+
+    /// What `argmin` must equal: the plain first-minimum loop.
+    fn plain_argmin(values: &[f32]) -> (usize, f32) {
+        let mut best = (0usize, f32::INFINITY);
+        for (j, &d) in values.iter().enumerate() {
+            if d < best.1 {
+                best = (j, d);
+            }
+        }
+        best
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn argmin_is_the_first_minimum(
+            // Few distinct values, so ties are common; NaN and ±∞ included.
+            picks in proptest::collection::vec(0usize..8, 0..150)
+        ) {
+            let palette = [3.0, -1.0, 2.5, f32::NAN, f32::INFINITY, -1.0, 0.0, f32::NEG_INFINITY];
+            let values: Vec<f32> = picks.iter().map(|&p| palette[p]).collect();
+            let zeros = vec![0.0f32; values.len()];
+            let got = argmin(&values, &zeros, |d, _| d);
+            let want = plain_argmin(&values);
+            proptest::prop_assert_eq!(got.0, want.0);
+            proptest::prop_assert!(got.1 == want.1, "{} vs {}", got.1, want.1);
         }
     }
 

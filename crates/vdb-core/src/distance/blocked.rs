@@ -59,6 +59,11 @@ impl BlockedVectors {
         self.dim
     }
 
+    /// The blocks: `len().div_ceil(BLOCK) × dim × BLOCK` values.
+    pub(crate) fn data(&self) -> &[f32] {
+        &self.data
+    }
+
     /// `out[i] = query · vᵢ` for every vector (`out` must hold [`len`]
     /// values; extra ones are left as they are, missing ones skipped).
     ///

@@ -70,7 +70,12 @@ pub struct Kernels {
     /// Inner products of a query with vectors in the [`BlockedVectors`]
     /// layout: `(query, data, dim, count, out)`.
     pub blocked_dots: fn(&[f32], &[f32], usize, usize, &mut [f32]),
+    /// The matrix product of [`dot_matrix`], lengths already checked.
+    pub dot_matrix: DotMatrixFn,
 }
+
+/// A matrix product kernel: `(a, m, b, n, dim, out)` as in [`dot_matrix`].
+pub type DotMatrixFn = fn(&[f32], usize, &[f32], usize, usize, &mut [f32]);
 
 impl fmt::Debug for Kernels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -85,6 +90,7 @@ const PORTABLE: Kernels = Kernels {
     l2_sq_batch: portable::l2_sq_batch,
     dot_batch: portable::dot_batch,
     blocked_dots: blocked::dots_portable,
+    dot_matrix: simd::gemm_abt,
 };
 
 /// The kernels for `isa`, if this CPU supports it.
@@ -157,13 +163,25 @@ pub fn dot_batch(query: &[f32], vectors: &[f32], out: &mut [f32]) {
 ///
 /// This is the blocked matrix product used where many vectors meet many
 /// vectors (k-means assignment, bulk list assignment); it is far faster than
-/// `m × n` calls of [`dot`].
+/// `m × n` calls of [`dot`]. With AVX-512 it is vdb's own register-blocked
+/// kernel; elsewhere the `matrixmultiply` crate's SGEMM (AVX2/FMA at most).
 ///
 /// # Panics
 /// If `a` holds fewer than `m * dim` values, `b` fewer than `n * dim`, or
 /// `out` fewer than `m * n`.
 pub fn dot_matrix(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
-    simd::gemm_abt(a, m, b, n, dim, out)
+    assert!(
+        a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n,
+        "dot_matrix: operands too short for {m}x{dim} · ({n}x{dim})ᵀ"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if dim == 0 {
+        out[..m * n].iter_mut().for_each(|x| *x = 0.0);
+        return;
+    }
+    (active().dot_matrix)(a, m, b, n, dim, out)
 }
 
 /// Squared L2 norm `Σ aᵢ²`.
@@ -324,6 +342,44 @@ mod tests {
             let mut out = [7.0; 3];
             (k.l2_sq_batch)(&[1.0, 1.0], &[1.0, 1.0, 0.0], &mut out);
             assert_eq!(out, [0.0, 7.0, 7.0], "{isa}: a partial row is not a row");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every instruction set's matrix product, over shapes that leave
+        /// partial row groups and partial blocks, against the f64 reference;
+        /// values outside `m × n` are never written.
+        #[test]
+        fn every_dot_matrix_matches_the_reference(
+            (m, n, dim, seed) in (1usize..40, 1usize..70, 1usize..150, any::<u64>())
+        ) {
+            let mut s = seed | 1;
+            let mut next = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 * 200.0 - 100.0
+            };
+            let a: Vec<f32> = (0..m * dim).map(|_| next()).collect();
+            let b: Vec<f32> = (0..n * dim).map(|_| next()).collect();
+            for isa in available() {
+                let k = kernels_for(isa).unwrap();
+                let mut out = vec![f32::NAN; m * n + 3];
+                (k.dot_matrix)(&a, m, &b, n, dim, &mut out);
+                for i in 0..m {
+                    for j in 0..n {
+                        let (x, y) = (&a[i * dim..][..dim], &b[j * dim..][..dim]);
+                        let want = reference::dot(x, y);
+                        let terms: f64 = x.iter().zip(y).map(|(p, q)| (*p as f64 * *q as f64).abs()).sum();
+                        let got = out[i * n + j] as f64;
+                        prop_assert!((got - want).abs() <= tolerance(terms, dim),
+                            "{}: ({}, {}) of {}x{}x{}: {} vs {}", isa, i, j, m, n, dim, got, want);
+                    }
+                }
+                prop_assert!(out[m * n..].iter().all(|x| x.is_nan()), "{}: wrote past m × n", isa);
+            }
         }
     }
 

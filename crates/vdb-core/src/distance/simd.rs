@@ -86,6 +86,7 @@ mod x86 {
         l2_sq_batch: l2_sq_batch_avx2_entry,
         dot_batch: dot_batch_avx2_entry,
         blocked_dots: blocked_dots_avx2_entry,
+        dot_matrix: super::gemm_abt,
     };
 
     pub(super) const AVX512: Kernels = Kernels {
@@ -95,7 +96,155 @@ mod x86 {
         l2_sq_batch: l2_sq_batch_avx512_entry,
         dot_batch: dot_batch_avx512_entry,
         blocked_dots: blocked_dots_avx512_entry,
+        dot_matrix: dot_matrix_avx512_entry,
     };
+
+    fn dot_matrix_avx512_entry(
+        a: &[f32],
+        m: usize,
+        b: &[f32],
+        n: usize,
+        dim: usize,
+        out: &mut [f32],
+    ) {
+        // SAFETY: only reachable through `AVX512`, returned by `kernels` only
+        // after detecting avx512f; `dot_matrix` checked the lengths.
+        unsafe { dot_matrix_avx512(a, m, b, n, dim, out) }
+    }
+
+    /// Rows of `a` per group in [`dot_matrix_avx512`].
+    const ROWS: usize = 6;
+    /// Blocks of 16 vectors of `b` per step in [`dot_matrix_avx512`].
+    const STEP: usize = 4;
+
+    /// `out[i·n + j] = aᵢ · bⱼ`. `b` is re-laid in blocks of 16 vectors,
+    /// dimension-major ([`BlockedVectors`]; `n × dim` copies, small next to
+    /// the `m × n × dim` multiply-adds). Each group of [`ROWS`] rows of `a`
+    /// then meets [`STEP`] blocks at a time with `ROWS × STEP` = 24 of the
+    /// 32 registers holding partial sums for the whole dimension: a step of
+    /// one dimension loads 4 × 16 values of `b` and broadcasts 6 of `a` for
+    /// 24 multiply-adds, which keeps both multiply-add units busy without
+    /// running out of load ports. The group is interleaved first
+    /// (`at[d·ROWS + r] = a_r[d]`), so both operands are read in order.
+    ///
+    /// [`BlockedVectors`]: super::super::BlockedVectors
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot_matrix_avx512(
+        a: &[f32],
+        m: usize,
+        b: &[f32],
+        n: usize,
+        dim: usize,
+        out: &mut [f32],
+    ) {
+        let blocked = super::super::BlockedVectors::new(&b[..n * dim], dim);
+        let data = blocked.data();
+        let blocks = n.div_ceil(16);
+        let mut at = vec![0.0f32; ROWS * dim];
+        for (g, group) in a[..m * dim].chunks(ROWS * dim).enumerate() {
+            let rows = group.len() / dim;
+            for (r, row) in group.chunks_exact(dim).enumerate() {
+                for (d, &x) in row.iter().enumerate() {
+                    at[d * ROWS + r] = x;
+                }
+            }
+            // A short last group computes on the previous group's rows too
+            // and stores only its own.
+            let mut block = 0;
+            while block < blocks {
+                let out_row = g * ROWS * n;
+                if block + STEP <= blocks {
+                    // SAFETY: blocks `block .. block + STEP` exist (see
+                    // `tile` for what it reads and `store` for what it
+                    // writes).
+                    unsafe {
+                        let acc = tile::<STEP>(data, block, dim, &at);
+                        store(&acc, rows, block, n, &mut out[out_row..]);
+                    }
+                    block += STEP;
+                } else {
+                    // SAFETY: as above, for the one block `block`.
+                    unsafe {
+                        let acc = tile::<1>(data, block, dim, &at);
+                        store(&acc, rows, block, n, &mut out[out_row..]);
+                    }
+                    block += 1;
+                }
+            }
+        }
+    }
+
+    /// Partial sums of the [`ROWS`] interleaved rows in `at` with the `NB`
+    /// blocks from `first` on.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `data` holds at least `(first + NB) · dim · 16`
+    /// values and `at` at least `dim · ROWS`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const NB: usize>(
+        data: &[f32],
+        first: usize,
+        dim: usize,
+        at: &[f32],
+    ) -> [[__m512; NB]; ROWS] {
+        debug_assert!(data.len() >= (first + NB) * dim * 16 && at.len() >= dim * ROWS);
+        let mut acc = [[_mm512_setzero_ps(); NB]; ROWS];
+        let base = data.as_ptr();
+        let xs = at.as_ptr();
+        for d in 0..dim {
+            // SAFETY: block `first + k < first + NB` starts at
+            // `(first + k)·dim·16` and dimension `d < dim` of it is the 16
+            // values from `d·16` on, inside `data` by the caller's promise.
+            let v: [__m512; NB] = std::array::from_fn(|k| unsafe {
+                _mm512_loadu_ps(base.add(((first + k) * dim + d) * 16))
+            });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `d·ROWS + r < dim·ROWS <= at.len()`.
+                let x = _mm512_set1_ps(unsafe { *xs.add(d * ROWS + r) });
+                for (acc, &v) in acc.iter_mut().zip(&v) {
+                    *acc = _mm512_fmadd_ps(x, v, *acc);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Writes the first `rows` rows of `acc` (blocks from `first` on) into
+    /// `out`, a row-major `rows × n` matrix, stopping at column `n`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F and `out` holds at least `(rows − 1)·n + n`
+    /// values (checked).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store<const NB: usize>(
+        acc: &[[__m512; NB]; ROWS],
+        rows: usize,
+        first: usize,
+        n: usize,
+        out: &mut [f32],
+    ) {
+        assert!(out.len() >= rows * n, "dot_matrix: output too short");
+        for (r, acc) in acc.iter().enumerate().take(rows) {
+            for (k, acc) in acc.iter().enumerate() {
+                let col = (first + k) * 16;
+                if col >= n {
+                    break;
+                }
+                let width = 16.min(n - col);
+                let mask: __mmask16 = if width == 16 {
+                    0xffff
+                } else {
+                    (1u16 << width) - 1
+                };
+                // SAFETY: the lanes written are columns `col .. col + width
+                // <= n` of row `r < rows`, inside `out` (asserted above);
+                // masked-off lanes are never touched.
+                unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * n + col), mask, *acc) };
+            }
+        }
+    }
 
     fn blocked_dots_avx2_entry(q: &[f32], data: &[f32], dim: usize, count: usize, out: &mut [f32]) {
         // SAFETY: only reachable through `AVX2`, returned by `kernels` only
@@ -369,6 +518,7 @@ mod neon {
         l2_sq_batch: l2_sq_batch_entry,
         dot_batch: dot_batch_entry,
         blocked_dots: blocked_dots_entry,
+        dot_matrix: super::gemm_abt,
     };
 
     fn blocked_dots_entry(q: &[f32], data: &[f32], dim: usize, count: usize, out: &mut [f32]) {
