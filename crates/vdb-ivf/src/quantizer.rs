@@ -85,6 +85,11 @@ impl CoarseQuantizer {
         &self.centroids
     }
 
+    /// The centroids in the blocked layout of the coarse search.
+    pub(crate) fn blocked(&self) -> &BlockedVectors {
+        &self.blocked
+    }
+
     /// The centroid of `list` (empty if out of range).
     pub fn centroid(&self, list: ListId) -> &[f32] {
         self.centroids
@@ -163,7 +168,7 @@ impl CoarseQuantizer {
                 || vec![0.0f32; ASSIGN_BLOCK * nlist],
                 |dots, (block, out)| {
                     let rows = block.len() / self.dim;
-                    distance::dot_matrix(block, rows, &self.centroids, nlist, self.dim, dots);
+                    distance::dot_matrix_blocked(block, rows, &self.centroids, &self.blocked, dots);
                     for ((row, x), slot) in dots
                         .chunks_exact(nlist)
                         .zip(block.chunks_exact(self.dim))

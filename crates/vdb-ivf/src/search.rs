@@ -267,7 +267,13 @@ pub fn search_batch(
             || (Searcher::new(), vec![0.0f32; BATCH_BLOCK * nlist]),
             |(searcher, dots), block| {
                 let m = block.len() / dim;
-                vdb_core::distance::dot_matrix(block, m, quantizer.centroids(), nlist, dim, dots);
+                vdb_core::distance::dot_matrix_blocked(
+                    block,
+                    m,
+                    quantizer.centroids(),
+                    quantizer.blocked(),
+                    dots,
+                );
                 block
                     .chunks_exact(dim)
                     .zip(dots.chunks_exact_mut(nlist))

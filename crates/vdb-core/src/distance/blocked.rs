@@ -34,11 +34,16 @@ impl BlockedVectors {
         let count = vectors.len() / dim;
         let blocks = count.div_ceil(BLOCK);
         let mut data = vec![0.0f32; blocks * dim * BLOCK];
-        for (i, v) in vectors.chunks_exact(dim).enumerate() {
-            let (b, j) = (i / BLOCK, i % BLOCK);
-            let block = &mut data[b * dim * BLOCK..(b + 1) * dim * BLOCK];
-            for (d, &x) in v.iter().enumerate() {
-                block[d * BLOCK + j] = x;
+        // Written in order, one block at a time, reading its up to BLOCK
+        // vectors side by side (their cache lines stay in L1); writing one
+        // vector at a time instead touches a new line at every component.
+        let sources = vectors[..count * dim].chunks(BLOCK * dim);
+        for (block, src) in data.chunks_exact_mut(dim * BLOCK).zip(sources) {
+            let rows: Vec<&[f32]> = src.chunks_exact(dim).collect();
+            for (d, lanes) in block.chunks_exact_mut(BLOCK).enumerate() {
+                for (lane, row) in lanes.iter_mut().zip(&rows) {
+                    *lane = row[d];
+                }
             }
         }
         BlockedVectors { dim, count, data }

@@ -74,8 +74,10 @@ pub struct Kernels {
     pub dot_matrix: DotMatrixFn,
 }
 
-/// A matrix product kernel: `(a, m, b, n, dim, out)` as in [`dot_matrix`].
-pub type DotMatrixFn = fn(&[f32], usize, &[f32], usize, usize, &mut [f32]);
+/// A matrix product kernel: `(a, m, b, n, dim, blocked, out)` as in
+/// [`dot_matrix`], with `blocked` the rows of `b` re-laid if the caller
+/// keeps them ([`dot_matrix_blocked`]).
+pub type DotMatrixFn = fn(&[f32], usize, &[f32], usize, usize, Option<&BlockedVectors>, &mut [f32]);
 
 impl fmt::Debug for Kernels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,7 +92,7 @@ const PORTABLE: Kernels = Kernels {
     l2_sq_batch: portable::l2_sq_batch,
     dot_batch: portable::dot_batch,
     blocked_dots: blocked::dots_portable,
-    dot_matrix: simd::gemm_abt,
+    dot_matrix: simd::gemm_entry,
 };
 
 /// The kernels for `isa`, if this CPU supports it.
@@ -170,6 +172,35 @@ pub fn dot_batch(query: &[f32], vectors: &[f32], out: &mut [f32]) {
 /// If `a` holds fewer than `m * dim` values, `b` fewer than `n * dim`, or
 /// `out` fewer than `m * n`.
 pub fn dot_matrix(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
+    product(a, m, b, n, dim, None, out)
+}
+
+/// [`dot_matrix`] with `b` also given as `blocked` (the same vectors
+/// re-laid by [`BlockedVectors::new`], as a caller that searches them keeps
+/// them), which spares the AVX-512 kernel re-laying `b` on every call.
+///
+/// # Panics
+/// As [`dot_matrix`] with `n` and `dim` those of `blocked`.
+pub fn dot_matrix_blocked(
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    blocked: &BlockedVectors,
+    out: &mut [f32],
+) {
+    let (n, dim) = (blocked.len(), blocked.dim());
+    product(a, m, b, n, dim, Some(blocked), out)
+}
+
+fn product(
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    n: usize,
+    dim: usize,
+    blocked: Option<&BlockedVectors>,
+    out: &mut [f32],
+) {
     assert!(
         a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n,
         "dot_matrix: operands too short for {m}x{dim} · ({n}x{dim})ᵀ"
@@ -181,7 +212,7 @@ pub fn dot_matrix(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mu
         out[..m * n].iter_mut().for_each(|x| *x = 0.0);
         return;
     }
-    (active().dot_matrix)(a, m, b, n, dim, out)
+    (active().dot_matrix)(a, m, b, n, dim, blocked, out)
 }
 
 /// Squared L2 norm `Σ aᵢ²`.
@@ -367,7 +398,12 @@ mod tests {
             for isa in available() {
                 let k = kernels_for(isa).unwrap();
                 let mut out = vec![f32::NAN; m * n + 3];
-                (k.dot_matrix)(&a, m, &b, n, dim, &mut out);
+                (k.dot_matrix)(&a, m, &b, n, dim, None, &mut out);
+                let mut pre = vec![f32::NAN; m * n + 3];
+                let blocked = BlockedVectors::new(&b, dim);
+                (k.dot_matrix)(&a, m, &b, n, dim, Some(&blocked), &mut pre);
+                prop_assert_eq!(&pre[..m * n], &out[..m * n], "{}: pre-blocked", isa);
+                prop_assert!(pre[m * n..].iter().all(|x| x.is_nan()), "{}: wrote past m × n", isa);
                 for i in 0..m {
                     for j in 0..n {
                         let (x, y) = (&a[i * dim..][..dim], &b[j * dim..][..dim]);

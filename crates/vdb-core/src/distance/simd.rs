@@ -76,7 +76,7 @@ const PREFETCH_BYTES: usize = 4096;
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::{Isa, Kernels};
+    use super::super::{BlockedVectors, Isa, Kernels};
     use super::PREFETCH_BYTES;
 
     pub(super) const AVX2: Kernels = Kernels {
@@ -86,7 +86,7 @@ mod x86 {
         l2_sq_batch: l2_sq_batch_avx2_entry,
         dot_batch: dot_batch_avx2_entry,
         blocked_dots: blocked_dots_avx2_entry,
-        dot_matrix: super::gemm_abt,
+        dot_matrix: super::gemm_entry,
     };
 
     pub(super) const AVX512: Kernels = Kernels {
@@ -105,11 +105,25 @@ mod x86 {
         b: &[f32],
         n: usize,
         dim: usize,
+        blocked: Option<&BlockedVectors>,
         out: &mut [f32],
     ) {
+        let owned;
+        let blocked = match blocked {
+            Some(b) => b,
+            None => {
+                owned = BlockedVectors::new(&b[..n * dim], dim);
+                &owned
+            }
+        };
+        assert!(
+            blocked.len() == n && blocked.dim() == dim,
+            "dot_matrix: blocked vectors are not the {n}x{dim} operand"
+        );
         // SAFETY: only reachable through `AVX512`, returned by `kernels` only
-        // after detecting avx512f; `dot_matrix` checked the lengths.
-        unsafe { dot_matrix_avx512(a, m, b, n, dim, out) }
+        // after detecting avx512f; `dot_matrix` checked the lengths of `a`
+        // and `out`, and `blocked` holds `n` vectors of `dim` (asserted).
+        unsafe { dot_matrix_avx512(a, m, blocked, out) }
     }
 
     /// Rows of `a` per group in [`dot_matrix_avx512`].
@@ -117,28 +131,18 @@ mod x86 {
     /// Blocks of 16 vectors of `b` per step in [`dot_matrix_avx512`].
     const STEP: usize = 4;
 
-    /// `out[i·n + j] = aᵢ · bⱼ`. `b` is re-laid in blocks of 16 vectors,
-    /// dimension-major ([`BlockedVectors`]; `n × dim` copies, small next to
-    /// the `m × n × dim` multiply-adds). Each group of [`ROWS`] rows of `a`
+    /// `out[i·n + j] = aᵢ · bⱼ` with `b` in blocks of 16 vectors,
+    /// dimension-major ([`BlockedVectors`]). Each group of [`ROWS`] rows of `a`
     /// then meets [`STEP`] blocks at a time with `ROWS × STEP` = 24 of the
     /// 32 registers holding partial sums for the whole dimension: a step of
     /// one dimension loads 4 × 16 values of `b` and broadcasts 6 of `a` for
     /// 24 multiply-adds, which keeps both multiply-add units busy without
     /// running out of load ports. The group is interleaved first
     /// (`at[d·ROWS + r] = a_r[d]`), so both operands are read in order.
-    ///
-    /// [`BlockedVectors`]: super::super::BlockedVectors
     #[target_feature(enable = "avx512f")]
-    unsafe fn dot_matrix_avx512(
-        a: &[f32],
-        m: usize,
-        b: &[f32],
-        n: usize,
-        dim: usize,
-        out: &mut [f32],
-    ) {
-        let blocked = super::super::BlockedVectors::new(&b[..n * dim], dim);
-        let data = blocked.data();
+    unsafe fn dot_matrix_avx512(a: &[f32], m: usize, b: &BlockedVectors, out: &mut [f32]) {
+        let (n, dim) = (b.len(), b.dim());
+        let data = b.data();
         let blocks = n.div_ceil(16);
         let mut at = vec![0.0f32; ROWS * dim];
         for (g, group) in a[..m * dim].chunks(ROWS * dim).enumerate() {
@@ -518,7 +522,7 @@ mod neon {
         l2_sq_batch: l2_sq_batch_entry,
         dot_batch: dot_batch_entry,
         blocked_dots: blocked_dots_entry,
-        dot_matrix: super::gemm_abt,
+        dot_matrix: super::gemm_entry,
     };
 
     fn blocked_dots_entry(q: &[f32], data: &[f32], dim: usize, count: usize, out: &mut [f32]) {
@@ -634,6 +638,19 @@ mod neon {
 ///
 /// # Panics
 /// If `a`, `b` or `out` is shorter than `m * dim`, `n * dim` or `m * n`.
+/// [`gemm_abt`] as a kernel table entry (it has no use for blocked vectors).
+pub(super) fn gemm_entry(
+    a: &[f32],
+    m: usize,
+    b: &[f32],
+    n: usize,
+    dim: usize,
+    _blocked: Option<&super::BlockedVectors>,
+    out: &mut [f32],
+) {
+    gemm_abt(a, m, b, n, dim, out)
+}
+
 pub(super) fn gemm_abt(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
     assert!(
         a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n,
