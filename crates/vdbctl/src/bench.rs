@@ -104,9 +104,9 @@ pub struct BenchArgs {
     /// With --data-dir or --server: insert this many rows first and let the
     /// collection flush and train, then time the ingest of the rest only
     /// (durable ingest into a trained collection; `ingest_rows` says how
-    /// many). Over gRPC the timed rows go half as Upsert requests of 1,000
-    /// rows (`upsert_rows_per_s`), half as one Import stream
-    /// (`ingest_rows_per_s`).
+    /// many). Over gRPC the timed rows go in ten alternating rounds as
+    /// Upsert requests of 1,000 rows (`upsert_rows_per_s`) and as Import
+    /// streams of 1,000-row messages (`ingest_rows_per_s`).
     #[arg(long, default_value_t = 0)]
     pub train_first: usize,
     /// Measure over gRPC against this server (`--server` given on the
@@ -517,7 +517,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if args.server.is_some() {
             writeln!(
                 out,
-                "server: wrote {} rows over gRPC: half as Upsert requests of 1,000 rows at {:.0} rows/s, half as one Import stream (messages of 1,000) at {:.0} rows/s",
+                "server: wrote {} rows over gRPC in alternating rounds: Upsert requests of 1,000 rows at {:.0} rows/s, Import streams (messages of 1,000) at {:.0} rows/s",
                 built.ingest_rows.unwrap_or(0),
                 built.upsert_rows_per_s.unwrap_or(0.0),
                 built.ingest_rows_per_s.unwrap_or(0.0)

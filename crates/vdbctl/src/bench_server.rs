@@ -327,32 +327,42 @@ pub fn build_server(
         import(0, first)?;
         flush_and_train()?;
     }
-    // The timed rows: the first half as Upsert requests of 1,000 rows, one
-    // after another; the rest as one Import stream.
-    let middle = first + (base.rows - first) / 2;
+    // The timed rows, in ten rounds that alternate between Upsert requests
+    // of 1,000 rows (one after another) and one Import stream of 1,000-row
+    // messages, so background flushes and compactions fall on both alike.
+    let upsert = |from: usize, to: usize| -> Result<()> {
+        for (b, chunk) in base.data[from * dim..to * dim]
+            .chunks(1000 * dim)
+            .enumerate()
+        {
+            let req = pb::UpsertRequest {
+                collection: "bench".into(),
+                rows: rows_of(from + b * 1000, chunk),
+            };
+            target.call(async move |mut c| c.upsert(req).await)?;
+        }
+        Ok(())
+    };
     progress.phase(&format!(
-        "upserting {} rows over gRPC (requests of 1,000)",
-        middle - first
+        "writing {} rows over gRPC, alternating Upsert requests of 1,000 and Import streams",
+        base.rows - first
     ));
-    let t = Instant::now();
-    for (b, chunk) in base.data[first * dim..middle * dim]
-        .chunks(1000 * dim)
-        .enumerate()
-    {
-        let req = pb::UpsertRequest {
-            collection: "bench".into(),
-            rows: rows_of(first + b * 1000, chunk),
-        };
-        target.call(async move |mut c| c.upsert(req).await)?;
+    let round = (base.rows - first).div_ceil(10).max(1000);
+    let (mut upsert_s, mut import_s) = (0.0, 0.0);
+    let (mut upserted, mut imported) = (0usize, 0usize);
+    for (i, from) in (first..base.rows).step_by(round).enumerate() {
+        let to = (from + round).min(base.rows);
+        let t = Instant::now();
+        if i % 2 == 0 {
+            upsert(from, to)?;
+            upsert_s += t.elapsed().as_secs_f64();
+            upserted += to - from;
+        } else {
+            import(from, to)?;
+            import_s += t.elapsed().as_secs_f64();
+            imported += to - from;
+        }
     }
-    let upsert_s = t.elapsed().as_secs_f64();
-    progress.phase(&format!(
-        "importing {} rows over gRPC (one stream)",
-        base.rows - middle
-    ));
-    let t = Instant::now();
-    import(middle, base.rows)?;
-    let import_s = t.elapsed().as_secs_f64();
 
     progress.phase("flushing and training");
     let t = Instant::now();
@@ -371,8 +381,8 @@ pub fn build_server(
             "by the server, generation {}, {} lists",
             stats.generation, stats.lists
         ),
-        ingest_rows_per_s: Some((base.rows - middle) as f64 / import_s),
-        upsert_rows_per_s: Some((middle - first) as f64 / upsert_s),
+        ingest_rows_per_s: (imported > 0).then(|| imported as f64 / import_s),
+        upsert_rows_per_s: (upserted > 0).then(|| upserted as f64 / upsert_s),
         disk_bound_rows_per_s: None,
         ingest_batch_p50_ms: None,
         ingest_rows: Some(base.rows - first),
