@@ -113,6 +113,11 @@ pub struct BenchArgs {
     /// command line; `local` starts one in this process).
     #[arg(skip)]
     pub server: Option<String>,
+    /// The API key and CA certificate for `server` (the global flags).
+    #[arg(skip)]
+    pub api_key: Option<String>,
+    #[arg(skip)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// What the benchmark searches: one segment in-process, or a collection
@@ -325,12 +330,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut local = None;
     let built = match (&args.server, &args.data_dir) {
         (Some(server), _) => {
-            let addr = if server == "local" {
+            let server = if server == "local" {
                 let (l, addr) = crate::bench_server::start_local(args.data_dir.as_deref())?;
                 local = Some(l);
                 addr
             } else {
                 server.clone()
+            };
+            let addr = crate::bench_server::Addr {
+                server,
+                api_key: args.api_key.clone(),
+                tls_ca: args.tls_ca.clone(),
             };
             crate::bench_server::build_server(args, &addr, &base, &progress)?
         }

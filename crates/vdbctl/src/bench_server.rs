@@ -15,12 +15,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
-use tonic::transport::Channel;
 use vdb_ivf::{SearchParams, Searcher};
 use vdb_proto::v1 as pb;
-use vdb_proto::v1::vdb_client::VdbClient;
 
 use crate::bench::{BenchArgs, Built, EngineTarget, Progress, Target};
+use crate::client::Client;
 use crate::vecio::Matrix;
 
 /// A server the benchmark started in this process.
@@ -108,34 +107,40 @@ pub fn start_local(data_dir: Option<&std::path::Path>) -> Result<(LocalServer, S
 /// single-threaded runtime and its own connection, as an application's
 /// client threads would have.
 pub struct ServerTarget {
-    addr: String,
+    addr: Addr,
     /// The collection searched.
     collection: String,
 }
 
-type Local = (tokio::runtime::Runtime, VdbClient<Channel>);
-
-thread_local! {
-    static CLIENT: std::cell::RefCell<Option<(String, Local)>> = const { std::cell::RefCell::new(None) };
+/// Where the server is and how to reach it: address (as `--server`
+/// takes it), API key, CA certificate for `https://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addr {
+    pub server: String,
+    pub api_key: Option<String>,
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
-fn connect(addr: &str) -> Result<Local> {
+type Local = (tokio::runtime::Runtime, Client);
+
+thread_local! {
+    static CLIENT: std::cell::RefCell<Option<(Addr, Local)>> = const { std::cell::RefCell::new(None) };
+}
+
+fn connect(addr: &Addr) -> Result<Local> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = rt
-        .block_on(VdbClient::connect(addr.to_string()))
-        .with_context(|| format!("cannot reach vdbd at {addr}"))?
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(256 << 20);
+    let client = rt.block_on(crate::client::connect(
+        &addr.server,
+        addr.api_key.as_deref(),
+        addr.tls_ca.as_deref(),
+    ))?;
     Ok((rt, client))
 }
 
 impl ServerTarget {
-    fn call<T>(
-        &self,
-        f: impl AsyncFnOnce(VdbClient<Channel>) -> Result<T, tonic::Status>,
-    ) -> Result<T> {
+    fn call<T>(&self, f: impl AsyncFnOnce(Client) -> Result<T, tonic::Status>) -> Result<T> {
         CLIENT.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|(a, _)| a != &self.addr) {
@@ -143,7 +148,7 @@ impl ServerTarget {
             }
             let (_, (rt, client)) = slot.as_ref().context("client connection")?;
             rt.block_on(f(client.clone()))
-                .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))
+                .map_err(crate::client::server_err)
         })
     }
 
@@ -218,16 +223,16 @@ impl Target for ServerTarget {
 /// Loads the base rows through the server and returns what to search.
 pub fn build_server(
     args: &BenchArgs,
-    addr: &str,
+    addr: &Addr,
     base: &Matrix<f32>,
     progress: &Progress,
 ) -> Result<Built> {
     let target = ServerTarget {
-        addr: addr.to_string(),
+        addr: addr.clone(),
         collection: "bench".into(),
     };
     let floor = ServerTarget {
-        addr: addr.to_string(),
+        addr: addr.clone(),
         collection: "bench-floor".into(),
     };
     for name in ["bench", "bench-floor"] {

@@ -70,6 +70,8 @@ fn main() -> std::process::ExitCode {
                 .any(|m| m.value_source("server") == Some(ValueSource::CommandLine));
             if explicit {
                 args.server = Some(cli.client.server.clone());
+                args.api_key = cli.client.api_key.clone();
+                args.tls_ca = cli.client.tls_ca.clone();
             }
             bench::run(&args)
         }

@@ -29,6 +29,10 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(vdb_server::ServerOptions::default())
+    }
+
+    fn start_with(server_options: vdb_server::ServerOptions) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_path_buf();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -52,14 +56,9 @@ impl Server {
                 );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                vdb_server::serve(
-                    Arc::clone(&engine),
-                    listener,
-                    vdb_server::ServerOptions::default(),
-                    async {
-                        let _ = stop_rx.await;
-                    },
-                )
+                vdb_server::serve(Arc::clone(&engine), listener, server_options, async {
+                    let _ = stop_rx.await;
+                })
                 .await
                 .unwrap();
                 tokio::task::spawn_blocking(move || engine.shutdown())
@@ -428,6 +427,54 @@ fn collection_commands_work_end_to_end() {
     s.ok(&["drop", "digits"]);
     s.ok(&["drop", "again"]);
     assert_eq!(s.ok(&["list"]).trim(), "");
+}
+
+#[test]
+fn bench_reaches_a_server_with_keys_at_the_address_vdbd_prints() {
+    let s = Server::start_with(vdb_server::ServerOptions {
+        keys: vdb_server::ApiKeys {
+            full: vec!["bench-key".into()],
+            read_only: Vec::new(),
+        },
+        ..vdb_server::ServerOptions::default()
+    });
+    let bare = s.addr.trim_start_matches("http://").to_string();
+    let (base, query) = (data("base.fvecs"), data("query.fvecs"));
+    let bench = |key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdbctl"));
+        cmd.args(["bench", "--base", &base, "--query", &query, "--nlist", "16"])
+            .args([
+                "--nprobe",
+                "4",
+                "--min-seconds",
+                "0",
+                "--json",
+                "--server",
+                &bare,
+            ])
+            .env_remove("VDB_API_KEY");
+        if let Some(k) = key {
+            cmd.args(["--api-key", k]);
+        }
+        cmd.output().unwrap()
+    };
+    let out = bench(Some("bench-key"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\"mode\":\"server\""), "{stdout}");
+    assert!(json_num(&stdout, "recall") >= 0.99, "{stdout}");
+    // Without the key: refused, with the exit code of a missing key.
+    let out = bench(None);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
