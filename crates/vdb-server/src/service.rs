@@ -6,7 +6,10 @@
 //! within [`Limits::inline_search_work`] runs on the worker that received
 //! it. Handing a sub-millisecond search to another thread and back costs
 //! two thread wake-ups, which measured as a third of the request's cost
-//! (`docs/benchmarks.md`). A request first takes a permit of the concurrency limit without waiting:
+//! (`docs/benchmarks.md`). `Import` commits the messages that arrive while
+//! a write runs as one engine batch.
+//!
+//! A request first takes a permit of the concurrency limit without waiting:
 //! when none is free the answer is `RESOURCE_EXHAUSTED`, so load beyond
 //! the limit is refused instead of queued without bound. If the client
 //! cancels or its deadline passes, the handler is dropped; a write already

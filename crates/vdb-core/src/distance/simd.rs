@@ -182,8 +182,9 @@ mod x86 {
     /// blocks from `first` on.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `data` holds at least `(first + NB) · dim · 16`
-    /// values and `at` at least `dim · ROWS`.
+    /// The CPU has AVX-512F. (`data` must hold at least
+    /// `(first + NB) · dim · 16` values and `at` at least `dim · ROWS`;
+    /// checked.)
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn tile<const NB: usize>(
@@ -192,14 +193,17 @@ mod x86 {
         dim: usize,
         at: &[f32],
     ) -> [[__m512; NB]; ROWS] {
-        debug_assert!(data.len() >= (first + NB) * dim * 16 && at.len() >= dim * ROWS);
+        assert!(
+            data.len() >= (first + NB) * dim * 16 && at.len() >= dim * ROWS,
+            "dot_matrix: a tile outside its operands"
+        );
         let mut acc = [[_mm512_setzero_ps(); NB]; ROWS];
         let base = data.as_ptr();
         let xs = at.as_ptr();
         for d in 0..dim {
             // SAFETY: block `first + k < first + NB` starts at
             // `(first + k)·dim·16` and dimension `d < dim` of it is the 16
-            // values from `d·16` on, inside `data` by the caller's promise.
+            // values from `d·16` on, inside `data` (asserted above).
             let v: [__m512; NB] = std::array::from_fn(|k| unsafe {
                 _mm512_loadu_ps(base.add(((first + k) * dim + d) * 16))
             });
@@ -218,8 +222,8 @@ mod x86 {
     /// `out`, a row-major `rows × n` matrix, stopping at column `n`.
     ///
     /// # Safety
-    /// The CPU has AVX-512F and `out` holds at least `(rows − 1)·n + n`
-    /// values (checked).
+    /// The CPU has AVX-512F. (`out` must hold at least `rows · n` values;
+    /// checked.)
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn store<const NB: usize>(
@@ -632,12 +636,6 @@ mod neon {
     }
 }
 
-/// `out[i * n + j] = Σ_d a[i * dim + d] · b[j * dim + d]` for the `m` rows of
-/// `a` and `n` rows of `b`: a matrix product `a · bᵀ`, computed by the
-/// `matrixmultiply` crate's blocked SGEMM (which picks AVX/FMA at run time).
-///
-/// # Panics
-/// If `a`, `b` or `out` is shorter than `m * dim`, `n * dim` or `m * n`.
 /// [`gemm_abt`] as a kernel table entry (it has no use for blocked vectors).
 pub(super) fn gemm_entry(
     a: &[f32],
@@ -651,6 +649,12 @@ pub(super) fn gemm_entry(
     gemm_abt(a, m, b, n, dim, out)
 }
 
+/// `out[i * n + j] = Σ_d a[i * dim + d] · b[j * dim + d]` for the `m` rows of
+/// `a` and `n` rows of `b`: a matrix product `a · bᵀ`, computed by the
+/// `matrixmultiply` crate's blocked SGEMM (which picks AVX/FMA at run time).
+///
+/// # Panics
+/// If `a`, `b` or `out` is shorter than `m * dim`, `n * dim` or `m * n`.
 pub(super) fn gemm_abt(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
     assert!(
         a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n,
