@@ -292,6 +292,12 @@ async fn blocking<T: Send + 'static>(
         .map_err(status)
 }
 
+/// Bytes of rows an import collects while a write runs before it stops
+/// reading (with up to one message more): a bound on the memory a stream
+/// holds (twice this while a group is written, which keeps a copy to retry
+/// message by message).
+const GROUP_BYTES: usize = 16 << 20;
+
 /// What writing some messages of an import stream did.
 struct Written {
     /// Messages stored, in stream order.
@@ -489,11 +495,11 @@ impl Vdb for VdbService {
         let mut name: Option<String> = None;
         let mut out = pb::ImportResponse::default();
         // Group commit over the stream: while one write runs, the messages
-        // that arrive are decoded and collected (up to `max_batch` rows),
-        // then written together — one log append and fsync, one assignment
-        // to lists — in stream order.
+        // that arrive are decoded and collected (up to `max_batch` rows or
+        // GROUP_BYTES), then written together — one log append and fsync,
+        // one assignment to lists — in stream order.
         let mut pending: Vec<Vec<Row>> = Vec::new();
-        let mut pending_rows = 0usize;
+        let (mut pending_rows, mut pending_bytes) = (0usize, 0usize);
         let mut received = 0u64;
         let mut writing: Option<tokio::task::JoinHandle<Written>> = None;
         // No more messages are read after the end of the stream or a
@@ -503,7 +509,7 @@ impl Vdb for VdbService {
         loop {
             if writing.is_none() && !pending.is_empty() {
                 let messages = std::mem::take(&mut pending);
-                pending_rows = 0;
+                (pending_rows, pending_bytes) = (0, 0);
                 let engine = Arc::clone(&self.engine);
                 let collection = name.clone().unwrap_or_default();
                 writing = Some(tokio::task::spawn_blocking(move || {
@@ -513,7 +519,8 @@ impl Vdb for VdbService {
             if ended && writing.is_none() {
                 break;
             }
-            let receive = !ended && pending_rows < self.limits.max_batch;
+            let receive =
+                !ended && pending_rows < self.limits.max_batch && pending_bytes < GROUP_BYTES;
             let write_done = async {
                 match writing.as_mut() {
                     Some(w) => w.await,
@@ -549,6 +556,10 @@ impl Vdb for VdbService {
                         Ok(rows) => {
                             received += 1;
                             pending_rows += rows.len();
+                            pending_bytes += rows
+                                .iter()
+                                .map(|r| 4 * r.vector.len() + r.payload.as_ref().map_or(0, Vec::len))
+                                .sum::<usize>();
                             pending.push(rows);
                         }
                         Err(s) => {

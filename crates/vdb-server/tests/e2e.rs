@@ -914,6 +914,86 @@ async fn a_kill_during_streaming_imports_keeps_every_acknowledged_row() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_stream_ends_as_if_written_message_by_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut c = server.client().await;
+    create(&mut c, "stream").await;
+    // 40 messages of 50 rows; message m writes ids 25m .. 25m + 50, so each
+    // id after the first 25 comes twice, in consecutive messages, and the
+    // later row must win. Payloads say which message wrote the row.
+    let messages: Vec<pb::ImportRequest> = (0..40u64)
+        .map(|m| pb::ImportRequest {
+            collection: if m == 0 {
+                "stream".into()
+            } else {
+                String::new()
+            },
+            rows: (25 * m..25 * m + 50)
+                .map(|id| pb::Row {
+                    payload: Some(format!("m{m}").into_bytes()),
+                    ..row(id)
+                })
+                .collect(),
+        })
+        .collect();
+    let done = c
+        .import(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((done.rows, done.batches), (2000, 40));
+    assert_eq!(rows_of(&mut c, "stream").await.0, 25 * 39 + 50);
+    let got = c
+        .get(pb::GetRequest {
+            collection: "stream".into(),
+            ids: vec![0, 30, 520, 999, 1024],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let payloads: Vec<String> = got
+        .rows
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone().unwrap()).unwrap())
+        .collect();
+    // id 30 is in messages 0 and 1; 520 in 19 and 20; 999 in 38 and 39;
+    // 1024 in 39 only.
+    assert_eq!(payloads, ["m0", "m1", "m20", "m39", "m39"]);
+
+    // A bad message in the middle: every message before it is stored, none
+    // after, and the error names it.
+    let messages: Vec<pb::ImportRequest> = (0..30u64)
+        .map(|m| pb::ImportRequest {
+            collection: if m == 0 {
+                "stream".into()
+            } else {
+                String::new()
+            },
+            rows: if m == 17 {
+                vec![pb::Row {
+                    id: 100_000,
+                    vector: vec![1.0; DIM + 1],
+                    payload: None,
+                }]
+            } else {
+                (10_000 + 10 * m..10_000 + 10 * m + 10).map(row).collect()
+            },
+        })
+        .collect();
+    let err = c.import(tokio_stream::iter(messages)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("batch 17 (after 170 rows stored)"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(rows_of(&mut c, "stream").await.0, 25 * 39 + 50 + 170);
+    drop(c);
+    server.stop();
+}
+
 /// Searches (and a bad one) whose answers must not depend on where the
 /// server runs them.
 fn search_mix() -> Vec<pb::SearchRequest> {
