@@ -102,17 +102,7 @@ fn a_collection_created_with_centroids_keeps_them() {
         let s = c.stats();
         assert_eq!((s.generation, s.lists, s.rows), (1, 10, 0));
         assert_eq!(c.config().nlist, 10);
-        c.upsert(
-            data.iter()
-                .enumerate()
-                .map(|(i, v)| Row {
-                    id: i as u64,
-                    vector: v.clone(),
-                    payload: None,
-                })
-                .collect(),
-        )
-        .unwrap();
+        c.upsert(common::numbered(&data)).unwrap();
         c.flush().unwrap();
         assert_eq!(
             c.stats().generation,

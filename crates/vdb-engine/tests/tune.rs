@@ -23,17 +23,7 @@ fn the_recommended_nprobe_meets_the_target_on_unseen_queries() {
     };
     let c = engine.create_collection("t", config).unwrap();
     let data = common::clustered(8000, DIM, 400, 1);
-    c.upsert(
-        data.iter()
-            .enumerate()
-            .map(|(i, v)| Row {
-                id: i as u64,
-                vector: v.clone(),
-                payload: None,
-            })
-            .collect(),
-    )
-    .unwrap();
+    c.upsert(common::numbered(&data)).unwrap();
     c.flush().unwrap();
     assert_eq!(c.stats().lists, 32);
 

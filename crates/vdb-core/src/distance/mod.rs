@@ -70,7 +70,7 @@ pub struct Kernels {
     /// Inner products of a query with vectors in the [`BlockedVectors`]
     /// layout: `(query, data, dim, count, out)`.
     pub blocked_dots: fn(&[f32], &[f32], usize, usize, &mut [f32]),
-    /// The matrix product of [`dot_matrix`], lengths already checked.
+    /// The matrix product of [`dot_matrix`] (panics on operands too short).
     pub dot_matrix: DotMatrixFn,
 }
 
@@ -201,17 +201,7 @@ fn product(
     blocked: Option<&BlockedVectors>,
     out: &mut [f32],
 ) {
-    assert!(
-        a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n,
-        "dot_matrix: operands too short for {m}x{dim} · ({n}x{dim})ᵀ"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if dim == 0 {
-        out[..m * n].iter_mut().for_each(|x| *x = 0.0);
-        return;
-    }
+    // Every kernel checks its operands itself (the table is public).
     (active().dot_matrix)(a, m, b, n, dim, blocked, out)
 }
 
@@ -416,6 +406,24 @@ mod tests {
                 }
                 prop_assert!(out[m * n..].iter().all(|x| x.is_nan()), "{}: wrote past m × n", isa);
             }
+        }
+    }
+
+    #[test]
+    fn every_dot_matrix_refuses_short_operands_and_handles_empty_ones() {
+        for isa in available() {
+            let k = kernels_for(isa).unwrap();
+            let (a, b) = (vec![1.0f32; 6], vec![1.0f32; 6]);
+            let short = std::panic::catch_unwind(|| {
+                let mut out = vec![0.0f32; 3];
+                (k.dot_matrix)(&a, 2, &b, 2, 3, None, &mut out);
+            });
+            assert!(short.is_err(), "{isa}: a 2 × 2 product into 3 values");
+            let mut out = vec![7.0f32; 4];
+            (k.dot_matrix)(&a, 2, &b, 2, 0, None, &mut out);
+            assert_eq!(out, [0.0; 4], "{isa}: dimension 0");
+            (k.dot_matrix)(&a, 0, &b, 2, 3, None, &mut out);
+            assert_eq!(out, [0.0; 4], "{isa}: no rows, nothing written");
         }
     }
 

@@ -108,6 +108,9 @@ mod x86 {
         blocked: Option<&BlockedVectors>,
         out: &mut [f32],
     ) {
+        if !super::product_shape(a, m, b, n, dim, out) {
+            return;
+        }
         let owned;
         let blocked = match blocked {
             Some(b) => b,
@@ -121,8 +124,9 @@ mod x86 {
             "dot_matrix: blocked vectors are not the {n}x{dim} operand"
         );
         // SAFETY: only reachable through `AVX512`, returned by `kernels` only
-        // after detecting avx512f; `dot_matrix` checked the lengths of `a`
-        // and `out`, and `blocked` holds `n` vectors of `dim` (asserted).
+        // after detecting avx512f. The kernel reads and writes through
+        // checked slices and asserts, except inside `tile` and `store`,
+        // which assert their bounds first.
         unsafe { dot_matrix_avx512(a, m, blocked, out) }
     }
 
@@ -636,6 +640,25 @@ mod neon {
     }
 }
 
+/// The checks of every matrix product kernel: panics unless `a`, `b` and
+/// `out` hold `m × dim`, `n × dim` and `m × n` values; returns whether
+/// there is anything to multiply (with `dim` 0 the products are zeros,
+/// written here).
+fn product_shape(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) -> bool {
+    assert!(
+        a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n,
+        "dot_matrix: operands too short for {m}x{dim} · ({n}x{dim})ᵀ"
+    );
+    if m == 0 || n == 0 {
+        return false;
+    }
+    if dim == 0 {
+        out[..m * n].iter_mut().for_each(|x| *x = 0.0);
+        return false;
+    }
+    true
+}
+
 /// [`gemm_abt`] as a kernel table entry (it has no use for blocked vectors).
 pub(super) fn gemm_entry(
     a: &[f32],
@@ -656,18 +679,10 @@ pub(super) fn gemm_entry(
 /// # Panics
 /// If `a`, `b` or `out` is shorter than `m * dim`, `n * dim` or `m * n`.
 pub(super) fn gemm_abt(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
-    assert!(
-        a.len() >= m * dim && b.len() >= n * dim && out.len() >= m * n,
-        "gemm_abt: operands too short for {m}x{dim} · ({n}x{dim})ᵀ"
-    );
-    if m == 0 || n == 0 {
+    if !product_shape(a, m, b, n, dim, out) {
         return;
     }
-    if dim == 0 {
-        out.iter_mut().take(m * n).for_each(|x| *x = 0.0);
-        return;
-    }
-    // SAFETY: the assert above guarantees that every element the strides can
+    // SAFETY: `product_shape` asserted that every element the strides can
     // reach is inside its slice: `a` is read at `i*dim + d` (i < m, d < dim),
     // `b` at `j*dim + d` (j < n), `out` written at `i*n + j`. `out` is a
     // unique borrow, so it does not alias `a` or `b`. With beta = 0 the

@@ -183,6 +183,19 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// `vectors` as rows whose ids are their positions, without payloads.
+pub fn numbered(vectors: &[Vec<f32>]) -> Vec<Row> {
+    vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Row {
+            id: i as u64,
+            vector: v.clone(),
+            payload: None,
+        })
+        .collect()
+}
+
 /// `n` points of dimension `dim` around `centres` random centres in
 /// [0, 4)^dim, uniform noise of width 2: clusters close enough that a
 /// point's neighbours often sit in other lists than its own.
