@@ -1,0 +1,558 @@
+//! Maintenance: flush, compaction, training and settings changes, each
+//! run as freeze (locked) → write files (unlocked) → install (locked)
+//! under the per-collection maintenance lock.
+
+use std::sync::Arc;
+use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
+
+use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
+use vdb_format::{CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
+use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
+
+use super::read::segment_row;
+use super::write::push_batch;
+use super::{
+    Alter, Collection, Inner, Loc, SegEntry, batch_views, memtable_rows, segment_views, unix_now,
+};
+use crate::Row;
+use crate::config::CollectionConfig;
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::memtable::{MemBatch, RowRef};
+use crate::policy::{Plan, PolicyInput, plan};
+use crate::scheduler::Scheduler;
+
+impl Collection {
+    /// Changes settings, durably (the manifest is rewritten). Returns the
+    /// new settings. Dimension and metric never change.
+    pub fn alter(&self, change: Alter) -> Result<CollectionConfig> {
+        let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.lock();
+        self.check_poisoned(&inner)?;
+        let mut next = inner.manifest.clone();
+        let c = &mut next.config;
+        c.nprobe = change.nprobe.unwrap_or(c.nprobe);
+        c.nlist = change.nlist.unwrap_or(c.nlist);
+        c.flush_rows = change.flush_rows.unwrap_or(c.flush_rows);
+        c.retrain = change.retrain.unwrap_or(c.retrain);
+        c.compaction = change.compaction.unwrap_or(c.compaction);
+        c.validate()?;
+        next.store(self.fs.as_ref(), &self.dir)?;
+        self.default_nprobe
+            .store(next.config.nprobe, Ordering::Release);
+        inner.manifest = next;
+        Ok(inner.manifest.config.clone())
+    }
+
+    /// Hands the collection to a background scheduler for its flushes.
+    pub(crate) fn attach(self: &Arc<Self>, scheduler: Arc<Scheduler>) {
+        let _ = self.scheduler.set((scheduler, Arc::downgrade(self)));
+    }
+
+    /// The scheduler's entry point: flush if still needed.
+    pub(crate) fn background_flush(&self) -> Result<()> {
+        self.flush_requested.store(false, Ordering::Release);
+        if self.dropped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let due = {
+            let inner = self.lock();
+            memtable_rows(&inner) >= inner.manifest.config.flush_rows
+        };
+        if !due {
+            return Ok(());
+        }
+        self.maintain(&guard, Task::Flush).map(|_| ())
+    }
+
+    /// Writes the memtable to a segment, switches the manifest and trims the
+    /// WAL; then retrains or compacts if the policies say so.
+    pub fn flush(&self) -> Result<()> {
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        self.maintain(&guard, Task::Flush).map(|_| ())
+    }
+
+    /// Trains new centroids with `nlist` lists (default: the configured
+    /// nlist) on every live row and rewrites the collection as one segment
+    /// clustered with them. Writes and searches continue meanwhile.
+    pub fn retrain(&self, nlist: Option<usize>) -> Result<()> {
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let (nlist, rows) = {
+            let inner = self.lock();
+            self.check_poisoned(&inner)?;
+            (
+                nlist.unwrap_or(inner.manifest.config.nlist),
+                inner.ids.len(),
+            )
+        };
+        if nlist == 0 {
+            return Err(Error::invalid("nlist", "must be at least 1"));
+        }
+        if nlist > rows {
+            return Err(Error::invalid(
+                "nlist",
+                format!("{nlist} lists need at least {nlist} rows; the collection has {rows}"),
+            ));
+        }
+        self.maintain(&guard, Task::Train(nlist)).map(|_| ())
+    }
+
+    /// Flushes the memtable, then rewrites every live row into one segment
+    /// of the same generation, dropping deleted and replaced rows and the
+    /// delete files. Returns whether anything was rewritten.
+    pub fn compact(&self) -> Result<bool> {
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        self.maintain(&guard, Task::Compact)
+    }
+
+    /// Runs one maintenance task (and, after a flush, whatever the
+    /// retraining and compaction policies ask for), holding the maintenance
+    /// lock but the collection lock only to freeze and to install:
+    ///
+    /// 1. *freeze* (locked): the memtable becomes read-only "frozen"
+    ///    batches, still searched; new writes go to a fresh memtable;
+    /// 2. *write* (unlocked): new segment / delete / centroid files and the
+    ///    manifest that names them, from the frozen state;
+    /// 3. *install* (locked): the new files replace the frozen state; rows
+    ///    replaced or deleted while 2 ran are hidden in the new segment.
+    pub(super) fn maintain(&self, guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
+        self.pool.install(|| self.maintain_in_pool(guard, task))
+    }
+
+    fn maintain_in_pool(&self, _guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
+        let done = self.run_task(task)?;
+        if task == Task::Flush {
+            let next = {
+                let inner = self.lock();
+                match plan(&inner.manifest.config.retrain, &policy_input(&inner)) {
+                    Plan::Train { nlist, .. } => Some(Task::Train(nlist)),
+                    Plan::Keep if needs_compaction(&inner) => Some(Task::Compact),
+                    Plan::Keep => None,
+                }
+            };
+            if let Some(t) = next {
+                self.run_task(t)?;
+            }
+        }
+        Ok(done)
+    }
+
+    fn run_task(&self, task: Task) -> Result<bool> {
+        let frozen = {
+            let mut inner = self.lock();
+            self.check_poisoned(&inner)?;
+            let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
+            let idle = match task {
+                Task::Flush => inner.mem.is_empty() && inner.pending_deletes.is_empty(),
+                Task::Compact => {
+                    inner.mem.is_empty()
+                        && inner.pending_deletes.is_empty()
+                        && inner.segs.len() <= 1
+                        && hidden == 0
+                        && inner.manifest.deletes.is_empty()
+                }
+                Task::Train(nlist) => inner.ids.len() < nlist,
+            };
+            if idle {
+                return Ok(false);
+            }
+            let f = freeze(&mut inner);
+            self.publish(&inner);
+            f
+        };
+        let written = match task {
+            Task::Flush => self.write_flush(&frozen),
+            Task::Compact => self.write_rewrite(&frozen, None),
+            Task::Train(nlist) => self.write_rewrite(&frozen, Some(nlist)),
+        };
+        let mut inner = self.lock();
+        let installed = written.and_then(|w| self.install(&mut inner, w));
+        if let Err(e) = &installed {
+            inner.poisoned = Some(e.to_string());
+        }
+        self.publish(&inner);
+        drop(inner);
+        installed?;
+        self.wal.rotate()?;
+        self.wal.truncate_through(frozen.lsn)?;
+        Ok(true)
+    }
+
+    /// Phase 2 of a flush: the frozen batches' live rows as one segment,
+    /// the frozen deletes as a delete file, and the manifest naming both.
+    fn write_flush(&self, f: &Frozen) -> Result<Written> {
+        let seq = f.manifest.next_seq;
+        let mut next = f.manifest.clone();
+        next.next_seq += 1;
+        next.flushed_lsn = f.lsn;
+        let mut rows: Vec<(ListId, Origin)> = Vec::new();
+        for (b, (batch, deleted)) in f.mem.iter().enumerate() {
+            for r in 0..batch.rows() {
+                if !deleted.contains(r)
+                    && let Some(row) = batch.row(r)
+                {
+                    rows.push((row.list, Origin::Frozen(b, r)));
+                }
+            }
+        }
+        rows.sort_by_key(|&(l, _)| l);
+        let mut segment = None;
+        if !rows.is_empty() {
+            let file = vdb_format::segment_file_name(SegmentId(seq));
+            let reader = self.write_rows(&file, f, &f.quantizer, f.manifest.generation, &rows)?;
+            next.segments.push((seq, file));
+            segment = Some((reader, rows.into_iter().map(|(_, o)| o).collect()));
+        }
+        if !f.pending_deletes.is_empty() {
+            let file = vdb_format::delete_file_name(seq);
+            vdb_format::write_deletes_with(
+                &self.fs,
+                &self.dir.join(&file),
+                seq,
+                &f.pending_deletes,
+            )?;
+            next.deletes.push((seq, file));
+        }
+        next.store(self.fs.as_ref(), &self.dir)?;
+        Ok(Written {
+            manifest: next,
+            segment,
+            replaces_all: false,
+            quantizer: None,
+        })
+    }
+
+    /// Phase 2 of a compaction (`nlist` = None) or a training: every live
+    /// row of the frozen state as one segment, clustered with new centroids
+    /// when training, and a manifest naming only it.
+    fn write_rewrite(&self, f: &Frozen, nlist: Option<usize>) -> Result<Written> {
+        let dim = self.config.dim;
+        let mut live: Vec<Origin> = Vec::new();
+        for (i, (reader, deleted)) in f.segs.iter().enumerate() {
+            live.extend(
+                (0..reader.rows())
+                    .filter(|&r| !deleted.contains(r))
+                    .map(|r| Origin::Seg(i, r)),
+            );
+        }
+        for (b, (batch, deleted)) in f.mem.iter().enumerate() {
+            live.extend(
+                (0..batch.rows())
+                    .filter(|&r| !deleted.contains(r))
+                    .map(|r| Origin::Frozen(b, r)),
+            );
+        }
+        let seq = f.manifest.next_seq;
+        let mut next = f.manifest.clone();
+        next.next_seq += 1;
+        next.flushed_lsn = f.lsn;
+        next.deletes.clear();
+        next.compacted_at = unix_now();
+        let (rows, quantizer, generation) = match nlist {
+            None => {
+                let mut rows: Vec<(ListId, Origin)> = live
+                    .into_iter()
+                    .filter_map(|o| f.row(o).map(|row| (row.list, o)))
+                    .collect();
+                rows.sort_by_key(|&(l, _)| l);
+                (rows, None, f.manifest.generation)
+            }
+            Some(nlist) => {
+                let mut vectors = Vec::with_capacity(live.len() * dim);
+                live.retain(|&o| match f.row(o) {
+                    Some(row) => {
+                        vectors.extend_from_slice(row.vector);
+                        true
+                    }
+                    None => false,
+                });
+                let (centroids, _report) = kmeans::train(
+                    &vectors,
+                    dim,
+                    nlist,
+                    self.config.metric,
+                    &KMeansParams::default(),
+                )?;
+                let generation = f.manifest.generation + 1;
+                let cen_file = vdb_format::centroid_file_name(Generation(generation));
+                vdb_format::write_centroids_with(
+                    &self.fs,
+                    &self.dir.join(&cen_file),
+                    CentroidMeta {
+                        generation: Generation(generation),
+                        metric: self.config.metric,
+                        dim,
+                    },
+                    &centroids,
+                )?;
+                let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
+                let assignment = quantizer.assign(&vectors)?;
+                drop(vectors);
+                let mut sizes = vec![0u64; nlist];
+                for (l, _) in &assignment {
+                    sizes[l.index()] += 1;
+                }
+                next.config.nlist = nlist;
+                next.generation = generation;
+                next.centroids = Some(cen_file);
+                next.trained_rows = live.len() as u64;
+                next.trained_error = assignment.iter().map(|&(_, d)| d as f64).sum::<f64>()
+                    / live.len().max(1) as f64;
+                next.trained_imbalance = vdb_ivf::imbalance_factor(&sizes);
+                next.trained_at = next.compacted_at;
+                let mut rows: Vec<(ListId, Origin)> =
+                    assignment.into_iter().map(|(l, _)| l).zip(live).collect();
+                rows.sort_by_key(|&(l, _)| l);
+                (rows, Some(quantizer), generation)
+            }
+        };
+        let file = vdb_format::segment_file_name(SegmentId(seq));
+        let q = quantizer.as_ref().unwrap_or(&f.quantizer);
+        let reader = self.write_rows(&file, f, q, generation, &rows)?;
+        next.segments = vec![(seq, file)];
+        next.store(self.fs.as_ref(), &self.dir)?;
+        Ok(Written {
+            manifest: next,
+            segment: Some((reader, rows.into_iter().map(|(_, o)| o).collect())),
+            replaces_all: true,
+            quantizer,
+        })
+    }
+
+    /// Writes rows of the frozen state, ordered by list, as segment `file`.
+    fn write_rows(
+        &self,
+        file: &str,
+        f: &Frozen,
+        quantizer: &CoarseQuantizer,
+        generation: u64,
+        rows: &[(ListId, Origin)],
+    ) -> Result<SegmentReader> {
+        let path = self.dir.join(file);
+        let meta = SegmentMeta {
+            id: SegmentId(f.manifest.next_seq),
+            generation: Generation(generation),
+            metric: self.config.metric,
+            dim: self.config.dim,
+            nlist: quantizer.nlist(),
+            with_payloads: true,
+        };
+        let mut w = SegmentWriter::create_with(&self.fs, &path, meta)?;
+        for &(list, o) in rows {
+            if let Some(row) = f.row(o) {
+                w.push(
+                    list,
+                    row.id,
+                    row.vector,
+                    Some(row.payload.unwrap_or_default()),
+                )?;
+            }
+        }
+        w.finish()?;
+        Ok(SegmentReader::open(&path)?)
+    }
+
+    /// Phase 3: puts what phase 2 wrote in place of the frozen state.
+    fn install(&self, inner: &mut Inner, w: Written) -> Result<()> {
+        let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
+        if w.replaces_all {
+            inner.segs.clear();
+        }
+        if let Some((reader, origins)) = w.segment {
+            let i = inner.segs.len() as u32;
+            let mut deleted = RowSet::new(reader.rows());
+            for (r, (&id, origin)) in reader.ids().iter().zip(origins).enumerate() {
+                if inner.ids.get(&id) == Some(&origin.loc()) {
+                    inner.ids.insert(id, Loc::Seg(i, r as u32));
+                } else {
+                    // Replaced or deleted while the file was being written.
+                    deleted.insert(r);
+                }
+            }
+            inner.segs.push(SegEntry {
+                deleted: Arc::new(deleted),
+                reader: Arc::new(reader),
+            });
+        }
+        inner.frozen.clear();
+        inner.manifest = w.manifest;
+        if let Some(q) = w.quantizer {
+            // The memtable was grouped by the old lists: regroup it.
+            inner.quantizer = q;
+            inner.new_rows = 0;
+            inner.new_error = 0.0;
+            let old = std::mem::take(&mut inner.mem);
+            for e in old {
+                let rows: Vec<Row> = (0..e.batch.rows())
+                    .filter(|&r| !e.deleted.contains(r))
+                    .filter_map(|r| e.batch.row(r))
+                    .map(|row| Row {
+                        id: row.id,
+                        vector: row.vector.to_vec(),
+                        payload: row.payload.map(<[u8]>::to_vec),
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    let (batch, error) = MemBatch::build(rows, &inner.quantizer)?;
+                    inner.new_rows += batch.rows() as u64;
+                    inner.new_error += error;
+                    push_batch(inner, batch);
+                }
+            }
+        }
+        // Files no longer named are garbage; snapshots that still map them
+        // keep working (unlinked files stay mapped).
+        for file in old_files {
+            if !inner.manifest.live_files().any(|l| l == file) {
+                let _ = self.fs.remove_file(&self.dir.join(file));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A maintenance task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Task {
+    Flush,
+    Compact,
+    Train(usize),
+}
+
+/// Where a row of a frozen state was when it was frozen.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Seg(usize, usize),
+    Frozen(usize, usize),
+}
+
+impl Origin {
+    fn loc(self) -> Loc {
+        match self {
+            Origin::Seg(i, r) => Loc::Seg(i as u32, r as u32),
+            Origin::Frozen(b, r) => Loc::Frozen(b as u32, r as u32),
+        }
+    }
+}
+
+/// What maintenance works from: the collection as of the freeze, in
+/// immutable pieces that need no lock to read.
+#[derive(Debug)]
+struct Frozen {
+    segs: Vec<(Arc<SegmentReader>, Arc<RowSet>)>,
+    mem: Vec<(Arc<MemBatch>, Arc<RowSet>)>,
+    pending_deletes: Vec<u64>,
+    lsn: Lsn,
+    manifest: Manifest,
+    quantizer: Arc<CoarseQuantizer>,
+}
+
+impl Frozen {
+    fn row(&self, o: Origin) -> Option<RowRef<'_>> {
+        match o {
+            Origin::Seg(i, r) => segment_row(&self.segs.get(i)?.0, r),
+            Origin::Frozen(b, r) => self.mem.get(b)?.0.row(r),
+        }
+    }
+}
+
+/// What phase 2 of maintenance wrote.
+#[derive(Debug)]
+struct Written {
+    manifest: Manifest,
+    /// The new segment and where each of its rows came from.
+    segment: Option<(SegmentReader, Vec<Origin>)>,
+    /// Whether it replaces every segment (compaction, training).
+    replaces_all: bool,
+    /// New centroids (training).
+    quantizer: Option<Arc<CoarseQuantizer>>,
+}
+
+/// Phase 1 of maintenance: the memtable becomes frozen batches (ids that
+/// pointed into it now point into `frozen`), a new memtable starts, and the
+/// state to work from is captured.
+fn freeze(inner: &mut Inner) -> Frozen {
+    debug_assert!(inner.frozen.is_empty(), "maintenance is serialised");
+    let mem = std::mem::take(&mut inner.mem);
+    for (b, e) in mem.iter().enumerate() {
+        for r in 0..e.batch.rows() {
+            if let Some(row) = e.batch.row(r)
+                && inner.ids.get(&row.id) == Some(&Loc::Mem(b as u32, r as u32))
+            {
+                inner.ids.insert(row.id, Loc::Frozen(b as u32, r as u32));
+            }
+        }
+    }
+    inner.frozen = mem;
+    let mut pending: Vec<u64> = inner.pending_deletes.drain().collect();
+    pending.sort_unstable();
+    Frozen {
+        segs: segment_views(inner),
+        mem: batch_views(inner.frozen.iter()),
+        pending_deletes: pending,
+        lsn: inner.applied,
+        manifest: inner.manifest.clone(),
+        quantizer: Arc::clone(&inner.quantizer),
+    }
+}
+
+/// Whether the collection's compaction policy asks for a compaction.
+fn needs_compaction(inner: &Inner) -> bool {
+    let stored: usize = inner.segs.iter().map(|s| s.reader.rows()).sum();
+    let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
+    inner
+        .manifest
+        .config
+        .compaction
+        .due(inner.segs.len(), stored as u64, hidden as u64)
+}
+
+/// The numbers the retraining policy decides from.
+fn policy_input(inner: &Inner) -> PolicyInput {
+    let nlist = inner.quantizer.nlist();
+    let mut sizes = vec![0u64; nlist];
+    for s in &inner.segs {
+        for (l, size) in sizes.iter_mut().enumerate() {
+            *size += (s.reader.list_len(ListId(l as u32))
+                - deleted_in_list(s.reader.as_ref(), &s.deleted, l)) as u64;
+        }
+    }
+    for m in &inner.mem {
+        for (l, size) in sizes.iter_mut().enumerate() {
+            *size += (m.batch.list_len(ListId(l as u32))
+                - deleted_in_list(m.batch.as_ref(), &m.deleted, l)) as u64;
+        }
+    }
+    let m = &inner.manifest;
+    PolicyInput {
+        generation: m.generation,
+        rows: inner.ids.len() as u64,
+        train_threshold: m.config.train_threshold() as u64,
+        nlist_config: m.config.nlist,
+        nlist_now: if m.generation == 0 { 0 } else { nlist },
+        trained_rows: m.trained_rows,
+        trained_error: m.trained_error,
+        trained_imbalance: m.trained_imbalance,
+        new_rows: inner.new_rows,
+        new_error: if inner.new_rows == 0 {
+            0.0
+        } else {
+            inner.new_error / inner.new_rows as f64
+        },
+        imbalance: vdb_ivf::imbalance_factor(&sizes),
+    }
+}
+
+/// Hidden rows of list `l` of a source.
+fn deleted_in_list(lists: &dyn InvertedLists, deleted: &RowSet, l: usize) -> usize {
+    if deleted.is_empty() {
+        return 0;
+    }
+    let list = ListId(l as u32);
+    let start = lists.list_row_start(list);
+    (start..start + lists.list_len(list))
+        .filter(|&r| deleted.contains(r))
+        .count()
+}

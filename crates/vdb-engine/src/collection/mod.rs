@@ -1,0 +1,311 @@
+//! One collection: the write path (validate → WAL → commit → apply →
+//! acknowledge), the memtable, flushes, training, recovery, and reads on
+//! snapshots.
+//!
+//! All state changes happen under the collection's `inner` mutex, in WAL
+//! order. Readers never take it for a search: they clone the current
+//! [`Snapshot`] (an `Arc` of the live segments and memtable batches with
+//! their deletion sets) and search that, so a search always sees one
+//! complete state and every live row exactly once.
+//!
+//! Writers take `inner` only to give their record its place in the log; the
+//! commit (write + fsync, shared by concurrent writers) happens outside the
+//! lock, and the records are then applied strictly in LSN order.
+
+mod maintain;
+mod open;
+mod read;
+mod write;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+
+use vdb_core::{InvertedLists, Lsn, RowSet};
+use vdb_format::SegmentReader;
+use vdb_fs::FsRef;
+use vdb_ivf::{CoarseQuantizer, Source};
+use vdb_wal::Wal;
+
+use crate::config::CollectionConfig;
+use crate::error::{Error, Result};
+use crate::idmap::ShardedIdMap;
+use crate::manifest::Manifest;
+use crate::memtable::MemBatch;
+use crate::scheduler::Scheduler;
+
+/// Where the live version of an id is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    /// Segment index in `Inner::segs`, row.
+    Seg(u32, u32),
+    /// Batch index in `Inner::mem`, row.
+    Mem(u32, u32),
+    /// Batch index in `Inner::frozen` (being flushed), row.
+    Frozen(u32, u32),
+}
+
+#[derive(Debug)]
+struct SegEntry {
+    reader: Arc<SegmentReader>,
+    deleted: Arc<RowSet>,
+}
+
+#[derive(Debug)]
+struct MemEntry {
+    batch: Arc<MemBatch>,
+    deleted: Arc<RowSet>,
+}
+
+impl MemEntry {
+    fn live(&self) -> usize {
+        self.batch.rows() - self.deleted.count()
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    manifest: Manifest,
+    quantizer: Arc<CoarseQuantizer>,
+    segs: Vec<SegEntry>,
+    mem: Vec<MemEntry>,
+    /// Memtable batches being written by a flush or rewrite; still searched.
+    frozen: Vec<MemEntry>,
+    ids: ShardedIdMap<Loc>,
+    /// Ids deleted since the last flush (written to its delete file).
+    pending_deletes: HashSet<u64>,
+    /// The last LSN applied.
+    applied: Lsn,
+    poisoned: Option<String>,
+    /// Rows written since the last training, and the sum of their
+    /// distances to their centroids (for the drift rule; not persisted).
+    new_rows: u64,
+    new_error: f64,
+}
+
+/// What a search sees: an immutable view of the collection.
+#[derive(Debug)]
+pub struct Snapshot {
+    quantizer: Arc<CoarseQuantizer>,
+    generation: u64,
+    segs: Vec<(Arc<SegmentReader>, Arc<RowSet>)>,
+    mem: Vec<(Arc<MemBatch>, Arc<RowSet>)>,
+    live_rows: usize,
+}
+
+impl Snapshot {
+    pub(crate) fn quantizer(&self) -> &CoarseQuantizer {
+        &self.quantizer
+    }
+
+    pub(crate) fn sources(&self) -> Vec<Source<'_>> {
+        self.segs
+            .iter()
+            .map(|(r, d)| Source {
+                lists: r.as_ref() as &dyn InvertedLists,
+                deleted: Some(d.as_ref()),
+            })
+            .chain(self.mem.iter().map(|(b, d)| Source {
+                lists: b.as_ref() as &dyn InvertedLists,
+                deleted: Some(d.as_ref()),
+            }))
+            .collect()
+    }
+
+    /// Rows visible in this snapshot.
+    pub fn live_rows(&self) -> usize {
+        self.live_rows
+    }
+
+    /// The snapshot's centroid generation (0 before training).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Lists of the snapshot's centroid generation (1 before training).
+    pub fn nlist(&self) -> usize {
+        self.quantizer.nlist()
+    }
+}
+
+/// Options of a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// Results per query.
+    pub k: usize,
+    /// Lists to probe; `None` uses the collection's default. Values above
+    /// the number of lists are clamped (`usize::MAX` is exact search).
+    pub nprobe: Option<usize>,
+    /// Return each hit's payload.
+    pub with_payload: bool,
+}
+
+/// Numbers that describe a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionStats {
+    /// Visible rows.
+    pub rows: u64,
+    /// Rows still stored but hidden (deleted or replaced), awaiting compaction.
+    pub deleted_rows: u64,
+    /// Segment files.
+    pub segments: usize,
+    /// Rows in the memtable (visible or not).
+    pub memtable_rows: u64,
+    /// Bytes of segment files.
+    pub segment_bytes: u64,
+    /// Centroid generation (0 = untrained).
+    pub generation: u64,
+    /// Lists of the current generation (1 before training).
+    pub lists: usize,
+    /// faiss's imbalance factor of the current list sizes.
+    pub imbalance: f64,
+    /// Last LSN applied.
+    pub last_lsn: u64,
+    /// Every LSN up to this is in segment files.
+    pub flushed_lsn: u64,
+    /// When the current centroids were trained (Unix seconds; 0 = never).
+    pub trained_at: u64,
+    /// Rows when they were trained.
+    pub trained_rows: u64,
+    /// When the segments were last rewritten into one by a compaction or a
+    /// training (Unix seconds; 0 = never).
+    pub compacted_at: u64,
+}
+
+/// Settings to change with [`Collection::alter`]; `None` keeps the current
+/// value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Alter {
+    /// Default nprobe of searches.
+    pub nprobe: Option<usize>,
+    /// Lists to train; the collection is retrained at the next flush (or
+    /// call [`Collection::retrain`]).
+    pub nlist: Option<usize>,
+    /// Memtable rows per flush.
+    pub flush_rows: Option<usize>,
+    /// Retraining thresholds.
+    pub retrain: Option<crate::policy::RetrainPolicy>,
+    /// Compaction thresholds.
+    pub compaction: Option<crate::policy::CompactionPolicy>,
+}
+
+/// A durable collection of vectors. Shared as `Arc<Collection>`; every
+/// method takes `&self` and is safe to call from many threads.
+#[derive(Debug)]
+pub struct Collection {
+    fs: FsRef,
+    /// Threads for maintenance's CPU work (k-means, assignment), fewer than
+    /// the cores so searches keep one.
+    pool: Arc<rayon::ThreadPool>,
+    name: String,
+    dir: PathBuf,
+    config: CollectionConfig,
+    wal: Wal,
+    inner: Mutex<Inner>,
+    applied_cv: Condvar,
+    snapshot: RwLock<Arc<Snapshot>>,
+    dropped: AtomicBool,
+    default_nprobe: AtomicUsize,
+    /// Serialises flush, compaction, training and alter.
+    maintenance: Mutex<()>,
+    /// Where to ask for background maintenance, and this collection's own
+    /// handle to pass along (set by the engine after wrapping it in `Arc`).
+    scheduler: OnceLock<(Arc<Scheduler>, Weak<Collection>)>,
+    /// A background flush is requested and has not started yet.
+    flush_requested: AtomicBool,
+}
+
+impl Collection {
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The collection's settings.
+    pub fn config(&self) -> CollectionConfig {
+        self.lock().manifest.config.clone()
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Flushes the memtable and makes the log durable: what `close` does.
+    pub fn close(&self) -> Result<()> {
+        self.flush()?;
+        self.wal.sync()?;
+        Ok(())
+    }
+
+    pub(crate) fn mark_dropped(&self) {
+        self.dropped.store(true, Ordering::Release);
+    }
+
+    fn publish(&self, inner: &Inner) {
+        let snap = Arc::new(snapshot_of(inner));
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snap;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every update of `Inner` completes before the next fallible step,
+        // so a panicking thread cannot leave it half-changed.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_poisoned(&self, inner: &Inner) -> Result<()> {
+        match &inner.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                name: self.name.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+fn memtable_rows(inner: &Inner) -> usize {
+    inner.mem.iter().map(|m| m.batch.rows()).sum()
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The segments with their deletion sets, shared.
+fn segment_views(inner: &Inner) -> Vec<(Arc<SegmentReader>, Arc<RowSet>)> {
+    inner
+        .segs
+        .iter()
+        .map(|s| (Arc::clone(&s.reader), Arc::clone(&s.deleted)))
+        .collect()
+}
+
+/// Memtable batches with their deletion sets, shared.
+fn batch_views<'a>(
+    entries: impl Iterator<Item = &'a MemEntry>,
+) -> Vec<(Arc<MemBatch>, Arc<RowSet>)> {
+    entries
+        .map(|m| (Arc::clone(&m.batch), Arc::clone(&m.deleted)))
+        .collect()
+}
+
+fn snapshot_of(inner: &Inner) -> Snapshot {
+    Snapshot {
+        quantizer: Arc::clone(&inner.quantizer),
+        generation: inner.manifest.generation,
+        segs: segment_views(inner),
+        mem: batch_views(inner.frozen.iter().chain(&inner.mem)),
+        live_rows: inner.ids.len(),
+    }
+}
+
+const _: fn() = || {
+    fn check<T: Send + Sync>() {}
+    check::<Collection>();
+    check::<Snapshot>();
+};

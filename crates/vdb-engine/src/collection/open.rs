@@ -1,0 +1,226 @@
+//! Opening a collection: the manifest, garbage removal, the segments and
+//! their visibility, and the replay of the write-ahead log's tail.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+
+use vdb_core::RowSet;
+use vdb_format::{CentroidFile, SegmentReader};
+use vdb_fs::{Fs, FsRef};
+use vdb_ivf::CoarseQuantizer;
+use vdb_wal::{RecordKind, Wal, WalOptions};
+
+use super::write::{apply_delete, apply_upsert};
+use super::{Collection, Inner, Loc, SegEntry, snapshot_of};
+use crate::codec;
+use crate::config::CollectionConfig;
+use crate::error::{Error, Result};
+use crate::idmap::{Event, ShardedIdMap};
+use crate::manifest::Manifest;
+
+fn untrained_quantizer(cfg: &CollectionConfig) -> Result<Arc<CoarseQuantizer>> {
+    Ok(Arc::new(CoarseQuantizer::new(
+        cfg.dim,
+        cfg.metric,
+        vec![0.0; cfg.dim],
+    )?))
+}
+
+impl Collection {
+    /// Opens the collection stored in `dir`: reads the manifest, removes
+    /// files it does not name, maps the segments and replays the WAL tail.
+    pub(crate) fn open(
+        fs: FsRef,
+        pool: Arc<rayon::ThreadPool>,
+        name: &str,
+        dir: &Path,
+    ) -> Result<Collection> {
+        let manifest = Manifest::load(dir)?;
+        let cfg = manifest.config.clone();
+        remove_garbage(fs.as_ref(), dir, &manifest)?;
+
+        let quantizer = match &manifest.centroids {
+            Some(f) => {
+                let c = CentroidFile::open(&dir.join(f))?;
+                let m = c.meta();
+                if m.dim != cfg.dim
+                    || m.metric != cfg.metric
+                    || m.generation.0 != manifest.generation
+                {
+                    return Err(Error::Corrupt {
+                        file: dir.join(f),
+                        reason: format!(
+                            "centroids of generation {} (dim {}, {}) do not match the manifest (generation {}, dim {}, {})",
+                            m.generation, m.dim, m.metric, manifest.generation, cfg.dim, cfg.metric
+                        ),
+                    });
+                }
+                Arc::new(CoarseQuantizer::new(
+                    m.dim,
+                    m.metric,
+                    c.centroids().to_vec(),
+                )?)
+            }
+            None => untrained_quantizer(&cfg)?,
+        };
+
+        let mut segs = Vec::with_capacity(manifest.segments.len());
+        for (_, f) in &manifest.segments {
+            let r = SegmentReader::open(&dir.join(f))?;
+            let m = r.meta();
+            if m.dim != cfg.dim
+                || m.metric != cfg.metric
+                || m.nlist != quantizer.nlist()
+                || m.generation.0 != manifest.generation
+            {
+                return Err(Error::Corrupt {
+                    file: dir.join(f),
+                    reason:
+                        "segment does not match the collection's dim, metric or centroid generation"
+                            .into(),
+                });
+            }
+            segs.push(r);
+        }
+        // Visibility: apply segments and delete files in flush order.
+        // Segments and delete files replayed in flush order: the id map
+        // keeps each id's last version, and every version an insert
+        // replaces (or a delete removes) is hidden. Built on all cores.
+        let total: usize = segs.iter().map(SegmentReader::rows).sum();
+        let mut order: Vec<(u64, bool, usize)> = manifest
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, (seq, _))| (*seq, false, i))
+            .chain(
+                manifest
+                    .deletes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (seq, _))| (*seq, true, i)),
+            )
+            .collect();
+        order.sort_unstable();
+        let mut deletes = Vec::with_capacity(manifest.deletes.len());
+        for (_, f) in &manifest.deletes {
+            deletes.push(vdb_format::read_deletes(&dir.join(f))?.1);
+        }
+        let mut events: Vec<Event<'_, Loc>> = Vec::with_capacity(order.len());
+        for &(_, is_delete, i) in &order {
+            if is_delete {
+                if let Some(ids) = deletes.get(i) {
+                    events.push(Event::Remove(ids));
+                }
+            } else if let Some(seg) = segs.get(i) {
+                let s = i as u32;
+                events.push(Event::Insert(
+                    seg.ids(),
+                    Box::new(move |r| Loc::Seg(s, r as u32)),
+                ));
+            }
+        }
+        let mut hidden: Vec<RowSet> = segs.iter().map(|r| RowSet::new(r.rows())).collect();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let shards = if total < 100_000 { 1 } else { threads.min(8) };
+        let ids = ShardedIdMap::build(shards, total, &events, &mut |old| {
+            if let Loc::Seg(s, r) = old
+                && let Some(set) = hidden.get_mut(s as usize)
+            {
+                set.insert(r as usize);
+            }
+        });
+        drop(events);
+        let segs: Vec<SegEntry> = segs
+            .into_iter()
+            .zip(hidden)
+            .map(|(reader, deleted)| SegEntry {
+                reader: Arc::new(reader),
+                deleted: Arc::new(deleted),
+            })
+            .collect();
+
+        let wal_opts = WalOptions {
+            sync: cfg.sync,
+            ..WalOptions::default()
+        };
+        let (wal, records, _report) = Wal::open_with(Arc::clone(&fs), &dir.join("wal"), wal_opts)?;
+        let flushed = manifest.flushed_lsn;
+        let mut inner = Inner {
+            quantizer,
+            segs,
+            mem: Vec::new(),
+            frozen: Vec::new(),
+            ids,
+            pending_deletes: HashSet::new(),
+            applied: flushed,
+            poisoned: None,
+            new_rows: 0,
+            new_error: 0.0,
+            manifest,
+        };
+        let wal_dir = dir.join("wal");
+        for rec in records.into_iter().filter(|r| r.lsn > flushed) {
+            let corrupt = |reason: String| Error::Corrupt {
+                file: wal_dir.clone(),
+                reason: format!("record {}: {reason}", rec.lsn.0),
+            };
+            match rec.kind {
+                RecordKind::Upsert => {
+                    let rows = codec::decode_upsert(&rec.payload, cfg.dim).map_err(corrupt)?;
+                    apply_upsert(&mut inner, rows)?;
+                }
+                RecordKind::Delete => {
+                    let ids = codec::decode_delete(&rec.payload).map_err(corrupt)?;
+                    apply_delete(&mut inner, &ids);
+                }
+                RecordKind::Event => {}
+            }
+            inner.applied = rec.lsn;
+        }
+        let c = Collection {
+            fs,
+            pool,
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            config: cfg.clone(),
+            wal,
+            snapshot: RwLock::new(Arc::new(snapshot_of(&inner))),
+            inner: Mutex::new(inner),
+            applied_cv: Condvar::new(),
+            dropped: AtomicBool::new(false),
+            default_nprobe: AtomicUsize::new(cfg.nprobe),
+            maintenance: Mutex::new(()),
+            scheduler: OnceLock::new(),
+            flush_requested: AtomicBool::new(false),
+        };
+        Ok(c)
+    }
+}
+
+/// Removes every file in `dir` the manifest does not name (leftovers of a
+/// crash between writing a file and switching the manifest).
+fn remove_garbage(fs: &dyn Fs, dir: &Path, manifest: &Manifest) -> Result<()> {
+    let live: HashSet<&str> = manifest.live_files().collect();
+    let mut removed = false;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list", e))? {
+        let entry = entry.map_err(|e| Error::io(dir, "list", e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name == crate::manifest::MANIFEST || name == "wal" || live.contains(name) {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_file() {
+            fs.remove_file(&path)
+                .map_err(|e| Error::io(&path, "remove unreferenced file", e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io(dir, "fsync directory", e))?;
+    }
+    Ok(())
+}
