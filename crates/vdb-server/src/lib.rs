@@ -6,7 +6,9 @@
 //!
 //! This crate knows the engine's public API only, never its files.
 
+mod auth;
 mod convert;
+mod import;
 pub mod service;
 pub mod status;
 
@@ -19,7 +21,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use vdb_engine::Engine;
 use vdb_proto::v1::vdb_server::VdbServer;
 
-pub use service::{ApiKeys, Limits, VdbService};
+pub use auth::ApiKeys;
+pub use service::{Limits, VdbService};
 
 /// A certificate chain and its private key, PEM-encoded.
 #[derive(Clone, PartialEq, Eq)]

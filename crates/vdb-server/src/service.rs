@@ -21,12 +21,13 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use vdb_engine::{
-    Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, Lsn, Row, SearchOptions,
-    TrainedCentroids, TuneOptions,
+    Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, SearchOptions, TrainedCentroids,
+    TuneOptions,
 };
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_server::Vdb;
 
+use crate::auth::{Access, ApiKeys};
 use crate::convert::{
     compaction_from_pb, config_from_pb, config_to_pb, explanation_to_pb, metric_to_pb,
     retrain_from_pb, rows_from_pb, stats_to_pb,
@@ -63,84 +64,12 @@ impl Default for Limits {
     }
 }
 
-/// API keys. With none configured, every request is allowed. Otherwise a
-/// request must carry `authorization: Bearer <key>`: a key from `full`
-/// may do everything, one from `read_only` may read (list, describe, get,
-/// search, explain) but not write or administer.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ApiKeys {
-    /// Keys allowed everything.
-    pub full: Vec<String>,
-    /// Keys allowed reads only.
-    pub read_only: Vec<String>,
-}
-
-impl std::fmt::Debug for ApiKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the keys themselves.
-        f.debug_struct("ApiKeys")
-            .field("full", &self.full.len())
-            .field("read_only", &self.read_only.len())
-            .finish()
-    }
-}
-
-/// What a request needs to be allowed to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Read,
-    Write,
-}
-
-impl ApiKeys {
-    /// Whether any key is configured (auth on).
-    pub fn enabled(&self) -> bool {
-        !self.full.is_empty() || !self.read_only.is_empty()
-    }
-
-    fn check<T>(&self, req: &Request<T>, need: Access) -> Result<(), Status> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        let key = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Status::unauthenticated("missing API key: send `authorization: Bearer <key>`")
-            })?;
-        let matches = |keys: &[String]| {
-            keys.iter()
-                .any(|k| constant_time_eq(k.as_bytes(), key.as_bytes()))
-        };
-        if matches(&self.full) {
-            return Ok(());
-        }
-        if matches(&self.read_only) {
-            return match need {
-                Access::Read => Ok(()),
-                Access::Write => Err(Status::permission_denied(
-                    "this API key is read-only; writes and administration need a full key",
-                )),
-            };
-        }
-        Err(Status::unauthenticated("invalid API key"))
-    }
-}
-
-/// Compares without returning early on the first differing byte, so the
-/// time taken does not reveal how much of a guessed key was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
 /// The service: an engine, the limits, the keys and the concurrency
 /// permits.
 #[derive(Debug, Clone)]
 pub struct VdbService {
-    engine: Arc<Engine>,
-    limits: Limits,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) limits: Limits,
     keys: Arc<ApiKeys>,
     permits: Arc<Semaphore>,
 }
@@ -157,7 +86,11 @@ impl VdbService {
     }
 
     /// Checks the caller's key for `need`, then takes a permit.
-    fn admit<T>(&self, req: &Request<T>, need: Access) -> Result<OwnedSemaphorePermit, Status> {
+    pub(crate) fn admit<T>(
+        &self,
+        req: &Request<T>,
+        need: Access,
+    ) -> Result<OwnedSemaphorePermit, Status> {
         self.keys.check(req, need)?;
         self.permit()
     }
@@ -222,36 +155,7 @@ impl VdbService {
         Ok(Response::new(out))
     }
 
-    /// Checks message `index` of an import stream (the collection it names,
-    /// its size) and returns its rows.
-    fn accept(
-        &self,
-        name: &mut Option<String>,
-        index: u64,
-        msg: pb::ImportRequest,
-    ) -> Result<Vec<Row>, Status> {
-        match (name.as_deref(), msg.collection.as_str()) {
-            (None, "") => {
-                return Err(invalid(
-                    "collection",
-                    "the first message of an import must name the collection",
-                ));
-            }
-            (None, n) => *name = Some(n.to_string()),
-            (Some(_), "") => {}
-            (Some(first), n) if first == n => {}
-            (Some(first), n) => {
-                return Err(invalid(
-                    "collection",
-                    format!("the stream started with {first:?} and then named {n:?}"),
-                ));
-            }
-        }
-        self.check_batch(&format!("batch {index}: rows"), msg.rows.len())?;
-        Ok(rows_from_pb(msg.rows))
-    }
-
-    fn check_batch(&self, field: &str, n: usize) -> Result<(), Status> {
+    pub(crate) fn check_batch(&self, field: &str, n: usize) -> Result<(), Status> {
         if n == 0 {
             return Err(invalid(field, "empty; send at least one"));
         }
@@ -290,77 +194,6 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Status::internal(format!("request task failed: {e}")))?
         .map_err(status)
-}
-
-/// Bytes of rows an import collects while a write runs before it stops
-/// reading (with up to one message more): a bound on the memory a stream
-/// holds (twice this while a group is written, which keeps a copy to retry
-/// message by message).
-const GROUP_BYTES: usize = 16 << 20;
-
-/// What writing some messages of an import stream did.
-struct Written {
-    /// Messages stored, in stream order.
-    messages: u64,
-    /// Rows in them.
-    rows: u64,
-    /// The log position of the last write, if any was stored.
-    lsn: Option<Lsn>,
-    /// Why the next message was refused (nothing of it is stored).
-    error: Option<vdb_engine::Error>,
-}
-
-/// Writes consecutive messages of an import stream: as one engine batch
-/// when no id appears twice among them, otherwise (or when the batch is
-/// refused) one message at a time, so the outcome is exactly that of
-/// writing them in order — later rows of an id win, and a bad message
-/// leaves the ones before it stored and is reported by its position.
-fn write_messages(engine: &Engine, collection: &str, messages: Vec<Vec<Row>>) -> Written {
-    let mut done = Written {
-        messages: 0,
-        rows: 0,
-        lsn: None,
-        error: None,
-    };
-    let collection = match engine.collection(collection) {
-        Ok(c) => c,
-        Err(e) => {
-            done.error = Some(e);
-            return done;
-        }
-    };
-    let total: usize = messages.iter().map(Vec::len).sum();
-    if messages.len() > 1 {
-        let mut ids = std::collections::HashSet::with_capacity(total);
-        let distinct = messages.iter().flatten().all(|r| ids.insert(r.id));
-        if distinct {
-            let count = messages.len() as u64;
-            let rows: Vec<Row> = messages.iter().flatten().cloned().collect();
-            if let Ok(lsn) = collection.upsert(rows) {
-                done.messages = count;
-                done.rows = total as u64;
-                done.lsn = Some(lsn);
-                return done;
-            }
-            // Refused: find which message by writing them one at a time
-            // (a refused batch changed nothing).
-        }
-    }
-    for rows in messages {
-        let n = rows.len() as u64;
-        match collection.upsert(rows) {
-            Ok(lsn) => {
-                done.messages += 1;
-                done.rows += n;
-                done.lsn = Some(lsn);
-            }
-            Err(e) => {
-                done.error = Some(e);
-                break;
-            }
-        }
-    }
-    done
 }
 
 fn info(c: &Collection) -> pb::CollectionInfo {
@@ -490,93 +323,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<Streaming<pb::ImportRequest>>,
     ) -> Result<Response<pb::ImportResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
-        let mut stream = req.into_inner();
-        let mut name: Option<String> = None;
-        let mut out = pb::ImportResponse::default();
-        // Group commit over the stream: while one write runs, the messages
-        // that arrive are decoded and collected (up to `max_batch` rows or
-        // GROUP_BYTES), then written together — one log append and fsync,
-        // one assignment to lists — in stream order.
-        let mut pending: Vec<Vec<Row>> = Vec::new();
-        let (mut pending_rows, mut pending_bytes) = (0usize, 0usize);
-        let mut received = 0u64;
-        let mut writing: Option<tokio::task::JoinHandle<Written>> = None;
-        // No more messages are read after the end of the stream or a
-        // refused message; what came before is written first.
-        let mut ended = false;
-        let mut refused: Option<Status> = None;
-        loop {
-            if writing.is_none() && !pending.is_empty() {
-                let messages = std::mem::take(&mut pending);
-                (pending_rows, pending_bytes) = (0, 0);
-                let engine = Arc::clone(&self.engine);
-                let collection = name.clone().unwrap_or_default();
-                writing = Some(tokio::task::spawn_blocking(move || {
-                    write_messages(&engine, &collection, messages)
-                }));
-            }
-            if ended && writing.is_none() {
-                break;
-            }
-            let receive =
-                !ended && pending_rows < self.limits.max_batch && pending_bytes < GROUP_BYTES;
-            let write_done = async {
-                match writing.as_mut() {
-                    Some(w) => w.await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                written = write_done => {
-                    writing = None;
-                    let written = written
-                        .map_err(|e| Status::internal(format!("import task failed: {e}")))?;
-                    out.rows += written.rows;
-                    out.batches += written.messages;
-                    if let Some(lsn) = written.lsn {
-                        out.last_lsn = lsn.0;
-                    }
-                    if let Some(e) = written.error {
-                        let s = status(e);
-                        return Err(Status::new(
-                            s.code(),
-                            format!(
-                                "batch {} (after {} rows stored): {}",
-                                out.batches,
-                                out.rows,
-                                s.message()
-                            ),
-                        ));
-                    }
-                }
-                next = stream.message(), if receive => match next? {
-                    None => ended = true,
-                    Some(msg) => match self.accept(&mut name, received, msg) {
-                        Ok(rows) => {
-                            received += 1;
-                            pending_rows += rows.len();
-                            pending_bytes += rows
-                                .iter()
-                                .map(|r| 4 * r.vector.len() + r.payload.as_ref().map_or(0, Vec::len))
-                                .sum::<usize>();
-                            pending.push(rows);
-                        }
-                        Err(s) => {
-                            refused = Some(s);
-                            ended = true;
-                        }
-                    },
-                },
-            }
-        }
-        if let Some(s) = refused {
-            return Err(s);
-        }
-        if name.is_none() {
-            return Err(invalid("rows", "the import stream sent no batch"));
-        }
-        Ok(Response::new(out))
+        self.import_stream(req).await
     }
 
     async fn delete(
@@ -844,84 +591,5 @@ impl Vdb for VdbService {
             })
             .await?;
         Ok(Response::new(out))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
-
-    use super::*;
-
-    fn rows(ids: std::ops::Range<u64>, version: f32) -> Vec<Row> {
-        ids.map(|id| Row {
-            id,
-            vector: vec![id as f32, version],
-            payload: None,
-        })
-        .collect()
-    }
-
-    fn engine() -> (tempfile::TempDir, Engine) {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path()).unwrap();
-        engine
-            .create_collection("c", vdb_engine::CollectionConfig::new(2))
-            .unwrap();
-        (dir, engine)
-    }
-
-    #[test]
-    fn messages_with_distinct_ids_are_one_write() {
-        let (_dir, engine) = engine();
-        let w = write_messages(&engine, "c", vec![rows(0..10, 1.0), rows(10..25, 1.0)]);
-        assert!(w.error.is_none());
-        assert_eq!((w.messages, w.rows), (2, 25));
-        // One write: the first log position.
-        assert_eq!(w.lsn, Some(Lsn(1)));
-        assert_eq!(engine.collection("c").unwrap().stats().rows, 25);
-    }
-
-    #[test]
-    fn an_id_in_two_messages_gets_the_later_row() {
-        let (_dir, engine) = engine();
-        let w = write_messages(&engine, "c", vec![rows(0..10, 1.0), rows(5..15, 2.0)]);
-        assert!(w.error.is_none());
-        assert_eq!((w.messages, w.rows), (2, 20));
-        let c = engine.collection("c").unwrap();
-        assert_eq!(c.stats().rows, 15);
-        assert_eq!(c.get(7).unwrap().unwrap().vector, vec![7.0, 2.0]);
-        assert_eq!(c.get(2).unwrap().unwrap().vector, vec![2.0, 1.0]);
-    }
-
-    #[test]
-    fn a_bad_message_keeps_the_ones_before_it_and_is_named() {
-        let mut bad = rows(30..32, 1.0);
-        bad[1].vector = vec![1.0, 2.0, 3.0];
-        let mut twice = rows(40..42, 1.0);
-        twice[1].id = 40;
-        for (refused, at) in [(bad, 2u64), (twice, 2)] {
-            let (_dir, engine) = engine();
-            let messages = vec![
-                rows(0..10, 1.0),
-                rows(10..20, 1.0),
-                refused,
-                rows(50..60, 1.0),
-            ];
-            let w = write_messages(&engine, "c", messages);
-            assert_eq!((w.messages, w.rows), (at, 20));
-            assert!(w.error.is_some());
-            let c = engine.collection("c").unwrap();
-            assert_eq!(c.stats().rows, 20, "only the messages before the bad one");
-            assert!(c.get(50).unwrap().is_none());
-        }
-    }
-
-    #[test]
-    fn an_unknown_collection_stores_nothing() {
-        let (_dir, engine) = engine();
-        let w = write_messages(&engine, "nope", vec![rows(0..3, 1.0)]);
-        assert!(matches!(w.error, Some(vdb_engine::Error::NotFound(_))));
-        assert_eq!((w.messages, w.rows, w.lsn), (0, 0, None));
     }
 }
