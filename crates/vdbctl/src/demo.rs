@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use vdb_proto::v1 as pb;
 
-use crate::client::{Client, connect, server_err};
+use crate::connection::{Client, connect, server_err};
 use crate::vecio;
 
 /// Options of the demo.
@@ -109,7 +109,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("create {}", args.data_dir.display()))?;
-    let (server, addr) = crate::bench_server::start_local(Some(&args.data_dir))?;
+    let (server, addr) = crate::local::start_local(Some(&args.data_dir))?;
     println!(
         "vdbd (in this process) listening on {addr}, data in {}",
         args.data_dir.display()

@@ -2,12 +2,13 @@
 //! client of `vdbd`) and the benchmark.
 
 mod bench;
-mod bench_server;
 mod client;
+mod connection;
 mod demo;
 mod explain;
 mod explain_page;
 mod json;
+mod local;
 mod tune;
 mod vecio;
 
@@ -84,8 +85,8 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             let code = e
                 .chain()
-                .find_map(|c| c.downcast_ref::<client::ServerError>())
-                .map_or(1, client::ServerError::exit_code);
+                .find_map(|c| c.downcast_ref::<connection::ServerError>())
+                .map_or(1, connection::ServerError::exit_code);
             std::process::ExitCode::from(code)
         }
     }

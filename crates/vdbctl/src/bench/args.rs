@@ -1,0 +1,95 @@
+//! The flags of `vdbctl bench`.
+
+use std::path::PathBuf;
+
+use vdb_core::Metric;
+
+/// Arguments of `vdbctl bench`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Example:\n  vdbctl bench --base data/digits/base.fvecs --query data/digits/query.fvecs \\\n      --gt data/digits/gt.ivecs --nlist 16 --nprobe 1,4,16 --k 10"
+)]
+pub struct BenchArgs {
+    /// Base vectors (.fvecs, .bvecs or .npy float32); row i gets id i.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Query vectors (same formats).
+    #[arg(long)]
+    pub query: PathBuf,
+    /// Ground truth (.ivecs of base row numbers per query); computed by exact
+    /// search when absent.
+    #[arg(long)]
+    pub gt: Option<PathBuf>,
+    /// Number of inverted lists (k-means clusters).
+    #[arg(long)]
+    pub nlist: usize,
+    /// Comma-separated nprobe values to sweep; values above nlist are
+    /// clamped to nlist.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub nprobe: Vec<usize>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Distance metric: l2, ip or cosine.
+    #[arg(long, default_value = "l2")]
+    pub metric: Metric,
+    /// Threads for training and batch search (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// One JSON object per line per nprobe instead of a table (set by the
+    /// global `--json`).
+    #[arg(skip)]
+    pub json: bool,
+    /// k-means seed.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// k-means iterations.
+    #[arg(long, default_value_t = 10)]
+    pub niter: usize,
+    /// k-means trains on at most this many points per centroid.
+    #[arg(long, default_value_t = 256)]
+    pub max_points_per_centroid: usize,
+    /// Minimum seconds each QPS measurement runs (passes over the queries
+    /// repeat until it is reached).
+    #[arg(long, default_value_t = 1.0)]
+    pub min_seconds: f64,
+    /// Directory for the index files (default: a temporary directory that is
+    /// removed afterwards).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Run against a real collection ("bench", replaced if present) in this
+    /// data directory through the engine: rows are inserted through the
+    /// write-ahead log in batches of 1,000 (sync=always), flushed and trained
+    /// by the engine, then searched through the collection API.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// With --data-dir or --server: memtable rows per flush.
+    #[arg(long, default_value_t = 100_000)]
+    pub flush_rows: usize,
+    /// With --data-dir or --server: train once, never retrain automatically (to measure
+    /// what retraining saves).
+    #[arg(long)]
+    pub no_retrain: bool,
+    /// With --data-dir: also measure single-query search latency at the
+    /// first nprobe while a retraining runs and while a compaction runs,
+    /// against idle (keys `idle_p99_ms`, `retrain_p99_ms`, `compact_p99_ms`).
+    #[arg(long)]
+    pub maintenance_latency: bool,
+    /// With --data-dir or --server: insert this many rows first and let the
+    /// collection flush and train, then time the ingest of the rest only
+    /// (durable ingest into a trained collection; `ingest_rows` says how
+    /// many). Over gRPC the timed rows go in ten alternating rounds as
+    /// Upsert requests of 1,000 rows (`upsert_rows_per_s`) and as Import
+    /// streams of 1,000-row messages (`ingest_rows_per_s`).
+    #[arg(long, default_value_t = 0)]
+    pub train_first: usize,
+    /// Measure over gRPC against this server (`--server` given on the
+    /// command line; `local` starts one in this process).
+    #[arg(skip)]
+    pub server: Option<String>,
+    /// The API key and CA certificate for `server` (the global flags).
+    #[arg(skip)]
+    pub api_key: Option<String>,
+    #[arg(skip)]
+    pub tls_ca: Option<PathBuf>,
+}

@@ -1,0 +1,251 @@
+//! Measuring a target: recall against the ground truth, single-query QPS
+//! and latency, batch QPS, concurrent clients, and latency while
+//! maintenance runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use vdb_engine::Collection;
+use vdb_ivf::{SearchParams, Searcher};
+
+use super::target::{EngineTarget, Target};
+use crate::vecio::Matrix;
+
+/// One row of the results.
+#[derive(Debug, Clone)]
+pub(super) struct Row {
+    /// Over gRPC: QPS of 16 clients sending one query per request.
+    pub(super) qps_16_clients: Option<f64>,
+    /// Over gRPC with `--server local`: the same collection searched in
+    /// process (QPS, p50, p99 of one query per call).
+    pub(super) in_process: Option<(f64, f64, f64)>,
+    /// The same, with [`PACE`] of idleness before each query (p50, p99).
+    pub(super) in_process_paced: Option<(f64, f64)>,
+    /// Over gRPC: p50 ms of one query per request to an empty collection
+    /// (what the transport alone costs).
+    pub(super) floor_p50_ms: Option<f64>,
+    pub(super) nprobe: usize,
+    pub(super) requested_nprobe: usize,
+    pub(super) recall: f64,
+    pub(super) qps: f64,
+    pub(super) p50_ms: f64,
+    pub(super) p99_ms: f64,
+    pub(super) batch_qps: f64,
+    pub(super) batch_qps_1t: f64,
+    pub(super) scanned: f64,
+}
+
+/// Search latency (p50 ms, p99 ms, searches) idle and while maintenance
+/// runs.
+#[derive(Debug)]
+pub(super) struct MaintenanceLatency {
+    pub(super) idle: (f64, f64, usize),
+    pub(super) retrain: (f64, f64, usize),
+    pub(super) compact: (f64, f64, usize),
+}
+
+/// Single-query searches, one after another on this thread, idle for two
+/// seconds and then for as long as a retraining (new centroids, every row
+/// rewritten) and a compaction (after deleting 1 % of the rows) run on
+/// another thread.
+pub(super) fn maintenance_latency(
+    c: &Arc<Collection>,
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+) -> Result<MaintenanceLatency> {
+    let opts = EngineTarget::opts(sp);
+    let search_while = |busy: &dyn Fn() -> bool| -> Result<(f64, f64, usize)> {
+        let mut lat = Vec::new();
+        let mut q = 0;
+        while busy() || lat.len() < 100 {
+            let query = queries.row(q % queries.rows).to_vec();
+            let t = Instant::now();
+            c.search(&[query], opts)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            q += 1;
+        }
+        lat.sort_by(f64::total_cmp);
+        let at = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+        Ok((at(0.5), at(0.99), lat.len()))
+    };
+    let start = Instant::now();
+    let idle = search_while(&|| start.elapsed().as_secs_f64() < 2.0)?;
+    let during = |work: &(dyn Fn() -> vdb_engine::Result<()> + Sync)| -> Result<(f64, f64, usize)> {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let worker = s.spawn(|| {
+                let r = work();
+                done.store(true, std::sync::atomic::Ordering::Release);
+                r
+            });
+            let lat = search_while(&|| !done.load(std::sync::atomic::Ordering::Acquire));
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("maintenance thread panicked"))??;
+            lat
+        })
+    };
+    let retrain = during(&|| c.retrain(None))?;
+    let rows = c.stats().rows;
+    let doomed: Vec<u64> = (0..rows).step_by(100).collect();
+    c.delete(&doomed)?;
+    let compact = during(&|| c.compact().map(|_| ()))?;
+    Ok(MaintenanceLatency {
+        idle,
+        retrain,
+        compact,
+    })
+}
+
+pub(super) fn measure(
+    target: &dyn Target,
+    queries: &Matrix<f32>,
+    truth: &[Vec<u64>],
+    sp: SearchParams,
+    requested: usize,
+    pool: &rayon::ThreadPool,
+    min_seconds: f64,
+) -> Result<Row> {
+    // Recall and work, with a trace.
+    let (mut hits, mut total, mut scanned) = (0usize, 0usize, 0u64);
+    for (q, want) in truth.iter().enumerate() {
+        let (res, n) = target.search_traced(queries.row(q), sp)?;
+        hits += res.iter().filter(|id| want.contains(id)).count();
+        total += want.len();
+        scanned += n;
+    }
+    let recall = if total == 0 {
+        1.0
+    } else {
+        hits as f64 / total as f64
+    };
+    let min = Duration::from_secs_f64(min_seconds.max(0.0));
+    let (qps, p50_ms, p99_ms) = single_query_latency(target, queries, sp, min, None)?;
+
+    // Batches: the whole query set per call, on every thread and on one.
+    let batch_qps = batch_throughput(target, queries, sp, pool, min)?;
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .context("cannot start a one-thread pool")?;
+    let batch_qps_1t = batch_throughput(target, queries, sp, &one, min)?;
+    Ok(Row {
+        qps_16_clients: None,
+        in_process: None,
+        in_process_paced: None,
+        floor_p50_ms: None,
+        nprobe: sp.nprobe,
+        requested_nprobe: requested,
+        recall,
+        qps,
+        p50_ms,
+        p99_ms,
+        batch_qps,
+        batch_qps_1t,
+        scanned: scanned as f64 / truth.len().max(1) as f64,
+    })
+}
+
+/// The idle time before each query of the paced in-process measurement:
+/// about what a server's core idles between one client's requests on
+/// loopback. A search that follows idleness runs slower than one of a
+/// back-to-back loop (caches and the idle CPU), whatever the transport.
+pub(super) const PACE: Duration = Duration::from_micros(200);
+
+/// One query at a time on this thread, passes over the queries until `min`
+/// has passed, sleeping `pause` (untimed) before each: (QPS, p50 ms,
+/// p99 ms).
+pub(super) fn single_query_latency(
+    target: &dyn Target,
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+    min: Duration,
+    pause: Option<Duration>,
+) -> Result<(f64, f64, f64)> {
+    let mut searcher = Searcher::new();
+    let mut latencies = Vec::with_capacity(queries.rows);
+    let start = Instant::now();
+    loop {
+        for q in 0..queries.rows {
+            if let Some(p) = pause {
+                std::thread::sleep(p);
+            }
+            let t = Instant::now();
+            let r = target.search(&mut searcher, queries.row(q), sp)?;
+            latencies.push(t.elapsed());
+            std::hint::black_box(r);
+        }
+        if start.elapsed() >= min {
+            break;
+        }
+    }
+    let qps = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct =
+        |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    Ok((qps, pct(0.5), pct(0.99)))
+}
+
+/// Queries per second of `search_batch` over the whole query set on `pool`,
+/// repeated until `min` has passed.
+pub(super) fn batch_throughput(
+    target: &dyn Target,
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+    pool: &rayon::ThreadPool,
+    min: Duration,
+) -> Result<f64> {
+    let start = Instant::now();
+    let mut done = 0usize;
+    loop {
+        let r = pool.install(|| target.search_all(queries, sp))?;
+        std::hint::black_box(r);
+        done += queries.rows;
+        if start.elapsed() >= min {
+            break;
+        }
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
+/// QPS of `clients` threads each sending one query per request, one after
+/// another, for `seconds`.
+pub(super) fn concurrent_qps(
+    target: &dyn Target,
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+    clients: usize,
+    seconds: f64,
+) -> Result<f64> {
+    let start = Instant::now();
+    let counts: Vec<Result<usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|t| {
+                s.spawn(move || -> Result<usize> {
+                    let mut searcher = Searcher::new();
+                    let mut n = 0;
+                    while start.elapsed().as_secs_f64() < seconds {
+                        let q = (t * 7919 + n) % queries.rows;
+                        target.search(&mut searcher, queries.row(q), sp)?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))
+            })
+            .collect()
+    });
+    let mut total = 0;
+    for c in counts {
+        total += c?;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}

@@ -1,0 +1,63 @@
+//! How the collection commands print what the server returns.
+
+use serde_json::{Value, json};
+use vdb_proto::v1 as pb;
+
+/// A collection's settings and numbers as one JSON object.
+pub fn info_json(i: &pb::CollectionInfo) -> Value {
+    let c = i.config.clone().unwrap_or_default();
+    let s = i.stats.unwrap_or_default();
+    json!({
+        "name": i.name,
+        "dim": c.dim,
+        "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+        "nlist": c.nlist,
+        "nprobe": c.nprobe,
+        "sync": c.sync,
+        "flush_rows": c.flush_rows,
+        "rows": s.rows,
+        "deleted_rows": s.deleted_rows,
+        "segments": s.segments,
+        "memtable_rows": s.memtable_rows,
+        "segment_bytes": s.segment_bytes,
+        "generation": s.generation,
+        "lists": s.lists,
+        "imbalance": s.imbalance,
+        "trained_at": s.trained_at,
+        "trained_rows": s.trained_rows,
+        "compacted_at": s.compacted_at,
+        "last_lsn": s.last_lsn,
+        "flushed_lsn": s.flushed_lsn,
+    })
+}
+
+/// Prints a collection as JSON or as a `key  value` table.
+pub fn print_info(i: &pb::CollectionInfo, as_json: bool) {
+    let v = info_json(i);
+    if as_json {
+        println!("{v}");
+        return;
+    }
+    if let Value::Object(map) = v {
+        for (k, val) in map {
+            let shown = match val {
+                Value::String(s) => s,
+                Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            println!("{k:>14}  {shown}");
+        }
+    }
+}
+
+/// A payload as one short line of text.
+pub fn payload_text(p: &Option<Vec<u8>>) -> String {
+    match p {
+        None => String::new(),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) if s.len() <= 60 => s.to_string(),
+            Ok(s) => format!("{}…", s.chars().take(57).collect::<String>()),
+            Err(_) => format!("<{} bytes>", b.len()),
+        },
+    }
+}
