@@ -36,6 +36,7 @@ fn options(with_payload: bool) -> SearchOptions {
         k: 10,
         nprobe: Some(4),
         with_payload,
+        with_vectors: false,
     }
 }
 

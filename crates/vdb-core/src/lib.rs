@@ -19,7 +19,7 @@ pub use ids::{Generation, ListId, Lsn, SegmentId, VectorId};
 pub use invlists::{InvertedLists, VecInvertedLists};
 pub use metric::Metric;
 pub use rowset::RowSet;
-pub use topk::{Neighbor, TopK};
+pub use topk::{Neighbor, RowAddr, TopK};
 
 /// Checks that `vector` has `dim` components and that all of them are finite.
 ///

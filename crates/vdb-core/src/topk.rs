@@ -8,19 +8,47 @@
 //!
 //! Ties are broken by id, so the selection is deterministic whatever the
 //! order candidates arrive in.
+//!
+//! Every candidate carries its [`RowAddr`] — where the row it scored is
+//! stored — so whoever reads the results (payloads, vectors) reads the very
+//! row that was scored, not whatever the id names by then.
 
 use std::cmp::Ordering;
 
 use crate::ids::VectorId;
 
-/// A search result: a row id and its distance to the query (smaller is
-/// closer, see [`crate::Metric`]).
+/// Where a scored row is stored: the source it came from (a segment, a
+/// memtable batch — numbered as the search numbered its sources) and its
+/// row within that source (as [`crate::InvertedLists::list_row_start`]
+/// numbers rows). The address of tantivy's `DocAddress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct RowAddr {
+    /// The source's index among the sources searched.
+    pub source: u32,
+    /// The row within the source.
+    pub row: u32,
+}
+
+impl RowAddr {
+    /// Row `row` of source `source`.
+    pub fn new(source: usize, row: usize) -> RowAddr {
+        RowAddr {
+            source: source as u32,
+            row: row as u32,
+        }
+    }
+}
+
+/// A search result: a row id, its distance to the query (smaller is
+/// closer, see [`crate::Metric`]) and where the row is stored.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbor {
     /// The row's id.
     pub id: VectorId,
     /// Its distance to the query.
     pub distance: f32,
+    /// Where the scored row is stored.
+    pub addr: RowAddr,
 }
 
 impl Neighbor {
@@ -82,10 +110,10 @@ impl TopK {
         }
     }
 
-    /// Offers a candidate. Returns whether it was kept.
+    /// Offers a candidate stored at `addr`. Returns whether it was kept.
     #[inline]
-    pub fn push(&mut self, id: VectorId, distance: f32) -> bool {
-        let cand = Neighbor { id, distance };
+    pub fn push(&mut self, id: VectorId, distance: f32, addr: RowAddr) -> bool {
+        let cand = Neighbor { id, distance, addr };
         if self.heap.len() < self.k {
             self.heap.push(cand);
             self.sift_up(self.heap.len() - 1);
@@ -101,13 +129,18 @@ impl TopK {
         }
     }
 
-    /// Offers a block of candidates: `ids[i]` at `distances[i]`.
+    /// Offers a block of consecutive rows of one source: `ids[i]` at
+    /// `distances[i]`, stored at `first` plus `i` rows.
     #[inline]
-    pub fn push_block(&mut self, ids: &[u64], distances: &[f32]) {
-        for (&id, &d) in ids.iter().zip(distances) {
+    pub fn push_block(&mut self, ids: &[u64], distances: &[f32], first: RowAddr) {
+        for (i, (&id, &d)) in ids.iter().zip(distances).enumerate() {
             // A cheap filter first: most candidates of a scan lose here.
             if d <= self.threshold() {
-                self.push(VectorId(id), d);
+                let addr = RowAddr {
+                    source: first.source,
+                    row: first.row.wrapping_add(i as u32),
+                };
+                self.push(VectorId(id), d, addr);
             }
         }
     }
@@ -167,10 +200,10 @@ mod tests {
         fn keeps_the_k_smallest(dists in prop::collection::vec(-1e3f32..1e3, 0..300), k in 0usize..40) {
             let mut top = TopK::new(k);
             let ids: Vec<u64> = (0..dists.len() as u64).collect();
-            top.push_block(&ids, &dists);
+            top.push_block(&ids, &dists, RowAddr::new(3, 100));
             let got = top.into_sorted();
             let mut want: Vec<Neighbor> = dists.iter().enumerate()
-                .map(|(i, &d)| Neighbor { id: VectorId(i as u64), distance: d }).collect();
+                .map(|(i, &d)| Neighbor { id: VectorId(i as u64), distance: d, addr: RowAddr::new(3, 100 + i) }).collect();
             want.sort_by(Neighbor::cmp_key);
             want.truncate(k);
             prop_assert_eq!(got, want);
@@ -182,10 +215,10 @@ mod tests {
         let mut a = TopK::new(2);
         let mut b = TopK::new(2);
         for id in [5, 3, 9, 1] {
-            a.push(VectorId(id), 1.0);
+            a.push(VectorId(id), 1.0, RowAddr::default());
         }
         for id in [1, 9, 3, 5] {
-            b.push(VectorId(id), 1.0);
+            b.push(VectorId(id), 1.0, RowAddr::default());
         }
         let ids = |v: Vec<Neighbor>| v.iter().map(|n| n.id.0).collect::<Vec<_>>();
         assert_eq!(ids(a.into_sorted()), vec![1, 3]);
@@ -196,11 +229,11 @@ mod tests {
     fn reset_reuses_storage_and_threshold_tracks_worst() {
         let mut top = TopK::new(2);
         assert_eq!(top.threshold(), f32::INFINITY);
-        top.push(VectorId(1), 3.0);
-        top.push(VectorId(2), 1.0);
+        top.push(VectorId(1), 3.0, RowAddr::default());
+        top.push(VectorId(2), 1.0, RowAddr::default());
         assert_eq!(top.threshold(), 3.0);
-        assert!(top.push(VectorId(3), 2.0));
-        assert!(!top.push(VectorId(4), 5.0));
+        assert!(top.push(VectorId(3), 2.0, RowAddr::default()));
+        assert!(!top.push(VectorId(4), 5.0, RowAddr::default()));
         assert_eq!(top.threshold(), 2.0);
         let cap = top.heap.capacity();
         let _ = top.drain_sorted();

@@ -55,6 +55,7 @@ fn main() -> Result<(), vdb_engine::Error> {
         k: 3,
         nprobe: None,
         with_payload: true,
+        with_vectors: false,
     };
     let hits = docs.search(std::slice::from_ref(&query), opts)?;
     for h in &hits[0] {

@@ -18,6 +18,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A vector in a request is unusable (wrong dimension, a component
+    /// that is not finite); `field` names which.
+    #[error("invalid {field}: {source}")]
+    InvalidVector {
+        /// The offending field, e.g. `queries[3]` or `rows[0].vector`.
+        field: String,
+        /// What is wrong with it.
+        #[source]
+        source: vdb_core::Error,
+    },
     /// No collection of that name.
     #[error("collection {0:?} does not exist")]
     NotFound(String),
@@ -32,8 +42,9 @@ pub enum Error {
     Poisoned {
         /// The collection.
         name: String,
-        /// The failure.
-        cause: String,
+        /// The failure, shared by every error reported since.
+        #[source]
+        cause: std::sync::Arc<Error>,
     },
     /// A manifest or log record that cannot be understood.
     #[error("{}: {reason}", file.display())]
@@ -55,6 +66,9 @@ pub enum Error {
     /// The write-ahead log failed.
     #[error(transparent)]
     Wal(#[from] vdb_wal::Error),
+    /// An invariant of the engine does not hold: a bug, not bad input.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A file system operation failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -69,6 +83,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// The request field an invalid-input error names.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidArgument { field, .. } | Error::InvalidVector { field, .. } => {
+                Some(field)
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::InvalidArgument {
             field: field.into(),

@@ -133,6 +133,7 @@ impl Collection {
                 format!("{} is above the limit of {MAX_SAMPLES}", opts.samples),
             ));
         }
+        self.check_query(query, || "query".into())?;
         let snap = self.snapshot();
         let sources = snap.sources();
         let quantizer = snap.quantizer();
@@ -140,15 +141,19 @@ impl Collection {
             k: opts.k,
             nprobe: opts.nprobe,
             with_payload: opts.with_payload,
+            with_vectors: false,
         };
         let params = self.params(&search)?;
         let mut searcher = Searcher::new();
         let mut trace = SearchTrace::default();
-        let found = searcher
-            .search_sources(quantizer, &sources, query, params, Some(&mut trace))
-            .map_err(|e| Error::invalid("query", e.to_string()))?;
+        let found =
+            searcher.search_sources(quantizer, &sources, query, params, Some(&mut trace))?;
         let ranks = trace.ranks();
-        let hits = self.traced(found, &trace.result_lists, &ranks, opts.with_payload);
+        let hits = traced(
+            snap.hits(found, opts.with_payload, false)?,
+            &trace.result_lists,
+            &ranks,
+        );
 
         let layout = quantizer.layout();
         let mut prepared = query.to_vec();
@@ -165,7 +170,7 @@ impl Collection {
                 position: layout.centroid(l),
             })
             .collect();
-        let sample = |list: ListId| -> Vec<Sample> {
+        let sample = |list: ListId| -> Result<Vec<Sample>> {
             let members = list_members_near_centroid(quantizer, &sources, list, opts.samples);
             let positions: Vec<[f32; 2]> =
                 members.iter().map(|m| layout.project(&m.vector)).collect();
@@ -174,15 +179,21 @@ impl Collection {
                 .map(|m| Neighbor {
                     id: m.id,
                     distance: m.distance,
+                    addr: m.addr,
                 })
                 .collect();
-            self.hits(found, opts.with_payload)
+            Ok(snap
+                .hits(found, opts.with_payload, false)?
                 .into_iter()
                 .zip(positions)
                 .map(|(hit, position)| Sample { hit, position })
-                .collect()
+                .collect())
         };
-        let samples = trace.probed.iter().map(|p| sample(p.list)).collect();
+        let samples = trace
+            .probed
+            .iter()
+            .map(|p| sample(p.list))
+            .collect::<Result<_>>()?;
 
         let exact = if opts.exact {
             let all = vdb_ivf::SearchParams {
@@ -190,10 +201,12 @@ impl Collection {
                 nprobe: quantizer.nlist(),
             };
             let mut t = SearchTrace::default();
-            let found = searcher
-                .search_sources(quantizer, &sources, query, all, Some(&mut t))
-                .map_err(|e| Error::invalid("query", e.to_string()))?;
-            let exact = self.traced(found, &t.result_lists, &ranks, opts.with_payload);
+            let found = searcher.search_sources(quantizer, &sources, query, all, Some(&mut t))?;
+            let exact = traced(
+                snap.hits(found, opts.with_payload, false)?,
+                &t.result_lists,
+                &ranks,
+            );
             let returned: std::collections::HashSet<u64> = hits.iter().map(|h| h.hit.id).collect();
             let missed: Vec<TracedHit> = exact
                 .iter()
@@ -210,8 +223,8 @@ impl Collection {
             lists.dedup();
             let missed_lists = lists
                 .into_iter()
-                .map(|(_, l)| (l, sample(ListId(l))))
-                .collect();
+                .map(|(_, l)| Ok((l, sample(ListId(l))?)))
+                .collect::<Result<_>>()?;
             Some(ExactComparison {
                 hits: exact,
                 missed,
@@ -239,24 +252,18 @@ impl Collection {
         let snap = self.snapshot();
         visible_sizes(&snap.sources(), snap.nlist())
     }
+}
 
-    fn traced(
-        &self,
-        found: Vec<Neighbor>,
-        lists: &[ListId],
-        ranks: &[u32],
-        with_payload: bool,
-    ) -> Vec<TracedHit> {
-        self.hits(found, with_payload)
-            .into_iter()
-            .zip(lists)
-            .map(|(hit, &l)| TracedHit {
-                hit,
-                list: l.0,
-                list_rank: ranks.get(l.index()).copied().unwrap_or(u32::MAX),
-            })
-            .collect()
-    }
+/// Hits placed in their lists, with each list's coarse rank.
+fn traced(hits: Vec<Hit>, lists: &[ListId], ranks: &[u32]) -> Vec<TracedHit> {
+    hits.into_iter()
+        .zip(lists)
+        .map(|(hit, &l)| TracedHit {
+            hit,
+            list: l.0,
+            list_rank: ranks.get(l.index()).copied().unwrap_or(u32::MAX),
+        })
+        .collect()
 }
 
 /// Visible rows per list over all sources.

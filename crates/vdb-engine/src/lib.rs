@@ -21,7 +21,7 @@
 //!     Row { id: 1, vector: vec![0.0, 0.0, 1.0], payload: Some(b"cat.png".to_vec()) },
 //!     Row { id: 2, vector: vec![1.0, 0.0, 0.0], payload: Some(b"dog.png".to_vec()) },
 //! ])?;
-//! let hits = images.search(&[vec![0.1, 0.0, 0.9]], SearchOptions { k: 1, nprobe: None, with_payload: true })?;
+//! let hits = images.search(&[vec![0.1, 0.0, 0.9]], SearchOptions { k: 1, with_payload: true, ..SearchOptions::default() })?;
 //! assert_eq!(hits[0][0].id, 1);
 //! assert_eq!(hits[0][0].payload.as_deref(), Some(&b"cat.png"[..]));
 //! engine.close()?;
@@ -103,8 +103,10 @@ pub struct Hit {
     pub id: u64,
     /// Its distance to the query (smaller is closer; see [`Metric`]).
     pub distance: f32,
-    /// Its payload, when asked for.
+    /// Its payload, when asked for (and the row has one).
     pub payload: Option<Vec<u8>>,
+    /// Its vector as stored (normalised for cosine), when asked for.
+    pub vector: Option<Vec<f32>>,
 }
 
 /// How to open an [`Engine`].

@@ -25,6 +25,17 @@ pub struct RowRef<'a> {
     pub list: ListId,
 }
 
+impl RowRef<'_> {
+    /// An owned copy of the row.
+    pub fn to_row(self) -> Row {
+        Row {
+            id: self.id,
+            vector: self.vector.to_vec(),
+            payload: self.payload.map(<[u8]>::to_vec),
+        }
+    }
+}
+
 /// Rows grouped by list, in memory.
 #[derive(Debug)]
 pub struct MemBatch {

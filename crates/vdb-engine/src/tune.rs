@@ -198,9 +198,7 @@ impl Collection {
                     k: k + 1,
                     nprobe: nlist,
                 };
-                let found = searcher
-                    .search_sources(q, &sources, v, all, None)
-                    .map_err(|e| Error::invalid("query", e.to_string()))?;
+                let found = searcher.search_sources(q, &sources, v, all, None)?;
                 // Rows scanned at nprobe p: the stored rows of the p
                 // nearest lists.
                 let mut dists = Vec::new();
@@ -229,9 +227,7 @@ impl Collection {
             let mut distances = 0u64;
             for ((id, v), (truth, cumulative)) in queries.iter().zip(&exact) {
                 let t = Instant::now();
-                let found = searcher
-                    .search_sources(q, &sources, v, params, None)
-                    .map_err(|e| Error::invalid("query", e.to_string()))?;
+                let found = searcher.search_sources(q, &sources, v, params, None)?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
                 let got = without_self(*id, found);
                 found_total += got.iter().filter(|x| truth.contains(x)).count();

@@ -106,6 +106,7 @@ fn explain_agrees_with_the_search_it_describes() {
                     k: 10,
                     nprobe: None,
                     with_payload: true,
+                    with_vectors: false,
                 },
             )
             .unwrap()
@@ -139,6 +140,7 @@ fn explain_agrees_with_the_search_it_describes() {
                     k: 10,
                     nprobe: Some(usize::MAX),
                     with_payload: true,
+                    with_vectors: false,
                 },
             )
             .unwrap()
@@ -189,6 +191,7 @@ fn explain_agrees_with_the_search_it_describes() {
                     k: 10,
                     nprobe: Some(nprobe),
                     with_payload: false,
+                    with_vectors: false,
                 },
             )
             .unwrap()

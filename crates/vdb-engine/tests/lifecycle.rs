@@ -88,6 +88,7 @@ fn trains_itself_and_keeps_answering() {
         k: 3,
         nprobe: Some(2),
         with_payload: true,
+        with_vectors: false,
     };
     for r in all.iter().step_by(97) {
         let hits = c
@@ -104,6 +105,7 @@ fn trains_itself_and_keeps_answering() {
                 k: 5,
                 nprobe: Some(3),
                 with_payload: false,
+                with_vectors: false,
             },
         )
         .unwrap();
@@ -126,6 +128,7 @@ fn trains_itself_and_keeps_answering() {
                 k: 2,
                 nprobe: Some(8),
                 with_payload: false,
+                with_vectors: false,
             },
         )
         .unwrap();
@@ -211,10 +214,7 @@ fn bad_requests_name_the_problem_and_change_nothing() {
     ];
     for (rows, field) in cases {
         let e = c.upsert(rows).unwrap_err();
-        assert!(
-            matches!(&e, Error::InvalidArgument { field: f, .. } if f == field),
-            "{e}"
-        );
+        assert_eq!(e.field(), Some(field), "{e}");
     }
     assert_eq!(c.stats().rows, 1);
     assert!(c.get(2).unwrap().is_none());
@@ -225,6 +225,7 @@ fn bad_requests_name_the_problem_and_change_nothing() {
                 k: 1,
                 nprobe: None,
                 with_payload: false,
+                with_vectors: false,
             },
         )
         .unwrap_err();
@@ -236,6 +237,7 @@ fn bad_requests_name_the_problem_and_change_nothing() {
                 k: 0,
                 nprobe: None,
                 with_payload: false,
+                with_vectors: false,
             },
         )
         .unwrap_err();
@@ -331,6 +333,7 @@ fn alter_changes_settings_durably() {
         k: 1,
         nprobe: None,
         with_payload: false,
+        with_vectors: false,
     };
     let e = c
         .alter(vdb_engine::Alter {

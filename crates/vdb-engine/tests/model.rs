@@ -59,6 +59,7 @@ fn check(engine: &Engine, model: &BTreeMap<u64, (Vec<f32>, Vec<u8>)>) -> Result<
             k: 5,
             nprobe: Some(usize::MAX),
             with_payload: true,
+            with_vectors: false,
         };
         let hits = c.search(std::slice::from_ref(&q), exact).unwrap().remove(0);
         let mut want: Vec<(f32, u64)> = model

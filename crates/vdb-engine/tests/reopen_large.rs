@@ -86,6 +86,7 @@ fn a_large_reopen_finds_every_latest_version() {
                 k: model.len() + 10,
                 nprobe: None,
                 with_payload: false,
+                with_vectors: false,
             },
         )
         .unwrap();

@@ -56,6 +56,7 @@ fn flushes_run_on_the_given_runtime() {
                 k: 1,
                 nprobe: Some(2),
                 with_payload: false,
+                with_vectors: false,
             },
         )
         .unwrap();

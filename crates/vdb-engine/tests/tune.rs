@@ -60,6 +60,7 @@ fn the_recommended_nprobe_meets_the_target_on_unseen_queries() {
                 k: 10,
                 nprobe: Some(nprobe),
                 with_payload: false,
+                with_vectors: false,
             },
         )
         .unwrap()

@@ -1,13 +1,13 @@
 //! Exact (flat) search: every row compared with the query. The ground truth
 //! IVF search is measured against.
 
-use vdb_core::{Metric, Neighbor, TopK, validate_vector};
+use vdb_core::{Metric, Neighbor, RowAddr, TopK, validate_vector};
 
 use crate::error::Result;
 
 /// The `k` rows of `vectors` (row-major, `query.len()` wide, prepared for
-/// `metric`) nearest to `query`, with `ids[i]` naming row `i`. The query is
-/// validated and prepared here.
+/// `metric`) nearest to `query`, with `ids[i]` naming row `i` (whose
+/// address is source 0, row `i`). The query is validated and prepared here.
 pub fn flat_search(
     metric: Metric,
     query: &[f32],
@@ -38,10 +38,10 @@ pub fn flat_search(
     metric.prepare(&mut q);
     let mut top = TopK::new(k);
     let mut buf = vec![0.0f32; 256];
-    for (v, i) in vectors.chunks(256 * dim).zip(ids.chunks(256)) {
+    for (c, (v, i)) in vectors.chunks(256 * dim).zip(ids.chunks(256)).enumerate() {
         let out = &mut buf[..i.len()];
         metric.distances(&q, v, out);
-        top.push_block(i, out);
+        top.push_block(i, out, RowAddr::new(0, c * 256));
     }
     Ok(top.into_sorted())
 }

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 use vdb_core::distance::{self, BlockedVectors};
-use vdb_core::{ListId, Metric, TopK, VectorId};
+use vdb_core::{ListId, Metric, RowAddr, TopK, VectorId};
 
 use std::sync::OnceLock;
 
@@ -139,7 +139,8 @@ impl CoarseQuantizer {
         top.reset(nprobe.min(self.nlist()));
         for (list, &d) in dots.iter().enumerate() {
             if d <= top.threshold() {
-                top.push(VectorId(list as u64), d);
+                // The candidate's address is its row of the centroid table.
+                top.push(VectorId(list as u64), d, RowAddr::new(0, list));
             }
         }
         out.clear();

@@ -1,6 +1,6 @@
 //! IVF search: coarse probe, then an exhaustive scan of the probed lists.
 
-use vdb_core::{InvertedLists, ListId, Neighbor, RowSet, TopK, VectorId, validate_vector};
+use vdb_core::{InvertedLists, ListId, Neighbor, RowAddr, RowSet, TopK, VectorId, validate_vector};
 
 use crate::error::{Error, Result};
 use crate::quantizer::CoarseQuantizer;
@@ -169,7 +169,7 @@ impl Searcher {
             let mut scanned = 0u64;
             let mut skipped = 0u64;
             seen.clear();
-            for source in sources {
+            for (s, source) in sources.iter().enumerate() {
                 let vectors = source.lists.list_vectors(list);
                 let ids = source.lists.list_ids(list);
                 let deleted = source.deleted.filter(|d| !d.is_empty());
@@ -180,7 +180,7 @@ impl Searcher {
                     metric.distances(&self.query, vchunk, out);
                     match deleted {
                         None => {
-                            self.top.push_block(ichunk, out);
+                            self.top.push_block(ichunk, out, RowAddr::new(s, row));
                             if trace.is_some() {
                                 seen.extend_from_slice(out);
                             }
@@ -195,7 +195,7 @@ impl Searcher {
                                     seen.push(d);
                                 }
                                 if d <= self.top.threshold() {
-                                    self.top.push(VectorId(id), d);
+                                    self.top.push(VectorId(id), d, RowAddr::new(s, row + i));
                                 }
                             }
                         }
@@ -321,6 +321,8 @@ pub struct Member {
     pub distance: f32,
     /// Its vector (as stored: prepared for the metric).
     pub vector: Vec<f32>,
+    /// Where it is stored among the sources searched.
+    pub addr: RowAddr,
 }
 
 /// The `n` visible rows of `list` nearest to its centroid, nearest first
@@ -371,6 +373,7 @@ pub fn list_members_near_centroid(
             id: VectorId(id),
             distance,
             vector: sources[s].lists.list_vectors(list)[row * dim..(row + 1) * dim].to_vec(),
+            addr: RowAddr::new(s, sources[s].lists.list_row_start(list) + row),
         })
         .collect()
 }

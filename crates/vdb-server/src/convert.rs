@@ -155,6 +155,16 @@ fn samples_to_pb(samples: Vec<vdb_engine::Sample>) -> Vec<pb::Sample> {
         .collect()
 }
 
+/// A search hit as the API's (an empty vector when none was asked for).
+pub fn hit_to_pb(h: vdb_engine::Hit) -> pb::Hit {
+    pb::Hit {
+        id: h.id,
+        distance: h.distance,
+        payload: h.payload,
+        vector: h.vector.unwrap_or_default(),
+    }
+}
+
 fn traced_to_pb(h: vdb_engine::TracedHit) -> pb::TracedHit {
     pb::TracedHit {
         id: h.hit.id,

@@ -29,7 +29,7 @@ use vdb_proto::v1::vdb_server::Vdb;
 
 use crate::auth::{Access, ApiKeys};
 use crate::convert::{
-    compaction_from_pb, config_from_pb, config_to_pb, explanation_to_pb, metric_to_pb,
+    compaction_from_pb, config_from_pb, config_to_pb, explanation_to_pb, hit_to_pb, metric_to_pb,
     retrain_from_pb, rows_from_pb, stats_to_pb,
 };
 use crate::status::{invalid, status};
@@ -388,31 +388,18 @@ impl Vdb for VdbService {
                     k,
                     nprobe,
                     with_payload,
+                    with_vectors,
                 };
                 let found = c.search(&queries, opts)?;
                 let used = nprobe
-                    .unwrap_or(c.config().nprobe)
+                    .unwrap_or_else(|| c.default_nprobe())
                     .min(c.snapshot().nlist());
-                let mut results = Vec::with_capacity(found.len());
-                for hits in found {
-                    let mut q = pb::QueryResult::default();
-                    for h in hits {
-                        let vector = if with_vectors {
-                            // Read after the search: a row replaced in
-                            // between shows its newer vector.
-                            c.get(h.id)?.map(|r| r.vector).unwrap_or_default()
-                        } else {
-                            Vec::new()
-                        };
-                        q.hits.push(pb::Hit {
-                            id: h.id,
-                            distance: h.distance,
-                            payload: h.payload,
-                            vector,
-                        });
-                    }
-                    results.push(q);
-                }
+                let results = found
+                    .into_iter()
+                    .map(|hits| pb::QueryResult {
+                        hits: hits.into_iter().map(hit_to_pb).collect(),
+                    })
+                    .collect();
                 Ok(pb::SearchResponse {
                     results,
                     nprobe: used as u32,

@@ -16,7 +16,7 @@ use vdb_engine::Error;
 pub fn status(e: Error) -> Status {
     let msg = e.to_string();
     match e {
-        Error::InvalidArgument { .. } | Error::Core(_) | Error::Ivf(_) => {
+        Error::InvalidArgument { .. } | Error::InvalidVector { .. } | Error::Core(_) => {
             Status::invalid_argument(msg)
         }
         Error::NotFound(_) => Status::not_found(msg),

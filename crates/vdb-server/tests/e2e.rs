@@ -1290,3 +1290,90 @@ async fn a_config_file_sets_what_flags_do_not() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("max_kay"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_hits_carry_the_payload_and_vector_they_were_scored_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut c = server.client().await;
+    c.create_collection(pb::CreateCollectionRequest {
+        name: "v".into(),
+        config: Some(pb::CollectionConfig {
+            dim: DIM as u32,
+            nlist: Some(4),
+            nprobe: Some(2),
+            min_rows_per_list: Some(5),
+            flush_rows: Some(64),
+            ..Default::default()
+        }),
+        centroids: None,
+    })
+    .await
+    .unwrap();
+    // Row `id` at `version`: a different point per version, the version
+    // in the payload.
+    let versioned = |id: u64, version: u64| pb::Row {
+        id,
+        vector: vector(id * 1000 + version),
+        payload: Some(format!("{id}@{version}").into_bytes()),
+    };
+    let upsert = |rows: Vec<pb::Row>| pb::UpsertRequest {
+        collection: "v".into(),
+        rows,
+    };
+    c.upsert(upsert((0..200).map(|id| versioned(id, 0)).collect()))
+        .await
+        .unwrap();
+    let writer = {
+        let mut c = server.client().await;
+        tokio::spawn(async move {
+            for version in 1..=200u64 {
+                let rows = (0..200)
+                    .filter(|id| (id + version) % 3 == 0)
+                    .map(|id| versioned(id, version))
+                    .collect();
+                c.upsert(upsert(rows)).await.unwrap();
+                if version % 50 == 25 {
+                    let req = pb::MaintenanceRequest {
+                        collection: "v".into(),
+                        nlist: None,
+                    };
+                    c.compact(req).await.unwrap();
+                }
+            }
+        })
+    };
+    let mut checked = 0;
+    let mut q = 0u64;
+    while !writer.is_finished() || checked == 0 {
+        q += 1;
+        let query = vector(q % 200 * 1000 + q % 60);
+        let mut req = search("v", query.clone(), 20);
+        req.with_payload = true;
+        req.with_vectors = true;
+        req.nprobe = Some(1 + (q % 4) as u32);
+        let r = c.search(req).await.unwrap().into_inner();
+        for h in &r.results[0].hits {
+            let payload = String::from_utf8(h.payload.clone().unwrap()).unwrap();
+            let (id, version) = payload.split_once('@').unwrap();
+            let (id, version): (u64, u64) = (id.parse().unwrap(), version.parse().unwrap());
+            assert_eq!(id, h.id, "{h:?}");
+            assert_eq!(h.vector, vector(id * 1000 + version), "{h:?}");
+            let want: f32 = query
+                .iter()
+                .zip(&h.vector)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum();
+            assert!(
+                (h.distance - want).abs() <= 1e-3 * (1.0 + want),
+                "distance {} is not the returned vector's {want}: {h:?}",
+                h.distance
+            );
+            checked += 1;
+        }
+    }
+    writer.await.unwrap();
+    eprintln!("{checked} hits checked in {q} searches");
+    assert!(checked > 0);
+    server.stop();
+}

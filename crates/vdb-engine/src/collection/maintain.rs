@@ -168,10 +168,9 @@ impl Collection {
             Task::Train(nlist) => self.write_rewrite(&frozen, Some(nlist)),
         };
         let mut inner = self.lock();
-        let installed = written.and_then(|w| self.install(&mut inner, w));
-        if let Err(e) = &installed {
-            inner.poisoned = Some(e.to_string());
-        }
+        let installed = written
+            .and_then(|w| self.install(&mut inner, w))
+            .map_err(|e| self.poison(&mut inner, e));
         self.publish(&inner);
         drop(inner);
         installed?;
@@ -187,13 +186,13 @@ impl Collection {
         let mut next = f.manifest.clone();
         next.next_seq += 1;
         next.flushed_lsn = f.lsn;
-        let mut rows: Vec<(ListId, Origin)> = Vec::new();
+        let mut rows: Vec<(ListId, Loc)> = Vec::new();
         for (b, (batch, deleted)) in f.mem.iter().enumerate() {
             for r in 0..batch.rows() {
                 if !deleted.contains(r)
                     && let Some(row) = batch.row(r)
                 {
-                    rows.push((row.list, Origin::Frozen(b, r)));
+                    rows.push((row.list, Loc::Frozen(b as u32, r as u32)));
                 }
             }
         }
@@ -203,7 +202,7 @@ impl Collection {
             let file = vdb_format::segment_file_name(SegmentId(seq));
             let reader = self.write_rows(&file, f, &f.quantizer, f.manifest.generation, &rows)?;
             next.segments.push((seq, file));
-            segment = Some((reader, rows.into_iter().map(|(_, o)| o).collect()));
+            segment = Some((reader, rows.into_iter().map(|(_, loc)| loc).collect()));
         }
         if !f.pending_deletes.is_empty() {
             let file = vdb_format::delete_file_name(seq);
@@ -224,98 +223,91 @@ impl Collection {
         })
     }
 
+    /// Training: new centroids with `nlist` lists from the frozen state's
+    /// `live` rows, written as the next generation's centroid file, and
+    /// every live row's list under them.
+    fn train(&self, f: &Frozen, live: &[Loc], nlist: usize) -> Result<Trained> {
+        let dim = self.config.dim;
+        let mut vectors = Vec::with_capacity(live.len() * dim);
+        for &loc in live {
+            vectors.extend_from_slice(f.row(loc)?.vector);
+        }
+        let (centroids, _report) = kmeans::train(
+            &vectors,
+            dim,
+            nlist,
+            self.config.metric,
+            &KMeansParams::default(),
+        )?;
+        let generation = f.manifest.generation + 1;
+        let file = vdb_format::centroid_file_name(Generation(generation));
+        vdb_format::write_centroids_with(
+            &self.fs,
+            &self.dir.join(&file),
+            CentroidMeta {
+                generation: Generation(generation),
+                metric: self.config.metric,
+                dim,
+            },
+            &centroids,
+        )?;
+        let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
+        let assignment = quantizer.assign(&vectors)?;
+        let mut sizes = vec![0u64; nlist];
+        for (l, _) in &assignment {
+            sizes[l.index()] += 1;
+        }
+        Ok(Trained {
+            quantizer,
+            file,
+            generation,
+            error: assignment.iter().map(|&(_, d)| d as f64).sum::<f64>()
+                / live.len().max(1) as f64,
+            imbalance: vdb_ivf::imbalance_factor(&sizes),
+            lists: assignment.into_iter().map(|(l, _)| l).collect(),
+        })
+    }
+
     /// Phase 2 of a compaction (`nlist` = None) or a training: every live
     /// row of the frozen state as one segment, clustered with new centroids
     /// when training, and a manifest naming only it.
     fn write_rewrite(&self, f: &Frozen, nlist: Option<usize>) -> Result<Written> {
-        let dim = self.config.dim;
-        let mut live: Vec<Origin> = Vec::new();
-        for (i, (reader, deleted)) in f.segs.iter().enumerate() {
-            live.extend(
-                (0..reader.rows())
-                    .filter(|&r| !deleted.contains(r))
-                    .map(|r| Origin::Seg(i, r)),
-            );
-        }
-        for (b, (batch, deleted)) in f.mem.iter().enumerate() {
-            live.extend(
-                (0..batch.rows())
-                    .filter(|&r| !deleted.contains(r))
-                    .map(|r| Origin::Frozen(b, r)),
-            );
-        }
+        let live = f.live_rows();
         let seq = f.manifest.next_seq;
         let mut next = f.manifest.clone();
         next.next_seq += 1;
         next.flushed_lsn = f.lsn;
         next.deletes.clear();
         next.compacted_at = unix_now();
-        let (rows, quantizer, generation) = match nlist {
+        let (mut rows, quantizer) = match nlist {
             None => {
-                let mut rows: Vec<(ListId, Origin)> = live
+                let rows = live
                     .into_iter()
-                    .filter_map(|o| f.row(o).map(|row| (row.list, o)))
-                    .collect();
-                rows.sort_by_key(|&(l, _)| l);
-                (rows, None, f.manifest.generation)
+                    .map(|loc| Ok((f.row(loc)?.list, loc)))
+                    .collect::<Result<Vec<_>>>()?;
+                (rows, None)
             }
             Some(nlist) => {
-                let mut vectors = Vec::with_capacity(live.len() * dim);
-                live.retain(|&o| match f.row(o) {
-                    Some(row) => {
-                        vectors.extend_from_slice(row.vector);
-                        true
-                    }
-                    None => false,
-                });
-                let (centroids, _report) = kmeans::train(
-                    &vectors,
-                    dim,
-                    nlist,
-                    self.config.metric,
-                    &KMeansParams::default(),
-                )?;
-                let generation = f.manifest.generation + 1;
-                let cen_file = vdb_format::centroid_file_name(Generation(generation));
-                vdb_format::write_centroids_with(
-                    &self.fs,
-                    &self.dir.join(&cen_file),
-                    CentroidMeta {
-                        generation: Generation(generation),
-                        metric: self.config.metric,
-                        dim,
-                    },
-                    &centroids,
-                )?;
-                let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
-                let assignment = quantizer.assign(&vectors)?;
-                drop(vectors);
-                let mut sizes = vec![0u64; nlist];
-                for (l, _) in &assignment {
-                    sizes[l.index()] += 1;
-                }
+                let t = self.train(f, &live, nlist)?;
                 next.config.nlist = nlist;
-                next.generation = generation;
-                next.centroids = Some(cen_file);
+                next.generation = t.generation;
+                next.centroids = Some(t.file);
                 next.trained_rows = live.len() as u64;
-                next.trained_error = assignment.iter().map(|&(_, d)| d as f64).sum::<f64>()
-                    / live.len().max(1) as f64;
-                next.trained_imbalance = vdb_ivf::imbalance_factor(&sizes);
+                next.trained_error = t.error;
+                next.trained_imbalance = t.imbalance;
                 next.trained_at = next.compacted_at;
-                let mut rows: Vec<(ListId, Origin)> =
-                    assignment.into_iter().map(|(l, _)| l).zip(live).collect();
-                rows.sort_by_key(|&(l, _)| l);
-                (rows, Some(quantizer), generation)
+                (t.lists.into_iter().zip(live).collect(), Some(t.quantizer))
             }
         };
+        rows.sort_by_key(|&(l, _)| l);
         let file = vdb_format::segment_file_name(SegmentId(seq));
         let q = quantizer.as_ref().unwrap_or(&f.quantizer);
-        let reader = self.write_rows(&file, f, q, generation, &rows)?;
+        let reader = self.write_rows(&file, f, q, next.generation, &rows)?;
         next.segments = vec![(seq, file)];
         next.store(self.fs.as_ref(), &self.dir)?;
         Ok(Written {
             manifest: next,
-            segment: Some((reader, rows.into_iter().map(|(_, o)| o).collect())),
+            segment: Some((reader, rows.into_iter().map(|(_, loc)| loc).collect())),
             replaces_all: true,
             quantizer,
         })
@@ -328,7 +320,7 @@ impl Collection {
         f: &Frozen,
         quantizer: &CoarseQuantizer,
         generation: u64,
-        rows: &[(ListId, Origin)],
+        rows: &[(ListId, Loc)],
     ) -> Result<SegmentReader> {
         let path = self.dir.join(file);
         let meta = SegmentMeta {
@@ -340,15 +332,14 @@ impl Collection {
             with_payloads: true,
         };
         let mut w = SegmentWriter::create_with(&self.fs, &path, meta)?;
-        for &(list, o) in rows {
-            if let Some(row) = f.row(o) {
-                w.push(
-                    list,
-                    row.id,
-                    row.vector,
-                    Some(row.payload.unwrap_or_default()),
-                )?;
-            }
+        for &(list, loc) in rows {
+            let row = f.row(loc)?;
+            w.push(
+                list,
+                row.id,
+                row.vector,
+                Some(row.payload.unwrap_or_default()),
+            )?;
         }
         w.finish()?;
         Ok(SegmentReader::open(&path)?)
@@ -364,7 +355,7 @@ impl Collection {
             let i = inner.segs.len() as u32;
             let mut deleted = RowSet::new(reader.rows());
             for (r, (&id, origin)) in reader.ids().iter().zip(origins).enumerate() {
-                if inner.ids.get(&id) == Some(&origin.loc()) {
+                if inner.ids.get(&id) == Some(&origin) {
                     inner.ids.insert(id, Loc::Seg(i, r as u32));
                 } else {
                     // Replaced or deleted while the file was being written.
@@ -388,11 +379,7 @@ impl Collection {
                 let rows: Vec<Row> = (0..e.batch.rows())
                     .filter(|&r| !e.deleted.contains(r))
                     .filter_map(|r| e.batch.row(r))
-                    .map(|row| Row {
-                        id: row.id,
-                        vector: row.vector.to_vec(),
-                        payload: row.payload.map(<[u8]>::to_vec),
-                    })
+                    .map(|row| row.to_row())
                     .collect();
                 if !rows.is_empty() {
                     let (batch, error) = MemBatch::build(rows, &inner.quantizer)?;
@@ -421,22 +408,6 @@ pub(super) enum Task {
     Train(usize),
 }
 
-/// Where a row of a frozen state was when it was frozen.
-#[derive(Debug, Clone, Copy)]
-enum Origin {
-    Seg(usize, usize),
-    Frozen(usize, usize),
-}
-
-impl Origin {
-    fn loc(self) -> Loc {
-        match self {
-            Origin::Seg(i, r) => Loc::Seg(i as u32, r as u32),
-            Origin::Frozen(b, r) => Loc::Frozen(b as u32, r as u32),
-        }
-    }
-}
-
 /// What maintenance works from: the collection as of the freeze, in
 /// immutable pieces that need no lock to read.
 #[derive(Debug)]
@@ -450,20 +421,64 @@ struct Frozen {
 }
 
 impl Frozen {
-    fn row(&self, o: Origin) -> Option<RowRef<'_>> {
-        match o {
-            Origin::Seg(i, r) => segment_row(&self.segs.get(i)?.0, r),
-            Origin::Frozen(b, r) => self.mem.get(b)?.0.row(r),
-        }
+    /// The row at `loc`: `Seg` numbers `segs`, `Frozen` numbers `mem`.
+    fn row(&self, loc: Loc) -> Result<RowRef<'_>> {
+        let row = match loc {
+            Loc::Seg(i, r) => match self.segs.get(i as usize) {
+                Some((seg, _)) => segment_row(seg, r as usize)?,
+                None => None,
+            },
+            Loc::Frozen(b, r) => self
+                .mem
+                .get(b as usize)
+                .and_then(|(batch, _)| batch.row(r as usize)),
+            Loc::Mem(..) => None,
+        };
+        row.ok_or_else(|| Error::Internal(format!("no row at {loc:?} in the frozen state")))
     }
+
+    /// Every visible row, segments first, in storage order.
+    fn live_rows(&self) -> Vec<Loc> {
+        let mut live = Vec::new();
+        for (i, (reader, deleted)) in self.segs.iter().enumerate() {
+            live.extend(
+                (0..reader.rows())
+                    .filter(|&r| !deleted.contains(r))
+                    .map(|r| Loc::Seg(i as u32, r as u32)),
+            );
+        }
+        for (b, (batch, deleted)) in self.mem.iter().enumerate() {
+            live.extend(
+                (0..batch.rows())
+                    .filter(|&r| !deleted.contains(r))
+                    .map(|r| Loc::Frozen(b as u32, r as u32)),
+            );
+        }
+        live
+    }
+}
+
+/// New centroids and where they put the rows trained on.
+#[derive(Debug)]
+struct Trained {
+    quantizer: Arc<CoarseQuantizer>,
+    /// Their centroid file.
+    file: String,
+    generation: u64,
+    /// The rows' mean distance to their centroid.
+    error: f64,
+    /// faiss's imbalance factor of the new lists.
+    imbalance: f64,
+    /// Each row's list, in the order given.
+    lists: Vec<ListId>,
 }
 
 /// What phase 2 of maintenance wrote.
 #[derive(Debug)]
 struct Written {
     manifest: Manifest,
-    /// The new segment and where each of its rows came from.
-    segment: Option<(SegmentReader, Vec<Origin>)>,
+    /// The new segment and where each of its rows was in the frozen state.
+    segment: Option<(SegmentReader, Vec<Loc>)>,
     /// Whether it replaces every segment (compaction, training).
     replaces_all: bool,
     /// New centroids (training).

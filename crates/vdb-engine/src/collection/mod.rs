@@ -35,7 +35,10 @@ use crate::manifest::Manifest;
 use crate::memtable::MemBatch;
 use crate::scheduler::Scheduler;
 
-/// Where the live version of an id is.
+/// Where a row is: the id map's value for an id's live version, and the
+/// place a row of a frozen state (maintenance's input) was frozen at —
+/// there `Frozen` batches are numbered as the frozen state numbers them,
+/// which is `Inner::frozen`'s numbering while the maintenance runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Loc {
     /// Segment index in `Inner::segs`, row.
@@ -77,7 +80,8 @@ struct Inner {
     pending_deletes: HashSet<u64>,
     /// The last LSN applied.
     applied: Lsn,
-    poisoned: Option<String>,
+    /// The failure that stopped writes, until the collection is reopened.
+    poisoned: Option<Arc<Error>>,
     /// Rows written since the last training, and the sum of their
     /// distances to their centroids (for the drift rule; not persisted).
     new_rows: u64,
@@ -139,6 +143,20 @@ pub struct SearchOptions {
     pub nprobe: Option<usize>,
     /// Return each hit's payload.
     pub with_payload: bool,
+    /// Return each hit's vector (as stored: normalised for cosine).
+    pub with_vectors: bool,
+}
+
+impl Default for SearchOptions {
+    /// 10 results at the collection's nprobe, ids and distances only.
+    fn default() -> Self {
+        SearchOptions {
+            k: 10,
+            nprobe: None,
+            with_payload: false,
+            with_vectors: false,
+        }
+    }
 }
 
 /// Numbers that describe a collection.
@@ -227,6 +245,12 @@ impl Collection {
         self.lock().manifest.config.clone()
     }
 
+    /// The nprobe of searches that do not set one. Reading it never waits
+    /// for writers.
+    pub fn default_nprobe(&self) -> usize {
+        self.default_nprobe.load(Ordering::Acquire)
+    }
+
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.snapshot.read().unwrap_or_else(|p| p.into_inner()))
@@ -258,9 +282,23 @@ impl Collection {
         match &inner.poisoned {
             Some(cause) => Err(Error::Poisoned {
                 name: self.name.clone(),
-                cause: cause.clone(),
+                cause: Arc::clone(cause),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Stops writes after the failure `e` (the first failure is kept as
+    /// the cause) and returns what the caller reports: the collection
+    /// stopped accepting writes, and why.
+    fn poison(&self, inner: &mut Inner, e: Error) -> Error {
+        if matches!(e, Error::Poisoned { .. }) {
+            return e;
+        }
+        let cause = Arc::clone(inner.poisoned.get_or_insert_with(|| Arc::new(e)));
+        Error::Poisoned {
+            name: self.name.clone(),
+            cause,
         }
     }
 }

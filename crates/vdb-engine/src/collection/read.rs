@@ -1,13 +1,19 @@
 //! Reads: get by id, searches on a snapshot, the hits they return, and
 //! the collection's numbers.
+//!
+//! A search never takes the collection lock: it scores the rows of one
+//! [`Snapshot`] and reads each hit's payload and vector from the very row
+//! it scored (the [`RowAddr`] top-k carries), in that same snapshot. A
+//! row replaced meanwhile cannot lend its newer payload to an older
+//! distance.
 
 use std::sync::atomic::Ordering;
 
-use vdb_core::{InvertedLists, ListId};
+use vdb_core::{InvertedLists, ListId, Neighbor, RowAddr};
 use vdb_format::SegmentReader;
 use vdb_ivf::{SearchParams, SearchTrace, Searcher};
 
-use super::{Collection, CollectionStats, Inner, Loc, SearchOptions, memtable_rows};
+use super::{Collection, CollectionStats, Inner, Loc, SearchOptions, Snapshot, memtable_rows};
 use crate::error::{Error, Result};
 use crate::memtable::RowRef;
 use crate::{Hit, Row};
@@ -16,13 +22,10 @@ impl Collection {
     /// Reads the live row with id `id`.
     pub fn get(&self, id: u64) -> Result<Option<Row>> {
         let inner = self.lock();
-        Ok(inner.ids.get(&id).and_then(|&loc| {
-            read_ref(&inner, MemRef::from(loc)).map(|row| Row {
-                id: row.id,
-                vector: row.vector.to_vec(),
-                payload: row.payload.map(<[u8]>::to_vec),
-            })
-        }))
+        match inner.ids.get(&id) {
+            Some(&loc) => Ok(Some(read_loc(&inner, loc)?.to_row())),
+            None => Ok(None),
+        }
     }
 
     /// The work a search of `queries` queries at `nprobe` (as in
@@ -44,18 +47,20 @@ impl Collection {
             .saturating_mul(queries as u64)
     }
 
-    /// Searches every query (each `dim` long) on one snapshot.
+    /// Searches every query (each `dim` long) on one snapshot. Payloads
+    /// and vectors, when asked for, are those of the rows scored.
     pub fn search(&self, queries: &[Vec<f32>], opts: SearchOptions) -> Result<Vec<Vec<Hit>>> {
+        let params = self.params(&opts)?;
+        for (i, q) in queries.iter().enumerate() {
+            self.check_query(q, || format!("queries[{i}]"))?;
+        }
         let snap = self.snapshot();
         let sources = snap.sources();
-        let params = self.params(&opts)?;
         let mut searcher = Searcher::new();
         let mut out = Vec::with_capacity(queries.len());
-        for (i, q) in queries.iter().enumerate() {
-            let found = searcher
-                .search_sources(&snap.quantizer, &sources, q, params, None)
-                .map_err(|e| Error::invalid(format!("queries[{i}]"), e.to_string()))?;
-            out.push(self.hits(found, opts.with_payload));
+        for q in queries {
+            let found = searcher.search_sources(&snap.quantizer, &sources, q, params, None)?;
+            out.push(snap.hits(found, opts.with_payload, opts.with_vectors)?);
         }
         Ok(out)
     }
@@ -66,14 +71,20 @@ impl Collection {
         query: &[f32],
         opts: SearchOptions,
     ) -> Result<(Vec<Hit>, SearchTrace)> {
+        let params = self.params(&opts)?;
+        self.check_query(query, || "query".into())?;
         let snap = self.snapshot();
         let sources = snap.sources();
-        let params = self.params(&opts)?;
         let mut trace = SearchTrace::default();
-        let found = Searcher::new()
-            .search_sources(&snap.quantizer, &sources, query, params, Some(&mut trace))
-            .map_err(|e| Error::invalid("query", e.to_string()))?;
-        Ok((self.hits(found, opts.with_payload), trace))
+        let found = Searcher::new().search_sources(
+            &snap.quantizer,
+            &sources,
+            query,
+            params,
+            Some(&mut trace),
+        )?;
+        let hits = snap.hits(found, opts.with_payload, opts.with_vectors)?;
+        Ok((hits, trace))
     }
 
     pub(crate) fn params(&self, opts: &SearchOptions) -> Result<SearchParams> {
@@ -89,31 +100,13 @@ impl Collection {
         Ok(SearchParams { k: opts.k, nprobe })
     }
 
-    pub(crate) fn hits(&self, found: Vec<vdb_core::Neighbor>, with_payload: bool) -> Vec<Hit> {
-        let payloads: Vec<Option<Vec<u8>>> = if with_payload {
-            let inner = self.lock();
-            found
-                .iter()
-                .map(|n| {
-                    inner
-                        .ids
-                        .get(&n.id.0)
-                        .and_then(|&loc| read_ref(&inner, MemRef::from(loc)))
-                        .and_then(|row| row.payload.map(<[u8]>::to_vec))
-                })
-                .collect()
-        } else {
-            vec![None; found.len()]
-        };
-        found
-            .into_iter()
-            .zip(payloads)
-            .map(|(n, payload)| Hit {
-                id: n.id.0,
-                distance: n.distance,
-                payload,
-            })
-            .collect()
+    /// Checks a query vector from a request: the collection's dimension,
+    /// finite components. `field` names it in the error.
+    pub(crate) fn check_query(&self, q: &[f32], field: impl FnOnce() -> String) -> Result<()> {
+        vdb_core::validate_vector(q, self.config.dim).map_err(|source| Error::InvalidVector {
+            field: field(),
+            source,
+        })
     }
 
     /// Numbers describing the collection.
@@ -159,40 +152,84 @@ impl Collection {
     }
 }
 
-/// A row's place, for reading it.
-#[derive(Debug, Clone, Copy)]
-enum MemRef {
-    Seg(usize, usize),
-    Mem(usize, usize),
-    Frozen(usize, usize),
-}
+impl Snapshot {
+    /// The row stored at `addr`, with sources numbered as
+    /// [`Snapshot::sources`] numbers them.
+    pub(crate) fn row(&self, addr: RowAddr) -> Result<RowRef<'_>> {
+        let (s, r) = (addr.source as usize, addr.row as usize);
+        let row = match self.segs.get(s) {
+            Some((seg, _)) => segment_row(seg, r)?,
+            None => s
+                .checked_sub(self.segs.len())
+                .and_then(|b| self.mem.get(b))
+                .and_then(|(batch, _)| batch.row(r)),
+        };
+        row.ok_or_else(|| Error::Internal(format!("no row at {addr:?} in the snapshot searched")))
+    }
 
-impl From<Loc> for MemRef {
-    fn from(l: Loc) -> MemRef {
-        match l {
-            Loc::Seg(s, r) => MemRef::Seg(s as usize, r as usize),
-            Loc::Mem(b, r) => MemRef::Mem(b as usize, r as usize),
-            Loc::Frozen(b, r) => MemRef::Frozen(b as usize, r as usize),
-        }
+    /// The hits of a search of this snapshot: each neighbour's id and
+    /// distance, and when asked the payload and vector of the row it
+    /// scored.
+    pub(crate) fn hits(
+        &self,
+        found: Vec<Neighbor>,
+        with_payload: bool,
+        with_vectors: bool,
+    ) -> Result<Vec<Hit>> {
+        found
+            .into_iter()
+            .map(|n| {
+                let mut hit = Hit {
+                    id: n.id.0,
+                    distance: n.distance,
+                    payload: None,
+                    vector: None,
+                };
+                if with_payload || with_vectors {
+                    let row = self.row(n.addr)?;
+                    if with_payload {
+                        hit.payload = row.payload.map(<[u8]>::to_vec);
+                    }
+                    if with_vectors {
+                        hit.vector = Some(row.vector.to_vec());
+                    }
+                }
+                Ok(hit)
+            })
+            .collect()
     }
 }
 
-/// Row `r` of a segment.
-pub(super) fn segment_row(seg: &SegmentReader, r: usize) -> Option<RowRef<'_>> {
-    let (list, vector) = seg.row(r)?;
-    Some(RowRef {
-        id: *seg.ids().get(r)?,
+/// Row `r` of a segment (`None` past its end); a damaged payload offset is
+/// an error naming the file.
+pub(super) fn segment_row(seg: &SegmentReader, r: usize) -> Result<Option<RowRef<'_>>> {
+    let Some(((list, vector), &id)) = seg.row(r).zip(seg.ids().get(r)) else {
+        return Ok(None);
+    };
+    Ok(Some(RowRef {
+        id,
         vector,
         // Segments store "no payload" as an empty one.
-        payload: seg.payload(r).ok().flatten().filter(|p| !p.is_empty()),
+        payload: seg.payload(r)?.filter(|p| !p.is_empty()),
         list,
-    })
+    }))
 }
 
-fn read_ref(inner: &Inner, at: MemRef) -> Option<RowRef<'_>> {
-    match at {
-        MemRef::Seg(s, r) => segment_row(&inner.segs.get(s)?.reader, r),
-        MemRef::Mem(b, r) => inner.mem.get(b)?.batch.row(r),
-        MemRef::Frozen(b, r) => inner.frozen.get(b)?.batch.row(r),
-    }
+/// The row the id map points at with `loc`.
+pub(super) fn read_loc(inner: &Inner, loc: Loc) -> Result<RowRef<'_>> {
+    let row = match loc {
+        Loc::Seg(s, r) => match inner.segs.get(s as usize) {
+            Some(e) => segment_row(&e.reader, r as usize)?,
+            None => None,
+        },
+        Loc::Mem(b, r) => inner
+            .mem
+            .get(b as usize)
+            .and_then(|e| e.batch.row(r as usize)),
+        Loc::Frozen(b, r) => inner
+            .frozen
+            .get(b as usize)
+            .and_then(|e| e.batch.row(r as usize)),
+    };
+    row.ok_or_else(|| Error::Internal(format!("the id map points at {loc:?}, which holds no row")))
 }

@@ -27,8 +27,12 @@ impl Collection {
         }
         let mut seen = HashSet::with_capacity(rows.len());
         for (i, r) in rows.iter_mut().enumerate() {
-            vdb_core::validate_vector(&r.vector, self.config.dim)
-                .map_err(|e| Error::invalid(format!("rows[{i}].vector"), e.to_string()))?;
+            vdb_core::validate_vector(&r.vector, self.config.dim).map_err(|source| {
+                Error::InvalidVector {
+                    field: format!("rows[{i}].vector"),
+                    source,
+                }
+            })?;
             if !seen.insert(r.id) {
                 return Err(Error::invalid(
                     format!("rows[{i}].id"),
@@ -91,11 +95,7 @@ impl Collection {
             .and_then(|()| self.check_poisoned(&inner))
             .and_then(|()| apply(&mut inner));
         inner.applied = lsn;
-        if let Err(e) = &result
-            && inner.poisoned.is_none()
-        {
-            inner.poisoned = Some(e.to_string());
-        }
+        let result = result.map_err(|e| self.poison(&mut inner, e));
         self.applied_cv.notify_all();
         result?;
         let rows = memtable_rows(&inner);
@@ -203,14 +203,7 @@ fn merge_memtable(inner: &mut Inner) {
                 if !e.deleted.contains(r)
                     && let Some(row) = e.batch.row(r)
                 {
-                    rows.push((
-                        Row {
-                            id: row.id,
-                            vector: row.vector.to_vec(),
-                            payload: row.payload.map(<[u8]>::to_vec),
-                        },
-                        row.list,
-                    ));
+                    rows.push((row.to_row(), row.list));
                 }
             }
         }

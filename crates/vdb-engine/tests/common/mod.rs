@@ -137,6 +137,7 @@ pub fn holds(c: &Collection, model: &Model) -> Result<(), String> {
                     k: model.len(),
                     nprobe: Some(usize::MAX),
                     with_payload: false,
+                    with_vectors: false,
                 },
             )
             .map_err(|e| e.to_string())?;

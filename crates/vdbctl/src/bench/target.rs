@@ -73,6 +73,7 @@ impl EngineTarget {
             k: sp.k,
             nprobe: Some(sp.nprobe),
             with_payload: false,
+            with_vectors: false,
         }
     }
 }
