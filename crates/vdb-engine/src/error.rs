@@ -82,7 +82,46 @@ pub enum Error {
     },
 }
 
+impl From<vdb_fs::Error> for Error {
+    fn from(e: vdb_fs::Error) -> Error {
+        Error::Io {
+            path: e.path,
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
 impl Error {
+    /// Whether the disk (or a quota) was full somewhere underneath: an
+    /// expected condition the operator must act on, not a bug.
+    pub fn is_storage_full(&self) -> bool {
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = e {
+            if let Some(io) = err.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            {
+                return true;
+            }
+            e = err.source();
+        }
+        false
+    }
+
+    /// Whether a file on disk cannot be understood (a manifest, a segment,
+    /// centroid or delete file, or the log): data was damaged.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Corrupt { .. } => true,
+            Error::Format(e) => e.region().is_some(),
+            Error::Wal(vdb_wal::Error::Corrupt { .. }) => true,
+            _ => false,
+        }
+    }
+
     /// The request field an invalid-input error names.
     pub fn field(&self) -> Option<&str> {
         match self {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use vdb_core::{ListId, Metric};
 
 use crate::collection::{Collection, Snapshot};
-use crate::error::Result;
 
 /// A consistent view of a collection to export: taken from one snapshot,
 /// so writes that land while it is read are not in it.
@@ -29,12 +28,13 @@ pub struct ListExport {
 impl ListExport {
     /// Calls `f(list, ids, vectors)` with the visible rows of every list in
     /// list order, at most `max_rows` rows per call; a list's rows in
-    /// consecutive calls.
-    pub fn for_each_chunk(
+    /// consecutive calls. The first error `f` returns stops it and is
+    /// returned.
+    pub fn for_each_chunk<E>(
         &self,
         max_rows: usize,
-        mut f: impl FnMut(u32, &[u64], &[f32]) -> Result<()>,
-    ) -> Result<()> {
+        mut f: impl FnMut(u32, &[u64], &[f32]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let max_rows = max_rows.max(1);
         let sources = self.snap.sources();
         let dim = self.dim;

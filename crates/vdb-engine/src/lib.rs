@@ -52,8 +52,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use vdb_fs::FsRef;
-
 pub use collection::{Alter, Collection, CollectionStats, SearchOptions, Snapshot};
 pub use config::{CollectionConfig, validate_name};
 pub use error::{Error, Result};
@@ -65,7 +63,7 @@ pub use export::ListExport;
 pub use policy::{CompactionPolicy, Plan, PolicyInput, RetrainPolicy, plan};
 pub use tune::{MAX_TUNE_SAMPLE, TuneOptions, TunePoint, TuneReport, default_sweep};
 pub use vdb_core::{Lsn, Metric};
-pub use vdb_fs::{Fault, Fs, OsFs, SimFs};
+pub use vdb_fs::{Fs, FsRef, OsFs};
 pub use vdb_ivf::SearchTrace;
 pub use vdb_wal::SyncMode;
 
@@ -212,7 +210,7 @@ impl Engine {
         let scheduler = scheduler::Scheduler::start(options.runtime)
             .map_err(|e| Error::io(dir, "start the maintenance runtime", e))?;
         for c in collections.values() {
-            c.attach(Arc::clone(&scheduler));
+            c.attach(background(&scheduler));
         }
         Ok(Engine {
             fs,
@@ -289,13 +287,14 @@ impl Engine {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(name.to_string()),
             _ => Error::io(&dir, "create directory", e),
         })?;
+        let files = vdb_fs::LocalDirectory::new(Arc::clone(&self.fs), &dir);
         let mut m = manifest::Manifest::new(config.clone());
         if let Some(c) = centroids {
             let generation = vdb_core::Generation(1);
             let file = vdb_format::centroid_file_name(generation);
-            vdb_format::write_centroids_with(
-                &self.fs,
-                &dir.join(&file),
+            vdb_format::write_centroids_in(
+                &files,
+                &file,
                 vdb_format::CentroidMeta {
                     generation,
                     metric: config.metric,
@@ -311,7 +310,7 @@ impl Engine {
         }
         // The manifest is the commit point: before it, the directory holds
         // no collection a restart would open.
-        m.store(self.fs.as_ref(), &dir)?;
+        m.store(&files)?;
         self.fs
             .sync_dir(&root)
             .map_err(|e| Error::io(&root, "fsync directory", e))?;
@@ -321,7 +320,7 @@ impl Engine {
             name,
             &dir,
         )?);
-        c.attach(Arc::clone(&self.scheduler));
+        c.attach(background(&self.scheduler));
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)
     }
@@ -396,6 +395,12 @@ impl Engine {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// How a collection schedules work on the engine's maintenance task.
+fn background(scheduler: &Arc<scheduler::Scheduler>) -> collection::Schedule {
+    let scheduler = Arc::clone(scheduler);
+    collection::Schedule(Box::new(move |task| scheduler.schedule(task)))
 }
 
 impl Drop for Engine {

@@ -1,13 +1,13 @@
 //! The manifest: the one file that names a collection's live files and
-//! settings. It is replaced atomically (write `MANIFEST.tmp`, fsync, rename
-//! to `MANIFEST`, fsync the directory), so a reader sees either the old or
-//! the new state. Files in the directory that it does not name are garbage.
+//! settings. It is published through the collection's `vdb_fs::Directory`,
+//! which replaces it atomically (locally: write `MANIFEST.tmp`, fsync,
+//! rename to `MANIFEST`, fsync the directory), so a reader sees either the
+//! old or the new state. Files in the directory that it does not name are garbage.
 //!
 //! Text, one `key value…` per line, ending with `crc <hex>`: the CRC32 of
 //! every byte before that line. Specified in `docs/format.md`.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use vdb_core::{Lsn, Metric};
 use vdb_wal::SyncMode;
@@ -16,7 +16,7 @@ use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
 
 /// File name of the manifest.
-pub const MANIFEST: &str = "MANIFEST";
+pub use vdb_fs::MANIFEST;
 const HEADER: &str = "vdb-manifest 1";
 
 /// The durable state of a collection.
@@ -113,27 +113,19 @@ impl Manifest {
         s
     }
 
-    /// Writes the manifest into `dir` atomically and durably.
-    pub fn store(&self, fs: &dyn vdb_fs::Fs, dir: &Path) -> Result<()> {
-        let tmp = dir.join("MANIFEST.tmp");
-        let path = dir.join(MANIFEST);
-        fs.create(&tmp)
-            .and_then(|f| {
-                f.write_all(self.encode().as_bytes())?;
-                f.sync_data()
-            })
-            .map_err(|e| Error::io(&tmp, "write", e))?;
-        fs.rename(&tmp, &path)
-            .map_err(|e| Error::io(&path, "rename into place", e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io(dir, "fsync directory", e))?;
-        Ok(())
+    /// Publishes the manifest in `files`, atomically and durably.
+    pub fn store(&self, files: &dyn vdb_fs::Directory) -> Result<()> {
+        Ok(files.publish_manifest(self.encode().as_bytes())?)
     }
 
-    /// Reads and checks `dir/MANIFEST`.
-    pub fn load(dir: &Path) -> Result<Manifest> {
-        let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "read", e))?;
+    /// Reads and checks the manifest of `files`.
+    pub fn load(files: &dyn vdb_fs::Directory) -> Result<Manifest> {
+        let bytes = files.read_manifest()?;
+        let path = files.path(MANIFEST);
+        let text = String::from_utf8(bytes).map_err(|_| Error::Corrupt {
+            file: path.clone(),
+            reason: "not UTF-8 text".into(),
+        })?;
         parse(&text).map_err(|reason| Error::Corrupt { file: path, reason })
     }
 }
@@ -252,15 +244,16 @@ mod tests {
         m.trained_rows = 1234;
         m.trained_error = 0.125;
         m.trained_imbalance = 1.5;
-        m.store(&vdb_fs::OsFs, dir.path()).unwrap();
-        assert_eq!(Manifest::load(dir.path()).unwrap(), m);
+        let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir.path());
+        m.store(&files).unwrap();
+        assert_eq!(Manifest::load(&files).unwrap(), m);
         let path = dir.path().join(MANIFEST);
         let text = std::fs::read(&path).unwrap();
         for i in 0..text.len() - 1 {
             let mut b = text.clone();
             b[i] ^= 0x01;
             std::fs::write(&path, &b).unwrap();
-            assert!(Manifest::load(dir.path()).is_err(), "byte {i}");
+            assert!(Manifest::load(&files).is_err(), "byte {i}");
         }
     }
 

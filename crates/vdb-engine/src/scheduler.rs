@@ -1,26 +1,29 @@
-//! Background maintenance on tokio: one task per engine receives the
-//! collections whose writes filled a memtable and runs their flushes (and
-//! whatever the retraining and compaction policies ask for afterwards) on
-//! the runtime's blocking pool, so neither writers nor the runtime's worker
-//! threads wait for files to be written or k-means to run.
+//! Background maintenance on tokio: one task per engine receives closures
+//! (a collection's flush, and whatever the retraining and compaction
+//! policies ask for afterwards) and runs them one at a time on the
+//! runtime's blocking pool, so neither writers nor the runtime's worker
+//! threads wait for files to be written or k-means to run. It knows
+//! nothing of collections: it runs what it is given, as tantivy's segment
+//! updater runs scheduled tasks.
 //!
 //! The engine runs the task on a runtime it is given
 //! ([`crate::EngineOptions::runtime`], e.g. the server's) or, embedded in a
-//! program without one, on a small runtime of its own. One task handles
-//! requests one at a time: maintenance is CPU- and disk-heavy, and running
-//! several at once would only take cores from searches.
+//! program without one, on a small runtime of its own. Work runs one piece
+//! at a time: maintenance is CPU- and disk-heavy, and running several at
+//! once would only take cores from searches.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::mpsc;
 
-use crate::collection::Collection;
+/// A piece of background work.
+pub(crate) type Task = Box<dyn FnOnce() + Send>;
 
-/// The queue of collections that want maintenance.
+/// The queue of background work.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
-    tx: Mutex<Option<mpsc::UnboundedSender<Weak<Collection>>>>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Task>>>,
     /// Receives once the task has finished the queued work and ended.
     done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     /// The runtime the engine created for itself, if it was given none.
@@ -42,14 +45,12 @@ impl Scheduler {
                 (Some(rt), h)
             }
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<Weak<Collection>>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Task>();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         handle.spawn(async move {
-            while let Some(weak) = rx.recv().await {
-                let Some(c) = weak.upgrade() else { continue };
-                // A failure poisons the collection, which reports it to the
-                // next writer; nothing more to do here.
-                let _ = tokio::task::spawn_blocking(move || c.background_flush()).await;
+            while let Some(task) = rx.recv().await {
+                // A task that panics ends itself only.
+                let _ = tokio::task::spawn_blocking(task).await;
             }
             let _ = done_tx.send(());
         });
@@ -60,10 +61,10 @@ impl Scheduler {
         }))
     }
 
-    /// Asks for maintenance of `c`.
-    pub(crate) fn request(&self, c: Weak<Collection>) {
+    /// Queues `task`; after [`Scheduler::stop`] it is dropped unrun.
+    pub(crate) fn schedule(&self, task: Task) {
         if let Some(tx) = &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
-            let _ = tx.send(c);
+            let _ = tx.send(task);
         }
     }
 

@@ -235,7 +235,11 @@ fn every_hit_returns_the_payload_and_vector_of_the_row_it_scored() {
                         with_payload: true,
                         with_vectors: true,
                     };
-                    for hit in c.search(&[query.clone()], opts).unwrap().remove(0) {
+                    for hit in c
+                        .search(std::slice::from_ref(&query), opts)
+                        .unwrap()
+                        .remove(0)
+                    {
                         let payload = String::from_utf8(hit.payload.clone().unwrap()).unwrap();
                         let (id, version) = payload.split_once('@').unwrap();
                         let (id, version): (u64, u64) =

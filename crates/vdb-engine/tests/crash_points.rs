@@ -15,7 +15,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Model, Workload, apply, config, copy_tree, holds, leaked_files, perform};
-use vdb_engine::{Collection, Engine, EngineOptions, Fault, SimFs};
+use vdb_engine::{Collection, Engine, EngineOptions};
+use vdb_fs::{Fault, SimFs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {

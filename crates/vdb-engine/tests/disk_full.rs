@@ -10,7 +10,8 @@
 mod common;
 
 use common::{Model, Workload, apply, config, holds, leaked_files, perform};
-use vdb_engine::{Engine, EngineOptions, Error, Fault, SimFs};
+use vdb_engine::{Engine, EngineOptions, Error};
+use vdb_fs::{Fault, SimFs};
 
 #[test]
 fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {

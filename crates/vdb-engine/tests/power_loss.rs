@@ -15,7 +15,8 @@
 mod common;
 
 use common::{Model, Workload, apply, config, holds, leaked_files, perform};
-use vdb_engine::{Engine, EngineOptions, Fault, SimFs};
+use vdb_engine::{Engine, EngineOptions};
+use vdb_fs::{Fault, SimFs};
 
 fn cycles() -> u64 {
     std::env::var("VDB_POWER_CYCLES")

@@ -25,18 +25,19 @@ pub struct CentroidMeta {
 /// Writes `centroids` (`nlist × dim`, row-major, all finite) to `path`
 /// atomically and durably. Returns the file's length.
 pub fn write_centroids(path: &Path, meta: CentroidMeta, centroids: &[f32]) -> Result<u64> {
-    write_centroids_with(&vdb_fs::os(), path, meta, centroids)
+    let (dir, name) = crate::writer::local(path)?;
+    write_centroids_in(&dir, &name, meta, centroids)
 }
 
-/// [`write_centroids`] through the file system `fs`.
-pub fn write_centroids_with(
-    fs: &vdb_fs::FsRef,
-    path: &Path,
+/// [`write_centroids`] as file `name` of `dir`.
+pub fn write_centroids_in(
+    dir: &dyn vdb_fs::Directory,
+    name: &str,
     meta: CentroidMeta,
     centroids: &[f32],
 ) -> Result<u64> {
     let invalid = |source| Error::InvalidRow {
-        file: path.into(),
+        file: dir.path(name),
         source,
     };
     if meta.dim == 0 || centroids.is_empty() || !centroids.len().is_multiple_of(meta.dim) {
@@ -53,7 +54,7 @@ pub fn write_centroids_with(
         vdb_core::validate_vector(c, meta.dim).map_err(invalid)?;
     }
     let nlist = centroids.len() / meta.dim;
-    let mut w = FileWriter::create(fs, path, header::first_region_offset(1))?;
+    let mut w = FileWriter::create(dir, name, header::first_region_offset(1))?;
     let offset = w.begin_region()?;
     w.write(centroids.as_bytes())?;
     let (_, len, crc) = w.end_region();

@@ -19,12 +19,18 @@ pub fn delete_file_name(seq: u64) -> String {
 /// Writes `ids` (any order) to `path` atomically and durably; `seq` is
 /// stored in the header's generation field. Returns the file length.
 pub fn write_deletes(path: &Path, seq: u64, ids: &[u64]) -> Result<u64> {
-    write_deletes_with(&vdb_fs::os(), path, seq, ids)
+    let (dir, name) = crate::writer::local(path)?;
+    write_deletes_in(&dir, &name, seq, ids)
 }
 
-/// [`write_deletes`] through the file system `fs`.
-pub fn write_deletes_with(fs: &vdb_fs::FsRef, path: &Path, seq: u64, ids: &[u64]) -> Result<u64> {
-    let mut w = FileWriter::create(fs, path, header::first_region_offset(1))?;
+/// [`write_deletes`] as file `name` of `dir`.
+pub fn write_deletes_in(
+    dir: &dyn vdb_fs::Directory,
+    name: &str,
+    seq: u64,
+    ids: &[u64],
+) -> Result<u64> {
+    let mut w = FileWriter::create(dir, name, header::first_region_offset(1))?;
     let offset = w.begin_region()?;
     w.write(ids.as_bytes())?;
     let (_, len, crc) = w.end_region();

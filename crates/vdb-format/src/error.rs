@@ -81,6 +81,16 @@ pub enum Error {
     },
 }
 
+impl From<vdb_fs::Error> for Error {
+    fn from(e: vdb_fs::Error) -> Error {
+        Error::Io {
+            path: e.path,
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Error {
         Error::Io {

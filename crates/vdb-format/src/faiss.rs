@@ -22,8 +22,8 @@
 //! and answers a bad file with [`Error::Corrupt`] or [`Error::Truncated`]
 //! naming the field, never a panic.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use vdb_fs::NewFile;
 
 use crate::error::{Error, Result};
 
@@ -96,26 +96,21 @@ fn index_header(out: &mut Vec<u8>, dim: usize, ntotal: u64, metric: FaissMetric)
 #[derive(Debug)]
 pub struct FaissIvfWriter {
     path: PathBuf,
-    tmp: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
+    /// The file, under its temporary name until `finish` commits it
+    /// (dropping the writer unfinished removes it).
+    out: Box<vdb_fs::AtomicFile>,
+    /// Bytes not yet written to `out`.
+    buf: Vec<u8>,
     dim: usize,
     sizes: Vec<u64>,
     /// The list being written and its rows so far; its ids wait here
     /// because faiss stores a list's vectors before its ids.
     list: usize,
     ids: Vec<i64>,
-    /// Set by `finish`; otherwise dropping the writer removes the
-    /// unfinished temporary file.
-    done: bool,
 }
 
-impl Drop for FaissIvfWriter {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
+/// Bytes the faiss writer buffers before writing them out.
+const WRITE_BUFFER: usize = 1 << 20;
 
 impl FaissIvfWriter {
     /// Starts the file at `path` with everything up to the list sizes.
@@ -156,23 +151,28 @@ impl FaissIvfWriter {
         for s in &header.sizes {
             head.extend_from_slice(&s.to_le_bytes());
         }
-        let tmp = crate::tmp_path(path);
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&head)
-            .map_err(|e| Error::io(&tmp, "write", e))?;
+        let out = Box::new(vdb_fs::AtomicFile::create(&vdb_fs::os(), path)?);
         let mut w = FaissIvfWriter {
             path: path.to_path_buf(),
-            tmp,
             out,
+            buf: Vec::with_capacity(WRITE_BUFFER),
             dim,
             sizes: header.sizes.clone(),
             list: 0,
             ids: Vec::new(),
-            done: false,
         };
+        w.write(&head)?;
         w.skip_empty()?;
         Ok(w)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= WRITE_BUFFER {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 
     /// Appends rows of `list` (`ids.len() × dim` values in `vectors`). Lists
@@ -203,18 +203,14 @@ impl FaissIvfWriter {
         for v in vectors {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
-        self.out
-            .write_all(&bytes)
-            .map_err(|e| Error::io(&self.tmp, "write", e))?;
+        self.write(&bytes)?;
         self.ids.extend_from_slice(ids);
         if self.ids.len() as u64 == size {
             let mut bytes = Vec::with_capacity(self.ids.len() * 8);
             for id in &self.ids {
                 bytes.extend_from_slice(&id.to_le_bytes());
             }
-            self.out
-                .write_all(&bytes)
-                .map_err(|e| Error::io(&self.tmp, "write", e))?;
+            self.write(&bytes)?;
             self.ids.clear();
             self.list += 1;
             self.skip_empty()?;
@@ -231,7 +227,7 @@ impl FaissIvfWriter {
 
     /// Checks every list is complete, makes the file durable and renames it
     /// into place.
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(self) -> Result<()> {
         if self.list < self.sizes.len() {
             return Err(Error::corrupt(
                 &self.path,
@@ -245,15 +241,9 @@ impl FaissIvfWriter {
                 ),
             ));
         }
-        self.out
-            .flush()
-            .map_err(|e| Error::io(&self.tmp, "write", e))?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(|e| Error::io(&self.tmp, "fsync", e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, "rename", e))?;
-        self.done = true;
+        let mut out = self.out;
+        out.write_all(&self.buf)?;
+        out.commit()?;
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! vdb's files on disk: segment files (inverted lists, ids, payloads) and
 //! centroid files, specified byte for byte in `docs/format.md`.
 //!
-//! Every file is written once: to `<name>.tmp`, fsynced, renamed into place,
-//! and the directory fsynced. Readers map the file read-only with `memmap2`
+//! Every file is written once, as a new file of a `vdb_fs::Directory`:
+//! under a temporary name, fsynced, renamed into place, the directory
+//! fsynced (the protocol lives once, in `vdb_fs::durable`). Readers map the file read-only with `memmap2`
 //! and view it through `zerocopy`'s checked casts; the only `unsafe` code is
 //! the `Mmap::map` call in [`mmap`]. Opening validates the header, the region
 //! table and the list table — work proportional to `nlist`, not to the
@@ -35,17 +36,15 @@ pub mod mmap;
 pub mod segment;
 mod writer;
 
-pub use centroids::{CentroidFile, CentroidMeta, write_centroids, write_centroids_with};
-pub use deletes::{delete_file_name, read_deletes, write_deletes, write_deletes_with};
+pub use centroids::{CentroidFile, CentroidMeta, write_centroids, write_centroids_in};
+pub use deletes::{delete_file_name, read_deletes, write_deletes, write_deletes_in};
 pub use error::{Error, Result};
 pub use faiss::{
     FaissIvfFlat, FaissIvfHeader, FaissIvfWriter, FaissMetric, read_faiss_ivf_flat,
     write_faiss_ivf_flat,
 };
 pub use segment::{SegmentInfo, SegmentMeta, SegmentReader, SegmentWriter};
-pub use writer::tmp_path;
-
-use std::path::Path;
+pub use vdb_fs::tmp_path;
 
 /// File name of the centroid file of generation `generation`.
 pub fn centroid_file_name(generation: vdb_core::Generation) -> String {
@@ -55,11 +54,4 @@ pub fn centroid_file_name(generation: vdb_core::Generation) -> String {
 /// File name of segment `id`.
 pub fn segment_file_name(id: vdb_core::SegmentId) -> String {
     format!("seg-{:016x}.seg", id.0)
-}
-
-/// fsyncs a directory, making renames and creations in it durable.
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    let f = std::fs::File::open(dir).map_err(|e| Error::io(dir, "open directory", e))?;
-    f.sync_all()
-        .map_err(|e| Error::io(dir, "fsync directory", e))
 }

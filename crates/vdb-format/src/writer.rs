@@ -1,14 +1,13 @@
-//! Writing a file the write-once way: stream to `<name>.tmp`, put the header
-//! in place last, fsync, rename to `<name>`, fsync the directory. A crash at
-//! any point leaves either no `<name>` or a complete one; a leftover `.tmp`
-//! is garbage that the owner of the directory removes.
+//! Writing a file the write-once way: stream it as a new file of a
+//! [`Directory`] (under a temporary name, see `vdb_fs::durable`), put the
+//! header in place last, then commit it. A crash at any point leaves either
+//! no file of that name or the complete one.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use vdb_fs::{FileHandle, FsRef};
+use vdb_fs::{Directory, LocalDirectory, NewFile};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::header::{ALIGN, FOOTER_LEN};
 
 const ZEROS: [u8; ALIGN as usize] = [0; ALIGN as usize];
@@ -16,35 +15,42 @@ const ZEROS: [u8; ALIGN as usize] = [0; ALIGN as usize];
 /// Bytes buffered before a write to the file.
 const BUFFER: usize = 1 << 20;
 
-/// A file being written under a temporary name.
+/// A file being written: a [`NewFile`] of a [`Directory`], buffered, with
+/// the CRC of the current region computed as it is written.
 #[derive(Debug)]
 pub(crate) struct FileWriter {
-    fs: FsRef,
     path: PathBuf,
-    tmp: PathBuf,
-    out: Option<Arc<dyn FileHandle>>,
+    out: Box<dyn NewFile>,
     buf: Vec<u8>,
     pos: u64,
     region: Option<(u64, crc32fast::Hasher)>,
 }
 
-/// The temporary name `path` is written under.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
+/// The local directory holding `path` (through the operating system's
+/// file system) and the file's name in it: for the path-taking writers.
+pub(crate) fn local(path: &Path) -> Result<(LocalDirectory, String)> {
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        crate::Error::io(
+            path,
+            "create",
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name in UTF-8"),
+        )
+    })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((LocalDirectory::new(vdb_fs::os(), parent), name.to_string()))
 }
 
 impl FileWriter {
-    /// Starts `path`, leaving `reserve` zero bytes for the header and table.
-    pub(crate) fn create(fs: &FsRef, path: &Path, reserve: u64) -> Result<FileWriter> {
-        let tmp = tmp_path(path);
-        let file = fs.create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
+    /// Starts file `name` of `dir`, leaving `reserve` zero bytes for the
+    /// header and table.
+    pub(crate) fn create(dir: &dyn Directory, name: &str, reserve: u64) -> Result<FileWriter> {
+        let out = dir.create(name)?;
         let mut w = FileWriter {
-            fs: Arc::clone(fs),
-            path: path.to_path_buf(),
-            tmp,
-            out: Some(file),
+            path: dir.path(name),
+            out,
             buf: Vec::with_capacity(BUFFER),
             pos: 0,
             region: None,
@@ -68,9 +74,7 @@ impl FileWriter {
             self.drain()?;
         }
         if bytes.len() >= BUFFER {
-            self.out()?
-                .write_all(bytes)
-                .map_err(|e| Error::io(&self.tmp, "write", e))?;
+            self.out.write_all(bytes)?;
         } else {
             self.buf.extend_from_slice(bytes);
         }
@@ -81,22 +85,10 @@ impl FileWriter {
         Ok(())
     }
 
-    fn out(&self) -> Result<&Arc<dyn FileHandle>> {
-        self.out.as_ref().ok_or_else(|| {
-            Error::io(
-                &self.tmp,
-                "write",
-                std::io::Error::other("writer already finished"),
-            )
-        })
-    }
-
     /// Writes the buffered bytes to the file.
     fn drain(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
-            self.out()?
-                .write_all(&self.buf)
-                .map_err(|e| Error::io(&self.tmp, "write", e))?;
+            self.out.write_all(&self.buf)?;
             self.buf.clear();
         }
         Ok(())
@@ -133,8 +125,9 @@ impl FileWriter {
         }
     }
 
-    /// Appends the footer, writes `head` at offset 0, fsyncs, renames into
-    /// place and fsyncs the directory. Returns the file length.
+    /// Appends the footer, writes `head` at offset 0 and commits the file
+    /// (fsync, rename into place, fsync the directory). Returns the file
+    /// length.
     pub(crate) fn finish(
         mut self,
         head: impl FnOnce(u64) -> (Vec<u8>, [u8; FOOTER_LEN]),
@@ -144,35 +137,8 @@ impl FileWriter {
         let (head, footer) = head(file_len);
         self.write(&footer)?;
         self.drain()?;
-        let file = self.out()?;
-        file.write_all_at(&head, 0)
-            .map_err(|e| Error::io(&self.tmp, "write header", e))?;
-        file.sync_data()
-            .map_err(|e| Error::io(&self.tmp, "fsync", e))?;
-        self.out = None;
-        self.fs
-            .rename(&self.tmp, &self.path)
-            .map_err(|e| Error::io(&self.path, "rename into place", e))?;
-        if let Some(dir) = self.path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            self.fs
-                .sync_dir(dir)
-                .map_err(|e| Error::io(dir, "fsync directory", e))?;
-        }
+        self.out.write_all_at(&head, 0)?;
+        self.out.commit()?;
         Ok(file_len)
-    }
-}
-
-impl Drop for FileWriter {
-    fn drop(&mut self) {
-        if self.out.is_some() {
-            // Abandoned before `finish`: the temporary file is garbage.
-            self.out = None;
-            let _ = self.fs.remove_file(&self.tmp);
-        }
     }
 }

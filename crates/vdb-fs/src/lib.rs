@@ -8,21 +8,60 @@
 //! point, or a full disk). Reads — `mmap`, `std::fs::read` — go to the real
 //! files directly: they do not change durability.
 //!
-//! The durability model [`SimFs`] enforces is the POSIX one vdb assumes
+//! The durability model `SimFs` enforces is the POSIX one vdb assumes
 //! (`docs/durability.md`): bytes written to a file survive a power loss only
 //! once that file is fsynced; a created, renamed or removed directory entry
-//! survives only once its parent directory is fsynced.
+//! survives only once its parent directory is fsynced. `SimFs` is built
+//! with the `sim` feature, for tests.
+//!
+//! Above [`Fs`], the durable-write protocol exists once ([`durable`]: temp
+//! file, fsync, rename, fsync the directory), and [`Directory`] is where a
+//! collection's immutable files and manifest live.
 
+pub mod directory;
+pub mod durable;
+#[cfg(feature = "sim")]
 mod sim;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+pub use directory::{Directory, LocalDirectory, MANIFEST};
+pub use durable::{AtomicFile, NewFile, ScratchFile, sync_dir, tmp_path, write_atomic};
+#[cfg(feature = "sim")]
 pub use sim::{Fault, SimFs};
+
+/// A failed file operation: what was being done, to which path, and the
+/// OS error.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {}: {source}", path.display())]
+pub struct Error {
+    /// What was being done.
+    pub op: &'static str,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl Error {
+    /// `op` on `path` failed with `source`.
+    pub fn new(op: &'static str, path: &Path, source: io::Error) -> Error {
+        Error {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An open file that vdb writes. Methods take `&self` so one handle can be
 /// shared by a writer and a background fsync.
@@ -34,6 +73,9 @@ pub trait FileHandle: Send + Sync + fmt::Debug {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes the file's data durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
+    /// Reads into `buf` from `offset`; returns the bytes read (0 at the
+    /// end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Cuts or extends the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's length.
@@ -93,6 +135,10 @@ impl FileHandle for OsFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.0.read_at(buf, offset)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -562,6 +562,11 @@ impl FileHandle for SimFile {
         self.file.set_len(len)
     }
 
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        // Reads change nothing on disk: never a fault.
+        self.file.read_at(buf, offset)
+    }
+
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }

@@ -518,6 +518,5 @@ fn create_file(fs: &dyn Fs, dir: &Path, first: Lsn) -> Result<(Arc<dyn FileHandl
 }
 
 fn fsync_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io(dir, "fsync directory", e))
+    Ok(vdb_fs::sync_dir(fs, dir)?)
 }

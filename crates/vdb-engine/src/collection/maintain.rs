@@ -2,9 +2,8 @@
 //! run as freeze (locked) → write files (unlocked) → install (locked)
 //! under the per-collection maintenance lock.
 
-use std::sync::Arc;
-use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard, Weak};
 
 use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
 use vdb_format::{CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
@@ -13,7 +12,8 @@ use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 use super::read::segment_row;
 use super::write::push_batch;
 use super::{
-    Alter, Collection, Inner, Loc, SegEntry, batch_views, memtable_rows, segment_views, unix_now,
+    Alter, Collection, Inner, Loc, Schedule, SegEntry, batch_views, memtable_rows, segment_views,
+    unix_now,
 };
 use crate::Row;
 use crate::config::CollectionConfig;
@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::memtable::{MemBatch, RowRef};
 use crate::policy::{Plan, PolicyInput, plan};
-use crate::scheduler::Scheduler;
 
 impl Collection {
     /// Changes settings, durably (the manifest is rewritten). Returns the
@@ -38,20 +37,39 @@ impl Collection {
         c.retrain = change.retrain.unwrap_or(c.retrain);
         c.compaction = change.compaction.unwrap_or(c.compaction);
         c.validate()?;
-        next.store(self.fs.as_ref(), &self.dir)?;
+        next.store(self.files.as_ref())?;
         self.default_nprobe
             .store(next.config.nprobe, Ordering::Release);
         inner.manifest = next;
         Ok(inner.manifest.config.clone())
     }
 
-    /// Hands the collection to a background scheduler for its flushes.
-    pub(crate) fn attach(self: &Arc<Self>, scheduler: Arc<Scheduler>) {
-        let _ = self.scheduler.set((scheduler, Arc::downgrade(self)));
+    /// Gives the collection a way to run its flushes in the background.
+    pub(crate) fn attach(self: &Arc<Self>, schedule: Schedule) {
+        let _ = self.background.set((schedule, Arc::downgrade(self)));
     }
 
-    /// The scheduler's entry point: flush if still needed.
-    pub(crate) fn background_flush(&self) -> Result<()> {
+    /// Asks for a flush in the background, once until it starts. `false`
+    /// when there is no background to ask.
+    pub(super) fn request_flush(&self) -> bool {
+        let Some((schedule, me)) = self.background.get() else {
+            return false;
+        };
+        if !self.flush_requested.swap(true, Ordering::AcqRel) {
+            let me = Weak::clone(me);
+            (schedule.0)(Box::new(move || {
+                if let Some(c) = me.upgrade() {
+                    // A failure poisons the collection, which reports it to
+                    // the next writer; nothing more to do here.
+                    let _ = c.background_flush();
+                }
+            }));
+        }
+        true
+    }
+
+    /// A background flush: flush if still needed.
+    fn background_flush(&self) -> Result<()> {
         self.flush_requested.store(false, Ordering::Release);
         if self.dropped.load(Ordering::Acquire) {
             return Ok(());
@@ -173,7 +191,11 @@ impl Collection {
             .map_err(|e| self.poison(&mut inner, e));
         self.publish(&inner);
         drop(inner);
-        installed?;
+        let garbage = installed?;
+        let garbage: Vec<&str> = garbage.iter().map(String::as_str).collect();
+        // A file left behind by a failed removal is garbage the next open
+        // removes.
+        let _ = self.files.remove(&garbage);
         self.wal.rotate()?;
         self.wal.truncate_through(frozen.lsn)?;
         Ok(true)
@@ -206,15 +228,10 @@ impl Collection {
         }
         if !f.pending_deletes.is_empty() {
             let file = vdb_format::delete_file_name(seq);
-            vdb_format::write_deletes_with(
-                &self.fs,
-                &self.dir.join(&file),
-                seq,
-                &f.pending_deletes,
-            )?;
+            vdb_format::write_deletes_in(self.files.as_ref(), &file, seq, &f.pending_deletes)?;
             next.deletes.push((seq, file));
         }
-        next.store(self.fs.as_ref(), &self.dir)?;
+        next.store(self.files.as_ref())?;
         Ok(Written {
             manifest: next,
             segment,
@@ -241,9 +258,9 @@ impl Collection {
         )?;
         let generation = f.manifest.generation + 1;
         let file = vdb_format::centroid_file_name(Generation(generation));
-        vdb_format::write_centroids_with(
-            &self.fs,
-            &self.dir.join(&file),
+        vdb_format::write_centroids_in(
+            self.files.as_ref(),
+            &file,
             CentroidMeta {
                 generation: Generation(generation),
                 metric: self.config.metric,
@@ -304,7 +321,7 @@ impl Collection {
         let q = quantizer.as_ref().unwrap_or(&f.quantizer);
         let reader = self.write_rows(&file, f, q, next.generation, &rows)?;
         next.segments = vec![(seq, file)];
-        next.store(self.fs.as_ref(), &self.dir)?;
+        next.store(self.files.as_ref())?;
         Ok(Written {
             manifest: next,
             segment: Some((reader, rows.into_iter().map(|(_, loc)| loc).collect())),
@@ -322,7 +339,6 @@ impl Collection {
         generation: u64,
         rows: &[(ListId, Loc)],
     ) -> Result<SegmentReader> {
-        let path = self.dir.join(file);
         let meta = SegmentMeta {
             id: SegmentId(f.manifest.next_seq),
             generation: Generation(generation),
@@ -331,7 +347,7 @@ impl Collection {
             nlist: quantizer.nlist(),
             with_payloads: true,
         };
-        let mut w = SegmentWriter::create_with(&self.fs, &path, meta)?;
+        let mut w = SegmentWriter::create_in(self.files.as_ref(), file, meta)?;
         for &(list, loc) in rows {
             let row = f.row(loc)?;
             w.push(
@@ -342,11 +358,12 @@ impl Collection {
             )?;
         }
         w.finish()?;
-        Ok(SegmentReader::open(&path)?)
+        Ok(SegmentReader::open(&self.files.path(file))?)
     }
 
     /// Phase 3: puts what phase 2 wrote in place of the frozen state.
-    fn install(&self, inner: &mut Inner, w: Written) -> Result<()> {
+    /// Returns the files no longer named by the manifest.
+    fn install(&self, inner: &mut Inner, w: Written) -> Result<Vec<String>> {
         let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
         if w.replaces_all {
             inner.segs.clear();
@@ -389,14 +406,13 @@ impl Collection {
                 }
             }
         }
-        // Files no longer named are garbage; snapshots that still map them
-        // keep working (unlinked files stay mapped).
-        for file in old_files {
-            if !inner.manifest.live_files().any(|l| l == file) {
-                let _ = self.fs.remove_file(&self.dir.join(file));
-            }
-        }
-        Ok(())
+        // Files no longer named are garbage, removed once the lock is
+        // released; snapshots that still map them keep working (unlinked
+        // files stay mapped).
+        Ok(old_files
+            .into_iter()
+            .filter(|file| !inner.manifest.live_files().any(|l| l == file))
+            .collect())
     }
 }
 

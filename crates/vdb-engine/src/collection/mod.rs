@@ -18,13 +18,12 @@ mod read;
 mod write;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 use vdb_core::{InvertedLists, Lsn, RowSet};
 use vdb_format::SegmentReader;
-use vdb_fs::FsRef;
+use vdb_fs::Directory;
 use vdb_ivf::{CoarseQuantizer, Source};
 use vdb_wal::Wal;
 
@@ -33,7 +32,6 @@ use crate::error::{Error, Result};
 use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
 use crate::memtable::MemBatch;
-use crate::scheduler::Scheduler;
 
 /// Where a row is: the id map's value for an id's live version, and the
 /// place a row of a frozen state (maintenance's input) was frozen at —
@@ -133,6 +131,18 @@ impl Snapshot {
     }
 }
 
+/// Work a collection hands to the background.
+pub(crate) type BackgroundTask = Box<dyn FnOnce() + Send>;
+
+/// Runs a task in the background (the engine's maintenance scheduler).
+pub(crate) struct Schedule(pub(crate) Box<dyn Fn(BackgroundTask) + Send + Sync>);
+
+impl std::fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Schedule")
+    }
+}
+
 /// Options of a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchOptions {
@@ -212,12 +222,12 @@ pub struct Alter {
 /// method takes `&self` and is safe to call from many threads.
 #[derive(Debug)]
 pub struct Collection {
-    fs: FsRef,
+    /// Where its segment, centroid and delete files and its manifest live.
+    files: Arc<dyn Directory>,
     /// Threads for maintenance's CPU work (k-means, assignment), fewer than
     /// the cores so searches keep one.
     pool: Arc<rayon::ThreadPool>,
     name: String,
-    dir: PathBuf,
     config: CollectionConfig,
     wal: Wal,
     inner: Mutex<Inner>,
@@ -227,9 +237,10 @@ pub struct Collection {
     default_nprobe: AtomicUsize,
     /// Serialises flush, compaction, training and alter.
     maintenance: Mutex<()>,
-    /// Where to ask for background maintenance, and this collection's own
-    /// handle to pass along (set by the engine after wrapping it in `Arc`).
-    scheduler: OnceLock<(Arc<Scheduler>, Weak<Collection>)>,
+    /// How to run work in the background, and this collection's own handle
+    /// for that work to hold (set by the engine after wrapping it in
+    /// `Arc`).
+    background: OnceLock<(Schedule, Weak<Collection>)>,
     /// A background flush is requested and has not started yet.
     flush_requested: AtomicBool,
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use vdb_core::RowSet;
 use vdb_format::{CentroidFile, SegmentReader};
-use vdb_fs::{Fs, FsRef};
+use vdb_fs::{Directory, FsRef, LocalDirectory};
 use vdb_ivf::CoarseQuantizer;
 use vdb_wal::{RecordKind, Wal, WalOptions};
 
@@ -37,20 +37,21 @@ impl Collection {
         name: &str,
         dir: &Path,
     ) -> Result<Collection> {
-        let manifest = Manifest::load(dir)?;
+        let files: Arc<dyn Directory> = Arc::new(LocalDirectory::new(Arc::clone(&fs), dir));
+        let manifest = Manifest::load(files.as_ref())?;
         let cfg = manifest.config.clone();
-        remove_garbage(fs.as_ref(), dir, &manifest)?;
+        remove_garbage(files.as_ref(), &manifest)?;
 
         let quantizer = match &manifest.centroids {
             Some(f) => {
-                let c = CentroidFile::open(&dir.join(f))?;
+                let c = CentroidFile::open(&files.path(f))?;
                 let m = c.meta();
                 if m.dim != cfg.dim
                     || m.metric != cfg.metric
                     || m.generation.0 != manifest.generation
                 {
                     return Err(Error::Corrupt {
-                        file: dir.join(f),
+                        file: files.path(f),
                         reason: format!(
                             "centroids of generation {} (dim {}, {}) do not match the manifest (generation {}, dim {}, {})",
                             m.generation, m.dim, m.metric, manifest.generation, cfg.dim, cfg.metric
@@ -68,7 +69,7 @@ impl Collection {
 
         let mut segs = Vec::with_capacity(manifest.segments.len());
         for (_, f) in &manifest.segments {
-            let r = SegmentReader::open(&dir.join(f))?;
+            let r = SegmentReader::open(&files.path(f))?;
             let m = r.meta();
             if m.dim != cfg.dim
                 || m.metric != cfg.metric
@@ -76,7 +77,7 @@ impl Collection {
                 || m.generation.0 != manifest.generation
             {
                 return Err(Error::Corrupt {
-                    file: dir.join(f),
+                    file: files.path(f),
                     reason:
                         "segment does not match the collection's dim, metric or centroid generation"
                             .into(),
@@ -105,7 +106,7 @@ impl Collection {
         order.sort_unstable();
         let mut deletes = Vec::with_capacity(manifest.deletes.len());
         for (_, f) in &manifest.deletes {
-            deletes.push(vdb_format::read_deletes(&dir.join(f))?.1);
+            deletes.push(vdb_format::read_deletes(&files.path(f))?.1);
         }
         let mut events: Vec<Event<'_, Loc>> = Vec::with_capacity(order.len());
         for &(_, is_delete, i) in &order {
@@ -180,10 +181,9 @@ impl Collection {
             inner.applied = rec.lsn;
         }
         let c = Collection {
-            fs,
+            files,
             pool,
             name: name.to_string(),
-            dir: dir.to_path_buf(),
             config: cfg.clone(),
             wal,
             snapshot: RwLock::new(Arc::new(snapshot_of(&inner))),
@@ -192,35 +192,22 @@ impl Collection {
             dropped: AtomicBool::new(false),
             default_nprobe: AtomicUsize::new(cfg.nprobe),
             maintenance: Mutex::new(()),
-            scheduler: OnceLock::new(),
+            background: OnceLock::new(),
             flush_requested: AtomicBool::new(false),
         };
         Ok(c)
     }
 }
 
-/// Removes every file in `dir` the manifest does not name (leftovers of a
-/// crash between writing a file and switching the manifest).
-fn remove_garbage(fs: &dyn Fs, dir: &Path, manifest: &Manifest) -> Result<()> {
+/// Removes every file the manifest does not name (leftovers of a crash
+/// between writing a file and switching the manifest).
+fn remove_garbage(files: &dyn Directory, manifest: &Manifest) -> Result<()> {
     let live: HashSet<&str> = manifest.live_files().collect();
-    let mut removed = false;
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, "list", e))? {
-        let entry = entry.map_err(|e| Error::io(dir, "list", e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if name == crate::manifest::MANIFEST || name == "wal" || live.contains(name) {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_file() {
-            fs.remove_file(&path)
-                .map_err(|e| Error::io(&path, "remove unreferenced file", e))?;
-            removed = true;
-        }
-    }
-    if removed {
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io(dir, "fsync directory", e))?;
-    }
-    Ok(())
+    let names = files.list()?;
+    let garbage: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| *name != vdb_fs::MANIFEST && !live.contains(name))
+        .collect();
+    Ok(files.remove(&garbage)?)
 }

@@ -110,19 +110,11 @@ impl Collection {
             if due {
                 self.maintain(&guard, Task::Flush)?;
             }
-        } else if rows >= flush_rows {
-            match self.scheduler.get() {
-                Some((s, me)) => {
-                    if !self.flush_requested.swap(true, Ordering::AcqRel) {
-                        s.request(me.clone());
-                    }
-                }
-                None => {
-                    if let Ok(guard) = self.maintenance.try_lock() {
-                        self.maintain(&guard, Task::Flush)?;
-                    }
-                }
-            }
+        } else if rows >= flush_rows
+            && !self.request_flush()
+            && let Ok(guard) = self.maintenance.try_lock()
+        {
+            self.maintain(&guard, Task::Flush)?;
         }
         Ok(lsn)
     }

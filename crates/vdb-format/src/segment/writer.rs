@@ -1,7 +1,5 @@
 //! Streams rows, grouped by list, into a new segment file.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use vdb_core::{Generation, ListId, Metric, SegmentId};
@@ -10,7 +8,7 @@ use zerocopy::IntoBytes;
 use super::{ListEntry, expected_regions};
 use crate::error::{Error, Result};
 use crate::header::{self, FLAG_PAYLOADS, FileKind, FrameBuilder, Region};
-use crate::writer::{FileWriter, tmp_path};
+use crate::writer::FileWriter;
 
 /// Identity and shape of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,29 +54,50 @@ pub struct SegmentWriter {
     spill: Option<Spill>,
 }
 
-/// The payload spill file; removed when dropped.
+/// Payload bytes on their way to the payload region: a scratch file of
+/// the directory (removed when dropped), written through a buffer.
 #[derive(Debug)]
 struct Spill {
-    path: PathBuf,
-    out: BufWriter<File>,
+    file: vdb_fs::ScratchFile,
+    buf: Vec<u8>,
 }
 
-impl Drop for Spill {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+/// Bytes a spill buffers before writing them out.
+const SPILL_BUFFER: usize = 1 << 20;
+
+impl Spill {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.buf.len() + bytes.len() > SPILL_BUFFER {
+            self.flush()?;
+        }
+        if bytes.len() >= SPILL_BUFFER {
+            self.file.write_all(bytes)?;
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 }
 
 impl SegmentWriter {
     /// Starts writing the segment `path` (under a temporary name).
     pub fn create(path: &Path, meta: SegmentMeta) -> Result<SegmentWriter> {
-        SegmentWriter::create_with(&vdb_fs::os(), path, meta)
+        let (dir, name) = crate::writer::local(path)?;
+        SegmentWriter::create_in(&dir, &name, meta)
     }
 
-    /// [`SegmentWriter::create`] through the file system `fs`.
-    pub fn create_with(
-        fs: &vdb_fs::FsRef,
-        path: &Path,
+    /// [`SegmentWriter::create`] as file `name` of `dir`.
+    pub fn create_in(
+        dir: &dyn vdb_fs::Directory,
+        name: &str,
         meta: SegmentMeta,
     ) -> Result<SegmentWriter> {
         if meta.dim == 0
@@ -87,7 +106,7 @@ impl SegmentWriter {
             || meta.dim > u32::MAX as usize
         {
             return Err(Error::InvalidRow {
-                file: path.into(),
+                file: dir.path(name),
                 source: vdb_core::Error::invalid(
                     "segment shape",
                     format!(
@@ -98,19 +117,11 @@ impl SegmentWriter {
             });
         }
         let regions = expected_regions(if meta.with_payloads { FLAG_PAYLOADS } else { 0 });
-        let mut w = FileWriter::create(fs, path, header::first_region_offset(regions.len()))?;
+        let mut w = FileWriter::create(dir, name, header::first_region_offset(regions.len()))?;
         let spill = if meta.with_payloads {
-            let p = tmp_path(&path.with_extension("payloads"));
-            let f = File::options()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&p)
-                .map_err(|e| Error::io(&p, "create", e))?;
             Some(Spill {
-                path: p,
-                out: BufWriter::with_capacity(1 << 20, f),
+                file: dir.scratch(&format!("{name}.payloads.tmp"))?,
+                buf: Vec::with_capacity(SPILL_BUFFER),
             })
         } else {
             None
@@ -188,10 +199,7 @@ impl SegmentWriter {
         self.w.write(vector.as_bytes())?;
         if let Some(spill) = &mut self.spill {
             let bytes = payload.unwrap_or_default();
-            spill
-                .out
-                .write_all(bytes)
-                .map_err(|e| Error::io(&spill.path, "write", e))?;
+            spill.write(bytes)?;
             let last = self.payload_offsets.last().copied().unwrap_or(0);
             self.payload_offsets.push(last + bytes.len() as u64);
         }
@@ -229,31 +237,18 @@ impl SegmentWriter {
         let ids = std::mem::take(&mut self.ids);
         regions.push(self.region(header::region::IDS, ids.as_bytes())?);
         if let Some(mut spill) = self.spill.take() {
-            let spill_path = spill.path.clone();
             let offsets = std::mem::take(&mut self.payload_offsets);
             regions.push(self.region(header::region::PAYLOAD_OFFSETS, offsets.as_bytes())?);
-            spill
-                .out
-                .flush()
-                .map_err(|e| Error::io(&spill_path, "write", e))?;
-            let mut f = spill
-                .out
-                .get_ref()
-                .try_clone()
-                .map_err(|e| Error::io(&spill_path, "reopen", e))?;
-            f.seek(SeekFrom::Start(0))
-                .map_err(|e| Error::io(&spill_path, "seek", e))?;
+            spill.flush()?;
             let offset = self.w.begin_region()?;
-            let mut reader = BufReader::with_capacity(1 << 20, f);
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = reader
-                    .read(&mut buf)
-                    .map_err(|e| Error::io(&spill_path, "read", e))?;
-                if n == 0 {
-                    break;
-                }
-                self.w.write(buf.get(..n).unwrap_or_default())?;
+            let mut buf = vec![0u8; SPILL_BUFFER];
+            let mut at = 0u64;
+            while at < spill.file.len() {
+                let n = (spill.file.len() - at).min(SPILL_BUFFER as u64) as usize;
+                let chunk = buf.get_mut(..n).unwrap_or_default();
+                spill.file.read_exact_at(chunk, at)?;
+                self.w.write(chunk)?;
+                at += n as u64;
             }
             let (_, len, crc) = self.w.end_region();
             regions.push(Region {
@@ -262,8 +257,6 @@ impl SegmentWriter {
                 len,
                 crc,
             });
-            drop(reader);
-            drop(spill);
         }
 
         let mut frame = FrameBuilder::new(
