@@ -3,6 +3,8 @@
 //! (the documented source of truth). Clients depend on this crate alone,
 //! not on the server.
 
+pub mod codec;
+
 /// Version 1 of the API (`package vdb.v1`).
 #[allow(
     missing_docs,
@@ -14,6 +16,13 @@
 )]
 pub mod v1 {
     tonic::include_proto!("vdb.v1");
+
+    /// The server trait and `VdbServer`, generated separately so that they
+    /// decode requests with [`crate::codec::RequestCodec`].
+    mod server {
+        include!(concat!(env!("OUT_DIR"), "/server/vdb.v1.rs"));
+    }
+    pub use server::vdb_server;
 
     /// The encoded `FileDescriptorSet` of the API, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vdb_v1_descriptor");

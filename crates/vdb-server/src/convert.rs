@@ -230,3 +230,61 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
         generation: e.generation,
     }
 }
+
+/// A collection's settings and numbers (list sizes left empty).
+pub fn info(c: &vdb_engine::Collection) -> pb::CollectionInfo {
+    pb::CollectionInfo {
+        name: c.name().to_string(),
+        config: Some(config_to_pb(&c.config())),
+        stats: Some(stats_to_pb(&c.stats())),
+        list_sizes: Vec::new(),
+    }
+}
+
+/// A stored row as the API's.
+pub fn row_to_pb(row: vdb_engine::Row) -> pb::Row {
+    pb::Row {
+        id: row.id,
+        vector: row.vector,
+        payload: row.payload,
+    }
+}
+
+/// The first message of an export: the centroids and list sizes.
+pub fn export_header_to_pb(e: &vdb_engine::ListExport, nprobe: usize) -> pb::ExportHeader {
+    pb::ExportHeader {
+        dim: e.dim as u32,
+        metric: metric_to_pb(e.metric) as i32,
+        generation: e.generation,
+        centroids: e.centroids.clone(),
+        sizes: e.sizes.clone(),
+        nprobe: nprobe as u32,
+    }
+}
+
+/// A tuning report as the API's.
+pub fn tune_to_pb(
+    report: &vdb_engine::TuneReport,
+    k: usize,
+    applied: bool,
+    info: pb::CollectionInfo,
+) -> pb::TuneResponse {
+    pb::TuneResponse {
+        points: report
+            .points
+            .iter()
+            .map(|p| pb::TunePoint {
+                nprobe: p.nprobe as u32,
+                recall: p.recall,
+                mean_ms: p.mean_ms,
+                p99_ms: p.p99_ms,
+                distances_per_query: p.distances_per_query,
+            })
+            .collect(),
+        recommended: report.recommended.map(|n| n as u32),
+        applied,
+        sample: report.sample as u32,
+        k: k as u32,
+        info: Some(info),
+    }
+}

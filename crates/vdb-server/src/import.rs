@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status, Streaming};
 use vdb_engine::{Engine, Lsn, Row};
 use vdb_proto::v1 as pb;
 
-use crate::auth::Access;
+use crate::auth::Rpc;
 use crate::convert::rows_from_pb;
 use crate::service::VdbService;
 use crate::status::{invalid, status};
@@ -47,7 +47,7 @@ impl VdbService {
         &self,
         req: Request<Streaming<pb::ImportRequest>>,
     ) -> Result<Response<pb::ImportResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
+        let _p = self.admit(&req, Rpc::Import)?;
         let mut stream = req.into_inner();
         let mut name: Option<String> = None;
         let mut out = pb::ImportResponse::default();

@@ -21,7 +21,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use vdb_engine::Engine;
 use vdb_proto::v1::vdb_server::VdbServer;
 
-pub use auth::ApiKeys;
+pub use auth::{Access, ApiKeys, Rpc, read_only_rpcs};
 pub use service::{Limits, VdbService};
 
 /// A certificate chain and its private key, PEM-encoded.
@@ -87,10 +87,15 @@ pub async fn serve(
         .max_encoding_message_size(options.max_message_bytes);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<VdbServer<VdbService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(vdb_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions clients speak: grpc.reflection.v1, and
+    // v1alpha for grpcio-reflection, older grpcurl and GUI clients.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(vdb_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     // Small replies must not wait for Nagle's algorithm (tonic sets
     // TCP_NODELAY only on listeners it binds itself).
     let incoming = TcpListenerStream::new(listener).map(|conn| {
@@ -110,7 +115,8 @@ pub async fn serve(
     }
     let server = builder
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopping.wait_for(|&s| s).await;

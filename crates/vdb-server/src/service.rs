@@ -27,10 +27,10 @@ use vdb_engine::{
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_server::Vdb;
 
-use crate::auth::{Access, ApiKeys};
+use crate::auth::{ApiKeys, Rpc};
 use crate::convert::{
-    compaction_from_pb, config_from_pb, config_to_pb, explanation_to_pb, hit_to_pb, metric_to_pb,
-    retrain_from_pb, rows_from_pb, stats_to_pb,
+    compaction_from_pb, config_from_pb, explanation_to_pb, export_header_to_pb, hit_to_pb, info,
+    retrain_from_pb, row_to_pb, rows_from_pb, tune_to_pb,
 };
 use crate::status::{invalid, status};
 
@@ -89,9 +89,9 @@ impl VdbService {
     pub(crate) fn admit<T>(
         &self,
         req: &Request<T>,
-        need: Access,
+        rpc: Rpc,
     ) -> Result<OwnedSemaphorePermit, Status> {
-        self.keys.check(req, need)?;
+        self.keys.check(req, rpc)?;
         self.permit()
     }
 
@@ -128,18 +128,18 @@ impl VdbService {
         }
     }
 
-    /// Flush, Compact and Retrain: run `op` (given the requested nlist,
-    /// which only Retrain accepts) and report whether it changed anything
+    /// Flush, Compact and Retrain (`rpc`): run `op` (given the requested
+    /// nlist, which only Retrain accepts) and report whether it changed anything
     /// and the collection afterwards.
     async fn maintenance(
         &self,
         req: Request<pb::MaintenanceRequest>,
-        takes_nlist: bool,
+        rpc: Rpc,
         op: impl FnOnce(&Collection, Option<usize>) -> vdb_engine::Result<bool> + Send + 'static,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
+        let _p = self.admit(&req, rpc)?;
         let r = req.into_inner();
-        if r.nlist.is_some() && !takes_nlist {
+        if r.nlist.is_some() && rpc != Rpc::Retrain {
             return Err(invalid("nlist", "only Retrain takes nlist"));
         }
         let nlist = r.nlist.map(|n| n as usize);
@@ -196,15 +196,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(status)
 }
 
-fn info(c: &Collection) -> pb::CollectionInfo {
-    pb::CollectionInfo {
-        name: c.name().to_string(),
-        config: Some(config_to_pb(&c.config())),
-        stats: Some(stats_to_pb(&c.stats())),
-        list_sizes: Vec::new(),
-    }
-}
-
 fn nprobe_of(n: Option<u32>) -> Result<Option<usize>, Status> {
     match n {
         Some(0) => Err(invalid("nprobe", "must be at least 1")),
@@ -218,7 +209,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
+        let _p = self.admit(&req, Rpc::CreateCollection)?;
         let r = req.into_inner();
         let config = config_from_pb(r.config)?;
         let engine = Arc::clone(&self.engine);
@@ -242,7 +233,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::DropCollectionRequest>,
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
+        let _p = self.admit(&req, Rpc::DropCollection)?;
         let name = req.into_inner().name;
         let engine = Arc::clone(&self.engine);
         blocking(move || engine.drop_collection(&name)).await?;
@@ -253,7 +244,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let _p = self.admit(&req, Access::Read)?;
+        let _p = self.admit(&req, Rpc::ListCollections)?;
         Ok(Response::new(pb::ListCollectionsResponse {
             names: self.engine.list_collections(),
         }))
@@ -263,7 +254,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::DescribeCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
-        let _p = self.admit(&req, Access::Read)?;
+        let _p = self.admit(&req, Rpc::DescribeCollection)?;
         let r = req.into_inner();
         let lists = r.lists;
         let out = self
@@ -282,7 +273,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::AlterCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
+        let _p = self.admit(&req, Rpc::AlterCollection)?;
         let r = req.into_inner();
         let change = Alter {
             nprobe: r.nprobe.map(|v| v as usize),
@@ -308,7 +299,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::UpsertRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
+        let _p = self.admit(&req, Rpc::Upsert)?;
         let r = req.into_inner();
         self.check_batch("rows", r.rows.len())?;
         let count = r.rows.len() as u64;
@@ -330,7 +321,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let _p = self.admit(&req, Access::Write)?;
+        let _p = self.admit(&req, Rpc::Delete)?;
         let r = req.into_inner();
         self.check_batch("ids", r.ids.len())?;
         let count = r.ids.len() as u64;
@@ -342,7 +333,7 @@ impl Vdb for VdbService {
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let _p = self.admit(&req, Access::Read)?;
+        let _p = self.admit(&req, Rpc::Get)?;
         let r = req.into_inner();
         self.check_batch("ids", r.ids.len())?;
         let ids = r.ids;
@@ -351,11 +342,7 @@ impl Vdb for VdbService {
                 let mut out = pb::GetResponse::default();
                 for id in ids {
                     match c.get(id)? {
-                        Some(row) => out.rows.push(pb::Row {
-                            id: row.id,
-                            vector: row.vector,
-                            payload: row.payload,
-                        }),
+                        Some(row) => out.rows.push(row_to_pb(row)),
                         None => out.missing.push(id),
                     }
                 }
@@ -369,7 +356,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let _p = self.admit(&req, Access::Read)?;
+        let _p = self.admit(&req, Rpc::Search)?;
         let r = req.into_inner();
         self.check_batch("queries", r.queries.len())?;
         let k = self.check_k(r.k)?;
@@ -413,7 +400,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
-        let _p = self.admit(&req, Access::Read)?;
+        let _p = self.admit(&req, Rpc::Explain)?;
         let r = req.into_inner();
         let k = self.check_k(r.k)?;
         let nprobe = nprobe_of(r.nprobe)?;
@@ -439,7 +426,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        self.maintenance(req, false, |c, _| {
+        self.maintenance(req, Rpc::Flush, |c, _| {
             let before = c.stats().flushed_lsn;
             c.flush()?;
             Ok(c.stats().flushed_lsn != before)
@@ -451,14 +438,15 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        self.maintenance(req, false, |c, _| c.compact()).await
+        self.maintenance(req, Rpc::Compact, |c, _| c.compact())
+            .await
     }
 
     async fn retrain(
         &self,
         req: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::MaintenanceResponse>, Status> {
-        self.maintenance(req, true, |c, nlist| {
+        self.maintenance(req, Rpc::Retrain, |c, nlist| {
             let before = c.stats().generation;
             c.retrain(nlist)?;
             Ok(c.stats().generation != before)
@@ -472,7 +460,7 @@ impl Vdb for VdbService {
         &self,
         req: Request<pb::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
-        let permit = self.admit(&req, Access::Read)?;
+        let permit = self.admit(&req, Rpc::Export)?;
         let name = req.into_inner().collection;
         let engine = Arc::clone(&self.engine);
         let c = blocking(move || engine.collection(&name)).await?;
@@ -481,16 +469,8 @@ impl Vdb for VdbService {
             // The permit is held until the stream is written out.
             let _permit = permit;
             let e = c.export();
-            let header = pb::ExportHeader {
-                dim: e.dim as u32,
-                metric: metric_to_pb(e.metric) as i32,
-                generation: e.generation,
-                centroids: e.centroids.clone(),
-                sizes: e.sizes.clone(),
-                nprobe: c.config().nprobe as u32,
-            };
             let first = pb::ExportChunk {
-                header: Some(header),
+                header: Some(export_header_to_pb(&e, c.default_nprobe())),
                 ..Default::default()
             };
             if tx.blocking_send(Ok(first)).is_err() {
@@ -498,23 +478,17 @@ impl Vdb for VdbService {
             }
             // About 1 MiB of vectors per message.
             let rows = ((1 << 20) / (e.dim * 4 + 8)).max(1);
-            let sent = e.for_each_chunk(rows, |list, ids, vectors| {
+            // A closed channel means the client went away: stop reading,
+            // there is no one to tell.
+            let _hung_up = e.for_each_chunk(rows, |list, ids, vectors| {
                 let chunk = pb::ExportChunk {
                     header: None,
                     list,
                     ids: ids.to_vec(),
                     vectors: vectors.to_vec(),
                 };
-                // A closed channel: the client went away; stop reading.
-                tx.blocking_send(Ok(chunk))
-                    .map_err(|_| vdb_engine::Error::InvalidArgument {
-                        field: "export".into(),
-                        reason: "the client hung up".into(),
-                    })
+                tx.blocking_send(Ok(chunk)).map_err(|_| HungUp)
             });
-            if let Err(e) = sent {
-                let _ = tx.blocking_send(Err(status(e)));
-            }
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
@@ -526,23 +500,25 @@ impl Vdb for VdbService {
         req: Request<pb::TuneRequest>,
     ) -> Result<Response<pb::TuneResponse>, Status> {
         let need = if req.get_ref().apply {
-            Access::Write
+            Rpc::TuneApply
         } else {
-            Access::Read
+            Rpc::Tune
         };
         let _p = self.admit(&req, need)?;
         let r = req.into_inner();
-        let k = match r.k {
-            Some(k) => self.check_k(k)?,
-            None => 10,
-        };
-        let opts = TuneOptions {
-            k,
-            sample: r.sample.map_or(200, |s| s as usize),
-            target_recall: r.target_recall,
-            nprobes: r.nprobes.iter().map(|&p| p as usize).collect(),
-            seed: r.seed.unwrap_or(42),
-        };
+        // Unset fields take the engine's defaults.
+        let mut opts = TuneOptions::new(r.target_recall);
+        if let Some(k) = r.k {
+            opts.k = self.check_k(k)?;
+        }
+        if let Some(sample) = r.sample {
+            opts.sample = sample as usize;
+        }
+        if let Some(seed) = r.seed {
+            opts.seed = seed;
+        }
+        opts.nprobes = r.nprobes.iter().map(|&p| p as usize).collect();
+        let k = opts.k;
         let apply = r.apply;
         let out = self
             .with_collection(r.collection, move |c| {
@@ -557,26 +533,13 @@ impl Vdb for VdbService {
                     }
                     _ => false,
                 };
-                Ok(pb::TuneResponse {
-                    points: report
-                        .points
-                        .iter()
-                        .map(|p| pb::TunePoint {
-                            nprobe: p.nprobe as u32,
-                            recall: p.recall,
-                            mean_ms: p.mean_ms,
-                            p99_ms: p.p99_ms,
-                            distances_per_query: p.distances_per_query,
-                        })
-                        .collect(),
-                    recommended: report.recommended.map(|n| n as u32),
-                    applied,
-                    sample: report.sample as u32,
-                    k: k as u32,
-                    info: Some(info(&c)),
-                })
+                Ok(tune_to_pb(&report, k, applied, info(&c)))
             })
             .await?;
         Ok(Response::new(out))
     }
 }
+
+/// The client of a stream went away.
+#[derive(Debug)]
+struct HungUp;

@@ -1,18 +1,23 @@
-//! Engine errors as gRPC statuses — the one mapping, as a table:
+//! Engine errors as gRPC statuses — the one mapping, as a table (first
+//! match wins):
 //!
 //! | engine error | status |
 //! |---|---|
-//! | `InvalidArgument` (names the field), `Core`, `Ivf` (bad vectors, parameters) | `INVALID_ARGUMENT` |
+//! | `InvalidArgument`, `InvalidVector` (name the field), `Core` (a bad vector or parameter) | `INVALID_ARGUMENT` |
 //! | `NotFound` | `NOT_FOUND` |
 //! | `AlreadyExists` | `ALREADY_EXISTS` |
-//! | `Poisoned` (a write or fsync failed; reopen to recover) | `FAILED_PRECONDITION` |
-//! | `Corrupt` (a file cannot be understood) | `DATA_LOSS` |
-//! | `Format`, `Wal`, `Io`, anything else | `INTERNAL` |
+//! | `Poisoned` (a write, fsync or maintenance failed; restart to recover), or a full disk or quota anywhere underneath | `FAILED_PRECONDITION` |
+//! | corruption (`Error::is_corruption`: a manifest, segment, centroid, delete or log file that cannot be understood) | `DATA_LOSS` |
+//! | anything else (`Io`, `Internal`, …) | `INTERNAL` |
+//!
+//! Requests whose bytes are not valid protobuf never reach the engine:
+//! `vdb_proto::codec::RequestCodec` answers them `INVALID_ARGUMENT`.
 
 use tonic::Status;
 use vdb_engine::Error;
 
-/// The status a client gets for `e`; the message is the error's text.
+/// The status a client gets for `e`; the message is the error's text
+/// (which names the file for disk errors).
 pub fn status(e: Error) -> Status {
     let msg = e.to_string();
     match e {
@@ -22,7 +27,8 @@ pub fn status(e: Error) -> Status {
         Error::NotFound(_) => Status::not_found(msg),
         Error::AlreadyExists(_) => Status::already_exists(msg),
         Error::Poisoned { .. } => Status::failed_precondition(msg),
-        Error::Corrupt { .. } => Status::data_loss(msg),
+        e if e.is_storage_full() => Status::failed_precondition(msg),
+        e if e.is_corruption() => Status::data_loss(msg),
         _ => Status::internal(msg),
     }
 }
@@ -30,4 +36,56 @@ pub fn status(e: Error) -> Status {
 /// `INVALID_ARGUMENT` naming `field`.
 pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("invalid {field}: {reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use tonic::Code;
+
+    fn io_error(kind: io::ErrorKind) -> Error {
+        Error::Io {
+            path: "/data/collections/c/wal/00000000000000000001.log".into(),
+            op: "append",
+            source: io::Error::from(kind),
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_failed_precondition_naming_the_file() {
+        for kind in [io::ErrorKind::StorageFull, io::ErrorKind::QuotaExceeded] {
+            let s = status(io_error(kind));
+            assert_eq!(s.code(), Code::FailedPrecondition, "{kind:?}");
+            assert!(
+                s.message().contains("00000000000000000001.log"),
+                "{}",
+                s.message()
+            );
+        }
+        let poisoned = Error::Poisoned {
+            name: "c".into(),
+            cause: std::sync::Arc::new(io_error(io::ErrorKind::StorageFull)),
+        };
+        let s = status(poisoned);
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert!(
+            s.message().contains("00000000000000000001.log"),
+            "{}",
+            s.message()
+        );
+        assert_eq!(
+            status(io_error(io::ErrorKind::PermissionDenied)).code(),
+            Code::Internal
+        );
+    }
+
+    #[test]
+    fn corruption_is_data_loss() {
+        let e = Error::Corrupt {
+            file: "/data/collections/c/MANIFEST".into(),
+            reason: "checksum mismatch".into(),
+        };
+        assert_eq!(status(e).code(), Code::DataLoss);
+    }
 }

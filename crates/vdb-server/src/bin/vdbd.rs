@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -68,7 +69,8 @@ struct Args {
         hide_env_values = true
     )]
     api_keys: Vec<String>,
-    /// API keys allowed to read only (list, describe, get, search, explain).
+    /// API keys allowed to read only (the calls are listed in the help,
+    /// from the server's own table).
     #[arg(
         long = "read-only-key",
         env = "VDB_READ_ONLY_KEYS",
@@ -155,23 +157,93 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let matches = Args::command().get_matches();
+/// How `vdbd` ended, and the exit code each way maps to (`docs/server.md`).
+enum Exit {
+    /// Stopped on a signal and closed every collection cleanly: 0.
+    Clean,
+    /// Could not start (configuration, data directory, address, TLS): 1.
+    /// (Flags clap refuses exit 2.)
+    Start(anyhow::Error),
+    /// Served and stopped, but a collection could not be flushed at
+    /// shutdown (it had stopped accepting writes after a failure, or the
+    /// flush failed): 3. Its write-ahead log keeps every acknowledged
+    /// write; the next start replays it.
+    Close(vdb_engine::Error),
+}
+
+fn main() -> ExitCode {
+    match start() {
+        Exit::Clean => ExitCode::SUCCESS,
+        Exit::Start(e) => {
+            eprintln!("vdbd: {e:#}");
+            ExitCode::from(1)
+        }
+        Exit::Close(e) => {
+            // The engine's message says which collection and why; its
+            // cause is part of the message, so no chain is printed.
+            eprintln!(
+                "vdbd: stopped, but a collection could not be flushed: {e}; every acknowledged write is in its write-ahead log and is replayed at the next start"
+            );
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn start() -> Exit {
+    let read_only = format!(
+        "API keys allowed to read only: {} (comma-separated in the environment variable)",
+        vdb_server::read_only_rpcs()
+    );
+    let matches = Args::command()
+        .mut_arg("read_only_keys", |a| a.help(read_only))
+        .get_matches();
     let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    apply_file(&mut args, &matches)?;
+    if let Err(e) = apply_file(&mut args, &matches) {
+        return Exit::Start(e);
+    }
     tracing_subscriber::fmt()
         .with_max_level(args.log)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vdbd")
         .build()
-        .context("start the async runtime")?;
+        .context("start the async runtime")
+    {
+        Ok(rt) => rt,
+        Err(e) => return Exit::Start(e),
+    };
     runtime.block_on(run(args))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args) -> Exit {
+    let (engine, listener, options) = match open(&args).await {
+        Ok(opened) => opened,
+        Err(e) => return Exit::Start(e),
+    };
+    let served = vdb_server::serve(Arc::clone(&engine), listener, options, shutdown_signal()).await;
+    tracing::info!("stopped accepting requests; flushing collections");
+    // Connections cut at the end of the grace period may still hold the
+    // engine; shut it down through the shared handle.
+    let closed = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+    match (served, closed) {
+        // Serving never started (e.g. TLS refused): a start failure, after
+        // closing what was opened.
+        (Err(e), _) => Exit::Start(e),
+        (Ok(()), Ok(Ok(()))) => {
+            tracing::info!("closed cleanly");
+            Exit::Clean
+        }
+        (Ok(()), Ok(Err(e))) => Exit::Close(e),
+        (Ok(()), Err(e)) => Exit::Start(anyhow::anyhow!("the shutdown task failed: {e}")),
+    }
+}
+
+/// Opens the data directory and binds the listener.
+async fn open(
+    args: &Args,
+) -> anyhow::Result<(Arc<Engine>, tokio::net::TcpListener, ServerOptions)> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(TlsFiles {
             cert_pem: std::fs::read(c)
@@ -227,15 +299,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
         tls,
     };
-    vdb_server::serve(Arc::clone(&engine), listener, options, shutdown_signal()).await?;
-    tracing::info!("stopped accepting requests; flushing collections");
-    // Connections cut at the end of the grace period may still hold the
-    // engine; shut it down through the shared handle.
-    tokio::task::spawn_blocking(move || engine.shutdown())
-        .await?
-        .context("close the data directory")?;
-    tracing::info!("closed cleanly");
-    Ok(())
+    Ok((engine, listener, options))
 }
 
 /// Completes on SIGINT or SIGTERM.
