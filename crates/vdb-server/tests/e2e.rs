@@ -6,74 +6,16 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::Server;
 use tonic::Code;
 use tonic::transport::Channel;
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_client::VdbClient;
-
-/// A running `vdbd`; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        Server::start_env(data_dir, extra, &[])
-    }
-
-    fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vdbd"))
-            .envs(env.iter().copied())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(["--log", "warn"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("vdbd listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    async fn client(&self) -> VdbClient<Channel> {
-        VdbClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
-    }
-
-    /// SIGTERM, then wait: the server flushes and exits 0.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "vdbd exited with {status}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const DIM: usize = 8;
 
