@@ -1,6 +1,7 @@
 //! Guards backward compatibility: the files under `tests/fixtures/format-v1`
-//! were written by format version 1.0 and are never regenerated. Every later
-//! build must open them and read the same rows.
+//! were written by format version 1.0, those under
+//! `tests/fixtures/format-v1.1` by 1.1; they are never regenerated. Every
+//! later build must open them and read the same rows.
 //!
 //! (They were created once with `VDB_WRITE_FIXTURES=1 cargo test -p vdb-tests
 //! --test format_fixtures`; that path refuses to overwrite existing files.)
@@ -94,7 +95,74 @@ fn version_1_files_still_open_and_read_the_same() {
         for (i, (_, id, v, p)) in want.into_iter().enumerate() {
             assert_eq!(seg.list_ids(ListId(l))[i], id);
             assert_eq!(&seg.list_vectors(ListId(l))[i * 3..i * 3 + 3], &v);
-            assert_eq!(seg.payload(r).unwrap(), Some(&p[..]));
+            // Format 1.0 stored rows without a payload as empty ones, so
+            // an empty payload reads as none (row 4).
+            let want = (!p.is_empty()).then_some(&p[..]);
+            assert_eq!(seg.payload(r).unwrap(), want);
+            r += 1;
+        }
+    }
+}
+
+fn dir_1_1() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/format-v1.1")
+}
+
+/// Row `i` of the 1.1 fixture: list `i % 2`, id `2000 + i`, vector
+/// `[i, 1]`; no payload when `i % 3 == 0`, an empty one when `i % 3 == 1`,
+/// `"p{i}"` otherwise.
+fn row_1_1(i: u64) -> (ListId, u64, [f32; 2], Option<Vec<u8>>) {
+    let payload = match i % 3 {
+        0 => None,
+        1 => Some(Vec::new()),
+        _ => Some(format!("p{i}").into_bytes()),
+    };
+    (ListId((i % 2) as u32), 2000 + i, [i as f32, 1.0], payload)
+}
+
+const ROWS_1_1: u64 = 11;
+
+fn write_fixtures_1_1() {
+    let seg = dir_1_1().join(vdb_format::segment_file_name(SegmentId(1)));
+    assert!(!seg.exists(), "fixtures exist; they are never regenerated");
+    std::fs::create_dir_all(dir_1_1()).unwrap();
+    let meta = SegmentMeta {
+        id: SegmentId(1),
+        generation: Generation(1),
+        metric: Metric::L2,
+        dim: 2,
+        nlist: 2,
+        with_payloads: true,
+    };
+    let mut rows: Vec<_> = (0..ROWS_1_1).map(row_1_1).collect();
+    rows.sort_by_key(|r| r.0);
+    let mut w = SegmentWriter::create(&seg, meta).unwrap();
+    for (l, id, v, p) in rows {
+        w.push(l, id, &v, p.as_deref()).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn version_1_1_files_tell_absent_payloads_from_empty_ones() {
+    if std::env::var_os("VDB_WRITE_FIXTURES").is_some() {
+        write_fixtures_1_1();
+    }
+    let seg = SegmentReader::open(&dir_1_1().join("seg-0000000000000001.seg")).unwrap();
+    seg.verify().unwrap();
+    assert_eq!(seg.minor_version(), 1);
+    assert_eq!(seg.rows(), ROWS_1_1 as usize);
+    let mut r = 0;
+    for l in 0..2u32 {
+        let want: Vec<_> = (0..ROWS_1_1)
+            .map(row_1_1)
+            .filter(|x| x.0 == ListId(l))
+            .collect();
+        assert_eq!(seg.list_len(ListId(l)), want.len());
+        for (i, (_, id, v, p)) in want.into_iter().enumerate() {
+            assert_eq!(seg.list_ids(ListId(l))[i], id);
+            assert_eq!(&seg.list_vectors(ListId(l))[i * 2..i * 2 + 2], &v);
+            assert_eq!(seg.payload(r).unwrap(), p.as_deref(), "row {r}");
             r += 1;
         }
     }

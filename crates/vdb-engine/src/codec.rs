@@ -4,6 +4,7 @@
 //! `u32` payload length and bytes (when flagged), `dim` f32 components.
 //! Delete: `u32` count, then `u64` ids. Little-endian. Vectors are stored as
 //! prepared for the metric (normalised for cosine), so replay is exact.
+//! Specified in `docs/format.md` ("Record payloads").
 
 use crate::Row;
 
@@ -62,6 +63,23 @@ pub fn decode_upsert(bytes: &[u8], dim: usize) -> Result<Vec<Row>, String> {
         return Err(format!("{} trailing bytes", bytes.len() - r.at));
     }
     Ok(rows)
+}
+
+/// The rows of a record with each id's last row only (vdb writes each id
+/// once per record; a record that repeats one means its later row).
+pub fn last_of_each_id(rows: Vec<Row>) -> Vec<Row> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    if rows.iter().all(|r| seen.insert(r.id)) {
+        return rows;
+    }
+    seen.clear();
+    let mut kept: Vec<Row> = rows
+        .into_iter()
+        .rev()
+        .filter(|r| seen.insert(r.id))
+        .collect();
+    kept.reverse();
+    kept
 }
 
 /// Encodes ids to delete.
@@ -141,5 +159,25 @@ mod tests {
         let d = encode_delete(&[3, 4]);
         assert_eq!(decode_delete(&d).unwrap(), vec![3, 4]);
         assert!(decode_delete(&d[..5]).is_err());
+    }
+
+    #[test]
+    fn a_repeated_id_keeps_its_last_row() {
+        let row = |id, x: f32| Row {
+            id,
+            vector: vec![x],
+            payload: None,
+        };
+        let rows = vec![
+            row(1, 1.0),
+            row(2, 2.0),
+            row(1, 3.0),
+            row(3, 4.0),
+            row(2, 5.0),
+        ];
+        let kept = last_of_each_id(rows);
+        assert_eq!(kept, vec![row(1, 3.0), row(3, 4.0), row(2, 5.0)]);
+        let distinct = vec![row(7, 1.0), row(8, 2.0)];
+        assert_eq!(last_of_each_id(distinct.clone()), distinct);
     }
 }

@@ -130,6 +130,30 @@ impl Manifest {
     }
 }
 
+/// Keys every manifest has had since version 1 was first written; the
+/// ones added later (`compact_*`, `trained_at`, `compacted_at`) take their
+/// defaults when absent.
+const REQUIRED: [&str; 18] = [
+    "dim",
+    "metric",
+    "nlist",
+    "nprobe",
+    "sync",
+    "flush_rows",
+    "min_rows_per_list",
+    "retrain_growth",
+    "retrain_error_drift",
+    "retrain_imbalance",
+    "retrain_min_new_rows",
+    "generation",
+    "centroids",
+    "flushed_lsn",
+    "next_seq",
+    "trained_rows",
+    "trained_error",
+    "trained_imbalance",
+];
+
 fn sync_name(s: SyncMode) -> String {
     match s {
         SyncMode::Always => "always".into(),
@@ -165,10 +189,14 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             .filter(|x| x.is_finite())
             .ok_or_else(|| format!("{k}: {v:?} is not a finite number"))
     };
+    let mut seen = std::collections::HashSet::new();
     for line in lines {
         let (key, value) = line
             .split_once(' ')
             .ok_or_else(|| format!("malformed line {line:?}"))?;
+        if key != "segment" && key != "deletes" && !seen.insert(key) {
+            return Err(format!("key {key:?} appears twice"));
+        }
         match key {
             "dim" => config.dim = num(key, value)? as usize,
             "metric" => config.metric = value.parse::<Metric>().map_err(|e| e.to_string())?,
@@ -206,6 +234,9 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             }
             other => return Err(format!("unknown key {other:?}")),
         }
+    }
+    if let Some(missing) = REQUIRED.iter().find(|k| !seen.contains(*k)) {
+        return Err(format!("required key {missing:?} is missing"));
     }
     if let Some(c) = &m.centroids {
         check_file_name(c)?;
@@ -255,6 +286,22 @@ mod tests {
             std::fs::write(&path, &b).unwrap();
             assert!(Manifest::load(&files).is_err(), "byte {i}");
         }
+    }
+
+    #[test]
+    fn a_missing_required_key_or_a_repeated_one_is_refused() {
+        let text = Manifest::new(CollectionConfig::new(3)).encode();
+        let body = &text[..text.rfind("crc ").unwrap()];
+        let with_crc = |body: &str| format!("{body}crc {:08x}\n", crc32fast::hash(body.as_bytes()));
+        let no_dim = body.replace("dim 3\n", "");
+        assert!(parse(&with_crc(&no_dim)).unwrap_err().contains("\"dim\""));
+        let twice = body.replace("nprobe 8\n", "nprobe 8\nnprobe 9\n");
+        assert!(parse(&with_crc(&twice)).unwrap_err().contains("twice"));
+        // Keys added later may be absent.
+        let old = body
+            .replace("trained_at 0\n", "")
+            .replace("compacted_at 0\n", "");
+        assert!(parse(&with_crc(&old)).is_ok());
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub enum Error {
         reason: String,
     },
     /// The file was written by a format version this build cannot read.
-    #[error("{}: format version {major}.{minor} is not supported (this build reads {supported}.x)", file.display())]
+    #[error("{}: format version {major}.{minor} is not supported: {reason}", file.display())]
     UnsupportedVersion {
         /// The file.
         file: PathBuf,
@@ -67,8 +67,8 @@ pub enum Error {
         major: u16,
         /// Its minor version.
         minor: u16,
-        /// The major version this build reads.
-        supported: u16,
+        /// Why this build cannot read it.
+        reason: String,
     },
     /// The writer was given rows that do not fit the segment.
     #[error("{}: {source}", file.display())]

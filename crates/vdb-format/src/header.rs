@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 
 /// Major format version: readers refuse any other.
 pub const MAJOR: u16 = 1;
-/// Minor format version: additions a version-1 reader may ignore.
-pub const MINOR: u16 = 0;
+/// Minor format version this build writes. Readers of major 1 read every
+/// minor up to theirs; what a later minor adds is announced by a header
+/// flag, and a reader refuses flags it does not know (`docs/format.md`).
+pub const MINOR: u16 = 1;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 128;
 /// Bytes of one region table entry.
@@ -31,6 +33,9 @@ pub const ALIGN: u64 = 64;
 
 /// Header flag: the segment has payload regions.
 pub const FLAG_PAYLOADS: u16 = 1;
+/// Header flag (minor 1): the segment has a payload-presence region, so a
+/// row without a payload is told apart from one with an empty payload.
+pub const FLAG_PAYLOAD_PRESENCE: u16 = 2;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +55,14 @@ impl FileKind {
             FileKind::Centroids => *b"VDBCENT\0",
             FileKind::Segment => *b"VDBSEGM\0",
             FileKind::Deletes => *b"VDBDELS\0",
+        }
+    }
+
+    /// The header flags a file of this kind may carry.
+    pub fn flags(self) -> u16 {
+        match self {
+            FileKind::Segment => FLAG_PAYLOADS | FLAG_PAYLOAD_PRESENCE,
+            FileKind::Centroids | FileKind::Deletes => 0,
         }
     }
 
@@ -77,6 +90,8 @@ pub mod region {
     pub const PAYLOAD_OFFSETS: u32 = 5;
     /// Payload bytes.
     pub const PAYLOAD_DATA: u32 = 6;
+    /// One bit per row: whether it has a payload (minor 1).
+    pub const PAYLOAD_PRESENCE: u32 = 7;
 
     /// Human name of a region kind, used in errors.
     pub fn name(kind: u32) -> &'static str {
@@ -87,6 +102,7 @@ pub mod region {
             IDS => "ids",
             PAYLOAD_OFFSETS => "payload offsets",
             PAYLOAD_DATA => "payload data",
+            PAYLOAD_PRESENCE => "payload presence",
             _ => "unknown region",
         }
     }
@@ -272,7 +288,7 @@ pub fn parse(
             file: path.into(),
             major: h.major.get(),
             minor: h.minor.get(),
-            supported: MAJOR,
+            reason: format!("this build reads major version {MAJOR}"),
         });
     }
     let bad = |offset: u64, reason: String| Error::corrupt(path, "header", offset, reason);
@@ -284,8 +300,22 @@ pub fn parse(
     }
     let metric = Metric::from_code(h.metric)
         .ok_or_else(|| bad(13, format!("unknown metric code {}", h.metric)))?;
-    if h.flags.get() & !FLAG_PAYLOADS != 0 {
-        return Err(bad(14, format!("unknown flags {:#06x}", h.flags.get())));
+    let flags = h.flags.get();
+    let known = kind.flags();
+    if flags & !known != 0 {
+        // A flag of a later minor: refuse rather than misread.
+        return Err(Error::UnsupportedVersion {
+            file: path.into(),
+            major: h.major.get(),
+            minor: h.minor.get(),
+            reason: format!(
+                "header flags {:#06x} include ones this build does not know (it reads up to 1.{MINOR})",
+                flags & !known
+            ),
+        });
+    }
+    if flags & FLAG_PAYLOAD_PRESENCE != 0 && flags & FLAG_PAYLOADS == 0 {
+        return Err(bad(14, "payload presence without payloads".into()));
     }
     if h.dim.get() == 0 {
         return Err(bad(16, "dim is 0".into()));

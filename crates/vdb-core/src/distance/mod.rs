@@ -211,12 +211,17 @@ pub fn norm_sq(a: &[f32]) -> f32 {
     dot(a, a)
 }
 
-/// Scales `v` to unit length; a zero vector is left as it is.
+/// Scales `v` to unit length: `s = Σ xᵢ²` in `f64` in index order,
+/// `n = √s`, each `xᵢ := f32(f64(xᵢ) / n)`; a zero vector is left as it is.
 pub fn normalize(v: &mut [f32]) {
-    let norm = norm_sq(v).sqrt();
+    // In f64 and in index order, not with the SIMD kernels: the stored
+    // bytes of a cosine vector are then the same on every machine, and
+    // docs/format.md can state the arithmetic exactly.
+    let sum: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    let norm = sum.sqrt();
     if norm > 0.0 && norm.is_finite() {
-        let inv = 1.0 / norm;
-        v.iter_mut().for_each(|x| *x *= inv);
+        v.iter_mut()
+            .for_each(|x| *x = (f64::from(*x) / norm) as f32);
     }
 }
 

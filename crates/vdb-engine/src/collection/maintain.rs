@@ -350,12 +350,7 @@ impl Collection {
         let mut w = SegmentWriter::create_in(self.files.as_ref(), file, meta)?;
         for &(list, loc) in rows {
             let row = f.row(loc)?;
-            w.push(
-                list,
-                row.id,
-                row.vector,
-                Some(row.payload.unwrap_or_default()),
-            )?;
+            w.push(list, row.id, row.vector, row.payload)?;
         }
         w.finish()?;
         Ok(SegmentReader::open(&self.files.path(file))?)

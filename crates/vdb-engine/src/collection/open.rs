@@ -162,7 +162,23 @@ impl Collection {
             manifest,
         };
         let wal_dir = dir.join("wal");
+        // The log holds every record after `flushed_lsn`, in order: the
+        // first one replayed must be the next LSN, or records are lost.
+        let mut next = flushed.next();
         for rec in records.into_iter().filter(|r| r.lsn > flushed) {
+            if rec.lsn != next {
+                return Err(Error::Corrupt {
+                    file: wal_dir,
+                    reason: format!(
+                        "the manifest's flushed_lsn is {}, but the log's first record after it is {}: records {}..={} are missing",
+                        flushed.0,
+                        rec.lsn.0,
+                        next.0,
+                        rec.lsn.0 - 1
+                    ),
+                });
+            }
+            next = rec.lsn.next();
             let corrupt = |reason: String| Error::Corrupt {
                 file: wal_dir.clone(),
                 reason: format!("record {}: {reason}", rec.lsn.0),
@@ -170,7 +186,7 @@ impl Collection {
             match rec.kind {
                 RecordKind::Upsert => {
                     let rows = codec::decode_upsert(&rec.payload, cfg.dim).map_err(corrupt)?;
-                    apply_upsert(&mut inner, rows)?;
+                    apply_upsert(&mut inner, codec::last_of_each_id(rows))?;
                 }
                 RecordKind::Delete => {
                     let ids = codec::decode_delete(&rec.payload).map_err(corrupt)?;

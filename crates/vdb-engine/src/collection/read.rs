@@ -209,8 +209,7 @@ pub(super) fn segment_row(seg: &SegmentReader, r: usize) -> Result<Option<RowRef
     Ok(Some(RowRef {
         id,
         vector,
-        // Segments store "no payload" as an empty one.
-        payload: seg.payload(r)?.filter(|p| !p.is_empty()),
+        payload: seg.payload(r)?,
         list,
     }))
 }

@@ -2,7 +2,9 @@
 //!
 //! Regions, in order: vectors (each list contiguous and 64-byte aligned),
 //! the list table, ids (u64, parallel to the vectors), and with the payload
-//! flag payload offsets (`rows + 1` u64) and payload data. The vectors come
+//! flag payload offsets (`rows + 1` u64) and payload data, and with the
+//! presence flag (format 1.1) one bit per row saying whether it has a
+//! payload. The vectors come
 //! first so a writer can stream rows straight to disk and only needs to keep
 //! the ids (8 bytes a row) until the end.
 
@@ -15,7 +17,7 @@ pub use writer::{SegmentInfo, SegmentMeta, SegmentWriter};
 use zerocopy::little_endian::U64;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::header::{FLAG_PAYLOADS, region};
+use crate::header::{FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, region};
 
 /// One entry of the list table.
 #[derive(Debug, Clone, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -41,6 +43,9 @@ pub(crate) fn expected_regions(flags: u16) -> Vec<u32> {
     let mut r = vec![region::VECTORS, region::LIST_TABLE, region::IDS];
     if flags & FLAG_PAYLOADS != 0 {
         r.extend([region::PAYLOAD_OFFSETS, region::PAYLOAD_DATA]);
+    }
+    if flags & FLAG_PAYLOAD_PRESENCE != 0 {
+        r.push(region::PAYLOAD_PRESENCE);
     }
     r
 }

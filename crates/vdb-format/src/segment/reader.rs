@@ -7,7 +7,7 @@ use zerocopy::FromBytes;
 
 use super::{LIST_ENTRY_LEN, ListEntry, SegmentMeta, expected_regions};
 use crate::error::{Error, Result};
-use crate::header::{self, FLAG_PAYLOADS, FileKind, Parsed, Region};
+use crate::header::{self, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, Parsed, Region};
 use crate::mmap::MappedFile;
 
 /// A list's place in the file, validated at open.
@@ -31,6 +31,9 @@ pub struct SegmentReader {
     ids: Region,
     payload_offsets: Option<Region>,
     payload_data: Option<Region>,
+    /// One bit per row (format 1.1); without it an empty payload means
+    /// no payload (format 1.0).
+    payload_presence: Option<Region>,
 }
 
 impl SegmentReader {
@@ -53,6 +56,11 @@ impl SegmentReader {
             (Some(region_of(3)?), Some(region_of(4)?))
         } else {
             (None, None)
+        };
+        let payload_presence = if parsed.flags & FLAG_PAYLOAD_PRESENCE != 0 {
+            Some(region_of(5)?)
+        } else {
+            None
         };
         let dim = parsed.dim;
         let nlist = parsed.nlist;
@@ -86,6 +94,9 @@ impl SegmentReader {
                 po,
                 (rows as u64).checked_add(1).and_then(|n| n.checked_mul(8)),
             )?;
+        }
+        if let Some(pp) = &payload_presence {
+            expect_len(pp, Some((rows as u64).div_ceil(8)))?;
         }
         header::verify_region(path, bytes, &table)?;
         let entries = bytes
@@ -167,6 +178,7 @@ impl SegmentReader {
             ids,
             payload_offsets,
             payload_data,
+            payload_presence,
         })
     }
 
@@ -193,6 +205,31 @@ impl SegmentReader {
                     po.offset + 8 * i as u64,
                     "offsets decrease",
                 ));
+            }
+            if let Some(pp) = &self.payload_presence {
+                let bits = bytes.get(pp.range()).unwrap_or_default();
+                // Bits past the last row are zero.
+                let tail = self.rows % 8;
+                if tail != 0 && bits.last().is_some_and(|b| b >> tail != 0) {
+                    return Err(Error::corrupt(
+                        path,
+                        "payload presence",
+                        pp.offset + pp.len - 1,
+                        "bits past the last row are set",
+                    ));
+                }
+                for r in 0..self.rows {
+                    let present = bits.get(r / 8).is_some_and(|b| b & (1 << (r % 8)) != 0);
+                    let (a, b) = (offsets.get(r), offsets.get(r + 1));
+                    if !present && a != b {
+                        return Err(Error::corrupt(
+                            path,
+                            "payload presence",
+                            pp.offset + (r / 8) as u64,
+                            format!("row {r} has no payload but payload bytes"),
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -242,13 +279,26 @@ impl SegmentReader {
         ))
     }
 
-    /// Row `row`'s payload: `Ok(None)` when the segment has no payloads or
-    /// the row does not exist; an error naming the offset when the payload
-    /// offsets are corrupt.
+    /// Row `row`'s payload: `Ok(None)` when the row has none (the segment
+    /// has no payloads, its presence bit is clear, or — in a format 1.0
+    /// file, which stored absent payloads as empty ones — it is empty) or
+    /// does not exist; an error naming the offset when the payload offsets
+    /// are corrupt.
     pub fn payload(&self, row: usize) -> Result<Option<&[u8]>> {
         let (Some(po), Some(pd)) = (&self.payload_offsets, &self.payload_data) else {
             return Ok(None);
         };
+        if let Some(pp) = &self.payload_presence {
+            let byte = self
+                .file
+                .bytes()
+                .get(pp.offset as usize + row / 8)
+                .copied()
+                .unwrap_or(0);
+            if byte & (1 << (row % 8)) == 0 {
+                return Ok(None);
+            }
+        }
         let offsets = self.u64s(po);
         let (Some(&a), Some(&b)) = (offsets.get(row), offsets.get(row + 1)) else {
             return Ok(None);
@@ -260,6 +310,9 @@ impl SegmentReader {
                 po.offset + 8 * row as u64,
                 format!("payload {a}..{b} is outside 0..{}", pd.len),
             ));
+        }
+        if a == b && self.payload_presence.is_none() {
+            return Ok(None);
         }
         let start = pd.offset + a;
         Ok(self

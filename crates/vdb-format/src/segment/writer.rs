@@ -7,7 +7,7 @@ use zerocopy::IntoBytes;
 
 use super::{ListEntry, expected_regions};
 use crate::error::{Error, Result};
-use crate::header::{self, FLAG_PAYLOADS, FileKind, FrameBuilder, Region};
+use crate::header::{self, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, FrameBuilder, Region};
 use crate::writer::FileWriter;
 
 /// Identity and shape of a segment.
@@ -51,6 +51,8 @@ pub struct SegmentWriter {
     lists: Vec<ListEntry>,
     ids: Vec<u64>,
     payload_offsets: Vec<u64>,
+    /// Bit `r` set: row `r` has a payload (with payloads only).
+    presence: Vec<u8>,
     spill: Option<Spill>,
 }
 
@@ -116,7 +118,7 @@ impl SegmentWriter {
                 ),
             });
         }
-        let regions = expected_regions(if meta.with_payloads { FLAG_PAYLOADS } else { 0 });
+        let regions = expected_regions(flags_of(&meta));
         let mut w = FileWriter::create(dir, name, header::first_region_offset(regions.len()))?;
         let spill = if meta.with_payloads {
             Some(Spill {
@@ -138,6 +140,7 @@ impl SegmentWriter {
             } else {
                 Vec::new()
             },
+            presence: Vec::new(),
             spill,
         })
     }
@@ -164,7 +167,8 @@ impl SegmentWriter {
     }
 
     /// Appends a row to list `list`. A payload is refused when the segment
-    /// has no payload regions; with them, `None` stores an empty payload.
+    /// has no payload regions; with them, `None` is a row without a payload
+    /// and `Some(b"")` one with an empty payload.
     pub fn push(
         &mut self,
         list: ListId,
@@ -198,6 +202,15 @@ impl SegmentWriter {
         self.open_lists_through(l)?;
         self.w.write(vector.as_bytes())?;
         if let Some(spill) = &mut self.spill {
+            let row = self.ids.len();
+            if row.is_multiple_of(8) {
+                self.presence.push(0);
+            }
+            if payload.is_some()
+                && let Some(byte) = self.presence.last_mut()
+            {
+                *byte |= 1 << (row % 8);
+            }
             let bytes = payload.unwrap_or_default();
             spill.write(bytes)?;
             let last = self.payload_offsets.last().copied().unwrap_or(0);
@@ -257,6 +270,8 @@ impl SegmentWriter {
                 len,
                 crc,
             });
+            let presence = std::mem::take(&mut self.presence);
+            regions.push(self.region(header::region::PAYLOAD_PRESENCE, &presence)?);
         }
 
         let mut frame = FrameBuilder::new(
@@ -268,12 +283,7 @@ impl SegmentWriter {
         frame.header.generation = self.meta.generation.0.into();
         frame.header.rows = (ids.len() as u64).into();
         frame.header.segment_id = self.meta.id.0.into();
-        frame.header.flags = (if self.meta.with_payloads {
-            FLAG_PAYLOADS
-        } else {
-            0
-        })
-        .into();
+        frame.header.flags = flags_of(&self.meta).into();
         frame.regions = regions;
         let path = self.w.path().to_path_buf();
         let bytes = self.w.finish(|file_len| frame.encode(file_len))?;
@@ -294,5 +304,15 @@ impl SegmentWriter {
             len,
             crc,
         })
+    }
+}
+
+/// The header flags of a segment written now: with payloads, presence bits
+/// too (format 1.1).
+fn flags_of(meta: &SegmentMeta) -> u16 {
+    if meta.with_payloads {
+        FLAG_PAYLOADS | FLAG_PAYLOAD_PRESENCE
+    } else {
+        0
     }
 }

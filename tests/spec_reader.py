@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""A reader of vdb's files written from docs/format.md alone, and a check
+that it reads what the server serves.
+
+    spec_reader.py populate --server HOST:PORT
+        writes three collections (l2, ip, cosine) through the server: rows
+        with no payload, an empty payload and bytes; flushed segments and
+        delete files; log records left unflushed (upserts and deletes)
+
+    spec_reader.py check --server HOST:PORT --data-dir DIR
+        reads every collection under DIR/collections from its files (the
+        manifest, centroid, segment and delete files, the log) and
+        compares every visible row, and the row count, with the server's
+        Get and DescribeCollection
+
+The vdb.v1 Python stubs must be importable (grpc_tools.protoc output on
+PYTHONPATH). Nothing here imports vdb code: the format is as the page
+specifies it.
+"""
+
+import argparse
+import math
+import os
+import struct
+import sys
+import zlib
+
+MiB = 1 << 20
+
+
+class Corrupt(Exception):
+    pass
+
+
+def crc32(b):
+    return zlib.crc32(b) & 0xFFFFFFFF
+
+
+# --- the common frame -------------------------------------------------------
+
+KINDS = {1: b"VDBCENT\0", 2: b"VDBSEGM\0", 3: b"VDBDELS\0"}
+KNOWN_FLAGS = {1: 0, 2: 0b11, 3: 0}
+
+
+def read_frame(path, want_kind):
+    """Header, regions {kind: bytes} (CRC-checked), for a file of want_kind."""
+    data = open(path, "rb").read()
+    if len(data) < 128:
+        raise Corrupt(f"{path}: shorter than a header")
+    (magic, major, minor, kind, metric, flags, dim, nlist, generation, rows, segment_id,
+     file_len, region_count, table_crc) = struct.unpack_from("<8sHHBBHIIQQQQII", data, 0)
+    if magic != KINDS[want_kind]:
+        raise Corrupt(f"{path}: magic {magic!r}")
+    (header_crc,) = struct.unpack_from("<I", data, 124)
+    if crc32(data[:124]) != header_crc:
+        raise Corrupt(f"{path}: header CRC")
+    if major != 1:
+        raise Corrupt(f"{path}: major version {major}")
+    if kind != want_kind:
+        raise Corrupt(f"{path}: kind {kind}")
+    if flags & ~KNOWN_FLAGS[kind]:
+        raise Corrupt(f"{path}: unknown flags {flags:#x}")
+    if any(data[64:124]):
+        raise Corrupt(f"{path}: reserved header bytes")
+    if file_len != len(data):
+        raise Corrupt(f"{path}: file_len {file_len} but {len(data)} bytes")
+    table = data[128:128 + 32 * region_count]
+    if crc32(table) != table_crc:
+        raise Corrupt(f"{path}: region table CRC")
+    footer_at = file_len - 16
+    if footer_at % 64 or data[footer_at:footer_at + 8] != magic or \
+            struct.unpack_from("<Q", data, footer_at + 8)[0] != file_len:
+        raise Corrupt(f"{path}: footer")
+    regions = []
+    end = 128 + 32 * region_count
+    for i in range(region_count):
+        rkind, res0, offset, length, rcrc, res1 = struct.unpack_from("<IIQQII", table, 32 * i)
+        if res0 or res1 or offset % 64 or offset < end or offset + length > footer_at:
+            raise Corrupt(f"{path}: region {i} placement")
+        body = data[offset:offset + length]
+        if crc32(body) != rcrc:
+            raise Corrupt(f"{path}: region {rkind} CRC")
+        if any(data[end:offset]):
+            raise Corrupt(f"{path}: padding before region {rkind}")
+        end = offset + length
+        regions.append((rkind, body))
+    if any(data[end:footer_at]):
+        raise Corrupt(f"{path}: padding before the footer")
+    header = dict(minor=minor, metric=metric, flags=flags, dim=dim, nlist=nlist,
+                  generation=generation, rows=rows, segment_id=segment_id)
+    return header, regions
+
+
+def expect_regions(path, regions, kinds):
+    if [k for k, _ in regions] != kinds:
+        raise Corrupt(f"{path}: regions {[k for k, _ in regions]}, expected {kinds}")
+    return [b for _, b in regions]
+
+
+def read_centroids(path):
+    h, regions = read_frame(path, 1)
+    (cen,) = expect_regions(path, regions, [1])
+    if len(cen) != 4 * h["nlist"] * h["dim"]:
+        raise Corrupt(f"{path}: centroids length")
+    return h
+
+
+def read_segment(path, dim):
+    """[(id, vector tuple, payload or None)] in row order."""
+    h, regions = read_frame(path, 2)
+    flags, rows, nlist = h["flags"], h["rows"], h["nlist"]
+    kinds = [3, 2, 4] + ([5, 6] if flags & 1 else []) + ([7] if flags & 2 else [])
+    if flags & 2 and not flags & 1:
+        raise Corrupt(f"{path}: presence without payloads")
+    parts = expect_regions(path, regions, kinds)
+    vectors, table, ids = parts[0], parts[1], parts[2]
+    if h["dim"] != dim or len(table) != 32 * nlist or len(ids) != 8 * rows:
+        raise Corrupt(f"{path}: region lengths")
+    out = []
+    next_row = 0
+    prev_end = 0
+    row_vectors = []
+    for l in range(nlist):
+        row_start, row_count, vec_offset, reserved = struct.unpack_from("<QQQQ", table, 32 * l)
+        if reserved or row_start != next_row or vec_offset % 64 or vec_offset < prev_end:
+            raise Corrupt(f"{path}: list {l}")
+        end = vec_offset + 4 * dim * row_count
+        if end > len(vectors) or any(vectors[prev_end:vec_offset]):
+            raise Corrupt(f"{path}: list {l} vectors")
+        for i in range(row_count):
+            at = vec_offset + 4 * dim * i
+            row_vectors.append(struct.unpack_from(f"<{dim}f", vectors, at))
+        next_row += row_count
+        prev_end = end
+    if next_row != rows or any(vectors[prev_end:]):
+        raise Corrupt(f"{path}: list table rows")
+    id_list = struct.unpack(f"<{rows}Q", ids)
+    payloads = [None] * rows
+    if flags & 1:
+        offsets = struct.unpack(f"<{rows + 1}Q", parts[3])
+        data = parts[4]
+        if offsets[0] != 0 or offsets[-1] != len(data) or any(a > b for a, b in zip(offsets, offsets[1:])):
+            raise Corrupt(f"{path}: payload offsets")
+        presence = parts[5] if flags & 2 else None
+        if presence is not None and len(presence) != (rows + 7) // 8:
+            raise Corrupt(f"{path}: presence length")
+        for r in range(rows):
+            b = data[offsets[r]:offsets[r + 1]]
+            if presence is None:
+                payloads[r] = b if b else None  # 1.0: empty means none
+            elif presence[r // 8] >> (r % 8) & 1:
+                payloads[r] = b
+            elif b:
+                raise Corrupt(f"{path}: row {r} has no payload but bytes")
+    for r in range(rows):
+        out.append((id_list[r], row_vectors[r], payloads[r]))
+    return h, out
+
+
+def read_deletes(path):
+    h, regions = read_frame(path, 3)
+    (ids,) = expect_regions(path, regions, [4])
+    if h["nlist"] != 0 or h["dim"] != 1 or len(ids) != 8 * h["rows"]:
+        raise Corrupt(f"{path}: delete header")
+    return h["generation"], struct.unpack(f"<{h['rows']}Q", ids)
+
+
+# --- the manifest -----------------------------------------------------------
+
+REQUIRED = ["dim", "metric", "nlist", "nprobe", "sync", "flush_rows", "min_rows_per_list",
+            "retrain_growth", "retrain_error_drift", "retrain_imbalance", "retrain_min_new_rows",
+            "generation", "centroids", "flushed_lsn", "next_seq", "trained_rows", "trained_error",
+            "trained_imbalance"]
+OPTIONAL = {"compact_max_segments": "8", "compact_max_hidden": "0.2", "trained_at": "0",
+            "compacted_at": "0"}
+
+
+def read_manifest(path):
+    text = open(path, "rb").read().decode("utf-8")
+    at = text.rfind("crc ")
+    body, crc_line = text[:at], text[at:]
+    if not crc_line.endswith("\n") or len(crc_line) != len("crc ") + 9:
+        raise Corrupt(f"{path}: crc line {crc_line!r}")
+    if int(crc_line[4:12], 16) != crc32(body.encode("utf-8")):
+        raise Corrupt(f"{path}: manifest CRC")
+    lines = body.split("\n")
+    if lines[0] != "vdb-manifest 1" or lines[-1] != "":
+        raise Corrupt(f"{path}: first line or line ends")
+    m = {"segment": [], "deletes": []}
+    for line in lines[1:-1]:
+        key, value = line.split(" ", 1)
+        if key in ("segment", "deletes"):
+            seq, name = value.split(" ", 1)
+            if not name or "/" in name or "\\" in name or name.startswith("."):
+                raise Corrupt(f"{path}: file name {name!r}")
+            m[key].append((int(seq), name))
+        elif key in m:
+            raise Corrupt(f"{path}: {key} twice")
+        elif key in REQUIRED or key in OPTIONAL:
+            m[key] = value
+        else:
+            raise Corrupt(f"{path}: unknown key {key!r}")
+    for key in REQUIRED:
+        if key not in m:
+            raise Corrupt(f"{path}: {key} missing")
+    for key, default in OPTIONAL.items():
+        m.setdefault(key, default)
+    return m
+
+
+# --- the log -----------------------------------------------------------------
+
+def read_log(wal_dir, dim):
+    """[(lsn, kind, payload)] of the intact records, in LSN order."""
+    names = sorted(n for n in os.listdir(wal_dir) if n.endswith(".log"))
+    records = []
+    expect = None
+    for i, name in enumerate(names):
+        data = open(os.path.join(wal_dir, name), "rb").read()
+        last = i == len(names) - 1
+        if len(data) < 32:
+            if last:
+                continue
+            raise Corrupt(f"{name}: short header")
+        magic, major, minor, res, first_lsn, res2, hcrc = struct.unpack_from("<8sHHIQII", data, 0)
+        if magic != b"VDBWAL\0\0" or major != 1 or crc32(data[:28]) != hcrc or int(name[:-4]) != first_lsn:
+            raise Corrupt(f"{name}: header")
+        if expect is not None and first_lsn != expect:
+            raise Corrupt(f"{name}: does not continue the previous file")
+        expect = first_lsn
+        at = 32
+        while at < len(data):
+            torn = None
+            if at + 17 > len(data):
+                torn = "short frame"
+            else:
+                body_len, rcrc = struct.unpack_from("<II", data, at)
+                if body_len < 9 or body_len > 9 + 64 * MiB or at + 8 + body_len > len(data):
+                    torn = "bad length"
+                elif crc32(data[at:at + 4] + data[at + 8:at + 8 + body_len]) != rcrc:
+                    torn = "bad CRC"
+                else:
+                    lsn, kind = struct.unpack_from("<QB", data, at + 8)
+                    if lsn != expect or kind not in (1, 2, 3):
+                        torn = "bad lsn or kind"
+            if torn:
+                if last:
+                    break  # a torn tail: the records before it stand
+                raise Corrupt(f"{name}: {torn} at {at}")
+            records.append((lsn, kind, data[at + 17:at + 8 + body_len]))
+            expect += 1
+            at += 8 + body_len
+    return records
+
+
+def decode_upsert(payload, dim):
+    (n,) = struct.unpack_from("<I", payload, 0)
+    at = 4
+    rows = []
+    for _ in range(n):
+        (rid, flag) = struct.unpack_from("<QB", payload, at)
+        at += 9
+        if flag == 1:
+            (ln,) = struct.unpack_from("<I", payload, at)
+            at += 4
+            p = payload[at:at + ln]
+            if len(p) != ln:
+                raise Corrupt("upsert payload cut short")
+            at += ln
+        elif flag == 0:
+            p = None
+        else:
+            raise Corrupt(f"payload flag {flag}")
+        vec = struct.unpack_from(f"<{dim}f", payload, at)
+        at += 4 * dim
+        rows.append((rid, vec, p))
+    if at != len(payload):
+        raise Corrupt("trailing bytes in an upsert")
+    return rows
+
+
+def decode_delete(payload):
+    (n,) = struct.unpack_from("<I", payload, 0)
+    if len(payload) != 4 + 8 * n:
+        raise Corrupt("delete length")
+    return struct.unpack_from(f"<{n}Q", payload, 4)
+
+
+# --- a collection's visible rows --------------------------------------------
+
+def visible_rows(cdir):
+    m = read_manifest(os.path.join(cdir, "MANIFEST"))
+    dim = int(m["dim"])
+    if m["centroids"] != "-":
+        c = read_centroids(os.path.join(cdir, m["centroids"]))
+        if c["dim"] != dim or c["generation"] != int(m["generation"]):
+            raise Corrupt("centroid file does not match the manifest")
+    live = {}
+    steps = [(seq, 0, name) for seq, name in m["segment"]] + [(seq, 1, name) for seq, name in m["deletes"]]
+    for seq, is_delete, name in sorted(steps):
+        path = os.path.join(cdir, name)
+        if is_delete:
+            _, ids = read_deletes(path)
+            for i in ids:
+                live.pop(i, None)
+        else:
+            h, rows = read_segment(path, dim)
+            if h["generation"] != int(m["generation"]):
+                raise Corrupt(f"{name}: generation")
+            for rid, vec, p in rows:  # row order: a later row wins
+                live[rid] = (vec, p)
+    flushed = int(m["flushed_lsn"])
+    first = True
+    for lsn, kind, payload in read_log(os.path.join(cdir, "wal"), dim):
+        if lsn <= flushed:
+            continue
+        if first and lsn != flushed + 1:
+            raise Corrupt(f"log starts at {lsn} after flushed_lsn {flushed}")
+        first = False
+        if kind == 1:
+            for rid, vec, p in decode_upsert(payload, dim):
+                live[rid] = (vec, p)
+        elif kind == 2:
+            for rid in decode_delete(payload):
+                live.pop(rid, None)
+    return m, live
+
+
+# --- writing test data through the server, and comparing --------------------
+
+def stubs(server):
+    import grpc
+    from vdb.v1 import vdb_pb2 as pb, vdb_pb2_grpc as rpc
+    return pb, rpc.VdbStub(grpc.insecure_channel(server))
+
+
+def populate(server):
+    pb, stub = stubs(server)
+    dim = 5
+    for name, metric in [("spec_l2", pb.METRIC_L2), ("spec_ip", pb.METRIC_INNER_PRODUCT), ("spec_cos", pb.METRIC_COSINE)]:
+        stub.CreateCollection(pb.CreateCollectionRequest(
+            name=name, config=pb.CollectionConfig(dim=dim, metric=metric, nlist=4, min_rows_per_list=5)))
+
+        def row(i, version):
+            r = pb.Row(id=i, vector=[math.sin(i * 0.7 + k + version) * (1 + i % 3) for k in range(dim)])
+            if i % 3 == 1:
+                r.payload = b""
+            elif i % 3 == 2:
+                r.payload = f"{name} row {i} v{version}".encode()
+            return r
+
+        def upsert(ids, version):
+            stub.Upsert(pb.UpsertRequest(collection=name, rows=[row(i, version) for i in ids]))
+
+        upsert(range(0, 120), 0)
+        stub.Flush(pb.MaintenanceRequest(collection=name))          # trains: a segment
+        upsert(range(100, 160), 1)                                   # replaces some rows
+        stub.Delete(pb.DeleteRequest(collection=name, ids=[3, 4, 5, 150]))
+        stub.Flush(pb.MaintenanceRequest(collection=name))          # a segment and a delete file
+        upsert(range(155, 170), 2)                                   # left in the log
+        stub.Delete(pb.DeleteRequest(collection=name, ids=[7, 160]))
+        upsert([8], 3)
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def check_normalisation(name, live):
+    """Recomputes the cosine rows whose payload names their input (row i,
+    version v) with the format's arithmetic and compares bit for bit."""
+    done = 0
+    for rid, (vec, p) in live.items():
+        if not p:
+            continue
+        i, v = (int(x) for x in p.decode().removeprefix(f"{name} row ").split(" v"))
+        raw = [f32(math.sin(i * 0.7 + k + v) * (1 + i % 3)) for k in range(len(vec))]
+        s = 0.0
+        for x in raw:
+            s += x * x
+        n = math.sqrt(s)
+        want = tuple(f32(x / n) for x in raw) if n > 0 else tuple(raw)
+        if want != vec:
+            sys.exit(f"{name}: row {rid}: stored {vec}, the specified normalisation gives {want}")
+        done += 1
+    if done == 0:
+        sys.exit(f"{name}: no row to check the normalisation on")
+    return done
+
+
+def check(server, data_dir):
+    pb, stub = stubs(server)
+    root = os.path.join(data_dir, "collections")
+    names = sorted(n for n in os.listdir(root) if not n.startswith("."))
+    if not names:
+        sys.exit("no collections to check")
+    total = 0
+    for name in names:
+        m, live = visible_rows(os.path.join(root, name))
+        info = stub.DescribeCollection(pb.DescribeCollectionRequest(name=name))
+        if info.stats.rows != len(live):
+            sys.exit(f"{name}: the files hold {len(live)} visible rows, the server {info.stats.rows}")
+        ids = sorted(live)
+        for start in range(0, len(ids), 1000):
+            got = stub.Get(pb.GetRequest(collection=name, ids=ids[start:start + 1000]))
+            if got.missing:
+                sys.exit(f"{name}: the server misses {list(got.missing)[:5]}")
+            for r in got.rows:
+                vec, p = live[r.id]
+                if tuple(struct.unpack(f"<{len(vec)}f", struct.pack(f"<{len(r.vector)}f", *r.vector))) != vec:
+                    sys.exit(f"{name}: row {r.id}: vector {list(r.vector)} vs {vec} from the files")
+                served = r.payload if r.HasField("payload") else None
+                if served != p:
+                    sys.exit(f"{name}: row {r.id}: payload {served!r} vs {p!r} from the files")
+        # An id the files say is absent is absent at the server too.
+        gone = [i for i in range(0, 200) if i not in live][:50]
+        if gone:
+            got = stub.Get(pb.GetRequest(collection=name, ids=gone))
+            if sorted(got.missing) != gone:
+                sys.exit(f"{name}: the server has rows the files say are gone")
+        if name == "spec_cos":
+            normalised = check_normalisation(name, live)
+            print(f"{name}: {normalised} stored vectors are their inputs normalised exactly as specified")
+        kinds = {"absent": sum(p is None for _, p in live.values()),
+                 "empty": sum(p == b"" for _, p in live.values()),
+                 "bytes": sum(bool(p) for _, p in live.values())}
+        print(f"{name}: {len(live)} rows read from {len(m['segment'])} segment(s), "
+              f"{len(m['deletes'])} delete file(s) and the log equal the server's ({kinds})")
+        total += len(live)
+    print(f"spec reader: {total} rows in {len(names)} collections read from the files as docs/format.md "
+          f"specifies them, all equal to what the server returns")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("populate")
+    p.add_argument("--server", required=True)
+    c = sub.add_parser("check")
+    c.add_argument("--server", required=True)
+    c.add_argument("--data-dir", required=True)
+    a = ap.parse_args()
+    try:
+        if a.cmd == "populate":
+            populate(a.server)
+        else:
+            check(a.server, a.data_dir)
+    except Corrupt as e:
+        sys.exit(f"spec reader: {e}")
+
+
+if __name__ == "__main__":
+    main()
