@@ -31,6 +31,10 @@ pub enum Error {
     /// No collection of that name.
     #[error("collection {0:?} does not exist")]
     NotFound(String),
+    /// The engine was shut down (the server is stopping): nothing is
+    /// wrong with the request, retry it against a running server.
+    #[error("the data directory {0} is closed: the engine was shut down")]
+    Closed(String),
     /// A collection of that name exists already.
     #[error("collection {0:?} already exists")]
     AlreadyExists(String),

@@ -146,6 +146,8 @@ pub struct Engine {
     dir: PathBuf,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     scheduler: Arc<scheduler::Scheduler>,
+    /// Set by [`Engine::shutdown`]: asking for a collection is refused.
+    shut: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -218,6 +220,7 @@ impl Engine {
             dir: dir.to_path_buf(),
             collections: RwLock::new(collections),
             scheduler,
+            shut: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -252,6 +255,7 @@ impl Engine {
         mut config: CollectionConfig,
         centroids: Option<TrainedCentroids>,
     ) -> Result<Arc<Collection>> {
+        self.check_open()?;
         validate_name(name)?;
         // The dimension first: the centroids are checked against it.
         config.validate()?;
@@ -327,6 +331,7 @@ impl Engine {
 
     /// The collection `name`.
     pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        self.check_open()?;
         self.collections
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -348,6 +353,7 @@ impl Engine {
     /// Drops a collection and deletes its files. Handles still held to it
     /// keep answering reads from their snapshot; writes fail with NotFound.
     pub fn drop_collection(&self, name: &str) -> Result<()> {
+        self.check_open()?;
         let c = self
             .collections
             .write()
@@ -382,9 +388,11 @@ impl Engine {
     /// [`Engine::close`] through a shared reference, for an engine that
     /// other holders (e.g. requests a server abandoned) may still share:
     /// finishes background work, flushes every collection and makes its log
-    /// durable. Afterwards the engine knows no collections; handles taken
-    /// before keep working on their own.
+    /// durable. Afterwards the engine knows no collections and refuses to
+    /// name one ([`Error::Closed`]); handles taken before keep working on
+    /// their own.
     pub fn shutdown(&self) -> Result<()> {
+        self.shut.store(true, std::sync::atomic::Ordering::Release);
         self.scheduler.stop();
         let map = std::mem::take(&mut *self.collections.write().unwrap_or_else(|p| p.into_inner()));
         let mut first = None;
@@ -394,6 +402,15 @@ impl Engine {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+}
+
+impl Engine {
+    fn check_open(&self) -> Result<()> {
+        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Closed(self.dir.display().to_string()));
+        }
+        Ok(())
     }
 }
 

@@ -69,3 +69,38 @@ fn flushes_run_on_the_given_runtime() {
     let engine = Engine::open(dir.path()).unwrap();
     assert_eq!(engine.collection("bg").unwrap().stats().rows, 500);
 }
+
+#[test]
+fn a_shut_down_engine_refuses_to_name_collections_and_handles_keep_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine
+        .create_collection("c", CollectionConfig::new(2))
+        .unwrap();
+    c.upsert(vec![Row {
+        id: 1,
+        vector: vec![1.0, 0.0],
+        payload: None,
+    }])
+    .unwrap();
+    engine.shutdown().unwrap();
+    for e in [
+        engine.collection("c").unwrap_err(),
+        engine
+            .create_collection("d", CollectionConfig::new(2))
+            .unwrap_err(),
+        engine.drop_collection("c").unwrap_err(),
+    ] {
+        assert!(matches!(e, vdb_engine::Error::Closed(_)), "{e}");
+    }
+    assert!(engine.list_collections().is_empty());
+    let hits = c
+        .search(&[vec![1.0, 0.0]], SearchOptions::default())
+        .unwrap();
+    assert_eq!(hits[0][0].id, 1);
+    // Everything acknowledged is there after a restart.
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    assert!(engine.collection("c").unwrap().get(1).unwrap().is_some());
+}

@@ -6,6 +6,7 @@
 //! | `InvalidArgument`, `InvalidVector` (name the field), `Core` (a bad vector or parameter) | `INVALID_ARGUMENT` |
 //! | `NotFound` | `NOT_FOUND` |
 //! | `AlreadyExists` | `ALREADY_EXISTS` |
+//! | `Closed` (the server is stopping) | `UNAVAILABLE` |
 //! | `Poisoned` (a write, fsync or maintenance failed; restart to recover), or a full disk or quota anywhere underneath | `FAILED_PRECONDITION` |
 //! | corruption (`Error::is_corruption`: a manifest, segment, centroid, delete or log file that cannot be understood) | `DATA_LOSS` |
 //! | anything else (`Io`, `Internal`, …) | `INTERNAL` |
@@ -26,6 +27,7 @@ pub fn status(e: Error) -> Status {
         }
         Error::NotFound(_) => Status::not_found(msg),
         Error::AlreadyExists(_) => Status::already_exists(msg),
+        Error::Closed(_) => Status::unavailable(msg),
         Error::Poisoned { .. } => Status::failed_precondition(msg),
         e if e.is_storage_full() => Status::failed_precondition(msg),
         e if e.is_corruption() => Status::data_loss(msg),
