@@ -7,7 +7,6 @@ mod connection;
 mod demo;
 mod explain;
 mod explain_page;
-mod json;
 mod local;
 mod tune;
 mod vecio;

@@ -4,12 +4,12 @@
 use std::io::Write;
 
 use anyhow::Result;
+use serde::Serialize;
 use vdb_core::distance;
 
 use super::args::BenchArgs;
 use super::build::Built;
 use super::measure::{MaintenanceLatency, PACE, Row};
-use crate::json::JsonObject;
 
 /// Everything one run measured.
 pub(super) struct Report<'a> {
@@ -48,82 +48,8 @@ impl Report<'_> {
         let mut out = out.lock();
         if args.json {
             for r in rows {
-                let mut o = JsonObject::new();
-                o.uint("nlist", args.nlist as u64)
-                    .uint("nprobe", r.nprobe as u64)
-                    .uint("requested_nprobe", r.requested_nprobe as u64)
-                    .bool("nprobe_clamped", r.nprobe != r.requested_nprobe)
-                    .uint("k", args.k as u64)
-                    .num("recall", r.recall)
-                    .num("qps", r.qps)
-                    .num("p50_ms", r.p50_ms)
-                    .num("p99_ms", r.p99_ms)
-                    .num("batch_qps", r.batch_qps)
-                    .num("batch_qps_1t", r.batch_qps_1t)
-                    .num("train_s", train_s)
-                    .num("build_s", build_s)
-                    .uint("disk_bytes", disk_bytes)
-                    .num("open_ms", open_ms)
-                    .num("scanned_per_query", r.scanned)
-                    .num("imbalance", imbalance)
-                    .uint("rows", built.rows as u64)
-                    .uint("dim", dim as u64)
-                    .uint("queries", queries as u64)
-                    .str("metric", metric.name())
-                    .uint("threads", threads as u64)
-                    .str("isa", isa.name());
-                if let Some(rss) = peak_rss {
-                    o.uint("peak_rss_bytes", rss);
-                }
-                if let Some(r) = built.disk_bound_rows_per_s {
-                    o.num("disk_bound_rows_per_s", r);
-                }
-                if let Some(r) = built.ingest_batch_p50_ms {
-                    o.num("ingest_batch_p50_ms", r);
-                }
-                if let Some(n) = built.ingest_rows {
-                    o.uint("ingest_rows", n as u64);
-                }
-                if let Some(m) = maint {
-                    o.num("idle_p50_ms", m.idle.0)
-                        .num("idle_p99_ms", m.idle.1)
-                        .num("retrain_p50_ms", m.retrain.0)
-                        .num("retrain_p99_ms", m.retrain.1)
-                        .num("compact_p50_ms", m.compact.0)
-                        .num("compact_p99_ms", m.compact.1)
-                        .uint("retrain_searches", m.retrain.2 as u64)
-                        .uint("compact_searches", m.compact.2 as u64);
-                }
-                if let Some(q) = r.qps_16_clients {
-                    o.num("qps_16_clients", q);
-                }
-                if let Some((q, p50, p99)) = r.in_process {
-                    o.num("inproc_qps", q)
-                        .num("inproc_p50_ms", p50)
-                        .num("inproc_p99_ms", p99)
-                        .num("grpc_overhead", q / r.qps - 1.0);
-                    if let Some(f) = r.floor_p50_ms {
-                        o.num("grpc_floor_overhead", f / p50);
-                    }
-                }
-                if let Some((p50, p99)) = r.in_process_paced {
-                    o.num("inproc_paced_p50_ms", p50)
-                        .num("inproc_paced_p99_ms", p99)
-                        .num("grpc_paced_overhead", r.p50_ms / p50 - 1.0);
-                }
-                if let Some(f) = r.floor_p50_ms {
-                    o.num("grpc_floor_p50_ms", f);
-                }
-                if args.server.is_some() {
-                    o.num("ingest_rows_per_s", built.ingest_rows_per_s.unwrap_or(0.0))
-                        .num("upsert_rows_per_s", built.upsert_rows_per_s.unwrap_or(0.0))
-                        .str("mode", "server");
-                } else if let Some(r) = built.ingest_rows_per_s {
-                    o.num("ingest_rows_per_s", r).str("mode", "engine");
-                } else {
-                    o.str("mode", "segment");
-                }
-                writeln!(out, "{}", o.finish())?;
+                let line = Line::new(self, r, isa.name(), peak_rss);
+                writeln!(out, "{}", serde_json::to_string(&line)?)?;
             }
         } else {
             writeln!(
@@ -257,5 +183,165 @@ pub(super) fn human_bytes(b: u64) -> String {
         format!("{b} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// One JSON line of `--json`: the measurements at one nprobe with the
+/// run's context. Optional keys appear only when measured.
+#[derive(Debug, Serialize)]
+struct Line<'a> {
+    nlist: usize,
+    nprobe: usize,
+    requested_nprobe: usize,
+    nprobe_clamped: bool,
+    k: usize,
+    recall: f64,
+    qps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    batch_qps: f64,
+    batch_qps_1t: f64,
+    train_s: f64,
+    build_s: f64,
+    disk_bytes: u64,
+    open_ms: f64,
+    scanned_per_query: f64,
+    imbalance: f64,
+    rows: usize,
+    dim: usize,
+    queries: usize,
+    metric: &'a str,
+    threads: usize,
+    isa: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_rss_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disk_bound_rows_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingest_batch_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingest_rows: Option<usize>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    maintenance: Option<MaintenanceKeys>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qps_16_clients: Option<f64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    in_process: Option<InProcessKeys>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_floor_overhead: Option<f64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    in_process_paced: Option<PacedKeys>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_floor_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingest_rows_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upsert_rows_per_s: Option<f64>,
+    /// `segment`, `engine` or `server`: what was measured.
+    mode: &'static str,
+}
+
+/// Search latency idle and during maintenance (`--maintenance-latency`).
+#[derive(Debug, Serialize)]
+struct MaintenanceKeys {
+    idle_p50_ms: f64,
+    idle_p99_ms: f64,
+    retrain_p50_ms: f64,
+    retrain_p99_ms: f64,
+    compact_p50_ms: f64,
+    compact_p99_ms: f64,
+    retrain_searches: usize,
+    compact_searches: usize,
+}
+
+/// The same collection searched in process (`--server local`).
+#[derive(Debug, Serialize)]
+struct InProcessKeys {
+    inproc_qps: f64,
+    inproc_p50_ms: f64,
+    inproc_p99_ms: f64,
+    grpc_overhead: f64,
+}
+
+/// In process with idle time before each query.
+#[derive(Debug, Serialize)]
+struct PacedKeys {
+    inproc_paced_p50_ms: f64,
+    inproc_paced_p99_ms: f64,
+    grpc_paced_overhead: f64,
+}
+
+impl<'a> Line<'a> {
+    fn new(report: &Report<'a>, r: &Row, isa: &'a str, peak_rss_bytes: Option<u64>) -> Line<'a> {
+        let (args, built) = (report.args, report.built);
+        let mode = if args.server.is_some() {
+            "server"
+        } else if built.ingest_rows_per_s.is_some() {
+            "engine"
+        } else {
+            "segment"
+        };
+        Line {
+            nlist: args.nlist,
+            nprobe: r.nprobe,
+            requested_nprobe: r.requested_nprobe,
+            nprobe_clamped: r.nprobe != r.requested_nprobe,
+            k: args.k,
+            recall: r.recall,
+            qps: r.qps,
+            p50_ms: r.p50_ms,
+            p99_ms: r.p99_ms,
+            batch_qps: r.batch_qps,
+            batch_qps_1t: r.batch_qps_1t,
+            train_s: built.train_s,
+            build_s: built.build_s,
+            disk_bytes: built.disk_bytes,
+            open_ms: built.open_ms,
+            scanned_per_query: r.scanned,
+            imbalance: built.imbalance,
+            rows: built.rows,
+            dim: report.dim,
+            queries: report.queries,
+            metric: args.metric.name(),
+            threads: report.threads,
+            isa,
+            peak_rss_bytes,
+            disk_bound_rows_per_s: built.disk_bound_rows_per_s,
+            ingest_batch_p50_ms: built.ingest_batch_p50_ms,
+            ingest_rows: built.ingest_rows,
+            maintenance: report.maint.map(|m| MaintenanceKeys {
+                idle_p50_ms: m.idle.0,
+                idle_p99_ms: m.idle.1,
+                retrain_p50_ms: m.retrain.0,
+                retrain_p99_ms: m.retrain.1,
+                compact_p50_ms: m.compact.0,
+                compact_p99_ms: m.compact.1,
+                retrain_searches: m.retrain.2,
+                compact_searches: m.compact.2,
+            }),
+            qps_16_clients: r.qps_16_clients,
+            in_process: r.in_process.map(|(q, p50, p99)| InProcessKeys {
+                inproc_qps: q,
+                inproc_p50_ms: p50,
+                inproc_p99_ms: p99,
+                grpc_overhead: q / r.qps - 1.0,
+            }),
+            grpc_floor_overhead: r
+                .in_process
+                .zip(r.floor_p50_ms)
+                .map(|((_, p50, _), f)| f / p50),
+            in_process_paced: r.in_process_paced.map(|(p50, p99)| PacedKeys {
+                inproc_paced_p50_ms: p50,
+                inproc_paced_p99_ms: p99,
+                grpc_paced_overhead: r.p50_ms / p50 - 1.0,
+            }),
+            grpc_floor_p50_ms: r.floor_p50_ms,
+            ingest_rows_per_s: match mode {
+                "server" => Some(built.ingest_rows_per_s.unwrap_or(0.0)),
+                _ => built.ingest_rows_per_s,
+            },
+            upsert_rows_per_s: (mode == "server").then(|| built.upsert_rows_per_s.unwrap_or(0.0)),
+            mode,
+        }
     }
 }
