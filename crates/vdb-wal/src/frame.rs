@@ -166,6 +166,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded<'_>, String> {
     })
 }
 
+/// File name of the log file whose first record is `first`.
+pub fn file_name(first: Lsn) -> String {
+    format!("{:020}.log", first.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

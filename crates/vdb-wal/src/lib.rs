@@ -23,12 +23,7 @@ mod replay;
 mod writer;
 
 pub use error::{Error, Result};
-pub use frame::{MAX_PAYLOAD, RecordKind};
-pub use replay::{Record, ReplayReport};
+pub use frame::{MAX_PAYLOAD, RecordKind, file_name};
+pub use replay::{Record, Recovery, ReplayReport};
 pub use vdb_core::Lsn;
-pub use writer::{Recovery, SyncMode, Wal, WalOptions, WalStats};
-
-/// File name of the log file whose first record is `first`.
-pub fn file_name(first: Lsn) -> String {
-    format!("{:020}.log", first.0)
-}
+pub use writer::{SyncMode, Wal, WalOptions, WalStats};

@@ -15,7 +15,15 @@ use vdb_core::Lsn;
 
 use crate::error::{Error, Result};
 use crate::frame::{self, FILE_HEADER_LEN, RecordKind};
-use crate::writer::Recovery;
+
+/// What replay does with a damaged region that intact records follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Refuse to open (the default): the damage is not a torn tail.
+    Strict,
+    /// Cut the last file at the first damaged record, dropping what follows.
+    DropCorruptTail,
+}
 
 /// One record read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use vdb_fs::{FileHandle, Fs, FsRef};
 
 use crate::error::{Error, Result};
 use crate::frame::{self, MAX_PAYLOAD, RecordKind};
-use crate::replay::{self, Record, ReplayReport};
+use crate::replay::{self, Record, Recovery, ReplayReport};
 
 /// When appended records are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,15 +52,6 @@ impl FromStr for SyncMode {
                 .ok_or_else(|| format!("unknown sync mode {other:?}; expected always, none, interval or interval:<n>ms")),
         }
     }
-}
-
-/// What replay does with a damaged region that intact records follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovery {
-    /// Refuse to open (the default): the damage is not a torn tail.
-    Strict,
-    /// Cut the last file at the first damaged record, dropping what follows.
-    DropCorruptTail,
 }
 
 /// Options of [`Wal::open`].
@@ -506,7 +497,7 @@ fn flusher(shared: &Shared, every: Duration) {
 }
 
 fn create_file(fs: &dyn Fs, dir: &Path, first: Lsn) -> Result<(Arc<dyn FileHandle>, PathBuf)> {
-    let path = dir.join(crate::file_name(first));
+    let path = dir.join(frame::file_name(first));
     let f = fs
         .create_new(&path)
         .map_err(|e| Error::io(&path, "create", e))?;

@@ -9,8 +9,8 @@ use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
 use vdb_format::{CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
+use super::apply::push_batch;
 use super::read::segment_row;
-use super::write::push_batch;
 use super::{
     Alter, Collection, Inner, Loc, Schedule, SegEntry, batch_views, memtable_rows, segment_views,
     unix_now,

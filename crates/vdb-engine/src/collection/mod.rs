@@ -12,6 +12,7 @@
 //! commit (write + fsync, shared by concurrent writers) happens outside the
 //! lock, and the records are then applied strictly in LSN order.
 
+mod apply;
 mod maintain;
 mod open;
 mod read;

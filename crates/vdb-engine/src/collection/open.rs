@@ -12,7 +12,7 @@ use vdb_fs::{Directory, FsRef, LocalDirectory};
 use vdb_ivf::CoarseQuantizer;
 use vdb_wal::{RecordKind, Wal, WalOptions};
 
-use super::write::{apply_delete, apply_upsert};
+use super::apply::{apply_delete, apply_upsert};
 use super::{Collection, Inner, Loc, SegEntry, snapshot_of};
 use crate::codec;
 use crate::config::CollectionConfig;

@@ -1,21 +1,19 @@
 //! The write path: validate → append to the log under the collection
-//! lock → commit outside it → apply in LSN order → publish a snapshot →
-//! acknowledge; and what applying an upsert or a delete does to the
-//! memtable and the id map.
+//! lock → commit outside it → apply in LSN order (`apply.rs`) → publish a
+//! snapshot → acknowledge; and the flush a full memtable asks for.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use vdb_core::{Lsn, RowSet};
+use vdb_core::Lsn;
 use vdb_wal::RecordKind;
 
+use super::apply::{apply_delete, apply_upsert};
 use super::maintain::Task;
-use super::{Collection, Inner, Loc, MemEntry, memtable_rows};
+use super::{Collection, Inner, memtable_rows};
 use crate::Row;
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::memtable::MemBatch;
 
 impl Collection {
     /// Inserts rows, replacing any existing row with the same id (upsert).
@@ -117,91 +115,6 @@ impl Collection {
             self.maintain(&guard, Task::Flush)?;
         }
         Ok(lsn)
-    }
-}
-
-fn hide(inner: &mut Inner, loc: Loc) {
-    match loc {
-        Loc::Seg(s, r) => {
-            if let Some(e) = inner.segs.get_mut(s as usize) {
-                Arc::make_mut(&mut e.deleted).insert(r as usize);
-            }
-        }
-        Loc::Mem(b, r) => {
-            if let Some(e) = inner.mem.get_mut(b as usize) {
-                Arc::make_mut(&mut e.deleted).insert(r as usize);
-            }
-        }
-        Loc::Frozen(b, r) => {
-            if let Some(e) = inner.frozen.get_mut(b as usize) {
-                Arc::make_mut(&mut e.deleted).insert(r as usize);
-            }
-        }
-    }
-}
-
-pub(super) fn apply_upsert(inner: &mut Inner, rows: Vec<Row>) -> Result<()> {
-    for r in &rows {
-        if let Some(loc) = inner.ids.get(&r.id).copied() {
-            hide(inner, loc);
-        }
-        inner.pending_deletes.remove(&r.id);
-    }
-    let (batch, error) = MemBatch::build(rows, &inner.quantizer)?;
-    if inner.manifest.generation > 0 {
-        inner.new_rows += batch.rows() as u64;
-        inner.new_error += error;
-    }
-    push_batch(inner, batch);
-    merge_memtable(inner);
-    Ok(())
-}
-
-/// Appends a memtable batch and points its rows' ids at it.
-pub(super) fn push_batch(inner: &mut Inner, batch: MemBatch) {
-    let b = inner.mem.len() as u32;
-    for r in 0..batch.rows() {
-        if let Some(row) = batch.row(r) {
-            inner.ids.insert(row.id, Loc::Mem(b, r as u32));
-        }
-    }
-    inner.mem.push(MemEntry {
-        deleted: Arc::new(RowSet::new(batch.rows())),
-        batch: Arc::new(batch),
-    });
-}
-
-pub(super) fn apply_delete(inner: &mut Inner, ids: &[u64]) {
-    for id in ids {
-        if let Some(loc) = inner.ids.remove(id) {
-            hide(inner, loc);
-            inner.pending_deletes.insert(*id);
-        }
-    }
-}
-
-/// Keeps the number of memtable batches logarithmic in its size: while the
-/// newest batch holds at least as many live rows as the one before it, the
-/// two are merged (dropping hidden rows). Each row is copied O(log n) times.
-fn merge_memtable(inner: &mut Inner) {
-    while inner.mem.len() >= 2 {
-        let n = inner.mem.len();
-        if inner.mem[n - 2].live() > inner.mem[n - 1].live() {
-            break;
-        }
-        let mut rows = Vec::new();
-        for e in &inner.mem[n - 2..] {
-            for r in 0..e.batch.rows() {
-                if !e.deleted.contains(r)
-                    && let Some(row) = e.batch.row(r)
-                {
-                    rows.push((row.to_row(), row.list));
-                }
-            }
-        }
-        inner.mem.truncate(n - 2);
-        let batch = MemBatch::from_assigned(rows, inner.quantizer.dim(), inner.quantizer.nlist());
-        push_batch(inner, batch);
     }
 }
 
