@@ -2,7 +2,6 @@
 //!
 //! A [`MappedFile`] owns a read-only map of a whole file behind an `Arc`, so
 //! readers can share it and the map outlives every slice handed out from it.
-#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -22,6 +21,10 @@ pub struct MappedFile {
 impl MappedFile {
     /// Maps `path` read-only. An empty file gives an empty byte slice
     /// (empty maps are not portable, so none is made).
+    #[expect(
+        unsafe_code,
+        reason = "Mmap::map: vdb never modifies or truncates a file while it is mapped (the mmap contract)"
+    )]
     pub fn open(path: &Path) -> Result<MappedFile> {
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
         let len = file

@@ -1,4 +1,7 @@
-//! Hand-written SIMD kernels, the only `unsafe` code in this crate.
+//! Hand-written SIMD kernels, the only `unsafe` code in this crate. Every
+//! function that declares or uses `unsafe` says why with
+//! `#[expect(unsafe_code, reason = …)]`, and every `unsafe` block has its
+//! `SAFETY` comment (clippy's `undocumented_unsafe_blocks` is denied).
 //!
 //! Each kernel is a `#[target_feature]` function. Such a function may only be
 //! called on a CPU that has the feature, so the safe wrappers below are only
@@ -10,7 +13,6 @@
 //! n`, and the remainder is handled with masked loads (AVX-512, which never
 //! touch masked-off lanes) or scalar code. No kernel reads outside its
 //! slices. The speed of these paths is measured by `benches/kernels.rs`.
-#![allow(unsafe_code)]
 
 use super::{Isa, Kernels};
 
@@ -99,6 +101,10 @@ mod x86 {
         dot_matrix: dot_matrix_avx512_entry,
     };
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn dot_matrix_avx512_entry(
         a: &[f32],
         m: usize,
@@ -144,6 +150,10 @@ mod x86 {
     /// running out of load ports. The group is interleaved first
     /// (`at[d·ROWS + r] = a_r[d]`), so both operands are read in order.
     #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn dot_matrix_avx512(a: &[f32], m: usize, b: &BlockedVectors, out: &mut [f32]) {
         let (n, dim) = (b.len(), b.dim());
         let data = b.data();
@@ -191,6 +201,10 @@ mod x86 {
     /// checked.)
     #[inline]
     #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn tile<const NB: usize>(
         data: &[f32],
         first: usize,
@@ -230,6 +244,10 @@ mod x86 {
     /// checked.)
     #[inline]
     #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn store<const NB: usize>(
         acc: &[[__m512; NB]; ROWS],
         rows: usize,
@@ -258,12 +276,20 @@ mod x86 {
         }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn blocked_dots_avx2_entry(q: &[f32], data: &[f32], dim: usize, count: usize, out: &mut [f32]) {
         // SAFETY: only reachable through `AVX2`, returned by `kernels` only
         // after detecting avx2 and fma.
         unsafe { blocked_dots_avx2(q, data, dim, count, out) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn blocked_dots_avx512_entry(
         q: &[f32],
         data: &[f32],
@@ -288,43 +314,75 @@ mod x86 {
         super::super::blocked::dots_generic::<true>(q, data, dim, count, out)
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn l2_sq_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: this function is only reachable through `AVX2`, which
         // `kernels` returns only after detecting avx2 and fma.
         unsafe { l2_sq_avx2(a, b) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn dot_avx2_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: as in `l2_sq_avx2_entry`.
         unsafe { dot_avx2(a, b) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn l2_sq_batch_avx2_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
         // SAFETY: as in `l2_sq_avx2_entry`.
         unsafe { l2_sq_batch_avx2(q, v, out) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn dot_batch_avx2_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
         // SAFETY: as in `l2_sq_avx2_entry`.
         unsafe { dot_batch_avx2(q, v, out) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn l2_sq_avx512_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: this function is only reachable through `AVX512`, which
         // `kernels` returns only after detecting avx512f.
         unsafe { l2_sq_avx512(a, b) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn dot_avx512_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: as in `l2_sq_avx512_entry`.
         unsafe { dot_avx512(a, b) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn l2_sq_batch_avx512_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
         // SAFETY: as in `l2_sq_avx512_entry`.
         unsafe { l2_sq_batch_avx512(q, v, out) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn dot_batch_avx512_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
         // SAFETY: as in `l2_sq_avx512_entry`.
         unsafe { dot_batch_avx512(q, v, out) }
@@ -343,6 +401,10 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn l2_sq_avx2(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -352,7 +414,9 @@ mod x86 {
         // by `i + off + 8 <= n`, so it stays inside both slices.
         while i + 32 <= n {
             for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: lane group `j` ends at `i + 8·(j + 1) <= i + 32 <= n` (the loop condition).
                 let x = unsafe { _mm256_loadu_ps(pa.add(i + 8 * j)) };
+                // SAFETY: the same bound for `b` (`n` is the shorter length).
                 let y = unsafe { _mm256_loadu_ps(pb.add(i + 8 * j)) };
                 let d = _mm256_sub_ps(x, y);
                 *acc = _mm256_fmadd_ps(d, d, *acc);
@@ -360,7 +424,9 @@ mod x86 {
             i += 32;
         }
         while i + 8 <= n {
+            // SAFETY: the loop condition keeps this full-width load inside `a`.
             let x = unsafe { _mm256_loadu_ps(pa.add(i)) };
+            // SAFETY: the same bound for `b` (`n` is the shorter length).
             let y = unsafe { _mm256_loadu_ps(pb.add(i)) };
             let d = _mm256_sub_ps(x, y);
             acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
@@ -376,6 +442,10 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -385,14 +455,18 @@ mod x86 {
         // `l2_sq_avx2`.
         while i + 32 <= n {
             for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: lane group `j` ends at `i + 8·(j + 1) <= i + 32 <= n` (the loop condition).
                 let x = unsafe { _mm256_loadu_ps(pa.add(i + 8 * j)) };
+                // SAFETY: the same bound for `b` (`n` is the shorter length).
                 let y = unsafe { _mm256_loadu_ps(pb.add(i + 8 * j)) };
                 *acc = _mm256_fmadd_ps(x, y, *acc);
             }
             i += 32;
         }
         while i + 8 <= n {
+            // SAFETY: the loop condition keeps this full-width load inside `a`.
             let x = unsafe { _mm256_loadu_ps(pa.add(i)) };
+            // SAFETY: the same bound for `b` (`n` is the shorter length).
             let y = unsafe { _mm256_loadu_ps(pb.add(i)) };
             acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
             i += 8;
@@ -420,11 +494,19 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel that calls the one-row kernel for each row, under the same feature"
+    )]
     unsafe fn l2_sq_batch_avx2(query: &[f32], vectors: &[f32], out: &mut [f32]) {
         batch_of!(l2_sq_avx2, query, vectors, out, |p, n| prefetch(p, n))
     }
 
     #[target_feature(enable = "avx2,fma")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel that calls the one-row kernel for each row, under the same feature"
+    )]
     unsafe fn dot_batch_avx2(query: &[f32], vectors: &[f32], out: &mut [f32]) {
         batch_of!(dot_avx2, query, vectors, out, |p, n| prefetch(p, n))
     }
@@ -437,6 +519,10 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn l2_sq_avx512(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -448,7 +534,9 @@ mod x86 {
         // accessed (AVX-512 masked loads suppress faults on them).
         while i + 64 <= n {
             for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: lane group `j` ends at `i + 16·(j + 1) <= i + 64 <= n` (the loop condition).
                 let x = unsafe { _mm512_loadu_ps(pa.add(i + 16 * j)) };
+                // SAFETY: the same bound for `b` (`n` is the shorter length).
                 let y = unsafe { _mm512_loadu_ps(pb.add(i + 16 * j)) };
                 let d = _mm512_sub_ps(x, y);
                 *acc = _mm512_fmadd_ps(d, d, *acc);
@@ -456,7 +544,9 @@ mod x86 {
             i += 64;
         }
         while i + 16 <= n {
+            // SAFETY: the loop condition keeps this full-width load inside `a`.
             let x = unsafe { _mm512_loadu_ps(pa.add(i)) };
+            // SAFETY: the same bound for `b` (`n` is the shorter length).
             let y = unsafe { _mm512_loadu_ps(pb.add(i)) };
             let d = _mm512_sub_ps(x, y);
             acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
@@ -464,7 +554,9 @@ mod x86 {
         }
         if i < n {
             let m = tail_mask(n - i);
+            // SAFETY: the mask enables only the `n - i` lanes left in `a`.
             let x = unsafe { _mm512_maskz_loadu_ps(m, pa.add(i)) };
+            // SAFETY: the same mask for `b` (`n` is the shorter length).
             let y = unsafe { _mm512_maskz_loadu_ps(m, pb.add(i)) };
             let d = _mm512_sub_ps(x, y);
             acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
@@ -475,6 +567,10 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -483,21 +579,27 @@ mod x86 {
         // SAFETY (all loads below): guarded as in `l2_sq_avx512`.
         while i + 64 <= n {
             for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: lane group `j` ends at `i + 16·(j + 1) <= i + 64 <= n` (the loop condition).
                 let x = unsafe { _mm512_loadu_ps(pa.add(i + 16 * j)) };
+                // SAFETY: the same bound for `b` (`n` is the shorter length).
                 let y = unsafe { _mm512_loadu_ps(pb.add(i + 16 * j)) };
                 *acc = _mm512_fmadd_ps(x, y, *acc);
             }
             i += 64;
         }
         while i + 16 <= n {
+            // SAFETY: the loop condition keeps this full-width load inside `a`.
             let x = unsafe { _mm512_loadu_ps(pa.add(i)) };
+            // SAFETY: the same bound for `b` (`n` is the shorter length).
             let y = unsafe { _mm512_loadu_ps(pb.add(i)) };
             acc[0] = _mm512_fmadd_ps(x, y, acc[0]);
             i += 16;
         }
         if i < n {
             let m = tail_mask(n - i);
+            // SAFETY: the mask enables only the `n - i` lanes left in `a`.
             let x = unsafe { _mm512_maskz_loadu_ps(m, pa.add(i)) };
+            // SAFETY: the same mask for `b` (`n` is the shorter length).
             let y = unsafe { _mm512_maskz_loadu_ps(m, pb.add(i)) };
             acc[1] = _mm512_fmadd_ps(x, y, acc[1]);
         }
@@ -506,11 +608,19 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel that calls the one-row kernel for each row, under the same feature"
+    )]
     unsafe fn l2_sq_batch_avx512(query: &[f32], vectors: &[f32], out: &mut [f32]) {
         batch_of!(l2_sq_avx512, query, vectors, out, |p, n| prefetch(p, n))
     }
 
     #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel that calls the one-row kernel for each row, under the same feature"
+    )]
     unsafe fn dot_batch_avx512(query: &[f32], vectors: &[f32], out: &mut [f32]) {
         batch_of!(dot_avx512, query, vectors, out, |p, n| prefetch(p, n))
     }
@@ -533,6 +643,10 @@ mod neon {
         dot_matrix: super::gemm_entry,
     };
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn blocked_dots_entry(q: &[f32], data: &[f32], dim: usize, count: usize, out: &mut [f32]) {
         // SAFETY: only reachable through `NEON`, returned by `kernels` only
         // after detecting neon.
@@ -545,22 +659,38 @@ mod neon {
         super::super::blocked::dots_generic::<true>(q, data, dim, count, out)
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn l2_sq_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: only reachable through `NEON`, returned by `kernels` only
         // after detecting neon.
         unsafe { l2_sq_neon(a, b) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn dot_entry(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: as in `l2_sq_entry`.
         unsafe { dot_neon(a, b) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn l2_sq_batch_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
         // SAFETY: as in `l2_sq_entry`.
         unsafe { l2_sq_batch_neon(q, v, out) }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
     fn dot_batch_entry(q: &[f32], v: &[f32], out: &mut [f32]) {
         // SAFETY: as in `l2_sq_entry`.
         unsafe { dot_batch_neon(q, v, out) }
@@ -568,6 +698,10 @@ mod neon {
 
     #[inline]
     #[target_feature(enable = "neon")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn l2_sq_neon(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -577,7 +711,9 @@ mod neon {
         // by `i + off + 4 <= n`.
         while i + 16 <= n {
             for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: lane group `j` ends at `i + 4·(j + 1) <= i + 16 <= n` (the loop condition).
                 let x = unsafe { vld1q_f32(pa.add(i + 4 * j)) };
+                // SAFETY: the same bound for `b` (`n` is the shorter length).
                 let y = unsafe { vld1q_f32(pb.add(i + 4 * j)) };
                 let d = vsubq_f32(x, y);
                 *acc = vfmaq_f32(*acc, d, d);
@@ -585,7 +721,9 @@ mod neon {
             i += 16;
         }
         while i + 4 <= n {
+            // SAFETY: the loop condition keeps this full-width load inside `a`.
             let x = unsafe { vld1q_f32(pa.add(i)) };
+            // SAFETY: the same bound for `b` (`n` is the shorter length).
             let y = unsafe { vld1q_f32(pb.add(i)) };
             let d = vsubq_f32(x, y);
             acc[0] = vfmaq_f32(acc[0], d, d);
@@ -601,6 +739,10 @@ mod neon {
 
     #[inline]
     #[target_feature(enable = "neon")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
     unsafe fn dot_neon(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -609,14 +751,18 @@ mod neon {
         // SAFETY (all loads below): guarded as in `l2_sq_neon`.
         while i + 16 <= n {
             for (j, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: lane group `j` ends at `i + 4·(j + 1) <= i + 16 <= n` (the loop condition).
                 let x = unsafe { vld1q_f32(pa.add(i + 4 * j)) };
+                // SAFETY: the same bound for `b` (`n` is the shorter length).
                 let y = unsafe { vld1q_f32(pb.add(i + 4 * j)) };
                 *acc = vfmaq_f32(*acc, x, y);
             }
             i += 16;
         }
         while i + 4 <= n {
+            // SAFETY: the loop condition keeps this full-width load inside `a`.
             let x = unsafe { vld1q_f32(pa.add(i)) };
+            // SAFETY: the same bound for `b` (`n` is the shorter length).
             let y = unsafe { vld1q_f32(pb.add(i)) };
             acc[0] = vfmaq_f32(acc[0], x, y);
             i += 4;
@@ -630,11 +776,19 @@ mod neon {
     }
 
     #[target_feature(enable = "neon")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel that calls the one-row kernel for each row, under the same feature"
+    )]
     unsafe fn l2_sq_batch_neon(query: &[f32], vectors: &[f32], out: &mut [f32]) {
         batch_of!(l2_sq_neon, query, vectors, out)
     }
 
     #[target_feature(enable = "neon")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel that calls the one-row kernel for each row, under the same feature"
+    )]
     unsafe fn dot_batch_neon(query: &[f32], vectors: &[f32], out: &mut [f32]) {
         batch_of!(dot_neon, query, vectors, out)
     }
@@ -678,6 +832,10 @@ pub(super) fn gemm_entry(
 ///
 /// # Panics
 /// If `a`, `b` or `out` is shorter than `m * dim`, `n * dim` or `m * n`.
+#[expect(
+    unsafe_code,
+    reason = "matrixmultiply::sgemm takes raw pointers and strides; product_shape checked their bounds"
+)]
 pub(super) fn gemm_abt(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut [f32]) {
     if !product_shape(a, m, b, n, dim, out) {
         return;
