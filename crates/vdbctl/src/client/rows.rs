@@ -150,7 +150,8 @@ pub async fn get(c: &mut Client, json: bool, a: &IdsArgs) -> Result<()> {
         let rows: Vec<Value> = r
             .rows
             .iter()
-            .map(|row| json!({"id": row.id, "vector": row.vector, "payload": payload_text(&row.payload)}))
+            // A row without a payload has `"payload": null`, an empty one `""`.
+            .map(|row| json!({"id": row.id, "vector": row.vector, "payload": row.payload.as_ref().map(|_| payload_text(&row.payload))}))
             .collect();
         println!("{}", json!({ "rows": rows, "missing": r.missing }));
     } else {
