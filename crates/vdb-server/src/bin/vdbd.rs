@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, env = "VDB_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
     /// Largest gRPC message accepted or sent, in bytes.
-    #[arg(long, env = "VDB_MAX_MESSAGE_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "VDB_MAX_MESSAGE_BYTES", default_value_t = ServerOptions::default().max_message_bytes)]
     max_message_bytes: usize,
     /// Most rows per write, ids per delete/get, queries per search.
     #[arg(long, env = "VDB_MAX_BATCH", default_value_t = Limits::default().max_batch)]
@@ -57,7 +57,7 @@ struct Args {
     inline_search_work: u64,
     /// Seconds requests in flight get to finish after SIGTERM/SIGINT before
     /// remaining connections are closed.
-    #[arg(long, env = "VDB_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    #[arg(long, env = "VDB_SHUTDOWN_GRACE_SECS", default_value_t = ServerOptions::default().shutdown_grace.as_secs())]
     shutdown_grace_secs: u64,
     /// API keys allowed everything (comma-separated in the environment
     /// variable; prefer it to the flag, which other users can see in `ps`).
