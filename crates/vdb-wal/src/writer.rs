@@ -63,6 +63,11 @@ pub struct WalOptions {
     pub file_bytes: u64,
     /// Treatment of damage followed by intact records.
     pub recovery: Recovery,
+    /// The LSN a log that holds no file yet starts at (1 by default): a
+    /// log begun where another one left off (a collection recovered from
+    /// object storage, whose files hold every record up to some LSN)
+    /// continues its numbering.
+    pub first_lsn: Lsn,
 }
 
 impl Default for WalOptions {
@@ -71,6 +76,7 @@ impl Default for WalOptions {
             sync: SyncMode::Always,
             file_bytes: 64 << 20,
             recovery: Recovery::Strict,
+            first_lsn: Lsn(1),
         }
     }
 }
@@ -145,7 +151,7 @@ impl Wal {
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             fsync_dir(fs.as_ref(), parent)?;
         }
-        let scan = replay::scan(fs.as_ref(), dir, opts.recovery)?;
+        let mut scan = replay::scan(fs.as_ref(), dir, opts.recovery)?;
         let mut files = scan.files;
         let (file, file_len) = match files.last() {
             Some((_, path)) => {
@@ -161,6 +167,7 @@ impl Wal {
                 (f, scan.last_valid_len)
             }
             None => {
+                scan.next_lsn = scan.next_lsn.max(opts.first_lsn);
                 let (f, path) = create_file(fs.as_ref(), dir, scan.next_lsn)?;
                 files.push((scan.next_lsn, path));
                 (f, frame::FILE_HEADER_LEN as u64)

@@ -193,3 +193,20 @@ fn sync_modes_parse_and_oversized_records_are_refused() {
         "a refused record takes no LSN"
     );
 }
+
+#[test]
+fn a_new_log_starts_at_the_first_lsn_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalOptions {
+        first_lsn: Lsn(41),
+        ..WalOptions::default()
+    };
+    let (wal, records, _) = Wal::open(dir.path(), opts).unwrap();
+    assert!(records.is_empty());
+    assert_eq!(wal.append(RecordKind::Upsert, b"a").unwrap(), Lsn(41));
+    drop(wal);
+    // An existing log keeps its own numbering.
+    let (wal, records, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(wal.append(RecordKind::Upsert, b"b").unwrap(), Lsn(42));
+}
