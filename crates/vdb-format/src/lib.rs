@@ -51,7 +51,54 @@ pub fn centroid_file_name(generation: vdb_core::Generation) -> String {
     format!("centroids-{:020}.cen", generation.0)
 }
 
+/// File name of the centroid file of generation `generation` written by a
+/// writer whose next flush sequence is `seq`: in a shared store two
+/// writers (one of them fenced) may train the same generation, and the
+/// sequence, unique to each writer, keeps their files apart.
+pub fn centroid_file_name_at(generation: vdb_core::Generation, seq: u64) -> String {
+    format!("centroids-{:020}-{seq:016x}.cen", generation.0)
+}
+
+/// The flush sequence a file name carries (segment and delete files, and
+/// centroid files named by [`centroid_file_name_at`]): the 16 hexadecimal
+/// digits after the last `-`. `None` for other names.
+pub fn file_sequence(name: &str) -> Option<u64> {
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    let (_, digits) = stem.rsplit_once('-')?;
+    if digits.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
 /// File name of segment `id`.
 pub fn segment_file_name(id: vdb_core::SegmentId) -> String {
     format!("seg-{:016x}.seg", id.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vdb_core::{Generation, SegmentId};
+
+    #[test]
+    fn file_names_carry_their_sequence() {
+        assert_eq!(
+            file_sequence(&segment_file_name(SegmentId(0x2a))),
+            Some(0x2a)
+        );
+        assert_eq!(file_sequence(&delete_file_name(u64::MAX)), Some(u64::MAX));
+        let c = centroid_file_name_at(Generation(3), 5 << 40);
+        assert_eq!(c, "centroids-00000000000000000003-0000050000000000.cen");
+        assert_eq!(file_sequence(&c), Some(5 << 40));
+        assert_eq!(file_sequence(&centroid_file_name(Generation(3))), None);
+        for other in [
+            "MANIFEST",
+            "seg-xyz.seg",
+            "seg-00000000000000zz.seg",
+            "a-1.seg",
+        ] {
+            assert_eq!(file_sequence(other), None, "{other}");
+        }
+    }
 }
