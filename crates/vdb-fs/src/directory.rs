@@ -10,6 +10,7 @@
 //! directory as a cache) implements the same trait.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::durable::{AtomicFile, NewFile, ScratchFile, sync_dir, write_atomic};
 use crate::{Error, FsRef, Result};
@@ -28,6 +29,11 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     fn scratch(&self, name: &str) -> Result<ScratchFile>;
     /// The local path to read (map) the committed file `name` from.
     fn path(&self, name: &str) -> PathBuf;
+    /// [`Directory::path`], after making sure the file is there: a
+    /// backend that keeps files elsewhere fetches it into its local cache.
+    fn fetch(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.path(name))
+    }
     /// The names of the files it holds (the manifest and leftovers too).
     fn list(&self) -> Result<Vec<String>>;
     /// Removes files, durably.
@@ -37,6 +43,69 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     fn publish_manifest(&self, bytes: &[u8]) -> Result<()>;
     /// The current manifest.
     fn read_manifest(&self) -> Result<Vec<u8>>;
+    /// Whether other nodes can reach these files (an object store): a
+    /// writer then claims the directory when it opens it and names itself
+    /// in the manifest, and a manifest published by another writer meanwhile
+    /// fences it (its next publication fails with a [`Fenced`] error).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The version of the manifest last read or published, for a store
+    /// that versions them (the next publication is this plus one).
+    fn manifest_version(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Where the collections of a data directory keep their files when that is
+/// not only the local disk (an object store, with the local directory as
+/// cache and log): which collections exist, each one's [`Directory`], and
+/// removing one.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The names of the collections it holds (those with a manifest).
+    fn collections(&self) -> Result<Vec<String>>;
+    /// The directory of collection `name`, with `local` (which exists) as
+    /// its local cache.
+    fn directory(&self, name: &str, local: &Path) -> Result<Arc<dyn Directory>>;
+    /// Removes every file of collection `name`.
+    fn remove(&self, name: &str) -> Result<()>;
+    /// Where it is, for messages (e.g. `s3://bucket/prefix`).
+    fn location(&self) -> String;
+}
+
+/// Another writer published a manifest after this one read or wrote its
+/// own: this writer must stop (its next publication would undo theirs).
+/// Carried as the source of the [`Error`] of the refused publication.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "manifest version {version} of {location} was published by another writer; this one is fenced and stops writing"
+)]
+pub struct Fenced {
+    /// Where the manifest is.
+    pub location: String,
+    /// The version the other writer published.
+    pub version: u64,
+}
+
+impl Fenced {
+    /// Whether `e`, or an error underneath it, is a [`Fenced`].
+    pub fn is_in(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if err.downcast_ref::<Fenced>().is_some() {
+                return true;
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>()
+                && io
+                    .get_ref()
+                    .is_some_and(|inner| inner.downcast_ref::<Fenced>().is_some())
+            {
+                return true;
+            }
+            cur = err.source();
+        }
+        false
+    }
 }
 
 /// A directory on the local disk, changed through an [`crate::Fs`].
