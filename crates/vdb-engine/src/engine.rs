@@ -42,6 +42,12 @@ pub struct EngineOptions {
     /// (k-means, assigning rows to lists). `None`: one fewer than the cores
     /// (at least one), so searches keep a core while maintenance runs.
     pub maintenance_threads: Option<usize>,
+    /// Where the collections' files and manifests live when that is not
+    /// the data directory itself (an object store; see `vdb-objstore`).
+    /// The data directory is then each collection's local cache and log,
+    /// and may start empty: the collections are those the store holds.
+    /// `None`: everything is in the data directory.
+    pub store: Option<Arc<dyn vdb_fs::Store>>,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +56,7 @@ impl Default for EngineOptions {
             fs: vdb_fs::os(),
             runtime: None,
             maintenance_threads: None,
+            store: None,
         }
     }
 }
@@ -65,6 +72,11 @@ pub struct Engine {
     fs: FsRef,
     pool: Arc<rayon::ThreadPool>,
     dir: PathBuf,
+    /// The store the collections live in, when not the data directory.
+    store: Option<Arc<dyn vdb_fs::Store>>,
+    /// This node's id, the writer named in the manifests it publishes to a
+    /// shared store.
+    node: u64,
     collections: RwLock<BTreeMap<String, Arc<Collection>>>,
     scheduler: Arc<scheduler::Scheduler>,
     /// Set by [`Engine::shutdown`]: asking for a collection is refused.
@@ -102,34 +114,14 @@ impl Engine {
             fs.sync_dir(d)
                 .map_err(|e| Error::io(d, "fsync directory", e))?;
         }
-        let mut collections = BTreeMap::new();
-        for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, "list", e))? {
-            let entry = entry.map_err(|e| Error::io(&root, "list", e))?;
-            let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if !path.is_dir() {
-                continue;
-            }
-            if name.starts_with(".dropped-") || !path.join(manifest::MANIFEST).exists() {
-                // An interrupted drop, or a create that crashed before its
-                // manifest was written: neither holds acknowledged data.
-                fs.remove_dir_all(&path)
-                    .map_err(|e| Error::io(&path, "remove", e))?;
-                continue;
-            }
-            if validate_name(&name).is_err() {
-                continue;
-            }
-            let c = Arc::new(Collection::open(
-                Arc::clone(&fs),
-                Arc::clone(&pool),
-                &name,
-                &path,
-            )?);
-            collections.insert(name, c);
-        }
+        let node = match &options.store {
+            Some(_) => node_id(&fs, dir)?,
+            None => 0,
+        };
+        let collections = match &options.store {
+            None => open_local(&fs, &pool, &root)?,
+            Some(store) => open_shared(&fs, &pool, &root, store.as_ref(), node)?,
+        };
         let scheduler = scheduler::Scheduler::start(options.runtime)
             .map_err(|e| Error::io(dir, "start the maintenance runtime", e))?;
         for c in collections.values() {
@@ -139,6 +131,8 @@ impl Engine {
             fs,
             pool,
             dir: dir.to_path_buf(),
+            store: options.store,
+            node,
             collections: RwLock::new(collections),
             scheduler,
             shut: std::sync::atomic::AtomicBool::new(false),
@@ -208,34 +202,26 @@ impl Engine {
         }
         let root = self.dir.join("collections");
         let dir = root.join(name);
+        if self.store.is_some() && dir.exists() {
+            // A cache left by a collection the store no longer holds.
+            self.fs
+                .remove_dir_all(&dir)
+                .map_err(|e| Error::io(&dir, "remove a stale cache", e))?;
+        }
         self.fs.create_dir(&dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(name.to_string()),
             _ => Error::io(&dir, "create directory", e),
         })?;
-        let files = vdb_fs::LocalDirectory::new(Arc::clone(&self.fs), &dir);
-        let mut m = manifest::Manifest::new(config.clone());
-        if let Some(c) = centroids {
-            let generation = vdb_core::Generation(1);
-            let file = vdb_format::centroid_file_name(generation);
-            vdb_format::write_centroids_in(
-                &files,
-                &file,
-                vdb_format::CentroidMeta {
-                    generation,
-                    metric: config.metric,
-                    dim: config.dim,
-                },
-                &c.values,
-            )?;
-            m.generation = 1;
-            m.centroids = Some(file);
-            m.trained_rows = c.trained_rows;
-            m.trained_imbalance = c.imbalance;
-            m.trained_at = collection::unix_now();
+        let files: Arc<dyn vdb_fs::Directory> = match &self.store {
+            None => Arc::new(vdb_fs::LocalDirectory::new(Arc::clone(&self.fs), &dir)),
+            Some(store) => store.directory(name, &dir)?,
+        };
+        let created = self.write_first_manifest(name, &config, centroids, files.as_ref());
+        if let Err(e) = created {
+            // Nothing of it is acknowledged: leave no directory behind.
+            let _ = self.fs.remove_dir_all(&dir);
+            return Err(e);
         }
-        // The manifest is the commit point: before it, the directory holds
-        // no collection a restart would open.
-        m.store(&files)?;
         self.fs
             .sync_dir(&root)
             .map_err(|e| Error::io(&root, "fsync directory", e))?;
@@ -244,10 +230,74 @@ impl Engine {
             Arc::clone(&self.pool),
             name,
             &dir,
+            files,
+            self.node,
         )?);
         c.attach(background(&self.scheduler));
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)
+    }
+
+    /// Writes a new collection's centroid file (if it starts trained) and
+    /// its first manifest: the commit point, before which no restart would
+    /// open it. In a shared store, a collection of that name that another
+    /// node created first makes this `AlreadyExists`.
+    fn write_first_manifest(
+        &self,
+        name: &str,
+        config: &CollectionConfig,
+        centroids: Option<TrainedCentroids>,
+        files: &dyn vdb_fs::Directory,
+    ) -> Result<()> {
+        let exists = |e: Error| {
+            if e.is_fenced() || e.is_already_there() {
+                Error::AlreadyExists(name.to_string())
+            } else {
+                e
+            }
+        };
+        let mut m = manifest::Manifest::new(config.clone());
+        if files.shared() {
+            // Files an interrupted drop of an earlier collection of this
+            // name left behind: number this one's after them, so its names
+            // never meet theirs (and its first open sweeps them).
+            let left = files.list()?;
+            if let Some(last) = left
+                .iter()
+                .filter_map(|f| vdb_format::file_sequence(f))
+                .max()
+            {
+                m.next_seq = m.next_seq.max(last.saturating_add(1));
+            }
+        }
+        if let Some(c) = centroids {
+            let generation = vdb_core::Generation(1);
+            let file = if files.shared() {
+                vdb_format::centroid_file_name_at(generation, m.next_seq)
+            } else {
+                vdb_format::centroid_file_name(generation)
+            };
+            vdb_format::write_centroids_in(
+                files,
+                &file,
+                vdb_format::CentroidMeta {
+                    generation,
+                    metric: config.metric,
+                    dim: config.dim,
+                },
+                &c.values,
+            )
+            .map_err(|e| exists(e.into()))?;
+            m.generation = 1;
+            m.centroids = Some(file);
+            m.trained_rows = c.trained_rows;
+            m.trained_imbalance = c.imbalance;
+            m.trained_at = collection::unix_now();
+        }
+        if files.shared() {
+            m.writer = self.node;
+        }
+        m.store(files).map_err(exists)
     }
 
     /// The collection `name`.
@@ -282,6 +332,9 @@ impl Engine {
             .remove(name)
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
         c.mark_dropped();
+        if let Some(store) = &self.store {
+            store.remove(name)?;
+        }
         let root = self.dir.join("collections");
         let from = root.join(name);
         let nanos = std::time::SystemTime::now()
@@ -345,4 +398,103 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.scheduler.stop();
     }
+}
+
+/// Opens every collection of the data directory's `collections/` (the
+/// local mode): one subdirectory with a manifest each.
+fn open_local(
+    fs: &FsRef,
+    pool: &Arc<rayon::ThreadPool>,
+    root: &Path,
+) -> Result<BTreeMap<String, Arc<Collection>>> {
+    let mut collections = BTreeMap::new();
+    for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, "list", e))? {
+        let entry = entry.map_err(|e| Error::io(root, "list", e))?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !path.is_dir() {
+            continue;
+        }
+        if name.starts_with(".dropped-") || !path.join(manifest::MANIFEST).exists() {
+            // An interrupted drop, or a create that crashed before its
+            // manifest was written: neither holds acknowledged data.
+            fs.remove_dir_all(&path)
+                .map_err(|e| Error::io(&path, "remove", e))?;
+            continue;
+        }
+        if validate_name(&name).is_err() {
+            continue;
+        }
+        let files = Arc::new(vdb_fs::LocalDirectory::new(Arc::clone(fs), &path));
+        let c = Collection::open(Arc::clone(fs), Arc::clone(pool), &name, &path, files, 0)?;
+        collections.insert(name, Arc::new(c));
+    }
+    Ok(collections)
+}
+
+/// Opens every collection `store` holds, with `root/<name>` as its local
+/// cache and log (created when missing); local directories of collections
+/// the store does not hold are stale caches, removed.
+fn open_shared(
+    fs: &FsRef,
+    pool: &Arc<rayon::ThreadPool>,
+    root: &Path,
+    store: &dyn vdb_fs::Store,
+    node: u64,
+) -> Result<BTreeMap<String, Arc<Collection>>> {
+    let names = store.collections()?;
+    for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, "list", e))? {
+        let entry = entry.map_err(|e| Error::io(root, "list", e))?;
+        let path = entry.path();
+        let known = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| names.iter().any(|m| m == n));
+        if path.is_dir() && !known {
+            fs.remove_dir_all(&path)
+                .map_err(|e| Error::io(&path, "remove a stale cache", e))?;
+        }
+    }
+    let mut collections = BTreeMap::new();
+    for name in names {
+        if validate_name(&name).is_err() {
+            continue;
+        }
+        let path = root.join(&name);
+        fs.create_dir_all(&path)
+            .map_err(|e| Error::io(&path, "create directory", e))?;
+        fs.sync_dir(root)
+            .map_err(|e| Error::io(root, "fsync directory", e))?;
+        let files = store.directory(&name, &path)?;
+        let c = Collection::open(Arc::clone(fs), Arc::clone(pool), &name, &path, files, node)?;
+        collections.insert(name, Arc::new(c));
+    }
+    Ok(collections)
+}
+
+/// This node's id: a random 64-bit number kept in `dir/NODE`, made the
+/// first time (the writer a shared store's manifests name).
+fn node_id(fs: &FsRef, dir: &Path) -> Result<u64> {
+    use std::hash::{BuildHasher, Hasher};
+    let path = dir.join("NODE");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return u64::from_str_radix(text.trim(), 16).map_err(|_| Error::Corrupt {
+            file: path.clone(),
+            reason: format!("{:?} is not a hexadecimal node id", text.trim()),
+        });
+    }
+    // RandomState's keys are random per process; mixed with the time and
+    // the process id so two nodes never pick the same id.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    let id = h.finish() | 1;
+    vdb_fs::write_atomic(fs, &path, format!("{id:016x}\n").as_bytes())?;
+    Ok(id)
 }

@@ -41,7 +41,8 @@ pub enum Error {
     /// An earlier write or fsync failed; the collection accepts no writes
     /// until it is reopened.
     #[error(
-        "collection {name:?} stopped accepting writes after a failure ({cause}); reopen it to recover"
+        "collection {name:?} stopped accepting writes after a failure ({cause}); {}",
+        recovery(cause)
     )]
     Poisoned {
         /// The collection.
@@ -86,6 +87,15 @@ pub enum Error {
     },
 }
 
+/// What an operator does about a poisoned collection.
+fn recovery(cause: &Error) -> &'static str {
+    if cause.is_fenced() {
+        "another node writes it now: stop this one (restarting it would take the collection back)"
+    } else {
+        "reopen it to recover"
+    }
+}
+
 impl From<vdb_fs::Error> for Error {
     fn from(e: vdb_fs::Error) -> Error {
         Error::Io {
@@ -107,6 +117,27 @@ impl Error {
                     io.kind(),
                     std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
                 )
+            {
+                return true;
+            }
+            e = err.source();
+        }
+        false
+    }
+
+    /// Whether another writer published a manifest of this collection's
+    /// shared store after this one: this writer is fenced and must stop.
+    pub fn is_fenced(&self) -> bool {
+        vdb_fs::Fenced::is_in(self)
+    }
+
+    /// Whether something underneath found a file or object already there
+    /// that it must not replace.
+    pub fn is_already_there(&self) -> bool {
+        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = e {
+            if let Some(io) = err.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::AlreadyExists
             {
                 return true;
             }

@@ -63,6 +63,6 @@ pub use policy::{CompactionPolicy, Plan, PolicyInput, RetrainPolicy, plan};
 pub use row::{Hit, Row};
 pub use tune::{MAX_TUNE_SAMPLE, TuneOptions, TunePoint, TuneReport, default_sweep};
 pub use vdb_core::{Lsn, Metric};
-pub use vdb_fs::{Fs, FsRef, OsFs};
+pub use vdb_fs::{Fenced, Fs, FsRef, OsFs, Store};
 pub use vdb_ivf::SearchTrace;
 pub use vdb_wal::SyncMode;

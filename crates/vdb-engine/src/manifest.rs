@@ -46,6 +46,9 @@ pub struct Manifest {
     pub trained_at: u64,
     /// When the collection was last compacted (Unix seconds; 0 = never).
     pub compacted_at: u64,
+    /// The node that published it, for collections in a shared store (0:
+    /// none; not written then).
+    pub writer: u64,
 }
 
 impl Manifest {
@@ -64,6 +67,7 @@ impl Manifest {
             trained_imbalance: 0.0,
             trained_at: 0,
             compacted_at: 0,
+            writer: 0,
         }
     }
 
@@ -102,6 +106,9 @@ impl Manifest {
         let _ = writeln!(s, "trained_imbalance {}", self.trained_imbalance);
         let _ = writeln!(s, "trained_at {}", self.trained_at);
         let _ = writeln!(s, "compacted_at {}", self.compacted_at);
+        if self.writer != 0 {
+            let _ = writeln!(s, "writer {:016x}", self.writer);
+        }
         for (seq, f) in &self.segments {
             let _ = writeln!(s, "segment {seq} {f}");
         }
@@ -213,6 +220,10 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "compact_max_hidden" => config.compaction.max_hidden = real(key, value)?,
             "trained_at" => m.trained_at = num(key, value)?,
             "compacted_at" => m.compacted_at = num(key, value)?,
+            "writer" => {
+                m.writer = u64::from_str_radix(value, 16)
+                    .map_err(|_| format!("writer: {value:?} is not a hexadecimal node id"))?;
+            }
             "trained_rows" => m.trained_rows = num(key, value)?,
             "trained_error" => m.trained_error = real(key, value)?,
             "trained_imbalance" => m.trained_imbalance = real(key, value)?,
@@ -302,6 +313,20 @@ mod tests {
             .replace("trained_at 0\n", "")
             .replace("compacted_at 0\n", "");
         assert!(parse(&with_crc(&old)).is_ok());
+    }
+
+    #[test]
+    fn the_writer_is_written_only_for_a_shared_store() {
+        let mut m = Manifest::new(CollectionConfig::new(3));
+        assert!(!m.encode().contains("writer"));
+        m.writer = 0x00c0_ffee_0000_0001;
+        let text = m.encode();
+        assert!(text.contains("\nwriter 00c0ffee00000001\n"), "{text}");
+        assert_eq!(parse(&text).unwrap(), m);
+        let body = &text[..text.rfind("crc ").unwrap()];
+        let bad = body.replace("writer 00c0ffee00000001", "writer node-7");
+        let bad = format!("{bad}crc {:08x}\n", crc32fast::hash(bad.as_bytes()));
+        assert!(parse(&bad).unwrap_err().contains("writer"));
     }
 
     #[test]

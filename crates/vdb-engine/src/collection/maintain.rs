@@ -257,7 +257,14 @@ impl Collection {
             &KMeansParams::default(),
         )?;
         let generation = f.manifest.generation + 1;
-        let file = vdb_format::centroid_file_name(Generation(generation));
+        let file = if self.files.shared() {
+            // In a shared store two writers (one of them fenced) may train
+            // the same generation: the name also carries this writer's
+            // flush sequence, unique to it.
+            vdb_format::centroid_file_name_at(Generation(generation), f.manifest.next_seq)
+        } else {
+            vdb_format::centroid_file_name(Generation(generation))
+        };
         vdb_format::write_centroids_in(
             self.files.as_ref(),
             &file,

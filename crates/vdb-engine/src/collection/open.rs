@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use vdb_core::RowSet;
 use vdb_format::{CentroidFile, SegmentReader};
-use vdb_fs::{Directory, FsRef, LocalDirectory};
+use vdb_fs::{Directory, FsRef};
 use vdb_ivf::CoarseQuantizer;
 use vdb_wal::{RecordKind, Wal, WalOptions};
 
@@ -29,22 +29,32 @@ fn untrained_quantizer(cfg: &CollectionConfig) -> Result<Arc<CoarseQuantizer>> {
 }
 
 impl Collection {
-    /// Opens the collection stored in `dir`: reads the manifest, removes
-    /// files it does not name, maps the segments and replays the WAL tail.
+    /// Opens the collection whose files are `files` and whose local
+    /// directory (log, cache) is `dir`: reads the manifest, claims a shared
+    /// store for writer `node`, removes files the manifest does not name,
+    /// maps the segments and replays the WAL tail.
     pub(crate) fn open(
         fs: FsRef,
         pool: Arc<rayon::ThreadPool>,
         name: &str,
         dir: &Path,
+        files: Arc<dyn Directory>,
+        node: u64,
     ) -> Result<Collection> {
-        let files: Arc<dyn Directory> = Arc::new(LocalDirectory::new(Arc::clone(&fs), dir));
-        let manifest = Manifest::load(files.as_ref())?;
+        let mut manifest = Manifest::load(files.as_ref())?;
+        // Files named from this sequence on are not this writer's to sweep:
+        // in a shared store, they are a later writer's, not yet published.
+        let mut fence = u64::MAX;
+        if files.shared() {
+            claim(&fs, dir, files.as_ref(), &mut manifest, node)?;
+            fence = manifest.next_seq;
+        }
         let cfg = manifest.config.clone();
-        remove_garbage(files.as_ref(), &manifest)?;
+        remove_garbage(files.as_ref(), &manifest, fence)?;
 
         let quantizer = match &manifest.centroids {
             Some(f) => {
-                let c = CentroidFile::open(&files.path(f))?;
+                let c = CentroidFile::open(&files.fetch(f)?)?;
                 let m = c.meta();
                 if m.dim != cfg.dim
                     || m.metric != cfg.metric
@@ -69,7 +79,7 @@ impl Collection {
 
         let mut segs = Vec::with_capacity(manifest.segments.len());
         for (_, f) in &manifest.segments {
-            let r = SegmentReader::open(&files.path(f))?;
+            let r = SegmentReader::open(&files.fetch(f)?)?;
             let m = r.meta();
             if m.dim != cfg.dim
                 || m.metric != cfg.metric
@@ -106,7 +116,7 @@ impl Collection {
         order.sort_unstable();
         let mut deletes = Vec::with_capacity(manifest.deletes.len());
         for (_, f) in &manifest.deletes {
-            deletes.push(vdb_format::read_deletes(&files.path(f))?.1);
+            deletes.push(vdb_format::read_deletes(&files.fetch(f)?)?.1);
         }
         let mut events: Vec<Event<'_, Loc>> = Vec::with_capacity(order.len());
         for &(_, is_delete, i) in &order {
@@ -144,6 +154,9 @@ impl Collection {
 
         let wal_opts = WalOptions {
             sync: cfg.sync,
+            // A log begun here (a node taking over from a store) continues
+            // after the last record the files hold.
+            first_lsn: manifest.flushed_lsn.next(),
             ..WalOptions::default()
         };
         let (wal, records, _report) = Wal::open_with(Arc::clone(&fs), &dir.join("wal"), wal_opts)?;
@@ -217,13 +230,49 @@ impl Collection {
 
 /// Removes every file the manifest does not name (leftovers of a crash
 /// between writing a file and switching the manifest).
-fn remove_garbage(files: &dyn Directory, manifest: &Manifest) -> Result<()> {
+fn remove_garbage(files: &dyn Directory, manifest: &Manifest, fence: u64) -> Result<()> {
     let live: HashSet<&str> = manifest.live_files().collect();
     let names = files.list()?;
     let garbage: Vec<&str> = names
         .iter()
         .map(String::as_str)
         .filter(|name| *name != vdb_fs::MANIFEST && !live.contains(name))
+        .filter(|name| vdb_format::file_sequence(name).unwrap_or(0) < fence)
         .collect();
     Ok(files.remove(&garbage)?)
+}
+
+/// Claims a collection in a shared store for writer `node`: publishes its
+/// manifest once more, naming `node` as the writer, which fences any
+/// writer that read an earlier version (its next publication fails).
+///
+/// The local log is this node's own record of writes since the last
+/// manifest it published; if another writer published since, the log
+/// belongs to a history the store has left, and is set aside (renamed
+/// `wal.stale-…`, kept for an operator) instead of being replayed. The
+/// manifest's next flush sequence moves to a range of its own
+/// (`version << 40`), so files this writer names can never be those a
+/// fenced writer is still writing.
+fn claim(
+    fs: &FsRef,
+    dir: &Path,
+    files: &dyn Directory,
+    manifest: &mut Manifest,
+    node: u64,
+) -> Result<()> {
+    let wal = dir.join("wal");
+    if manifest.writer != node && wal.exists() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let aside = dir.join(format!("wal.stale-{nanos}"));
+        fs.rename(&wal, &aside)
+            .map_err(|e| Error::io(&wal, "set aside the log of an older writer", e))?;
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io(dir, "fsync directory", e))?;
+    }
+    let version = files.manifest_version().map_or(1, |v| v + 1);
+    manifest.writer = node;
+    manifest.next_seq = manifest.next_seq.max(version << 40);
+    manifest.store(files)
 }
