@@ -1,0 +1,323 @@
+//! One collection's files on the object store, with a local cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use vdb_fs::{AtomicFile, Directory, Fenced, LocalDirectory, NewFile, ScratchFile};
+
+use crate::Inner;
+
+/// Files at most this large are uploaded in one request, created only if
+/// absent; larger ones in parts of this size.
+const PART_BYTES: usize = 32 << 20;
+
+/// Manifest versions kept behind the latest (a reader that listed an older
+/// one still finds it).
+const MANIFESTS_KEPT: u64 = 8;
+
+/// A collection's immutable files and manifests under
+/// `PREFIX/collections/<name>/` on the object store, with a local
+/// directory as the cache the engine maps files from.
+#[derive(Debug)]
+pub struct ObjectDirectory {
+    inner: Arc<Inner>,
+    /// `PREFIX/collections/<name>`.
+    base: ObjectPath,
+    local: LocalDirectory,
+    /// The manifest version last read or published.
+    version: Mutex<Option<u64>>,
+}
+
+impl ObjectDirectory {
+    pub(crate) fn new(inner: Arc<Inner>, base: ObjectPath, local: &Path) -> ObjectDirectory {
+        let fs = Arc::clone(&inner.fs);
+        ObjectDirectory {
+            inner,
+            base,
+            local: LocalDirectory::new(fs, local),
+            version: Mutex::new(None),
+        }
+    }
+
+    fn file(&self, name: &str) -> ObjectPath {
+        self.base.clone().join("files").join(name)
+    }
+
+    fn manifest(&self, version: u64) -> ObjectPath {
+        self.base
+            .clone()
+            .join("manifest")
+            .join(format!("{version:020}"))
+    }
+
+    /// The names of the objects under `base/<dir>`.
+    fn names_in(&self, dir: &str) -> vdb_fs::Result<Vec<String>> {
+        let at = self.base.clone().join(dir);
+        let store = Arc::clone(&self.inner.store);
+        let from = at.clone();
+        let listed = self.inner.run("list", &at, async move {
+            let mut out = Vec::new();
+            let mut objects = store.list(Some(&from));
+            while let Some(meta) = objects.next().await {
+                out.push(meta?.location);
+            }
+            Ok(out)
+        })?;
+        Ok(listed
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// The manifest versions present, ascending.
+    fn versions(&self) -> vdb_fs::Result<Vec<u64>> {
+        let mut versions: Vec<u64> = self
+            .names_in("manifest")?
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    fn version(&self) -> Option<u64> {
+        *self.version.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_version(&self, v: u64) {
+        *self.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+    }
+}
+
+impl Inner {
+    /// Uploads the local file `path` as object `to`, never replacing one
+    /// that exists.
+    fn upload(&self, path: &Path, to: &ObjectPath) -> vdb_fs::Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| vdb_fs::Error::new("read", path, e))?;
+        let store = Arc::clone(&self.store);
+        let at = to.clone();
+        if bytes.len() <= PART_BYTES {
+            return self.run("upload", to, async move {
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                store.put_opts(&at, bytes.into(), opts).await.map(|_| ())
+            });
+        }
+        self.run("upload", to, async move {
+            // A multipart upload cannot be conditional: check first (file
+            // names are unique to their writer; this is a second guard).
+            match store.head(&at).await {
+                Ok(_) => {
+                    return Err(object_store::Error::AlreadyExists {
+                        path: at.to_string(),
+                        source: "files are never replaced".into(),
+                    });
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let mut upload = store.put_multipart(&at).await?;
+            let bytes = bytes::Bytes::from(bytes);
+            let mut start = 0;
+            while start < bytes.len() {
+                let end = (start + PART_BYTES).min(bytes.len());
+                if let Err(e) = upload.put_part(bytes.slice(start..end).into()).await {
+                    let _ = upload.abort().await;
+                    return Err(e);
+                }
+                start = end;
+            }
+            upload.complete().await.map(|_| ())
+        })
+    }
+}
+
+/// A file being written to the cache; committing it commits it locally
+/// and then uploads it.
+#[derive(Debug)]
+struct Upload {
+    local: Box<AtomicFile>,
+    inner: Arc<Inner>,
+    object: ObjectPath,
+}
+
+impl NewFile for Upload {
+    fn write_all(&mut self, buf: &[u8]) -> vdb_fs::Result<()> {
+        self.local.write_all(buf)
+    }
+
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> vdb_fs::Result<()> {
+        self.local.write_all_at(buf, offset)
+    }
+
+    fn commit(self: Box<Self>) -> vdb_fs::Result<()> {
+        let path = self.local.path().to_path_buf();
+        self.local.commit()?;
+        let uploaded = self.inner.upload(&path, &self.object);
+        if uploaded.is_err() {
+            // Not in the store, so not committed: the cached copy would
+            // only be garbage.
+            let _ = self.inner.fs.remove_file(&path);
+        }
+        uploaded
+    }
+}
+
+impl Directory for ObjectDirectory {
+    fn create(&self, name: &str) -> vdb_fs::Result<Box<dyn NewFile>> {
+        let local = Box::new(AtomicFile::create(&self.inner.fs, &self.local.path(name))?);
+        Ok(Box::new(Upload {
+            local,
+            inner: Arc::clone(&self.inner),
+            object: self.file(name),
+        }))
+    }
+
+    fn scratch(&self, name: &str) -> vdb_fs::Result<ScratchFile> {
+        self.local.scratch(name)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.local.path(name)
+    }
+
+    /// The cached copy of `name`, downloaded first if the cache lacks it
+    /// (written under a temporary name and renamed, like every file).
+    fn fetch(&self, name: &str) -> vdb_fs::Result<PathBuf> {
+        let path = self.local.path(name);
+        if path.exists() {
+            return Ok(path);
+        }
+        let object = self.file(name);
+        let store = Arc::clone(&self.inner.store);
+        let at = object.clone();
+        let got = self
+            .inner
+            .run("download", &object, async move { store.get(&at).await })?;
+        let mut file = Box::new(AtomicFile::create(&self.inner.fs, &path)?);
+        let mut stream = got.into_stream();
+        loop {
+            let (rest, chunk) = self.inner.run("download", &object, async move {
+                let chunk = stream.next().await.transpose();
+                chunk.map(|c| (stream, c))
+            })?;
+            stream = rest;
+            match chunk {
+                None => break,
+                Some(bytes) => file.write_all(&bytes)?,
+            }
+        }
+        file.commit()?;
+        Ok(path)
+    }
+
+    /// The files in the store and in the cache.
+    fn list(&self) -> vdb_fs::Result<Vec<String>> {
+        let mut names = self.names_in("files")?;
+        names.extend(self.local.list()?);
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Removes files from the store and the cache (either may lack them).
+    fn remove(&self, names: &[&str]) -> vdb_fs::Result<()> {
+        for name in names {
+            let object = self.file(name);
+            let store = Arc::clone(&self.inner.store);
+            let at = object.clone();
+            self.inner.run("remove", &object, async move {
+                match store.delete(&at).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })?;
+            let cached = self.local.path(name);
+            match self.inner.fs.remove_file(&cached) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(vdb_fs::Error::new("remove", &cached, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes the next manifest version, created only if absent: if
+    /// another writer published it first, this one is fenced.
+    fn publish_manifest(&self, bytes: &[u8]) -> vdb_fs::Result<()> {
+        let next = self.version().map_or(1, |v| v + 1);
+        let object = self.manifest(next);
+        let store = Arc::clone(&self.inner.store);
+        let at = object.clone();
+        let payload = PutPayload::from(bytes.to_vec());
+        let put = self
+            .inner
+            .block(async move {
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                store.put_opts(&at, payload, opts).await
+            })
+            .map_err(|e| vdb_fs::Error::new("publish", &self.inner.url_of(&object), e))?;
+        match put {
+            Ok(_) => {}
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
+                let fenced = Fenced {
+                    location: self.inner.url_of(&self.base).display().to_string(),
+                    version: next,
+                };
+                return Err(vdb_fs::Error::new(
+                    "publish",
+                    &self.inner.url_of(&object),
+                    std::io::Error::new(std::io::ErrorKind::AlreadyExists, fenced),
+                ));
+            }
+            Err(e) => return Err(self.inner.error("publish", &object, e)),
+        }
+        self.set_version(next);
+        // Old versions are kept a while for readers that listed them;
+        // pruning is best effort (a leftover is harmless).
+        if next > MANIFESTS_KEPT + 1 {
+            let old = self.manifest(next - MANIFESTS_KEPT - 1);
+            let store = Arc::clone(&self.inner.store);
+            let _ = self.inner.block(async move { store.delete(&old).await });
+        }
+        Ok(())
+    }
+
+    /// Reads the highest manifest version.
+    fn read_manifest(&self) -> vdb_fs::Result<Vec<u8>> {
+        let Some(&latest) = self.versions()?.last() else {
+            return Err(vdb_fs::Error::new(
+                "read",
+                &self.inner.url_of(&self.base.clone().join("manifest")),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no manifest"),
+            ));
+        };
+        let object = self.manifest(latest);
+        let store = Arc::clone(&self.inner.store);
+        let at = object.clone();
+        let bytes = self.inner.run("read", &object, async move {
+            store.get(&at).await?.bytes().await
+        })?;
+        self.set_version(latest);
+        Ok(bytes.to_vec())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn manifest_version(&self) -> Option<u64> {
+        self.version()
+    }
+}

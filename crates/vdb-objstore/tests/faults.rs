@@ -1,0 +1,403 @@
+//! Fault injection at every object store operation: a scenario (create,
+//! write, flush, delete, retrain, compact, close) runs once per operation
+//! it makes, with that operation failing — before it reaches the store, or
+//! (for changes) after the store made it but before the answer came back.
+//! Whatever fails, nothing acknowledged is lost: the node reopens with
+//! exactly its acknowledged rows (its log holds what the store lacks), and
+//! any other node finds a state the writer published or was publishing,
+//! never a damaged one.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
+mod moto;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use vdb_engine::{CollectionConfig, Engine, EngineOptions, Row};
+use vdb_objstore::ObjectRoot;
+
+use moto::Moto;
+
+/// When the chosen operation fails.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum When {
+    /// The request never reaches the store.
+    Before,
+    /// The store makes the change; the answer is lost.
+    After,
+}
+
+/// An object store whose operation number `fail_at` (counting from 0)
+/// fails.
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<dyn ObjectStore>,
+    ops: AtomicU64,
+    fail_at: u64,
+    when: When,
+}
+
+impl fmt::Display for Faulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+fn injected(op: &str) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "faulty",
+        source: format!("injected failure of {op}").into(),
+    }
+}
+
+impl Faulty {
+    /// Whether this operation fails (and counts it).
+    fn hit(&self) -> bool {
+        self.ops.fetch_add(1, Ordering::SeqCst) == self.fail_at
+    }
+
+    /// Runs a change, failing it before or after as chosen.
+    async fn change<T>(
+        &self,
+        op: &str,
+        f: impl Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
+        if !self.hit() {
+            return f.await;
+        }
+        if self.when == When::After {
+            f.await?;
+        }
+        Err(injected(op))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.change("put", self.inner.put_opts(location, payload, opts))
+            .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        if self.hit() {
+            return Err(injected("put_multipart"));
+        }
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if self.hit() {
+            return Err(injected("get"));
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        let fail = self.hit();
+        let when = self.when;
+        let deleted = self.inner.delete_stream(locations);
+        if !fail {
+            return deleted;
+        }
+        if when == When::Before {
+            return futures_util::stream::once(async { Err(injected("delete")) }).boxed();
+        }
+        deleted
+            .map(|r| r.and_then(|_| Err(injected("delete"))))
+            .boxed()
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        if self.hit() {
+            return futures_util::stream::once(async { Err(injected("list")) }).boxed();
+        }
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        if self.hit() {
+            return Err(injected("list"));
+        }
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.change("copy", self.inner.copy_opts(from, to, options))
+            .await
+    }
+}
+
+fn row(id: u64) -> Row {
+    let mut s = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let vector = (0..8)
+        .map(|j| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let noise = (s >> 40) as f32 / (1u64 << 24) as f32;
+            if j % 4 == (id % 4) as usize {
+                5.0 + noise
+            } else {
+                noise
+            }
+        })
+        .collect();
+    Row {
+        id,
+        vector,
+        payload: Some(id.to_le_bytes().to_vec()),
+    }
+}
+
+fn rows(ids: Range<u64>) -> Vec<Row> {
+    ids.map(row).collect()
+}
+
+/// What the scenario got acknowledged.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Whether the collection was created (`Ok` from create).
+    created: bool,
+    /// The rows acknowledged (writes and deletes that returned `Ok`).
+    live: BTreeSet<u64>,
+    /// What each publication (flush, retrain, compact, close) would
+    /// publish, in order, and whether it returned `Ok`.
+    publications: Vec<(BTreeSet<u64>, bool)>,
+}
+
+impl Outcome {
+    /// The states another node may find: the last one published with
+    /// `Ok` (or the empty collection), or one attempted after it.
+    fn visible(&self) -> Vec<BTreeSet<u64>> {
+        let last_ok = self.publications.iter().rposition(|(_, ok)| *ok);
+        let mut states = match last_ok {
+            Some(i) => vec![self.publications[i].0.clone()],
+            None => vec![BTreeSet::new()],
+        };
+        let after = last_ok.map_or(0, |i| i + 1);
+        states.extend(self.publications[after..].iter().map(|(s, _)| s.clone()));
+        states
+    }
+}
+
+/// Runs the scenario on `dir` against `root`, stopping at the first error.
+fn scenario(dir: &Path, root: ObjectRoot) -> Outcome {
+    let mut out = Outcome::default();
+    let options = EngineOptions {
+        store: Some(Arc::new(root)),
+        ..EngineOptions::default()
+    };
+    let Ok(engine) = Engine::open_with(dir, options) else {
+        return out;
+    };
+    let config = CollectionConfig {
+        nlist: 4,
+        min_rows_per_list: 10,
+        flush_rows: 1_000_000,
+        ..CollectionConfig::new(8)
+    };
+    let Ok(c) = engine.create_collection("docs", config) else {
+        return out;
+    };
+    out.created = true;
+    enum Step {
+        Upsert(Range<u64>),
+        Delete(Range<u64>),
+        Flush,
+        Retrain,
+        Compact,
+    }
+    let steps = [
+        Step::Upsert(0..30),
+        Step::Flush,
+        Step::Upsert(30..60),
+        Step::Delete(0..5),
+        Step::Flush,
+        Step::Retrain,
+        Step::Upsert(60..70),
+        Step::Upsert(10..12),
+        Step::Flush,
+        Step::Compact,
+        Step::Upsert(70..75),
+    ];
+    for step in steps {
+        let ok = match step {
+            Step::Upsert(ids) => {
+                let ok = c.upsert(rows(ids.clone())).is_ok();
+                if ok {
+                    out.live.extend(ids);
+                }
+                ok
+            }
+            Step::Delete(ids) => {
+                let list: Vec<u64> = ids.clone().collect();
+                let ok = c.delete(&list).is_ok();
+                if ok {
+                    for id in ids {
+                        out.live.remove(&id);
+                    }
+                }
+                ok
+            }
+            Step::Flush | Step::Retrain | Step::Compact => {
+                let done = match step {
+                    Step::Flush => c.flush(),
+                    Step::Retrain => c.retrain(Some(4)),
+                    _ => c.compact().map(|_| ()),
+                };
+                out.publications.push((out.live.clone(), done.is_ok()));
+                done.is_ok()
+            }
+        };
+        if !ok {
+            return out;
+        }
+    }
+    drop(c);
+    let closed = engine.close().is_ok();
+    out.publications.push((out.live.clone(), closed));
+    out
+}
+
+/// The live rows of `docs` on an engine opened on `dir` with a healthy
+/// store, each checked against what was written (`None` if it has no such
+/// collection); the engine is closed, publishing what it replayed.
+fn rows_on(dir: &Path, moto: &Moto, url: &str) -> Option<BTreeSet<u64>> {
+    let options = EngineOptions {
+        store: Some(Arc::new(moto.root(url))),
+        ..EngineOptions::default()
+    };
+    let engine =
+        Engine::open_with(dir, options).unwrap_or_else(|e| panic!("reopen {}: {e}", dir.display()));
+    let live = engine.collection("docs").ok().map(|c| {
+        let mut live = BTreeSet::new();
+        for id in 0..80 {
+            if let Some(got) = c.get(id).unwrap() {
+                assert_eq!(got, row(id), "row {id} changed");
+                live.insert(id);
+            }
+        }
+        assert_eq!(c.stats().rows, live.len() as u64);
+        live
+    });
+    engine.close().unwrap();
+    live
+}
+
+#[test]
+fn no_failed_object_store_operation_loses_or_damages_anything() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("vdb");
+    let faulty = |url: &str, fail_at: u64, when: When| {
+        let faulty = Arc::new(Faulty {
+            inner: moto.root(url).store(),
+            ops: AtomicU64::new(0),
+            fail_at,
+            when,
+        });
+        let prefix = url.trim_start_matches("s3://vdb/");
+        let root = ObjectRoot::with_store(
+            Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+            prefix,
+            url,
+            vdb_fs::os(),
+        );
+        (root.unwrap(), faulty)
+    };
+
+    // A clean run counts the operations.
+    let dir = tempfile::tempdir().unwrap();
+    let (root, counted) = faulty("s3://vdb/clean", u64::MAX, When::Before);
+    let clean = scenario(dir.path(), root);
+    assert!(clean.publications.iter().all(|(_, ok)| *ok), "{clean:?}");
+    let ops = counted.ops.load(Ordering::SeqCst);
+    assert!(ops > 20, "only {ops} operations");
+
+    let mut met = 0;
+    for fail_at in 0..ops {
+        for when in [When::Before, When::After] {
+            let name = format!("operation {fail_at} failing {when:?}");
+
+            // The node recovers: exactly what it acknowledged, which its
+            // close then publishes for any other node.
+            let url = format!("s3://vdb/node-{fail_at}-{when:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let out = scenario(dir.path(), faulty(&url, fail_at, when).0);
+            if !out.created || out.publications.iter().any(|(_, ok)| !ok) {
+                met += 1;
+            }
+            match rows_on(dir.path(), &moto, &url) {
+                Some(live) => assert_eq!(live, out.live, "{name}: {out:?}"),
+                // A create that failed may or may not have left an (empty)
+                // collection in the store.
+                None => assert!(!out.created, "{name}: {out:?}"),
+            }
+            let other = tempfile::tempdir().unwrap();
+            let seen = rows_on(other.path(), &moto, &url);
+            if out.created {
+                assert_eq!(seen.as_ref(), Some(&out.live), "{name}: {out:?}");
+            }
+
+            // The node is lost instead: another node finds a state the
+            // writer published or was publishing.
+            let url = format!("s3://vdb/lost-{fail_at}-{when:?}");
+            let dir = tempfile::tempdir().unwrap();
+            let out = scenario(dir.path(), faulty(&url, fail_at, when).0);
+            drop(dir);
+            let other = tempfile::tempdir().unwrap();
+            match rows_on(other.path(), &moto, &url) {
+                Some(seen) => {
+                    let states = out.visible();
+                    assert!(states.contains(&seen), "{name}: {seen:?} not in {states:?}");
+                }
+                None => assert!(!out.created, "{name}: {out:?}"),
+            }
+        }
+    }
+    // Most failures reach the caller; the rest are of best-effort steps
+    // (removing replaced files, pruning old manifests).
+    eprintln!("{ops} operations; {met} of {} runs failed a step", 2 * ops);
+    assert!(met > ops, "{met} of {} runs failed a step", 2 * ops);
+}
