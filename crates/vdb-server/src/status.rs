@@ -7,7 +7,7 @@
 //! | `NotFound` | `NOT_FOUND` |
 //! | `AlreadyExists` | `ALREADY_EXISTS` |
 //! | `Closed` (the server is stopping) | `UNAVAILABLE` |
-//! | `Poisoned` (a write, fsync or maintenance failed; restart to recover), or a full disk or quota anywhere underneath | `FAILED_PRECONDITION` |
+//! | `Poisoned` (a write, fsync or maintenance failed; restart to recover), a full disk or quota anywhere underneath, or a writer fenced by a newer one (`Error::is_fenced`: the collection's object store has another writer) | `FAILED_PRECONDITION` |
 //! | corruption (`Error::is_corruption`: a manifest, segment, centroid, delete or log file that cannot be understood) | `DATA_LOSS` |
 //! | anything else (`Io`, `Internal`, …) | `INTERNAL` |
 //!
@@ -29,7 +29,7 @@ pub fn status(e: Error) -> Status {
         Error::AlreadyExists(_) => Status::already_exists(msg),
         Error::Closed(_) => Status::unavailable(msg),
         Error::Poisoned { .. } => Status::failed_precondition(msg),
-        e if e.is_storage_full() => Status::failed_precondition(msg),
+        e if e.is_storage_full() || e.is_fenced() => Status::failed_precondition(msg),
         e if e.is_corruption() => Status::data_loss(msg),
         _ => Status::internal(msg),
     }
@@ -80,6 +80,23 @@ mod tests {
             status(io_error(io::ErrorKind::PermissionDenied)).code(),
             Code::Internal
         );
+    }
+
+    #[test]
+    fn a_fenced_writer_is_failed_precondition() {
+        let fenced = vdb_engine::Fenced {
+            location: "s3://b/collections/c".into(),
+            version: 7,
+        };
+        let e = Error::Io {
+            path: "s3://b/collections/c/manifest/00000000000000000007".into(),
+            op: "publish",
+            source: io::Error::new(io::ErrorKind::AlreadyExists, fenced),
+        };
+        assert!(e.is_fenced());
+        let s = status(e);
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert!(s.message().contains("fenced"), "{}", s.message());
     }
 
     #[test]

@@ -1156,6 +1156,49 @@ fn vdbd_refuses_a_key_without_a_certificate_and_bad_pem() {
     );
 }
 
+#[test]
+fn vdbd_refuses_a_bad_object_store_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vdbd"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--object-store", "http://bucket/p"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--object-store") && err.contains("s3://BUCKET"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--object-store",
+        "s3://b",
+        "--object-store-option",
+        "region",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    let config = dir.path().join("s3.toml");
+    std::fs::write(
+        &config,
+        "object_store = \"s3://b/p\"\n[object_store_options]\nregion = \"us-east-1\"\nno_such_option = \"1\"\n",
+    )
+    .unwrap();
+    let (code, err) = run(&["--config", &config.display().to_string()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no_such_option"), "{err}");
+    // Nothing was created for a store that was refused.
+    assert!(!dir.path().join("data").join("NODE").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_and_oversized_messages_are_answered_cleanly() {
     let dir = tempfile::tempdir().unwrap();

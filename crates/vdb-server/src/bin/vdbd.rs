@@ -37,6 +37,21 @@ struct Args {
     /// Data directory (created if missing).
     #[arg(long, env = "VDB_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+    /// Keep the collections in an S3-compatible bucket, `s3://BUCKET[/PREFIX]`
+    /// (AWS S3, MinIO, Ceph RGW, Garage, R2, …): files and manifests are
+    /// objects there and the data directory is this node's cache and log
+    /// (it may start empty). Endpoint, region and credentials come from
+    /// the `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`) or
+    /// --object-store-option. One writer per prefix: a node that opens it
+    /// fences the one before (docs/operations.md).
+    #[arg(long, env = "VDB_OBJECT_STORE", value_name = "URL")]
+    object_store: Option<String>,
+    /// An S3 client setting as KEY=VALUE (repeatable; e.g.
+    /// `endpoint=http://127.0.0.1:9000`, `region=us-east-1`,
+    /// `allow_http=true`); these win over the environment.
+    #[arg(long = "object-store-option", value_name = "KEY=VALUE", value_parser = key_value)]
+    object_store_options: Vec<(String, String)>,
     /// Largest gRPC message accepted or sent, in bytes.
     #[arg(long, env = "VDB_MAX_MESSAGE_BYTES", default_value_t = ServerOptions::default().max_message_bytes)]
     max_message_bytes: usize,
@@ -95,6 +110,8 @@ struct Args {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    object_store: Option<String>,
+    object_store_options: Option<std::collections::BTreeMap<String, String>>,
     max_message_bytes: Option<usize>,
     max_batch: Option<usize>,
     max_k: Option<usize>,
@@ -133,6 +150,7 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
     take!(
         listen,
         data_dir,
+        object_store,
         max_message_bytes,
         max_batch,
         max_k,
@@ -144,6 +162,11 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
         tls_cert,
         tls_key
     );
+    if unset("object_store_options")
+        && let Some(table) = file.object_store_options
+    {
+        args.object_store_options = table.into_iter().collect();
+    }
     if unset("log")
         && let Some(l) = file.log
     {
@@ -155,6 +178,14 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
         anyhow::bail!("TLS needs both tls_cert and tls_key");
     }
     Ok(())
+}
+
+/// A `KEY=VALUE` flag value.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 /// How `vdbd` ended, and the exit code each way maps to (`docs/server.md`).
@@ -177,6 +208,12 @@ fn main() -> ExitCode {
         Exit::Start(e) => {
             eprintln!("vdbd: {e:#}");
             ExitCode::from(1)
+        }
+        Exit::Close(e) if e.is_fenced() => {
+            eprintln!(
+                "vdbd: stopped, but a collection could not be flushed: {e}; writes it acknowledged since its last flush are only in this node's log, which the next start sets aside (as wal.stale-*) since another node writes the collection now"
+            );
+            ExitCode::from(3)
         }
         Exit::Close(e) => {
             // The engine's message says which collection and why; its
@@ -252,9 +289,17 @@ async fn open(
         }),
         _ => None,
     };
+    let store: Option<Arc<dyn vdb_engine::Store>> = match &args.object_store {
+        None => None,
+        Some(url) => Some(Arc::new(
+            vdb_objstore::ObjectRoot::from_url(url, &args.object_store_options)
+                .context("--object-store")?,
+        )),
+    };
     let data_dir = args.data_dir.clone();
     let options = EngineOptions {
         runtime: Some(tokio::runtime::Handle::current()),
+        store,
         ..EngineOptions::default()
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open_with(&data_dir, options))
@@ -268,6 +313,7 @@ async fn open(
     tracing::info!(
         %addr,
         data_dir = %args.data_dir.display(),
+        object_store = args.object_store.as_deref().unwrap_or("none"),
         collections = engine.list_collections().len(),
         auth = !args.api_keys.is_empty() || !args.read_only_keys.is_empty(),
         tls = args.tls_cert.is_some(),

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Real vdbd processes on a real S3-compatible server (moto).
+
+    object_store_e2e.py --vdbd target/debug/vdbd --vdbctl target/debug/vdbctl \
+        --moto-server PATH/moto_server --base data/digits/base.fvecs \
+        --query data/digits/query.fvecs
+
+1. vdbd A (data directory a/) keeps its collections in s3://vdb/e2e: a
+   collection is created, the digits imported and flushed, a search
+   answered; A stops on SIGTERM (exit 0).
+2. vdbd B starts on an empty data directory b/ with the same bucket: it
+   lists the collection, has every row, and answers the same search.
+3. A starts again on a/ while B runs: it takes the collection over. B
+   still acknowledges a write, but its flush is refused as fenced
+   (FAILED_PRECONDITION), and so is every later write; A keeps working.
+   B's SIGTERM then exits 3 (a collection could not be flushed).
+
+Only the standard library; every process is killed on the way out.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+DEADLINE_SECS = 60
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, ok):
+    end = time.monotonic() + DEADLINE_SECS
+    while time.monotonic() < end:
+        if ok():
+            return
+        time.sleep(0.1)
+    sys.exit(f"error: {what} did not happen within {DEADLINE_SECS} s")
+
+
+class Procs:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, args, **kw):
+        p = subprocess.Popen(args, **kw)
+        self.procs.append(p)
+        return p
+
+    def kill_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def start_vdbd(procs, vdbd, data_dir, env, log_path):
+    out = open(log_path, "w")
+    p = procs.start(
+        [vdbd, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+         "--object-store", "s3://vdb/e2e", "--log", "warn"],
+        stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def addr():
+        text = open(log_path).read()
+        for line in text.splitlines():
+            if line.startswith("vdbd listening on "):
+                return line.split()[-1]
+        if p.poll() is not None:
+            sys.exit(f"error: vdbd exited {p.returncode}:\n{text}")
+        return None
+    wait_for("vdbd listening", lambda: addr() is not None)
+    return p, addr()
+
+
+def ctl(vdbctl, addr, *args, ok=True):
+    r = subprocess.run([vdbctl, "--server", addr, *args], capture_output=True, text=True,
+                       timeout=DEADLINE_SECS)
+    if ok and r.returncode != 0:
+        sys.exit(f"error: vdbctl {' '.join(args)} exited {r.returncode}: {r.stderr}")
+    return r
+
+
+def describe(vdbctl, addr, name):
+    return json.loads(ctl(vdbctl, addr, "--json", "describe", name).stdout)
+
+
+def stop(p, want, log_path, says=None):
+    p.send_signal(signal.SIGTERM)
+    code = p.wait(timeout=DEADLINE_SECS)
+    text = open(log_path).read()
+    if code != want:
+        sys.exit(f"error: vdbd exited {code} on SIGTERM, expected {want}:\n{text}")
+    if says is not None and says not in text:
+        sys.exit(f"error: vdbd's last words do not say {says!r}:\n{text}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for a in ("--vdbd", "--vdbctl", "--moto-server", "--base", "--query"):
+        ap.add_argument(a, required=True)
+    args = ap.parse_args()
+    procs = Procs()
+    tmp = tempfile.mkdtemp(prefix="vdb-s3-e2e-")
+    try:
+        port = free_port()
+        procs.start([args.moto_server, "-H", "127.0.0.1", "-p", str(port)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+
+        def moto_up():
+            try:
+                urllib.request.urlopen(endpoint + "/", timeout=2)
+                return True
+            except OSError:
+                return False
+        wait_for("moto_server listening", moto_up)
+        req = urllib.request.Request(endpoint + "/vdb", method="PUT")
+        urllib.request.urlopen(req, timeout=10)
+
+        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
+                   AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                   AWS_ALLOW_HTTP="true")
+        a_dir, b_dir = os.path.join(tmp, "a"), os.path.join(tmp, "b")
+        search = ["--json", "search", "digits", "--file", args.query, "--row", "3", "--k", "10",
+                  "--nprobe", "4"]
+
+        # 1. A writes the collection into the bucket.
+        a_log, b_log = os.path.join(tmp, "a.log"), os.path.join(tmp, "b.log")
+        a, a_addr = start_vdbd(procs, args.vdbd, a_dir, env, a_log)
+        ctl(args.vdbctl, a_addr, "create-collection", "digits", "--dim", "64", "--nlist", "16")
+        ctl(args.vdbctl, a_addr, "import", "digits", args.base)
+        ctl(args.vdbctl, a_addr, "flush", "digits")
+        rows = describe(args.vdbctl, a_addr, "digits")["rows"]
+        want = json.loads(ctl(args.vdbctl, a_addr, *search).stdout)["hits"]
+        stop(a, 0, a_log)
+        print(f"A wrote {rows} rows to s3://vdb/e2e and stopped")
+
+        # 2. B, on an empty data directory, has it all.
+        b, b_addr = start_vdbd(procs, args.vdbd, b_dir, env, b_log)
+        listed = ctl(args.vdbctl, b_addr, "list").stdout
+        if "digits" not in listed:
+            sys.exit(f"error: B lists no digits collection:\n{listed}")
+        got = describe(args.vdbctl, b_addr, "digits")["rows"]
+        if got != rows:
+            sys.exit(f"error: B has {got} rows, A wrote {rows}")
+        answer = json.loads(ctl(args.vdbctl, b_addr, *search).stdout)["hits"]
+        if answer != want:
+            sys.exit(f"error: B answers differently:\n{answer}\nA answered:\n{want}")
+        print(f"B, on an empty data directory, has the {got} rows and answers the same")
+
+        # 3. A takes the collection over while B runs: B is fenced.
+        a, a_addr = start_vdbd(procs, args.vdbd, a_dir, env, a_log)
+        ctl(args.vdbctl, b_addr, "insert", "digits", "--id", "100000", "--vector",
+            ",".join(["1"] * 64))
+        r = ctl(args.vdbctl, b_addr, "flush", "digits", ok=False)
+        if r.returncode == 0 or "fenced" not in r.stderr or "FailedPrecondition" not in r.stderr:
+            sys.exit(f"error: B's flush after the takeover: exit {r.returncode}: {r.stderr}")
+        r = ctl(args.vdbctl, b_addr, "insert", "digits", "--id", "100001", "--vector",
+                ",".join(["1"] * 64), ok=False)
+        if r.returncode == 0 or "fenced" not in r.stderr:
+            sys.exit(f"error: B's write after being fenced: exit {r.returncode}: {r.stderr}")
+        print("B's flush and later writes are refused: fenced")
+        ctl(args.vdbctl, a_addr, "insert", "digits", "--id", "100002", "--vector",
+            ",".join(["2"] * 64))
+        ctl(args.vdbctl, a_addr, "flush", "digits")
+        got = describe(args.vdbctl, a_addr, "digits")["rows"]
+        if got != rows + 1:
+            sys.exit(f"error: A has {got} rows after its write, expected {rows + 1}")
+        stop(b, 3, b_log, says="sets aside")
+        stop(a, 0, a_log)
+        print(f"A carries on ({got} rows); B exits 3 on SIGTERM")
+        print("object store end to end: ok")
+    finally:
+        procs.kill_all()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
