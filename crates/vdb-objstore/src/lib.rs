@@ -92,7 +92,19 @@ pub(crate) struct Inner {
     /// `s3://BUCKET[/PREFIX]`, for messages.
     pub(crate) url: String,
     pub(crate) fs: FsRef,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle may go on an async thread (a server's task),
+        // where dropping a runtime the usual way (waiting for its threads)
+        // panics.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl fmt::Debug for ObjectRoot {
@@ -193,7 +205,7 @@ impl ObjectRoot {
                 prefix: ObjectPath::from(prefix.trim_matches('/')),
                 url: url.trim_end_matches('/').to_string(),
                 fs,
-                runtime,
+                runtime: Some(runtime),
             }),
         })
     }
@@ -222,7 +234,10 @@ impl Inner {
         F::Output: Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.runtime.spawn(async move {
+        let Some(rt) = &self.runtime else {
+            return Err(std::io::Error::other("the object store runtime stopped"));
+        };
+        rt.spawn(async move {
             let _ = tx.send(f.await);
         });
         rx.recv()
@@ -365,6 +380,20 @@ mod tests {
         assert!(e.contains("max_retries") && e.contains("a count"), "{e}");
         let e = refused("s3://bucket", &[region[0], ("retry_timeout_secs", "-1")]);
         assert!(e.contains("retry_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn a_root_can_be_dropped_on_an_async_thread() {
+        // A server's task may hold the last handle; dropping a runtime
+        // there the usual way panics.
+        let opts = [("region".to_string(), "us-east-1".to_string())];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let root = ObjectRoot::from_url("s3://bucket", &opts).unwrap_or_else(|e| panic!("{e}"));
+            drop(root);
+        });
     }
 
     #[test]
