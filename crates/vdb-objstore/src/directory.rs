@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use vdb_fs::{AtomicFile, Directory, Fenced, LocalDirectory, NewFile, ScratchFile};
 
 use crate::Inner;
@@ -17,6 +18,10 @@ const PART_BYTES: usize = 32 << 20;
 /// Manifest versions kept behind the latest (a reader that listed an older
 /// one still finds it).
 const MANIFESTS_KEPT: u64 = 8;
+
+/// How many of a file's last bytes are compared to tell whether an object
+/// of its name is that file.
+const TAIL_BYTES: u64 = 4096;
 
 /// A collection's immutable files and manifests under
 /// `PREFIX/collections/<name>/` on the object store, with a local
@@ -97,43 +102,106 @@ impl Inner {
     /// that exists.
     fn upload(&self, path: &Path, to: &ObjectPath) -> vdb_fs::Result<()> {
         let bytes = std::fs::read(path).map_err(|e| vdb_fs::Error::new("read", path, e))?;
+        let bytes = Bytes::from(bytes);
         let store = Arc::clone(&self.store);
         let at = to.clone();
-        if bytes.len() <= PART_BYTES {
-            return self.run("upload", to, async move {
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    ..PutOptions::default()
-                };
-                store.put_opts(&at, bytes.into(), opts).await.map(|_| ())
+        self.run("upload", to, async move {
+            let sent = if bytes.len() <= PART_BYTES {
+                create(store.as_ref(), &at, bytes.clone()).await
+            } else {
+                create_in_parts(store.as_ref(), &at, &bytes).await
+            };
+            match sent {
+                Ok(()) => Ok(()),
+                // The store may hold it all the same: an answer lost on the
+                // way back, or a retried request that had succeeded.
+                Err(e) => match holds_file(store.as_ref(), &at, &bytes).await {
+                    Ok(true) => Ok(()),
+                    _ => Err(e),
+                },
+            }
+        })
+    }
+}
+
+/// Creates object `at` holding `bytes`, only if it does not exist.
+async fn create(
+    store: &dyn ObjectStore,
+    at: &ObjectPath,
+    bytes: Bytes,
+) -> object_store::Result<()> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    };
+    store.put_opts(at, bytes.into(), opts).await.map(|_| ())
+}
+
+/// [`create`] for a file over one part: a multipart upload cannot be
+/// conditional, so it checks first (file names are unique to their writer;
+/// this is a second guard).
+async fn create_in_parts(
+    store: &dyn ObjectStore,
+    at: &ObjectPath,
+    bytes: &Bytes,
+) -> object_store::Result<()> {
+    match store.head(at).await {
+        Ok(_) => {
+            return Err(object_store::Error::AlreadyExists {
+                path: at.to_string(),
+                source: "files are never replaced".into(),
             });
         }
-        self.run("upload", to, async move {
-            // A multipart upload cannot be conditional: check first (file
-            // names are unique to their writer; this is a second guard).
-            match store.head(&at).await {
-                Ok(_) => {
-                    return Err(object_store::Error::AlreadyExists {
-                        path: at.to_string(),
-                        source: "files are never replaced".into(),
-                    });
-                }
-                Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            let mut upload = store.put_multipart(&at).await?;
-            let bytes = bytes::Bytes::from(bytes);
-            let mut start = 0;
-            while start < bytes.len() {
-                let end = (start + PART_BYTES).min(bytes.len());
-                if let Err(e) = upload.put_part(bytes.slice(start..end).into()).await {
-                    let _ = upload.abort().await;
-                    return Err(e);
-                }
-                start = end;
-            }
-            upload.complete().await.map(|_| ())
-        })
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let mut upload = store.put_multipart(at).await?;
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = (start + PART_BYTES).min(bytes.len());
+        if let Err(e) = upload.put_part(bytes.slice(start..end).into()).await {
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        start = end;
+    }
+    upload.complete().await.map(|_| ())
+}
+
+/// Whether object `at` is the file `bytes`: the same length and the same
+/// last bytes (every file ends with a footer holding checksums; names are
+/// unique to their writer, so an object of that name and length that ends
+/// the same way is this file).
+async fn holds_file(
+    store: &dyn ObjectStore,
+    at: &ObjectPath,
+    bytes: &Bytes,
+) -> object_store::Result<bool> {
+    let len = bytes.len() as u64;
+    let meta = match store.head(at).await {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if meta.size != len {
+        return Ok(false);
+    }
+    let tail = len.saturating_sub(TAIL_BYTES);
+    let got = store.get_range(at, tail..len).await?;
+    Ok(got[..] == bytes[tail as usize..])
+}
+
+/// Whether object `at` holds exactly `bytes` (a manifest: small, read
+/// whole).
+async fn holds(
+    store: &dyn ObjectStore,
+    at: &ObjectPath,
+    bytes: &Bytes,
+) -> object_store::Result<bool> {
+    match store.get(at).await {
+        Ok(got) => Ok(got.bytes().await? == *bytes),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -254,19 +322,26 @@ impl Directory for ObjectDirectory {
         let object = self.manifest(next);
         let store = Arc::clone(&self.inner.store);
         let at = object.clone();
-        let payload = PutPayload::from(bytes.to_vec());
+        let bytes = Bytes::from(bytes.to_vec());
         let put = self
             .inner
             .block(async move {
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    ..PutOptions::default()
-                };
-                store.put_opts(&at, payload, opts).await
+                let sent = create(store.as_ref(), &at, bytes.clone()).await;
+                match sent {
+                    Ok(()) => Ok(()),
+                    // Published all the same (an answer lost on the way
+                    // back, or a retry of a request that had succeeded)?
+                    // Manifests name their writer, so no other writer's
+                    // version holds these bytes.
+                    Err(e) => match holds(store.as_ref(), &at, &bytes).await {
+                        Ok(true) => Ok(()),
+                        _ => Err(e),
+                    },
+                }
             })
             .map_err(|e| vdb_fs::Error::new("publish", &self.inner.url_of(&object), e))?;
         match put {
-            Ok(_) => {}
+            Ok(()) => {}
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },

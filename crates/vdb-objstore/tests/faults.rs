@@ -2,7 +2,8 @@
 //! write, flush, delete, retrain, compact, close) runs once per operation
 //! it makes, with that operation failing — before it reaches the store, or
 //! (for changes) after the store made it but before the answer came back.
-//! Whatever fails, nothing acknowledged is lost: the node reopens with
+//! A creation the store made though its answer was lost is recognised as
+//! made. Whatever fails, nothing acknowledged is lost: the node reopens with
 //! exactly its acknowledged rows (its log holds what the store lacks), and
 //! any other node finds a state the writer published or was publishing,
 //! never a damaged one.
@@ -49,6 +50,8 @@ struct Faulty {
     ops: AtomicU64,
     fail_at: u64,
     when: When,
+    /// The operation that failed, once it has.
+    failed: std::sync::Mutex<Option<&'static str>>,
 }
 
 impl fmt::Display for Faulty {
@@ -65,18 +68,36 @@ fn injected(op: &str) -> object_store::Error {
 }
 
 impl Faulty {
-    /// Whether this operation fails (and counts it).
-    fn hit(&self) -> bool {
-        self.ops.fetch_add(1, Ordering::SeqCst) == self.fail_at
+    fn new(inner: Arc<dyn ObjectStore>, fail_at: u64, when: When) -> Faulty {
+        Faulty {
+            inner,
+            ops: AtomicU64::new(0),
+            fail_at,
+            when,
+            failed: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether this operation, `op`, fails (and counts it).
+    fn hit(&self, op: &'static str) -> bool {
+        let hit = self.ops.fetch_add(1, Ordering::SeqCst) == self.fail_at;
+        if hit {
+            *self.failed.lock().unwrap() = Some(op);
+        }
+        hit
+    }
+
+    fn failed(&self) -> Option<&'static str> {
+        *self.failed.lock().unwrap()
     }
 
     /// Runs a change, failing it before or after as chosen.
     async fn change<T>(
         &self,
-        op: &str,
+        op: &'static str,
         f: impl Future<Output = object_store::Result<T>>,
     ) -> object_store::Result<T> {
-        if !self.hit() {
+        if !self.hit(op) {
             return f.await;
         }
         if self.when == When::After {
@@ -103,7 +124,7 @@ impl ObjectStore for Faulty {
         location: &ObjectPath,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        if self.hit() {
+        if self.hit("put_multipart") {
             return Err(injected("put_multipart"));
         }
         self.inner.put_multipart_opts(location, opts).await
@@ -114,7 +135,7 @@ impl ObjectStore for Faulty {
         location: &ObjectPath,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        if self.hit() {
+        if self.hit("get") {
             return Err(injected("get"));
         }
         self.inner.get_opts(location, options).await
@@ -124,7 +145,7 @@ impl ObjectStore for Faulty {
         &self,
         locations: BoxStream<'static, object_store::Result<ObjectPath>>,
     ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
-        let fail = self.hit();
+        let fail = self.hit("delete");
         let when = self.when;
         let deleted = self.inner.delete_stream(locations);
         if !fail {
@@ -142,7 +163,7 @@ impl ObjectStore for Faulty {
         &self,
         prefix: Option<&ObjectPath>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        if self.hit() {
+        if self.hit("list") {
             return futures_util::stream::once(async { Err(injected("list")) }).boxed();
         }
         self.inner.list(prefix)
@@ -152,7 +173,7 @@ impl ObjectStore for Faulty {
         &self,
         prefix: Option<&ObjectPath>,
     ) -> object_store::Result<ListResult> {
-        if self.hit() {
+        if self.hit("list") {
             return Err(injected("list"));
         }
         self.inner.list_with_delimiter(prefix).await
@@ -331,12 +352,7 @@ fn no_failed_object_store_operation_loses_or_damages_anything() {
     let Some(moto) = Moto::start() else { return };
     moto.create_bucket("vdb");
     let faulty = |url: &str, fail_at: u64, when: When| {
-        let faulty = Arc::new(Faulty {
-            inner: moto.root(url).store(),
-            ops: AtomicU64::new(0),
-            fail_at,
-            when,
-        });
+        let faulty = Arc::new(Faulty::new(moto.root(url).store(), fail_at, when));
         let prefix = url.trim_start_matches("s3://vdb/");
         let root = ObjectRoot::with_store(
             Arc::clone(&faulty) as Arc<dyn ObjectStore>,
@@ -364,9 +380,16 @@ fn no_failed_object_store_operation_loses_or_damages_anything() {
             // close then publishes for any other node.
             let url = format!("s3://vdb/node-{fail_at}-{when:?}");
             let dir = tempfile::tempdir().unwrap();
-            let out = scenario(dir.path(), faulty(&url, fail_at, when).0);
-            if !out.created || out.publications.iter().any(|(_, ok)| !ok) {
+            let (root, store) = faulty(&url, fail_at, when);
+            let out = scenario(dir.path(), root);
+            let failed = !out.created || out.publications.iter().any(|(_, ok)| !ok);
+            if failed {
                 met += 1;
+            }
+            // A creation the store made though its answer was lost is
+            // recognised as made: nothing fails.
+            if when == When::After && store.failed() == Some("put") {
+                assert!(!failed, "{name}: {out:?}");
             }
             match rows_on(dir.path(), &moto, &url) {
                 Some(live) => assert_eq!(live, out.live, "{name}: {out:?}"),
@@ -396,8 +419,9 @@ fn no_failed_object_store_operation_loses_or_damages_anything() {
             }
         }
     }
-    // Most failures reach the caller; the rest are of best-effort steps
-    // (removing replaced files, pruning old manifests).
+    // Failures reach the caller, except of best-effort steps (removing
+    // replaced files, pruning old manifests) and of creations that the
+    // store did make.
     eprintln!("{ops} operations; {met} of {} runs failed a step", 2 * ops);
-    assert!(met > ops, "{met} of {} runs failed a step", 2 * ops);
+    assert!(met >= ops / 2, "{met} of {} runs failed a step", 2 * ops);
 }
