@@ -88,7 +88,7 @@ impl Manifest {
         let _ = writeln!(s, "metric {}", c.metric.name());
         let _ = writeln!(s, "nlist {}", c.nlist);
         let _ = writeln!(s, "nprobe {}", c.nprobe);
-        let _ = writeln!(s, "sync {}", sync_name(c.sync));
+        let _ = writeln!(s, "sync {}", c.sync);
         let _ = writeln!(s, "flush_rows {}", c.flush_rows);
         let _ = writeln!(s, "min_rows_per_list {}", c.min_rows_per_list);
         let _ = writeln!(s, "retrain_growth {}", c.retrain.growth);
@@ -160,14 +160,6 @@ const REQUIRED: [&str; 18] = [
     "trained_error",
     "trained_imbalance",
 ];
-
-fn sync_name(s: SyncMode) -> String {
-    match s {
-        SyncMode::Always => "always".into(),
-        SyncMode::Never => "none".into(),
-        SyncMode::Interval(d) => format!("interval:{}ms", d.as_millis()),
-    }
-}
 
 fn parse(text: &str) -> std::result::Result<Manifest, String> {
     let crc_at = text.rfind("crc ").ok_or("no crc line")?;

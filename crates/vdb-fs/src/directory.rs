@@ -55,6 +55,30 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     fn manifest_version(&self) -> Option<u64> {
         None
     }
+    /// Where the collection's log is shipped, for a store that keeps it
+    /// (the `object` sync mode); `None` keeps the log on the local disk
+    /// only.
+    fn log_store(&self) -> Option<Arc<dyn LogStore>> {
+        None
+    }
+}
+
+/// A collection's log kept off the node, as numbered chunks: chunk `first`
+/// is a log file (header and records) whose records start at LSN `first`.
+/// Chunks are created once each and never replaced, so of two writers
+/// shipping the same LSN only one succeeds; the other is fenced.
+pub trait LogStore: Send + Sync + std::fmt::Debug {
+    /// Creates chunk `first` holding `bytes`. If a chunk `first` exists
+    /// with other bytes, fails with a [`Fenced`] error inside.
+    fn put(&self, first: u64, bytes: &[u8]) -> Result<()>;
+    /// The chunks there are, by first LSN, ascending.
+    fn list(&self) -> Result<Vec<u64>>;
+    /// The bytes of chunk `first`.
+    fn get(&self, first: u64) -> Result<Vec<u8>>;
+    /// Removes chunks (missing ones are not an error).
+    fn remove(&self, firsts: &[u64]) -> Result<()>;
+    /// Where chunk `first` is, for messages.
+    fn location(&self, first: u64) -> String;
 }
 
 /// Where the collections of a data directory keep their files when that is
@@ -73,18 +97,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn location(&self) -> String;
 }
 
-/// Another writer published a manifest after this one read or wrote its
-/// own: this writer must stop (its next publication would undo theirs).
-/// Carried as the source of the [`Error`] of the refused publication.
+/// Another writer published a manifest (or shipped a log chunk) after
+/// this one read or wrote its own: this writer must stop (its next
+/// publication would undo theirs). Carried as the source of the [`Error`]
+/// of the refused publication.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "manifest version {version} of {location} was published by another writer; this one is fenced and stops writing"
+    "{what} {number} of {location} was written by another writer; this one is fenced and stops writing"
 )]
 pub struct Fenced {
-    /// Where the manifest is.
+    /// Where the collection is.
     pub location: String,
-    /// The version the other writer published.
-    pub version: u64,
+    /// What was refused: `"manifest version"` or `"log chunk"`.
+    pub what: &'static str,
+    /// Its number: the manifest version, or the chunk's first LSN.
+    pub number: u64,
 }
 
 impl Fenced {

@@ -30,7 +30,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-pub use directory::{Directory, Fenced, LocalDirectory, MANIFEST, Store};
+pub use directory::{Directory, Fenced, LocalDirectory, LogStore, MANIFEST, Store};
 pub use durable::{AtomicFile, NewFile, ScratchFile, sync_dir, tmp_path, write_atomic};
 #[cfg(feature = "sim")]
 pub use sim::{Fault, SimFs};

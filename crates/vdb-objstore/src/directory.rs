@@ -348,7 +348,8 @@ impl Directory for ObjectDirectory {
             ) => {
                 let fenced = Fenced {
                     location: self.inner.url_of(&self.base).display().to_string(),
-                    version: next,
+                    what: "manifest version",
+                    number: next,
                 };
                 return Err(vdb_fs::Error::new(
                     "publish",

@@ -72,15 +72,6 @@ pub fn compaction_from_pb(p: &pb::CompactionPolicy) -> CompactionPolicy {
     }
 }
 
-/// A sync mode as the API spells it.
-pub fn sync_name(s: SyncMode) -> String {
-    match s {
-        SyncMode::Always => "always".into(),
-        SyncMode::Never => "none".into(),
-        SyncMode::Interval(d) => format!("interval:{}ms", d.as_millis()),
-    }
-}
-
 pub fn metric_to_pb(m: Metric) -> pb::Metric {
     match m {
         Metric::L2 => pb::Metric::L2,
@@ -95,7 +86,7 @@ pub fn config_to_pb(c: &CollectionConfig) -> pb::CollectionConfig {
         metric: metric_to_pb(c.metric) as i32,
         nlist: Some(c.nlist as u32),
         nprobe: Some(c.nprobe as u32),
-        sync: Some(sync_name(c.sync)),
+        sync: Some(c.sync.to_string()),
         flush_rows: Some(c.flush_rows as u64),
         min_rows_per_list: Some(c.min_rows_per_list as u32),
         retrain: Some(pb::RetrainPolicy {

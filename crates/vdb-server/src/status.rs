@@ -86,7 +86,8 @@ mod tests {
     fn a_fenced_writer_is_failed_precondition() {
         let fenced = vdb_engine::Fenced {
             location: "s3://b/collections/c".into(),
-            version: 7,
+            what: "manifest version",
+            number: 7,
         };
         let e = Error::Io {
             path: "s3://b/collections/c/manifest/00000000000000000007".into(),

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -32,14 +33,21 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A previous write or fsync failed; the log accepts nothing until it
+    /// A write, fsync or shipment failed; the log accepts nothing until it
     /// is reopened.
-    #[error("write-ahead log in {} is poisoned by an earlier failure ({cause}); reopen it to recover", dir.display())]
+    #[error("write-ahead log in {} stopped after a failure ({cause}); reopen it to recover", dir.display())]
     Poisoned {
         /// The log directory.
         dir: PathBuf,
-        /// The failure that poisoned it.
-        cause: String,
+        /// The failure that stopped it, shared by every error since.
+        #[source]
+        cause: Arc<Error>,
+    },
+    /// The sync mode `object` was asked for a log with nowhere to ship it.
+    #[error("write-ahead log in {}: sync mode object needs a log store (a collection on object storage)", dir.display())]
+    NoLogStore {
+        /// The log directory.
+        dir: PathBuf,
     },
     /// A record payload is larger than [`crate::MAX_PAYLOAD`].
     #[error("record payload of {len} bytes exceeds the limit of {max}")]

@@ -13,15 +13,21 @@
 //! have dropped the unsynced pages and a retry would acknowledge data that
 //! is not on disk.
 //!
+//! With [`SyncMode::Object`] nothing is kept locally: each group of
+//! records is shipped as a *chunk* (a complete log file, [`encode_chunk`],
+//! [`read_chunk`]) to a [`vdb_fs::LogStore`], and acknowledged once stored.
+//!
 //! The format is specified in `docs/format.md`. The API is synchronous; the
 //! engine drives it from its own threads. This crate knows nothing about
 //! segments, collections or the network.
 
+mod chunk;
 mod error;
 mod frame;
 mod replay;
 mod writer;
 
+pub use chunk::{encode_chunk, read_chunk};
 pub use error::{Error, Result};
 pub use frame::{MAX_PAYLOAD, RecordKind, file_name};
 pub use replay::{Record, Recovery, ReplayReport};

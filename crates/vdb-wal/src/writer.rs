@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vdb_core::Lsn;
-use vdb_fs::{FileHandle, Fs, FsRef};
+use vdb_fs::{FileHandle, Fs, FsRef, LogStore};
 
 use crate::error::{Error, Result};
 use crate::frame::{self, MAX_PAYLOAD, RecordKind};
@@ -32,15 +32,35 @@ pub enum SyncMode {
     /// Never `fsync` (except on rotation and [`Wal::sync`]): the OS decides.
     /// A machine crash can lose any amount of acknowledged writes.
     Never,
+    /// An append returns only after the records are shipped off the node
+    /// as a chunk of a [`vdb_fs::LogStore`] (group commit: one chunk for
+    /// every appender waiting meanwhile). Nothing is written locally; the
+    /// loss of the machine, disk included, loses nothing acknowledged.
+    Object,
+}
+
+impl std::fmt::Display for SyncMode {
+    /// The form [`SyncMode::from_str`] reads: `always`, `none`,
+    /// `interval:<n>ms` or `object`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncMode::Always => f.write_str("always"),
+            SyncMode::Never => f.write_str("none"),
+            SyncMode::Interval(d) => write!(f, "interval:{}ms", d.as_millis()),
+            SyncMode::Object => f.write_str("object"),
+        }
+    }
 }
 
 impl FromStr for SyncMode {
     type Err = String;
 
-    /// `always`, `none`, `interval` (100 ms) or `interval:<n>ms`.
+    /// `always`, `none`, `interval` (100 ms), `interval:<n>ms` or
+    /// `object`.
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s {
             "always" => Ok(SyncMode::Always),
+            "object" => Ok(SyncMode::Object),
             "none" | "never" => Ok(SyncMode::Never),
             "interval" => Ok(SyncMode::Interval(Duration::from_millis(100))),
             other => other
@@ -49,7 +69,7 @@ impl FromStr for SyncMode {
                 .and_then(|ms| ms.parse::<u64>().ok())
                 .filter(|&ms| ms > 0)
                 .map(|ms| SyncMode::Interval(Duration::from_millis(ms)))
-                .ok_or_else(|| format!("unknown sync mode {other:?}; expected always, none, interval or interval:<n>ms")),
+                .ok_or_else(|| format!("unknown sync mode {other:?}; expected always, none, interval, interval:<n>ms or object")),
         }
     }
 }
@@ -88,12 +108,14 @@ pub struct WalStats {
     pub appends: u64,
     /// Records appended.
     pub records: u64,
-    /// `fsync`s of log files.
+    /// `fsync`s of log files (with [`SyncMode::Object`]: chunks shipped).
     pub syncs: u64,
     /// Bytes appended.
     pub bytes: u64,
     /// Files started by rotation.
     pub rotations: u64,
+    /// Bytes of the chunks shipped ([`SyncMode::Object`]).
+    pub shipped_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -108,7 +130,7 @@ struct State {
     /// Last LSN covered by an fsync.
     synced: Lsn,
     leader_active: bool,
-    poisoned: Option<String>,
+    poisoned: Option<Arc<Error>>,
     stopping: bool,
     stats: WalStats,
 }
@@ -118,6 +140,8 @@ struct Shared {
     fs: FsRef,
     dir: PathBuf,
     opts: WalOptions,
+    /// Where records are shipped with [`SyncMode::Object`].
+    ship: Option<Arc<dyn LogStore>>,
     state: Mutex<State>,
     cond: Condvar,
 }
@@ -144,6 +168,34 @@ impl Wal {
         dir: &Path,
         opts: WalOptions,
     ) -> Result<(Wal, Vec<Record>, ReplayReport)> {
+        Wal::open_inner(fs, dir, opts, None)
+    }
+
+    /// [`Wal::open_with`] for [`SyncMode::Object`]: appends are
+    /// acknowledged once shipped to `ship` as a chunk (named by its first
+    /// LSN); nothing is written to `dir` but the header of an empty file.
+    /// Recovering the records shipped before is the caller's (they are in
+    /// `ship`, not here): open it with [`WalOptions::first_lsn`] after them.
+    pub fn open_shipping(
+        fs: FsRef,
+        dir: &Path,
+        opts: WalOptions,
+        ship: Arc<dyn LogStore>,
+    ) -> Result<(Wal, Vec<Record>, ReplayReport)> {
+        Wal::open_inner(fs, dir, opts, Some(ship))
+    }
+
+    fn open_inner(
+        fs: FsRef,
+        dir: &Path,
+        opts: WalOptions,
+        ship: Option<Arc<dyn LogStore>>,
+    ) -> Result<(Wal, Vec<Record>, ReplayReport)> {
+        if opts.sync == SyncMode::Object && ship.is_none() {
+            return Err(Error::NoLogStore {
+                dir: dir.to_path_buf(),
+            });
+        }
         fs.create_dir_all(dir)
             .map_err(|e| Error::io(dir, "create directory", e))?;
         // The directory's own entry must be durable before any record in it
@@ -181,6 +233,7 @@ impl Wal {
             fs,
             dir: dir.to_path_buf(),
             opts,
+            ship: ship.filter(|_| opts.sync == SyncMode::Object),
             state: Mutex::new(State {
                 file,
                 file_len,
@@ -254,7 +307,7 @@ impl Wal {
     /// write itself if no other thread is.
     pub fn commit_through(&self, lsn: Lsn) -> Result<()> {
         let st = self.lock();
-        let durable = self.shared.opts.sync == SyncMode::Always;
+        let durable = matches!(self.shared.opts.sync, SyncMode::Always | SyncMode::Object);
         self.commit(st, lsn, durable).map(|_| ())
     }
 
@@ -288,11 +341,23 @@ impl Wal {
             let (guard, result) = self.lead(st, durable);
             st = guard;
             st.leader_active = false;
-            if let Err(e) = &result {
-                st.poisoned = Some(e.to_string());
-            }
+            let result = result.map_err(|e| self.stop(&mut st, e));
             self.shared.cond.notify_all();
             result?;
+        }
+    }
+
+    /// Records `e` as the failure that stopped the log; returns the error
+    /// every caller gets from now on.
+    fn stop(&self, st: &mut State, e: Error) -> Error {
+        let cause = match e {
+            Error::Poisoned { cause, .. } => cause,
+            e => Arc::new(e),
+        };
+        let cause = Arc::clone(st.poisoned.get_or_insert(cause));
+        Error::Poisoned {
+            dir: self.shared.dir.clone(),
+            cause,
         }
     }
 
@@ -304,6 +369,9 @@ impl Wal {
         durable: bool,
     ) -> (MutexGuard<'a, State>, Result<()>) {
         let upto = Lsn(st.next_lsn.0 - 1);
+        if let Some(ship) = &self.shared.ship {
+            return self.ship(st, upto, Arc::clone(ship));
+        }
         if st.written < upto
             && st.file_len >= self.shared.opts.file_bytes
             && let Err(e) = self.rotate_locked(&mut st)
@@ -336,6 +404,34 @@ impl Wal {
         (st, io)
     }
 
+    /// The leader round of [`SyncMode::Object`]: the pending records, as
+    /// one chunk named by the first of them, shipped to `ship`.
+    fn ship<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        upto: Lsn,
+        ship: Arc<dyn LogStore>,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        if st.written >= upto {
+            return (st, Ok(()));
+        }
+        let first = st.written.next();
+        let buf = std::mem::take(&mut st.pending);
+        drop(st);
+        let mut chunk = Vec::with_capacity(frame::FILE_HEADER_LEN + buf.len());
+        chunk.extend_from_slice(&frame::file_header(first));
+        chunk.extend_from_slice(&buf);
+        let shipped = ship.put(first.0, &chunk).map_err(Error::from);
+        let mut st = self.lock();
+        if shipped.is_ok() {
+            st.written = upto;
+            st.synced = st.synced.max(upto);
+            st.stats.syncs += 1;
+            st.stats.shipped_bytes += chunk.len() as u64;
+        }
+        (st, shipped)
+    }
+
     /// Starts a new log file for the records after `written`. The current
     /// file is fsynced first, so no acknowledged record depends on it later.
     fn rotate_locked(&self, st: &mut State) -> Result<()> {
@@ -366,11 +462,12 @@ impl Wal {
         if st.file_len <= frame::FILE_HEADER_LEN as u64 {
             return Ok(());
         }
-        let r = self.rotate_locked(&mut st);
-        if let Err(e) = &r {
-            st.poisoned = Some(e.to_string());
+        if self.shared.ship.is_some() {
+            // Shipped logs keep no records locally.
+            return Ok(());
         }
-        r
+        self.rotate_locked(&mut st)
+            .map_err(|e| self.stop(&mut st, e))
     }
 
     /// Deletes every log file whose records all have LSN ≤ `lsn` (they are
@@ -395,7 +492,21 @@ impl Wal {
         if !doomed.is_empty() {
             fsync_dir(self.shared.fs.as_ref(), &self.shared.dir)?;
         }
-        Ok(doomed.len())
+        let mut removed = doomed.len();
+        if let Some(ship) = &self.shared.ship {
+            // Chunk `a` holds the records before the next chunk's first;
+            // the last chunk stays (it ends the chain a recovering writer
+            // continues).
+            let chunks = ship.list()?;
+            let done: Vec<u64> = chunks
+                .windows(2)
+                .filter(|w| w[1] <= lsn.0.saturating_add(1))
+                .map(|w| w[0])
+                .collect();
+            ship.remove(&done)?;
+            removed += done.len();
+        }
+        Ok(removed)
     }
 
     /// The LSN the next record will get.
@@ -453,7 +564,7 @@ impl Wal {
         match &st.poisoned {
             Some(cause) => Err(Error::Poisoned {
                 dir: self.shared.dir.clone(),
-                cause: cause.clone(),
+                cause: Arc::clone(cause),
             }),
             None => Ok(()),
         }
@@ -497,7 +608,10 @@ fn flusher(shared: &Shared, every: Duration) {
                 st.synced = st.synced.max(upto);
                 st.stats.syncs += 1;
             }
-            Err(e) => st.poisoned = Some(Error::io(&path, "fsync", e).to_string()),
+            Err(e) => {
+                let e = Error::io(&path, "fsync", e);
+                st.poisoned.get_or_insert(Arc::new(e));
+            }
         }
         shared.cond.notify_all();
     }

@@ -178,6 +178,15 @@ fn sync_modes_parse_and_oversized_records_are_refused() {
         "interval:250ms".parse::<SyncMode>(),
         Ok(SyncMode::Interval(Duration::from_millis(250)))
     );
+    assert_eq!("object".parse::<SyncMode>(), Ok(SyncMode::Object));
+    for m in [
+        SyncMode::Always,
+        SyncMode::Never,
+        SyncMode::Interval(Duration::from_millis(250)),
+        SyncMode::Object,
+    ] {
+        assert_eq!(m.to_string().parse::<SyncMode>(), Ok(m));
+    }
     assert!("interval:0ms".parse::<SyncMode>().is_err());
     assert!("sometimes".parse::<SyncMode>().is_err());
     let dir = tempfile::tempdir().unwrap();
