@@ -14,6 +14,10 @@
    still acknowledges a write, but its flush is refused as fenced
    (FAILED_PRECONDITION), and so is every later write; A keeps working.
    B's SIGTERM then exits 3 (a collection could not be flushed).
+4. sync=object: two clients import small files into a collection on A;
+   A is killed with SIGKILL in the middle and its data directory deleted.
+   vdbd C, on an empty directory, has every row of every import A
+   acknowledged (and no more than those plus the ones in flight).
 
 Only the standard library; every process is killed on the way out.
 """
@@ -26,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -177,8 +182,58 @@ def main():
         if got != rows + 1:
             sys.exit(f"error: A has {got} rows after its write, expected {rows + 1}")
         stop(b, 3, b_log, says="sets aside")
-        stop(a, 0, a_log)
         print(f"A carries on ({got} rows); B exits 3 on SIGTERM")
+
+        # 4. sync=object: kill -9 the writer during a load, lose its disk.
+        ctl(args.vdbctl, a_addr, "create-collection", "shipped", "--dim", "8", "--nlist", "4",
+            "--sync", "object")
+        acked, in_flight, lock = [], [], threading.Lock()
+        killed = threading.Event()
+
+        def importer(client):
+            for n in range(10_000):
+                if killed.is_set():
+                    return
+                first = client * 10_000_000 + n * 100
+                path = os.path.join(tmp, f"rows-{client}-{n}.jsonl")
+                with open(path, "w") as f:
+                    for i in range(first, first + 100):
+                        f.write(json.dumps({"id": i, "vector": [float((i * 7 + j) % 13) for j in range(8)]}) + "\n")
+                with lock:
+                    in_flight.append(first)
+                r = ctl(args.vdbctl, a_addr, "import", "shipped", path, ok=False)
+                with lock:
+                    in_flight.remove(first)
+                    if r.returncode == 0:
+                        acked.append(first)
+                if r.returncode != 0:
+                    return
+        threads = [threading.Thread(target=importer, args=(c,)) for c in range(2)]
+        for t in threads:
+            t.start()
+        wait_for("20 acknowledged imports", lambda: len(acked) >= 20)
+        with lock:
+            maybe = len(in_flight)
+            a.kill()
+            a.wait()
+            killed.set()
+        for t in threads:
+            t.join()
+        subprocess.run(["rm", "-rf", a_dir], check=True)
+        c_log = os.path.join(tmp, "c.log")
+        c, c_addr = start_vdbd(procs, args.vdbd, os.path.join(tmp, "c"), env, c_log)
+        got = describe(args.vdbctl, c_addr, "shipped")["rows"]
+        if not len(acked) * 100 <= got <= (len(acked) + maybe) * 100:
+            sys.exit(f"error: {got} rows after the node was lost; {len(acked)} imports of 100 "
+                     f"were acknowledged, {maybe} in flight")
+        for first in acked:
+            ids = ",".join(str(i) for i in range(first, first + 100))
+            r = json.loads(ctl(args.vdbctl, c_addr, "--json", "get", "shipped", "--ids", ids).stdout)
+            if r["missing"]:
+                sys.exit(f"error: acknowledged rows lost with the node: {r['missing'][:5]}")
+        stop(c, 0, c_log)
+        print(f"sync=object: A killed during a load and its disk deleted; C has all "
+              f"{len(acked)} acknowledged imports ({got} rows)")
         print("object store end to end: ok")
     finally:
         procs.kill_all()

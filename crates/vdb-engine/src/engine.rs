@@ -174,6 +174,12 @@ impl Engine {
         validate_name(name)?;
         // The dimension first: the centroids are checked against it.
         config.validate()?;
+        if config.sync == vdb_wal::SyncMode::Object && self.store.is_none() {
+            return Err(Error::invalid(
+                "sync",
+                "mode object ships the log to object storage; this data directory has none (vdbd --object-store)",
+            ));
+        }
         if let Some(c) = &centroids {
             if c.values.is_empty() || !c.values.len().is_multiple_of(config.dim) {
                 return Err(Error::invalid(

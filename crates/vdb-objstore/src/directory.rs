@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
-use vdb_fs::{AtomicFile, Directory, Fenced, LocalDirectory, NewFile, ScratchFile};
+use vdb_fs::{AtomicFile, Directory, Fenced, LocalDirectory, LogStore, NewFile, ScratchFile};
 
 use crate::Inner;
 
@@ -32,8 +32,10 @@ pub struct ObjectDirectory {
     /// `PREFIX/collections/<name>`.
     base: ObjectPath,
     local: LocalDirectory,
-    /// The manifest version last read or published.
-    version: Mutex<Option<u64>>,
+    /// The manifest version last read or published. Held while a
+    /// version is being published, so a shipped log's check for a newer
+    /// writer never mistakes this writer's own publication for one.
+    version: Arc<Mutex<Option<u64>>>,
 }
 
 impl ObjectDirectory {
@@ -43,7 +45,7 @@ impl ObjectDirectory {
             inner,
             base,
             local: LocalDirectory::new(fs, local),
-            version: Mutex::new(None),
+            version: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -318,7 +320,8 @@ impl Directory for ObjectDirectory {
     /// Publishes the next manifest version, created only if absent: if
     /// another writer published it first, this one is fenced.
     fn publish_manifest(&self, bytes: &[u8]) -> vdb_fs::Result<()> {
-        let next = self.version().map_or(1, |v| v + 1);
+        let mut version = self.version.lock().unwrap_or_else(|p| p.into_inner());
+        let next = version.map_or(1, |v| v + 1);
         let object = self.manifest(next);
         let store = Arc::clone(&self.inner.store);
         let at = object.clone();
@@ -359,7 +362,8 @@ impl Directory for ObjectDirectory {
             }
             Err(e) => return Err(self.inner.error("publish", &object, e)),
         }
-        self.set_version(next);
+        *version = Some(next);
+        drop(version);
         // Old versions are kept a while for readers that listed them;
         // pruning is best effort (a leftover is harmless).
         if next > MANIFESTS_KEPT + 1 {
@@ -395,5 +399,166 @@ impl Directory for ObjectDirectory {
 
     fn manifest_version(&self) -> Option<u64> {
         self.version()
+    }
+
+    fn log_store(&self) -> Option<Arc<dyn LogStore>> {
+        Some(Arc::new(ObjectLog {
+            inner: Arc::clone(&self.inner),
+            dir: self.base.clone().join("wal"),
+            manifests: self.base.clone().join("manifest"),
+            version: Arc::clone(&self.version),
+        }))
+    }
+}
+
+/// A collection's shipped log: chunk `first` is object
+/// `PREFIX/collections/<name>/wal/{first:020}`, created once.
+///
+/// A chunk counts as shipped only if, once it is stored, no manifest
+/// newer than this writer's exists: a new writer publishes one when it
+/// claims the collection, then reads every chunk there is and ships its
+/// own after them. So every chunk this writer acknowledges was stored
+/// before the claim, and the new writer reads it; a chunk stored after
+/// the claim is refused (its outcome unknown: the new writer may have
+/// read it), and at most one such chunk follows the claim, so the new
+/// writer's catching up ends.
+#[derive(Debug)]
+struct ObjectLog {
+    inner: Arc<Inner>,
+    /// `PREFIX/collections/<name>/wal`.
+    dir: ObjectPath,
+    /// `PREFIX/collections/<name>/manifest`.
+    manifests: ObjectPath,
+    /// The directory's manifest version (and the lock of its publication).
+    version: Arc<Mutex<Option<u64>>>,
+}
+
+impl ObjectLog {
+    fn chunk(&self, first: u64) -> ObjectPath {
+        self.dir.clone().join(format!("{first:020}"))
+    }
+}
+
+impl ObjectLog {
+    /// After chunk `object` was stored: an error if a manifest newer than
+    /// this writer's exists (another writer claimed the collection).
+    fn still_the_writer(&self, object: &ObjectPath) -> vdb_fs::Result<()> {
+        let version = self.version.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(v) = *version else {
+            return Ok(());
+        };
+        let newer = self.manifests.clone().join(format!("{:020}", v + 1));
+        let store = Arc::clone(&self.inner.store);
+        let at = newer.clone();
+        let claimed = self.inner.run("check", &newer, async move {
+            match store.head(&at).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })?;
+        if !claimed {
+            return Ok(());
+        }
+        let fenced = Fenced {
+            location: self.inner.url_of(&self.manifests).display().to_string(),
+            what: "manifest version",
+            number: v + 1,
+        };
+        Err(vdb_fs::Error::new(
+            "ship (its outcome is unknown: the new writer may have read it)",
+            &self.inner.url_of(object),
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, fenced),
+        ))
+    }
+}
+
+impl LogStore for ObjectLog {
+    fn put(&self, first: u64, bytes: &[u8]) -> vdb_fs::Result<()> {
+        let object = self.chunk(first);
+        let store = Arc::clone(&self.inner.store);
+        let at = object.clone();
+        let bytes = Bytes::from(bytes.to_vec());
+        let put = self
+            .inner
+            .block(async move {
+                match create(store.as_ref(), &at, bytes.clone()).await {
+                    Ok(()) => Ok(()),
+                    // Shipped all the same? A chunk holds its writer's
+                    // records, which no other writer's chunk repeats.
+                    Err(e) => match holds(store.as_ref(), &at, &bytes).await {
+                        Ok(true) => Ok(()),
+                        _ => Err(e),
+                    },
+                }
+            })
+            .map_err(|e| vdb_fs::Error::new("ship", &self.inner.url_of(&object), e))?;
+        match put {
+            Ok(()) => self.still_the_writer(&object),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => {
+                let fenced = Fenced {
+                    location: self.inner.url_of(&self.dir).display().to_string(),
+                    what: "log chunk",
+                    number: first,
+                };
+                Err(vdb_fs::Error::new(
+                    "ship",
+                    &self.inner.url_of(&object),
+                    std::io::Error::new(std::io::ErrorKind::AlreadyExists, fenced),
+                ))
+            }
+            Err(e) => Err(self.inner.error("ship", &object, e)),
+        }
+    }
+
+    fn list(&self) -> vdb_fs::Result<Vec<u64>> {
+        let store = Arc::clone(&self.inner.store);
+        let from = self.dir.clone();
+        let listed = self.inner.run("list", &self.dir, async move {
+            let mut out = Vec::new();
+            let mut objects = store.list(Some(&from));
+            while let Some(meta) = objects.next().await {
+                out.push(meta?.location);
+            }
+            Ok(out)
+        })?;
+        let mut firsts: Vec<u64> = listed
+            .iter()
+            .filter_map(|p| p.filename()?.parse().ok())
+            .collect();
+        firsts.sort_unstable();
+        Ok(firsts)
+    }
+
+    fn get(&self, first: u64) -> vdb_fs::Result<Vec<u8>> {
+        let object = self.chunk(first);
+        let store = Arc::clone(&self.inner.store);
+        let at = object.clone();
+        let bytes = self.inner.run("read", &object, async move {
+            store.get(&at).await?.bytes().await
+        })?;
+        Ok(bytes.to_vec())
+    }
+
+    fn remove(&self, firsts: &[u64]) -> vdb_fs::Result<()> {
+        for &first in firsts {
+            let object = self.chunk(first);
+            let store = Arc::clone(&self.inner.store);
+            let at = object.clone();
+            self.inner.run("remove", &object, async move {
+                match store.delete(&at).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn location(&self, first: u64) -> String {
+        self.inner.url_of(&self.chunk(first)).display().to_string()
     }
 }

@@ -318,11 +318,12 @@ impl Store for ObjectRoot {
 
     /// Deletes the manifests first, oldest first: until the latest goes
     /// the collection is intact, and once it has gone the collection no
-    /// longer exists. The files follow; any an interruption leaves behind
-    /// are removed when a collection of that name is created again.
+    /// longer exists. The log chunks and files follow; files an
+    /// interruption leaves behind are removed when a collection of that
+    /// name is created again.
     fn remove(&self, name: &str) -> vdb_fs::Result<()> {
         let base = self.collections_path().join(name);
-        for dir in ["manifest", "files"] {
+        for dir in ["manifest", "wal", "files"] {
             let at = base.clone().join(dir);
             let store = Arc::clone(&self.inner.store);
             let from = at.clone();

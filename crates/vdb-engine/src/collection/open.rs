@@ -1,16 +1,17 @@
-//! Opening a collection: the manifest, garbage removal, the segments and
-//! their visibility, and the replay of the write-ahead log's tail.
+//! Opening a collection: the manifest, claiming a shared store, garbage
+//! removal, the segments and their visibility, and the replay of the
+//! write-ahead log's tail (local, or shipped as chunks).
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
-use vdb_core::RowSet;
+use vdb_core::{Lsn, RowSet};
 use vdb_format::{CentroidFile, SegmentReader};
 use vdb_fs::{Directory, FsRef};
 use vdb_ivf::CoarseQuantizer;
-use vdb_wal::{RecordKind, Wal, WalOptions};
+use vdb_wal::{RecordKind, SyncMode, Wal, WalOptions};
 
 use super::apply::{apply_delete, apply_upsert};
 use super::{Collection, Inner, Loc, SegEntry, snapshot_of};
@@ -159,7 +160,13 @@ impl Collection {
             first_lsn: manifest.flushed_lsn.next(),
             ..WalOptions::default()
         };
-        let (wal, records, _report) = Wal::open_with(Arc::clone(&fs), &dir.join("wal"), wal_opts)?;
+        let (wal, records, log_at) = if cfg.sync == SyncMode::Object {
+            open_shipped(&fs, dir, files.as_ref(), &manifest, node, wal_opts)?
+        } else {
+            let wal_dir = dir.join("wal");
+            let (wal, records, _report) = Wal::open_with(Arc::clone(&fs), &wal_dir, wal_opts)?;
+            (wal, records, wal_dir)
+        };
         let flushed = manifest.flushed_lsn;
         let mut inner = Inner {
             quantizer,
@@ -174,7 +181,7 @@ impl Collection {
             new_error: 0.0,
             manifest,
         };
-        let wal_dir = dir.join("wal");
+        let wal_dir = log_at;
         // The log holds every record after `flushed_lsn`, in order: the
         // first one replayed must be the next LSN, or records are lost.
         let mut next = flushed.next();
@@ -240,6 +247,121 @@ fn remove_garbage(files: &dyn Directory, manifest: &Manifest, fence: u64) -> Res
         .filter(|name| vdb_format::file_sequence(name).unwrap_or(0) < fence)
         .collect();
     Ok(files.remove(&garbage)?)
+}
+
+/// Chunks of a shipped log read before giving up on fencing the writer
+/// that keeps shipping after them (each round reads the chunks it shipped).
+const FENCE_ROUNDS: usize = 1000;
+
+/// Opens the log of a collection whose sync mode is `object`, returning
+/// it, the records after the manifest's `flushed_lsn` and where they came
+/// from (for messages). Those records are the chunks shipped to the
+/// directory's log store (the local directory keeps none: a local `wal/`
+/// is removed). After them this writer ships a chunk of one claim record;
+/// a writer still shipping finds that chunk taken and is fenced, and if it
+/// shipped first, its chunk is read too and the claim goes after it.
+fn open_shipped(
+    fs: &FsRef,
+    dir: &Path,
+    files: &dyn Directory,
+    manifest: &Manifest,
+    node: u64,
+    opts: WalOptions,
+) -> Result<(Wal, Vec<vdb_wal::Record>, PathBuf)> {
+    let log = files.log_store().ok_or_else(|| {
+        Error::invalid(
+            "sync",
+            "mode object needs the collection on object storage (vdbd --object-store)",
+        )
+    })?;
+    let local = dir.join("wal");
+    if local.exists() {
+        fs.remove_dir_all(&local)
+            .map_err(|e| Error::io(&local, "remove the local log of a shipped one", e))?;
+    }
+    let mut next = manifest.flushed_lsn.next();
+    let mut records = Vec::new();
+    let chunks = log.list()?;
+    // Chunks before the last one that starts at or before `next` hold
+    // only flushed records.
+    let from = chunks.iter().rposition(|&c| c <= next.0).unwrap_or(0);
+    for &chunk in &chunks[from..] {
+        read_shipped(log.as_ref(), chunk, &mut next, &mut records)?;
+    }
+    let claim = [b"claim ".as_slice(), format!("{node:016x}").as_bytes()].concat();
+    let mut claimed = false;
+    for _ in 0..FENCE_ROUNDS {
+        let chunk = vdb_wal::encode_chunk(next, &[(RecordKind::Event, &claim)]);
+        match log.put(next.0, &chunk) {
+            Ok(()) => {
+                records.push(vdb_wal::Record {
+                    lsn: next,
+                    kind: RecordKind::Event,
+                    payload: claim.clone(),
+                });
+                next = next.next();
+                claimed = true;
+                break;
+            }
+            // An earlier writer shipped this chunk since the listing.
+            Err(e) if vdb_fs::Fenced::is_in(&e) => {
+                read_shipped(log.as_ref(), next.0, &mut next, &mut records)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !claimed {
+        return Err(Error::Internal(format!(
+            "{}: another writer kept shipping the log through {FENCE_ROUNDS} chunks; stop it first",
+            log.location(next.0)
+        )));
+    }
+    let opts = WalOptions {
+        first_lsn: next,
+        ..opts
+    };
+    let (wal, _, _) = Wal::open_shipping(Arc::clone(fs), &local, opts, log.clone())?;
+    Ok((wal, records, PathBuf::from(log.location(0))))
+}
+
+/// Reads shipped chunk `chunk` and appends its records from `next` on to
+/// `records` (earlier ones are flushed already); a gap before `next` is
+/// corruption, records lost.
+fn read_shipped(
+    log: &dyn vdb_fs::LogStore,
+    chunk: u64,
+    next: &mut Lsn,
+    records: &mut Vec<vdb_wal::Record>,
+) -> Result<()> {
+    let at = log.location(chunk);
+    let bytes = log.get(chunk)?;
+    let (first, got) = vdb_wal::read_chunk(&bytes, &at)?;
+    if first.0 != chunk {
+        return Err(Error::Corrupt {
+            file: at.into(),
+            reason: format!("the chunk's header says it starts at {}", first.0),
+        });
+    }
+    for rec in got {
+        if rec.lsn < *next {
+            continue;
+        }
+        if rec.lsn != *next {
+            return Err(Error::Corrupt {
+                file: at.into(),
+                reason: format!(
+                    "the log jumps to {} where {} belongs: records {}..={} are missing",
+                    rec.lsn.0,
+                    next.0,
+                    next.0,
+                    rec.lsn.0 - 1
+                ),
+            });
+        }
+        *next = rec.lsn.next();
+        records.push(rec);
+    }
+    Ok(())
 }
 
 /// Claims a collection in a shared store for writer `node`: publishes its

@@ -27,7 +27,8 @@ pub struct CreateArgs {
     /// Default lists probed per search (default 8).
     #[arg(long)]
     nprobe: Option<u32>,
-    /// always, none or interval:<n>ms (default always).
+    /// always, none, interval:<n>ms, or object (acknowledged once shipped
+    /// to the server's object store; default always).
     #[arg(long)]
     sync: Option<String>,
     /// Memtable rows per flush (default 100000).
