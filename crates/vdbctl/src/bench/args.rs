@@ -83,6 +83,14 @@ pub struct BenchArgs {
     /// streams of 1,000-row messages (`ingest_rows_per_s`).
     #[arg(long, default_value_t = 0)]
     pub train_first: usize,
+    /// With --server: the bench collection's sync mode (always, none,
+    /// interval:<n>ms, or object for a server on object storage).
+    #[arg(long)]
+    pub sync: Option<String>,
+    /// With --server: clients sending the timed Upsert requests at once,
+    /// each on its own connection (`upsert_writers`).
+    #[arg(long, default_value_t = 1)]
+    pub writers: usize,
     /// Measure over gRPC against this server (`--server` given on the
     /// command line; `local` starts one in this process).
     #[arg(skip)]

@@ -298,6 +298,7 @@ pub(super) fn build_server(
             metric: metric as i32,
             nlist: Some(args.nlist as u32),
             flush_rows: Some(args.flush_rows as u64),
+            sync: args.sync.clone(),
             // Zero thresholds: never retrain automatically.
             retrain: args.no_retrain.then(|| pb::RetrainPolicy {
                 min_new_rows: 1000,
@@ -380,18 +381,36 @@ pub(super) fn build_server(
     // The timed rows, in ten rounds that alternate between Upsert requests
     // of 1,000 rows (one after another) and one Import stream of 1,000-row
     // messages, so background flushes and compactions fall on both alike.
+    // `--writers` clients take the requests in turn, each on its own
+    // connection (the target keeps one per thread).
+    let writers = args.writers.max(1);
     let upsert = |from: usize, to: usize| -> Result<()> {
-        for (b, chunk) in base.data[from * dim..to * dim]
+        let requests: Vec<pb::UpsertRequest> = base.data[from * dim..to * dim]
             .chunks(1000 * dim)
             .enumerate()
-        {
-            let req = pb::UpsertRequest {
+            .map(|(b, chunk)| pb::UpsertRequest {
                 collection: "bench".into(),
                 rows: rows_of(from + b * 1000, chunk),
-            };
-            target.call(async move |mut c| c.upsert(req).await)?;
-        }
-        Ok(())
+            })
+            .collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..writers)
+                .map(|w| {
+                    let mine: Vec<pb::UpsertRequest> =
+                        requests.iter().skip(w).step_by(writers).cloned().collect();
+                    let target = &target;
+                    s.spawn(move || -> Result<()> {
+                        for req in mine {
+                            target.call(async move |mut c| c.upsert(req).await)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().map_err(|_| anyhow::anyhow!("a writer panicked"))?)
+        })
     };
     progress.phase(&format!(
         "writing {} rows over gRPC, alternating Upsert requests of 1,000 and Import streams",

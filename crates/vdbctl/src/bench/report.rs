@@ -237,6 +237,12 @@ struct Line<'a> {
     ingest_rows_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     upsert_rows_per_s: Option<f64>,
+    /// Clients sending the timed Upsert requests at once (`--writers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upsert_writers: Option<usize>,
+    /// The bench collection's sync mode, when `--sync` set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync: Option<String>,
     /// `segment`, `engine` or `server`: what was measured.
     mode: &'static str,
 }
@@ -341,6 +347,8 @@ impl<'a> Line<'a> {
                 _ => built.ingest_rows_per_s,
             },
             upsert_rows_per_s: (mode == "server").then(|| built.upsert_rows_per_s.unwrap_or(0.0)),
+            upsert_writers: (mode == "server").then_some(args.writers.max(1)),
+            sync: args.sync.clone(),
             mode,
         }
     }
