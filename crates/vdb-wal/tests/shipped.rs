@@ -8,20 +8,62 @@
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use vdb_wal::{Lsn, RecordKind, SyncMode, Wal, WalOptions};
 
 /// Chunks in memory, created once each; `refuse_from` makes every chunk
-/// from that LSN on already taken (another writer's).
+/// from that LSN on already taken (another writer's); a closed `gate`
+/// holds each shipment until it is opened.
 #[derive(Debug, Default)]
 struct Chunks {
     map: Mutex<BTreeMap<u64, Vec<u8>>>,
     refuse_from: Mutex<Option<u64>>,
+    gate: Gate,
+}
+
+/// Shipments waiting (`held`) while `closed`.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<(bool, usize)>,
+    cond: Condvar,
+}
+
+impl Gate {
+    fn close(&self) {
+        self.state.lock().unwrap().0 = true;
+    }
+    fn open(&self) {
+        self.state.lock().unwrap().0 = false;
+        self.cond.notify_all();
+    }
+    fn pass(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.1 += 1;
+        self.cond.notify_all();
+        while st.0 {
+            st = self.cond.wait(st).unwrap();
+        }
+        st.1 -= 1;
+    }
+    /// Waits (boundedly) until a shipment is held at the gate.
+    fn wait_held(&self) {
+        let st = self.state.lock().unwrap();
+        let (st, timeout) = self
+            .cond
+            .wait_timeout_while(st, Duration::from_secs(30), |st| st.1 == 0)
+            .unwrap();
+        assert!(
+            !timeout.timed_out() && st.1 > 0,
+            "no shipment reached the gate"
+        );
+    }
 }
 
 impl vdb_fs::LogStore for Chunks {
     fn put(&self, first: u64, bytes: &[u8]) -> vdb_fs::Result<()> {
+        self.gate.pass();
         let taken = self.refuse_from.lock().unwrap().is_some_and(|f| first >= f);
         let mut map = self.map.lock().unwrap();
         if taken || map.contains_key(&first) {
@@ -128,7 +170,7 @@ impl Chunks {
 }
 
 #[test]
-fn concurrent_appenders_share_chunks_and_lose_nothing() {
+fn concurrent_appenders_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let chunks = Arc::new(Chunks::default());
     let (wal, _, _) =
@@ -153,9 +195,44 @@ fn concurrent_appenders_share_chunks_and_lose_nothing() {
         .map(|(l, p)| (l, p.into_bytes()))
         .collect();
     acked.sort();
+    assert_eq!(acked.len(), 800);
     assert_eq!(shipped(&chunks), acked);
-    let n = chunks.list_firsts().len();
-    assert!(n < 800, "800 appends took {n} chunks: no group commit");
+}
+
+/// Appends made while a shipment is under way go out together in the next
+/// chunk. The first shipment is held at the gate until seven more appends
+/// are queued, so the outcome does not depend on scheduling: two chunks.
+#[test]
+fn appends_queued_behind_a_shipment_share_the_next_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunks = Arc::new(Chunks::default());
+    let (wal, _, _) =
+        Wal::open_shipping(vdb_fs::os(), dir.path(), object(), Arc::clone(&chunks) as _).unwrap();
+    let wal = Arc::new(wal);
+    chunks.gate.close();
+    let spawn = |p: String| {
+        let wal = Arc::clone(&wal);
+        std::thread::spawn(move || wal.append(RecordKind::Upsert, p.as_bytes()).unwrap())
+    };
+    let mut handles = vec![spawn("leader".into())];
+    chunks.gate.wait_held();
+    handles.extend((0..7).map(|i| spawn(format!("queued {i}"))));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wal.stats().appends < 8 {
+        assert!(Instant::now() < deadline, "the appends were not queued");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    chunks.gate.open();
+    let mut lsns: Vec<Lsn> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    lsns.sort();
+    assert_eq!(lsns, (1..=8).map(Lsn).collect::<Vec<_>>());
+    assert_eq!(
+        chunks.list_firsts(),
+        vec![1, 2],
+        "one chunk for the seven queued"
+    );
+    assert_eq!(wal.stats().syncs, 2);
+    assert_eq!(shipped(&chunks).len(), 8);
 }
 
 #[test]
