@@ -16,6 +16,7 @@ mod apply;
 mod maintain;
 mod open;
 mod read;
+mod shared;
 mod write;
 
 use std::collections::HashSet;
