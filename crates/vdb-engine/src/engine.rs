@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use vdb_fs::FsRef;
 
 use crate::collection::{self, Collection};
 use crate::config::{CollectionConfig, validate_name};
 use crate::error::{Error, Result};
+use crate::follower::{self, Collections, Follower};
 use crate::{manifest, scheduler};
 
 /// Centroids trained elsewhere, for
@@ -48,6 +50,14 @@ pub struct EngineOptions {
     /// and may start empty: the collections are those the store holds.
     /// `None`: everything is in the data directory.
     pub store: Option<Arc<dyn vdb_fs::Store>>,
+    /// Open the store's collections as a read replica: serve reads of
+    /// what another node writes, follow its manifests (and shipped log),
+    /// and refuse every write ([`Error::ReadOnly`]). Needs `store`.
+    pub replica: bool,
+    /// How often a replica asks the store for new manifests, log chunks
+    /// and collections (its lag is about this plus the time to load what
+    /// changed).
+    pub follow_interval: Duration,
 }
 
 impl Default for EngineOptions {
@@ -57,6 +67,8 @@ impl Default for EngineOptions {
             runtime: None,
             maintenance_threads: None,
             store: None,
+            replica: false,
+            follow_interval: Duration::from_secs(1),
         }
     }
 }
@@ -77,7 +89,11 @@ pub struct Engine {
     /// This node's id, the writer named in the manifests it publishes to a
     /// shared store.
     node: u64,
-    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    /// A read replica: it follows the store and never writes.
+    replica: bool,
+    collections: Collections,
+    /// A replica's follower thread.
+    follower: Mutex<Option<Follower>>,
     scheduler: Arc<scheduler::Scheduler>,
     /// Set by [`Engine::shutdown`]: asking for a collection is refused.
     shut: std::sync::atomic::AtomicBool,
@@ -93,6 +109,12 @@ impl Engine {
     /// Opens `dir` with `options`.
     pub fn open_with(dir: &Path, options: EngineOptions) -> Result<Engine> {
         let fs = options.fs.clone();
+        if options.replica && options.store.is_none() {
+            return Err(Error::invalid(
+                "replica",
+                "a read replica follows collections on object storage, and none is configured (vdbd --object-store)",
+            ));
+        }
         let threads = options.maintenance_threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1))
         });
@@ -118,22 +140,46 @@ impl Engine {
             Some(_) => node_id(&fs, dir)?,
             None => 0,
         };
+        let open_as = if options.replica {
+            OpenAs::Replica
+        } else {
+            OpenAs::Writer { node }
+        };
         let collections = match &options.store {
             None => open_local(&fs, &pool, &root)?,
-            Some(store) => open_shared(&fs, &pool, &root, store.as_ref(), node)?,
+            Some(store) => open_shared(&fs, &pool, &root, store.as_ref(), open_as)?,
         };
         let scheduler = scheduler::Scheduler::start(options.runtime)
             .map_err(|e| Error::io(dir, "start the maintenance runtime", e))?;
         for c in collections.values() {
             c.attach(background(&scheduler));
         }
+        let collections = Arc::new(RwLock::new(collections));
+        let follower = match (&options.store, options.replica) {
+            (Some(store), true) => {
+                let ctx = follower::Context {
+                    fs: Arc::clone(&fs),
+                    pool: Arc::clone(&pool),
+                    root: root.clone(),
+                    store: Arc::clone(store),
+                    collections: Arc::clone(&collections),
+                };
+                Some(
+                    Follower::start(ctx, options.follow_interval)
+                        .map_err(|e| Error::io(dir, "start the replica's follower", e))?,
+                )
+            }
+            _ => None,
+        };
         Ok(Engine {
             fs,
             pool,
             dir: dir.to_path_buf(),
             store: options.store,
             node,
-            collections: RwLock::new(collections),
+            replica: options.replica,
+            collections,
+            follower: Mutex::new(follower),
             scheduler,
             shut: std::sync::atomic::AtomicBool::new(false),
         })
@@ -171,6 +217,7 @@ impl Engine {
         centroids: Option<TrainedCentroids>,
     ) -> Result<Arc<Collection>> {
         self.check_open()?;
+        self.check_writer()?;
         validate_name(name)?;
         // The dimension first: the centroids are checked against it.
         config.validate()?;
@@ -331,6 +378,7 @@ impl Engine {
     /// keep answering reads from their snapshot; writes fail with NotFound.
     pub fn drop_collection(&self, name: &str) -> Result<()> {
         self.check_open()?;
+        self.check_writer()?;
         let c = self
             .collections
             .write()
@@ -373,6 +421,7 @@ impl Engine {
     /// their own.
     pub fn shutdown(&self) -> Result<()> {
         self.shut.store(true, std::sync::atomic::Ordering::Release);
+        self.stop_following();
         self.scheduler.stop();
         let map = std::mem::take(&mut *self.collections.write().unwrap_or_else(|p| p.into_inner()));
         let mut first = None;
@@ -386,6 +435,32 @@ impl Engine {
 }
 
 impl Engine {
+    /// Whether this engine is a read replica.
+    pub fn is_replica(&self) -> bool {
+        self.replica
+    }
+
+    fn stop_following(&self) {
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut f) = follower {
+            f.stop();
+        }
+    }
+
+    fn check_writer(&self) -> Result<()> {
+        if self.replica {
+            return Err(Error::ReadOnly {
+                name: String::new(),
+                writer: 0,
+            });
+        }
+        Ok(())
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.shut.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::Closed(self.dir.display().to_string()));
@@ -402,6 +477,7 @@ fn background(scheduler: &Arc<scheduler::Scheduler>) -> collection::Schedule {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        self.stop_following();
         self.scheduler.stop();
     }
 }
@@ -440,6 +516,15 @@ fn open_local(
     Ok(collections)
 }
 
+/// How a node opens a collection in a shared store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OpenAs {
+    /// As its writer, node `node`, claiming it.
+    Writer { node: u64 },
+    /// As a read replica.
+    Replica,
+}
+
 /// Opens every collection `store` holds, with `root/<name>` as its local
 /// cache and log (created when missing); local directories of collections
 /// the store does not hold are stale caches, removed.
@@ -448,7 +533,7 @@ fn open_shared(
     pool: &Arc<rayon::ThreadPool>,
     root: &Path,
     store: &dyn vdb_fs::Store,
-    node: u64,
+    open_as: OpenAs,
 ) -> Result<BTreeMap<String, Arc<Collection>>> {
     let names = store.collections()?;
     for entry in std::fs::read_dir(root).map_err(|e| Error::io(root, "list", e))? {
@@ -468,16 +553,34 @@ fn open_shared(
         if validate_name(&name).is_err() {
             continue;
         }
-        let path = root.join(&name);
-        fs.create_dir_all(&path)
-            .map_err(|e| Error::io(&path, "create directory", e))?;
-        fs.sync_dir(root)
-            .map_err(|e| Error::io(root, "fsync directory", e))?;
-        let files = store.directory(&name, &path)?;
-        let c = Collection::open(Arc::clone(fs), Arc::clone(pool), &name, &path, files, node)?;
+        let c = open_one(fs, pool, root, store, &name, open_as)?;
         collections.insert(name, Arc::new(c));
     }
     Ok(collections)
+}
+
+/// Opens collection `name` of `store`, with `root/<name>` as its local
+/// cache and log (created when missing).
+pub(crate) fn open_one(
+    fs: &FsRef,
+    pool: &Arc<rayon::ThreadPool>,
+    root: &Path,
+    store: &dyn vdb_fs::Store,
+    name: &str,
+    open_as: OpenAs,
+) -> Result<Collection> {
+    let path = root.join(name);
+    fs.create_dir_all(&path)
+        .map_err(|e| Error::io(&path, "create directory", e))?;
+    fs.sync_dir(root)
+        .map_err(|e| Error::io(root, "fsync directory", e))?;
+    let files = store.directory(name, &path)?;
+    match open_as {
+        OpenAs::Writer { node } => {
+            Collection::open(Arc::clone(fs), Arc::clone(pool), name, &path, files, node)
+        }
+        OpenAs::Replica => Collection::open_replica(Arc::clone(pool), name, files),
+    }
 }
 
 /// This node's id: a random 64-bit number kept in `dir/NODE`, made the

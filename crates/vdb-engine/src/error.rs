@@ -51,6 +51,15 @@ pub enum Error {
         #[source]
         cause: std::sync::Arc<Error>,
     },
+    /// This node is a read replica: it serves reads of collections another
+    /// node writes, and refuses writes, maintenance and settings changes.
+    #[error("{}", read_only(name, *writer))]
+    ReadOnly {
+        /// The collection (empty for creating or dropping one).
+        name: String,
+        /// The node that writes it, as its manifest names it (0: unknown).
+        writer: u64,
+    },
     /// A manifest or log record that cannot be understood.
     #[error("{}: {reason}", file.display())]
     Corrupt {
@@ -87,6 +96,20 @@ pub enum Error {
     },
 }
 
+fn read_only(name: &str, writer: u64) -> String {
+    let what = if name.is_empty() {
+        "collections are created and dropped".to_string()
+    } else {
+        format!("collection {name:?} is written")
+    };
+    let by = if writer == 0 {
+        String::new()
+    } else {
+        format!(" (node {writer:016x})")
+    };
+    format!("this server is a read replica: {what} only by the writer{by}; send writes there")
+}
+
 /// What an operator does about a poisoned collection.
 fn recovery(cause: &Error) -> &'static str {
     if cause.is_fenced() {
@@ -110,13 +133,26 @@ impl Error {
     /// Whether the disk (or a quota) was full somewhere underneath: an
     /// expected condition the operator must act on, not a bug.
     pub fn is_storage_full(&self) -> bool {
+        self.has_io_error(|k| {
+            matches!(
+                k,
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        })
+    }
+
+    /// Whether a file or object was missing somewhere underneath.
+    pub fn is_not_found(&self) -> bool {
+        self.has_io_error(|k| k == std::io::ErrorKind::NotFound)
+    }
+
+    /// Whether an I/O error of a kind `wanted` accepts is this error or
+    /// one underneath it.
+    fn has_io_error(&self, wanted: impl Fn(std::io::ErrorKind) -> bool) -> bool {
         let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(err) = e {
             if let Some(io) = err.downcast_ref::<std::io::Error>()
-                && matches!(
-                    io.kind(),
-                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-                )
+                && wanted(io.kind())
             {
                 return true;
             }
@@ -134,16 +170,7 @@ impl Error {
     /// Whether something underneath found a file or object already there
     /// that it must not replace.
     pub fn is_already_there(&self) -> bool {
-        let mut e: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(err) = e {
-            if let Some(io) = err.downcast_ref::<std::io::Error>()
-                && io.kind() == std::io::ErrorKind::AlreadyExists
-            {
-                return true;
-            }
-            e = err.source();
-        }
-        false
+        self.has_io_error(|k| k == std::io::ErrorKind::AlreadyExists)
     }
 
     /// Whether a file on disk cannot be understood (a manifest, a segment,

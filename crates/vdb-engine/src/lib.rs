@@ -42,6 +42,7 @@ mod engine;
 mod error;
 mod explain;
 mod export;
+mod follower;
 mod idmap;
 mod manifest;
 mod memtable;
@@ -50,7 +51,9 @@ mod row;
 mod scheduler;
 mod tune;
 
-pub use collection::{Alter, Collection, CollectionStats, SearchOptions, Snapshot};
+pub use collection::{
+    Alter, Collection, CollectionStats, SearchOptions, Snapshot, StorageInfo, StorageRole,
+};
 pub use config::{CollectionConfig, validate_name};
 pub use engine::{Engine, EngineOptions, TrainedCentroids};
 pub use error::{Error, Result};

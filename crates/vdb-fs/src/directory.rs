@@ -55,6 +55,23 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     fn manifest_version(&self) -> Option<u64> {
         None
     }
+    /// The newest manifest version the store holds now (asking the store,
+    /// not the version last read), for a store that versions them: how a
+    /// reader that does not write learns that the writer published.
+    fn latest_manifest_version(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// The files copied into the local cache, for a store that keeps
+    /// them elsewhere (none otherwise: the directory is the files).
+    fn cached(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// Removes local copies of files the store keeps (never the store's
+    /// own); names that are not cached are ignored.
+    fn evict(&self, names: &[&str]) -> Result<()> {
+        let _ = names;
+        Ok(())
+    }
     /// Where the collection's log is shipped, for a store that keeps it
     /// (the `object` sync mode); `None` keeps the log on the local disk
     /// only.

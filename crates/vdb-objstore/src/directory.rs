@@ -401,6 +401,29 @@ impl Directory for ObjectDirectory {
         self.version()
     }
 
+    fn latest_manifest_version(&self) -> vdb_fs::Result<Option<u64>> {
+        Ok(self.versions()?.last().copied())
+    }
+
+    /// The complete files of the cache (not those being downloaded).
+    fn cached(&self) -> vdb_fs::Result<Vec<String>> {
+        let mut names = self.local.list()?;
+        names.retain(|n| !n.ends_with(".tmp"));
+        Ok(names)
+    }
+
+    fn evict(&self, names: &[&str]) -> vdb_fs::Result<()> {
+        for name in names {
+            let cached = self.local.path(name);
+            match self.inner.fs.remove_file(&cached) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(vdb_fs::Error::new("evict", &cached, e)),
+            }
+        }
+        Ok(())
+    }
+
     fn log_store(&self) -> Option<Arc<dyn LogStore>> {
         Some(Arc::new(ObjectLog {
             inner: Arc::clone(&self.inner),

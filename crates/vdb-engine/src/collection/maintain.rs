@@ -26,6 +26,7 @@ impl Collection {
     /// Changes settings, durably (the manifest is rewritten). Returns the
     /// new settings. Dimension and metric never change.
     pub fn alter(&self, change: Alter) -> Result<CollectionConfig> {
+        self.log()?;
         let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
         self.check_poisoned(&inner)?;
@@ -96,6 +97,7 @@ impl Collection {
     /// nlist) on every live row and rewrites the collection as one segment
     /// clustered with them. Writes and searches continue meanwhile.
     pub fn retrain(&self, nlist: Option<usize>) -> Result<()> {
+        self.log()?;
         let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let (nlist, rows) = {
             let inner = self.lock();
@@ -136,6 +138,7 @@ impl Collection {
     /// 3. *install* (locked): the new files replace the frozen state; rows
     ///    replaced or deleted while 2 ran are hidden in the new segment.
     pub(super) fn maintain(&self, guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
+        self.log()?;
         self.pool.install(|| self.maintain_in_pool(guard, task))
     }
 
@@ -196,8 +199,9 @@ impl Collection {
         // A file left behind by a failed removal is garbage the next open
         // removes.
         let _ = self.files.remove(&garbage);
-        self.wal.rotate()?;
-        self.wal.truncate_through(frozen.lsn)?;
+        let wal = self.log()?;
+        wal.rotate()?;
+        wal.truncate_through(frozen.lsn)?;
         Ok(true)
     }
 

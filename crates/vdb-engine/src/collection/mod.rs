@@ -13,11 +13,14 @@
 //! lock, and the records are then applied strictly in LSN order.
 
 mod apply;
+mod follow;
 mod maintain;
 mod open;
 mod read;
 mod shared;
 mod write;
+
+pub(crate) use follow::Followed;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -220,6 +223,48 @@ pub struct Alter {
     pub compaction: Option<crate::policy::CompactionPolicy>,
 }
 
+/// How this node holds a collection.
+#[derive(Debug)]
+enum Role {
+    /// It writes the collection: every write goes through this log.
+    Writer(Wal),
+    /// It follows the files (and shipped log) another node writes, and
+    /// serves reads only (`follow.rs`).
+    Replica(follow::Follow),
+}
+
+/// Where a collection is kept and who writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageRole {
+    /// In this node's data directory, written by this node.
+    Local,
+    /// On object storage, written by this node.
+    Writer,
+    /// On object storage, written by another node and followed by this one
+    /// (a read replica).
+    Replica,
+}
+
+/// A collection's storage and, on a replica, how far behind the writer it
+/// may be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageInfo {
+    /// Local, writer or replica.
+    pub role: StorageRole,
+    /// The node that writes it, as its manifest names it (0 in local mode).
+    pub writer: u64,
+    /// The manifest version this node serves (0 in local mode).
+    pub manifest_version: u64,
+    /// Replicas: time since the replica last found itself caught up with
+    /// everything the store held (manifest and shipped log); what it
+    /// serves is at most this much (plus one poll) older than the writer's
+    /// published state.
+    pub behind: Option<std::time::Duration>,
+    /// Replicas: why the last attempt to catch up failed (it keeps serving
+    /// what it has and tries again).
+    pub follow_error: Option<String>,
+}
+
 /// A durable collection of vectors. Shared as `Arc<Collection>`; every
 /// method takes `&self` and is safe to call from many threads.
 #[derive(Debug)]
@@ -231,7 +276,9 @@ pub struct Collection {
     pool: Arc<rayon::ThreadPool>,
     name: String,
     config: CollectionConfig,
-    wal: Wal,
+    /// Whether this node writes the collection (with its log) or follows
+    /// another node's writes.
+    role: Role,
     inner: Mutex<Inner>,
     applied_cv: Condvar,
     snapshot: RwLock<Arc<Snapshot>>,
@@ -270,10 +317,48 @@ impl Collection {
     }
 
     /// Flushes the memtable and makes the log durable: what `close` does.
+    /// A replica has nothing to flush.
     pub fn close(&self) -> Result<()> {
-        self.flush()?;
-        self.wal.sync()?;
+        if let Role::Writer(wal) = &self.role {
+            self.flush()?;
+            wal.sync()?;
+        }
         Ok(())
+    }
+
+    /// Where the collection is kept, who writes it, and on a replica how
+    /// far behind it may be.
+    pub fn storage(&self) -> StorageInfo {
+        let writer = self.lock().manifest.writer;
+        match &self.role {
+            Role::Replica(f) => f.info(writer),
+            Role::Writer(_) => StorageInfo {
+                role: if self.files.shared() {
+                    StorageRole::Writer
+                } else {
+                    StorageRole::Local
+                },
+                writer,
+                manifest_version: self.files.manifest_version().unwrap_or(0),
+                behind: None,
+                follow_error: None,
+            },
+        }
+    }
+
+    /// The log writes go through; a replica has none and refuses.
+    fn log(&self) -> Result<&Wal> {
+        match &self.role {
+            Role::Writer(wal) => Ok(wal),
+            Role::Replica(_) => Err(self.read_only()),
+        }
+    }
+
+    fn read_only(&self) -> Error {
+        Error::ReadOnly {
+            name: self.name.clone(),
+            writer: self.lock().manifest.writer,
+        }
     }
 
     pub(crate) fn mark_dropped(&self) {

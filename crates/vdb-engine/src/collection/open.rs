@@ -15,7 +15,7 @@ use vdb_wal::{RecordKind, SyncMode, Wal, WalOptions};
 
 use super::apply::{apply_delete, apply_upsert};
 use super::shared::{claim, open_shipped};
-use super::{Collection, Inner, Loc, SegEntry, snapshot_of};
+use super::{Collection, Inner, Loc, Role, SegEntry, snapshot_of};
 use crate::codec;
 use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
@@ -69,22 +69,39 @@ impl Collection {
             (wal, records, wal_dir)
         };
         replay(&mut inner, records, &log_at)?;
-        let c = Collection {
+        Ok(Collection::assemble(
+            files,
+            pool,
+            name,
+            Role::Writer(wal),
+            inner,
+        ))
+    }
+
+    /// A collection over `inner`, as this node holds it (`role`).
+    pub(super) fn assemble(
+        files: Arc<dyn Directory>,
+        pool: Arc<rayon::ThreadPool>,
+        name: &str,
+        role: Role,
+        inner: Inner,
+    ) -> Collection {
+        let cfg = inner.manifest.config.clone();
+        Collection {
             files,
             pool,
             name: name.to_string(),
-            config: cfg.clone(),
-            wal,
+            default_nprobe: AtomicUsize::new(cfg.nprobe),
+            config: cfg,
+            role,
             snapshot: RwLock::new(Arc::new(snapshot_of(&inner))),
             inner: Mutex::new(inner),
             applied_cv: Condvar::new(),
             dropped: AtomicBool::new(false),
-            default_nprobe: AtomicUsize::new(cfg.nprobe),
             maintenance: Mutex::new(()),
             background: OnceLock::new(),
             flush_requested: AtomicBool::new(false),
-        };
-        Ok(c)
+        }
     }
 }
 

@@ -67,11 +67,11 @@ impl Collection {
         if self.dropped.load(Ordering::Acquire) {
             return Err(Error::NotFound(self.name.clone()));
         }
+        let wal = self.log()?;
         let lsn = {
             let inner = self.lock();
             self.check_poisoned(&inner)?;
-            self.wal
-                .append_deferred(&[(kind, payload)])
+            wal.append_deferred(&[(kind, payload)])
                 .map_err(|e| match e {
                     vdb_wal::Error::TooLarge { len, max } => Error::invalid(
                         "rows",
@@ -80,7 +80,7 @@ impl Collection {
                     other => other.into(),
                 })?
         };
-        let committed = self.wal.commit_through(lsn);
+        let committed = wal.commit_through(lsn);
         let mut inner = self.lock();
         while inner.applied.0 + 1 < lsn.0 {
             inner = self
