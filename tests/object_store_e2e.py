@@ -18,6 +18,10 @@
    A is killed with SIGKILL in the middle and its data directory deleted.
    vdbd C, on an empty directory, has every row of every import A
    acknowledged (and no more than those plus the ones in flight).
+5. Read replica: vdbd R starts with --replica on an empty directory while
+   C writes. R lists both collections, answers the search as C does, sees
+   a sync=object write of C's before any flush, names C as the writer in
+   describe, and refuses writes (FAILED_PRECONDITION, "read replica").
 
 Only the standard library; every process is killed on the way out.
 """
@@ -68,11 +72,11 @@ class Procs:
                 p.wait()
 
 
-def start_vdbd(procs, vdbd, data_dir, env, log_path):
+def start_vdbd(procs, vdbd, data_dir, env, log_path, *extra):
     out = open(log_path, "w")
     p = procs.start(
         [vdbd, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-         "--object-store", "s3://vdb/e2e", "--log", "warn"],
+         "--object-store", "s3://vdb/e2e", "--log", "warn", *extra],
         stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def addr():
@@ -231,9 +235,34 @@ def main():
             r = json.loads(ctl(args.vdbctl, c_addr, "--json", "get", "shipped", "--ids", ids).stdout)
             if r["missing"]:
                 sys.exit(f"error: acknowledged rows lost with the node: {r['missing'][:5]}")
-        stop(c, 0, c_log)
         print(f"sync=object: A killed during a load and its disk deleted; C has all "
               f"{len(acked)} acknowledged imports ({got} rows)")
+
+        # 5. A read replica follows C.
+        r_log = os.path.join(tmp, "r.log")
+        r, r_addr = start_vdbd(procs, args.vdbd, os.path.join(tmp, "r"), env, r_log,
+                               "--replica", "--follow-interval-ms", "100")
+        listed = ctl(args.vdbctl, r_addr, "list").stdout
+        if "digits" not in listed or "shipped" not in listed:
+            sys.exit(f"error: the replica lists:\n{listed}")
+        want = json.loads(ctl(args.vdbctl, c_addr, *search).stdout)["hits"]
+        answer = json.loads(ctl(args.vdbctl, r_addr, *search).stdout)["hits"]
+        if answer != want:
+            sys.exit(f"error: the replica answers differently:\n{answer}\nC answered:\n{want}")
+        ctl(args.vdbctl, c_addr, "insert", "shipped", "--id", "7", "--vector",
+            ",".join(["3"] * 8))
+        wait_for("the replica showing C's unflushed write", lambda: json.loads(
+            ctl(args.vdbctl, r_addr, "--json", "get", "shipped", "--ids", "7").stdout)["rows"])
+        info, writer = describe(args.vdbctl, r_addr, "shipped"), describe(args.vdbctl, c_addr, "shipped")
+        if (info["role"], writer["role"]) != ("replica", "writer") or info["writer"] != writer["writer"]:
+            sys.exit(f"error: replica describe {info}, writer describe {writer}")
+        r2 = ctl(args.vdbctl, r_addr, "insert", "shipped", "--id", "8", "--vector",
+                 ",".join(["3"] * 8), ok=False)
+        if r2.returncode == 0 or "read replica" not in r2.stderr or "FailedPrecondition" not in r2.stderr:
+            sys.exit(f"error: a write to the replica: exit {r2.returncode}: {r2.stderr}")
+        stop(r, 0, r_log)
+        stop(c, 0, c_log)
+        print(f"replica R follows C ({info['seconds_behind']:.2f} s behind) and refuses writes")
         print("object store end to end: ok")
     finally:
         procs.kill_all()

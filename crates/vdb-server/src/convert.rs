@@ -229,6 +229,28 @@ pub fn info(c: &vdb_engine::Collection) -> pb::CollectionInfo {
         config: Some(config_to_pb(&c.config())),
         stats: Some(stats_to_pb(&c.stats())),
         list_sizes: Vec::new(),
+        storage: Some(storage_to_pb(&c.storage())),
+    }
+}
+
+/// Where a collection is kept, as the API's.
+pub fn storage_to_pb(s: &vdb_engine::StorageInfo) -> pb::Storage {
+    use vdb_engine::StorageRole as R;
+    let role = match s.role {
+        R::Local => pb::StorageRole::Local,
+        R::Writer => pb::StorageRole::Writer,
+        R::Replica => pb::StorageRole::Replica,
+    };
+    pb::Storage {
+        role: role as i32,
+        writer: if s.writer == 0 {
+            String::new()
+        } else {
+            format!("{:016x}", s.writer)
+        },
+        manifest_version: s.manifest_version,
+        seconds_behind: s.behind.map_or(0.0, |d| d.as_secs_f64()),
+        follow_error: s.follow_error.clone().unwrap_or_default(),
     }
 }
 

@@ -7,7 +7,7 @@
 //! | `NotFound` | `NOT_FOUND` |
 //! | `AlreadyExists` | `ALREADY_EXISTS` |
 //! | `Closed` (the server is stopping) | `UNAVAILABLE` |
-//! | `Poisoned` (a write, fsync or maintenance failed; restart to recover), a full disk or quota anywhere underneath, or a writer fenced by a newer one (`Error::is_fenced`: the collection's object store has another writer) | `FAILED_PRECONDITION` |
+//! | `Poisoned` (a write, fsync or maintenance failed; restart to recover), `ReadOnly` (a write to a read replica; the message names the writer), a full disk or quota anywhere underneath, or a writer fenced by a newer one (`Error::is_fenced`: the collection's object store has another writer) | `FAILED_PRECONDITION` |
 //! | corruption (`Error::is_corruption`: a manifest, segment, centroid, delete or log file that cannot be understood) | `DATA_LOSS` |
 //! | anything else (`Io`, `Internal`, …) | `INTERNAL` |
 //!
@@ -28,7 +28,7 @@ pub fn status(e: Error) -> Status {
         Error::NotFound(_) => Status::not_found(msg),
         Error::AlreadyExists(_) => Status::already_exists(msg),
         Error::Closed(_) => Status::unavailable(msg),
-        Error::Poisoned { .. } => Status::failed_precondition(msg),
+        Error::Poisoned { .. } | Error::ReadOnly { .. } => Status::failed_precondition(msg),
         e if e.is_storage_full() || e.is_fenced() => Status::failed_precondition(msg),
         e if e.is_corruption() => Status::data_loss(msg),
         _ => Status::internal(msg),
@@ -98,6 +98,17 @@ mod tests {
         let s = status(e);
         assert_eq!(s.code(), Code::FailedPrecondition);
         assert!(s.message().contains("fenced"), "{}", s.message());
+    }
+
+    #[test]
+    fn a_write_to_a_replica_is_failed_precondition_naming_the_writer() {
+        let s = status(Error::ReadOnly {
+            name: "docs".into(),
+            writer: 0xabc,
+        });
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert!(s.message().contains("read replica"), "{}", s.message());
+        assert!(s.message().contains("0000000000000abc"), "{}", s.message());
     }
 
     #[test]

@@ -44,9 +44,18 @@ struct Args {
     /// the `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`) or
     /// --object-store-option. One writer per prefix: a node that opens it
-    /// fences the one before (docs/operations.md).
+    /// fences the one before (docs/server.md).
     #[arg(long, env = "VDB_OBJECT_STORE", value_name = "URL")]
     object_store: Option<String>,
+    /// Serve the collections of --object-store as a read replica: answer
+    /// reads, follow the writer's manifests (and, with sync=object, its
+    /// shipped log), refuse writes with FAILED_PRECONDITION. Any number of
+    /// replicas may follow one writer.
+    #[arg(long, env = "VDB_REPLICA")]
+    replica: bool,
+    /// How often a replica asks the store for changes, in milliseconds.
+    #[arg(long, env = "VDB_FOLLOW_INTERVAL_MS", default_value_t = 1000)]
+    follow_interval_ms: u64,
     /// An S3 client setting as KEY=VALUE (repeatable; e.g.
     /// `endpoint=http://127.0.0.1:9000`, `region=us-east-1`,
     /// `allow_http=true`); these win over the environment.
@@ -112,6 +121,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     object_store: Option<String>,
     object_store_options: Option<std::collections::BTreeMap<String, String>>,
+    replica: Option<bool>,
+    follow_interval_ms: Option<u64>,
     max_message_bytes: Option<usize>,
     max_batch: Option<usize>,
     max_k: Option<usize>,
@@ -151,6 +162,8 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
         listen,
         data_dir,
         object_store,
+        replica,
+        follow_interval_ms,
         max_message_bytes,
         max_batch,
         max_k,
@@ -300,6 +313,8 @@ async fn open(
     let options = EngineOptions {
         runtime: Some(tokio::runtime::Handle::current()),
         store,
+        replica: args.replica,
+        follow_interval: std::time::Duration::from_millis(args.follow_interval_ms.max(1)),
         ..EngineOptions::default()
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open_with(&data_dir, options))
@@ -314,6 +329,7 @@ async fn open(
         %addr,
         data_dir = %args.data_dir.display(),
         object_store = args.object_store.as_deref().unwrap_or("none"),
+        replica = args.replica,
         collections = engine.list_collections().len(),
         auth = !args.api_keys.is_empty() || !args.read_only_keys.is_empty(),
         tls = args.tls_cert.is_some(),

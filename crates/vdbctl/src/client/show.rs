@@ -7,7 +7,14 @@ use vdb_proto::v1 as pb;
 pub fn info_json(i: &pb::CollectionInfo) -> Value {
     let c = i.config.clone().unwrap_or_default();
     let s = i.stats.unwrap_or_default();
-    json!({
+    let st = i.storage.clone().unwrap_or_default();
+    let role = match pb::StorageRole::try_from(st.role) {
+        Ok(pb::StorageRole::Local) => "local",
+        Ok(pb::StorageRole::Writer) => "writer",
+        Ok(pb::StorageRole::Replica) => "replica",
+        _ => "?",
+    };
+    let mut v = json!({
         "name": i.name,
         "dim": c.dim,
         "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
@@ -28,7 +35,19 @@ pub fn info_json(i: &pb::CollectionInfo) -> Value {
         "compacted_at": s.compacted_at,
         "last_lsn": s.last_lsn,
         "flushed_lsn": s.flushed_lsn,
-    })
+        "role": role,
+    });
+    if let (Value::Object(m), false) = (&mut v, st.writer.is_empty()) {
+        m.insert("writer".into(), json!(st.writer));
+        m.insert("manifest_version".into(), json!(st.manifest_version));
+    }
+    if let (Value::Object(m), "replica") = (&mut v, role) {
+        m.insert("seconds_behind".into(), json!(st.seconds_behind));
+        if !st.follow_error.is_empty() {
+            m.insert("follow_error".into(), json!(st.follow_error));
+        }
+    }
+    v
 }
 
 /// Prints a collection as JSON or as a `key  value` table.
