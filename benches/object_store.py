@@ -53,10 +53,11 @@ def wait_for(what, ok, deadline=DEADLINE_SECS):
     sys.exit(f"error: {what} did not happen within {deadline} s")
 
 
-def start_vdbd(vdbd, data_dir, env, log_path, url=None):
+def start_vdbd(vdbd, data_dir, env, log_path, url=None, extra=()):
     args = [vdbd, "--listen", "127.0.0.1:0", "--data-dir", data_dir, "--log", "warn"]
     if url:
         args += ["--object-store", url]
+    args += list(extra)
     out = open(log_path, "w")
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -72,6 +73,22 @@ def start_vdbd(vdbd, data_dir, env, log_path, url=None):
         return False
     wait_for("vdbd listening", listening)
     return p, addr[0], time.monotonic() - t0
+
+
+def start_bucket(endpoint, bucket):
+    """Waits for moto at `endpoint`, creates `bucket`, and returns the
+    environment a vdbd needs to use it."""
+    def up():
+        try:
+            urllib.request.urlopen(endpoint + "/", timeout=2)
+            return True
+        except OSError:
+            return False
+    wait_for("moto", up, 60)
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT"))
+    return dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
+                AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                AWS_ALLOW_HTTP="true")
 
 
 def stop(p):
@@ -133,18 +150,7 @@ def main():
     procs = [moto]
     try:
         endpoint = f"http://127.0.0.1:{port}"
-
-        def up():
-            try:
-                urllib.request.urlopen(endpoint + "/", timeout=2)
-                return True
-            except OSError:
-                return False
-        wait_for("moto", up, 60)
-        urllib.request.urlopen(urllib.request.Request(endpoint + "/bench", method="PUT"))
-        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
-                   AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-                   AWS_ALLOW_HTTP="true")
+        env = start_bucket(endpoint, "bench")
         results = []
         for rnd in range(args.rounds):
             order = ["local", "object"] if rnd % 2 == 0 else ["object", "local"]
