@@ -12,7 +12,7 @@ use vdb_fs::FsRef;
 
 use crate::collection::{Collection, Followed};
 use crate::config::validate_name;
-use crate::engine::{OpenAs, open_one};
+use crate::shared_store::{OpenAs, open_one};
 
 /// The collections an engine serves, by name.
 pub(crate) type Collections = Arc<RwLock<BTreeMap<String, Arc<Collection>>>>;

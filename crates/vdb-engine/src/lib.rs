@@ -49,6 +49,7 @@ mod memtable;
 mod policy;
 mod row;
 mod scheduler;
+mod shared_store;
 mod tune;
 
 pub use collection::{

@@ -23,7 +23,7 @@ use vdb_wal::SyncMode;
 
 use super::open::{load, replay};
 use super::shared::read_log_from;
-use super::{Collection, Inner, Role, StorageInfo, StorageRole};
+use super::{Collection, Follow, FollowState, Followed, Inner, Role, StorageInfo, StorageRole};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 
@@ -31,34 +31,6 @@ use crate::manifest::Manifest;
 /// between the read of its manifest and the fetch of a file (it compacted
 /// meanwhile): each attempt reads the newest manifest again.
 const LOAD_ATTEMPTS: usize = 5;
-
-/// A replica's progress.
-#[derive(Debug)]
-pub(crate) struct Follow {
-    state: Mutex<FollowState>,
-}
-
-#[derive(Debug)]
-struct FollowState {
-    /// The manifest version served.
-    version: u64,
-    /// When the last call that found nothing left to read began.
-    caught_up: Instant,
-    /// Why the last call failed, if it did.
-    error: Option<String>,
-}
-
-/// What [`Collection::follow`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Followed {
-    /// The collection serves what the store holds (as of the call's start).
-    Current,
-    /// The store holds another collection of this name now (dropped and
-    /// created again): open it anew.
-    Replaced,
-    /// The store holds no manifest of it: it was dropped.
-    Gone,
-}
 
 impl Follow {
     fn new(version: u64, since: Instant) -> Follow {

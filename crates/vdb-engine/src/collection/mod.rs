@@ -20,8 +20,6 @@ mod read;
 mod shared;
 mod write;
 
-pub(crate) use follow::Followed;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
@@ -230,7 +228,35 @@ enum Role {
     Writer(Wal),
     /// It follows the files (and shipped log) another node writes, and
     /// serves reads only (`follow.rs`).
-    Replica(follow::Follow),
+    Replica(Follow),
+}
+
+/// A replica's progress.
+#[derive(Debug)]
+struct Follow {
+    state: Mutex<FollowState>,
+}
+
+#[derive(Debug)]
+struct FollowState {
+    /// The manifest version served.
+    version: u64,
+    /// When the last call that found nothing left to read began.
+    caught_up: std::time::Instant,
+    /// Why the last call failed, if it did.
+    error: Option<String>,
+}
+
+/// What [`Collection::follow`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Followed {
+    /// The collection serves what the store holds (as of the call's start).
+    Current,
+    /// The store holds another collection of this name now (dropped and
+    /// created again): open it anew.
+    Replaced,
+    /// The store holds no manifest of it: it was dropped.
+    Gone,
 }
 
 /// Where a collection is kept and who writes it.
