@@ -132,6 +132,16 @@ pub struct Fenced {
 }
 
 impl Fenced {
+    /// The error of `op` on `path` that this refusal caused (an
+    /// `AlreadyExists` I/O error with it inside).
+    pub fn into_error(self, op: &'static str, path: &Path) -> Error {
+        Error::new(
+            op,
+            path,
+            std::io::Error::new(std::io::ErrorKind::AlreadyExists, self),
+        )
+    }
+
     /// Whether `e`, or an error underneath it, is a [`Fenced`].
     pub fn is_in(e: &(dyn std::error::Error + 'static)) -> bool {
         let mut cur = Some(e);

@@ -62,17 +62,7 @@ impl ObjectDirectory {
 
     /// The names of the objects under `base/<dir>`.
     fn names_in(&self, dir: &str) -> vdb_fs::Result<Vec<String>> {
-        let at = self.base.clone().join(dir);
-        let store = Arc::clone(&self.inner.store);
-        let from = at.clone();
-        let listed = self.inner.run("list", &at, async move {
-            let mut out = Vec::new();
-            let mut objects = store.list(Some(&from));
-            while let Some(meta) = objects.next().await {
-                out.push(meta?.location);
-            }
-            Ok(out)
-        })?;
+        let listed = self.inner.list(&self.base.clone().join(dir))?;
         Ok(listed
             .iter()
             .filter_map(|p| p.filename().map(str::to_string))
@@ -123,6 +113,44 @@ impl Inner {
                 },
             }
         })
+    }
+}
+
+impl Inner {
+    /// Creates object `object` holding `bytes`, only if it does not exist.
+    /// A creation whose answer was lost (or a retry that found it made)
+    /// counts as made if the object holds exactly `bytes` — callers' bytes
+    /// name their writer, so no other writer's object holds them. An
+    /// object of another writer's there fails `op` with `fenced()` inside.
+    fn create_once(
+        &self,
+        op: &'static str,
+        object: &ObjectPath,
+        bytes: &[u8],
+        fenced: impl FnOnce() -> Fenced,
+    ) -> vdb_fs::Result<()> {
+        let store = Arc::clone(&self.store);
+        let at = object.clone();
+        let bytes = Bytes::from(bytes.to_vec());
+        let put = self
+            .block(async move {
+                match create(store.as_ref(), &at, bytes.clone()).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => match holds(store.as_ref(), &at, &bytes).await {
+                        Ok(true) => Ok(()),
+                        _ => Err(e),
+                    },
+                }
+            })
+            .map_err(|e| vdb_fs::Error::new(op, &self.url_of(object), e))?;
+        match put {
+            Ok(()) => Ok(()),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Err(fenced().into_error(op, &self.url_of(object))),
+            Err(e) => Err(self.error(op, object, e)),
+        }
     }
 }
 
@@ -322,46 +350,12 @@ impl Directory for ObjectDirectory {
     fn publish_manifest(&self, bytes: &[u8]) -> vdb_fs::Result<()> {
         let mut version = self.version.lock().unwrap_or_else(|p| p.into_inner());
         let next = version.map_or(1, |v| v + 1);
-        let object = self.manifest(next);
-        let store = Arc::clone(&self.inner.store);
-        let at = object.clone();
-        let bytes = Bytes::from(bytes.to_vec());
-        let put = self
-            .inner
-            .block(async move {
-                let sent = create(store.as_ref(), &at, bytes.clone()).await;
-                match sent {
-                    Ok(()) => Ok(()),
-                    // Published all the same (an answer lost on the way
-                    // back, or a retry of a request that had succeeded)?
-                    // Manifests name their writer, so no other writer's
-                    // version holds these bytes.
-                    Err(e) => match holds(store.as_ref(), &at, &bytes).await {
-                        Ok(true) => Ok(()),
-                        _ => Err(e),
-                    },
-                }
-            })
-            .map_err(|e| vdb_fs::Error::new("publish", &self.inner.url_of(&object), e))?;
-        match put {
-            Ok(()) => {}
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => {
-                let fenced = Fenced {
-                    location: self.inner.url_of(&self.base).display().to_string(),
-                    what: "manifest version",
-                    number: next,
-                };
-                return Err(vdb_fs::Error::new(
-                    "publish",
-                    &self.inner.url_of(&object),
-                    std::io::Error::new(std::io::ErrorKind::AlreadyExists, fenced),
-                ));
-            }
-            Err(e) => return Err(self.inner.error("publish", &object, e)),
-        }
+        self.inner
+            .create_once("publish", &self.manifest(next), bytes, || Fenced {
+                location: self.inner.url_of(&self.base).display().to_string(),
+                what: "manifest version",
+                number: next,
+            })?;
         *version = Some(next);
         drop(version);
         // Old versions are kept a while for readers that listed them;
@@ -488,10 +482,9 @@ impl ObjectLog {
             what: "manifest version",
             number: v + 1,
         };
-        Err(vdb_fs::Error::new(
+        Err(fenced.into_error(
             "ship (its outcome is unknown: the new writer may have read it)",
             &self.inner.url_of(object),
-            std::io::Error::new(std::io::ErrorKind::AlreadyExists, fenced),
         ))
     }
 }
@@ -499,55 +492,16 @@ impl ObjectLog {
 impl LogStore for ObjectLog {
     fn put(&self, first: u64, bytes: &[u8]) -> vdb_fs::Result<()> {
         let object = self.chunk(first);
-        let store = Arc::clone(&self.inner.store);
-        let at = object.clone();
-        let bytes = Bytes::from(bytes.to_vec());
-        let put = self
-            .inner
-            .block(async move {
-                match create(store.as_ref(), &at, bytes.clone()).await {
-                    Ok(()) => Ok(()),
-                    // Shipped all the same? A chunk holds its writer's
-                    // records, which no other writer's chunk repeats.
-                    Err(e) => match holds(store.as_ref(), &at, &bytes).await {
-                        Ok(true) => Ok(()),
-                        _ => Err(e),
-                    },
-                }
-            })
-            .map_err(|e| vdb_fs::Error::new("ship", &self.inner.url_of(&object), e))?;
-        match put {
-            Ok(()) => self.still_the_writer(&object),
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => {
-                let fenced = Fenced {
-                    location: self.inner.url_of(&self.dir).display().to_string(),
-                    what: "log chunk",
-                    number: first,
-                };
-                Err(vdb_fs::Error::new(
-                    "ship",
-                    &self.inner.url_of(&object),
-                    std::io::Error::new(std::io::ErrorKind::AlreadyExists, fenced),
-                ))
-            }
-            Err(e) => Err(self.inner.error("ship", &object, e)),
-        }
+        self.inner.create_once("ship", &object, bytes, || Fenced {
+            location: self.inner.url_of(&self.dir).display().to_string(),
+            what: "log chunk",
+            number: first,
+        })?;
+        self.still_the_writer(&object)
     }
 
     fn list(&self) -> vdb_fs::Result<Vec<u64>> {
-        let store = Arc::clone(&self.inner.store);
-        let from = self.dir.clone();
-        let listed = self.inner.run("list", &self.dir, async move {
-            let mut out = Vec::new();
-            let mut objects = store.list(Some(&from));
-            while let Some(meta) = objects.next().await {
-                out.push(meta?.location);
-            }
-            Ok(out)
-        })?;
+        let listed = self.inner.list(&self.dir)?;
         let mut firsts: Vec<u64> = listed
             .iter()
             .filter_map(|p| p.filename()?.parse().ok())

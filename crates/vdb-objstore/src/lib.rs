@@ -256,6 +256,17 @@ impl Inner {
             .map_err(|e| self.error(op, path, e))
     }
 
+    /// The objects under `at`.
+    pub(crate) fn list(&self, at: &ObjectPath) -> vdb_fs::Result<Vec<ObjectPath>> {
+        let store = Arc::clone(&self.store);
+        let from = at.clone();
+        self.run(
+            "list",
+            at,
+            async move { list_all(store.as_ref(), &from).await },
+        )
+    }
+
     /// The URL of object `path`, for messages.
     pub(crate) fn url_of(&self, path: &ObjectPath) -> PathBuf {
         let base = self.url.split_once("://").map_or("", |(_, r)| r);
@@ -278,6 +289,19 @@ impl Inner {
         };
         vdb_fs::Error::new(op, &self.url_of(path), std::io::Error::new(kind, e))
     }
+}
+
+/// Every object under `at`, as listed.
+pub(crate) async fn list_all(
+    store: &dyn ObjectStore,
+    at: &ObjectPath,
+) -> object_store::Result<Vec<ObjectPath>> {
+    let mut out = Vec::new();
+    let mut objects = store.list(Some(at));
+    while let Some(meta) = objects.next().await {
+        out.push(meta?.location);
+    }
+    Ok(out)
 }
 
 impl Store for ObjectRoot {
@@ -328,11 +352,7 @@ impl Store for ObjectRoot {
             let store = Arc::clone(&self.inner.store);
             let from = at.clone();
             self.inner.run("remove", &at, async move {
-                let mut names = Vec::new();
-                let mut objects = store.list(Some(&from));
-                while let Some(meta) = objects.next().await {
-                    names.push(meta?.location);
-                }
+                let mut names = list_all(store.as_ref(), &from).await?;
                 // Manifest versions are zero-padded: by name is by age.
                 names.sort();
                 for name in names {

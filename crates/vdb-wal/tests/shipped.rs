@@ -72,11 +72,7 @@ impl vdb_fs::LogStore for Chunks {
                 what: "log chunk",
                 number: first,
             };
-            return Err(vdb_fs::Error::new(
-                "ship",
-                std::path::Path::new("memory"),
-                std::io::Error::new(std::io::ErrorKind::AlreadyExists, fenced),
-            ));
+            return Err(fenced.into_error("ship", std::path::Path::new("memory")));
         }
         map.insert(first, bytes.to_vec());
         Ok(())
