@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
+mod data;
 mod moto;
 
 use std::collections::BTreeSet;
@@ -28,9 +29,10 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use vdb_engine::{CollectionConfig, Engine, EngineOptions, Row, SyncMode};
+use vdb_engine::{CollectionConfig, Engine, EngineOptions, SyncMode};
 use vdb_objstore::ObjectRoot;
 
+use data::{row, rows};
 use moto::Moto;
 
 /// When the chosen operation fails.
@@ -190,32 +192,6 @@ impl ObjectStore for Faulty {
     }
 }
 
-fn row(id: u64) -> Row {
-    let mut s = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let vector = (0..8)
-        .map(|j| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let noise = (s >> 40) as f32 / (1u64 << 24) as f32;
-            if j % 4 == (id % 4) as usize {
-                5.0 + noise
-            } else {
-                noise
-            }
-        })
-        .collect();
-    Row {
-        id,
-        vector,
-        payload: Some(id.to_le_bytes().to_vec()),
-    }
-}
-
-fn rows(ids: Range<u64>) -> Vec<Row> {
-    ids.map(row).collect()
-}
-
 /// What the scenario got acknowledged.
 #[derive(Debug, Default)]
 struct Outcome {
@@ -291,7 +267,7 @@ fn scenario(dir: &Path, root: ObjectRoot, sync: SyncMode) -> Outcome {
     for step in steps {
         let ok = match step {
             Step::Upsert(ids) => {
-                let ok = c.upsert(rows(ids.clone())).is_ok();
+                let ok = c.upsert(rows(ids.clone(), 8)).is_ok();
                 let mut after = out.live.clone();
                 after.extend(ids);
                 if ok {
@@ -349,7 +325,7 @@ fn rows_on(dir: &Path, moto: &Moto, url: &str) -> Option<BTreeSet<u64>> {
         let mut live = BTreeSet::new();
         for id in 0..80 {
             if let Some(got) = c.get(id).unwrap() {
-                assert_eq!(got, row(id), "row {id} changed");
+                assert_eq!(got, row(id, 8), "row {id} changed");
                 live.insert(id);
             }
         }

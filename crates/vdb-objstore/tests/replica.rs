@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
+mod data;
 mod moto;
 
 use std::path::Path;
@@ -13,30 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vdb_engine::{
-    Alter, Collection, CollectionConfig, Engine, EngineOptions, Error, Row, SearchOptions,
-    StorageRole, SyncMode,
+    Alter, Collection, CollectionConfig, Engine, EngineOptions, Error, SearchOptions, StorageRole,
+    SyncMode,
 };
 
+use data::rows;
 use moto::Moto;
-
-/// Rows of `dim` values around one of four directions, by id.
-fn rows(ids: std::ops::Range<u64>, dim: usize) -> Vec<Row> {
-    ids.map(|id| Row {
-        id,
-        vector: (0..dim)
-            .map(|j| {
-                let wobble = ((id * 31 + j as u64 * 7) % 97) as f32 / 97.0;
-                if j % 4 == (id % 4) as usize {
-                    4.0 + wobble
-                } else {
-                    wobble
-                }
-            })
-            .collect(),
-        payload: Some(format!("v{id}").into_bytes()),
-    })
-    .collect()
-}
 
 fn config(sync: SyncMode) -> CollectionConfig {
     CollectionConfig {

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
+mod data;
 mod moto;
 
 use std::path::Path;
@@ -14,34 +15,10 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt};
-use vdb_engine::{CollectionConfig, Engine, EngineOptions, Error, Row, SearchOptions};
+use vdb_engine::{CollectionConfig, Engine, EngineOptions, Error, SearchOptions};
 
+use data::rows;
 use moto::Moto;
-
-fn rows(ids: std::ops::Range<u64>, dim: usize) -> Vec<Row> {
-    ids.map(|id| {
-        let mut s = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let vector = (0..dim)
-            .map(|j| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                let noise = (s >> 40) as f32 / (1u64 << 24) as f32;
-                if j % 4 == (id % 4) as usize {
-                    5.0 + noise
-                } else {
-                    noise
-                }
-            })
-            .collect();
-        Row {
-            id,
-            vector,
-            payload: Some(format!("row {id}").into_bytes()),
-        }
-    })
-    .collect()
-}
 
 fn config() -> CollectionConfig {
     CollectionConfig {
