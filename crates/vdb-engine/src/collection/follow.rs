@@ -18,8 +18,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use vdb_fs::{Directory, LogStore};
-use vdb_wal::SyncMode;
+use vdb_core::Lsn;
+use vdb_fs::Directory;
+use vdb_wal::{Record, SyncMode};
 
 use super::open::{load, replay};
 use super::shared::read_log_from;
@@ -131,14 +132,13 @@ impl Collection {
             return Ok(Followed::Current);
         }
         if self.config.sync == SyncMode::Object {
-            let log = shipped_log(self.files.as_ref())?;
-            let mut next = self.lock().applied.next();
-            let records = read_log_from(log.as_ref(), &mut next)?;
+            let applied = self.lock().applied;
+            let (records, from) = shipped_after(self.files.as_ref(), applied)?;
             if !records.is_empty() {
                 let mut inner = self.lock();
-                let applied = replay(&mut inner, records, &PathBuf::from(log.location(0)));
+                let replayed = replay(&mut inner, records, &from);
                 self.publish(&inner);
-                applied?;
+                replayed?;
             }
         }
         Ok(Followed::Current)
@@ -164,18 +164,21 @@ fn replica_state_once(files: &dyn Directory) -> Result<(Inner, u64)> {
     let sync = manifest.config.sync;
     let mut inner = load(files, manifest)?;
     if sync == SyncMode::Object {
-        let log = shipped_log(files)?;
-        let mut next = inner.applied.next();
-        let records = read_log_from(log.as_ref(), &mut next)?;
-        replay(&mut inner, records, &PathBuf::from(log.location(0)))?;
+        let (records, from) = shipped_after(files, inner.applied)?;
+        replay(&mut inner, records, &from)?;
     }
     Ok((inner, version))
 }
 
-fn shipped_log(files: &dyn Directory) -> Result<Arc<dyn LogStore>> {
-    files.log_store().ok_or_else(|| {
+/// The records of the collection's shipped log after `applied`, and where
+/// the log is (for messages).
+fn shipped_after(files: &dyn Directory, applied: Lsn) -> Result<(Vec<Record>, PathBuf)> {
+    let log = files.log_store().ok_or_else(|| {
         Error::Internal("a collection with sync=object in a store that keeps no log".into())
-    })
+    })?;
+    let mut next = applied.next();
+    let records = read_log_from(log.as_ref(), &mut next)?;
+    Ok((records, PathBuf::from(log.location(0))))
 }
 
 /// Evicts the cached files `manifest` does not name.
