@@ -57,12 +57,17 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let moto = Moto { child, port };
+        let mut moto = Moto { child, port };
+        // Ready once it answers HTTP: a connection can be accepted, and
+        // reset, while the server is still starting.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while moto.try_request("GET", "/").is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited ({status}) instead of serving on {port}");
+            }
             assert!(
                 Instant::now() < deadline,
-                "moto_server did not listen on {port}"
+                "moto_server did not answer on {port}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -82,23 +87,27 @@ impl Moto {
 
     /// Sends a bodiless request and returns the status code.
     pub fn request(&self, method: &str, path: &str) -> u16 {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        self.try_request(method, path)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    fn try_request(&self, method: &str, path: &str) -> std::io::Result<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
         write!(
             s,
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             self.port
-        )
-        .unwrap();
+        )?;
         let mut line = String::new();
         let mut r = BufReader::new(s);
-        r.read_line(&mut line).unwrap();
+        r.read_line(&mut line)?;
         let mut rest = Vec::new();
         let _ = r.read_to_end(&mut rest);
         line.split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {line:?}"))
+            .ok_or_else(|| std::io::Error::other(format!("no status in {line:?}")))
     }
 
     /// The client options that reach this server.
