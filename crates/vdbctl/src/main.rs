@@ -7,6 +7,7 @@ mod connection;
 mod demo;
 mod explain;
 mod explain_page;
+mod human;
 mod local;
 mod tune;
 mod vecio;

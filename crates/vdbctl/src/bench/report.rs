@@ -78,9 +78,9 @@ impl Report<'_> {
                 out,
                 "train {train_s:.3} s ({})   build {build_s:.3} s   disk {}   open {open_ms:.2} ms   list imbalance {imbalance:.2}{}",
                 built.training,
-                human_bytes(disk_bytes),
+                crate::human::bytes(disk_bytes),
                 peak_rss
-                    .map(|b| format!("   peak RSS {}", human_bytes(b)))
+                    .map(|b| format!("   peak RSS {}", crate::human::bytes(b)))
                     .unwrap_or_default()
             )?;
             writeln!(
@@ -169,21 +169,6 @@ pub(super) fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-pub(super) fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 /// One JSON line of `--json`: the measurements at one nprobe with the
