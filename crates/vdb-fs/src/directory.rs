@@ -34,6 +34,20 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     fn fetch(&self, name: &str) -> Result<PathBuf> {
         Ok(self.path(name))
     }
+    /// Takes the file at local path `from` (which stays) as the
+    /// committed file `name`: copied, or linked where the backend can.
+    fn adopt(&self, name: &str, from: &Path) -> Result<()> {
+        let mut file = self.create(name)?;
+        crate::repository::copy_file(file.as_mut(), from)?;
+        file.commit()
+    }
+    /// Where the committed file `name` is kept off the node, for a
+    /// backend that keeps it elsewhere (`s3://BUCKET/KEY`): a repository
+    /// in the same place copies it there without moving its bytes.
+    fn object(&self, name: &str) -> Option<String> {
+        let _ = name;
+        None
+    }
     /// The names of the files it holds (the manifest and leftovers too).
     fn list(&self) -> Result<Vec<String>>;
     /// Removes files, durably.
@@ -112,6 +126,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn remove(&self, name: &str) -> Result<()>;
     /// Where it is, for messages (e.g. `s3://bucket/prefix`).
     fn location(&self) -> String;
+    /// The repository snapshots go to unless told otherwise
+    /// (`PREFIX/snapshots`).
+    fn repository(&self) -> Arc<dyn crate::Repository>;
 }
 
 /// Another writer published a manifest (or shipped a log chunk) after
@@ -198,6 +215,18 @@ impl Directory for LocalDirectory {
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// A hard link where `from` is on the same file system (the bytes
+    /// are durable already; the new name is made so), a copy otherwise.
+    fn adopt(&self, name: &str, from: &Path) -> Result<()> {
+        let to = self.dir.join(name);
+        if self.fs.hard_link(from, &to).is_ok() {
+            return sync_dir(self.fs.as_ref(), &self.dir);
+        }
+        let mut file = Box::new(AtomicFile::create(&self.fs, &to)?);
+        crate::repository::copy_file(file.as_mut(), from)?;
+        file.commit()
     }
 
     fn list(&self) -> Result<Vec<String>> {

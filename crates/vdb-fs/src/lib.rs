@@ -20,6 +20,7 @@
 
 pub mod directory;
 pub mod durable;
+pub mod repository;
 #[cfg(feature = "sim")]
 mod sim;
 
@@ -32,6 +33,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use directory::{Directory, Fenced, LocalDirectory, LogStore, MANIFEST, Store};
 pub use durable::{AtomicFile, NewFile, ScratchFile, sync_dir, tmp_path, write_atomic};
+pub use repository::{LocalRepository, Repository};
 #[cfg(feature = "sim")]
 pub use sim::{Fault, SimFs};
 
@@ -106,6 +108,16 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Makes the entries of directory `path` durable (fsync of the directory).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Makes `to` a second name of the existing file `from` (a hard link);
+    /// fails if `to` exists, or where links are not possible (another
+    /// file system), and callers then copy.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let _ = (from, to);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "hard links are not supported here",
+        ))
+    }
 }
 
 /// A shared file system handle.
@@ -197,5 +209,9 @@ impl Fs for OsFs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
     }
 }

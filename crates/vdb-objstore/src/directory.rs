@@ -90,9 +90,32 @@ impl ObjectDirectory {
 }
 
 impl Inner {
+    /// Writes object `object` into `file` (not committed).
+    pub(crate) fn download(
+        &self,
+        object: &ObjectPath,
+        file: &mut dyn NewFile,
+    ) -> vdb_fs::Result<()> {
+        let store = Arc::clone(&self.store);
+        let at = object.clone();
+        let got = self.run("download", object, async move { store.get(&at).await })?;
+        let mut stream = got.into_stream();
+        loop {
+            let (rest, chunk) = self.run("download", object, async move {
+                let chunk = stream.next().await.transpose();
+                chunk.map(|c| (stream, c))
+            })?;
+            stream = rest;
+            match chunk {
+                None => return Ok(()),
+                Some(bytes) => file.write_all(&bytes)?,
+            }
+        }
+    }
+
     /// Uploads the local file `path` as object `to`, never replacing one
     /// that exists.
-    fn upload(&self, path: &Path, to: &ObjectPath) -> vdb_fs::Result<()> {
+    pub(crate) fn upload(&self, path: &Path, to: &ObjectPath) -> vdb_fs::Result<()> {
         let bytes = std::fs::read(path).map_err(|e| vdb_fs::Error::new("read", path, e))?;
         let bytes = Bytes::from(bytes);
         let store = Arc::clone(&self.store);
@@ -133,15 +156,7 @@ impl Inner {
         let at = object.clone();
         let bytes = Bytes::from(bytes.to_vec());
         let put = self
-            .block(async move {
-                match create(store.as_ref(), &at, bytes.clone()).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => match holds(store.as_ref(), &at, &bytes).await {
-                        Ok(true) => Ok(()),
-                        _ => Err(e),
-                    },
-                }
-            })
+            .block(async move { create_small(store.as_ref(), &at, bytes).await })
             .map_err(|e| vdb_fs::Error::new(op, &self.url_of(object), e))?;
         match put {
             Ok(()) => Ok(()),
@@ -151,6 +166,22 @@ impl Inner {
             ) => Err(fenced().into_error(op, &self.url_of(object))),
             Err(e) => Err(self.error(op, object, e)),
         }
+    }
+}
+
+/// [`create`], counting a creation whose answer was lost (or a retry
+/// that found it made) as made if the object holds exactly `bytes`.
+pub(crate) async fn create_small(
+    store: &dyn ObjectStore,
+    at: &ObjectPath,
+    bytes: Bytes,
+) -> object_store::Result<()> {
+    match create(store, at, bytes.clone()).await {
+        Ok(()) => Ok(()),
+        Err(e) => match holds(store, at, &bytes).await {
+            Ok(true) => Ok(()),
+            _ => Err(e),
+        },
     }
 }
 
@@ -291,27 +322,14 @@ impl Directory for ObjectDirectory {
         if path.exists() {
             return Ok(path);
         }
-        let object = self.file(name);
-        let store = Arc::clone(&self.inner.store);
-        let at = object.clone();
-        let got = self
-            .inner
-            .run("download", &object, async move { store.get(&at).await })?;
         let mut file = Box::new(AtomicFile::create(&self.inner.fs, &path)?);
-        let mut stream = got.into_stream();
-        loop {
-            let (rest, chunk) = self.inner.run("download", &object, async move {
-                let chunk = stream.next().await.transpose();
-                chunk.map(|c| (stream, c))
-            })?;
-            stream = rest;
-            match chunk {
-                None => break,
-                Some(bytes) => file.write_all(&bytes)?,
-            }
-        }
+        self.inner.download(&self.file(name), file.as_mut())?;
         file.commit()?;
         Ok(path)
+    }
+
+    fn object(&self, name: &str) -> Option<String> {
+        Some(self.inner.url_of(&self.file(name)).display().to_string())
     }
 
     /// The files in the store and in the cache.

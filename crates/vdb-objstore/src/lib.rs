@@ -19,6 +19,7 @@
 //! them, so it can be called from any thread.
 
 mod directory;
+mod repository;
 
 use std::fmt;
 use std::future::Future;
@@ -33,6 +34,7 @@ use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
 use vdb_fs::{Directory, FsRef, Store};
 
 pub use directory::ObjectDirectory;
+pub use repository::ObjectRepository;
 
 /// What can go wrong setting a store up.
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +225,17 @@ impl ObjectRoot {
     fn collections_path(&self) -> ObjectPath {
         self.inner.prefix.clone().join("collections")
     }
+
+    /// A snapshot repository at `url` (`s3://BUCKET[/PREFIX]`), reached
+    /// like [`ObjectRoot::from_url`] with `options`.
+    pub fn repository_at(
+        url: &str,
+        options: &[(String, String)],
+    ) -> Result<ObjectRepository, Error> {
+        let root = ObjectRoot::from_url(url, options)?;
+        let prefix = root.inner.prefix.clone();
+        Ok(ObjectRepository::new(root.inner, prefix))
+    }
 }
 
 impl Inner {
@@ -267,11 +280,15 @@ impl Inner {
         )
     }
 
+    /// The bucket.
+    pub(crate) fn bucket(&self) -> &str {
+        let base = self.url.split_once("://").map_or("", |(_, r)| r);
+        base.split('/').next().unwrap_or(base)
+    }
+
     /// The URL of object `path`, for messages.
     pub(crate) fn url_of(&self, path: &ObjectPath) -> PathBuf {
-        let base = self.url.split_once("://").map_or("", |(_, r)| r);
-        let bucket = base.split('/').next().unwrap_or(base);
-        PathBuf::from(format!("s3://{bucket}/{path}"))
+        PathBuf::from(format!("s3://{}/{path}", self.bucket()))
     }
 
     /// An `object_store` error as a `vdb_fs` one: `op` on object `path`.
@@ -369,6 +386,13 @@ impl Store for ObjectRoot {
 
     fn location(&self) -> String {
         self.inner.url.clone()
+    }
+
+    fn repository(&self) -> Arc<dyn vdb_fs::Repository> {
+        Arc::new(ObjectRepository::new(
+            Arc::clone(&self.inner),
+            self.inner.prefix.clone().join("snapshots"),
+        ))
     }
 }
 
