@@ -13,6 +13,7 @@ use crate::config::{CollectionConfig, validate_name};
 use crate::error::{Error, Result};
 use crate::follower::{self, Collections, Follower};
 use crate::shared_store::{OpenAs, open_shared};
+use crate::snapshot::{self, SnapshotInfo};
 use crate::{manifest, scheduler};
 
 /// Centroids trained elsewhere, for
@@ -98,6 +99,9 @@ pub struct Engine {
     scheduler: Arc<scheduler::Scheduler>,
     /// Set by [`Engine::shutdown`]: asking for a collection is refused.
     shut: std::sync::atomic::AtomicBool,
+    /// Held while a snapshot is created or deleted, so a deletion never
+    /// removes a file a creation has just found there.
+    snapshots: Mutex<()>,
 }
 
 impl Engine {
@@ -183,6 +187,7 @@ impl Engine {
             follower: Mutex::new(follower),
             scheduler,
             shut: std::sync::atomic::AtomicBool::new(false),
+            snapshots: Mutex::new(()),
         })
     }
 
@@ -250,6 +255,19 @@ impl Engine {
             config.nlist = c.values.len() / config.dim;
         }
         config.validate()?;
+        self.add(name, |files| {
+            self.write_first_manifest(name, &config, centroids, files)
+        })
+    }
+
+    /// Adds collection `name`: makes its local directory, lets `commit`
+    /// write its files and publish its first manifest (the commit point),
+    /// and opens it. If `commit` fails, nothing of it is left locally.
+    pub(crate) fn add(
+        &self,
+        name: &str,
+        commit: impl FnOnce(&dyn vdb_fs::Directory) -> Result<()>,
+    ) -> Result<Arc<Collection>> {
         let mut map = self.collections.write().unwrap_or_else(|p| p.into_inner());
         if map.contains_key(name) {
             return Err(Error::AlreadyExists(name.to_string()));
@@ -270,8 +288,7 @@ impl Engine {
             None => Arc::new(vdb_fs::LocalDirectory::new(Arc::clone(&self.fs), &dir)),
             Some(store) => store.directory(name, &dir)?,
         };
-        let created = self.write_first_manifest(name, &config, centroids, files.as_ref());
-        if let Err(e) = created {
+        if let Err(e) = commit(files.as_ref()) {
             // Nothing of it is acknowledged: leave no directory behind.
             let _ = self.fs.remove_dir_all(&dir);
             return Err(e);
@@ -408,6 +425,83 @@ impl Engine {
         Ok(())
     }
 
+    /// Where snapshots go unless told otherwise: `<data>/snapshots` (a
+    /// file of a collection is linked there, not copied), or the object
+    /// store's `PREFIX/snapshots`.
+    pub fn default_repository(&self) -> Arc<dyn vdb_fs::Repository> {
+        match &self.store {
+            Some(store) => store.repository(),
+            None => self.local_repository(&self.dir.join("snapshots")),
+        }
+    }
+
+    /// A repository in the local directory `dir` (made when first
+    /// written), changed through this engine's file system.
+    pub fn local_repository(&self, dir: &Path) -> Arc<dyn vdb_fs::Repository> {
+        Arc::new(vdb_fs::LocalRepository::new(Arc::clone(&self.fs), dir))
+    }
+
+    /// Takes a snapshot of collection `name` into `repo`: flushes it, then
+    /// copies the files its manifest names (those the repository holds
+    /// already from an earlier snapshot of it are shared) and writes the
+    /// snapshot's descriptor. It holds every row acknowledged before the
+    /// call. Writes and searches go on meanwhile; flushes, compactions and
+    /// retrainings of the collection wait until the copy is done.
+    /// `snapshot`: its name (default `<collection>-<UTC time>`).
+    pub fn create_snapshot(
+        &self,
+        name: &str,
+        repo: &dyn vdb_fs::Repository,
+        snapshot: Option<&str>,
+    ) -> Result<SnapshotInfo> {
+        self.check_open()?;
+        let c = self.collection(name)?;
+        let _one = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot::create(&c, repo, snapshot)
+    }
+
+    /// The snapshots in `repo`, by name.
+    pub fn list_snapshots(&self, repo: &dyn vdb_fs::Repository) -> Result<Vec<SnapshotInfo>> {
+        snapshot::list(repo)
+    }
+
+    /// Creates collection `name` from snapshot `snapshot` of `repo`: its
+    /// files are copied in (linked from a local repository), and it holds
+    /// exactly what the snapshot holds, with the snapshot's settings.
+    pub fn restore_snapshot(
+        &self,
+        repo: &dyn vdb_fs::Repository,
+        snapshot: &str,
+        name: &str,
+    ) -> Result<Arc<Collection>> {
+        self.check_open()?;
+        self.check_writer()?;
+        validate_name(name)?;
+        let info = snapshot::read(repo, snapshot)?;
+        let mut manifest = snapshot::restored_manifest(&info, self.store.is_some())?;
+        let exists = |e: Error| {
+            if e.is_fenced() || e.is_already_there() {
+                Error::AlreadyExists(name.to_string())
+            } else {
+                e
+            }
+        };
+        self.add(name, |files| {
+            snapshot::copy_files(repo, &info, files)?;
+            if files.shared() {
+                manifest.writer = self.node;
+            }
+            manifest.store(files).map_err(exists)
+        })
+    }
+
+    /// Deletes snapshot `snapshot` of `repo`, and the files of it that no
+    /// other snapshot names.
+    pub fn delete_snapshot(&self, repo: &dyn vdb_fs::Repository, snapshot: &str) -> Result<()> {
+        let _one = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot::delete(repo, snapshot)
+    }
+
     /// Flushes every collection and makes its log durable, reporting the
     /// first failure.
     pub fn close(self) -> Result<()> {
@@ -520,7 +614,6 @@ fn open_local(
 /// This node's id: a random 64-bit number kept in `dir/NODE`, made the
 /// first time (the writer a shared store's manifests name).
 fn node_id(fs: &FsRef, dir: &Path) -> Result<u64> {
-    use std::hash::{BuildHasher, Hasher};
     let path = dir.join("NODE");
     if let Ok(text) = std::fs::read_to_string(&path) {
         return u64::from_str_radix(text.trim(), 16).map_err(|_| Error::Corrupt {
@@ -528,16 +621,7 @@ fn node_id(fs: &FsRef, dir: &Path) -> Result<u64> {
             reason: format!("{:?} is not a hexadecimal node id", text.trim()),
         });
     }
-    // RandomState's keys are random per process; mixed with the time and
-    // the process id so two nodes never pick the same id.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    let id = h.finish() | 1;
+    let id = manifest::random_id();
     vdb_fs::write_atomic(fs, &path, format!("{id:016x}\n").as_bytes())?;
     Ok(id)
 }

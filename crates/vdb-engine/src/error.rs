@@ -31,6 +31,22 @@ pub enum Error {
     /// No collection of that name.
     #[error("collection {0:?} does not exist")]
     NotFound(String),
+    /// No snapshot of that name in the repository.
+    #[error("snapshot {name:?} does not exist in {location}")]
+    SnapshotNotFound {
+        /// The snapshot.
+        name: String,
+        /// The repository.
+        location: String,
+    },
+    /// A snapshot of that name exists already in the repository.
+    #[error("snapshot {name:?} already exists in {location}")]
+    SnapshotExists {
+        /// The snapshot.
+        name: String,
+        /// The repository.
+        location: String,
+    },
     /// The engine was shut down (the server is stopping): nothing is
     /// wrong with the request, retry it against a running server.
     #[error("the data directory {0} is closed: the engine was shut down")]

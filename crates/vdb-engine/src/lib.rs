@@ -50,6 +50,7 @@ mod policy;
 mod row;
 mod scheduler;
 mod shared_store;
+mod snapshot;
 mod tune;
 
 pub use collection::{
@@ -65,8 +66,9 @@ pub use explain::{
 pub use export::ListExport;
 pub use policy::{CompactionPolicy, Plan, PolicyInput, RetrainPolicy, plan};
 pub use row::{Hit, Row};
+pub use snapshot::{SnapshotFile, SnapshotInfo};
 pub use tune::{MAX_TUNE_SAMPLE, TuneOptions, TunePoint, TuneReport, default_sweep};
 pub use vdb_core::{Lsn, Metric};
-pub use vdb_fs::{Fenced, Fs, FsRef, OsFs, Store};
+pub use vdb_fs::{Fenced, Fs, FsRef, LocalRepository, OsFs, Repository, Store};
 pub use vdb_ivf::SearchTrace;
 pub use vdb_wal::SyncMode;

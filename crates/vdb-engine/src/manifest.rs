@@ -49,6 +49,12 @@ pub struct Manifest {
     /// The node that published it, for collections in a shared store (0:
     /// none; not written then).
     pub writer: u64,
+    /// This collection's identity, random at creation (and at the first
+    /// open of a collection older than the key); a restored snapshot
+    /// gets a new one. File names are unique within one identity, so a
+    /// snapshot repository keeps one copy of a file per identity and name.
+    /// 0: none yet (not written then).
+    pub uid: u64,
 }
 
 impl Manifest {
@@ -68,6 +74,7 @@ impl Manifest {
             trained_at: 0,
             compacted_at: 0,
             writer: 0,
+            uid: random_id(),
         }
     }
 
@@ -80,7 +87,7 @@ impl Manifest {
             .chain(self.deletes.iter().map(|(_, f)| f.as_str()))
     }
 
-    fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let c = &self.config;
         let mut s = String::new();
         let _ = writeln!(s, "{HEADER}");
@@ -109,6 +116,9 @@ impl Manifest {
         if self.writer != 0 {
             let _ = writeln!(s, "writer {:016x}", self.writer);
         }
+        if self.uid != 0 {
+            let _ = writeln!(s, "uid {:016x}", self.uid);
+        }
         for (seq, f) in &self.segments {
             let _ = writeln!(s, "segment {seq} {f}");
         }
@@ -128,7 +138,12 @@ impl Manifest {
     /// Reads and checks the manifest of `files`.
     pub fn load(files: &dyn vdb_fs::Directory) -> Result<Manifest> {
         let bytes = files.read_manifest()?;
-        let path = files.path(MANIFEST);
+        Manifest::decode(bytes, files.path(MANIFEST))
+    }
+
+    /// Checks and reads a manifest's bytes; `path` names where they came
+    /// from in errors.
+    pub(crate) fn decode(bytes: Vec<u8>, path: std::path::PathBuf) -> Result<Manifest> {
         let text = String::from_utf8(bytes).map_err(|_| Error::Corrupt {
             file: path.clone(),
             reason: "not UTF-8 text".into(),
@@ -161,6 +176,21 @@ const REQUIRED: [&str; 18] = [
     "trained_imbalance",
 ];
 
+/// A random, non-zero 64-bit id: `RandomState`'s keys are random per
+/// process, mixed with the time and the process id, so two nodes (or two
+/// collections) never draw the same one.
+pub(crate) fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
 fn parse(text: &str) -> std::result::Result<Manifest, String> {
     let crc_at = text.rfind("crc ").ok_or("no crc line")?;
     let (body, crc_line) = text.split_at(crc_at);
@@ -178,6 +208,7 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
     }
     let mut config = CollectionConfig::new(1);
     let mut m = Manifest::new(config.clone());
+    m.uid = 0;
     let num = |k: &str, v: &str| {
         v.parse::<u64>()
             .map_err(|_| format!("{k}: {v:?} is not a number"))
@@ -215,6 +246,10 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "writer" => {
                 m.writer = u64::from_str_radix(value, 16)
                     .map_err(|_| format!("writer: {value:?} is not a hexadecimal node id"))?;
+            }
+            "uid" => {
+                m.uid = u64::from_str_radix(value, 16)
+                    .map_err(|_| format!("uid: {value:?} is not a hexadecimal identity"))?;
             }
             "trained_rows" => m.trained_rows = num(key, value)?,
             "trained_error" => m.trained_error = real(key, value)?,

@@ -440,3 +440,124 @@ fn run(sync: SyncMode) {
     );
     assert!(met >= ops / 2, "{met} of {} runs failed a step", 2 * ops);
 }
+
+/// Rows of `docs`-like collection `name` on `engine`, checked against
+/// what was written.
+fn rows_of(engine: &Engine, name: &str) -> Option<BTreeSet<u64>> {
+    let c = engine.collection(name).ok()?;
+    let mut live = BTreeSet::new();
+    for id in 0..80 {
+        if let Some(got) = c.get(id).unwrap() {
+            assert_eq!(got, row(id, 8), "{name}: row {id} changed");
+            live.insert(id);
+        }
+    }
+    assert_eq!(c.stats().rows, live.len() as u64, "{name}");
+    Some(live)
+}
+
+/// A snapshot and its restore, with each of their object store operations
+/// failing in turn (before, or after the store made a change): the source
+/// keeps every row; the snapshot exists whole or not at all, and if not it
+/// can be taken again; the restored collection holds the snapshot's rows
+/// or does not exist, and if not it can be restored again.
+#[test]
+fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("vdb");
+    let want: BTreeSet<u64> = (0..40).collect();
+    // The collection, written through a healthy store; the last rows only
+    // in the shipped log.
+    let prepare = |url: &str, dir: &Path| {
+        let options = EngineOptions {
+            store: Some(Arc::new(moto.root(url))),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open_with(dir, options).unwrap();
+        let config = CollectionConfig {
+            nlist: 2,
+            min_rows_per_list: 10,
+            flush_rows: 1_000_000,
+            sync: SyncMode::Object,
+            ..CollectionConfig::new(8)
+        };
+        let c = engine.create_collection("docs", config).unwrap();
+        c.upsert(rows(0..30, 8)).unwrap();
+        c.flush().unwrap();
+        c.upsert(rows(30..40, 8)).unwrap();
+        drop(c);
+        // Dropped without close: nothing more is published.
+        drop(engine);
+    };
+    let attempt = |url: &str, dir: &Path, fail_at: u64, when: When| {
+        let faulty = Arc::new(Faulty::new(moto.root(url).store(), fail_at, when));
+        let prefix = url.trim_start_matches("s3://vdb/");
+        let root = ObjectRoot::with_store(
+            Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+            prefix,
+            url,
+            vdb_fs::os(),
+        )
+        .unwrap();
+        let options = EngineOptions {
+            store: Some(Arc::new(root)),
+            ..EngineOptions::default()
+        };
+        // Opening (claiming the collection) is counted too.
+        if let Ok(engine) = Engine::open_with(dir, options) {
+            let repo = engine.default_repository();
+            if engine
+                .create_snapshot("docs", repo.as_ref(), Some("s"))
+                .is_ok()
+            {
+                let _ = engine.restore_snapshot(repo.as_ref(), "s", "back");
+            }
+        }
+        faulty
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    prepare("s3://vdb/snap-clean", dir.path());
+    let counted = attempt("s3://vdb/snap-clean", dir.path(), u64::MAX, When::Before);
+    let ops = counted.ops.load(Ordering::SeqCst);
+    assert!(ops > 10, "only {ops} operations");
+    for fail_at in 0..ops {
+        for when in [When::Before, When::After] {
+            let name = format!("operation {fail_at} failing {when:?}");
+            let url = format!("s3://vdb/snap-{fail_at}-{when:?}");
+            let dir = tempfile::tempdir().unwrap();
+            prepare(&url, dir.path());
+            let faulty = attempt(&url, dir.path(), fail_at, when);
+            let what = format!("{name} ({:?})", faulty.failed());
+            // Another node, healthy.
+            let other = tempfile::tempdir().unwrap();
+            let options = EngineOptions {
+                store: Some(Arc::new(moto.root(&url))),
+                ..EngineOptions::default()
+            };
+            let engine = Engine::open_with(other.path(), options)
+                .unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            assert_eq!(rows_of(&engine, "docs").as_ref(), Some(&want), "{what}");
+            let repo = engine.default_repository();
+            let listed = engine
+                .list_snapshots(repo.as_ref())
+                .unwrap_or_else(|e| panic!("{what}: list: {e}"));
+            if listed.is_empty() {
+                engine
+                    .create_snapshot("docs", repo.as_ref(), Some("s"))
+                    .unwrap_or_else(|e| panic!("{what}: snapshot again: {e}"));
+            }
+            match rows_of(&engine, "back") {
+                Some(rows) => assert_eq!(rows, want, "{what}"),
+                None => {
+                    engine
+                        .restore_snapshot(repo.as_ref(), "s", "back")
+                        .unwrap_or_else(|e| panic!("{what}: restore again: {e}"));
+                    assert_eq!(rows_of(&engine, "back").as_ref(), Some(&want), "{what}");
+                }
+            }
+            engine.close().unwrap();
+        }
+    }
+    eprintln!("snapshot and restore: {ops} operations");
+}

@@ -93,6 +93,21 @@ impl Collection {
         self.maintain(&guard, Task::Flush).map(|_| ())
     }
 
+    /// Flushes, then runs `f` on the manifest naming every row written
+    /// before the call, with no maintenance until it returns, so the files
+    /// it names stay (writes and searches continue; new writes wait in
+    /// the memtable). How a snapshot copies a consistent state.
+    pub(crate) fn with_flushed<T>(
+        &self,
+        f: impl FnOnce(&Manifest, &dyn vdb_fs::Directory) -> Result<T>,
+    ) -> Result<T> {
+        self.log()?;
+        let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        self.pool.install(|| self.run_task(Task::Flush))?;
+        let manifest = self.lock().manifest.clone();
+        f(&manifest, self.files.as_ref())
+    }
+
     /// Trains new centroids with `nlist` lists (default: the configured
     /// nlist) on every live row and rewrites the collection as one segment
     /// clustered with them. Writes and searches continue meanwhile.

@@ -44,12 +44,20 @@ impl Collection {
         node: u64,
     ) -> Result<Collection> {
         let mut manifest = Manifest::load(files.as_ref())?;
+        // A collection from before identities gets one, made durable
+        // here (claiming a shared store publishes it too).
+        let identified = manifest.uid != 0;
+        if !identified {
+            manifest.uid = crate::manifest::random_id();
+        }
         // Files named from this sequence on are not this writer's to sweep:
         // in a shared store, they are a later writer's, not yet published.
         let mut fence = u64::MAX;
         if files.shared() {
             claim(&fs, dir, files.as_ref(), &mut manifest, node)?;
             fence = manifest.next_seq;
+        } else if !identified {
+            manifest.store(files.as_ref())?;
         }
         remove_garbage(files.as_ref(), &manifest, fence)?;
         let cfg = manifest.config.clone();
