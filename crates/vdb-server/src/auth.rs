@@ -73,11 +73,19 @@ pub enum Rpc {
     Tune,
     /// `Tune` with `apply` (changes the default nprobe).
     TuneApply,
+    /// `CreateSnapshot`.
+    CreateSnapshot,
+    /// `ListSnapshots`.
+    ListSnapshots,
+    /// `RestoreSnapshot`.
+    RestoreSnapshot,
+    /// `DeleteSnapshot`.
+    DeleteSnapshot,
 }
 
 impl Rpc {
     /// Every call, in the order of the proto.
-    pub const ALL: [Rpc; 17] = [
+    pub const ALL: [Rpc; 21] = [
         Rpc::CreateCollection,
         Rpc::DropCollection,
         Rpc::ListCollections,
@@ -95,6 +103,10 @@ impl Rpc {
         Rpc::Export,
         Rpc::Tune,
         Rpc::TuneApply,
+        Rpc::CreateSnapshot,
+        Rpc::ListSnapshots,
+        Rpc::RestoreSnapshot,
+        Rpc::DeleteSnapshot,
     ];
 
     /// What the call needs.
@@ -106,7 +118,8 @@ impl Rpc {
             | Rpc::Search
             | Rpc::Explain
             | Rpc::Export
-            | Rpc::Tune => Access::Read,
+            | Rpc::Tune
+            | Rpc::ListSnapshots => Access::Read,
             Rpc::CreateCollection
             | Rpc::DropCollection
             | Rpc::AlterCollection
@@ -116,7 +129,10 @@ impl Rpc {
             | Rpc::Flush
             | Rpc::Compact
             | Rpc::Retrain
-            | Rpc::TuneApply => Access::Write,
+            | Rpc::TuneApply
+            | Rpc::CreateSnapshot
+            | Rpc::RestoreSnapshot
+            | Rpc::DeleteSnapshot => Access::Write,
         }
     }
 
@@ -140,6 +156,10 @@ impl Rpc {
             Rpc::Export => "Export",
             Rpc::Tune => "Tune",
             Rpc::TuneApply => "Tune with apply",
+            Rpc::CreateSnapshot => "CreateSnapshot",
+            Rpc::ListSnapshots => "ListSnapshots",
+            Rpc::RestoreSnapshot => "RestoreSnapshot",
+            Rpc::DeleteSnapshot => "DeleteSnapshot",
         }
     }
 }
@@ -214,7 +234,7 @@ mod tests {
     fn the_read_only_calls_are_listed_once_and_match_the_docs() {
         assert_eq!(
             read_only_rpcs(),
-            "ListCollections, DescribeCollection, Get, Search, Explain, Export and Tune (without apply)"
+            "ListCollections, DescribeCollection, Get, Search, Explain, Export, Tune (without apply) and ListSnapshots"
         );
         // docs/server.md states the same sentence (one source of truth).
         let docs = include_str!("../../../docs/server.md");

@@ -10,6 +10,7 @@ mod auth;
 mod convert;
 mod import;
 pub mod service;
+mod snapshots;
 pub mod status;
 
 use std::future::Future;
@@ -54,6 +55,9 @@ pub struct ServerOptions {
     pub tls: Option<TlsFiles>,
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
+    /// How `s3://` snapshot repositories are reached: the object store
+    /// options (`vdbd --object-store-option`).
+    pub object_store_options: Vec<(String, String)>,
     /// After shutdown begins, how long requests in flight and open
     /// connections get before the server closes them anyway (an idle client
     /// must not hold a shutdown forever).
@@ -67,6 +71,7 @@ impl Default for ServerOptions {
             keys: ApiKeys::default(),
             tls: None,
             max_message_bytes: 64 << 20,
+            object_store_options: Vec::new(),
             shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
@@ -82,7 +87,11 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let service = VdbServer::new(VdbService::new(engine, options.limits, options.keys))
+    let repositories = snapshots::Repositories {
+        object_store_options: options.object_store_options.clone(),
+    };
+    let service = VdbService::new(engine, options.limits, options.keys);
+    let service = VdbServer::new(service.with_repositories(repositories))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let (health_reporter, health) = tonic_health::server::health_reporter();

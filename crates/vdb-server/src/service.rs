@@ -21,8 +21,8 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use vdb_engine::{
-    Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, SearchOptions, TrainedCentroids,
-    TuneOptions,
+    Alter, Collection, DEFAULT_SAMPLES, Engine, ExplainOptions, Repository, SearchOptions,
+    TrainedCentroids, TuneOptions,
 };
 use vdb_proto::v1 as pb;
 use vdb_proto::v1::vdb_server::Vdb;
@@ -32,6 +32,7 @@ use crate::convert::{
     compaction_from_pb, config_from_pb, explanation_to_pb, export_header_to_pb, hit_to_pb, info,
     retrain_from_pb, row_to_pb, rows_from_pb, tune_to_pb,
 };
+use crate::snapshots::{Repositories, snapshot_to_pb};
 use crate::status::{invalid, status};
 
 /// Limits the server enforces on every request.
@@ -72,6 +73,7 @@ pub struct VdbService {
     pub(crate) limits: Limits,
     keys: Arc<ApiKeys>,
     permits: Arc<Semaphore>,
+    repositories: Arc<Repositories>,
 }
 
 impl VdbService {
@@ -82,7 +84,33 @@ impl VdbService {
             engine,
             limits,
             keys: Arc::new(keys),
+            repositories: Arc::new(Repositories::default()),
         }
+    }
+
+    /// Reaches `s3://` snapshot repositories as `repositories` says.
+    pub fn with_repositories(mut self, repositories: Repositories) -> VdbService {
+        self.repositories = Arc::new(repositories);
+        self
+    }
+
+    /// Runs `f` on the blocking pool with the engine and the repository
+    /// `name` names.
+    async fn with_repository<T: Send + 'static>(
+        &self,
+        name: String,
+        f: impl FnOnce(&Engine, &dyn Repository) -> vdb_engine::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let engine = Arc::clone(&self.engine);
+        let repositories = Arc::clone(&self.repositories);
+        // Building an S3 client and asking the store both block.
+        let repo = tokio::task::spawn_blocking(move || {
+            repositories.resolve(&engine, &name).map(|r| (engine, r))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("request task failed: {e}")))?;
+        let (engine, repo) = repo?;
+        blocking(move || f(&engine, repo.as_ref())).await
     }
 
     /// Checks the caller's key for `need`, then takes a permit.
@@ -205,6 +233,62 @@ fn nprobe_of(n: Option<u32>) -> Result<Option<usize>, Status> {
 
 #[tonic::async_trait]
 impl Vdb for VdbService {
+    async fn create_snapshot(
+        &self,
+        req: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotInfo>, Status> {
+        let _p = self.admit(&req, Rpc::CreateSnapshot)?;
+        let r = req.into_inner();
+        let info = self
+            .with_repository(r.repository, move |engine, repo| {
+                let name = (!r.name.is_empty()).then_some(r.name.as_str());
+                engine.create_snapshot(&r.collection, repo, name)
+            })
+            .await?;
+        Ok(Response::new(snapshot_to_pb(&info)))
+    }
+
+    async fn list_snapshots(
+        &self,
+        req: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<pb::ListSnapshotsResponse>, Status> {
+        let _p = self.admit(&req, Rpc::ListSnapshots)?;
+        let r = req.into_inner();
+        let list = self
+            .with_repository(r.repository, |engine, repo| engine.list_snapshots(repo))
+            .await?;
+        Ok(Response::new(pb::ListSnapshotsResponse {
+            snapshots: list.iter().map(snapshot_to_pb).collect(),
+        }))
+    }
+
+    async fn restore_snapshot(
+        &self,
+        req: Request<pb::RestoreSnapshotRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        let _p = self.admit(&req, Rpc::RestoreSnapshot)?;
+        let r = req.into_inner();
+        let c = self
+            .with_repository(r.repository, move |engine, repo| {
+                engine.restore_snapshot(repo, &r.snapshot, &r.name)
+            })
+            .await?;
+        Ok(Response::new(info(&c)))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        req: Request<pb::DeleteSnapshotRequest>,
+    ) -> Result<Response<pb::DeleteSnapshotResponse>, Status> {
+        let _p = self.admit(&req, Rpc::DeleteSnapshot)?;
+        let r = req.into_inner();
+        self.with_repository(r.repository, move |engine, repo| {
+            engine.delete_snapshot(repo, &r.snapshot)
+        })
+        .await?;
+        Ok(Response::new(pb::DeleteSnapshotResponse {}))
+    }
+
     async fn create_collection(
         &self,
         req: Request<pb::CreateCollectionRequest>,

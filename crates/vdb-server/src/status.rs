@@ -4,8 +4,8 @@
 //! | engine error | status |
 //! |---|---|
 //! | `InvalidArgument`, `InvalidVector` (name the field), `Core` (a bad vector or parameter) | `INVALID_ARGUMENT` |
-//! | `NotFound` | `NOT_FOUND` |
-//! | `AlreadyExists` | `ALREADY_EXISTS` |
+//! | `NotFound`, `SnapshotNotFound` | `NOT_FOUND` |
+//! | `AlreadyExists`, `SnapshotExists` | `ALREADY_EXISTS` |
 //! | `Closed` (the server is stopping) | `UNAVAILABLE` |
 //! | `Poisoned` (a write, fsync or maintenance failed; restart to recover), `ReadOnly` (a write to a read replica; the message names the writer), a full disk or quota anywhere underneath, or a writer fenced by a newer one (`Error::is_fenced`: the collection's object store has another writer) | `FAILED_PRECONDITION` |
 //! | corruption (`Error::is_corruption`: a manifest, segment, centroid, delete or log file that cannot be understood) | `DATA_LOSS` |
@@ -25,8 +25,8 @@ pub fn status(e: Error) -> Status {
         Error::InvalidArgument { .. } | Error::InvalidVector { .. } | Error::Core(_) => {
             Status::invalid_argument(msg)
         }
-        Error::NotFound(_) => Status::not_found(msg),
-        Error::AlreadyExists(_) => Status::already_exists(msg),
+        Error::NotFound(_) | Error::SnapshotNotFound { .. } => Status::not_found(msg),
+        Error::AlreadyExists(_) | Error::SnapshotExists { .. } => Status::already_exists(msg),
         Error::Closed(_) => Status::unavailable(msg),
         Error::Poisoned { .. } | Error::ReadOnly { .. } => Status::failed_precondition(msg),
         e if e.is_storage_full() || e.is_fenced() => Status::failed_precondition(msg),

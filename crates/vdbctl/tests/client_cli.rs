@@ -601,3 +601,96 @@ fn imports_json_lines_and_ids_from_a_file() {
     );
     assert!(e.contains("2 ids for the 1697 rows"), "{e}");
 }
+
+/// The hits of `search --json` (ids and distances), without the timing.
+fn hits(out: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["hits"].clone()
+}
+
+#[test]
+fn snapshots_back_up_and_restore_through_the_cli() {
+    let s = Server::start();
+    let base = data("base.fvecs");
+    let query = data("query.fvecs");
+    s.ok(&[
+        "create-collection",
+        "digits",
+        "--dim",
+        "64",
+        "--nlist",
+        "16",
+    ]);
+    s.ok(&["import", "digits", &base, "--json"]);
+    s.ok(&["flush", "digits"]);
+    let search = |name: &str, row: &str| {
+        s.ok(&[
+            "search", name, "--file", &query, "--row", row, "--k", "10", "--json",
+        ])
+    };
+    let before: Vec<serde_json::Value> = (0..5)
+        .map(|r| hits(&search("digits", &r.to_string())))
+        .collect();
+
+    let out = s.ok(&[
+        "snapshot", "create", "digits", "--name", "nightly", "--json",
+    ]);
+    assert!(
+        json_num(&out, "files") >= 2.0,
+        "centroids and a segment: {out}"
+    );
+    assert_eq!(
+        json_num(&out, "bytes"),
+        json_num(&out, "added_bytes"),
+        "{out}"
+    );
+    // The collection moves on.
+    s.ok(&["delete", "digits", "--ids", "0,1,2,3,4,5,6,7,8,9"]);
+    s.ok(&["compact", "digits"]);
+    let listed = s.ok(&["snapshot", "list"]);
+    assert!(
+        listed.contains("nightly") && listed.contains("digits"),
+        "{listed}"
+    );
+
+    let out = s.ok(&["snapshot", "restore", "nightly", "--as", "back", "--json"]);
+    assert_eq!(json_num(&out, "rows"), 1697.0, "{out}");
+    for (r, want) in before.iter().enumerate() {
+        assert_eq!(&hits(&search("back", &r.to_string())), want, "query {r}");
+    }
+
+    // Elsewhere: a directory given by absolute path.
+    let repo = tempfile::tempdir().unwrap();
+    let to = repo.path().join("backups");
+    let to = to.to_str().unwrap();
+    let out = s.ok(&["snapshot", "create", "back", "--to", to, "--json"]);
+    let name = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with("back-"), "{out}");
+    let listed = s.ok(&["snapshot", "list", "--from", to, "--json"]);
+    assert!(listed.contains(&name), "{listed}");
+
+    // Refusals, with the exit codes of the other commands.
+    let e = s.fails(&["snapshot", "restore", "missing", "--as", "x"], 3);
+    assert!(e.contains("missing"), "{e}");
+    let e = s.fails(&["snapshot", "create", "digits", "--name", "nightly"], 4);
+    assert!(e.contains("nightly"), "{e}");
+    let e = s.fails(&["snapshot", "restore", "nightly", "--as", "digits"], 4);
+    assert!(e.contains("digits"), "{e}");
+    let e = s.fails(&["snapshot", "list", "--from", "relative/dir"], 2);
+    assert!(e.contains("repository") && e.contains("absolute"), "{e}");
+    let e = s.fails(&["snapshot", "create", "digits", "--name", "a.b"], 2);
+    assert!(e.contains("snapshot"), "{e}");
+
+    s.ok(&["snapshot", "delete", "nightly"]);
+    assert!(s.ok(&["snapshot", "list"]).contains("no snapshots"));
+    s.fails(&["snapshot", "delete", "nightly"], 3);
+    // The restored collection does not need the snapshot.
+    assert_eq!(
+        json_num(&s.ok(&["describe", "back", "--json"]), "rows"),
+        1697.0
+    );
+    assert_eq!(&hits(&search("back", "0")), &before[0]);
+}

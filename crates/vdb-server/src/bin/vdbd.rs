@@ -360,6 +360,7 @@ async fn open(
         max_message_bytes: args.max_message_bytes,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
         tls,
+        object_store_options: args.object_store_options.clone(),
     };
     Ok((engine, listener, options))
 }

@@ -13,6 +13,7 @@ mod faiss;
 mod query;
 mod rows;
 mod show;
+mod snapshot;
 
 use std::path::PathBuf;
 
@@ -116,6 +117,15 @@ pub enum ClientCommand {
     Compact(admin::CollectionArgs),
     /// Train new centroids and re-cluster.
     Retrain(admin::RetrainArgs),
+    /// Snapshots (backups): create one of a collection, list them, restore
+    /// one as a new collection, delete one.
+    ///
+    /// Examples:
+    ///   vdbctl snapshot create images --name nightly
+    ///   vdbctl snapshot list
+    ///   vdbctl snapshot restore nightly --as images_restored
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// Runs one collection command.
@@ -152,5 +162,6 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
         ClientCommand::Explain(a) => query::explain(&mut c, json, a).await,
         ClientCommand::Tune(a) => query::tune(&mut c, json, a).await,
         ClientCommand::Export(a) => faiss::export(&mut c, json, a).await,
+        ClientCommand::Snapshot(cmd) => snapshot::run(&mut c, json, cmd).await,
     }
 }
