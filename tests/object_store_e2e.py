@@ -22,6 +22,10 @@
    C writes. R lists both collections, answers the search as C does, sees
    a sync=object write of C's before any flush, names C as the writer in
    describe, and refuses writes (FAILED_PRECONDITION, "read replica").
+6. Snapshots: C snapshots a collection into the bucket's own repository
+   and to another prefix (s3://vdb/backups); C restores the first as a
+   new collection, which answers the search as the source did, and vdbd
+   D on an empty directory restores the second.
 
 Only the standard library; every process is killed on the way out.
 """
@@ -260,9 +264,46 @@ def main():
                  ",".join(["3"] * 8), ok=False)
         if r2.returncode == 0 or "read replica" not in r2.stderr or "FailedPrecondition" not in r2.stderr:
             sys.exit(f"error: a write to the replica: exit {r2.returncode}: {r2.stderr}")
+        r3 = ctl(args.vdbctl, r_addr, "snapshot", "create", "digits", ok=False)
+        if r3.returncode == 0 or "read replica" not in r3.stderr:
+            sys.exit(f"error: a snapshot on the replica: exit {r3.returncode}: {r3.stderr}")
+        print(f"replica R follows C ({info['seconds_behind']:.2f} s behind) and refuses writes")
+
+        # 6. Snapshots: into the bucket's own repository (copied by the
+        # store) and to another prefix given as a URL; C restores one, and
+        # so does D, a new node on an empty directory.
+        snap = json.loads(ctl(args.vdbctl, c_addr, "--json", "snapshot", "create", "digits",
+                              "--name", "e2e").stdout)
+        if snap["repository"] != "s3://vdb/e2e/snapshots" or snap["added_bytes"] != snap["bytes"]:
+            sys.exit(f"error: snapshot {snap}")
+        ctl(args.vdbctl, c_addr, "snapshot", "create", "digits", "--name", "away", "--to",
+            "s3://vdb/backups")
+        want = json.loads(ctl(args.vdbctl, c_addr, *search).stdout)["hits"]
+        # Digits moves on: its nearest row to the query goes, and a compaction.
+        ctl(args.vdbctl, c_addr, "delete", "digits", "--ids", str(want[0]["id"]))
+        ctl(args.vdbctl, c_addr, "compact", "digits")
+        ctl(args.vdbctl, c_addr, "snapshot", "restore", "e2e", "--as", "restored")
+        restored_search = [a if a != "digits" else "restored" for a in search]
+        answer = json.loads(ctl(args.vdbctl, c_addr, *restored_search).stdout)["hits"]
+        if describe(args.vdbctl, c_addr, "restored")["rows"] != rows + 1 or answer != want:
+            sys.exit(f"error: the restored collection answers {answer}, digits {want}")
+        if json.loads(ctl(args.vdbctl, c_addr, *search).stdout)["hits"] == want:
+            sys.exit("error: the deletion did not change digits' answer")
         stop(r, 0, r_log)
         stop(c, 0, c_log)
-        print(f"replica R follows C ({info['seconds_behind']:.2f} s behind) and refuses writes")
+        d_log = os.path.join(tmp, "d.log")
+        d, d_addr = start_vdbd(procs, args.vdbd, os.path.join(tmp, "d"), env, d_log)
+        listed = ctl(args.vdbctl, d_addr, "snapshot", "list", "--from", "s3://vdb/backups").stdout
+        if "away" not in listed:
+            sys.exit(f"error: D lists in s3://vdb/backups:\n{listed}")
+        ctl(args.vdbctl, d_addr, "snapshot", "restore", "away", "--from", "s3://vdb/backups",
+            "--as", "again")
+        answer = json.loads(ctl(args.vdbctl, d_addr, *[a if a != "digits" else "again"
+                                                       for a in search]).stdout)["hits"]
+        if answer != want:
+            sys.exit(f"error: D's restore answers {answer}, C answered {want}")
+        stop(d, 0, d_log)
+        print("snapshots in the bucket and at another prefix restore on C and on a new node D")
         print("object store end to end: ok")
     finally:
         procs.kill_all()
