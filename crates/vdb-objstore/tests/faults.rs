@@ -50,7 +50,7 @@ enum When {
 struct Faulty {
     inner: Arc<dyn ObjectStore>,
     ops: AtomicU64,
-    fail_at: u64,
+    fail_at: AtomicU64,
     when: When,
     /// The operation that failed, once it has.
     failed: std::sync::Mutex<Option<&'static str>>,
@@ -74,7 +74,7 @@ impl Faulty {
         Faulty {
             inner,
             ops: AtomicU64::new(0),
-            fail_at,
+            fail_at: AtomicU64::new(fail_at),
             when,
             failed: std::sync::Mutex::new(None),
         }
@@ -82,7 +82,7 @@ impl Faulty {
 
     /// Whether this operation, `op`, fails (and counts it).
     fn hit(&self, op: &'static str) -> bool {
-        let hit = self.ops.fetch_add(1, Ordering::SeqCst) == self.fail_at;
+        let hit = self.ops.fetch_add(1, Ordering::SeqCst) == self.fail_at.load(Ordering::SeqCst);
         if hit {
             *self.failed.lock().unwrap() = Some(op);
         }
@@ -91,6 +91,12 @@ impl Faulty {
 
     fn failed(&self) -> Option<&'static str> {
         *self.failed.lock().unwrap()
+    }
+
+    /// Fails the `k`-th operation from now (counting from 0).
+    fn arm(&self, k: u64) {
+        self.fail_at
+            .store(self.ops.load(Ordering::SeqCst) + k, Ordering::SeqCst);
     }
 
     /// Runs a change, failing it before or after as chosen.
@@ -117,7 +123,13 @@ impl ObjectStore for Faulty {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        self.change("put", self.inner.put_opts(location, payload, opts))
+        // A manifest's publication is the commit point: told apart.
+        let op = if location.as_ref().contains("/manifest/") {
+            "put manifest"
+        } else {
+            "put"
+        };
+        self.change(op, self.inner.put_opts(location, payload, opts))
             .await
     }
 
@@ -391,7 +403,7 @@ fn run(sync: SyncMode) {
             }
             // A creation the store made though its answer was lost is
             // recognised as made: nothing fails.
-            if when == When::After && store.failed() == Some("put") {
+            if when == When::After && matches!(store.failed(), Some("put" | "put manifest")) {
                 assert!(!failed, "{name}: {out:?}");
             }
             let recovered = rows_on(dir.path(), &moto, &url);
@@ -560,4 +572,125 @@ fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
         }
     }
     eprintln!("snapshot and restore: {ops} operations");
+}
+
+/// A flush, compaction or training that an object store fails before
+/// its manifest is published changes nothing: the collection keeps its
+/// rows and its writes, and the task succeeds when tried again — no
+/// reopen. A failure while publishing the manifest (its outcome unknown)
+/// stops the collection instead, and a reopen has every row.
+#[test]
+fn maintenance_that_fails_before_publishing_is_tried_again() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("vdb");
+    for task in ["flush", "compact", "retrain"] {
+        let mut ops = None;
+        let mut k = 0;
+        let (mut retried, mut stopped) = (0, 0);
+        while ops.is_none_or(|n| k < n) {
+            let counting = ops.is_none();
+            for when in [When::Before, When::After] {
+                let url = match counting {
+                    true => format!("s3://vdb/retry-{task}-clean"),
+                    false => format!("s3://vdb/retry-{task}-{k}-{when:?}"),
+                };
+                let faulty = Arc::new(Faulty::new(moto.root(&url).store(), u64::MAX, when));
+                let prefix = url.trim_start_matches("s3://vdb/");
+                let root = ObjectRoot::with_store(
+                    Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+                    prefix,
+                    &url,
+                    vdb_fs::os(),
+                )
+                .unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                let options = EngineOptions {
+                    store: Some(Arc::new(root)),
+                    ..EngineOptions::default()
+                };
+                let engine = Engine::open_with(dir.path(), options).unwrap();
+                let config = CollectionConfig {
+                    nlist: 2,
+                    min_rows_per_list: 10,
+                    flush_rows: 1_000_000,
+                    ..CollectionConfig::new(8)
+                };
+                let c = engine.create_collection("docs", config).unwrap();
+                c.upsert(rows(0..40, 8)).unwrap();
+                c.flush().unwrap();
+                c.upsert(rows(40..60, 8)).unwrap();
+                c.delete(&[0, 1, 2]).unwrap();
+                let mut live: BTreeSet<u64> = (3..60).collect();
+                let run = |c: &vdb_engine::Collection| match task {
+                    "flush" => c.flush(),
+                    "compact" => c.compact().map(|_| ()),
+                    _ => c.retrain(Some(3)),
+                };
+                let before = faulty.ops.load(Ordering::SeqCst);
+                if ops.is_none() {
+                    // The clean run counts the task's operations.
+                    run(&c).unwrap();
+                    ops = Some(faulty.ops.load(Ordering::SeqCst) - before);
+                    break;
+                }
+                faulty.arm(k);
+                let what = format!("{task}, operation {k} failing {when:?}");
+                let result = run(&c);
+                let failed = faulty.failed();
+                match (&result, failed) {
+                    (Err(e), Some("put manifest")) => {
+                        // The commit point: stopped, not retried.
+                        assert!(
+                            matches!(e, vdb_engine::Error::Poisoned { .. }),
+                            "{what}: {e}"
+                        );
+                        assert!(c.upsert(rows(60..61, 8)).is_err(), "{what}");
+                        stopped += 1;
+                    }
+                    (Err(e), _) => {
+                        assert!(
+                            !matches!(e, vdb_engine::Error::Poisoned { .. }),
+                            "{what}: {e}"
+                        );
+                        // Nothing changed: reads and writes go on, the task
+                        // succeeds when tried again.
+                        assert_eq!(c.stats().rows, live.len() as u64, "{what}");
+                        c.upsert(rows(60..70, 8)).unwrap();
+                        live.extend(60..70);
+                        run(&c).unwrap_or_else(|e| panic!("{what}, again: {e}"));
+                        retried += 1;
+                    }
+                    (Ok(()), _) => {}
+                }
+                for id in 0..70 {
+                    let got = c.get(id).unwrap();
+                    assert_eq!(got.is_some(), live.contains(&id), "{what}: row {id}");
+                }
+                drop(c);
+                let _ = engine.close();
+                // Another node, healthy, finds every acknowledged row.
+                let other = tempfile::tempdir().unwrap();
+                let options = EngineOptions {
+                    store: Some(Arc::new(moto.root(&url))),
+                    ..EngineOptions::default()
+                };
+                let engine = Engine::open_with(other.path(), options).unwrap();
+                let c = engine.collection("docs").unwrap();
+                let seen: BTreeSet<u64> =
+                    (0..70).filter(|&id| c.get(id).unwrap().is_some()).collect();
+                // With the local log, a stopped collection's unflushed rows
+                // are on its node only.
+                if failed != Some("put manifest") || result.is_ok() {
+                    assert_eq!(seen, live, "{what}");
+                }
+                drop(c);
+                engine.close().unwrap();
+            }
+            if !counting {
+                k += 1;
+            }
+        }
+        eprintln!("{task}: {ops:?} operations; {retried} failures retried, {stopped} stopped");
+        assert!(retried > 0, "{task}: no failure was retried");
+    }
 }

@@ -60,8 +60,10 @@ impl Collection {
             let me = Weak::clone(me);
             (schedule.0)(Box::new(move || {
                 if let Some(c) = me.upgrade() {
-                    // A failure poisons the collection, which reports it to
-                    // the next writer; nothing more to do here.
+                    // A failure either poisons the collection, which reports
+                    // it to the next writer, or (an object store's, before
+                    // anything was published) leaves it as it was, and a
+                    // later write asks again; nothing more to do here.
                     let _ = c.background_flush();
                 }
             }));
@@ -203,8 +205,25 @@ impl Collection {
             Task::Compact => self.write_rewrite(&frozen, None),
             Task::Train(nlist) => self.write_rewrite(&frozen, Some(nlist)),
         };
+        let written = match written {
+            Err(e) if self.files.shared() => {
+                // Nothing is published, so nothing changed: an object
+                // store's failure (after its retries) leaves the collection
+                // as it was, and the task can be tried again.
+                self.thaw(frozen);
+                return Err(e);
+            }
+            other => other,
+        };
+        // The manifest's publication is the commit point; if it fails the
+        // outcome is unknown (it may be stored), so the collection stops
+        // until reopened.
+        let published = written.and_then(|w| {
+            w.manifest.store(self.files.as_ref())?;
+            Ok(w)
+        });
         let mut inner = self.lock();
-        let installed = written
+        let installed = published
             .and_then(|w| self.install(&mut inner, w))
             .map_err(|e| self.poison(&mut inner, e));
         self.publish(&inner);
@@ -221,7 +240,7 @@ impl Collection {
     }
 
     /// Phase 2 of a flush: the frozen batches' live rows as one segment,
-    /// the frozen deletes as a delete file, and the manifest naming both.
+    /// the frozen deletes as a delete file, and the manifest to name both.
     fn write_flush(&self, f: &Frozen) -> Result<Written> {
         let seq = f.manifest.next_seq;
         let mut next = f.manifest.clone();
@@ -250,7 +269,6 @@ impl Collection {
             vdb_format::write_deletes_in(self.files.as_ref(), &file, seq, &f.pending_deletes)?;
             next.deletes.push((seq, file));
         }
-        next.store(self.files.as_ref())?;
         Ok(Written {
             manifest: next,
             segment,
@@ -313,7 +331,7 @@ impl Collection {
 
     /// Phase 2 of a compaction (`nlist` = None) or a training: every live
     /// row of the frozen state as one segment, clustered with new centroids
-    /// when training, and a manifest naming only it.
+    /// when training, and the manifest to name only it.
     fn write_rewrite(&self, f: &Frozen, nlist: Option<usize>) -> Result<Written> {
         let live = f.live_rows();
         let seq = f.manifest.next_seq;
@@ -347,7 +365,6 @@ impl Collection {
         let q = quantizer.as_ref().unwrap_or(&f.quantizer);
         let reader = self.write_rows(&file, f, q, next.generation, &rows)?;
         next.segments = vec![(seq, file)];
-        next.store(self.files.as_ref())?;
         Ok(Written {
             manifest: next,
             segment: Some((reader, rows.into_iter().map(|(_, loc)| loc).collect())),
@@ -380,6 +397,52 @@ impl Collection {
         }
         w.finish()?;
         Ok(SegmentReader::open(&self.files.path(file))?)
+    }
+
+    /// Undoes a freeze whose files could not be written: the frozen
+    /// batches become the memtable's oldest again and the frozen deletes
+    /// pending again. The sequence number the attempt used is not used
+    /// again (an object store may hold a file of it), and the files it
+    /// left are removed if they can be (a later open removes them if not).
+    fn thaw(&self, f: Frozen) {
+        let mut inner = self.lock();
+        let frozen = std::mem::take(&mut inner.frozen);
+        let newer = std::mem::take(&mut inner.mem);
+        let n = frozen.len() as u32;
+        for (b, e) in frozen.iter().enumerate() {
+            for r in 0..e.batch.rows() {
+                if let Some(row) = e.batch.row(r)
+                    && inner.ids.get(&row.id) == Some(&Loc::Frozen(b as u32, r as u32))
+                {
+                    inner.ids.insert(row.id, Loc::Mem(b as u32, r as u32));
+                }
+            }
+        }
+        for (b, e) in newer.iter().enumerate() {
+            for r in 0..e.batch.rows() {
+                if let Some(row) = e.batch.row(r)
+                    && inner.ids.get(&row.id) == Some(&Loc::Mem(b as u32, r as u32))
+                {
+                    inner.ids.insert(row.id, Loc::Mem(b as u32 + n, r as u32));
+                }
+            }
+        }
+        inner.mem = frozen;
+        inner.mem.extend(newer);
+        inner.pending_deletes.extend(f.pending_deletes);
+        let failed_seq = f.manifest.next_seq;
+        inner.manifest.next_seq = inner.manifest.next_seq.max(failed_seq + 1);
+        self.publish(&inner);
+        drop(inner);
+        if let Ok(files) = self.files.list() {
+            let left: Vec<&str> = files
+                .iter()
+                .map(String::as_str)
+                .filter(|name| vdb_format::file_sequence(name) == Some(failed_seq))
+                .filter(|name| !f.manifest.live_files().any(|l| l == *name))
+                .collect();
+            let _ = self.files.remove(&left);
+        }
     }
 
     /// Phase 3: puts what phase 2 wrote in place of the frozen state.
