@@ -1,5 +1,6 @@
 //! One collection's files on the object store, with a local cache.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -114,23 +115,35 @@ impl Inner {
     }
 
     /// Uploads the local file `path` as object `to`, never replacing one
-    /// that exists.
+    /// that exists: in one request up to [`PART_BYTES`], else in parts,
+    /// `parts_in_flight` at a time, read from the file as they go.
     pub(crate) fn upload(&self, path: &Path, to: &ObjectPath) -> vdb_fs::Result<()> {
-        let bytes = std::fs::read(path).map_err(|e| vdb_fs::Error::new("read", path, e))?;
-        let bytes = Bytes::from(bytes);
+        let read = |e| vdb_fs::Error::new("read", path, e);
+        let file = std::fs::File::open(path).map_err(read)?;
+        let len = file.metadata().map_err(read)?.len();
+        let tail_len = len.min(TAIL_BYTES);
+        let mut tail = vec![0u8; tail_len as usize];
+        file.read_exact_at(&mut tail, len - tail_len)
+            .map_err(read)?;
+        let whole = if len <= PART_BYTES as u64 {
+            Some(Bytes::from(std::fs::read(path).map_err(read)?))
+        } else {
+            None
+        };
         let store = Arc::clone(&self.store);
         let at = to.clone();
+        let file = Arc::new(file);
+        let parts = self.parts_in_flight;
         self.run("upload", to, async move {
-            let sent = if bytes.len() <= PART_BYTES {
-                create(store.as_ref(), &at, bytes.clone()).await
-            } else {
-                create_in_parts(store.as_ref(), &at, &bytes).await
+            let sent = match whole {
+                Some(bytes) => create(store.as_ref(), &at, bytes).await,
+                None => create_in_parts(store.as_ref(), &at, file, len, parts).await,
             };
             match sent {
                 Ok(()) => Ok(()),
                 // The store may hold it all the same: an answer lost on the
                 // way back, or a retried request that had succeeded.
-                Err(e) => match holds_file(store.as_ref(), &at, &bytes).await {
+                Err(e) => match holds_file(store.as_ref(), &at, len, &tail).await {
                     Ok(true) => Ok(()),
                     _ => Err(e),
                 },
@@ -200,11 +213,15 @@ async fn create(
 
 /// [`create`] for a file over one part: a multipart upload cannot be
 /// conditional, so it checks first (file names are unique to their writer;
-/// this is a second guard).
+/// this is a second guard). Parts are read from `file` as they are sent,
+/// at most `in_flight` at once (so at most that many parts are in
+/// memory); the first failure aborts the upload.
 async fn create_in_parts(
     store: &dyn ObjectStore,
     at: &ObjectPath,
-    bytes: &Bytes,
+    file: Arc<std::fs::File>,
+    len: u64,
+    in_flight: usize,
 ) -> object_store::Result<()> {
     match store.head(at).await {
         Ok(_) => {
@@ -217,28 +234,71 @@ async fn create_in_parts(
         Err(e) => return Err(e),
     }
     let mut upload = store.put_multipart(at).await?;
-    let mut start = 0;
-    while start < bytes.len() {
-        let end = (start + PART_BYTES).min(bytes.len());
-        if let Err(e) = upload.put_part(bytes.slice(start..end).into()).await {
-            let _ = upload.abort().await;
-            return Err(e);
+    let mut running = tokio::task::JoinSet::new();
+    let mut sent = async {
+        let mut start = 0u64;
+        while start < len {
+            let n = (len - start).min(PART_BYTES as u64) as usize;
+            let from = Arc::clone(&file);
+            let part = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; n];
+                from.read_exact_at(&mut buf, start).map(|()| buf)
+            })
+            .await
+            .map_err(local_error)?
+            .map_err(local_error)?;
+            // Parts are numbered in the order they are started.
+            running.spawn(upload.put_part(Bytes::from(part).into()));
+            start += n as u64;
+            while running.len() >= in_flight.max(1) {
+                finished(running.join_next().await)?;
+            }
         }
-        start = end;
+        while !running.is_empty() {
+            finished(running.join_next().await)?;
+        }
+        Ok(())
     }
-    upload.complete().await.map(|_| ())
+    .await;
+    if sent.is_ok() {
+        sent = upload.complete().await.map(|_| ());
+    }
+    if sent.is_err() {
+        running.abort_all();
+        let _ = upload.abort().await;
+    }
+    sent
 }
 
-/// Whether object `at` is the file `bytes`: the same length and the same
-/// last bytes (every file ends with a footer holding checksums; names are
+/// The result of a part's upload as it left a `JoinSet`.
+fn finished(
+    joined: Option<Result<object_store::Result<()>, tokio::task::JoinError>>,
+) -> object_store::Result<()> {
+    match joined {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(local_error(e)),
+        None => Ok(()),
+    }
+}
+
+/// A failure on this side of an upload (reading the file, a task).
+fn local_error(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "vdb upload",
+        source: Box::new(e),
+    }
+}
+
+/// Whether object `at` is the file of length `len` ending in `tail` (its
+/// last bytes: every file ends with a footer holding checksums; names are
 /// unique to their writer, so an object of that name and length that ends
 /// the same way is this file).
 async fn holds_file(
     store: &dyn ObjectStore,
     at: &ObjectPath,
-    bytes: &Bytes,
+    len: u64,
+    tail: &[u8],
 ) -> object_store::Result<bool> {
-    let len = bytes.len() as u64;
     let meta = match store.head(at).await {
         Ok(meta) => meta,
         Err(object_store::Error::NotFound { .. }) => return Ok(false),
@@ -247,9 +307,8 @@ async fn holds_file(
     if meta.size != len {
         return Ok(false);
     }
-    let tail = len.saturating_sub(TAIL_BYTES);
-    let got = store.get_range(at, tail..len).await?;
-    Ok(got[..] == bytes[tail as usize..])
+    let got = store.get_range(at, len - tail.len() as u64..len).await?;
+    Ok(got[..] == *tail)
 }
 
 /// Whether object `at` holds exactly `bytes` (a manifest: small, read

@@ -81,6 +81,9 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
 }
 
+/// Parts of one large file uploaded at once, unless set otherwise.
+const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
+
 /// A bucket and prefix on an S3-compatible store, holding collections.
 #[derive(Clone)]
 pub struct ObjectRoot {
@@ -94,6 +97,8 @@ pub(crate) struct Inner {
     /// `s3://BUCKET[/PREFIX]`, for messages.
     pub(crate) url: String,
     pub(crate) fs: FsRef,
+    /// Parts of one file uploaded at once.
+    pub(crate) parts_in_flight: usize,
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -129,10 +134,12 @@ impl ObjectRoot {
     /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, …), then from `options`
     /// (`object_store`'s S3 option names, e.g. `endpoint`, `region`,
-    /// `allow_http`), which win. Two options are vdb's own: `max_retries`
+    /// `allow_http`), which win. Three options are vdb's own: `max_retries`
     /// (default 10) and `retry_timeout_secs` (default 60), how often and
     /// how long a failing request (a timeout, a 5xx, a refused connection)
-    /// is retried, with backoff, before the operation fails.
+    /// is retried, with backoff, before the operation fails; and
+    /// `upload_parts_in_flight` (default 4), how many 32 MiB parts of a
+    /// large file are uploaded at once.
     pub fn from_url(url: &str, options: &[(String, String)]) -> Result<ObjectRoot, Error> {
         let bad = |reason: &str| Error::Url {
             url: url.to_string(),
@@ -149,6 +156,7 @@ impl ObjectRoot {
         // ring, unless the program installed one already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut parts_in_flight = DEFAULT_PARTS_IN_FLIGHT;
         let mut retry = RetryConfig {
             max_retries: 10,
             retry_timeout: Duration::from_secs(60),
@@ -169,6 +177,17 @@ impl ObjectRoot {
                 "retry_timeout_secs" => {
                     retry.retry_timeout = Duration::from_secs(number("seconds")?);
                 }
+                "upload_parts_in_flight" => {
+                    let n = number("a count of at least 1")?;
+                    if n == 0 {
+                        return Err(Error::Value {
+                            key: key.clone(),
+                            value: value.clone(),
+                            expected: "a count of at least 1".into(),
+                        });
+                    }
+                    parts_in_flight = usize::try_from(n).unwrap_or(usize::MAX);
+                }
                 _ => {
                     let k: AmazonS3ConfigKey = key.parse().map_err(|source| Error::Option {
                         key: key.clone(),
@@ -183,7 +202,11 @@ impl ObjectRoot {
             url: url.to_string(),
             source,
         })?;
-        ObjectRoot::with_store(Arc::new(store), prefix, url, vdb_fs::os())
+        let mut root = ObjectRoot::with_store(Arc::new(store), prefix, url, vdb_fs::os())?;
+        if let Some(inner) = Arc::get_mut(&mut root.inner) {
+            inner.parts_in_flight = parts_in_flight;
+        }
+        Ok(root)
     }
 
     /// A root over any `object_store` store (another backend, or one
@@ -207,6 +230,7 @@ impl ObjectRoot {
                 prefix: ObjectPath::from(prefix.trim_matches('/')),
                 url: url.trim_end_matches('/').to_string(),
                 fs,
+                parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
                 runtime: Some(runtime),
             }),
         })
@@ -425,6 +449,11 @@ mod tests {
         assert!(e.contains("max_retries") && e.contains("a count"), "{e}");
         let e = refused("s3://bucket", &[region[0], ("retry_timeout_secs", "-1")]);
         assert!(e.contains("retry_timeout_secs"), "{e}");
+        let e = refused("s3://bucket", &[region[0], ("upload_parts_in_flight", "0")]);
+        assert!(
+            e.contains("upload_parts_in_flight") && e.contains("at least 1"),
+            "{e}"
+        );
     }
 
     #[test]

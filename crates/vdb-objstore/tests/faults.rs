@@ -54,6 +54,9 @@ struct Faulty {
     when: When,
     /// The operation that failed, once it has.
     failed: std::sync::Mutex<Option<&'static str>>,
+    /// The part (counting from 0) of every multipart upload that fails,
+    /// if any.
+    fail_part: AtomicU64,
 }
 
 impl fmt::Display for Faulty {
@@ -77,6 +80,7 @@ impl Faulty {
             fail_at: AtomicU64::new(fail_at),
             when,
             failed: std::sync::Mutex::new(None),
+            fail_part: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -141,7 +145,12 @@ impl ObjectStore for Faulty {
         if self.hit("put_multipart") {
             return Err(injected("put_multipart"));
         }
-        self.inner.put_multipart_opts(location, opts).await
+        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(FaultyUpload {
+            inner: upload,
+            next: 0,
+            fail: self.fail_part.load(Ordering::SeqCst),
+        }))
     }
 
     async fn get_opts(
@@ -201,6 +210,34 @@ impl ObjectStore for Faulty {
     ) -> object_store::Result<()> {
         self.change("copy", self.inner.copy_opts(from, to, options))
             .await
+    }
+}
+
+/// A multipart upload whose part `fail` fails before it is sent.
+#[derive(Debug)]
+struct FaultyUpload {
+    inner: Box<dyn MultipartUpload>,
+    next: u64,
+    fail: u64,
+}
+
+#[async_trait]
+impl MultipartUpload for FaultyUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        let n = self.next;
+        self.next += 1;
+        if n == self.fail {
+            return Box::pin(async { Err(injected("put_part")) });
+        }
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
     }
 }
 
@@ -692,5 +729,74 @@ fn maintenance_that_fails_before_publishing_is_tried_again() {
         }
         eprintln!("{task}: {ops:?} operations; {retried} failures retried, {stopped} stopped");
         assert!(retried > 0, "{task}: no failure was retried");
+    }
+}
+
+/// A part of a large file failing fails its upload (parts go up several at
+/// once): nothing of it is stored, the flush is tried again and succeeds,
+/// and another node reads the file whole.
+#[test]
+fn a_failed_part_fails_the_upload_and_the_flush_is_tried_again() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("vdb");
+    // 9,000 rows of 1,024 components: a segment of two parts of 32 MiB.
+    let dim = 1024;
+    for part in [0, 1] {
+        let url = format!("s3://vdb/part-{part}");
+        let faulty = Arc::new(Faulty::new(moto.root(&url).store(), u64::MAX, When::Before));
+        faulty.fail_part.store(part, Ordering::SeqCst);
+        let root = ObjectRoot::with_store(
+            Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+            url.trim_start_matches("s3://vdb/"),
+            &url,
+            vdb_fs::os(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let options = EngineOptions {
+            store: Some(Arc::new(root)),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open_with(dir.path(), options).unwrap();
+        let c = engine
+            .create_collection("big", CollectionConfig::new(dim))
+            .unwrap();
+        for start in (0..9000).step_by(1000) {
+            c.upsert(rows(start..start + 1000, dim)).unwrap();
+        }
+        let e = c.flush().unwrap_err();
+        assert!(e.to_string().contains("put_part"), "part {part}: {e}");
+        let stored = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(
+                faulty
+                    .inner
+                    .list(Some(&ObjectPath::from(format!("part-{part}"))))
+                    .collect::<Vec<_>>(),
+            );
+        assert!(
+            !stored.iter().any(|o| o
+                .as_ref()
+                .is_ok_and(|m| m.location.as_ref().ends_with(".seg"))),
+            "part {part}: a segment was stored: {stored:?}"
+        );
+        faulty.fail_part.store(u64::MAX, Ordering::SeqCst);
+        c.flush().unwrap();
+        drop(c);
+        engine.close().unwrap();
+
+        let other = tempfile::tempdir().unwrap();
+        let options = EngineOptions {
+            store: Some(Arc::new(moto.root(&url))),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open_with(other.path(), options).unwrap();
+        let c = engine.collection("big").unwrap();
+        assert_eq!(c.stats().rows, 9000, "part {part}");
+        assert_eq!(c.get(8999).unwrap(), Some(rows(8999..9000, dim).remove(0)));
+        drop(c);
+        engine.close().unwrap();
     }
 }
