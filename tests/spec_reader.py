@@ -5,13 +5,15 @@ that it reads what the server serves.
     spec_reader.py populate --server HOST:PORT
         writes three collections (l2, ip, cosine) through the server: rows
         with no payload, an empty payload and bytes; flushed segments and
-        delete files; log records left unflushed (upserts and deletes)
+        delete files; log records left unflushed (upserts and deletes);
+        then a snapshot of one, restored as a fourth collection
 
     spec_reader.py check --server HOST:PORT --data-dir DIR
         reads every collection under DIR/collections from its files (the
         manifest, centroid, segment and delete files, the log) and
         compares every visible row, and the row count, with the server's
-        Get and DescribeCollection
+        Get and DescribeCollection; and every snapshot under DIR/snapshots
+        (its descriptor, files and manifest) with its collection
 
 The vdb.v1 Python stubs must be importable (grpc_tools.protoc output on
 PYTHONPATH). Nothing here imports vdb code: the format is as the page
@@ -176,7 +178,11 @@ OPTIONAL = {"compact_max_segments": "8", "compact_max_hidden": "0.2", "trained_a
 
 
 def read_manifest(path):
-    text = open(path, "rb").read().decode("utf-8")
+    return parse_manifest(open(path, "rb").read(), path)
+
+
+def parse_manifest(data, path):
+    text = data.decode("utf-8")
     at = text.rfind("crc ")
     body, crc_line = text[:at], text[at:]
     if not crc_line.endswith("\n") or len(crc_line) != len("crc ") + 9:
@@ -290,6 +296,13 @@ def decode_delete(payload):
 
 def visible_rows(cdir):
     m = read_manifest(os.path.join(cdir, "MANIFEST"))
+    return m, rows_of(m, cdir, os.path.join(cdir, "wal"))
+
+
+def rows_of(m, files_dir, wal_dir):
+    """The visible rows of manifest `m` whose files are in `files_dir`,
+    with the log in `wal_dir` (None: no log)."""
+    cdir = files_dir
     dim = int(m["dim"])
     if m["centroids"] != "-":
         c = read_centroids(os.path.join(cdir, m["centroids"]))
@@ -309,9 +322,11 @@ def visible_rows(cdir):
                 raise Corrupt(f"{name}: generation")
             for rid, vec, p in rows:  # row order: a later row wins
                 live[rid] = (vec, p)
+    if wal_dir is None:
+        return live
     flushed = int(m["flushed_lsn"])
     first = True
-    for lsn, kind, payload in read_log(os.path.join(cdir, "wal"), dim):
+    for lsn, kind, payload in read_log(wal_dir, dim):
         if lsn <= flushed:
             continue
         if first and lsn != flushed + 1:
@@ -323,7 +338,66 @@ def visible_rows(cdir):
         elif kind == 2:
             for rid in decode_delete(payload):
                 live.pop(rid, None)
-    return m, live
+    return live
+
+
+# --- snapshots ---------------------------------------------------------------
+
+SNAPSHOT_KEYS = ("name", "collection", "created_at", "uid")
+
+
+def read_snapshot(repo, name):
+    """A snapshot's descriptor, checked: (its keys, its files, its
+    manifest as read_manifest gives it)."""
+    path = os.path.join(repo, f"{name}.snapshot")
+    data = open(path, "rb").read()
+    if not data.endswith(b"\n"):
+        raise Corrupt(f"{path}: no final newline")
+    at = data.rstrip(b"\n").rfind(b"\n") + 1
+    body, crc_line = data[:at], data[at:].decode()
+    if not crc_line.startswith("crc ") or len(crc_line) != len("crc ") + 9:
+        raise Corrupt(f"{path}: crc line {crc_line!r}")
+    if int(crc_line[4:12], 16) != crc32(body):
+        raise Corrupt(f"{path}: descriptor CRC")
+    marker = body.find(b"\nmanifest ")
+    if marker < 0:
+        raise Corrupt(f"{path}: no manifest line")
+    head = body[:marker + 1].decode()
+    rest = body[marker + 1:]
+    line_end = rest.index(b"\n")
+    n = int(rest[len("manifest "):line_end])
+    manifest = rest[line_end + 1:]
+    if len(manifest) != n:
+        raise Corrupt(f"{path}: manifest of {len(manifest)} bytes, not {n}")
+    lines = head.split("\n")
+    if lines[0] != "vdb-snapshot 1" or lines[-1] != "":
+        raise Corrupt(f"{path}: first line or line ends")
+    keys, files = {}, []
+    for line in lines[1:-1]:
+        key, value = line.split(" ", 1)
+        if key == "file":
+            fname, length = value.split(" ")
+            files.append((fname, int(length)))
+        elif key in SNAPSHOT_KEYS and key not in keys:
+            keys[key] = value
+        else:
+            raise Corrupt(f"{path}: key {key!r}")
+    for key in SNAPSHOT_KEYS:
+        if key not in keys:
+            raise Corrupt(f"{path}: {key} missing")
+    m = parse_manifest(manifest, f"{path} (its manifest)")
+    named = ([m["centroids"]] if m["centroids"] != "-" else []) + \
+        [f for _, f in m["segment"]] + [f for _, f in m["deletes"]]
+    if [f for f, _ in files] != named:
+        raise Corrupt(f"{path}: files {files} are not the manifest's {named}")
+    if m["uid"] != keys["uid"]:
+        raise Corrupt(f"{path}: uid {keys['uid']} is not the manifest's {m['uid']}")
+    store = os.path.join(repo, "files", keys["uid"])
+    for fname, length in files:
+        got = os.path.getsize(os.path.join(store, fname))
+        if got != length:
+            raise Corrupt(f"{path}: {fname} is {got} bytes, the descriptor says {length}")
+    return keys, files, m, store
 
 
 # --- writing test data through the server, and comparing --------------------
@@ -360,6 +434,9 @@ def populate(server):
         upsert(range(155, 170), 2)                                   # left in the log
         stub.Delete(pb.DeleteRequest(collection=name, ids=[7, 160]))
         upsert([8], 3)
+    # A snapshot (it flushes spec_l2) and a collection restored from it.
+    stub.CreateSnapshot(pb.CreateSnapshotRequest(collection="spec_l2", name="spec_snap"))
+    stub.RestoreSnapshot(pb.RestoreSnapshotRequest(snapshot="spec_snap", name="spec_restored"))
 
 
 def f32(x):
@@ -427,8 +504,20 @@ def check(server, data_dir):
         print(f"{name}: {len(live)} rows read from {len(m['segment'])} segment(s), "
               f"{len(m['deletes'])} delete file(s) and the log equal the server's ({kinds})")
         total += len(live)
+    repo = os.path.join(data_dir, "snapshots")
+    snaps = sorted(n[:-len(".snapshot")] for n in os.listdir(repo) if n.endswith(".snapshot")) \
+        if os.path.isdir(repo) else []
+    for snap in snaps:
+        keys, files, m, store = read_snapshot(repo, snap)
+        live = rows_of(m, store, None)
+        # The collection has not changed since: the snapshot holds its rows.
+        _, now = visible_rows(os.path.join(root, keys["collection"]))
+        if live != now:
+            sys.exit(f"snapshot {snap}: {len(live)} rows differ from {keys['collection']}'s {len(now)}")
+        print(f"snapshot {snap} of {keys['collection']}: {len(files)} files, {len(live)} rows, "
+              f"read from the repository as specified, equal to the collection's")
     print(f"spec reader: {total} rows in {len(names)} collections read from the files as docs/format.md "
-          f"specifies them, all equal to what the server returns")
+          f"specifies them, all equal to what the server returns; {len(snaps)} snapshot(s) read")
 
 
 def main():
