@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
 mod data;
-mod moto;
+mod s3server;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -33,7 +33,7 @@ use vdb_engine::{CollectionConfig, Engine, EngineOptions, SyncMode};
 use vdb_objstore::ObjectRoot;
 
 use data::{row, rows};
-use moto::Moto;
+use s3server::S3Server;
 
 /// When the chosen operation fails.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -363,9 +363,9 @@ fn scenario(dir: &Path, root: ObjectRoot, sync: SyncMode) -> Outcome {
 /// The live rows of `docs` on an engine opened on `dir` with a healthy
 /// store, each checked against what was written (`None` if it has no such
 /// collection); the engine is closed, publishing what it replayed.
-fn rows_on(dir: &Path, moto: &Moto, url: &str) -> Option<BTreeSet<u64>> {
+fn rows_on(dir: &Path, s3: &S3Server, url: &str) -> Option<BTreeSet<u64>> {
     let options = EngineOptions {
-        store: Some(Arc::new(moto.root(url))),
+        store: Some(Arc::new(s3.root(url))),
         ..EngineOptions::default()
     };
     let engine =
@@ -398,10 +398,10 @@ fn with_sync_object_no_failure_loses_an_acknowledged_write_even_with_the_node() 
 }
 
 fn run(sync: SyncMode) {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let faulty = |url: &str, fail_at: u64, when: When| {
-        let faulty = Arc::new(Faulty::new(moto.root(url).store(), fail_at, when));
+        let faulty = Arc::new(Faulty::new(s3.root(url).store(), fail_at, when));
         let prefix = url.trim_start_matches("s3://vdb/");
         let root = ObjectRoot::with_store(
             Arc::clone(&faulty) as Arc<dyn ObjectStore>,
@@ -443,7 +443,7 @@ fn run(sync: SyncMode) {
             if when == When::After && matches!(store.failed(), Some("put" | "put manifest")) {
                 assert!(!failed, "{name}: {out:?}");
             }
-            let recovered = rows_on(dir.path(), &moto, &url);
+            let recovered = rows_on(dir.path(), &s3, &url);
             match &recovered {
                 Some(live) => assert!(
                     *live == out.live || Some(live) == out.maybe.as_ref(),
@@ -454,7 +454,7 @@ fn run(sync: SyncMode) {
                 None => assert!(!out.created, "{name}: {out:?}"),
             }
             let other = tempfile::tempdir().unwrap();
-            let seen = rows_on(other.path(), &moto, &url);
+            let seen = rows_on(other.path(), &s3, &url);
             if out.created {
                 assert_eq!(seen, recovered, "{name}: {out:?}");
             }
@@ -467,7 +467,7 @@ fn run(sync: SyncMode) {
             let out = scenario(dir.path(), faulty(&url, fail_at, when).0, sync);
             drop(dir);
             let other = tempfile::tempdir().unwrap();
-            match rows_on(other.path(), &moto, &url) {
+            match rows_on(other.path(), &s3, &url) {
                 Some(seen) if sync == SyncMode::Object => assert!(
                     seen == out.live || Some(&seen) == out.maybe.as_ref(),
                     "{name}: {seen:?} from {out:?}"
@@ -512,14 +512,14 @@ fn rows_of(engine: &Engine, name: &str) -> Option<BTreeSet<u64>> {
 /// or does not exist, and if not it can be restored again.
 #[test]
 fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let want: BTreeSet<u64> = (0..40).collect();
     // The collection, written through a healthy store; the last rows only
     // in the shipped log.
     let prepare = |url: &str, dir: &Path| {
         let options = EngineOptions {
-            store: Some(Arc::new(moto.root(url))),
+            store: Some(Arc::new(s3.root(url))),
             ..EngineOptions::default()
         };
         let engine = Engine::open_with(dir, options).unwrap();
@@ -539,7 +539,7 @@ fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
         drop(engine);
     };
     let attempt = |url: &str, dir: &Path, fail_at: u64, when: When| {
-        let faulty = Arc::new(Faulty::new(moto.root(url).store(), fail_at, when));
+        let faulty = Arc::new(Faulty::new(s3.root(url).store(), fail_at, when));
         let prefix = url.trim_start_matches("s3://vdb/");
         let root = ObjectRoot::with_store(
             Arc::clone(&faulty) as Arc<dyn ObjectStore>,
@@ -581,7 +581,7 @@ fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
             // Another node, healthy.
             let other = tempfile::tempdir().unwrap();
             let options = EngineOptions {
-                store: Some(Arc::new(moto.root(&url))),
+                store: Some(Arc::new(s3.root(&url))),
                 ..EngineOptions::default()
             };
             let engine = Engine::open_with(other.path(), options)
@@ -618,8 +618,8 @@ fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
 /// stops the collection instead, and a reopen has every row.
 #[test]
 fn maintenance_that_fails_before_publishing_is_tried_again() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     for task in ["flush", "compact", "retrain"] {
         let mut ops = None;
         let mut k = 0;
@@ -631,7 +631,7 @@ fn maintenance_that_fails_before_publishing_is_tried_again() {
                     true => format!("s3://vdb/retry-{task}-clean"),
                     false => format!("s3://vdb/retry-{task}-{k}-{when:?}"),
                 };
-                let faulty = Arc::new(Faulty::new(moto.root(&url).store(), u64::MAX, when));
+                let faulty = Arc::new(Faulty::new(s3.root(&url).store(), u64::MAX, when));
                 let prefix = url.trim_start_matches("s3://vdb/");
                 let root = ObjectRoot::with_store(
                     Arc::clone(&faulty) as Arc<dyn ObjectStore>,
@@ -708,7 +708,7 @@ fn maintenance_that_fails_before_publishing_is_tried_again() {
                 // Another node, healthy, finds every acknowledged row.
                 let other = tempfile::tempdir().unwrap();
                 let options = EngineOptions {
-                    store: Some(Arc::new(moto.root(&url))),
+                    store: Some(Arc::new(s3.root(&url))),
                     ..EngineOptions::default()
                 };
                 let engine = Engine::open_with(other.path(), options).unwrap();
@@ -737,13 +737,13 @@ fn maintenance_that_fails_before_publishing_is_tried_again() {
 /// and another node reads the file whole.
 #[test]
 fn a_failed_part_fails_the_upload_and_the_flush_is_tried_again() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     // 9,000 rows of 1,024 components: a segment of two parts of 32 MiB.
     let dim = 1024;
     for part in [0, 1] {
         let url = format!("s3://vdb/part-{part}");
-        let faulty = Arc::new(Faulty::new(moto.root(&url).store(), u64::MAX, When::Before));
+        let faulty = Arc::new(Faulty::new(s3.root(&url).store(), u64::MAX, When::Before));
         faulty.fail_part.store(part, Ordering::SeqCst);
         let root = ObjectRoot::with_store(
             Arc::clone(&faulty) as Arc<dyn ObjectStore>,
@@ -789,7 +789,7 @@ fn a_failed_part_fails_the_upload_and_the_flush_is_tried_again() {
 
         let other = tempfile::tempdir().unwrap();
         let options = EngineOptions {
-            store: Some(Arc::new(moto.root(&url))),
+            store: Some(Arc::new(s3.root(&url))),
             ..EngineOptions::default()
         };
         let engine = Engine::open_with(other.path(), options).unwrap();

@@ -1,4 +1,4 @@
-//! Read replicas on a real S3-compatible server (moto): a replica engine
+//! Read replicas on a real S3-compatible server (moto or s3s-fs, `s3server/mod.rs`): a replica engine
 //! follows a writer's flushes, compactions, trainings and settings (and,
 //! with `sync=object`, its writes before any flush), follows a new writer
 //! after a takeover, picks up created and dropped collections, and refuses
@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
 mod data;
-mod moto;
+mod s3server;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use vdb_engine::{
 };
 
 use data::rows;
-use moto::Moto;
+use s3server::S3Server;
 
 fn config(sync: SyncMode) -> CollectionConfig {
     CollectionConfig {
@@ -31,11 +31,11 @@ fn config(sync: SyncMode) -> CollectionConfig {
     }
 }
 
-fn engine(moto: &Moto, url: &str, dir: &Path, replica: bool) -> Result<Engine, Error> {
+fn engine(s3: &S3Server, url: &str, dir: &Path, replica: bool) -> Result<Engine, Error> {
     Engine::open_with(
         dir,
         EngineOptions {
-            store: Some(Arc::new(moto.root(url))),
+            store: Some(Arc::new(s3.root(url))),
             replica,
             follow_interval: Duration::from_millis(50),
             ..EngineOptions::default()
@@ -101,18 +101,18 @@ fn assert_read_only(e: Error) {
 
 #[test]
 fn a_replica_follows_flushes_compactions_trainings_and_settings() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb/r";
     let (a, r) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let writer = engine(&moto, url, a.path(), false).unwrap();
+    let writer = engine(&s3, url, a.path(), false).unwrap();
     let w = writer
         .create_collection("docs", config(SyncMode::Always))
         .unwrap();
     w.upsert(rows(0..300, 8)).unwrap();
     w.flush().unwrap();
 
-    let replica = engine(&moto, url, r.path(), true).unwrap();
+    let replica = engine(&s3, url, r.path(), true).unwrap();
     assert!(replica.is_replica());
     let c = converged(&replica, &w, 300);
     same_answers(&w, &c);
@@ -187,19 +187,19 @@ fn a_replica_follows_flushes_compactions_trainings_and_settings() {
 
 #[test]
 fn with_sync_object_a_replica_follows_writes_before_a_flush_and_a_new_writer() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb";
     let (a, b, r) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let writer = engine(&moto, url, a.path(), false).unwrap();
+    let writer = engine(&s3, url, a.path(), false).unwrap();
     let w = writer
         .create_collection("docs", config(SyncMode::Object))
         .unwrap();
-    let replica = engine(&moto, url, r.path(), true).unwrap();
+    let replica = engine(&s3, url, r.path(), true).unwrap();
     w.upsert(rows(0..50, 8)).unwrap();
     w.delete(&[7]).unwrap();
     let c = converged(&replica, &w, 49);
@@ -215,7 +215,7 @@ fn with_sync_object_a_replica_follows_writes_before_a_flush_and_a_new_writer() {
     let old_writer = w.storage().writer;
     drop(w);
     drop(writer);
-    let writer = engine(&moto, url, b.path(), false).unwrap();
+    let writer = engine(&s3, url, b.path(), false).unwrap();
     let w = writer.collection("docs").unwrap();
     assert_ne!(w.storage().writer, old_writer);
     w.upsert(rows(60..70, 8)).unwrap();
@@ -230,12 +230,12 @@ fn with_sync_object_a_replica_follows_writes_before_a_flush_and_a_new_writer() {
 
 #[test]
 fn a_replica_picks_up_created_dropped_and_recreated_collections() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb/p";
     let (a, r) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let writer = engine(&moto, url, a.path(), false).unwrap();
-    let replica = engine(&moto, url, r.path(), true).unwrap();
+    let writer = engine(&s3, url, a.path(), false).unwrap();
+    let replica = engine(&s3, url, r.path(), true).unwrap();
     assert!(replica.list_collections().is_empty());
 
     let w = writer

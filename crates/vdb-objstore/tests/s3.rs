@@ -1,4 +1,4 @@
-//! Collections on a real S3-compatible server (moto): a collection lives in
+//! Collections on a real S3-compatible server (moto or s3s-fs, `s3server/mod.rs`): a collection lives in
 //! the bucket and opens on a node whose data directory is empty; a second
 //! writer fences the first; a restart replays the node's own log and sets
 //! aside a log a newer writer has overtaken; create and drop across nodes;
@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
 mod data;
-mod moto;
+mod s3server;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use vdb_engine::{CollectionConfig, Engine, EngineOptions, Error, SearchOptions};
 
 use data::rows;
-use moto::Moto;
+use s3server::S3Server;
 
 fn config() -> CollectionConfig {
     CollectionConfig {
@@ -30,9 +30,9 @@ fn config() -> CollectionConfig {
 }
 
 /// An engine on `dir` whose collections live at `url`.
-fn open(moto: &Moto, url: &str, dir: &Path) -> Result<Engine, Error> {
+fn open(s3: &S3Server, url: &str, dir: &Path) -> Result<Engine, Error> {
     let options = EngineOptions {
-        store: Some(Arc::new(moto.root(url))),
+        store: Some(Arc::new(s3.root(url))),
         ..EngineOptions::default()
     };
     Engine::open_with(dir, options)
@@ -45,12 +45,12 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(moto: &Moto, bucket: &str) -> Bucket {
+    fn new(s3: &S3Server, bucket: &str) -> Bucket {
         // The client's TLS needs a provider even for plain HTTP.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let store = AmazonS3Builder::new()
             .with_bucket_name(bucket)
-            .with_endpoint(moto.endpoint())
+            .with_endpoint(s3.endpoint())
             .with_region("us-east-1")
             .with_allow_http(true)
             .with_access_key_id("test")
@@ -85,8 +85,8 @@ impl Bucket {
     }
 }
 
-fn objects(moto: &Moto, bucket: &str, prefix: &str) -> Vec<String> {
-    Bucket::new(moto, bucket).list(prefix)
+fn objects(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<String> {
+    Bucket::new(s3, bucket).list(prefix)
 }
 
 fn ids_of(hits: &[vdb_engine::Hit]) -> Vec<u64> {
@@ -95,12 +95,12 @@ fn ids_of(hits: &[vdb_engine::Hit]) -> Vec<u64> {
 
 #[test]
 fn a_collection_lives_in_the_bucket_and_opens_on_an_empty_node() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb/prod";
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 
-    let engine = open(&moto, url, a.path()).unwrap();
+    let engine = open(&s3, url, a.path()).unwrap();
     let c = engine.create_collection("docs", config()).unwrap();
     c.upsert(rows(0..200, 8)).unwrap();
     c.flush().unwrap();
@@ -130,7 +130,7 @@ fn a_collection_lives_in_the_bucket_and_opens_on_an_empty_node() {
 
     // Every file and the manifests are objects; the manifest names the
     // files the compaction left, and nothing else is there.
-    let names = objects(&moto, "vdb", "prod/collections/docs");
+    let names = objects(&s3, "vdb", "prod/collections/docs");
     let manifests: Vec<&String> = names.iter().filter(|n| n.contains("/manifest/")).collect();
     let files: Vec<&String> = names.iter().filter(|n| n.contains("/files/")).collect();
     assert!(!manifests.is_empty() && manifests.len() <= 9, "{names:?}");
@@ -142,7 +142,7 @@ fn a_collection_lives_in_the_bucket_and_opens_on_an_empty_node() {
 
     // A node with an empty data directory finds the collection and every
     // row, and answers the same.
-    let engine = open(&moto, url, b.path()).unwrap();
+    let engine = open(&s3, url, b.path()).unwrap();
     assert_eq!(engine.list_collections(), vec!["docs".to_string()]);
     let c = engine.collection("docs").unwrap();
     let got = c.stats();
@@ -178,18 +178,18 @@ fn a_collection_lives_in_the_bucket_and_opens_on_an_empty_node() {
 
 #[test]
 fn a_second_writer_fences_the_first() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb";
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 
-    let first = open(&moto, url, a.path()).unwrap();
+    let first = open(&s3, url, a.path()).unwrap();
     let c1 = first.create_collection("docs", config()).unwrap();
     c1.upsert(rows(0..50, 8)).unwrap();
     c1.flush().unwrap();
 
     // Opening the prefix elsewhere takes the collection over.
-    let second = open(&moto, url, b.path()).unwrap();
+    let second = open(&s3, url, b.path()).unwrap();
     let c2 = second.collection("docs").unwrap();
     assert_eq!(c2.stats().rows, 50);
 
@@ -215,19 +215,19 @@ fn a_second_writer_fences_the_first() {
     second.close().unwrap();
 
     let c = tempfile::tempdir().unwrap();
-    let third = open(&moto, url, c.path()).unwrap();
+    let third = open(&s3, url, c.path()).unwrap();
     assert_eq!(third.collection("docs").unwrap().stats().rows, 70);
 }
 
 #[test]
 fn a_restart_replays_its_own_log_and_sets_aside_an_overtaken_one() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb/p";
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 
     // Node A flushes 40 rows, logs 10 more and stops without flushing.
-    let engine = open(&moto, url, a.path()).unwrap();
+    let engine = open(&s3, url, a.path()).unwrap();
     let c = engine.create_collection("docs", config()).unwrap();
     c.upsert(rows(0..40, 8)).unwrap();
     c.flush().unwrap();
@@ -236,20 +236,20 @@ fn a_restart_replays_its_own_log_and_sets_aside_an_overtaken_one() {
     drop(engine);
 
     // A restart of A replays its log: all 50.
-    let engine = open(&moto, url, a.path()).unwrap();
+    let engine = open(&s3, url, a.path()).unwrap();
     assert_eq!(engine.collection("docs").unwrap().stats().rows, 50);
     drop(engine);
 
     // Node B takes over without A's log: it has what was flushed. Its own
     // log continues the numbering after the files, so a restart of B
     // replays what B logged.
-    let engine = open(&moto, url, b.path()).unwrap();
+    let engine = open(&s3, url, b.path()).unwrap();
     let c = engine.collection("docs").unwrap();
     assert_eq!(c.stats().rows, 40);
     c.upsert(rows(100..105, 8)).unwrap();
     drop(c);
     drop(engine);
-    let engine = open(&moto, url, b.path()).unwrap();
+    let engine = open(&s3, url, b.path()).unwrap();
     let c = engine.collection("docs").unwrap();
     assert_eq!(c.stats().rows, 45);
     assert!(c.get(104).unwrap().is_some());
@@ -258,7 +258,7 @@ fn a_restart_replays_its_own_log_and_sets_aside_an_overtaken_one() {
 
     // A comes back: B published since, so A's log belongs to a history the
     // store has left; it is set aside, not replayed.
-    let engine = open(&moto, url, a.path()).unwrap();
+    let engine = open(&s3, url, a.path()).unwrap();
     let c = engine.collection("docs").unwrap();
     assert_eq!(c.stats().rows, 45);
     assert!(c.get(45).unwrap().is_none());
@@ -278,12 +278,12 @@ fn a_restart_replays_its_own_log_and_sets_aside_an_overtaken_one() {
 
 #[test]
 fn sweeping_spares_what_a_later_writer_may_still_publish() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb";
-    let bucket = Bucket::new(&moto, "vdb");
+    let bucket = Bucket::new(&s3, "vdb");
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let engine = open(&moto, url, a.path()).unwrap();
+    let engine = open(&s3, url, a.path()).unwrap();
     let c = engine.create_collection("docs", config()).unwrap();
     c.upsert(rows(0..20, 8)).unwrap();
     c.flush().unwrap();
@@ -299,7 +299,7 @@ fn sweeping_spares_what_a_later_writer_may_still_publish() {
     bucket.put(&before, b"left by a crash");
     bucket.put(&after, b"being written");
 
-    let engine = open(&moto, url, b.path()).unwrap();
+    let engine = open(&s3, url, b.path()).unwrap();
     assert_eq!(engine.collection("docs").unwrap().stats().rows, 20);
     let left = bucket.list(dir);
     assert!(!left.contains(&before), "{left:?}");
@@ -308,13 +308,13 @@ fn sweeping_spares_what_a_later_writer_may_still_publish() {
 
 #[test]
 fn create_and_drop_are_seen_across_nodes() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb";
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 
-    let one = open(&moto, url, a.path()).unwrap();
-    let two = open(&moto, url, b.path()).unwrap();
+    let one = open(&s3, url, a.path()).unwrap();
+    let two = open(&s3, url, b.path()).unwrap();
     one.create_collection("docs", config()).unwrap();
     // The name is taken in the bucket, though node two had not seen it.
     let e = two.create_collection("docs", config()).unwrap_err();
@@ -328,26 +328,26 @@ fn create_and_drop_are_seen_across_nodes() {
 
     // Dropped on one node: gone from the bucket, and the other node's
     // cache of it is removed when it next opens.
-    let two = open(&moto, url, b.path()).unwrap();
+    let two = open(&s3, url, b.path()).unwrap();
     two.collection("docs")
         .unwrap()
         .upsert(rows(0..5, 8))
         .unwrap();
     assert!(b.path().join("collections/docs").exists());
     two.close().unwrap();
-    let one = open(&moto, url, a.path()).unwrap();
+    let one = open(&s3, url, a.path()).unwrap();
     one.drop_collection("docs").unwrap();
     assert_eq!(
-        objects(&moto, "vdb", "collections/docs"),
+        objects(&s3, "vdb", "collections/docs"),
         Vec::<String>::new()
     );
     drop(one);
-    let two = open(&moto, url, b.path()).unwrap();
+    let two = open(&s3, url, b.path()).unwrap();
     assert!(two.list_collections().is_empty());
     assert!(!b.path().join("collections/docs").exists());
     // The name is free again, even with files an interrupted drop left
     // (one numbered as the new collection's first segment would be).
-    let bucket = Bucket::new(&moto, "vdb");
+    let bucket = Bucket::new(&s3, "vdb");
     let left = format!("collections/docs/files/seg-{:016x}.seg", 2u64 << 40);
     bucket.put(&left, b"left by an interrupted drop");
     let c = two.create_collection("docs", config()).unwrap();
@@ -357,20 +357,20 @@ fn create_and_drop_are_seen_across_nodes() {
     drop(c);
     two.close().unwrap();
     let three = tempfile::tempdir().unwrap();
-    let three = open(&moto, url, three.path()).unwrap();
+    let three = open(&s3, url, three.path()).unwrap();
     assert_eq!(three.collection("docs").unwrap().stats().rows, 20);
 }
 
 #[test]
 fn files_larger_than_one_part_upload_in_parts() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb";
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // 9,000 rows of 1,024 components: a segment of 37 MB, more than the
     // 32 MiB of one part.
     let dim = 1024;
-    let engine = open(&moto, url, a.path()).unwrap();
+    let engine = open(&s3, url, a.path()).unwrap();
     let c = engine
         .create_collection("big", CollectionConfig::new(dim))
         .unwrap();
@@ -381,7 +381,7 @@ fn files_larger_than_one_part_upload_in_parts() {
     drop(c);
     engine.close().unwrap();
 
-    let engine = open(&moto, url, b.path()).unwrap();
+    let engine = open(&s3, url, b.path()).unwrap();
     let c = engine.collection("big").unwrap();
     assert_eq!(c.stats().rows, 9000);
     let r = &rows(8999..9000, dim)[0];
@@ -430,12 +430,12 @@ fn shipped_config() -> CollectionConfig {
 
 #[test]
 fn with_sync_object_losing_the_node_loses_nothing_acknowledged() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb";
-    let bucket = Bucket::new(&moto, "vdb");
+    let bucket = Bucket::new(&s3, "vdb");
     let a = tempfile::tempdir().unwrap();
-    let engine = open(&moto, url, a.path()).unwrap();
+    let engine = open(&s3, url, a.path()).unwrap();
     let c = engine.create_collection("docs", shipped_config()).unwrap();
     c.upsert(rows(0..30, 8)).unwrap();
     c.flush().unwrap();
@@ -448,7 +448,7 @@ fn with_sync_object_losing_the_node_loses_nothing_acknowledged() {
     drop(a);
 
     let b = tempfile::tempdir().unwrap();
-    let engine = open(&moto, url, b.path()).unwrap();
+    let engine = open(&s3, url, b.path()).unwrap();
     let c = engine.collection("docs").unwrap();
     assert_eq!(c.stats().rows, 58);
     for r in rows(0..61, 8) {
@@ -468,17 +468,17 @@ fn with_sync_object_losing_the_node_loses_nothing_acknowledged() {
     drop(c);
     engine.close().unwrap();
     let c2 = tempfile::tempdir().unwrap();
-    let engine = open(&moto, url, c2.path()).unwrap();
+    let engine = open(&s3, url, c2.path()).unwrap();
     assert_eq!(engine.collection("docs").unwrap().stats().rows, 68);
 }
 
 #[test]
 fn with_sync_object_a_takeover_keeps_every_acknowledged_write() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
     let url = "s3://vdb";
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first = open(&moto, url, a.path()).unwrap();
+    let first = open(&s3, url, a.path()).unwrap();
     let c1 = first.create_collection("docs", shipped_config()).unwrap();
 
     // Four writers on the first node; the second node takes over while
@@ -510,7 +510,7 @@ fn with_sync_object_a_takeover_keeps_every_acknowledged_write() {
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let second = open(&moto, url, b.path()).unwrap();
+    let second = open(&s3, url, b.path()).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked = Vec::new();

@@ -1,4 +1,4 @@
-//! Snapshots of collections on a real S3-compatible server (moto): into
+//! Snapshots of collections on a real S3-compatible server (moto or s3s-fs, `s3server/mod.rs`): into
 //! the store's own repository (copied by the server, no bytes through the
 //! node), into another bucket (uploaded), restored on the same node, on a
 //! new node with an empty directory, and on a node without object
@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
 mod data;
-mod moto;
+mod s3server;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +16,11 @@ use vdb_engine::{Collection, CollectionConfig, Engine, EngineOptions, SearchOpti
 use vdb_objstore::ObjectRoot;
 
 use data::rows;
-use moto::Moto;
+use s3server::S3Server;
 
-fn open(moto: &Moto, url: &str, dir: &Path) -> Engine {
+fn open(s3: &S3Server, url: &str, dir: &Path) -> Engine {
     let options = EngineOptions {
-        store: Some(Arc::new(moto.root(url))),
+        store: Some(Arc::new(s3.root(url))),
         ..EngineOptions::default()
     };
     Engine::open_with(dir, options).unwrap()
@@ -53,16 +53,16 @@ fn answers(c: &Collection) -> (u64, Vec<Vec<Hit>>) {
 
 #[test]
 fn snapshots_copy_in_the_store_upload_elsewhere_and_restore_anywhere() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("vdb");
-    moto.create_bucket("backup");
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
+    s3.create_bucket("backup");
     let url = "s3://vdb/prod";
     let (a, b, local) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let engine = open(&moto, url, a.path());
+    let engine = open(&s3, url, a.path());
     let config = CollectionConfig {
         nlist: 4,
         flush_rows: 1_000_000,
@@ -87,7 +87,7 @@ fn snapshots_copy_in_the_store_upload_elsewhere_and_restore_anywhere() {
     assert_eq!(want.0, 647);
 
     // Another bucket: uploaded from the node.
-    let other = ObjectRoot::repository_at("s3://backup/vdb", &moto.options()).unwrap();
+    let other = ObjectRoot::repository_at("s3://backup/vdb", &s3.options()).unwrap();
     let offsite = engine
         .create_snapshot("docs", &other, Some("offsite"))
         .unwrap();
@@ -112,7 +112,7 @@ fn snapshots_copy_in_the_store_upload_elsewhere_and_restore_anywhere() {
     engine.close().unwrap();
 
     // A new node with an empty directory sees the snapshots and restores.
-    let engine = open(&moto, url, b.path());
+    let engine = open(&s3, url, b.path());
     let names: Vec<String> = engine
         .list_snapshots(engine.default_repository().as_ref())
         .unwrap()

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use vdb_objstore::ObjectRoot;
 
 /// A running `moto_server`, killed on drop.
-pub struct Moto {
+pub struct S3Server {
     child: Child,
     port: u16,
 }
@@ -32,10 +32,10 @@ fn binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-impl Moto {
+impl S3Server {
     /// Starts a server, or `None` (after saying so) when there is none to
     /// start and none is required.
-    pub fn start() -> Option<Moto> {
+    pub fn start() -> Option<S3Server> {
         let Some(bin) = binary() else {
             assert!(
                 std::env::var("VDB_REQUIRE_S3").as_deref() != Ok("1"),
@@ -57,12 +57,12 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut moto = Moto { child, port };
+        let mut server = S3Server { child, port };
         // Ready once it answers HTTP: a connection can be accepted, and
         // reset, while the server is still starting.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while moto.try_request("GET", "/").is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
+        while server.try_request("GET", "/").is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("moto_server exited ({status}) instead of serving on {port}");
             }
             assert!(
@@ -71,7 +71,7 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(moto)
+        Some(server)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -133,7 +133,7 @@ impl Moto {
     }
 }
 
-impl Drop for Moto {
+impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
