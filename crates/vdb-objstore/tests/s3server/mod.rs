@@ -1,8 +1,11 @@
-//! A real S3-compatible server for the tests: moto's `moto_server`, started
-//! per test on a free local port and killed when the test ends.
+//! A real S3-compatible server for the tests, started per test on a free
+//! local port and killed when the test ends: moto's `moto_server` (a
+//! Python implementation of AWS's API), or with `VDB_S3_SERVER=s3s-fs`
+//! `s3s-fs` (a Rust server keeping objects as files; `cargo install s3s-fs
+//! --version 0.14.1 --features binary`).
 //!
-//! The binary is `$VDB_MOTO_SERVER`, else `moto_server` on the `PATH`
-//! (`pip install 'moto[server]'`). Without one the tests skip, unless
+//! The binary is `$VDB_MOTO_SERVER` (or `$VDB_S3S_FS`), else `moto_server`
+//! (`s3s-fs`) on the `PATH`. Without one the tests skip, unless
 //! `VDB_REQUIRE_S3=1` (CI sets it), which makes them fail instead.
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
@@ -16,19 +19,48 @@ use std::time::{Duration, Instant};
 
 use vdb_objstore::ObjectRoot;
 
-/// A running `moto_server`, killed on drop.
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Moto,
+    S3sFs,
+}
+
+/// A running S3-compatible server, killed on drop.
 pub struct S3Server {
     child: Child,
     port: u16,
+    kind: Kind,
+    /// s3s-fs: the directory whose subdirectories are its buckets.
+    root: Option<tempfile::TempDir>,
 }
 
-fn binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("VDB_MOTO_SERVER") {
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kind() -> Kind {
+    match std::env::var("VDB_S3_SERVER").as_deref() {
+        Ok("s3s-fs") => Kind::S3sFs,
+        Ok("moto") | Err(_) => Kind::Moto,
+        Ok(other) => panic!("VDB_S3_SERVER={other:?}: expected moto or s3s-fs"),
+    }
+}
+
+fn binary(kind: Kind) -> Option<PathBuf> {
+    let (var, name) = match kind {
+        Kind::Moto => ("VDB_MOTO_SERVER", "moto_server"),
+        Kind::S3sFs => ("VDB_S3S_FS", "s3s-fs"),
+    };
+    if let Some(p) = std::env::var_os(var) {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|d| d.join("moto_server"))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
 }
 
@@ -36,42 +68,70 @@ impl S3Server {
     /// Starts a server, or `None` (after saying so) when there is none to
     /// start and none is required.
     pub fn start() -> Option<S3Server> {
-        let Some(bin) = binary() else {
+        let kind = kind();
+        let Some(bin) = binary(kind) else {
             assert!(
                 std::env::var("VDB_REQUIRE_S3").as_deref() != Ok("1"),
-                "VDB_REQUIRE_S3=1 but no moto_server: set VDB_MOTO_SERVER or put it on the PATH"
+                "VDB_REQUIRE_S3=1 but no {kind:?} server: set VDB_MOTO_SERVER / VDB_S3S_FS or put it on the PATH"
             );
-            eprintln!("skipped: no moto_server (set VDB_MOTO_SERVER or VDB_REQUIRE_S3=1)");
+            eprintln!("skipped: no {kind:?} server (set VDB_MOTO_SERVER or VDB_REQUIRE_S3=1)");
             return None;
         };
-        // A port that was free a moment ago; moto binds it itself.
+        // A port that was free a moment ago; the server binds it itself.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut cmd = Command::new(&bin);
+        let mut root = None;
+        match kind {
+            Kind::Moto => {
+                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            }
+            Kind::S3sFs => {
+                let dir = tempfile::tempdir().unwrap();
+                cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--access-key", "test", "--secret-key", "test"])
+                    .arg(dir.path());
+                root = Some(dir);
+            }
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut server = S3Server { child, port };
+        let mut server = S3Server {
+            child,
+            port,
+            kind,
+            root,
+        };
         // Ready once it answers HTTP: a connection can be accepted, and
         // reset, while the server is still starting.
         let deadline = Instant::now() + Duration::from_secs(60);
         while server.try_request("GET", "/").is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("moto_server exited ({status}) instead of serving on {port}");
+                panic!(
+                    "{} exited ({status}) instead of serving on {port}",
+                    bin.display()
+                );
             }
             assert!(
                 Instant::now() < deadline,
-                "moto_server did not answer on {port}"
+                "{} did not answer on {port}",
+                bin.display()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(server)
+    }
+
+    /// Which server it is.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -79,10 +139,16 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Creates `bucket` (moto accepts unsigned requests).
+    /// Creates `bucket`: moto takes an unsigned request; s3s-fs's buckets
+    /// are the directories of its root.
     pub fn create_bucket(&self, bucket: &str) {
-        let status = self.request("PUT", &format!("/{bucket}"));
-        assert_eq!(status, 200, "create bucket {bucket}");
+        match &self.root {
+            Some(root) => std::fs::create_dir(root.path().join(bucket)).unwrap(),
+            None => {
+                let status = self.request("PUT", &format!("/{bucket}"));
+                assert_eq!(status, 200, "create bucket {bucket}");
+            }
+        }
     }
 
     /// Sends a bodiless request and returns the status code.
@@ -130,12 +196,5 @@ impl S3Server {
     /// exist).
     pub fn root(&self, url: &str) -> ObjectRoot {
         ObjectRoot::from_url(url, &self.options()).unwrap()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
