@@ -121,14 +121,17 @@ impl Collection {
             }
             self.default_nprobe
                 .store(cfg.nprobe, std::sync::atomic::Ordering::Release);
+            let manifest = inner.manifest.clone();
             {
                 let mut cur = self.lock();
                 *cur = inner;
                 self.publish(&cur);
             }
+            // Evicted before the version is recorded, so a replica that
+            // reports version `v` caches only the files `v` names.
+            let evicted = evict_unnamed(self.files.as_ref(), &manifest);
             f.lock().version = version;
-            let manifest = self.lock().manifest.clone();
-            evict_unnamed(self.files.as_ref(), &manifest)?;
+            evicted?;
             return Ok(Followed::Current);
         }
         if self.config.sync == SyncMode::Object {
