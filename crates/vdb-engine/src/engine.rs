@@ -256,13 +256,15 @@ impl Engine {
         }
         config.validate()?;
         self.add(name, |files| {
-            self.write_first_manifest(name, &config, centroids, files)
+            self.write_first_manifest(&config, centroids, files)
         })
     }
 
     /// Adds collection `name`: makes its local directory, lets `commit`
     /// write its files and publish its first manifest (the commit point),
-    /// and opens it. If `commit` fails, nothing of it is left locally.
+    /// and opens it. If `commit` fails, nothing of it is left locally; if
+    /// it fails because a file or manifest is there already, another node
+    /// created the collection first in a shared store: `AlreadyExists`.
     pub(crate) fn add(
         &self,
         name: &str,
@@ -291,6 +293,9 @@ impl Engine {
         if let Err(e) = commit(files.as_ref()) {
             // Nothing of it is acknowledged: leave no directory behind.
             let _ = self.fs.remove_dir_all(&dir);
+            if e.is_fenced() || e.is_already_there() {
+                return Err(Error::AlreadyExists(name.to_string()));
+            }
             return Err(e);
         }
         self.fs
@@ -311,23 +316,15 @@ impl Engine {
 
     /// Writes a new collection's centroid file (if it starts trained) and
     /// its first manifest: the commit point, before which no restart would
-    /// open it. In a shared store, a collection of that name that another
-    /// node created first makes this `AlreadyExists`.
+    /// open it.
     fn write_first_manifest(
         &self,
-        name: &str,
         config: &CollectionConfig,
         centroids: Option<TrainedCentroids>,
         files: &dyn vdb_fs::Directory,
     ) -> Result<()> {
-        let exists = |e: Error| {
-            if e.is_fenced() || e.is_already_there() {
-                Error::AlreadyExists(name.to_string())
-            } else {
-                e
-            }
-        };
         let mut m = manifest::Manifest::new(config.clone());
+        m.uid = manifest::random_id();
         if files.shared() {
             // Files an interrupted drop of an earlier collection of this
             // name left behind: number this one's after them, so its names
@@ -357,8 +354,7 @@ impl Engine {
                     dim: config.dim,
                 },
                 &c.values,
-            )
-            .map_err(|e| exists(e.into()))?;
+            )?;
             m.generation = 1;
             m.centroids = Some(file);
             m.trained_rows = c.trained_rows;
@@ -368,7 +364,7 @@ impl Engine {
         if files.shared() {
             m.writer = self.node;
         }
-        m.store(files).map_err(exists)
+        m.store(files)
     }
 
     /// The collection `name`.
@@ -478,20 +474,13 @@ impl Engine {
         self.check_writer()?;
         validate_name(name)?;
         let info = snapshot::read(repo, snapshot)?;
-        let mut manifest = snapshot::restored_manifest(&info, self.store.is_some())?;
-        let exists = |e: Error| {
-            if e.is_fenced() || e.is_already_there() {
-                Error::AlreadyExists(name.to_string())
-            } else {
-                e
-            }
-        };
+        let mut manifest = snapshot::restored_manifest(&info, self.store.is_some());
         self.add(name, |files| {
             snapshot::copy_files(repo, &info, files)?;
             if files.shared() {
                 manifest.writer = self.node;
             }
-            manifest.store(files).map_err(exists)
+            manifest.store(files)
         })
     }
 

@@ -58,7 +58,8 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest of a new, empty collection.
+    /// The manifest of a new, empty collection (without an identity: its
+    /// creator draws one).
     pub fn new(config: CollectionConfig) -> Manifest {
         Manifest {
             config,
@@ -74,7 +75,7 @@ impl Manifest {
             trained_at: 0,
             compacted_at: 0,
             writer: 0,
-            uid: random_id(),
+            uid: 0,
         }
     }
 
@@ -191,24 +192,38 @@ pub(crate) fn random_id() -> u64 {
     h.finish() | 1
 }
 
-fn parse(text: &str) -> std::result::Result<Manifest, String> {
-    let crc_at = text.rfind("crc ").ok_or("no crc line")?;
+/// The text before its last line, `crc <8 hex digits>`, checked against
+/// it: the frame of vdb's text files (a manifest, a snapshot's descriptor,
+/// which embeds a manifest: only the very last line counts).
+pub(crate) fn checked_body(text: &str) -> std::result::Result<&str, String> {
+    let last = text.strip_suffix('\n').ok_or("no crc line")?;
+    let crc_at = last.rfind('\n').map_or(0, |at| at + 1);
     let (body, crc_line) = text.split_at(crc_at);
-    let stored = u32::from_str_radix(crc_line.trim().trim_start_matches("crc ").trim(), 16)
-        .map_err(|_| "unreadable crc line".to_string())?;
+    let hex = crc_line
+        .trim_end_matches('\n')
+        .strip_prefix("crc ")
+        .ok_or("no crc line")?;
+    let stored = u32::from_str_radix(hex, 16)
+        .ok()
+        .filter(|_| hex.len() == 8)
+        .ok_or_else(|| "unreadable crc line".to_string())?;
     let actual = crc32fast::hash(body.as_bytes());
     if stored != actual {
         return Err(format!(
             "checksum mismatch: stored {stored:08x}, computed {actual:08x}"
         ));
     }
+    Ok(body)
+}
+
+fn parse(text: &str) -> std::result::Result<Manifest, String> {
+    let body = checked_body(text)?;
     let mut lines = body.lines();
     if lines.next() != Some(HEADER) {
         return Err(format!("first line is not {HEADER:?}"));
     }
     let mut config = CollectionConfig::new(1);
     let mut m = Manifest::new(config.clone());
-    m.uid = 0;
     let num = |k: &str, v: &str| {
         v.parse::<u64>()
             .map_err(|_| format!("{k}: {v:?} is not a number"))

@@ -40,22 +40,15 @@ pub struct SnapshotInfo {
     pub created_at: u64,
     /// The repository, as a path or URL.
     pub location: String,
-    /// The collection's settings then.
-    pub config: CollectionConfig,
-    /// Its centroid generation then.
-    pub generation: u64,
-    /// Every write up to this log sequence number is in it.
-    pub flushed_lsn: u64,
     /// The files it names.
     pub files: Vec<SnapshotFile>,
     /// Bytes the snapshot added to the repository when it was created
     /// (the rest it shares with earlier snapshots, or links to the
     /// collection's own files); 0 when listed.
     pub added_bytes: u64,
-    /// The collection's identity (the key its files are kept under).
-    uid: u64,
-    /// The manifest, as published.
-    manifest: Vec<u8>,
+    /// The collection's manifest then (its `uid` is the key its files are
+    /// kept under).
+    manifest: Manifest,
 }
 
 impl SnapshotInfo {
@@ -63,14 +56,34 @@ impl SnapshotInfo {
     pub fn bytes(&self) -> u64 {
         self.files.iter().map(|f| f.bytes).sum()
     }
+
+    /// The collection's settings then.
+    pub fn config(&self) -> &CollectionConfig {
+        &self.manifest.config
+    }
+
+    /// Its centroid generation then.
+    pub fn generation(&self) -> u64 {
+        self.manifest.generation
+    }
+
+    /// Every write up to this log sequence number is in it.
+    pub fn flushed_lsn(&self) -> u64 {
+        self.manifest.flushed_lsn.0
+    }
 }
 
 fn descriptor_key(name: &str) -> String {
     format!("{name}{SUFFIX}")
 }
 
+/// Where the files of the collection with identity `uid` are kept.
+fn files_dir(uid: u64) -> String {
+    format!("files/{uid:016x}")
+}
+
 fn file_key(uid: u64, file: &str) -> String {
-    format!("files/{uid:016x}/{file}")
+    format!("{}/{file}", files_dir(uid))
 }
 
 /// Copies `collection`'s state after a flush into `repo` as snapshot
@@ -108,13 +121,9 @@ pub(crate) fn create(
             collection: collection.name().to_string(),
             created_at,
             location: repo.location(),
-            config: manifest.config.clone(),
-            generation: manifest.generation,
-            flushed_lsn: manifest.flushed_lsn.0,
             files: Vec::new(),
             added_bytes: 0,
-            uid: manifest.uid,
-            manifest: manifest.encode().into_bytes(),
+            manifest: manifest.clone(),
         };
         for file in manifest.live_files() {
             let key = file_key(manifest.uid, file);
@@ -177,14 +186,14 @@ pub(crate) fn read(repo: &dyn Repository, name: &str) -> Result<SnapshotInfo> {
 /// snapshot's, under a new identity (its files are then its own). With
 /// no object store to ship the log to, sync mode `object` becomes
 /// `always`.
-pub(crate) fn restored_manifest(info: &SnapshotInfo, shared_store: bool) -> Result<Manifest> {
-    let mut m = Manifest::decode(info.manifest.clone(), info.location.clone().into())?;
+pub(crate) fn restored_manifest(info: &SnapshotInfo, shared_store: bool) -> Manifest {
+    let mut m = info.manifest.clone();
     m.uid = crate::manifest::random_id();
     m.writer = 0;
     if !shared_store && m.config.sync == vdb_wal::SyncMode::Object {
         m.config.sync = vdb_wal::SyncMode::Always;
     }
-    Ok(m)
+    m
 }
 
 /// Copies the files of `info` into `files` (a new collection's).
@@ -194,7 +203,7 @@ pub(crate) fn copy_files(
     files: &dyn Directory,
 ) -> Result<()> {
     for f in &info.files {
-        repo.get_file(&file_key(info.uid, &f.name), files, &f.name)?;
+        repo.get_file(&file_key(info.manifest.uid, &f.name), files, &f.name)?;
     }
     Ok(())
 }
@@ -206,11 +215,11 @@ pub(crate) fn delete(repo: &dyn Repository, name: &str) -> Result<()> {
     repo.remove(&[&descriptor_key(name)])?;
     let mut kept = std::collections::HashSet::new();
     for other in list(repo)? {
-        if other.uid == gone.uid {
+        if other.manifest.uid == gone.manifest.uid {
             kept.extend(other.files.into_iter().map(|f| f.name));
         }
     }
-    let dir = format!("files/{:016x}", gone.uid);
+    let dir = files_dir(gone.manifest.uid);
     let unused: Vec<String> = repo
         .list(&dir)?
         .into_iter()
@@ -229,12 +238,13 @@ fn encode(info: &SnapshotInfo) -> String {
     let _ = writeln!(s, "name {}", info.name);
     let _ = writeln!(s, "collection {}", info.collection);
     let _ = writeln!(s, "created_at {}", info.created_at);
-    let _ = writeln!(s, "uid {:016x}", info.uid);
+    let _ = writeln!(s, "uid {:016x}", info.manifest.uid);
     for f in &info.files {
         let _ = writeln!(s, "file {} {}", f.name, f.bytes);
     }
-    let _ = writeln!(s, "manifest {}", info.manifest.len());
-    s.push_str(&String::from_utf8_lossy(&info.manifest));
+    let manifest = info.manifest.encode();
+    let _ = writeln!(s, "manifest {}", manifest.len());
+    s.push_str(&manifest);
     let crc = crc32fast::hash(s.as_bytes());
     let _ = writeln!(s, "crc {crc:08x}");
     s
@@ -242,22 +252,7 @@ fn encode(info: &SnapshotInfo) -> String {
 
 fn decode(bytes: &[u8], location: String) -> std::result::Result<SnapshotInfo, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
-    let (before, crc_line) = text
-        .strip_suffix('\n')
-        .and_then(|t| t.rsplit_once('\n'))
-        .ok_or("no crc line")?;
-    // Every byte up to the crc line, the newline before it included.
-    let body = &text[..=before.len()];
-    let stored = crc_line
-        .strip_prefix("crc ")
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .ok_or("unreadable crc line")?;
-    let actual = crc32fast::hash(body.as_bytes());
-    if stored != actual {
-        return Err(format!(
-            "checksum mismatch: stored {stored:08x}, computed {actual:08x}"
-        ));
-    }
+    let body = crate::manifest::checked_body(text)?;
     let (head, manifest) = match body.find("\nmanifest ") {
         Some(at) => {
             let rest = &body[at + 1..];
@@ -319,18 +314,17 @@ fn decode(bytes: &[u8], location: String) -> std::result::Result<SnapshotInfo, S
     if named != listed {
         return Err("its files are not those its manifest names".into());
     }
+    if uid.ok_or_else(|| missing("uid"))? != m.uid {
+        return Err("its uid is not its manifest's".into());
+    }
     Ok(SnapshotInfo {
         name: name.ok_or_else(|| missing("name"))?,
         collection: collection.ok_or_else(|| missing("collection"))?,
         created_at: created_at.ok_or_else(|| missing("created_at"))?,
         location,
-        config: m.config.clone(),
-        generation: m.generation,
-        flushed_lsn: m.flushed_lsn.0,
         files,
         added_bytes: 0,
-        uid: uid.ok_or_else(|| missing("uid"))?,
-        manifest: manifest.as_bytes().to_vec(),
+        manifest: m,
     })
 }
 
@@ -372,22 +366,19 @@ mod tests {
 
     fn sample() -> SnapshotInfo {
         let mut m = Manifest::new(CollectionConfig::new(4));
+        m.uid = 0x9f3c_0a1b_2c3d_4e5f;
         m.segments = vec![(1, "seg-0000000000000001.seg".into())];
         SnapshotInfo {
             name: "nightly".into(),
             collection: "images".into(),
             created_at: 1_795_867_932,
             location: "/r".into(),
-            config: m.config.clone(),
-            generation: 0,
-            flushed_lsn: 0,
             files: vec![SnapshotFile {
                 name: "seg-0000000000000001.seg".into(),
                 bytes: 4096,
             }],
             added_bytes: 0,
-            uid: m.uid,
-            manifest: m.encode().into_bytes(),
+            manifest: m,
         }
     }
 

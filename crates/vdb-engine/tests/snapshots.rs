@@ -120,7 +120,6 @@ fn later_snapshots_share_files_and_deletes_keep_what_others_name() {
     let first = engine
         .create_snapshot("src", repo.as_ref(), Some("first"))
         .unwrap();
-    let first_model = model.clone();
     write(&c, &mut w, &mut model, 10);
     let second = engine
         .create_snapshot("src", repo.as_ref(), Some("second"))
@@ -175,7 +174,6 @@ fn later_snapshots_share_files_and_deletes_keep_what_others_name() {
         engine.restore_snapshot(repo.as_ref(), "first", "gone"),
         Err(Error::SnapshotNotFound { .. })
     ));
-    let _ = first_model;
 }
 
 #[test]

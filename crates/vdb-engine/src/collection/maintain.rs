@@ -12,12 +12,13 @@ use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 use super::apply::push_batch;
 use super::read::segment_row;
 use super::{
-    Alter, Collection, Inner, Loc, Schedule, SegEntry, batch_views, memtable_rows, segment_views,
-    unix_now,
+    Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, memtable_rows,
+    segment_views, unix_now,
 };
 use crate::Row;
 use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
+use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
 use crate::memtable::{MemBatch, RowRef};
 use crate::policy::{Plan, PolicyInput, plan};
@@ -409,24 +410,8 @@ impl Collection {
         let frozen = std::mem::take(&mut inner.frozen);
         let newer = std::mem::take(&mut inner.mem);
         let n = frozen.len() as u32;
-        for (b, e) in frozen.iter().enumerate() {
-            for r in 0..e.batch.rows() {
-                if let Some(row) = e.batch.row(r)
-                    && inner.ids.get(&row.id) == Some(&Loc::Frozen(b as u32, r as u32))
-                {
-                    inner.ids.insert(row.id, Loc::Mem(b as u32, r as u32));
-                }
-            }
-        }
-        for (b, e) in newer.iter().enumerate() {
-            for r in 0..e.batch.rows() {
-                if let Some(row) = e.batch.row(r)
-                    && inner.ids.get(&row.id) == Some(&Loc::Mem(b as u32, r as u32))
-                {
-                    inner.ids.insert(row.id, Loc::Mem(b as u32 + n, r as u32));
-                }
-            }
-        }
+        repoint(&mut inner.ids, &frozen, Loc::Frozen, Loc::Mem);
+        repoint(&mut inner.ids, &newer, Loc::Mem, |b, r| Loc::Mem(b + n, r));
         inner.mem = frozen;
         inner.mem.extend(newer);
         inner.pending_deletes.extend(f.pending_deletes);
@@ -591,15 +576,7 @@ struct Written {
 fn freeze(inner: &mut Inner) -> Frozen {
     debug_assert!(inner.frozen.is_empty(), "maintenance is serialised");
     let mem = std::mem::take(&mut inner.mem);
-    for (b, e) in mem.iter().enumerate() {
-        for r in 0..e.batch.rows() {
-            if let Some(row) = e.batch.row(r)
-                && inner.ids.get(&row.id) == Some(&Loc::Mem(b as u32, r as u32))
-            {
-                inner.ids.insert(row.id, Loc::Frozen(b as u32, r as u32));
-            }
-        }
-    }
+    repoint(&mut inner.ids, &mem, Loc::Mem, Loc::Frozen);
     inner.frozen = mem;
     let mut pending: Vec<u64> = inner.pending_deletes.drain().collect();
     pending.sort_unstable();
@@ -610,6 +587,26 @@ fn freeze(inner: &mut Inner) -> Frozen {
         lsn: inner.applied,
         manifest: inner.manifest.clone(),
         quantizer: Arc::clone(&inner.quantizer),
+    }
+}
+
+/// Moves the rows of `batches` in the id map: each id that points at its
+/// row as `from(batch, row)` (not replaced or deleted since) then points
+/// at `to(batch, row)`.
+fn repoint(
+    ids: &mut ShardedIdMap<Loc>,
+    batches: &[MemEntry],
+    from: impl Fn(u32, u32) -> Loc,
+    to: impl Fn(u32, u32) -> Loc,
+) {
+    for (b, e) in batches.iter().enumerate() {
+        for r in 0..e.batch.rows() {
+            if let Some(row) = e.batch.row(r)
+                && ids.get(&row.id) == Some(&from(b as u32, r as u32))
+            {
+                ids.insert(row.id, to(b as u32, r as u32));
+            }
+        }
     }
 }
 
