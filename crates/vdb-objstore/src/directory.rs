@@ -10,7 +10,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use vdb_fs::{AtomicFile, Directory, Fenced, LocalDirectory, LogStore, NewFile, ScratchFile};
 
-use crate::Inner;
+use crate::{Inner, head};
 
 /// Files at most this large are uploaded in one request, created only if
 /// absent; larger ones in parts of this size.
@@ -122,13 +122,19 @@ impl Inner {
         let file = std::fs::File::open(path).map_err(read)?;
         let len = file.metadata().map_err(read)?.len();
         let tail_len = len.min(TAIL_BYTES);
-        let mut tail = vec![0u8; tail_len as usize];
-        file.read_exact_at(&mut tail, len - tail_len)
-            .map_err(read)?;
-        let whole = if len <= PART_BYTES as u64 {
-            Some(Bytes::from(std::fs::read(path).map_err(read)?))
+        // The whole file when it goes in one request, else its tail (to
+        // recognise it in the store if the answer is lost).
+        let (whole, tail) = if len <= PART_BYTES as u64 {
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact_at(&mut bytes, 0).map_err(read)?;
+            let bytes = Bytes::from(bytes);
+            let tail = bytes.slice((len - tail_len) as usize..);
+            (Some(bytes), tail)
         } else {
-            None
+            let mut tail = vec![0u8; tail_len as usize];
+            file.read_exact_at(&mut tail, len - tail_len)
+                .map_err(read)?;
+            (None, Bytes::from(tail))
         };
         let store = Arc::clone(&self.store);
         let at = to.clone();
@@ -223,15 +229,11 @@ async fn create_in_parts(
     len: u64,
     in_flight: usize,
 ) -> object_store::Result<()> {
-    match store.head(at).await {
-        Ok(_) => {
-            return Err(object_store::Error::AlreadyExists {
-                path: at.to_string(),
-                source: "files are never replaced".into(),
-            });
-        }
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(e),
+    if head(store, at).await?.is_some() {
+        return Err(object_store::Error::AlreadyExists {
+            path: at.to_string(),
+            source: "files are never replaced".into(),
+        });
     }
     let mut upload = store.put_multipart(at).await?;
     let mut running = tokio::task::JoinSet::new();
@@ -299,10 +301,8 @@ async fn holds_file(
     len: u64,
     tail: &[u8],
 ) -> object_store::Result<bool> {
-    let meta = match store.head(at).await {
-        Ok(meta) => meta,
-        Err(object_store::Error::NotFound { .. }) => return Ok(false),
-        Err(e) => return Err(e),
+    let Some(meta) = head(store, at).await? else {
+        return Ok(false);
     };
     if meta.size != len {
         return Ok(false);
@@ -403,15 +403,7 @@ impl Directory for ObjectDirectory {
     /// Removes files from the store and the cache (either may lack them).
     fn remove(&self, names: &[&str]) -> vdb_fs::Result<()> {
         for name in names {
-            let object = self.file(name);
-            let store = Arc::clone(&self.inner.store);
-            let at = object.clone();
-            self.inner.run("remove", &object, async move {
-                match store.delete(&at).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            })?;
+            self.inner.delete(&self.file(name))?;
             let cached = self.local.path(name);
             match self.inner.fs.remove_file(&cached) {
                 Ok(()) => {}
@@ -542,16 +534,7 @@ impl ObjectLog {
             return Ok(());
         };
         let newer = self.manifests.clone().join(format!("{:020}", v + 1));
-        let store = Arc::clone(&self.inner.store);
-        let at = newer.clone();
-        let claimed = self.inner.run("check", &newer, async move {
-            match store.head(&at).await {
-                Ok(_) => Ok(true),
-                Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(e),
-            }
-        })?;
-        if !claimed {
+        if self.inner.size("check", &newer)?.is_none() {
             return Ok(());
         }
         let fenced = Fenced {
@@ -599,15 +582,7 @@ impl LogStore for ObjectLog {
 
     fn remove(&self, firsts: &[u64]) -> vdb_fs::Result<()> {
         for &first in firsts {
-            let object = self.chunk(first);
-            let store = Arc::clone(&self.inner.store);
-            let at = object.clone();
-            self.inner.run("remove", &object, async move {
-                match store.delete(&at).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            })?;
+            self.inner.delete(&self.chunk(first))?;
         }
         Ok(())
     }

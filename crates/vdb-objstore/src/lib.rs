@@ -332,6 +332,47 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The length of object `at`, `None` if there is none (`op` names
+    /// the check in errors).
+    pub(crate) fn size(&self, op: &'static str, at: &ObjectPath) -> vdb_fs::Result<Option<u64>> {
+        let store = Arc::clone(&self.store);
+        let object = at.clone();
+        self.run(op, at, async move {
+            Ok(head(store.as_ref(), &object).await?.map(|m| m.size))
+        })
+    }
+
+    /// Deletes object `at`; one that is not there is not an error.
+    pub(crate) fn delete(&self, at: &ObjectPath) -> vdb_fs::Result<()> {
+        let store = Arc::clone(&self.store);
+        let object = at.clone();
+        self.run("remove", at, async move {
+            delete(store.as_ref(), &object).await
+        })
+    }
+}
+
+/// What the store knows of object `at`, `None` if there is none.
+pub(crate) async fn head(
+    store: &dyn ObjectStore,
+    at: &ObjectPath,
+) -> object_store::Result<Option<object_store::ObjectMeta>> {
+    match store.head(at).await {
+        Ok(meta) => Ok(Some(meta)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes object `at`; one that is not there is not an error.
+pub(crate) async fn delete(store: &dyn ObjectStore, at: &ObjectPath) -> object_store::Result<()> {
+    match store.delete(at).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Every object under `at`, as listed.
 pub(crate) async fn list_all(
     store: &dyn ObjectStore,
@@ -397,10 +438,7 @@ impl Store for ObjectRoot {
                 // Manifest versions are zero-padded: by name is by age.
                 names.sort();
                 for name in names {
-                    match store.delete(&name).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
+                    delete(store.as_ref(), &name).await?;
                 }
                 Ok(())
             })?;

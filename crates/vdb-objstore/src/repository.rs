@@ -44,20 +44,8 @@ impl ObjectRepository {
             .run("copy", to, async move { store.copy(&from, &at).await })
     }
 
-    fn size_of(&self, at: &ObjectPath) -> vdb_fs::Result<Option<u64>> {
-        let store = Arc::clone(&self.inner.store);
-        let object = at.clone();
-        self.inner.run("check", at, async move {
-            match store.head(&object).await {
-                Ok(meta) => Ok(Some(meta.size)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-    }
-
     fn refuse_existing(&self, at: &ObjectPath) -> vdb_fs::Result<()> {
-        if self.size_of(at)?.is_some() {
+        if self.inner.size("check", at)?.is_some() {
             return Err(vdb_fs::Error::new(
                 "create",
                 &self.inner.url_of(at),
@@ -74,7 +62,7 @@ impl Repository for ObjectRepository {
     }
 
     fn size(&self, key: &str) -> vdb_fs::Result<Option<u64>> {
-        self.size_of(&self.key(key))
+        self.inner.size("check", &self.key(key))
     }
 
     fn put_file(&self, key: &str, from: &dyn Directory, name: &str) -> vdb_fs::Result<()> {
@@ -140,15 +128,7 @@ impl Repository for ObjectRepository {
 
     fn remove(&self, keys: &[&str]) -> vdb_fs::Result<()> {
         for key in keys {
-            let at = self.key(key);
-            let store = Arc::clone(&self.inner.store);
-            let object = at.clone();
-            self.inner.run("remove", &at, async move {
-                match store.delete(&object).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            })?;
+            self.inner.delete(&self.key(key))?;
         }
         Ok(())
     }
