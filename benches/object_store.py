@@ -98,6 +98,14 @@ def stop(p):
         sys.exit(f"error: vdbd exited {code}")
 
 
+def ctl(vdbctl, addr, *args):
+    """Runs `vdbctl --server ADDR ARGS`; its output, or exits with its error."""
+    r = subprocess.run([vdbctl, "--server", addr, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"error: vdbctl {' '.join(args)}: {r.stderr}")
+    return r.stdout
+
+
 def bench(vdbctl, addr, bench_args):
     r = subprocess.run([vdbctl, "--server", addr, "--json", "bench", "--server", addr,
                         *bench_args], capture_output=True, text=True)

@@ -30,14 +30,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from object_store import free_port, start_bucket, start_vdbd, stop  # noqa: E402
-
-
-def ctl(vdbctl, addr, *args):
-    r = subprocess.run([vdbctl, "--server", addr, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"error: vdbctl {' '.join(args)}: {r.stderr}")
-    return r.stdout
+from object_store import ctl, free_port, start_bucket, start_vdbd, stop  # noqa: E402
 
 
 def poll(what, ok, deadline=120):

@@ -29,14 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from object_store import dir_bytes, free_port, start_bucket, start_vdbd, stop  # noqa: E402
-
-
-def ctl(vdbctl, addr, *args):
-    r = subprocess.run([vdbctl, "--server", addr, *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"error: vdbctl {' '.join(args)}: {r.stderr}")
-    return r.stdout
+from object_store import ctl, dir_bytes, free_port, start_bucket, start_vdbd, stop  # noqa: E402
 
 
 def main():

@@ -181,14 +181,22 @@ def read_manifest(path):
     return parse_manifest(open(path, "rb").read(), path)
 
 
-def parse_manifest(data, path):
-    text = data.decode("utf-8")
-    at = text.rfind("crc ")
-    body, crc_line = text[:at], text[at:]
-    if not crc_line.endswith("\n") or len(crc_line) != len("crc ") + 9:
+def checked_body(data, path):
+    """The bytes before the last line, `crc` and 8 hex digits, checked
+    against it (manifests and snapshot descriptors)."""
+    if not data.endswith(b"\n"):
+        raise Corrupt(f"{path}: no final newline")
+    at = data.rstrip(b"\n").rfind(b"\n") + 1
+    body, crc_line = data[:at], data[at:].decode()
+    if not crc_line.startswith("crc ") or len(crc_line) != len("crc ") + 9:
         raise Corrupt(f"{path}: crc line {crc_line!r}")
-    if int(crc_line[4:12], 16) != crc32(body.encode("utf-8")):
-        raise Corrupt(f"{path}: manifest CRC")
+    if int(crc_line[4:12], 16) != crc32(body):
+        raise Corrupt(f"{path}: CRC")
+    return body
+
+
+def parse_manifest(data, path):
+    body = checked_body(data, path).decode("utf-8")
     lines = body.split("\n")
     if lines[0] != "vdb-manifest 1" or lines[-1] != "":
         raise Corrupt(f"{path}: first line or line ends")
@@ -350,15 +358,7 @@ def read_snapshot(repo, name):
     """A snapshot's descriptor, checked: (its keys, its files, its
     manifest as read_manifest gives it)."""
     path = os.path.join(repo, f"{name}.snapshot")
-    data = open(path, "rb").read()
-    if not data.endswith(b"\n"):
-        raise Corrupt(f"{path}: no final newline")
-    at = data.rstrip(b"\n").rfind(b"\n") + 1
-    body, crc_line = data[:at], data[at:].decode()
-    if not crc_line.startswith("crc ") or len(crc_line) != len("crc ") + 9:
-        raise Corrupt(f"{path}: crc line {crc_line!r}")
-    if int(crc_line[4:12], 16) != crc32(body):
-        raise Corrupt(f"{path}: descriptor CRC")
+    body = checked_body(open(path, "rb").read(), path)
     marker = body.find(b"\nmanifest ")
     if marker < 0:
         raise Corrupt(f"{path}: no manifest line")

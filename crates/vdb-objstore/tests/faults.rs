@@ -271,15 +271,34 @@ impl Outcome {
     }
 }
 
-/// Runs the scenario on `dir` against `root` with collections of sync mode
-/// `sync`, stopping at the first error.
-fn scenario(dir: &Path, root: ObjectRoot, sync: SyncMode) -> Outcome {
-    let mut out = Outcome::default();
+/// A root at `url` (in bucket `vdb` of `s3`) whose requests go through a
+/// [`Faulty`] store failing operation `fail_at` as `when` says.
+fn faulty_root(s3: &S3Server, url: &str, fail_at: u64, when: When) -> (ObjectRoot, Arc<Faulty>) {
+    let faulty = Arc::new(Faulty::new(s3.root(url).store(), fail_at, when));
+    let root = ObjectRoot::with_store(
+        Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+        url.trim_start_matches("s3://vdb/"),
+        url,
+        vdb_fs::os(),
+    )
+    .unwrap();
+    (root, faulty)
+}
+
+/// An engine on `dir` whose collections live at `root`.
+fn open_on(dir: &Path, root: ObjectRoot) -> vdb_engine::Result<Engine> {
     let options = EngineOptions {
         store: Some(Arc::new(root)),
         ..EngineOptions::default()
     };
-    let Ok(engine) = Engine::open_with(dir, options) else {
+    Engine::open_with(dir, options)
+}
+
+/// Runs the scenario on `dir` against `root` with collections of sync mode
+/// `sync`, stopping at the first error.
+fn scenario(dir: &Path, root: ObjectRoot, sync: SyncMode) -> Outcome {
+    let mut out = Outcome::default();
+    let Ok(engine) = open_on(dir, root) else {
         return out;
     };
     let config = CollectionConfig {
@@ -364,25 +383,26 @@ fn scenario(dir: &Path, root: ObjectRoot, sync: SyncMode) -> Outcome {
 /// store, each checked against what was written (`None` if it has no such
 /// collection); the engine is closed, publishing what it replayed.
 fn rows_on(dir: &Path, s3: &S3Server, url: &str) -> Option<BTreeSet<u64>> {
-    let options = EngineOptions {
-        store: Some(Arc::new(s3.root(url))),
-        ..EngineOptions::default()
-    };
     let engine =
-        Engine::open_with(dir, options).unwrap_or_else(|e| panic!("reopen {}: {e}", dir.display()));
-    let live = engine.collection("docs").ok().map(|c| {
-        let mut live = BTreeSet::new();
-        for id in 0..80 {
-            if let Some(got) = c.get(id).unwrap() {
-                assert_eq!(got, row(id, 8), "row {id} changed");
-                live.insert(id);
-            }
-        }
-        assert_eq!(c.stats().rows, live.len() as u64);
-        live
-    });
+        open_on(dir, s3.root(url)).unwrap_or_else(|e| panic!("reopen {}: {e}", dir.display()));
+    let live = rows_of(&engine, "docs");
     engine.close().unwrap();
     live
+}
+
+/// The live rows of collection `name` on `engine`, each checked against
+/// what was written (`None` if it has no such collection).
+fn rows_of(engine: &Engine, name: &str) -> Option<BTreeSet<u64>> {
+    let c = engine.collection(name).ok()?;
+    let mut live = BTreeSet::new();
+    for id in 0..80 {
+        if let Some(got) = c.get(id).unwrap() {
+            assert_eq!(got, row(id, 8), "{name}: row {id} changed");
+            live.insert(id);
+        }
+    }
+    assert_eq!(c.stats().rows, live.len() as u64, "{name}");
+    Some(live)
 }
 
 #[test]
@@ -400,17 +420,7 @@ fn with_sync_object_no_failure_loses_an_acknowledged_write_even_with_the_node() 
 fn run(sync: SyncMode) {
     let Some(s3) = S3Server::start() else { return };
     s3.create_bucket("vdb");
-    let faulty = |url: &str, fail_at: u64, when: When| {
-        let faulty = Arc::new(Faulty::new(s3.root(url).store(), fail_at, when));
-        let prefix = url.trim_start_matches("s3://vdb/");
-        let root = ObjectRoot::with_store(
-            Arc::clone(&faulty) as Arc<dyn ObjectStore>,
-            prefix,
-            url,
-            vdb_fs::os(),
-        );
-        (root.unwrap(), faulty)
-    };
+    let faulty = |url: &str, fail_at: u64, when: When| faulty_root(&s3, url, fail_at, when);
 
     // A clean run counts the operations.
     let dir = tempfile::tempdir().unwrap();
@@ -490,21 +500,6 @@ fn run(sync: SyncMode) {
     assert!(met >= ops / 2, "{met} of {} runs failed a step", 2 * ops);
 }
 
-/// Rows of `docs`-like collection `name` on `engine`, checked against
-/// what was written.
-fn rows_of(engine: &Engine, name: &str) -> Option<BTreeSet<u64>> {
-    let c = engine.collection(name).ok()?;
-    let mut live = BTreeSet::new();
-    for id in 0..80 {
-        if let Some(got) = c.get(id).unwrap() {
-            assert_eq!(got, row(id, 8), "{name}: row {id} changed");
-            live.insert(id);
-        }
-    }
-    assert_eq!(c.stats().rows, live.len() as u64, "{name}");
-    Some(live)
-}
-
 /// A snapshot and its restore, with each of their object store operations
 /// failing in turn (before, or after the store made a change): the source
 /// keeps every row; the snapshot exists whole or not at all, and if not it
@@ -518,11 +513,7 @@ fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
     // The collection, written through a healthy store; the last rows only
     // in the shipped log.
     let prepare = |url: &str, dir: &Path| {
-        let options = EngineOptions {
-            store: Some(Arc::new(s3.root(url))),
-            ..EngineOptions::default()
-        };
-        let engine = Engine::open_with(dir, options).unwrap();
+        let engine = open_on(dir, s3.root(url)).unwrap();
         let config = CollectionConfig {
             nlist: 2,
             min_rows_per_list: 10,
@@ -539,21 +530,9 @@ fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
         drop(engine);
     };
     let attempt = |url: &str, dir: &Path, fail_at: u64, when: When| {
-        let faulty = Arc::new(Faulty::new(s3.root(url).store(), fail_at, when));
-        let prefix = url.trim_start_matches("s3://vdb/");
-        let root = ObjectRoot::with_store(
-            Arc::clone(&faulty) as Arc<dyn ObjectStore>,
-            prefix,
-            url,
-            vdb_fs::os(),
-        )
-        .unwrap();
-        let options = EngineOptions {
-            store: Some(Arc::new(root)),
-            ..EngineOptions::default()
-        };
+        let (root, faulty) = faulty_root(&s3, url, fail_at, when);
         // Opening (claiming the collection) is counted too.
-        if let Ok(engine) = Engine::open_with(dir, options) {
+        if let Ok(engine) = open_on(dir, root) {
             let repo = engine.default_repository();
             if engine
                 .create_snapshot("docs", repo.as_ref(), Some("s"))
@@ -580,11 +559,7 @@ fn no_failed_object_store_operation_damages_a_snapshot_or_its_restore() {
             let what = format!("{name} ({:?})", faulty.failed());
             // Another node, healthy.
             let other = tempfile::tempdir().unwrap();
-            let options = EngineOptions {
-                store: Some(Arc::new(s3.root(&url))),
-                ..EngineOptions::default()
-            };
-            let engine = Engine::open_with(other.path(), options)
+            let engine = open_on(other.path(), s3.root(&url))
                 .unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
             assert_eq!(rows_of(&engine, "docs").as_ref(), Some(&want), "{what}");
             let repo = engine.default_repository();
@@ -631,21 +606,9 @@ fn maintenance_that_fails_before_publishing_is_tried_again() {
                     true => format!("s3://vdb/retry-{task}-clean"),
                     false => format!("s3://vdb/retry-{task}-{k}-{when:?}"),
                 };
-                let faulty = Arc::new(Faulty::new(s3.root(&url).store(), u64::MAX, when));
-                let prefix = url.trim_start_matches("s3://vdb/");
-                let root = ObjectRoot::with_store(
-                    Arc::clone(&faulty) as Arc<dyn ObjectStore>,
-                    prefix,
-                    &url,
-                    vdb_fs::os(),
-                )
-                .unwrap();
+                let (root, faulty) = faulty_root(&s3, &url, u64::MAX, when);
                 let dir = tempfile::tempdir().unwrap();
-                let options = EngineOptions {
-                    store: Some(Arc::new(root)),
-                    ..EngineOptions::default()
-                };
-                let engine = Engine::open_with(dir.path(), options).unwrap();
+                let engine = open_on(dir.path(), root).unwrap();
                 let config = CollectionConfig {
                     nlist: 2,
                     min_rows_per_list: 10,
@@ -707,20 +670,13 @@ fn maintenance_that_fails_before_publishing_is_tried_again() {
                 let _ = engine.close();
                 // Another node, healthy, finds every acknowledged row.
                 let other = tempfile::tempdir().unwrap();
-                let options = EngineOptions {
-                    store: Some(Arc::new(s3.root(&url))),
-                    ..EngineOptions::default()
-                };
-                let engine = Engine::open_with(other.path(), options).unwrap();
-                let c = engine.collection("docs").unwrap();
-                let seen: BTreeSet<u64> =
-                    (0..70).filter(|&id| c.get(id).unwrap().is_some()).collect();
+                let engine = open_on(other.path(), s3.root(&url)).unwrap();
+                let seen = rows_of(&engine, "docs").unwrap();
                 // With the local log, a stopped collection's unflushed rows
                 // are on its node only.
                 if failed != Some("put manifest") || result.is_ok() {
                     assert_eq!(seen, live, "{what}");
                 }
-                drop(c);
                 engine.close().unwrap();
             }
             if !counting {
@@ -743,21 +699,10 @@ fn a_failed_part_fails_the_upload_and_the_flush_is_tried_again() {
     let dim = 1024;
     for part in [0, 1] {
         let url = format!("s3://vdb/part-{part}");
-        let faulty = Arc::new(Faulty::new(s3.root(&url).store(), u64::MAX, When::Before));
+        let (root, faulty) = faulty_root(&s3, &url, u64::MAX, When::Before);
         faulty.fail_part.store(part, Ordering::SeqCst);
-        let root = ObjectRoot::with_store(
-            Arc::clone(&faulty) as Arc<dyn ObjectStore>,
-            url.trim_start_matches("s3://vdb/"),
-            &url,
-            vdb_fs::os(),
-        )
-        .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let options = EngineOptions {
-            store: Some(Arc::new(root)),
-            ..EngineOptions::default()
-        };
-        let engine = Engine::open_with(dir.path(), options).unwrap();
+        let engine = open_on(dir.path(), root).unwrap();
         let c = engine
             .create_collection("big", CollectionConfig::new(dim))
             .unwrap();
@@ -788,11 +733,7 @@ fn a_failed_part_fails_the_upload_and_the_flush_is_tried_again() {
         engine.close().unwrap();
 
         let other = tempfile::tempdir().unwrap();
-        let options = EngineOptions {
-            store: Some(Arc::new(s3.root(&url))),
-            ..EngineOptions::default()
-        };
-        let engine = Engine::open_with(other.path(), options).unwrap();
+        let engine = open_on(other.path(), s3.root(&url)).unwrap();
         let c = engine.collection("big").unwrap();
         assert_eq!(c.stats().rows, 9000, "part {part}");
         assert_eq!(c.get(8999).unwrap(), Some(rows(8999..9000, dim).remove(0)));
