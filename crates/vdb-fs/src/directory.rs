@@ -34,6 +34,13 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     fn fetch(&self, name: &str) -> Result<PathBuf> {
         Ok(self.path(name))
     }
+    /// The committed file `name` cached in part, for a backend that
+    /// fetches byte ranges on demand ([`CachedFile`]); `None` when the
+    /// whole file is at [`Directory::fetch`]'s path (the default).
+    fn open_cached(&self, name: &str) -> Result<Option<Arc<dyn CachedFile>>> {
+        let _ = name;
+        Ok(None)
+    }
     /// Takes the file at local path `from` (which stays) as the
     /// committed file `name`: copied, or linked where the backend can.
     fn adopt(&self, name: &str, from: &Path) -> Result<()> {
@@ -91,6 +98,49 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     /// only.
     fn log_store(&self) -> Option<Arc<dyn LogStore>> {
         None
+    }
+}
+
+/// A committed file of which the local cache holds only some byte
+/// ranges: its local copy at [`CachedFile::path`] has the file's full
+/// length, but bytes not fetched read as zeros and bytes no longer pinned
+/// may be given back to the disk at any time. A reader maps the local
+/// copy and reads only bytes it has pinned.
+pub trait CachedFile: Send + Sync + std::fmt::Debug {
+    /// The local copy to map.
+    fn path(&self) -> &Path;
+    /// The file's length.
+    fn len(&self) -> u64;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Makes bytes `ranges` (clipped to the file) readable in the local
+    /// copy, fetching what the cache lacks, and keeps them there until the
+    /// returned pin is dropped.
+    fn pin(&self, ranges: &[std::ops::Range<u64>]) -> Result<Pin>;
+}
+
+/// Byte ranges of [`CachedFile`]s kept readable while it lives (see
+/// [`CachedFile::pin`]); several pins can be held as one.
+#[derive(Default)]
+pub struct Pin(Vec<Box<dyn Send + Sync>>);
+
+impl Pin {
+    /// A pin that releases by running `guard`'s `Drop`.
+    pub fn new(guard: impl Send + Sync + 'static) -> Pin {
+        Pin(vec![Box::new(guard)])
+    }
+
+    /// Holds `other`'s ranges too.
+    pub fn join(&mut self, other: Pin) {
+        self.0.extend(other.0);
+    }
+}
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pin({} guards)", self.0.len())
     }
 }
 

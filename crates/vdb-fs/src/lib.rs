@@ -31,7 +31,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-pub use directory::{Directory, Fenced, LocalDirectory, LogStore, MANIFEST, Store};
+pub use directory::{
+    CachedFile, Directory, Fenced, LocalDirectory, LogStore, MANIFEST, Pin, Store,
+};
 pub use durable::{AtomicFile, NewFile, ScratchFile, sync_dir, tmp_path, write_atomic};
 pub use repository::{LocalRepository, Repository};
 #[cfg(feature = "sim")]
@@ -82,6 +84,9 @@ pub trait FileHandle: Send + Sync + fmt::Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's length.
     fn len(&self) -> io::Result<u64>;
+    /// Gives back the disk space of bytes `offset .. offset + len`,
+    /// which then read as zeros; the file keeps its length.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()>;
     /// Whether the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
@@ -160,6 +165,22 @@ impl FileHandle for OsFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        punch_hole(&self.0, offset, len)
+    }
+}
+
+/// `fallocate(PUNCH_HOLE | KEEP_SIZE)` on `file`.
+pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    fallocate(
+        file,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    )
+    .map_err(io::Error::from)
 }
 
 impl Fs for OsFs {

@@ -570,6 +570,11 @@ impl FileHandle for SimFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
+
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.lock().admit()?;
+        crate::punch_hole(&self.file, offset, len)
+    }
 }
 
 #[cfg(test)]
