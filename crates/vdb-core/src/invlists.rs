@@ -32,11 +32,46 @@ pub trait InvertedLists: Send + Sync {
         let _ = list;
         0
     }
+    /// Makes lists `lists` readable until the returned hold is dropped:
+    /// storage that is fetched on demand (a segment cached in part from
+    /// an object store) fetches what it lacks and keeps it. Searches hold
+    /// the lists they probe while they scan them. Storage that is always
+    /// readable keeps the default, which does nothing.
+    fn hold(&self, lists: &[ListId]) -> Result<Hold, HoldError> {
+        let _ = lists;
+        Ok(Hold::default())
+    }
     /// Total rows over all lists.
     fn total_len(&self) -> usize {
         (0..self.nlist() as u32)
             .map(|l| self.list_len(ListId(l)))
             .sum()
+    }
+}
+
+/// Why lists could not be made readable (see [`InvertedLists::hold`]):
+/// the storage's own error.
+pub type HoldError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Storage kept readable while it lives (see [`InvertedLists::hold`]).
+#[derive(Default)]
+pub struct Hold(Vec<Box<dyn Send + Sync>>);
+
+impl Hold {
+    /// A hold that releases by dropping `guard`.
+    pub fn new(guard: impl Send + Sync + 'static) -> Hold {
+        Hold(vec![Box::new(guard)])
+    }
+
+    /// Keeps `other` too.
+    pub fn join(&mut self, other: Hold) {
+        self.0.extend(other.0);
+    }
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hold({} guards)", self.0.len())
     }
 }
 

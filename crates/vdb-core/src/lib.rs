@@ -16,7 +16,7 @@ mod topk;
 
 pub use error::{Error, Result};
 pub use ids::{Generation, ListId, Lsn, SegmentId, VectorId};
-pub use invlists::{InvertedLists, VecInvertedLists};
+pub use invlists::{Hold, HoldError, InvertedLists, VecInvertedLists};
 pub use metric::Metric;
 pub use rowset::RowSet;
 pub use topk::{Neighbor, RowAddr, TopK};

@@ -171,7 +171,7 @@ impl Collection {
             })
             .collect();
         let sample = |list: ListId| -> Result<Vec<Sample>> {
-            let members = list_members_near_centroid(quantizer, &sources, list, opts.samples);
+            let members = list_members_near_centroid(quantizer, &sources, list, opts.samples)?;
             let positions: Vec<[f32; 2]> =
                 members.iter().map(|m| layout.project(&m.vector)).collect();
             let found = members

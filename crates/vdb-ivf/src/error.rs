@@ -20,6 +20,10 @@ pub enum Error {
         /// Vectors given.
         rows: usize,
     },
+    /// Lists stored elsewhere could not be read (a segment whose bytes
+    /// are fetched on demand from an object store).
+    #[error("read the probed lists: {0}")]
+    Storage(#[source] vdb_core::HoldError),
     /// Inverted lists that do not match the quantizer they are searched with.
     #[error(
         "inverted lists have dim {lists_dim} and {lists_nlist} lists, but the centroids have dim {dim} and {nlist} lists"

@@ -1,6 +1,8 @@
 //! IVF search: coarse probe, then an exhaustive scan of the probed lists.
 
-use vdb_core::{InvertedLists, ListId, Neighbor, RowAddr, RowSet, TopK, VectorId, validate_vector};
+use vdb_core::{
+    Hold, InvertedLists, ListId, Neighbor, RowAddr, RowSet, TopK, VectorId, validate_vector,
+};
 
 use crate::error::{Error, Result};
 use crate::quantizer::CoarseQuantizer;
@@ -134,6 +136,7 @@ impl Searcher {
             &mut self.probe_top,
             &mut self.probes,
         );
+        let _held = hold(sources, self.probes.iter().map(|&(l, _)| l))?;
         Ok(self.scan(quantizer, sources, params, trace))
     }
 
@@ -261,7 +264,7 @@ pub fn search_batch(
         quantizer.metric().prepare(q);
     }
     let nlist = quantizer.nlist();
-    let blocks: Vec<Vec<Vec<Neighbor>>> = prepared
+    let blocks = prepared
         .par_chunks(BATCH_BLOCK * dim)
         .map_init(
             || (Searcher::new(), vec![0.0f32; BATCH_BLOCK * nlist]),
@@ -287,13 +290,23 @@ pub fn search_batch(
                             &mut searcher.probe_top,
                             &mut searcher.probes,
                         );
-                        searcher.scan(quantizer, sources, params, None)
+                        let _held = hold(sources, searcher.probes.iter().map(|&(l, _)| l))?;
+                        Ok(searcher.scan(quantizer, sources, params, None))
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>>>()
             },
         )
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(blocks.into_iter().flatten().collect())
+}
+
+/// Holds `lists` readable in every source while the result lives.
+fn hold(sources: &[Source<'_>], lists: impl Iterator<Item = ListId>) -> Result<Vec<Hold>> {
+    let lists: Vec<ListId> = lists.collect();
+    sources
+        .iter()
+        .map(|s| s.lists.hold(&lists).map_err(Error::Storage))
+        .collect()
 }
 
 fn check_sources(quantizer: &CoarseQuantizer, sources: &[Source<'_>]) -> Result<()> {
@@ -333,11 +346,12 @@ pub fn list_members_near_centroid(
     sources: &[Source<'_>],
     list: ListId,
     n: usize,
-) -> Vec<Member> {
+) -> Result<Vec<Member>> {
     let dim = quantizer.dim();
     if n == 0 || list.index() >= quantizer.nlist() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
+    let _held = hold(sources, std::iter::once(list))?;
     let centroid = quantizer.centroid(list);
     let mut best: Vec<(f32, u64, usize, usize)> = Vec::new();
     let mut distances = vec![0.0f32; SCAN_CHUNK];
@@ -368,14 +382,15 @@ pub fn list_members_near_centroid(
     }
     best.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     best.truncate(n);
-    best.into_iter()
+    Ok(best
+        .into_iter()
         .map(|(distance, id, s, row)| Member {
             id: VectorId(id),
             distance,
             vector: sources[s].lists.list_vectors(list)[row * dim..(row + 1) * dim].to_vec(),
             addr: RowAddr::new(s, sources[s].lists.list_row_start(list) + row),
         })
-        .collect()
+        .collect())
 }
 
 /// Finds the list of every result among the visible rows of the probed
@@ -634,7 +649,7 @@ mod tests {
         }];
         for l in 0..8 {
             let list = ListId(l);
-            let got = list_members_near_centroid(&q, &sources, list, 9);
+            let got = list_members_near_centroid(&q, &sources, list, 9).unwrap();
             let start = lists.list_row_start(list);
             let mut want: Vec<(f32, u64)> = lists
                 .list_ids(list)
@@ -653,12 +668,16 @@ mod tests {
                 assert_eq!(g.vector, &data[row * dim..(row + 1) * dim]);
             }
             assert_eq!(
-                list_members_near_centroid(&q, &sources, list, 9),
+                list_members_near_centroid(&q, &sources, list, 9).unwrap(),
                 got,
                 "not deterministic"
             );
         }
-        assert!(list_members_near_centroid(&q, &sources, ListId(99), 9).is_empty());
+        assert!(
+            list_members_near_centroid(&q, &sources, ListId(99), 9)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
