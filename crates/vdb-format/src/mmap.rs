@@ -40,6 +40,12 @@ impl MappedFile {
             // name, fsynced and renamed, then never opened for writing or
             // truncated again (the mmap contract in the crate docs and
             // docs/format.md). Unlinking a mapped file leaves the map valid.
+            // The one exception is the local copy of a file cached in part
+            // (`vdb_fs::CachedFile`): it keeps its full length (so no read
+            // is past its end), and only byte ranges no reader has pinned
+            // change — filled with the file's bytes, or given back as
+            // zeros; `SegmentReader` reads a cached file's bytes only
+            // under a pin.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, "mmap", e))?;
             Some(Arc::new(map))
         };

@@ -1,14 +1,19 @@
 //! A mapped segment: validated at open in `O(nlist)`, searched in place.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use vdb_core::{Generation, InvertedLists, ListId, SegmentId};
+use vdb_core::{Generation, Hold, HoldError, InvertedLists, ListId, SegmentId};
+use vdb_fs::{CachedFile, Pin};
 use zerocopy::FromBytes;
 
 use super::{LIST_ENTRY_LEN, ListEntry, SegmentMeta, expected_regions};
 use crate::error::{Error, Result};
-use crate::header::{self, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, Parsed, Region};
+use crate::header::{self, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, Parsed, Region, region};
 use crate::mmap::MappedFile;
+
+/// The most regions a segment has (with payloads and their presence).
+const MAX_REGIONS: usize = 6;
 
 /// A list's place in the file, validated at open.
 #[derive(Debug, Clone, Copy)]
@@ -21,9 +26,19 @@ struct ListSpan {
 }
 
 /// A segment file mapped read-only. Cheap to clone (the map is shared).
+///
+/// A segment opened from a [`CachedFile`] (cached in part from an object
+/// store) keeps its header, tables and ids in the cache while it is open;
+/// its vectors and payloads are read only after holding them: the lists
+/// a search scans ([`InvertedLists::hold`]), the rows it returns
+/// ([`SegmentReader::hold_rows`]), or everything
+/// ([`SegmentReader::hold_all`]).
 #[derive(Debug, Clone)]
 pub struct SegmentReader {
     file: MappedFile,
+    /// Where missing bytes come from, and the pin of the bytes kept while
+    /// it is open; `None` when the whole file is local.
+    cached: Option<(Arc<dyn CachedFile>, Arc<Pin>)>,
     meta: SegmentMeta,
     parsed: Parsed,
     rows: usize,
@@ -42,7 +57,43 @@ impl SegmentReader {
     /// proportional to `nlist`; vector, id and payload bytes are not read
     /// (see [`SegmentReader::verify`]).
     pub fn open(path: &Path) -> Result<SegmentReader> {
-        let file = MappedFile::open(path)?;
+        Self::validate(MappedFile::open(path)?, None)
+    }
+
+    /// [`SegmentReader::open`] for a file cached in part: fetches (and
+    /// keeps while the reader lives) its header, region and list tables,
+    /// ids, payload presence and footer, then validates like `open`.
+    pub fn open_cached(cached: Arc<dyn CachedFile>) -> Result<SegmentReader> {
+        let path = cached.path().to_path_buf();
+        let fetch = |e: vdb_fs::Error| Error::io(&e.path, e.op, e.source);
+        let len = cached.len();
+        let head = (header::HEADER_LEN + header::REGION_ENTRY_LEN * MAX_REGIONS) as u64;
+        let mut kept = cached
+            .pin(&[0..head.min(len), len.saturating_sub(16)..len])
+            .map_err(fetch)?;
+        let file = MappedFile::open(&path)?;
+        let parsed = header::parse(&path, file.bytes(), FileKind::Segment, expected_regions)?;
+        let tables: Vec<_> = parsed
+            .regions
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.kind,
+                    region::LIST_TABLE | region::IDS | region::PAYLOAD_PRESENCE
+                )
+            })
+            .map(|r| r.offset..r.offset + r.len)
+            .collect();
+        kept.join(cached.pin(&tables).map_err(fetch)?);
+        Self::validate(file, Some((cached, Arc::new(kept))))
+    }
+
+    fn validate(
+        file: MappedFile,
+        cached: Option<(Arc<dyn CachedFile>, Arc<Pin>)>,
+    ) -> Result<SegmentReader> {
+        let path = file.path().to_path_buf();
+        let path = path.as_path();
         let bytes = file.bytes();
         let parsed = header::parse(path, bytes, FileKind::Segment, expected_regions)?;
         let region_of = |i: usize| -> Result<Region> {
@@ -171,6 +222,7 @@ impl SegmentReader {
         };
         Ok(SegmentReader {
             file,
+            cached,
             meta,
             parsed,
             rows,
@@ -185,6 +237,7 @@ impl SegmentReader {
     /// Checks every region's CRC, that padding is zero and that payload
     /// offsets are consistent: everything [`SegmentReader::open`] skips.
     pub fn verify(&self) -> Result<()> {
+        let _all = self.hold_all()?;
         let path = self.file.path();
         let bytes = self.file.bytes();
         header::verify_regions(path, bytes, &self.parsed)?;
@@ -321,6 +374,61 @@ impl SegmentReader {
             .get(start as usize..(pd.offset + b) as usize))
     }
 
+    /// Keeps the whole file readable while the hold lives (fetching what
+    /// a cached file lacks): for readers of every row (compaction,
+    /// training, export, verify).
+    pub fn hold_all(&self) -> Result<Hold> {
+        self.hold_ranges(std::slice::from_ref(&(0..self.parsed.file_len)))
+    }
+
+    /// Keeps rows `rows` readable while the hold lives: their vectors and
+    /// payloads (fetching what a cached file lacks).
+    pub fn hold_rows(&self, rows: &[usize]) -> Result<Hold> {
+        if self.cached.is_none() {
+            return Ok(Hold::default());
+        }
+        let dim_bytes = 4 * self.meta.dim;
+        let mut ranges = Vec::with_capacity(2 * rows.len());
+        for &row in rows {
+            let l = self
+                .lists
+                .partition_point(|s| s.row_start + s.row_count <= row);
+            if let Some(span) = self.lists.get(l).filter(|s| row >= s.row_start) {
+                let at = span.vec_start + (row - span.row_start) * dim_bytes;
+                ranges.push(at as u64..(at + dim_bytes) as u64);
+            }
+            if let Some(po) = &self.payload_offsets {
+                let at = po.offset + 8 * row as u64;
+                ranges.push(at..at + 16);
+            }
+        }
+        let mut hold = self.hold_ranges(&ranges)?;
+        // The payload bytes, now that their offsets can be read.
+        if let (Some(po), Some(pd)) = (&self.payload_offsets, &self.payload_data) {
+            let offsets = self.u64s(po);
+            let data: Vec<_> = rows
+                .iter()
+                .filter_map(|&r| Some((*offsets.get(r)?, *offsets.get(r + 1)?)))
+                .filter(|&(a, b)| a < b && b <= pd.len)
+                .map(|(a, b)| pd.offset + a..pd.offset + b)
+                .collect();
+            hold.join(self.hold_ranges(&data)?);
+        }
+        Ok(hold)
+    }
+
+    fn hold_ranges(&self, ranges: &[std::ops::Range<u64>]) -> Result<Hold> {
+        match &self.cached {
+            None => Ok(Hold::default()),
+            Some((file, _)) => {
+                let pin = file
+                    .pin(ranges)
+                    .map_err(|e| Error::io(&e.path, e.op, e.source))?;
+                Ok(Hold::new(pin))
+            }
+        }
+    }
+
     /// Hints the kernel to read the whole file ahead.
     pub fn prefetch(&self) {
         self.file.advise_willneed();
@@ -354,6 +462,19 @@ impl InvertedLists for SegmentReader {
             .and_then(|s| self.file.bytes().get(s.vec_start..s.vec_end))
             .and_then(|b| <[f32]>::ref_from_bytes(b).ok())
             .unwrap_or_default()
+    }
+
+    fn hold(&self, lists: &[ListId]) -> std::result::Result<Hold, HoldError> {
+        if self.cached.is_none() {
+            return Ok(Hold::default());
+        }
+        let ranges: Vec<_> = lists
+            .iter()
+            .filter_map(|l| self.lists.get(l.index()))
+            .filter(|s| s.row_count > 0)
+            .map(|s| s.vec_start as u64..s.vec_end as u64)
+            .collect();
+        Ok(self.hold_ranges(&ranges)?)
     }
 
     fn list_ids(&self, list: ListId) -> &[u64] {
