@@ -29,8 +29,9 @@ impl ListExport {
     /// Calls `f(list, ids, vectors)` with the visible rows of every list in
     /// list order, at most `max_rows` rows per call; a list's rows in
     /// consecutive calls. The first error `f` returns stops it and is
-    /// returned.
-    pub fn for_each_chunk<E>(
+    /// returned, as is a list that cannot be read (a segment cached in
+    /// part whose bytes cannot be fetched).
+    pub fn for_each_chunk<E: From<crate::Error>>(
         &self,
         max_rows: usize,
         mut f: impl FnMut(u32, &[u64], &[f32]) -> Result<(), E>,
@@ -42,6 +43,7 @@ impl ListExport {
         let mut vectors = Vec::with_capacity(max_rows * dim);
         for l in 0..self.sizes.len() {
             let list = ListId(l as u32);
+            let _held = self.snap.hold_lists(&[list])?;
             for s in &sources {
                 let start = s.lists.list_row_start(list);
                 let list_ids = s.lists.list_ids(list);

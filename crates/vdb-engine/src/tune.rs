@@ -117,6 +117,9 @@ impl Collection {
         let sources = snap.sources();
         let q = snap.quantizer();
         let (nlist, dim) = (q.nlist(), q.dim());
+        // The exact neighbours read every row.
+        let all: Vec<ListId> = (0..nlist as u32).map(ListId).collect();
+        let _held = snap.hold_lists(&all)?;
         let sweep = if opts.nprobes.is_empty() {
             default_sweep(nlist)
         } else {

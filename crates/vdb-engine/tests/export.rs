@@ -53,7 +53,7 @@ fn export_has_every_visible_row_once_in_its_list() {
                 "id {id} twice"
             );
         }
-        Ok::<(), std::convert::Infallible>(())
+        Ok::<(), vdb_engine::Error>(())
     })
     .unwrap();
     assert_eq!(per_list, e.sizes);
@@ -122,7 +122,7 @@ fn a_collection_created_with_centroids_keeps_them() {
             let best = (0..10).map(d).fold(f32::INFINITY, f32::min);
             assert!(d(list as usize) <= best + 1e-4);
         }
-        Ok::<(), std::convert::Infallible>(())
+        Ok::<(), vdb_engine::Error>(())
     })
     .unwrap();
 

@@ -564,15 +564,18 @@ impl Vdb for VdbService {
             let rows = ((1 << 20) / (e.dim * 4 + 8)).max(1);
             // A closed channel means the client went away: stop reading,
             // there is no one to tell.
-            let _hung_up = e.for_each_chunk(rows, |list, ids, vectors| {
+            let sent = e.for_each_chunk(rows, |list, ids, vectors| {
                 let chunk = pb::ExportChunk {
                     header: None,
                     list,
                     ids: ids.to_vec(),
                     vectors: vectors.to_vec(),
                 };
-                tx.blocking_send(Ok(chunk)).map_err(|_| HungUp)
+                tx.blocking_send(Ok(chunk)).map_err(|_| Stop::HungUp)
             });
+            if let Err(Stop::Failed(e)) = sent {
+                let _ = tx.blocking_send(Err(status(e)));
+            }
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
@@ -624,6 +627,17 @@ impl Vdb for VdbService {
     }
 }
 
-/// The client of a stream went away.
+/// Why an export stream stopped early.
 #[derive(Debug)]
-struct HungUp;
+enum Stop {
+    /// The client went away.
+    HungUp,
+    /// A list could not be read (told to the client).
+    Failed(vdb_engine::Error),
+}
+
+impl From<vdb_engine::Error> for Stop {
+    fn from(e: vdb_engine::Error) -> Stop {
+        Stop::Failed(e)
+    }
+}

@@ -334,6 +334,12 @@ impl Collection {
     /// row of the frozen state as one segment, clustered with new centroids
     /// when training, and the manifest to name only it.
     fn write_rewrite(&self, f: &Frozen, nlist: Option<usize>) -> Result<Written> {
+        // Every row is read: segments cached in part are fetched whole.
+        let _held = f
+            .segs
+            .iter()
+            .map(|(seg, _)| seg.hold_all())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let live = f.live_rows();
         let seq = f.manifest.next_seq;
         let mut next = f.manifest.clone();

@@ -142,7 +142,10 @@ pub(super) fn load(files: &dyn Directory, manifest: Manifest) -> Result<Inner> {
 
     let mut segs = Vec::with_capacity(manifest.segments.len());
     for (_, f) in &manifest.segments {
-        let r = SegmentReader::open(&files.fetch(f)?)?;
+        let r = match files.open_cached(f)? {
+            Some(cached) => SegmentReader::open_cached(cached)?,
+            None => SegmentReader::open(&files.fetch(f)?)?,
+        };
         let m = r.meta();
         if m.dim != cfg.dim
             || m.metric != cfg.metric

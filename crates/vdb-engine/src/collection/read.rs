@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
-use vdb_core::{InvertedLists, ListId, Neighbor, RowAddr};
+use vdb_core::{Hold, InvertedLists, ListId, Neighbor, RowAddr};
 use vdb_format::SegmentReader;
 use vdb_ivf::{SearchParams, SearchTrace, Searcher};
 
@@ -23,7 +23,16 @@ impl Collection {
     pub fn get(&self, id: u64) -> Result<Option<Row>> {
         let inner = self.lock();
         match inner.ids.get(&id) {
-            Some(&loc) => Ok(Some(read_loc(&inner, loc)?.to_row())),
+            Some(&loc) => {
+                let _held = match loc {
+                    Loc::Seg(s, r) => match inner.segs.get(s as usize) {
+                        Some(e) => Some(e.reader.hold_rows(&[r as usize])?),
+                        None => None,
+                    },
+                    Loc::Mem(..) | Loc::Frozen(..) => None,
+                };
+                Ok(Some(read_loc(&inner, loc)?.to_row()))
+            }
             None => Ok(None),
         }
     }
@@ -153,6 +162,36 @@ impl Collection {
 }
 
 impl Snapshot {
+    /// Keeps lists `lists` of every source readable while the holds live
+    /// (see [`InvertedLists::hold`]).
+    pub(crate) fn hold_lists(&self, lists: &[ListId]) -> Result<Vec<Hold>> {
+        self.sources()
+            .iter()
+            .map(|s| {
+                s.lists
+                    .hold(lists)
+                    .map_err(|e| Error::Ivf(vdb_ivf::Error::Storage(e)))
+            })
+            .collect()
+    }
+
+    /// Keeps the rows at `addrs` readable while the holds live.
+    fn hold_rows(&self, addrs: impl Iterator<Item = RowAddr>) -> Result<Vec<Hold>> {
+        let mut rows: Vec<Vec<usize>> = vec![Vec::new(); self.segs.len()];
+        for a in addrs {
+            if let Some(r) = rows.get_mut(a.source as usize) {
+                r.push(a.row as usize);
+            }
+        }
+        let mut held = Vec::new();
+        for ((seg, _), rows) in self.segs.iter().zip(&rows) {
+            if !rows.is_empty() {
+                held.push(seg.hold_rows(rows)?);
+            }
+        }
+        Ok(held)
+    }
+
     /// The row stored at `addr`, with sources numbered as
     /// [`Snapshot::sources`] numbers them.
     pub(crate) fn row(&self, addr: RowAddr) -> Result<RowRef<'_>> {
@@ -176,6 +215,11 @@ impl Snapshot {
         with_payload: bool,
         with_vectors: bool,
     ) -> Result<Vec<Hit>> {
+        let _held = if with_payload || with_vectors {
+            self.hold_rows(found.iter().map(|n| n.addr))?
+        } else {
+            Vec::new()
+        };
         found
             .into_iter()
             .map(|n| {
