@@ -8,8 +8,11 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
-use vdb_fs::{AtomicFile, Directory, Fenced, LocalDirectory, LogStore, NewFile, ScratchFile};
+use vdb_fs::{
+    AtomicFile, CachedFile, Directory, Fenced, LocalDirectory, LogStore, NewFile, ScratchFile,
+};
 
+use crate::partial::{PART, PartFile, part_name};
 use crate::{Inner, head};
 
 /// Files at most this large are uploaded in one request, created only if
@@ -87,6 +90,36 @@ impl ObjectDirectory {
 
     fn set_version(&self, v: u64) {
         *self.version.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+    }
+}
+
+impl ObjectDirectory {
+    /// The names of the files with a local copy, whole or in part.
+    fn local_names(&self) -> vdb_fs::Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .local
+            .list()?
+            .into_iter()
+            .map(|n| n.strip_suffix(PART).map_or(n.clone(), str::to_string))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Removes the local copies of `name`, whole and in part (`op` names
+    /// the removal in errors).
+    fn drop_local(&self, name: &str, op: &'static str) -> vdb_fs::Result<()> {
+        let part = self.local.path(&part_name(name));
+        self.inner.cache.forget(&part);
+        for path in [self.local.path(name), part] {
+            match self.inner.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(vdb_fs::Error::new(op, &path, e)),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -387,6 +420,18 @@ impl Directory for ObjectDirectory {
         Ok(path)
     }
 
+    /// A segment this node did not write is cached in part: its local
+    /// copy `<name>.part` is filled block by block as readers pin ranges
+    /// of it (see the `cache` module). One this node wrote (or fetched
+    /// whole) is read from its whole local copy.
+    fn open_cached(&self, name: &str) -> vdb_fs::Result<Option<Arc<dyn CachedFile>>> {
+        if self.local.path(name).exists() {
+            return Ok(None);
+        }
+        let path = self.local.path(&part_name(name));
+        Ok(Some(PartFile::open(&self.inner, self.file(name), path)?))
+    }
+
     fn object(&self, name: &str) -> Option<String> {
         Some(self.inner.url_of(&self.file(name)).display().to_string())
     }
@@ -394,7 +439,7 @@ impl Directory for ObjectDirectory {
     /// The files in the store and in the cache.
     fn list(&self) -> vdb_fs::Result<Vec<String>> {
         let mut names = self.names_in("files")?;
-        names.extend(self.local.list()?);
+        names.extend(self.local_names()?);
         names.sort_unstable();
         names.dedup();
         Ok(names)
@@ -404,12 +449,7 @@ impl Directory for ObjectDirectory {
     fn remove(&self, names: &[&str]) -> vdb_fs::Result<()> {
         for name in names {
             self.inner.delete(&self.file(name))?;
-            let cached = self.local.path(name);
-            match self.inner.fs.remove_file(&cached) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(vdb_fs::Error::new("remove", &cached, e)),
-            }
+            self.drop_local(name, "remove")?;
         }
         Ok(())
     }
@@ -470,19 +510,14 @@ impl Directory for ObjectDirectory {
 
     /// The complete files of the cache (not those being downloaded).
     fn cached(&self) -> vdb_fs::Result<Vec<String>> {
-        let mut names = self.local.list()?;
+        let mut names = self.local_names()?;
         names.retain(|n| !n.ends_with(".tmp"));
         Ok(names)
     }
 
     fn evict(&self, names: &[&str]) -> vdb_fs::Result<()> {
         for name in names {
-            let cached = self.local.path(name);
-            match self.inner.fs.remove_file(&cached) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(vdb_fs::Error::new("evict", &cached, e)),
-            }
+            self.drop_local(name, "evict")?;
         }
         Ok(())
     }

@@ -18,7 +18,9 @@
 //! the `object_store` futures on a small runtime of its own and waits for
 //! them, so it can be called from any thread.
 
+mod cache;
 mod directory;
+mod partial;
 mod repository;
 
 use std::fmt;
@@ -33,6 +35,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
 use vdb_fs::{Directory, FsRef, Store};
 
+pub use cache::CacheUsage;
 pub use directory::ObjectDirectory;
 pub use repository::ObjectRepository;
 
@@ -99,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) fs: FsRef,
     /// Parts of one file uploaded at once.
     pub(crate) parts_in_flight: usize,
+    /// The byte ranges of segments cached on this node.
+    pub(crate) cache: Arc<cache::Cache>,
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -137,9 +142,10 @@ impl ObjectRoot {
     /// `allow_http`), which win. Three options are vdb's own: `max_retries`
     /// (default 10) and `retry_timeout_secs` (default 60), how often and
     /// how long a failing request (a timeout, a 5xx, a refused connection)
-    /// is retried, with backoff, before the operation fails; and
+    /// is retried, with backoff, before the operation fails;
     /// `upload_parts_in_flight` (default 4), how many 32 MiB parts of a
-    /// large file are uploaded at once.
+    /// large file are uploaded at once; and `cache_bytes` (default
+    /// unbounded), [`ObjectRoot::set_cache_bytes`].
     pub fn from_url(url: &str, options: &[(String, String)]) -> Result<ObjectRoot, Error> {
         let bad = |reason: &str| Error::Url {
             url: url.to_string(),
@@ -157,6 +163,7 @@ impl ObjectRoot {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let mut parts_in_flight = DEFAULT_PARTS_IN_FLIGHT;
+        let mut cache_bytes = None;
         let mut retry = RetryConfig {
             max_retries: 10,
             retry_timeout: Duration::from_secs(60),
@@ -174,6 +181,7 @@ impl ObjectRoot {
                 "max_retries" => {
                     retry.max_retries = usize::try_from(number("a count")?).unwrap_or(usize::MAX);
                 }
+                "cache_bytes" => cache_bytes = Some(number("a count of bytes")?),
                 "retry_timeout_secs" => {
                     retry.retry_timeout = Duration::from_secs(number("seconds")?);
                 }
@@ -206,6 +214,7 @@ impl ObjectRoot {
         if let Some(inner) = Arc::get_mut(&mut root.inner) {
             inner.parts_in_flight = parts_in_flight;
         }
+        root.set_cache_bytes(cache_bytes);
         Ok(root)
     }
 
@@ -231,9 +240,22 @@ impl ObjectRoot {
                 url: url.trim_end_matches('/').to_string(),
                 fs,
                 parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+                cache: Arc::new(cache::Cache::new()),
                 runtime: Some(runtime),
             }),
         })
+    }
+
+    /// Bounds the bytes of segments cached in part on this node (`None`:
+    /// unbounded, the default); blocks no reader holds are given back
+    /// past it, least recently used first.
+    pub fn set_cache_bytes(&self, limit: Option<u64>) {
+        self.inner.cache.set_limit(limit);
+    }
+
+    /// How full the node's cache is, and what it has fetched and evicted.
+    pub fn cache_usage(&self) -> CacheUsage {
+        self.inner.cache.usage()
     }
 
     /// The `object_store` client it works through.

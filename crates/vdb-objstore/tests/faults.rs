@@ -741,3 +741,113 @@ fn a_failed_part_fails_the_upload_and_the_flush_is_tried_again() {
         engine.close().unwrap();
     }
 }
+
+/// A node with a small cache reading a collection it did not write, with
+/// each object store operation of its open and its searches failing in
+/// turn: the failure fails that open or that search (naming the object),
+/// never answers wrongly, and leaves nothing behind — once the store is
+/// healthy every search and get answers as the writer did.
+#[test]
+fn a_failed_fetch_fails_only_its_read_and_leaves_no_hole_behind() {
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("vdb");
+    let url = "s3://vdb/cache-faults";
+    let dim = 16;
+    let writer_dir = tempfile::tempdir().unwrap();
+    let writer = open_on(writer_dir.path(), s3.root(url)).unwrap();
+    let config = CollectionConfig {
+        nlist: 16,
+        min_rows_per_list: 10,
+        flush_rows: 1_000_000,
+        ..CollectionConfig::new(dim)
+    };
+    let c = writer.create_collection("docs", config).unwrap();
+    c.upsert(rows(0..12_000, dim)).unwrap();
+    c.flush().unwrap();
+    c.retrain(None).unwrap();
+    c.upsert(rows(12_000..15_000, dim)).unwrap();
+    c.flush().unwrap();
+    let queries: Vec<Vec<f32>> = rows(90_000..90_012, dim)
+        .into_iter()
+        .map(|r| r.vector)
+        .collect();
+    let opts = vdb_engine::SearchOptions {
+        k: 5,
+        nprobe: Some(3),
+        with_payload: true,
+        with_vectors: true,
+    };
+    let want = c.search(&queries, opts).unwrap();
+    let gets: Vec<u64> = (0..15_000).step_by(997).collect();
+    let want_rows: Vec<_> = gets.iter().map(|&id| c.get(id).unwrap()).collect();
+    drop(c);
+    writer.close().unwrap();
+
+    // Open, then each query alone and each get: what may fail.
+    let reads = |engine: &Engine| -> Vec<bool> {
+        let c = engine.collection("docs").unwrap();
+        let mut ok = Vec::new();
+        for (q, want) in queries.iter().zip(&want) {
+            match c.search(std::slice::from_ref(q), opts) {
+                Ok(got) => {
+                    assert!(got[0] == *want, "a search answered wrongly");
+                    ok.push(true);
+                }
+                Err(e) => {
+                    assert!(e.to_string().contains("s3://vdb/cache-faults"), "{e}");
+                    ok.push(false);
+                }
+            }
+        }
+        for (&id, want) in gets.iter().zip(&want_rows) {
+            match c.get(id) {
+                Ok(got) => {
+                    assert_eq!(&got, want, "get {id}");
+                    ok.push(true);
+                }
+                Err(e) => {
+                    assert!(e.to_string().contains("s3://vdb/cache-faults"), "{e}");
+                    ok.push(false);
+                }
+            }
+        }
+        ok
+    };
+    let mut ops = None;
+    let mut k = 0;
+    let mut failed_reads = 0;
+    while ops.is_none_or(|n| k < n) {
+        let (root, faulty) = faulty_root(&s3, url, u64::MAX, When::Before);
+        // A quarter of the vectors: searches evict what others fetched.
+        root.set_cache_bytes(Some(256 << 10));
+        let dir = tempfile::tempdir().unwrap();
+        if ops.is_some() {
+            faulty.arm(k);
+        }
+        let engine = match open_on(dir.path(), root.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                assert!(faulty.failed().is_some(), "open failed unprompted: {e}");
+                // The same root, healthy again (the failure was one-shot).
+                open_on(dir.path(), root.clone()).unwrap()
+            }
+        };
+        let first = reads(&engine);
+        if ops.is_none() {
+            assert!(first.iter().all(|&ok| ok));
+            ops = Some(faulty.ops.load(Ordering::SeqCst));
+            assert!(root.cache_usage().evicted_bytes > 0);
+            continue;
+        }
+        failed_reads += first.iter().filter(|&&ok| !ok).count();
+        // Healthy now: everything answers as the writer did.
+        assert!(reads(&engine).iter().all(|&ok| ok), "operation {k}");
+        engine.close().unwrap();
+        k += 1;
+    }
+    assert!(failed_reads > 0, "no read ever failed: the faults missed");
+    eprintln!(
+        "{} operations failed in turn, {failed_reads} reads failed",
+        ops.unwrap_or(0)
+    );
+}

@@ -53,6 +53,13 @@ struct Args {
     /// replicas may follow one writer.
     #[arg(long, env = "VDB_REPLICA")]
     replica: bool,
+    /// Bound the bytes of segments cached in part on this node (with
+    /// --object-store): segments it did not write are fetched in byte
+    /// ranges as searches need them, and past this many bytes the ranges
+    /// no search holds are given back, least recently used first.
+    /// Unbounded when not given. Suffixes K, M, G, T (powers of 1024).
+    #[arg(long, env = "VDB_CACHE_BYTES", value_name = "BYTES", value_parser = byte_count)]
+    cache_bytes: Option<u64>,
     /// How often a replica asks the store for changes, in milliseconds.
     #[arg(long, env = "VDB_FOLLOW_INTERVAL_MS", default_value_t = 1000)]
     follow_interval_ms: u64,
@@ -122,6 +129,7 @@ struct FileConfig {
     object_store: Option<String>,
     object_store_options: Option<std::collections::BTreeMap<String, String>>,
     replica: Option<bool>,
+    cache_bytes: Option<u64>,
     follow_interval_ms: Option<u64>,
     max_message_bytes: Option<usize>,
     max_batch: Option<usize>,
@@ -163,6 +171,7 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
         data_dir,
         object_store,
         replica,
+        cache_bytes,
         follow_interval_ms,
         max_message_bytes,
         max_batch,
@@ -191,6 +200,33 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
         anyhow::bail!("TLS needs both tls_cert and tls_key");
     }
     Ok(())
+}
+
+/// A count of bytes, with an optional K, M, G or T suffix (powers of
+/// 1024).
+fn byte_count(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => Some(10),
+                'M' => Some(20),
+                'G' => Some(30),
+                'T' => Some(40),
+                _ => None,
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, Some(0)),
+    };
+    shift
+        .zip(digits.parse::<u64>().ok())
+        .and_then(|(shift, n)| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not a count of bytes (digits with an optional K, M, G or T suffix, e.g. 1073741824 or 1G)"
+            )
+        })
 }
 
 /// A `KEY=VALUE` flag value.
@@ -304,11 +340,18 @@ async fn open(
     };
     let store: Option<Arc<dyn vdb_engine::Store>> = match &args.object_store {
         None => None,
-        Some(url) => Some(Arc::new(
-            vdb_objstore::ObjectRoot::from_url(url, &args.object_store_options)
-                .context("--object-store")?,
-        )),
+        Some(url) => {
+            let root = vdb_objstore::ObjectRoot::from_url(url, &args.object_store_options)
+                .context("--object-store")?;
+            if args.cache_bytes.is_some() {
+                root.set_cache_bytes(args.cache_bytes);
+            }
+            Some(Arc::new(root))
+        }
     };
+    if args.cache_bytes.is_some() && args.object_store.is_none() {
+        anyhow::bail!("--cache-bytes bounds the cache of --object-store, which is not given");
+    }
     let data_dir = args.data_dir.clone();
     let options = EngineOptions {
         runtime: Some(tokio::runtime::Handle::current()),
@@ -383,4 +426,23 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_count;
+
+    #[test]
+    fn byte_counts_take_binary_suffixes_and_name_bad_ones() {
+        assert_eq!(byte_count("4096"), Ok(4096));
+        assert_eq!(byte_count("64M"), Ok(64 << 20));
+        assert_eq!(byte_count("2g"), Ok(2 << 30));
+        assert!(
+            byte_count("5X")
+                .unwrap_err()
+                .contains("K, M, G or T suffix")
+        );
+        assert!(byte_count("lots").unwrap_err().contains("count of bytes"));
+        assert!(byte_count("99999999999T").is_err());
+    }
 }
