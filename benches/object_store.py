@@ -9,14 +9,18 @@ side by side in one run, and a cold start from an empty data directory.
 
 Each round runs `vdbctl bench --server ADDR` (everything after `--`) once
 against a vdbd on a local data directory and once against a vdbd whose
-collections live in a moto bucket, alternating which goes first; with
+collections live in a bucket (on moto, or on s3s-fs with `--s3s-fs PATH`
+in place of `--moto-server`), alternating which goes first; with
 `--object-sync object` the bucket's collection uses sync=object (the local
 one keeps its default, always). After each
 object-storage run the server is stopped (SIGTERM: it flushes) and a new one
-is started on an empty data directory with the same bucket: the time from
-starting it to `listening` (it lists the bucket and downloads every file
-the manifests name before it serves), then the first and second search
-round trips (`vdbctl search`, the client's own timing).
+is started on an empty data directory with the same bucket (with
+`--cold-cache-bytes N`, a cache bounded to N bytes): the time from
+starting it to `listening` (it lists the bucket and fetches the header,
+tables and ids of every segment the manifests name before it serves), the
+first three search round trips (`vdbctl search`, the client's own timing:
+the first fetches the probed lists' byte ranges), then the searches of
+`vdbctl bench --existing` on that node, and the disk its cache takes.
 
 Prints one JSON object per measurement and a summary table.
 """
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -76,16 +81,20 @@ def start_vdbd(vdbd, data_dir, env, log_path, url=None, extra=()):
 
 
 def start_bucket(endpoint, bucket):
-    """Waits for moto at `endpoint`, creates `bucket`, and returns the
-    environment a vdbd needs to use it."""
+    """Waits for the server at `endpoint`, creates `bucket` (moto; None:
+    s3s-fs, whose buckets are directories), and returns the environment a
+    vdbd needs to use it."""
     def up():
         try:
             urllib.request.urlopen(endpoint + "/", timeout=2)
             return True
+        except urllib.error.HTTPError:
+            return True
         except OSError:
             return False
-    wait_for("moto", up, 60)
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT"))
+    wait_for("the S3 server", up, 60)
+    if bucket:
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{bucket}", method="PUT"))
     return dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
                 AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
                 AWS_ALLOW_HTTP="true")
@@ -135,6 +144,13 @@ def dir_bytes(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
+def disk_bytes(path):
+    """Bytes the files under `path` take on disk (sparse cache files take
+    less than their length)."""
+    return sum(os.stat(os.path.join(d, f)).st_blocks * 512
+               for d, _, fs in os.walk(path) for f in fs)
+
+
 def main():
     argv = sys.argv[1:]
     if "--" not in argv:
@@ -143,8 +159,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vdbd", required=True)
     ap.add_argument("--vdbctl", required=True)
-    ap.add_argument("--moto-server", required=True)
+    server = ap.add_mutually_exclusive_group(required=True)
+    server.add_argument("--moto-server", help="moto_server to run the bucket on")
+    server.add_argument("--s3s-fs", help="s3s-fs to run the bucket on (range GETs read only the range)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--cold-cache-bytes", default=None,
+                    help="--cache-bytes of the node started cold (default unbounded)")
     ap.add_argument("--object-sync", default=None,
                     help="the bench collection's sync mode on object storage (e.g. object)")
     args = ap.parse_args(argv[:cut])
@@ -153,12 +173,19 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="vdb-objbench-")
     port = free_port()
-    moto = subprocess.Popen([args.moto_server, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs = [moto]
+    if args.moto_server:
+        cmd = [args.moto_server, "-H", "127.0.0.1", "-p", str(port)]
+        root = None
+    else:
+        root = os.path.join(tmp, "s3")
+        os.makedirs(os.path.join(root, "bench"))
+        cmd = [args.s3s_fs, "--host", "127.0.0.1", "--port", str(port),
+               "--access-key", "test", "--secret-key", "test", root]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [server]
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        env = start_bucket(endpoint, "bench")
+        env = start_bucket(endpoint, "bench" if root is None else None)
         results = []
         for rnd in range(args.rounds):
             order = ["local", "object"] if rnd % 2 == 0 else ["object", "local"]
@@ -172,12 +199,18 @@ def main():
                 stop(p)
                 row = {"round": rnd, "mode": mode, "bench": lines}
                 if mode == "object":
-                    stored, objects = bucket_bytes(endpoint, "bench", f"r{rnd}/")
+                    if root is None:
+                        stored, objects = bucket_bytes(endpoint, "bench", f"r{rnd}/")
+                    else:
+                        stored = dir_bytes(os.path.join(root, "bench", f"r{rnd}"))
+                        objects = sum(len(fs) for _, _, fs in
+                                      os.walk(os.path.join(root, "bench", f"r{rnd}")))
                     row.update(bucket_bytes=stored, objects=objects, cache_bytes=dir_bytes(data))
                     # A new node: empty data directory, same bucket.
                     cold = os.path.join(tmp, f"cold-{rnd}")
+                    cache = ["--cache-bytes", args.cold_cache_bytes] if args.cold_cache_bytes else []
                     p, addr, started = start_vdbd(args.vdbd, cold, env,
-                                                  os.path.join(tmp, "cold.log"), url)
+                                                  os.path.join(tmp, "cold.log"), url, cache)
                     procs.append(p)
                     trips = []
                     for row_no in (0, 1, 2):
@@ -186,9 +219,12 @@ def main():
                              "--file", query, "--row", str(row_no), "--k", "10"],
                             capture_output=True, text=True, check=True)
                         trips.append(json.loads(r.stdout)["ms"])
+                    after_trips = disk_bytes(cold)
+                    warm = bench(args.vdbctl, addr, bench_args + ["--existing"])
                     stop(p)
                     row.update(cold_start_s=round(started, 3), first_search_ms=trips[0],
-                               next_search_ms=trips[1:], cold_cache_bytes=dir_bytes(cold))
+                               next_search_ms=trips[1:], cold_disk_after_3=after_trips,
+                               cold_disk_after_bench=disk_bytes(cold), cold_bench=warm)
                 results.append(row)
                 print(json.dumps(row), flush=True)
                 shutil.rmtree(data, ignore_errors=True)
@@ -205,6 +241,12 @@ def main():
                       f"{b.get('ingest_rows_per_s', 0):.0f} | {b.get('train_s', 0):.2f} | "
                       f"{'' if bucket is None else round(bucket / 1e6, 1)} | "
                       f"{r.get('cold_start_s', '')} |")
+                for b in r.get("cold_bench", []):
+                    print(f"| {r['round']} | cold node, cache {args.cold_cache_bytes or 'unbounded'} | | "
+                          f"{b.get('nprobe')} | {b.get('recall'):.4f} | {b.get('qps'):.0f} | "
+                          f"{b.get('p50_ms'):.3f} | | | | "
+                          f"disk {r['cold_disk_after_bench'] / 1e6:.1f} MB | "
+                          f"first search {r['first_search_ms']:.1f} ms |")
     finally:
         for p in procs:
             if p.poll() is None:

@@ -70,6 +70,11 @@ pub struct BenchArgs {
     /// what retraining saves).
     #[arg(long)]
     pub no_retrain: bool,
+    /// With --server: write nothing, measure the searches of the server's
+    /// `bench` collection as an earlier run left it (e.g. after starting
+    /// the server again on an empty cache).
+    #[arg(long, requires = "server")]
+    pub existing: bool,
     /// With --data-dir: also measure single-query search latency at the
     /// first nprobe while a retraining runs and while a compaction runs,
     /// against idle (keys `idle_p99_ms`, `retrain_p99_ms`, `compact_p99_ms`).

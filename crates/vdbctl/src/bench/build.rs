@@ -280,6 +280,9 @@ pub(super) fn build_server(
         addr: addr.clone(),
         collection: "bench-floor".into(),
     };
+    if args.existing {
+        return existing_server(target, floor);
+    }
     for name in ["bench", "bench-floor"] {
         let _ = target.call(async |mut c| {
             c.drop_collection(pb::DropCollectionRequest { name: name.into() })
@@ -456,6 +459,42 @@ pub(super) fn build_server(
         ingest_batch_p50_ms: None,
         ingest_rows: Some(base.rows - first),
         floor: Some(Box::new(floor)),
+    })
+}
+
+/// `--existing`: the server's `bench` collection as it is, nothing
+/// written.
+fn existing_server(target: ServerTarget, floor: ServerTarget) -> Result<Built> {
+    let describe = |name: &str| {
+        let req = pb::DescribeCollectionRequest {
+            name: name.into(),
+            lists: false,
+        };
+        target.call(async move |mut c| c.describe_collection(req).await)
+    };
+    let info = describe("bench")
+        .context("--existing: the server has no collection \"bench\" left by an earlier run")?
+        .into_inner();
+    let stats = info.stats.unwrap_or_default();
+    let has_floor = describe("bench-floor").is_ok();
+    Ok(Built {
+        target: Box::new(target),
+        train_s: 0.0,
+        build_s: 0.0,
+        disk_bytes: stats.segment_bytes,
+        open_ms: 0.0,
+        imbalance: stats.imbalance,
+        rows: stats.rows as usize,
+        training: format!(
+            "as the server has it, generation {}, {} lists",
+            stats.generation, stats.lists
+        ),
+        ingest_rows_per_s: None,
+        upsert_rows_per_s: None,
+        disk_bound_rows_per_s: None,
+        ingest_batch_p50_ms: None,
+        ingest_rows: None,
+        floor: has_floor.then(|| Box::new(floor) as Box<dyn Target>),
     })
 }
 
