@@ -248,7 +248,7 @@ impl ObjectRoot {
 
     /// Bounds the bytes of segments cached in part on this node (`None`:
     /// unbounded, the default); blocks no reader holds are given back
-    /// past it, least recently used first.
+    /// past it, roughly least recently used first (a clock sweep).
     pub fn set_cache_bytes(&self, limit: Option<u64>) {
         self.inner.cache.set_limit(limit);
     }

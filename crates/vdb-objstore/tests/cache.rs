@@ -30,6 +30,15 @@ fn engine(root: &ObjectRoot, dir: &Path) -> Engine {
     Engine::open_with(dir, options).unwrap()
 }
 
+/// The hits of an exact explain of `query`.
+fn explained_hits(c: &vdb_engine::Collection, query: &[f32]) -> Vec<vdb_engine::TracedHit> {
+    let opts = ExplainOptions {
+        exact: true,
+        ..ExplainOptions::new(10)
+    };
+    c.explain(query, opts).unwrap().hits
+}
+
 fn opts() -> SearchOptions {
     SearchOptions {
         k: 10,
@@ -84,16 +93,7 @@ fn a_small_cache_evicts_and_answers_the_same() {
     let want: Vec<Vec<Hit>> = c.search(&queries, opts()).unwrap();
     let gets: Vec<u64> = (0..17_000).step_by(37).collect();
     let want_rows: Vec<_> = gets.iter().map(|&id| c.get(id).unwrap()).collect();
-    let want_explained = c
-        .explain(
-            &queries[0],
-            ExplainOptions {
-                exact: true,
-                ..ExplainOptions::new(10)
-            },
-        )
-        .unwrap()
-        .hits;
+    let want_explained = explained_hits(&c, &queries[0]);
     let stats = c.stats();
     assert_eq!(stats.segments, 2);
     drop(c);
@@ -133,16 +133,7 @@ fn a_small_cache_evicts_and_answers_the_same() {
     for (id, want) in gets.iter().zip(&want_rows) {
         assert_eq!(&c.get(*id).unwrap(), want, "get {id}");
     }
-    let explained = c
-        .explain(
-            &queries[0],
-            ExplainOptions {
-                exact: true,
-                ..ExplainOptions::new(10)
-            },
-        )
-        .unwrap()
-        .hits;
+    let explained = explained_hits(&c, &queries[0]);
     assert_eq!(explained, want_explained);
     let usage = root.cache_usage();
     assert!(usage.evicted_bytes > 0, "{usage:?}");

@@ -56,7 +56,7 @@ struct Args {
     /// Bound the bytes of segments cached in part on this node (with
     /// --object-store): segments it did not write are fetched in byte
     /// ranges as searches need them, and past this many bytes the ranges
-    /// no search holds are given back, least recently used first.
+    /// no search holds are given back, roughly least recently used first.
     /// Unbounded when not given. Suffixes K, M, G, T (powers of 1024).
     #[arg(long, env = "VDB_CACHE_BYTES", value_name = "BYTES", value_parser = byte_count)]
     cache_bytes: Option<u64>,
