@@ -1,6 +1,6 @@
 //! The vocabulary every other vdb crate speaks: ids, metrics, distance
-//! kernels with runtime SIMD dispatch, top-k selection and the read-only
-//! [`InvertedLists`] trait.
+//! kernels with runtime SIMD dispatch, top-k selection, the read-only
+//! [`InvertedLists`] trait, typed fields and filter expressions.
 //!
 //! This crate knows nothing about files, threads, async runtimes or the
 //! network. It is the only place besides `vdb-format`'s mmap module that may
@@ -8,6 +8,8 @@
 
 pub mod distance;
 mod error;
+pub mod fields;
+pub mod filter;
 mod ids;
 mod invlists;
 mod metric;
@@ -15,6 +17,8 @@ mod rowset;
 mod topk;
 
 pub use error::{Error, Result};
+pub use fields::{FieldDef, FieldError, FieldType, FieldValues, Value};
+pub use filter::{Filter, RowFilter};
 pub use ids::{Generation, ListId, Lsn, SegmentId, VectorId};
 pub use invlists::{Hold, HoldError, InvertedLists, VecInvertedLists};
 pub use metric::Metric;
