@@ -21,7 +21,7 @@ pub const MAJOR: u16 = 1;
 /// Minor format version this build writes. Readers of major 1 read every
 /// minor up to theirs; what a later minor adds is announced by a header
 /// flag, and a reader refuses flags it does not know (`docs/format.md`).
-pub const MINOR: u16 = 1;
+pub const MINOR: u16 = 2;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 128;
 /// Bytes of one region table entry.
@@ -36,6 +36,8 @@ pub const FLAG_PAYLOADS: u16 = 1;
 /// Header flag (minor 1): the segment has a payload-presence region, so a
 /// row without a payload is told apart from one with an empty payload.
 pub const FLAG_PAYLOAD_PRESENCE: u16 = 2;
+/// Header flag (minor 2): the segment has a field columns region.
+pub const FLAG_FIELDS: u16 = 4;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +63,7 @@ impl FileKind {
     /// The header flags a file of this kind may carry.
     pub fn flags(self) -> u16 {
         match self {
-            FileKind::Segment => FLAG_PAYLOADS | FLAG_PAYLOAD_PRESENCE,
+            FileKind::Segment => FLAG_PAYLOADS | FLAG_PAYLOAD_PRESENCE | FLAG_FIELDS,
             FileKind::Centroids | FileKind::Deletes => 0,
         }
     }
@@ -92,6 +94,8 @@ pub mod region {
     pub const PAYLOAD_DATA: u32 = 6;
     /// One bit per row: whether it has a payload (minor 1).
     pub const PAYLOAD_PRESENCE: u32 = 7;
+    /// The typed fields' columns (minor 2).
+    pub const FIELDS: u32 = 8;
 
     /// Human name of a region kind, used in errors.
     pub fn name(kind: u32) -> &'static str {
@@ -103,6 +107,7 @@ pub mod region {
             PAYLOAD_OFFSETS => "payload offsets",
             PAYLOAD_DATA => "payload data",
             PAYLOAD_PRESENCE => "payload presence",
+            FIELDS => "field columns",
             _ => "unknown region",
         }
     }

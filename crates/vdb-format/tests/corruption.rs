@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use vdb_core::fields::{FieldDef, FieldType, Value};
 use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId};
 use vdb_format::header::HEADER_LEN;
 use vdb_format::{
@@ -22,14 +23,39 @@ fn small_segment(dir: &Path) -> PathBuf {
         nlist: 4,
         with_payloads: true,
     };
-    let mut w = SegmentWriter::create(&path, meta).unwrap();
+    let fields = [
+        FieldDef::new("album", FieldType::Keyword),
+        FieldDef::new("year", FieldType::Int),
+        FieldDef::new("tags", FieldType::Keywords),
+    ];
+    let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir);
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let mut w = SegmentWriter::create_with_fields(&files, name, meta, Some(&fields)).unwrap();
     for (i, list) in [0u32, 0, 1, 3, 3, 3].into_iter().enumerate() {
         let v = [i as f32, 1.0, -2.5];
         let payload = format!("row {i}");
-        w.push(ListId(list), 100 + i as u64, &v, Some(payload.as_bytes()))
-            .unwrap();
+        let mut values = vec![("year".to_string(), Value::Int(2000 + i as i64))];
+        if i % 2 == 0 {
+            values.push(("album".into(), Value::Keyword(format!("a{}", i % 4))));
+            values.push(("tags".into(), Value::Keywords(vec!["x".into(), "y".into()])));
+        }
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        w.push_row(
+            ListId(list),
+            100 + i as u64,
+            &v,
+            Some(payload.as_bytes()),
+            &values,
+        )
+        .unwrap();
     }
     w.finish().unwrap();
+    let s = SegmentReader::open(&path).unwrap();
+    assert_eq!(s.columns().columns().len(), 3);
+    assert_eq!(
+        s.columns().row_values(5),
+        vec![("year".to_string(), Value::Int(2005))]
+    );
     path
 }
 
@@ -55,6 +81,7 @@ fn touch_everything(s: &SegmentReader) {
     for r in 0..s.rows() + 2 {
         let _ = std::hint::black_box(s.row(r));
         let _ = std::hint::black_box(s.payload(r));
+        let _ = std::hint::black_box(s.columns().row_values(r));
     }
 }
 

@@ -4,10 +4,12 @@
 //! the list table, ids (u64, parallel to the vectors), and with the payload
 //! flag payload offsets (`rows + 1` u64) and payload data, and with the
 //! presence flag (format 1.1) one bit per row saying whether it has a
-//! payload. The vectors come
+//! payload, and with the fields flag (format 1.2) the field columns
+//! (`fields.rs`). The vectors come
 //! first so a writer can stream rows straight to disk and only needs to keep
 //! the ids (8 bytes a row) until the end.
 
+mod fields;
 mod reader;
 mod writer;
 
@@ -17,7 +19,7 @@ pub use writer::{SegmentInfo, SegmentMeta, SegmentWriter};
 use zerocopy::little_endian::U64;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::header::{FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, region};
+use crate::header::{FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, region};
 
 /// One entry of the list table.
 #[derive(Debug, Clone, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -46,6 +48,9 @@ pub(crate) fn expected_regions(flags: u16) -> Vec<u32> {
     }
     if flags & FLAG_PAYLOAD_PRESENCE != 0 {
         r.push(region::PAYLOAD_PRESENCE);
+    }
+    if flags & FLAG_FIELDS != 0 {
+        r.push(region::FIELDS);
     }
     r
 }

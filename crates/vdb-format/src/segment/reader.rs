@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use vdb_core::fields::Columns;
 use vdb_core::{Generation, Hold, HoldError, InvertedLists, ListId, SegmentId};
 use vdb_fs::{CachedFile, Pin};
 use zerocopy::FromBytes;
@@ -12,8 +13,9 @@ use crate::error::{Error, Result};
 use crate::header::{self, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, Parsed, Region, region};
 use crate::mmap::MappedFile;
 
-/// The most regions a segment has (with payloads and their presence).
-const MAX_REGIONS: usize = 6;
+/// The most regions a segment has (with payloads, their presence and
+/// field columns).
+const MAX_REGIONS: usize = 7;
 
 /// A list's place in the file, validated at open.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +51,8 @@ pub struct SegmentReader {
     /// One bit per row (format 1.1); without it an empty payload means
     /// no payload (format 1.0).
     payload_presence: Option<Region>,
+    /// The rows' typed field values (format 1.2; none before).
+    columns: Arc<Columns>,
 }
 
 impl SegmentReader {
@@ -79,7 +83,7 @@ impl SegmentReader {
             .filter(|r| {
                 matches!(
                     r.kind,
-                    region::LIST_TABLE | region::IDS | region::PAYLOAD_PRESENCE
+                    region::LIST_TABLE | region::IDS | region::PAYLOAD_PRESENCE | region::FIELDS
                 )
             })
             .map(|r| r.offset..r.offset + r.len)
@@ -212,6 +216,16 @@ impl SegmentReader {
                 format!("lists hold {next_row} rows, the header says {rows}"),
             ));
         }
+        let columns = match parsed.regions.iter().find(|r| r.kind == region::FIELDS) {
+            None => Columns::empty(rows),
+            Some(r) => {
+                header::verify_region(path, bytes, r)?;
+                let data = bytes.get(r.range()).unwrap_or_default();
+                super::fields::decode(data, rows).map_err(|(at, reason)| {
+                    Error::corrupt(path, r.name(), r.offset + at as u64, reason)
+                })?
+            }
+        };
         let meta = SegmentMeta {
             id: SegmentId(parsed.segment_id),
             generation: Generation(parsed.generation),
@@ -231,7 +245,14 @@ impl SegmentReader {
             payload_offsets,
             payload_data,
             payload_presence,
+            columns: Arc::new(columns),
         })
+    }
+
+    /// The rows' typed field values (empty columns for a segment written
+    /// without fields).
+    pub fn columns(&self) -> &Arc<Columns> {
+        &self.columns
     }
 
     /// Checks every region's CRC, that padding is zero and that payload

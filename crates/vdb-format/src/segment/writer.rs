@@ -2,12 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
+use vdb_core::fields::{ColumnsBuilder, FieldDef, Value};
 use vdb_core::{Generation, ListId, Metric, SegmentId};
 use zerocopy::IntoBytes;
 
 use super::{ListEntry, expected_regions};
 use crate::error::{Error, Result};
-use crate::header::{self, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, FrameBuilder, Region};
+use crate::header::{
+    self, FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, FrameBuilder, Region,
+};
 use crate::writer::FileWriter;
 
 /// Identity and shape of a segment.
@@ -54,6 +57,8 @@ pub struct SegmentWriter {
     /// Bit `r` set: row `r` has a payload (with payloads only).
     presence: Vec<u8>,
     spill: Option<Spill>,
+    /// The rows' field values, with fields (see [`SegmentWriter::with_fields`]).
+    fields: Option<ColumnsBuilder>,
 }
 
 /// Payload bytes on their way to the payload region: a scratch file of
@@ -102,6 +107,18 @@ impl SegmentWriter {
         name: &str,
         meta: SegmentMeta,
     ) -> Result<SegmentWriter> {
+        SegmentWriter::create_with_fields(dir, name, meta, None)
+    }
+
+    /// [`SegmentWriter::create_in`] for a segment that keeps the typed
+    /// fields `fields` (format 1.2), given with each row by
+    /// [`SegmentWriter::push_row`].
+    pub fn create_with_fields(
+        dir: &dyn vdb_fs::Directory,
+        name: &str,
+        meta: SegmentMeta,
+        fields: Option<&[FieldDef]>,
+    ) -> Result<SegmentWriter> {
         if meta.dim == 0
             || meta.nlist == 0
             || meta.nlist > u32::MAX as usize
@@ -118,7 +135,8 @@ impl SegmentWriter {
                 ),
             });
         }
-        let regions = expected_regions(flags_of(&meta));
+        let fields_flag = if fields.is_some() { FLAG_FIELDS } else { 0 };
+        let regions = expected_regions(flags_of(&meta) | fields_flag);
         let mut w = FileWriter::create(dir, name, header::first_region_offset(regions.len()))?;
         let spill = if meta.with_payloads {
             Some(Spill {
@@ -142,6 +160,7 @@ impl SegmentWriter {
             },
             presence: Vec::new(),
             spill,
+            fields: fields.map(ColumnsBuilder::new),
         })
     }
 
@@ -175,6 +194,19 @@ impl SegmentWriter {
         id: u64,
         vector: &[f32],
         payload: Option<&[u8]>,
+    ) -> Result<()> {
+        self.push_row(list, id, vector, payload, &[])
+    }
+
+    /// [`SegmentWriter::push`] with the row's field values (validated by
+    /// the caller; values of fields the writer was not given are dropped).
+    pub fn push_row(
+        &mut self,
+        list: ListId,
+        id: u64,
+        vector: &[f32],
+        payload: Option<&[u8]>,
+        fields: &[(String, Value)],
     ) -> Result<()> {
         let l = list.index();
         if l >= self.meta.nlist {
@@ -217,6 +249,9 @@ impl SegmentWriter {
             self.payload_offsets.push(last + bytes.len() as u64);
         }
         self.ids.push(id);
+        if let Some(columns) = &mut self.fields {
+            columns.push(fields);
+        }
         if let Some(e) = self.lists.last_mut() {
             e.row_count = (e.row_count.get() + 1).into();
         }
@@ -232,6 +267,11 @@ impl SegmentWriter {
     /// file into place.
     pub fn finish(mut self) -> Result<SegmentInfo> {
         self.open_lists_through(self.meta.nlist - 1)?;
+        let fields_flag = if self.fields.is_some() {
+            FLAG_FIELDS
+        } else {
+            0
+        };
         let mut regions = Vec::new();
         let (offset, len, crc) = self.w.end_region();
         regions.push(Region {
@@ -273,6 +313,10 @@ impl SegmentWriter {
             let presence = std::mem::take(&mut self.presence);
             regions.push(self.region(header::region::PAYLOAD_PRESENCE, &presence)?);
         }
+        if let Some(columns) = self.fields.take() {
+            let bytes = super::fields::encode(&columns.finish());
+            regions.push(self.region(header::region::FIELDS, &bytes)?);
+        }
 
         let mut frame = FrameBuilder::new(
             FileKind::Segment,
@@ -283,7 +327,7 @@ impl SegmentWriter {
         frame.header.generation = self.meta.generation.0.into();
         frame.header.rows = (ids.len() as u64).into();
         frame.header.segment_id = self.meta.id.0.into();
-        frame.header.flags = flags_of(&self.meta).into();
+        frame.header.flags = (flags_of(&self.meta) | fields_flag).into();
         frame.regions = regions;
         let path = self.w.path().to_path_buf();
         let bytes = self.w.finish(|file_len| frame.encode(file_len))?;
