@@ -61,7 +61,11 @@ fn scan(c: &mut Criterion) {
                     &q,
                     &[&seg],
                     black_box(&queries[next]),
-                    SearchParams { k: 10, nprobe },
+                    SearchParams {
+                        k: 10,
+                        nprobe,
+                        max_probes: None,
+                    },
                     None,
                 )
                 .expect("search")

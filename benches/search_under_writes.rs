@@ -27,6 +27,7 @@ fn rows(rng: &mut SplitMix64, ids: std::ops::Range<u64>) -> Vec<Row> {
         id,
         vector: vector(rng),
         payload: Some(format!("row {id}").into_bytes()),
+        fields: Default::default(),
     })
     .collect()
 }
@@ -37,6 +38,7 @@ fn options(with_payload: bool) -> SearchOptions {
         nprobe: Some(4),
         with_payload,
         with_vectors: false,
+        ..Default::default()
     }
 }
 

@@ -22,7 +22,11 @@ fn recall_at_10(nprobe: usize, q: &CoarseQuantizer, seg: &SegmentReader) -> f64 
                 q,
                 &[seg],
                 queries.row(i),
-                SearchParams { k: 10, nprobe },
+                SearchParams {
+                    k: 10,
+                    nprobe,
+                    max_probes: None,
+                },
                 None,
             )
             .unwrap();

@@ -70,7 +70,7 @@ proptest! {
         let mut s = Searcher::new();
         for _ in 0..4 {
             let query: Vec<f32> = (0..dim).map(|_| rng.next_f32() * 10.0 - 5.0).collect();
-            let got = s.search(&q, &[&a, &b], &query, SearchParams { k, nprobe: nlist }, None).unwrap();
+            let got = s.search(&q, &[&a, &b], &query, SearchParams { k, nprobe: nlist, max_probes: None }, None).unwrap();
             let want = flat_search(metric, &query, &flat, &ids, k).unwrap();
             prop_assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {

@@ -41,7 +41,7 @@ def crc32(b):
 # --- the common frame -------------------------------------------------------
 
 KINDS = {1: b"VDBCENT\0", 2: b"VDBSEGM\0", 3: b"VDBDELS\0"}
-KNOWN_FLAGS = {1: 0, 2: 0b11, 3: 0}
+KNOWN_FLAGS = {1: 0, 2: 0b111, 3: 0}
 
 
 def read_frame(path, want_kind):
@@ -107,11 +107,75 @@ def read_centroids(path):
     return h
 
 
+FIELD_TYPES = {1: "keyword", 2: "int", 3: "float", 4: "bool", 5: "keywords"}
+
+
+def read_columns(body, rows, path):
+    """The field columns region: [{name: value}] per row (a row lacking a
+    field has no key for it); keywords values are sorted tuples."""
+    out = [dict() for _ in range(rows)]
+    at = 0
+
+    def take(n):
+        nonlocal at
+        if at + n > len(body):
+            raise Corrupt(f"{path}: field columns cut short")
+        b = body[at:at + n]
+        at += n
+        return b
+
+    def u32():
+        return struct.unpack("<I", take(4))[0]
+
+    def bits():
+        b = take((rows + 7) // 8)
+        return [b[r // 8] >> (r % 8) & 1 for r in range(rows)]
+
+    def dictionary():
+        words = [take(u32()).decode("utf-8") for _ in range(u32())]
+        if any(a >= b for a, b in zip(words, words[1:])):
+            raise Corrupt(f"{path}: dictionary not ascending")
+        return words
+
+    for _ in range(u32()):
+        name = take(take(1)[0]).decode("ascii")
+        ty = FIELD_TYPES.get(take(1)[0])
+        if ty in ("int", "float"):
+            values = struct.unpack(f"<{rows}{'q' if ty == 'int' else 'd'}", take(8 * rows))
+            for r, present in enumerate(bits()):
+                if present:
+                    out[r][name] = values[r]
+        elif ty == "bool":
+            for r, b in enumerate(take(rows)):
+                if b > 2:
+                    raise Corrupt(f"{path}: bool {b}")
+                if b < 2:
+                    out[r][name] = bool(b)
+        elif ty == "keyword":
+            words = dictionary()
+            for r, code in enumerate(struct.unpack(f"<{rows}I", take(4 * rows))):
+                if code != 0xFFFFFFFF:
+                    out[r][name] = words[code]
+        elif ty == "keywords":
+            words = dictionary()
+            starts = struct.unpack(f"<{rows + 1}I", take(4 * (rows + 1)))
+            codes = struct.unpack(f"<{u32()}I", take(4 * starts[-1]))
+            for r, absent in enumerate(bits()):
+                if not absent:
+                    out[r][name] = tuple(words[c] for c in codes[starts[r]:starts[r + 1]])
+        else:
+            raise Corrupt(f"{path}: column {name} has an unknown type")
+    if at != len(body):
+        raise Corrupt(f"{path}: bytes after the last column")
+    return out
+
+
 def read_segment(path, dim):
-    """[(id, vector tuple, payload or None)] in row order."""
+    """[(id, vector tuple, payload or None, fields dict)] in row order."""
     h, regions = read_frame(path, 2)
     flags, rows, nlist = h["flags"], h["rows"], h["nlist"]
-    kinds = [3, 2, 4] + ([5, 6] if flags & 1 else []) + ([7] if flags & 2 else [])
+    kinds = [3, 2, 4] + ([5, 6] if flags & 1 else []) + ([7] if flags & 2 else []) + \
+        ([8] if flags & 4 else [])
     if flags & 2 and not flags & 1:
         raise Corrupt(f"{path}: presence without payloads")
     parts = expect_regions(path, regions, kinds)
@@ -154,8 +218,9 @@ def read_segment(path, dim):
                 payloads[r] = b
             elif b:
                 raise Corrupt(f"{path}: row {r} has no payload but bytes")
+    fields = read_columns(parts[-1], rows, path) if flags & 4 else [dict() for _ in range(rows)]
     for r in range(rows):
-        out.append((id_list[r], row_vectors[r], payloads[r]))
+        out.append((id_list[r], row_vectors[r], payloads[r], fields[r]))
     return h, out
 
 
@@ -200,10 +265,15 @@ def parse_manifest(data, path):
     lines = body.split("\n")
     if lines[0] != "vdb-manifest 1" or lines[-1] != "":
         raise Corrupt(f"{path}: first line or line ends")
-    m = {"segment": [], "deletes": []}
+    m = {"segment": [], "deletes": [], "field": []}
     for line in lines[1:-1]:
         key, value = line.split(" ", 1)
-        if key in ("segment", "deletes"):
+        if key == "field":
+            name, ty = value.split(" ")
+            if ty not in FIELD_TYPES.values():
+                raise Corrupt(f"{path}: field type {ty!r}")
+            m[key].append((name, ty))
+        elif key in ("segment", "deletes"):
             seq, name = value.split(" ", 1)
             if not name or "/" in name or "\\" in name or name.startswith("."):
                 raise Corrupt(f"{path}: file name {name!r}")
@@ -271,23 +341,54 @@ def decode_upsert(payload, dim):
     (n,) = struct.unpack_from("<I", payload, 0)
     at = 4
     rows = []
+    def string(at):
+        (ln,) = struct.unpack_from("<I", payload, at)
+        return payload[at + 4:at + 4 + ln].decode("utf-8"), at + 4 + ln
+
     for _ in range(n):
         (rid, flag) = struct.unpack_from("<QB", payload, at)
         at += 9
-        if flag == 1:
+        if flag > 3:
+            raise Corrupt(f"row flags {flag}")
+        p = None
+        if flag & 1:
             (ln,) = struct.unpack_from("<I", payload, at)
             at += 4
             p = payload[at:at + ln]
             if len(p) != ln:
                 raise Corrupt("upsert payload cut short")
             at += ln
-        elif flag == 0:
-            p = None
-        else:
-            raise Corrupt(f"payload flag {flag}")
+        fields = {}
+        if flag & 2:
+            (count,) = struct.unpack_from("<H", payload, at)
+            at += 2
+            for _ in range(count):
+                ln = payload[at]
+                name = payload[at + 1:at + 1 + ln].decode("ascii")
+                ty = FIELD_TYPES.get(payload[at + 1 + ln])
+                at += 2 + ln
+                if ty == "keyword":
+                    v, at = string(at)
+                elif ty == "int":
+                    (v,), at = struct.unpack_from("<q", payload, at), at + 8
+                elif ty == "float":
+                    (v,), at = struct.unpack_from("<d", payload, at), at + 8
+                elif ty == "bool":
+                    v, at = bool(payload[at]), at + 1
+                elif ty == "keywords":
+                    (k,) = struct.unpack_from("<I", payload, at)
+                    at += 4
+                    words = []
+                    for _ in range(k):
+                        w, at = string(at)
+                        words.append(w)
+                    v = tuple(sorted(set(words)))
+                else:
+                    raise Corrupt(f"field {name}: unknown type")
+                fields[name] = v
         vec = struct.unpack_from(f"<{dim}f", payload, at)
         at += 4 * dim
-        rows.append((rid, vec, p))
+        rows.append((rid, vec, p, fields))
     if at != len(payload):
         raise Corrupt("trailing bytes in an upsert")
     return rows
@@ -328,8 +429,8 @@ def rows_of(m, files_dir, wal_dir):
             h, rows = read_segment(path, dim)
             if h["generation"] != int(m["generation"]):
                 raise Corrupt(f"{name}: generation")
-            for rid, vec, p in rows:  # row order: a later row wins
-                live[rid] = (vec, p)
+            for rid, vec, p, fields in rows:  # row order: a later row wins
+                live[rid] = (vec, p, fields)
     if wal_dir is None:
         return live
     flushed = int(m["flushed_lsn"])
@@ -341,8 +442,8 @@ def rows_of(m, files_dir, wal_dir):
             raise Corrupt(f"log starts at {lsn} after flushed_lsn {flushed}")
         first = False
         if kind == 1:
-            for rid, vec, p in decode_upsert(payload, dim):
-                live[rid] = (vec, p)
+            for rid, vec, p, fields in decode_upsert(payload, dim):
+                live[rid] = (vec, p, fields)
         elif kind == 2:
             for rid in decode_delete(payload):
                 live.pop(rid, None)
@@ -412,11 +513,26 @@ def populate(server):
     pb, stub = stubs(server)
     dim = 5
     for name, metric in [("spec_l2", pb.METRIC_L2), ("spec_ip", pb.METRIC_INNER_PRODUCT), ("spec_cos", pb.METRIC_COSINE)]:
+        fields = [pb.FieldSpec(name=n, type=t) for n, t in
+                  [("album", "keyword"), ("year", "int"), ("score", "float"), ("ok", "bool"), ("tags", "keywords")]] \
+            if name == "spec_l2" else []
         stub.CreateCollection(pb.CreateCollectionRequest(
-            name=name, config=pb.CollectionConfig(dim=dim, metric=metric, nlist=4, min_rows_per_list=5)))
+            name=name, config=pb.CollectionConfig(dim=dim, metric=metric, nlist=4, min_rows_per_list=5,
+                                                  fields=fields)))
 
         def row(i, version):
             r = pb.Row(id=i, vector=[math.sin(i * 0.7 + k + version) * (1 + i % 3) for k in range(dim)])
+            if fields:
+                if i % 2:
+                    r.fields["album"].keyword = ["cats", "dogs", "bats"][(i + version) % 3]
+                if i % 5:
+                    r.fields["year"].int = 1990 + i - 3 * version
+                if i % 3 == 0:
+                    r.fields["score"].float = i / 7.0
+                if i % 4 != 1:
+                    r.fields["ok"].bool = (i + version) % 2 == 0
+                if i % 6:
+                    r.fields["tags"].keywords.values.extend([f"t{i % 4}", "all", f"v{version}"][: 1 + i % 3])
             if i % 3 == 1:
                 r.payload = b""
             elif i % 3 == 2:
@@ -447,7 +563,7 @@ def check_normalisation(name, live):
     """Recomputes the cosine rows whose payload names their input (row i,
     version v) with the format's arithmetic and compares bit for bit."""
     done = 0
-    for rid, (vec, p) in live.items():
+    for rid, (vec, p, _) in live.items():
         if not p:
             continue
         i, v = (int(x) for x in p.decode().removeprefix(f"{name} row ").split(" v"))
@@ -483,7 +599,14 @@ def check(server, data_dir):
             if got.missing:
                 sys.exit(f"{name}: the server misses {list(got.missing)[:5]}")
             for r in got.rows:
-                vec, p = live[r.id]
+                vec, p, fields = live[r.id]
+                served_fields = {}
+                for fname, v in r.fields.items():
+                    kind = v.WhichOneof("kind")
+                    served_fields[fname] = tuple(sorted(v.keywords.values)) if kind == "keywords" \
+                        else getattr(v, kind)
+                if served_fields != fields:
+                    sys.exit(f"{name}: row {r.id}: fields {served_fields} vs {fields} from the files")
                 if tuple(struct.unpack(f"<{len(vec)}f", struct.pack(f"<{len(r.vector)}f", *r.vector))) != vec:
                     sys.exit(f"{name}: row {r.id}: vector {list(r.vector)} vs {vec} from the files")
                 served = r.payload if r.HasField("payload") else None
@@ -498,9 +621,10 @@ def check(server, data_dir):
         if name == "spec_cos":
             normalised = check_normalisation(name, live)
             print(f"{name}: {normalised} stored vectors are their inputs normalised exactly as specified")
-        kinds = {"absent": sum(p is None for _, p in live.values()),
-                 "empty": sum(p == b"" for _, p in live.values()),
-                 "bytes": sum(bool(p) for _, p in live.values())}
+        kinds = {"absent": sum(p is None for _, p, _ in live.values()),
+                 "empty": sum(p == b"" for _, p, _ in live.values()),
+                 "bytes": sum(bool(p) for _, p, _ in live.values()),
+                 "field values": sum(len(f) for _, _, f in live.values())}
         print(f"{name}: {len(live)} rows read from {len(m['segment'])} segment(s), "
               f"{len(m['deletes'])} delete file(s) and the log equal the server's ({kinds})")
         total += len(live)

@@ -43,6 +43,7 @@ fn main() -> Result<(), vdb_engine::Error> {
                 id,
                 vector: vector(id),
                 payload: Some(format!("doc-{id}").into_bytes()),
+                fields: Default::default(),
             })
             .collect();
         docs.upsert(rows)?; // returns once durable (sync=always)
@@ -56,8 +57,9 @@ fn main() -> Result<(), vdb_engine::Error> {
         nprobe: None,
         with_payload: true,
         with_vectors: false,
+        ..Default::default()
     };
-    let hits = docs.search(std::slice::from_ref(&query), opts)?;
+    let hits = docs.search(std::slice::from_ref(&query), opts.clone())?;
     for h in &hits[0] {
         let payload = String::from_utf8_lossy(h.payload.as_deref().unwrap_or_default());
         println!("id {:>5}  distance {:.4}  {payload}", h.id, h.distance);

@@ -1,10 +1,16 @@
 //! The engine's encoding of WAL payloads.
 //!
-//! Upsert: `u32` row count, then per row `u64` id, `u8` has-payload flag,
-//! `u32` payload length and bytes (when flagged), `dim` f32 components.
+//! Upsert: `u32` row count, then per row `u64` id, `u8` flags (bit 0: a
+//! payload follows, bit 1: field values follow), `u32` payload length and
+//! bytes (bit 0), `u16` value count and per value `u8` name length, name,
+//! `u8` type code and the value (bit 1: keyword `u32` length and bytes,
+//! int `i64`, float `f64`, bool `u8`, keywords `u32` count and per keyword
+//! `u32` length and bytes), then `dim` f32 components.
 //! Delete: `u32` count, then `u64` ids. Little-endian. Vectors are stored as
 //! prepared for the metric (normalised for cosine), so replay is exact.
 //! Specified in `docs/format.md` ("Record payloads").
+
+use vdb_core::{FieldType, Value};
 
 use crate::Row;
 
@@ -18,13 +24,20 @@ pub fn encode_upsert(rows: &[Row]) -> Vec<u8> {
     out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
     for r in rows {
         out.extend_from_slice(&r.id.to_le_bytes());
-        match &r.payload {
-            Some(p) => {
-                out.push(1);
-                out.extend_from_slice(&(p.len() as u32).to_le_bytes());
-                out.extend_from_slice(p);
+        let flags = u8::from(r.payload.is_some()) | (u8::from(!r.fields.is_empty()) << 1);
+        out.push(flags);
+        if let Some(p) = &r.payload {
+            out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            out.extend_from_slice(p);
+        }
+        if !r.fields.is_empty() {
+            out.extend_from_slice(&(r.fields.len() as u16).to_le_bytes());
+            for (name, value) in &r.fields {
+                out.push(name.len() as u8);
+                out.extend_from_slice(name.as_bytes());
+                out.push(value.field_type().code());
+                encode_value(&mut out, value);
             }
-            None => out.push(0),
         }
         for x in &r.vector {
             out.extend_from_slice(&x.to_le_bytes());
@@ -40,14 +53,28 @@ pub fn decode_upsert(bytes: &[u8], dim: usize) -> Result<Vec<Row>, String> {
     let mut rows = Vec::with_capacity(n.min(bytes.len() / (9 + 4 * dim).max(1)));
     for _ in 0..n {
         let id = r.u64()?;
-        let payload = match r.u8()? {
-            0 => None,
-            1 => {
-                let len = r.u32()? as usize;
-                Some(r.take(len)?.to_vec())
-            }
-            f => return Err(format!("bad payload flag {f}")),
+        let flags = r.u8()?;
+        if flags > 3 {
+            return Err(format!("bad row flags {flags}"));
+        }
+        let payload = if flags & 1 != 0 {
+            let len = r.u32()? as usize;
+            Some(r.take(len)?.to_vec())
+        } else {
+            None
         };
+        let mut fields = Vec::new();
+        if flags & 2 != 0 {
+            let n = r.u16()?;
+            for _ in 0..n {
+                let len = r.u8()? as usize;
+                let name = r.string(len)?;
+                let code = r.u8()?;
+                let ty = FieldType::from_code(code)
+                    .ok_or_else(|| format!("bad field type code {code}"))?;
+                fields.push((name, decode_value(&mut r, ty)?));
+            }
+        }
         let raw = r.take(4 * dim)?;
         let vector = raw
             .chunks_exact(4)
@@ -57,12 +84,54 @@ pub fn decode_upsert(bytes: &[u8], dim: usize) -> Result<Vec<Row>, String> {
             id,
             vector,
             payload,
+            fields,
         });
     }
     if r.at != bytes.len() {
         return Err(format!("{} trailing bytes", bytes.len() - r.at));
     }
     Ok(rows)
+}
+
+fn encode_value(out: &mut Vec<u8>, value: &Value) {
+    let string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    match value {
+        Value::Keyword(s) => string(out, s),
+        Value::Int(n) => out.extend_from_slice(&n.to_le_bytes()),
+        Value::Float(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::Bool(b) => out.push(u8::from(*b)),
+        Value::Keywords(v) => {
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            v.iter().for_each(|s| string(out, s));
+        }
+    }
+}
+
+fn decode_value(r: &mut Reader<'_>, ty: FieldType) -> Result<Value, String> {
+    Ok(match ty {
+        FieldType::Keyword => {
+            let len = r.u32()? as usize;
+            Value::Keyword(r.string(len)?)
+        }
+        FieldType::Int => Value::Int(r.u64()? as i64),
+        FieldType::Float => Value::Float(f64::from_bits(r.u64()?)),
+        FieldType::Bool => match r.u8()? {
+            b @ (0 | 1) => Value::Bool(b == 1),
+            b => return Err(format!("bad bool {b}")),
+        },
+        FieldType::Keywords => {
+            let n = r.u32()? as usize;
+            let mut v = Vec::with_capacity(n.min(vdb_core::fields::MAX_KEYWORDS));
+            for _ in 0..n {
+                let len = r.u32()? as usize;
+                v.push(r.string(len)?);
+            }
+            Value::Keywords(v)
+        }
+    })
 }
 
 /// The rows of a record with each id's last row only (vdb writes each id
@@ -120,6 +189,14 @@ impl<'a> Reader<'a> {
     fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
+    fn u16(&mut self) -> Result<u16, String> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn string(&mut self, len: usize) -> Result<String, String> {
+        let at = self.at;
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| format!("bad UTF-8 at byte {at}"))
+    }
     fn u32(&mut self) -> Result<u32, String> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -143,11 +220,25 @@ mod tests {
                 id: 1,
                 vector: vec![1.0, 2.0],
                 payload: Some(b"img".to_vec()),
+                fields: Default::default(),
             },
             Row {
                 id: u64::MAX,
                 vector: vec![-0.5, 0.0],
                 payload: None,
+                fields: Default::default(),
+            },
+            Row {
+                id: 7,
+                vector: vec![0.0, 3.0],
+                payload: None,
+                fields: vec![
+                    ("album".into(), Value::Keyword("cats".into())),
+                    ("ok".into(), Value::Bool(true)),
+                    ("score".into(), Value::Float(-0.25)),
+                    ("tags".into(), Value::Keywords(vec!["a".into(), "é".into()])),
+                    ("year".into(), Value::Int(-2020)),
+                ],
             },
         ];
         let b = encode_upsert(&rows);
@@ -167,6 +258,7 @@ mod tests {
             id,
             vector: vec![x],
             payload: None,
+            fields: Default::default(),
         };
         let rows = vec![
             row(1, 1.0),

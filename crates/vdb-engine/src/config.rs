@@ -1,6 +1,6 @@
 //! A collection's settings and the validation of names.
 
-use vdb_core::Metric;
+use vdb_core::{FieldDef, Metric};
 use vdb_wal::SyncMode;
 
 use crate::error::{Error, Result};
@@ -28,6 +28,8 @@ pub struct CollectionConfig {
     pub retrain: RetrainPolicy,
     /// When segments are compacted (see [`CompactionPolicy`]).
     pub compaction: CompactionPolicy,
+    /// Typed fields rows may carry, for filtered search.
+    pub fields: Vec<FieldDef>,
 }
 
 impl CollectionConfig {
@@ -44,6 +46,7 @@ impl CollectionConfig {
             min_rows_per_list: 39,
             retrain: RetrainPolicy::default(),
             compaction: CompactionPolicy::default(),
+            fields: Vec::new(),
         }
     }
 
@@ -77,6 +80,8 @@ impl CollectionConfig {
                 format!("{h} must be 0 (off) or a fraction below 1"),
             ));
         }
+        vdb_core::fields::validate_schema(&self.fields)
+            .map_err(|e| Error::invalid(e.path, e.reason))?;
         let r = &self.retrain;
         for (field, v) in [
             ("retrain.growth", r.growth),

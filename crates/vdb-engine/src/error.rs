@@ -217,6 +217,10 @@ impl Error {
         }
     }
 
+    pub(crate) fn invalid_field(e: vdb_core::FieldError) -> Error {
+        Error::invalid(e.path, e.reason)
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),

@@ -16,7 +16,7 @@ pub const DEFAULT_SAMPLES: usize = 9;
 pub const MAX_SAMPLES: usize = 100;
 
 /// What to explain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExplainOptions {
     /// Results wanted.
     pub k: usize,
@@ -28,6 +28,10 @@ pub struct ExplainOptions {
     pub exact: bool,
     /// Example members per probed list (at most [`MAX_SAMPLES`]).
     pub samples: usize,
+    /// Explain a filtered search (as [`SearchOptions::filter`]).
+    pub filter: Option<vdb_core::Filter>,
+    /// With a filter: most lists searched (as [`SearchOptions::max_probes`]).
+    pub max_probes: Option<usize>,
 }
 
 impl ExplainOptions {
@@ -40,6 +44,8 @@ impl ExplainOptions {
             with_payload: true,
             exact: false,
             samples: DEFAULT_SAMPLES,
+            filter: None,
+            max_probes: None,
         }
     }
 }
@@ -116,6 +122,8 @@ pub struct Explanation {
     pub samples: Vec<Vec<Sample>>,
     /// With `exact`: the comparison with an exhaustive search.
     pub exact: Option<ExactComparison>,
+    /// The search's filter, if any.
+    pub filter: Option<vdb_core::Filter>,
 }
 
 impl Collection {
@@ -134,26 +142,25 @@ impl Collection {
             ));
         }
         self.check_query(query, || "query".into())?;
-        let snap = self.snapshot();
-        let sources = snap.sources();
-        let quantizer = snap.quantizer();
         let search = SearchOptions {
             k: opts.k,
             nprobe: opts.nprobe,
             with_payload: opts.with_payload,
-            with_vectors: false,
+            filter: opts.filter.clone(),
+            max_probes: opts.max_probes,
+            ..SearchOptions::default()
         };
         let params = self.params(&search)?;
+        let snap = self.snapshot();
+        let bound = opts.filter.as_ref().map(|f| snap.bind(f));
+        let sources = snap.sources_filtered(bound.as_deref());
+        let quantizer = snap.quantizer();
         let mut searcher = Searcher::new();
         let mut trace = SearchTrace::default();
         let found =
             searcher.search_sources(quantizer, &sources, query, params, Some(&mut trace))?;
         let ranks = trace.ranks();
-        let hits = traced(
-            snap.hits(found, opts.with_payload, false)?,
-            &trace.result_lists,
-            &ranks,
-        );
+        let hits = traced(snap.hits(found, &search)?, &trace.result_lists, &ranks);
 
         let layout = quantizer.layout();
         let mut prepared = query.to_vec();
@@ -183,7 +190,7 @@ impl Collection {
                 })
                 .collect();
             Ok(snap
-                .hits(found, opts.with_payload, false)?
+                .hits(found, &search)?
                 .into_iter()
                 .zip(positions)
                 .map(|(hit, position)| Sample { hit, position })
@@ -199,14 +206,11 @@ impl Collection {
             let all = vdb_ivf::SearchParams {
                 k: params.k,
                 nprobe: quantizer.nlist(),
+                max_probes: None,
             };
             let mut t = SearchTrace::default();
             let found = searcher.search_sources(quantizer, &sources, query, all, Some(&mut t))?;
-            let exact = traced(
-                snap.hits(found, opts.with_payload, false)?,
-                &t.result_lists,
-                &ranks,
-            );
+            let exact = traced(snap.hits(found, &search)?, &t.result_lists, &ranks);
             let returned: std::collections::HashSet<u64> = hits.iter().map(|h| h.hit.id).collect();
             let missed: Vec<TracedHit> = exact
                 .iter()
@@ -243,6 +247,7 @@ impl Collection {
             query_position,
             samples,
             exact,
+            filter: opts.filter,
         })
     }
 

@@ -18,8 +18,8 @@
 //! config.nlist = 4;
 //! let images = engine.create_collection("images", config)?;
 //! images.upsert(vec![
-//!     Row { id: 1, vector: vec![0.0, 0.0, 1.0], payload: Some(b"cat.png".to_vec()) },
-//!     Row { id: 2, vector: vec![1.0, 0.0, 0.0], payload: Some(b"dog.png".to_vec()) },
+//!     Row { id: 1, vector: vec![0.0, 0.0, 1.0], payload: Some(b"cat.png".to_vec()), fields: Default::default() },
+//!     Row { id: 2, vector: vec![1.0, 0.0, 0.0], payload: Some(b"dog.png".to_vec()), fields: Default::default() },
 //! ])?;
 //! let hits = images.search(&[vec![0.1, 0.0, 0.9]], SearchOptions { k: 1, with_payload: true, ..SearchOptions::default() })?;
 //! assert_eq!(hits[0][0].id, 1);
@@ -68,7 +68,8 @@ pub use policy::{CompactionPolicy, Plan, PolicyInput, RetrainPolicy, plan};
 pub use row::{Hit, Row};
 pub use snapshot::{SnapshotFile, SnapshotInfo};
 pub use tune::{MAX_TUNE_SAMPLE, TuneOptions, TunePoint, TuneReport, default_sweep};
-pub use vdb_core::{Lsn, Metric};
+pub use vdb_core::filter;
+pub use vdb_core::{FieldDef, FieldType, FieldValues, Filter, Lsn, Metric, Value};
 pub use vdb_fs::{Fenced, Fs, FsRef, LocalRepository, OsFs, Repository, Store};
 pub use vdb_ivf::SearchTrace;
 pub use vdb_wal::SyncMode;

@@ -105,6 +105,9 @@ impl Manifest {
         let _ = writeln!(s, "retrain_min_new_rows {}", c.retrain.min_new_rows);
         let _ = writeln!(s, "compact_max_segments {}", c.compaction.max_segments);
         let _ = writeln!(s, "compact_max_hidden {}", c.compaction.max_hidden);
+        for f in &c.fields {
+            let _ = writeln!(s, "field {} {}", f.name, f.ty);
+        }
         let _ = writeln!(s, "generation {}", self.generation);
         let _ = writeln!(s, "centroids {}", self.centroids.as_deref().unwrap_or("-"));
         let _ = writeln!(s, "flushed_lsn {}", self.flushed_lsn.0);
@@ -239,7 +242,7 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
         let (key, value) = line
             .split_once(' ')
             .ok_or_else(|| format!("malformed line {line:?}"))?;
-        if key != "segment" && key != "deletes" && !seen.insert(key) {
+        if !matches!(key, "segment" | "deletes" | "field") && !seen.insert(key) {
             return Err(format!("key {key:?} appears twice"));
         }
         match key {
@@ -256,6 +259,15 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "retrain_min_new_rows" => config.retrain.min_new_rows = num(key, value)?,
             "compact_max_segments" => config.compaction.max_segments = num(key, value)? as usize,
             "compact_max_hidden" => config.compaction.max_hidden = real(key, value)?,
+            "field" => {
+                let (name, ty) = value
+                    .split_once(' ')
+                    .ok_or_else(|| format!("malformed line {line:?}"))?;
+                let ty = ty
+                    .parse()
+                    .map_err(|e: String| format!("field {name}: {e}"))?;
+                config.fields.push(vdb_core::FieldDef::new(name, ty));
+            }
             "trained_at" => m.trained_at = num(key, value)?,
             "compacted_at" => m.compacted_at = num(key, value)?,
             "writer" => {

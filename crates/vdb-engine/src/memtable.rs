@@ -6,7 +6,10 @@
 //! a later write replaces or deletes are hidden by the batch's deletion set
 //! (copy-on-write in the collection), never by changing the batch.
 
-use vdb_core::{InvertedLists, ListId};
+use std::sync::Arc;
+
+use vdb_core::fields::{Columns, ColumnsBuilder, FieldDef};
+use vdb_core::{FieldValues, InvertedLists, ListId};
 use vdb_ivf::CoarseQuantizer;
 
 use crate::Row;
@@ -23,15 +26,25 @@ pub struct RowRef<'a> {
     pub payload: Option<&'a [u8]>,
     /// Its list.
     pub list: ListId,
+    /// The typed field values of its source.
+    pub columns: &'a Columns,
+    /// Its row number in its source (in `columns`).
+    pub row: usize,
 }
 
 impl RowRef<'_> {
+    /// Its typed field values, sorted by name.
+    pub fn fields(&self) -> FieldValues {
+        self.columns.row_values(self.row)
+    }
+
     /// An owned copy of the row.
     pub fn to_row(self) -> Row {
         Row {
             id: self.id,
             vector: self.vector.to_vec(),
             payload: self.payload.map(<[u8]>::to_vec),
+            fields: self.fields(),
         }
     }
 }
@@ -43,16 +56,23 @@ pub struct MemBatch {
     vectors: Vec<f32>,
     ids: Vec<u64>,
     payloads: Vec<Option<Vec<u8>>>,
+    /// The rows' typed field values.
+    columns: Arc<Columns>,
     lists: Vec<ListId>,
     /// `list_starts[l]..list_starts[l + 1]` are list `l`'s rows.
     list_starts: Vec<usize>,
 }
 
 impl MemBatch {
-    /// Groups `rows` (validated and prepared) by their nearest list. Also
-    /// returns the sum of the rows' distances to their centroids (0 before
-    /// training), which retraining watches.
-    pub fn build(rows: Vec<Row>, quantizer: &CoarseQuantizer) -> Result<(MemBatch, f64)> {
+    /// Groups `rows` (validated and prepared) by their nearest list,
+    /// keeping their values of `fields`. Also returns the sum of the rows'
+    /// distances to their centroids (0 before training), which retraining
+    /// watches.
+    pub fn build(
+        rows: Vec<Row>,
+        quantizer: &CoarseQuantizer,
+        fields: &[FieldDef],
+    ) -> Result<(MemBatch, f64)> {
         let dim = quantizer.dim();
         let nlist = quantizer.nlist();
         let mut error = 0.0f64;
@@ -69,13 +89,19 @@ impl MemBatch {
                 })
                 .collect()
         };
-        let batch = MemBatch::from_assigned(rows.into_iter().zip(assignment).collect(), dim, nlist);
+        let rows = rows.into_iter().zip(assignment).collect();
+        let batch = MemBatch::from_assigned(rows, dim, nlist, fields);
         Ok((batch, error))
     }
 
     /// Groups rows whose lists are already known (e.g. when batches are
     /// merged) without assigning them again.
-    pub fn from_assigned(rows: Vec<(Row, ListId)>, dim: usize, nlist: usize) -> MemBatch {
+    pub fn from_assigned(
+        rows: Vec<(Row, ListId)>,
+        dim: usize,
+        nlist: usize,
+        fields: &[FieldDef],
+    ) -> MemBatch {
         let mut list_starts = vec![0usize; nlist + 1];
         for (_, l) in &rows {
             if let Some(c) = list_starts.get_mut(l.index() + 1) {
@@ -91,10 +117,12 @@ impl MemBatch {
         let mut ids = Vec::with_capacity(rows.len());
         let mut lists = Vec::with_capacity(rows.len());
         let mut payloads = Vec::with_capacity(rows.len());
+        let mut columns = ColumnsBuilder::new(fields);
         for (r, l) in rows {
             vectors.extend_from_slice(&r.vector);
             ids.push(r.id);
             payloads.push(r.payload);
+            columns.push(&r.fields);
             lists.push(l);
         }
         MemBatch {
@@ -102,6 +130,7 @@ impl MemBatch {
             vectors,
             ids,
             payloads,
+            columns: Arc::new(columns.finish()),
             lists,
             list_starts,
         }
@@ -119,7 +148,19 @@ impl MemBatch {
             vector: self.vectors.get(r * self.dim..(r + 1) * self.dim)?,
             payload: self.payloads.get(r)?.as_deref(),
             list: *self.lists.get(r)?,
+            columns: &self.columns,
+            row: r,
         })
+    }
+
+    /// The rows' typed field values.
+    pub fn columns(&self) -> &Arc<Columns> {
+        &self.columns
+    }
+
+    /// The rows' ids, in row order.
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
     }
 }
 

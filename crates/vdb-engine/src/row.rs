@@ -1,6 +1,9 @@
 //! A row and a search hit: what goes in and what comes out.
 
-/// A row: a client-chosen id, a vector, and optional opaque payload bytes.
+use vdb_core::FieldValues;
+
+/// A row: a client-chosen id, a vector, optional opaque payload bytes, and
+/// values of the collection's typed fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// The id; writing an existing id replaces that row.
@@ -9,6 +12,9 @@ pub struct Row {
     pub vector: Vec<f32>,
     /// Payload bytes, e.g. a URI or JSON.
     pub payload: Option<Vec<u8>>,
+    /// Typed field values, `(name, value)` sorted by name (an upsert sorts
+    /// and checks them).
+    pub fields: FieldValues,
 }
 
 /// A search result.
@@ -22,4 +28,6 @@ pub struct Hit {
     pub payload: Option<Vec<u8>>,
     /// Its vector as stored (normalised for cosine), when asked for.
     pub vector: Option<Vec<f32>>,
+    /// Its typed field values, when asked for.
+    pub fields: FieldValues,
 }

@@ -200,6 +200,7 @@ impl Collection {
                 let all = SearchParams {
                     k: k + 1,
                     nprobe: nlist,
+                    max_probes: None,
                 };
                 let found = searcher.search_sources(q, &sources, v, all, None)?;
                 // Rows scanned at nprobe p: the stored rows of the p
@@ -223,7 +224,11 @@ impl Collection {
         let mut points = Vec::with_capacity(sweep.len());
         let mut searcher = Searcher::new();
         for &nprobe in &sweep {
-            let params = SearchParams { k: k + 1, nprobe };
+            let params = SearchParams {
+                k: k + 1,
+                nprobe,
+                max_probes: None,
+            };
             let mut found_total = 0usize;
             let mut wanted_total = 0usize;
             let mut times = Vec::with_capacity(queries.len());

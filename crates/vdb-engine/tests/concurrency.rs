@@ -29,6 +29,7 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
                 id,
                 vector: vector(id, 0),
                 payload: None,
+                fields: Default::default(),
             })
             .collect(),
     )
@@ -49,6 +50,7 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
                             id,
                             vector: vector(id, round),
                             payload: None,
+                            fields: Default::default(),
                         })
                         .collect(),
                 )
@@ -59,6 +61,7 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
                             id,
                             vector: vector(id, round),
                             payload: None,
+                            fields: Default::default(),
                         })
                         .collect(),
                 )
@@ -90,6 +93,7 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
                     id: next,
                     vector: vector(next, 0),
                     payload: None,
+                    fields: Default::default(),
                 }])
                 .unwrap();
                 next += 1;
@@ -108,10 +112,11 @@ fn searches_see_every_live_row_exactly_once_through_flushes_and_retrains() {
                     nprobe: Some(usize::MAX),
                     with_payload: false,
                     with_vectors: false,
+                    ..Default::default()
                 };
                 let mut searches = 0;
                 while !stop.load(Ordering::Acquire) || searches == 0 {
-                    let hits = c.search(&[vec![0.0; 4]], exact).unwrap().remove(0);
+                    let hits = c.search(&[vec![0.0; 4]], exact.clone()).unwrap().remove(0);
                     let ids: HashSet<u64> = hits.iter().map(|h| h.id).collect();
                     assert_eq!(ids.len(), hits.len(), "a row was returned twice");
                     assert!(
@@ -166,6 +171,7 @@ fn versioned_row(id: u64, version: u64) -> Row {
         id,
         vector: versioned(id, version),
         payload: Some(format!("{id}@{version}").into_bytes()),
+        fields: Default::default(),
     }
 }
 
@@ -234,6 +240,7 @@ fn every_hit_returns_the_payload_and_vector_of_the_row_it_scored() {
                         nprobe: Some(1 + q as usize % 4),
                         with_payload: true,
                         with_vectors: true,
+                        ..Default::default()
                     };
                     for hit in c
                         .search(std::slice::from_ref(&query), opts)

@@ -77,6 +77,7 @@ fn crash_child() {
                     id,
                     vector: vector(id, version),
                     payload: Some(version.to_le_bytes().to_vec()),
+                    fields: Default::default(),
                 })
                 .collect();
             c.upsert(rows).unwrap();

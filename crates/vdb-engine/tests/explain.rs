@@ -36,6 +36,7 @@ fn setup(dir: &std::path::Path) -> (Engine, std::sync::Arc<vdb_engine::Collectio
                 id: i as u64,
                 vector: data[i].clone(),
                 payload: Some(format!("row {i}").into_bytes()),
+                fields: Default::default(),
             })
             .collect()
     };
@@ -51,6 +52,7 @@ fn setup(dir: &std::path::Path) -> (Engine, std::sync::Arc<vdb_engine::Collectio
                 id: i,
                 vector: data[3999 - i as usize].clone(),
                 payload: Some(format!("moved {i}").into_bytes()),
+                fields: Default::default(),
             })
             .collect(),
     )
@@ -107,6 +109,7 @@ fn explain_agrees_with_the_search_it_describes() {
                     nprobe: None,
                     with_payload: true,
                     with_vectors: false,
+                    ..Default::default()
                 },
             )
             .unwrap()
@@ -141,6 +144,7 @@ fn explain_agrees_with_the_search_it_describes() {
                     nprobe: Some(usize::MAX),
                     with_payload: true,
                     with_vectors: false,
+                    ..Default::default()
                 },
             )
             .unwrap()
@@ -192,6 +196,7 @@ fn explain_agrees_with_the_search_it_describes() {
                     nprobe: Some(nprobe),
                     with_payload: false,
                     with_vectors: false,
+                    ..Default::default()
                 },
             )
             .unwrap()
@@ -259,6 +264,7 @@ fn bad_explain_requests_are_refused_by_field() {
             id: 7,
             vector: q.clone(),
             payload: None,
+            fields: Default::default(),
         }])
         .unwrap();
     let e = small

@@ -24,6 +24,7 @@ fn export_has_every_visible_row_once_in_its_list() {
             id: i as u64,
             vector: data[(i + shift) % data.len()].clone(),
             payload: None,
+            fields: Default::default(),
         })
         .collect()
     };

@@ -28,6 +28,7 @@ fn rows(n: u64, dim: usize, seed: u64) -> Vec<Row> {
                 id,
                 vector,
                 payload: Some(id.to_le_bytes().to_vec()),
+                fields: Default::default(),
             }
         })
         .collect()
@@ -89,10 +90,11 @@ fn trains_itself_and_keeps_answering() {
         nprobe: Some(2),
         with_payload: true,
         with_vectors: false,
+        ..Default::default()
     };
     for r in all.iter().step_by(97) {
         let hits = c
-            .search(std::slice::from_ref(&r.vector), opts)
+            .search(std::slice::from_ref(&r.vector), opts.clone())
             .unwrap()
             .remove(0);
         assert_eq!(hits[0].id, r.id);
@@ -106,6 +108,7 @@ fn trains_itself_and_keeps_answering() {
                 nprobe: Some(3),
                 with_payload: false,
                 with_vectors: false,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -119,6 +122,7 @@ fn trains_itself_and_keeps_answering() {
         id: 7,
         vector: all[100].vector.clone(),
         payload: None,
+        fields: Default::default(),
     }])
     .unwrap();
     let hits = c
@@ -129,6 +133,7 @@ fn trains_itself_and_keeps_answering() {
                 nprobe: Some(8),
                 with_payload: false,
                 with_vectors: false,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -169,6 +174,7 @@ fn bad_requests_name_the_problem_and_change_nothing() {
         id: 1,
         vector: vec![1.0, 2.0],
         payload: None,
+        fields: Default::default(),
     }])
     .unwrap();
     let cases: Vec<(Vec<Row>, &str)> = vec![
@@ -178,6 +184,7 @@ fn bad_requests_name_the_problem_and_change_nothing() {
                 id: 2,
                 vector: vec![1.0],
                 payload: None,
+                fields: Default::default(),
             }],
             "rows[0].vector",
         ),
@@ -187,11 +194,13 @@ fn bad_requests_name_the_problem_and_change_nothing() {
                     id: 2,
                     vector: vec![1.0, 0.0],
                     payload: None,
+                    fields: Default::default(),
                 },
                 Row {
                     id: 3,
                     vector: vec![f32::NAN, 0.0],
                     payload: None,
+                    fields: Default::default(),
                 },
             ],
             "rows[1].vector",
@@ -202,11 +211,13 @@ fn bad_requests_name_the_problem_and_change_nothing() {
                     id: 2,
                     vector: vec![1.0, 0.0],
                     payload: None,
+                    fields: Default::default(),
                 },
                 Row {
                     id: 2,
                     vector: vec![0.0, 0.0],
                     payload: None,
+                    fields: Default::default(),
                 },
             ],
             "rows[1].id",
@@ -226,6 +237,7 @@ fn bad_requests_name_the_problem_and_change_nothing() {
                 nprobe: None,
                 with_payload: false,
                 with_vectors: false,
+                ..Default::default()
             },
         )
         .unwrap_err();
@@ -238,6 +250,7 @@ fn bad_requests_name_the_problem_and_change_nothing() {
                 nprobe: None,
                 with_payload: false,
                 with_vectors: false,
+                ..Default::default()
             },
         )
         .unwrap_err();
@@ -263,7 +276,8 @@ fn bad_requests_name_the_problem_and_change_nothing() {
         c.upsert(vec![Row {
             id: 9,
             vector: vec![0.0, 0.0],
-            payload: None
+            payload: None,
+            fields: Default::default(),
         }]),
         Err(Error::NotFound(_))
     ));
@@ -289,6 +303,7 @@ fn unreferenced_files_are_removed_at_open() {
         id: 1,
         vector: vec![1.0, 2.0],
         payload: None,
+        fields: Default::default(),
     }])
     .unwrap();
     c.flush().unwrap();
@@ -334,6 +349,7 @@ fn alter_changes_settings_durably() {
         nprobe: None,
         with_payload: false,
         with_vectors: false,
+        ..Default::default()
     };
     let e = c
         .alter(vdb_engine::Alter {
@@ -350,13 +366,14 @@ fn alter_changes_settings_durably() {
         })
         .unwrap();
     assert_eq!((cfg.nprobe, cfg.nlist), (3, 4));
-    assert_eq!(c.search_traced(&q, opts).unwrap().1.nprobe, 3);
+    assert_eq!(c.search_traced(&q, opts.clone()).unwrap().1.nprobe, 3);
 
     // The nlist change retrains at the next flush.
     c.upsert(vec![Row {
         id: 5000,
         vector: q.clone(),
         payload: None,
+        fields: Default::default(),
     }])
     .unwrap();
     c.flush().unwrap();

@@ -71,6 +71,7 @@ fn a_log_that_does_not_follow_the_flushed_lsn_is_refused() {
                 id,
                 vector: vec![id as f32, 0.0],
                 payload: None,
+                fields: Default::default(),
             }])
             .unwrap();
         }

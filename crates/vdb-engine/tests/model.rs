@@ -60,6 +60,7 @@ fn check(engine: &Engine, model: &BTreeMap<u64, (Vec<f32>, Vec<u8>)>) -> Result<
             nprobe: Some(usize::MAX),
             with_payload: true,
             with_vectors: false,
+            ..Default::default()
         };
         let hits = c.search(std::slice::from_ref(&q), exact).unwrap().remove(0);
         let mut want: Vec<(f32, u64)> = model
@@ -95,7 +96,7 @@ proptest! {
                     version += 1;
                     let rows: Vec<Row> = rows
                         .into_iter()
-                        .map(|(id, v)| Row { id, vector: vector(v), payload: Some(format!("{id}@{version}").into_bytes()) })
+                        .map(|(id, v)| Row { id, vector: vector(v), payload: Some(format!("{id}@{version}").into_bytes()), fields: Default::default() })
                         .collect();
                     for r in &rows {
                         model.insert(r.id, (r.vector.clone(), r.payload.clone().unwrap()));

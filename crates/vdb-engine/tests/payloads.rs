@@ -17,6 +17,7 @@ fn rows(version: f32) -> Vec<Row> {
                 1 => Some(Vec::new()),
                 _ => Some(format!("row {id}").into_bytes()),
             },
+            fields: Default::default(),
         })
         .collect()
 }
@@ -39,6 +40,7 @@ fn check(engine: &Engine, stage: &str) {
                     nprobe: Some(usize::MAX),
                     with_payload: true,
                     with_vectors: false,
+                    ..Default::default()
                 },
             )
             .unwrap();

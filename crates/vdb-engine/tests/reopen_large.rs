@@ -17,6 +17,7 @@ fn row(id: u64, version: u64) -> Row {
         id,
         vector: vec![id as f32, version as f32],
         payload: None,
+        fields: Default::default(),
     }
 }
 
@@ -87,6 +88,7 @@ fn a_large_reopen_finds_every_latest_version() {
                 nprobe: None,
                 with_payload: false,
                 with_vectors: false,
+                ..Default::default()
             },
         )
         .unwrap();

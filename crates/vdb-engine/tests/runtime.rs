@@ -35,6 +35,7 @@ fn flushes_run_on_the_given_runtime() {
                 id: b * 50 + i,
                 vector: vec![(b * 50 + i) as f32, 1.0, 2.0, 3.0],
                 payload: None,
+                fields: Default::default(),
             })
             .collect();
         c.upsert(rows).unwrap();
@@ -57,6 +58,7 @@ fn flushes_run_on_the_given_runtime() {
                 nprobe: Some(2),
                 with_payload: false,
                 with_vectors: false,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -81,6 +83,7 @@ fn a_shut_down_engine_refuses_to_name_collections_and_handles_keep_reading() {
         id: 1,
         vector: vec![1.0, 0.0],
         payload: None,
+        fields: Default::default(),
     }])
     .unwrap();
     engine.shutdown().unwrap();

@@ -61,6 +61,7 @@ fn the_recommended_nprobe_meets_the_target_on_unseen_queries() {
                 nprobe: Some(nprobe),
                 with_payload: false,
                 with_vectors: false,
+                ..Default::default()
             },
         )
         .unwrap()
@@ -134,6 +135,7 @@ fn bad_tuning_requests_are_refused_by_field() {
                 id: i,
                 vector: vec![i as f32; DIM],
                 payload: None,
+                fields: Default::default(),
             })
             .collect(),
     )

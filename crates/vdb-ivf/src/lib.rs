@@ -35,7 +35,7 @@
 //! // Search, and look at what the search did.
 //! let query = &vectors[..dim];
 //! let mut trace = SearchTrace::default();
-//! let hits = Searcher::new().search(&quantizer, &[&lists], query, SearchParams { k: 5, nprobe: 4 }, Some(&mut trace))?;
+//! let hits = Searcher::new().search(&quantizer, &[&lists], query, SearchParams { k: 5, nprobe: 4, max_probes: None }, Some(&mut trace))?;
 //! assert_eq!(hits[0].id.0, 0); // the vector itself
 //! assert_eq!(trace.probed.len(), 4);
 //! assert!(trace.fine_distances < 2000); // fewer than an exhaustive scan

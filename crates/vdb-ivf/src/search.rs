@@ -1,7 +1,8 @@
 //! IVF search: coarse probe, then an exhaustive scan of the probed lists.
 
 use vdb_core::{
-    Hold, InvertedLists, ListId, Neighbor, RowAddr, RowSet, TopK, VectorId, validate_vector,
+    Hold, InvertedLists, ListId, Neighbor, RowAddr, RowFilter, RowSet, TopK, VectorId,
+    validate_vector,
 };
 
 use crate::error::{Error, Result};
@@ -21,9 +22,25 @@ pub struct SearchParams {
     /// Lists to scan; values above `nlist` are clamped to `nlist` (and the
     /// trace says so).
     pub nprobe: usize,
+    /// With a filter: when the `nprobe` lists gave fewer than `k` rows
+    /// that pass it, further lists are scanned in centroid order until `k`
+    /// are found or this many lists are scanned (`None`: every list, so
+    /// `k` rows come back whenever `k` rows match). Without a filter it
+    /// has no effect.
+    pub max_probes: Option<usize>,
 }
 
 impl SearchParams {
+    /// `k` results from `nprobe` lists, probing further with a filter
+    /// until `k` are found.
+    pub fn new(k: usize, nprobe: usize) -> SearchParams {
+        SearchParams {
+            k,
+            nprobe,
+            max_probes: None,
+        }
+    }
+
     /// Checks that `k` and `nprobe` are at least 1.
     pub fn validate(&self) -> Result<()> {
         if self.k == 0 {
@@ -36,15 +53,18 @@ impl SearchParams {
     }
 }
 
-/// One set of inverted lists to search (a segment, a memtable batch) and the
+/// One set of inverted lists to search (a segment, a memtable batch), the
 /// rows of it that are no longer visible (deleted or replaced), numbered as
-/// [`InvertedLists::list_row_start`] numbers them.
+/// [`InvertedLists::list_row_start`] numbers them, and the filter its rows
+/// must pass.
 #[derive(Clone, Copy)]
 pub struct Source<'a> {
     /// The lists.
     pub lists: &'a dyn InvertedLists,
     /// Rows to skip, if any.
     pub deleted: Option<&'a RowSet>,
+    /// Rows to return only if they pass, if any.
+    pub filter: Option<&'a dyn RowFilter>,
 }
 
 impl std::fmt::Debug for Source<'_> {
@@ -52,6 +72,7 @@ impl std::fmt::Debug for Source<'_> {
         f.debug_struct("Source")
             .field("rows", &self.lists.total_len())
             .field("deleted", &self.deleted.map_or(0, RowSet::count))
+            .field("filtered", &self.filter.is_some())
             .finish()
     }
 }
@@ -62,6 +83,7 @@ impl<'a> Source<'a> {
         Source {
             lists,
             deleted: None,
+            filter: None,
         }
     }
 }
@@ -131,28 +153,31 @@ impl Searcher {
         quantizer.metric().prepare(&mut self.query);
         quantizer.probe(
             &self.query,
-            params.nprobe,
+            reach(quantizer, sources, params),
             &mut self.centroid_distances,
             &mut self.probe_top,
             &mut self.probes,
         );
-        let _held = hold(sources, self.probes.iter().map(|&(l, _)| l))?;
-        Ok(self.scan(quantizer, sources, params, trace))
+        self.scan(quantizer, sources, params, trace)
     }
 
-    /// The fine search over `self.probes` for `self.query`.
+    /// The fine search over `self.probes` for `self.query`: the first
+    /// `nprobe` lists, then (with a filter) the others in order while
+    /// fewer than `k` rows were found.
     fn scan(
         &mut self,
         quantizer: &CoarseQuantizer,
         sources: &[Source<'_>],
         params: SearchParams,
         mut trace: Option<&mut SearchTrace>,
-    ) -> Vec<Neighbor> {
+    ) -> Result<Vec<Neighbor>> {
         let (dim, nlist) = (quantizer.dim(), quantizer.nlist());
+        let nprobe = params.nprobe.min(self.probes.len());
+        let _held = hold(sources, self.probes[..nprobe].iter().map(|&(l, _)| l))?;
         if let Some(t) = trace.as_deref_mut() {
             *t = SearchTrace {
                 nlist,
-                nprobe: self.probes.len(),
+                nprobe,
                 nprobe_clamped: params.nprobe > nlist,
                 probed: Vec::with_capacity(self.probes.len()),
                 coarse: coarse_ranking(&self.probes, &self.centroid_distances),
@@ -164,19 +189,76 @@ impl Searcher {
         // With a trace: the distances of the visible rows of the list
         // being scanned.
         let mut seen: Vec<f32> = Vec::new();
+        // Rows of a chunk that pass the filter and are visible.
+        let mut passing: Vec<u32> = Vec::with_capacity(SCAN_CHUNK);
 
         self.top.reset(params.k);
         self.distances.resize(SCAN_CHUNK, 0.0);
         let metric = quantizer.metric();
         for (rank, &(list, centroid_distance)) in self.probes.iter().enumerate() {
+            let _more = if rank >= nprobe {
+                if self.top.len() >= params.k {
+                    break;
+                }
+                Some(hold(sources, std::iter::once(list))?)
+            } else {
+                None
+            };
             let mut scanned = 0u64;
             let mut skipped = 0u64;
+            let mut filtered = 0u64;
             seen.clear();
             for (s, source) in sources.iter().enumerate() {
                 let vectors = source.lists.list_vectors(list);
                 let ids = source.lists.list_ids(list);
                 let deleted = source.deleted.filter(|d| !d.is_empty());
                 let mut row = source.lists.list_row_start(list);
+                if let Some(filter) = source.filter {
+                    if filter.is_none() {
+                        filtered += ids.len() as u64;
+                        continue;
+                    }
+                    for (vchunk, ichunk) in
+                        vectors.chunks(SCAN_CHUNK * dim).zip(ids.chunks(SCAN_CHUNK))
+                    {
+                        passing.clear();
+                        for i in 0..ichunk.len() {
+                            if deleted.is_some_and(|d| d.contains(row + i)) {
+                                skipped += 1;
+                            } else if filter.matches(row + i) {
+                                passing.push(i as u32);
+                            } else {
+                                filtered += 1;
+                            }
+                        }
+                        // Few rows pass: their distances one by one; many:
+                        // the whole chunk in one kernel call.
+                        let out = &mut self.distances[..ichunk.len()];
+                        if passing.len() * 4 >= ichunk.len() {
+                            metric.distances(&self.query, vchunk, out);
+                            scanned += ichunk.len() as u64;
+                        } else {
+                            scanned += passing.len() as u64;
+                            for &i in &passing {
+                                let i = i as usize;
+                                out[i] =
+                                    metric.distance(&self.query, &vchunk[i * dim..(i + 1) * dim]);
+                            }
+                        }
+                        for &i in &passing {
+                            let (i, d) = (i as usize, out[i as usize]);
+                            if trace.is_some() {
+                                seen.push(d);
+                            }
+                            if d <= self.top.threshold() {
+                                self.top
+                                    .push(VectorId(ichunk[i]), d, RowAddr::new(s, row + i));
+                            }
+                        }
+                        row += ichunk.len();
+                    }
+                    continue;
+                }
                 for (vchunk, ichunk) in vectors.chunks(SCAN_CHUNK * dim).zip(ids.chunks(SCAN_CHUNK))
                 {
                     let out = &mut self.distances[..ichunk.len()];
@@ -217,6 +299,7 @@ impl Searcher {
                     size: sources.iter().map(|s| s.lists.list_len(list) as u64).sum(),
                     scanned,
                     deleted_skipped: skipped,
+                    filtered_out: filtered,
                     results: 0,
                     best_distance: seen.first().copied(),
                     distance_quantiles: deciles(&seen),
@@ -227,7 +310,7 @@ impl Searcher {
         if let Some(t) = trace {
             attribute_results(t, sources, &results);
         }
-        results
+        Ok(results)
     }
 }
 
@@ -286,18 +369,30 @@ pub fn search_batch(
                         quantizer.probe_from_dots(
                             vdb_core::distance::norm_sq(q),
                             row,
-                            params.nprobe,
+                            reach(quantizer, sources, params),
                             &mut searcher.probe_top,
                             &mut searcher.probes,
                         );
-                        let _held = hold(sources, searcher.probes.iter().map(|&(l, _)| l))?;
-                        Ok(searcher.scan(quantizer, sources, params, None))
+                        searcher.scan(quantizer, sources, params, None)
                     })
                     .collect::<Result<Vec<_>>>()
             },
         )
         .collect::<Result<Vec<_>>>()?;
     Ok(blocks.into_iter().flatten().collect())
+}
+
+/// How many lists the coarse search ranks: `nprobe`, or with a filter as
+/// far as probing may go.
+fn reach(quantizer: &CoarseQuantizer, sources: &[Source<'_>], params: SearchParams) -> usize {
+    if sources.iter().any(|s| s.filter.is_some()) {
+        params
+            .max_probes
+            .unwrap_or(quantizer.nlist())
+            .max(params.nprobe)
+    } else {
+        params.nprobe
+    }
 }
 
 /// Holds `lists` readable in every source while the result lives.
@@ -485,7 +580,7 @@ mod tests {
             let ids: Vec<u64> = (0..300).collect();
             let mut s = Searcher::new();
             for query in random(5, dim, seed ^ 1, Metric::L2).chunks_exact(dim) {
-                let got = s.search(&q, &[&lists], query, SearchParams { k, nprobe: nlist }, None).unwrap();
+                let got = s.search(&q, &[&lists], query, SearchParams { k, nprobe: nlist, max_probes: None }, None).unwrap();
                 let want = flat_search(metric, query, &data, &ids, k).unwrap();
                 prop_assert_eq!(got.len(), want.len());
                 for (g, w) in got.iter().zip(&want) {
@@ -509,7 +604,11 @@ mod tests {
                 &q,
                 &[&lists, &lists],
                 query,
-                SearchParams { k: 5, nprobe: 4 },
+                SearchParams {
+                    k: 5,
+                    nprobe: 4,
+                    max_probes: None,
+                },
                 Some(&mut trace),
             )
             .unwrap();
@@ -541,7 +640,11 @@ mod tests {
             &q,
             &[&lists],
             query,
-            SearchParams { k: 5, nprobe: 99 },
+            SearchParams {
+                k: 5,
+                nprobe: 99,
+                max_probes: None,
+            },
             Some(&mut t2),
         )
         .unwrap();
@@ -563,6 +666,7 @@ mod tests {
         let sources = [Source {
             lists: &lists,
             deleted: Some(&deleted),
+            filter: None,
         }];
         // Rows are numbered by storage position; the ids they hold:
         let mut hidden = std::collections::HashSet::new();
@@ -582,7 +686,11 @@ mod tests {
                     &q,
                     &sources,
                     query,
-                    SearchParams { k: 10, nprobe: 5 },
+                    SearchParams {
+                        k: 10,
+                        nprobe: 5,
+                        max_probes: None,
+                    },
                     Some(&mut t),
                 )
                 .unwrap();
@@ -646,6 +754,7 @@ mod tests {
         let sources = [Source {
             lists: &lists,
             deleted: Some(&deleted),
+            filter: None,
         }];
         for l in 0..8 {
             let list = ListId(l);
@@ -687,7 +796,11 @@ mod tests {
             let data = random(1500, dim, 21, metric);
             let (q, lists) = build(&data, dim, 20, metric);
             let queries = random(70, dim, 22, Metric::L2);
-            let p = SearchParams { k: 7, nprobe: 3 };
+            let p = SearchParams {
+                k: 7,
+                nprobe: 3,
+                max_probes: None,
+            };
             let batch = search_batch(&q, &[Source::all(&lists)], &queries, p).unwrap();
             assert_eq!(batch.len(), 70);
             let mut s = Searcher::new();
@@ -705,7 +818,11 @@ mod tests {
                 &q,
                 &[Source::all(&lists)],
                 &[0.0; 5],
-                SearchParams { k: 1, nprobe: 1 }
+                SearchParams {
+                    k: 1,
+                    nprobe: 1,
+                    max_probes: None
+                }
             )
             .is_err()
         );
@@ -714,7 +831,11 @@ mod tests {
                 &q,
                 &[Source::all(&lists)],
                 &[0.0, 0.0, 0.0, f32::NAN],
-                SearchParams { k: 1, nprobe: 1 }
+                SearchParams {
+                    k: 1,
+                    nprobe: 1,
+                    max_probes: None
+                }
             )
             .is_err()
         );
@@ -723,7 +844,11 @@ mod tests {
                 &q,
                 &[Source::all(&lists)],
                 &[],
-                SearchParams { k: 1, nprobe: 1 }
+                SearchParams {
+                    k: 1,
+                    nprobe: 1,
+                    max_probes: None
+                }
             )
             .unwrap()
             .is_empty()
@@ -745,13 +870,18 @@ mod tests {
         let src = [Source {
             lists: &lists,
             deleted: Some(&deleted),
+            filter: None,
         }];
         let res = s
             .search_sources(
                 &q,
                 &src,
                 query,
-                SearchParams { k: 500, nprobe: 1 },
+                SearchParams {
+                    k: 500,
+                    nprobe: 1,
+                    max_probes: None,
+                },
                 Some(&mut trace),
             )
             .unwrap();
@@ -767,7 +897,11 @@ mod tests {
         let (q, lists) = build(&data, 4, 2, Metric::L2);
         let other = VecInvertedLists::new(4, 3);
         let mut s = Searcher::new();
-        let p = SearchParams { k: 1, nprobe: 1 };
+        let p = SearchParams {
+            k: 1,
+            nprobe: 1,
+            max_probes: None,
+        };
         assert!(s.search(&q, &[&lists], &[0.0; 3], p, None).is_err());
         assert!(
             s.search(&q, &[&lists], &[0.0, 0.0, 0.0, f32::NAN], p, None)
@@ -778,7 +912,11 @@ mod tests {
                 &q,
                 &[&lists],
                 &[0.0; 4],
-                SearchParams { k: 0, nprobe: 1 },
+                SearchParams {
+                    k: 0,
+                    nprobe: 1,
+                    max_probes: None
+                },
                 None
             )
             .is_err()
@@ -788,12 +926,110 @@ mod tests {
                 &q,
                 &[&lists],
                 &[0.0; 4],
-                SearchParams { k: 1, nprobe: 0 },
+                SearchParams {
+                    k: 1,
+                    nprobe: 0,
+                    max_probes: None
+                },
                 None
             )
             .is_err()
         );
         let err = s.search(&q, &[&other], &[0.0; 4], p, None).unwrap_err();
         assert!(err.to_string().contains("3 lists"), "{err}");
+    }
+
+    /// Rows whose number is a multiple of `every` pass (every list of a
+    /// `VecInvertedLists` numbers its rows from 0); `every == 0`: none.
+    struct EveryNth(usize);
+
+    impl RowFilter for EveryNth {
+        fn matches(&self, row: usize) -> bool {
+            self.0 != 0 && row.is_multiple_of(self.0)
+        }
+        fn is_none(&self) -> bool {
+            self.0 == 0
+        }
+    }
+
+    #[test]
+    fn a_filtered_search_probes_on_until_k_rows_pass() {
+        let (dim, nlist) = (5, 16);
+        let data = random(2000, dim, 9, Metric::L2);
+        let (q, lists) = build(&data, dim, nlist, Metric::L2);
+        let filter = EveryNth(7);
+        let sources = [Source {
+            lists: &lists,
+            deleted: None,
+            filter: Some(&filter),
+        }];
+        let mut passing_ids = Vec::new();
+        for l in 0..nlist as u32 {
+            for (i, &id) in lists.list_ids(ListId(l)).iter().enumerate() {
+                if i % 7 == 0 {
+                    passing_ids.push(id);
+                }
+            }
+        }
+        let passing: Vec<f32> = passing_ids
+            .iter()
+            .flat_map(|&id| data[id as usize * dim..(id as usize + 1) * dim].to_vec())
+            .collect();
+        let mut s = Searcher::new();
+        for (i, query) in data.chunks_exact(dim).take(20).enumerate() {
+            // Every list: the exact filtered answer.
+            let exact = flat_search(Metric::L2, query, &passing, &passing_ids, 10).unwrap();
+            let all = SearchParams::new(10, nlist);
+            let got = s.search_sources(&q, &sources, query, all, None).unwrap();
+            let ids = |v: &[Neighbor]| v.iter().map(|n| n.id).collect::<Vec<_>>();
+            assert_eq!(ids(&got), ids(&exact), "query {i}");
+            // One list, k larger than any list's passing rows: probing
+            // goes on, in centroid order, until k rows are found.
+            let mut trace = SearchTrace::default();
+            let one = SearchParams::new(60, 1);
+            let got = s
+                .search_sources(&q, &sources, query, one, Some(&mut trace))
+                .unwrap();
+            assert_eq!(got.len(), 60);
+            assert!(got.iter().all(|n| passing_ids.contains(&n.id.0)));
+            assert!(trace.probed.len() > 1, "query {i}");
+            for (rank, p) in trace.probed.iter().enumerate() {
+                assert_eq!(p.rank as usize, rank);
+                assert!(p.filtered_out > 0);
+            }
+            let found: u64 = trace.probed.iter().map(|p| p.results as u64).sum();
+            assert_eq!(found, 60);
+            // Bounded by max_probes.
+            let bounded = SearchParams {
+                max_probes: Some(1),
+                ..one
+            };
+            let got = s
+                .search_sources(&q, &sources, query, bounded, None)
+                .unwrap();
+            let first = trace.probed[0].size.div_ceil(7) as usize;
+            assert_eq!(got.len(), first.min(60));
+        }
+        // Batches agree with single searches.
+        let queries: Vec<f32> = data[..40 * dim].to_vec();
+        let p = SearchParams::new(30, 2);
+        let batch = search_batch(&q, &sources, &queries, p).unwrap();
+        for (query, got) in queries.chunks_exact(dim).zip(&batch) {
+            assert_eq!(
+                got,
+                &s.search_sources(&q, &sources, query, p, None).unwrap()
+            );
+            assert_eq!(got.len(), 30);
+        }
+        // A filter no row passes.
+        let none = EveryNth(0);
+        let sources = [Source {
+            filter: Some(&none),
+            ..sources[0]
+        }];
+        let got = s
+            .search_sources(&q, &sources, &data[..dim], SearchParams::new(5, 2), None)
+            .unwrap();
+        assert!(got.is_empty());
     }
 }

@@ -25,8 +25,11 @@ pub struct ProbedList {
     pub size: u64,
     /// Rows whose distance the fine search computed.
     pub scanned: u64,
-    /// Of those, rows skipped because they were deleted or replaced.
+    /// Rows skipped because they were deleted or replaced.
     pub deleted_skipped: u64,
+    /// Visible rows skipped because they did not pass the search's filter
+    /// (their distances are not computed).
+    pub filtered_out: u64,
     /// Rows of this list among the final results.
     pub results: u32,
     /// The smallest distance among the visible rows scanned, if any.
@@ -42,7 +45,8 @@ pub struct ProbedList {
 pub struct SearchTrace {
     /// Number of lists (centroids) of the index.
     pub nlist: usize,
-    /// Lists probed (after clamping to `nlist`).
+    /// Lists to probe (after clamping to `nlist`); a filtered search may
+    /// probe more (the probed lists of rank `nprobe` and beyond).
     pub nprobe: usize,
     /// Whether the requested nprobe was larger than nlist and was clamped.
     pub nprobe_clamped: bool,

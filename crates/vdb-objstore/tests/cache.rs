@@ -45,6 +45,7 @@ fn opts() -> SearchOptions {
         nprobe: Some(3),
         with_payload: true,
         with_vectors: true,
+        ..Default::default()
     }
 }
 

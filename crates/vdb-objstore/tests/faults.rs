@@ -776,8 +776,9 @@ fn a_failed_fetch_fails_only_its_read_and_leaves_no_hole_behind() {
         nprobe: Some(3),
         with_payload: true,
         with_vectors: true,
+        ..Default::default()
     };
-    let want = c.search(&queries, opts).unwrap();
+    let want = c.search(&queries, opts.clone()).unwrap();
     let gets: Vec<u64> = (0..15_000).step_by(997).collect();
     let want_rows: Vec<_> = gets.iter().map(|&id| c.get(id).unwrap()).collect();
     drop(c);
@@ -788,7 +789,7 @@ fn a_failed_fetch_fails_only_its_read_and_leaves_no_hole_behind() {
         let c = engine.collection("docs").unwrap();
         let mut ok = Vec::new();
         for (q, want) in queries.iter().zip(&want) {
-            match c.search(std::slice::from_ref(q), opts) {
+            match c.search(std::slice::from_ref(q), opts.clone()) {
                 Ok(got) => {
                     assert!(got[0] == *want, "a search answered wrongly");
                     ok.push(true);

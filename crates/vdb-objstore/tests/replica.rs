@@ -80,9 +80,10 @@ fn same_answers(writer: &Collection, replica: &Collection) {
             nprobe: Some(nprobe),
             with_payload: true,
             with_vectors: true,
+            ..Default::default()
         };
         assert_eq!(
-            writer.search(&queries(), opts).unwrap(),
+            writer.search(&queries(), opts.clone()).unwrap(),
             replica.search(&queries(), opts).unwrap(),
             "nprobe {nprobe}"
         );

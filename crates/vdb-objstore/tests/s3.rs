@@ -120,7 +120,7 @@ fn a_collection_lives_in_the_bucket_and_opens_on_an_empty_node() {
         ..SearchOptions::default()
     };
     let want: Vec<Vec<u64>> = c
-        .search(&queries, opts)
+        .search(&queries, opts.clone())
         .unwrap()
         .iter()
         .map(|h| ids_of(h))

@@ -38,6 +38,8 @@ fn parse(proto: &str) -> (Vec<String>, Vec<Rpc>, Vec<Item>) {
     let mut items: Vec<Item> = Vec::new();
     let mut comment: Vec<String> = Vec::new();
     let mut current: Option<Item> = None;
+    // The oneof being read inside the current message.
+    let mut oneof: Option<String> = None;
     let mut in_service = false;
     let mut seen_syntax = false;
     for (n, raw) in proto.lines().enumerate() {
@@ -114,6 +116,20 @@ fn parse(proto: &str) -> (Vec<String>, Vec<Rpc>, Vec<Item>) {
         if line.starts_with("message ") || line.starts_with("enum ") {
             continue;
         }
+        if let Some(name) = line
+            .strip_prefix("oneof ")
+            .and_then(|r| r.strip_suffix('{'))
+        {
+            assert!(current.is_some() && oneof.is_none(), "{}", at());
+            oneof = Some(name.trim().to_string());
+            comment.clear();
+            continue;
+        }
+        if line == "}" && oneof.is_some() {
+            oneof = None;
+            comment.clear();
+            continue;
+        }
         if line == "}" {
             if let Some(item) = current.take() {
                 items.push(item);
@@ -128,7 +144,20 @@ fn parse(proto: &str) -> (Vec<String>, Vec<Rpc>, Vec<Item>) {
             .unwrap_or_else(|| panic!("unexpected: {}", at()));
         let decl = line.strip_suffix(';').unwrap_or_else(|| panic!("{}", at()));
         let (lhs, number) = decl.split_once('=').unwrap_or_else(|| panic!("{}", at()));
-        let words: Vec<&str> = lhs.split_whitespace().collect();
+        // `map<K, V> name`: one type word.
+        let lhs = match lhs
+            .trim()
+            .strip_prefix("map<")
+            .and_then(|r| r.split_once('>'))
+        {
+            Some((kv, name)) => format!("map<{}> {name}", kv.replace(' ', "")),
+            None => lhs.to_string(),
+        };
+        let mut words: Vec<&str> = lhs.split_whitespace().collect();
+        let label = oneof.as_ref().map(|o| format!("oneof {o}"));
+        if let Some(l) = &label {
+            words.insert(0, l);
+        }
         let doc = comment.join(" ");
         comment.clear();
         let number = number.trim().to_string();
@@ -141,13 +170,17 @@ fn parse(proto: &str) -> (Vec<String>, Vec<Rpc>, Vec<Item>) {
                 item.fields
                     .push((String::new(), ty.to_string(), name.to_string(), number, doc))
             }
-            ("message", [label @ ("optional" | "repeated"), ty, name]) => item.fields.push((
-                label.to_string(),
-                ty.to_string(),
-                name.to_string(),
-                number,
-                doc,
-            )),
+            ("message", [label, ty, name])
+                if matches!(*label, "optional" | "repeated") || label.starts_with("oneof ") =>
+            {
+                item.fields.push((
+                    label.to_string(),
+                    ty.to_string(),
+                    name.to_string(),
+                    number,
+                    doc,
+                ))
+            }
             _ => panic!("unexpected: {}", at()),
         }
     }
@@ -198,8 +231,14 @@ fn render(proto: &str) -> String {
     }
     let names: Vec<String> = items.iter().map(|i| i.name.clone()).collect();
     let type_link = |t: &str| {
+        let value = t
+            .strip_prefix("map<")
+            .and_then(|r| r.strip_suffix('>'))
+            .and_then(|kv| kv.split_once(','));
         if names.iter().any(|n| n == t) {
             format!("[`{t}`](#{})", t.to_lowercase())
+        } else if let Some((k, v)) = value.filter(|(_, v)| names.iter().any(|n| n == v)) {
+            format!("map of `{k}` to [`{v}`](#{})", v.to_lowercase())
         } else {
             format!("`{t}`")
         }

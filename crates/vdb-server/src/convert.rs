@@ -8,6 +8,7 @@ use vdb_engine::{
 };
 use vdb_proto::v1 as pb;
 
+use crate::fields::{field_def_from_pb, field_def_to_pb, values_from_pb, values_to_pb};
 use crate::status::invalid;
 
 /// The engine's settings from a create request; unset fields take the
@@ -53,6 +54,12 @@ pub fn config_from_pb(c: Option<pb::CollectionConfig>) -> Result<CollectionConfi
     if let Some(p) = c.compaction {
         out.compaction = compaction_from_pb(&p);
     }
+    out.fields = c
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| field_def_from_pb(f, &format!("config.fields[{i}]")))
+        .collect::<Result<_, _>>()?;
     Ok(out)
 }
 
@@ -99,6 +106,7 @@ pub fn config_to_pb(c: &CollectionConfig) -> pb::CollectionConfig {
             max_segments: c.compaction.max_segments as u32,
             max_hidden: c.compaction.max_hidden,
         }),
+        fields: c.fields.iter().map(field_def_to_pb).collect(),
     }
 }
 
@@ -120,12 +128,17 @@ pub fn stats_to_pb(s: &CollectionStats) -> pb::CollectionStats {
     }
 }
 
-pub fn rows_from_pb(rows: Vec<pb::Row>) -> Vec<vdb_engine::Row> {
+/// Rows from the API's; `path` names the list in errors (`rows`).
+pub fn rows_from_pb(rows: Vec<pb::Row>, path: &str) -> Result<Vec<vdb_engine::Row>, Status> {
     rows.into_iter()
-        .map(|r| vdb_engine::Row {
-            id: r.id,
-            vector: r.vector,
-            payload: r.payload,
+        .enumerate()
+        .map(|(i, r)| {
+            Ok(vdb_engine::Row {
+                id: r.id,
+                vector: r.vector,
+                payload: r.payload,
+                fields: values_from_pb(r.fields, &format!("{path}[{i}].fields"))?,
+            })
         })
         .collect()
 }
@@ -153,6 +166,7 @@ pub fn hit_to_pb(h: vdb_engine::Hit) -> pb::Hit {
         distance: h.distance,
         payload: h.payload,
         vector: h.vector.unwrap_or_default(),
+        fields: values_to_pb(&h.fields),
     }
 }
 
@@ -185,6 +199,7 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
                 size: p.size,
                 scanned: p.scanned,
                 deleted_skipped: p.deleted_skipped,
+                filtered_out: p.filtered_out,
                 results: p.results,
                 best_distance: p.best_distance,
                 distance_deciles: p.distance_quantiles,
@@ -219,6 +234,7 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
                 .collect(),
         }),
         generation: e.generation,
+        filter: e.filter.map(|f| f.to_string()),
     }
 }
 
@@ -260,6 +276,7 @@ pub fn row_to_pb(row: vdb_engine::Row) -> pb::Row {
         id: row.id,
         vector: row.vector,
         payload: row.payload,
+        fields: values_to_pb(&row.fields),
     }
 }
 

@@ -40,7 +40,7 @@ impl VdbService {
             }
         }
         self.check_batch(&format!("batch {index}: rows"), msg.rows.len())?;
-        Ok(rows_from_pb(msg.rows))
+        rows_from_pb(msg.rows, &format!("batch {index}: rows"))
     }
 
     pub(crate) async fn import_stream(
@@ -219,6 +219,7 @@ mod tests {
             id,
             vector: vec![id as f32, version],
             payload: None,
+            fields: Default::default(),
         })
         .collect()
     }

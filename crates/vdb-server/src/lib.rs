@@ -8,6 +8,7 @@
 
 mod auth;
 mod convert;
+pub mod fields;
 mod import;
 pub mod service;
 mod snapshots;

@@ -32,6 +32,7 @@ use crate::convert::{
     compaction_from_pb, config_from_pb, explanation_to_pb, export_header_to_pb, hit_to_pb, info,
     retrain_from_pb, row_to_pb, rows_from_pb, tune_to_pb,
 };
+use crate::fields::filter_from_pb;
 use crate::snapshots::{Repositories, snapshot_to_pb};
 use crate::status::{invalid, status};
 
@@ -231,6 +232,13 @@ fn nprobe_of(n: Option<u32>) -> Result<Option<usize>, Status> {
     }
 }
 
+fn max_probes_of(n: Option<u32>) -> Result<Option<usize>, Status> {
+    match n {
+        Some(0) => Err(invalid("max_probes", "must be at least 1")),
+        other => Ok(other.map(|n| n as usize)),
+    }
+}
+
 #[tonic::async_trait]
 impl Vdb for VdbService {
     async fn create_snapshot(
@@ -387,7 +395,7 @@ impl Vdb for VdbService {
         let r = req.into_inner();
         self.check_batch("rows", r.rows.len())?;
         let count = r.rows.len() as u64;
-        let rows = rows_from_pb(r.rows);
+        let rows = rows_from_pb(r.rows, "rows")?;
         let lsn = self
             .with_collection(r.collection, move |c| c.upsert(rows))
             .await?;
@@ -449,18 +457,28 @@ impl Vdb for VdbService {
         } else {
             nprobe_of(r.nprobe)?
         };
+        let filter = r
+            .filter
+            .as_ref()
+            .map(|f| filter_from_pb(f, "filter"))
+            .transpose()?;
+        let max_probes = max_probes_of(r.max_probes)?;
         let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|q| q.values).collect();
-        let (with_payload, with_vectors) = (r.with_payload, r.with_vectors);
         let c = self.engine.collection(&r.collection).map_err(status)?;
-        let inline = c.search_work(queries.len(), nprobe) <= self.limits.inline_search_work;
+        // A filtered search may probe on past nprobe: never in place.
+        let inline = filter.is_none()
+            && c.search_work(queries.len(), nprobe) <= self.limits.inline_search_work;
+        let opts = SearchOptions {
+            k,
+            nprobe,
+            with_payload: r.with_payload,
+            with_vectors: r.with_vectors,
+            with_fields: r.with_fields,
+            filter,
+            max_probes,
+        };
         let out = self
             .run(inline, move || {
-                let opts = SearchOptions {
-                    k,
-                    nprobe,
-                    with_payload,
-                    with_vectors,
-                };
                 let found = c.search(&queries, opts)?;
                 let used = nprobe
                     .unwrap_or_else(|| c.default_nprobe())
@@ -497,6 +515,12 @@ impl Vdb for VdbService {
             with_payload: r.with_payload,
             exact: r.exact,
             samples,
+            filter: r
+                .filter
+                .as_ref()
+                .map(|f| filter_from_pb(f, "filter"))
+                .transpose()?,
+            max_probes: max_probes_of(r.max_probes)?,
         };
         let out = self
             .with_collection(r.collection, move |c| {

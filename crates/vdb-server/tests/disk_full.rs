@@ -52,6 +52,7 @@ fn row(id: u64) -> pb::Row {
         id,
         vector: (0..DIM).map(|i| (id as f32) + i as f32 / 1000.0).collect(),
         payload: Some(format!("row {id}").into_bytes()),
+        fields: Default::default(),
     }
 }
 

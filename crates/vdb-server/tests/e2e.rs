@@ -37,6 +37,7 @@ fn row(id: u64) -> pb::Row {
         id,
         vector: vector(id),
         payload: Some(format!("item-{id}").into_bytes()),
+        fields: Default::default(),
     }
 }
 
@@ -181,6 +182,7 @@ async fn every_rpc_works_and_a_restart_keeps_the_data() {
             with_payload: true,
             exact: true,
             samples: Some(3),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -558,6 +560,7 @@ async fn bad_input_gets_the_right_status_and_changes_nothing() {
                 id: 1,
                 vector: vec![1.0],
                 payload: None,
+                fields: Default::default(),
             }],
         },
     ];
@@ -918,6 +921,7 @@ async fn an_import_stream_ends_as_if_written_message_by_message() {
                     id: 100_000,
                     vector: vec![1.0; DIM + 1],
                     payload: None,
+                    fields: Default::default(),
                 }]
             } else {
                 (10_000 + 10 * m..10_000 + 10 * m + 10).map(row).collect()
@@ -1301,6 +1305,7 @@ async fn search_hits_carry_the_payload_and_vector_they_were_scored_on() {
         id,
         vector: vector(id * 1000 + version),
         payload: Some(format!("{id}@{version}").into_bytes()),
+        fields: Default::default(),
     };
     let upsert = |rows: Vec<pb::Row>| pb::UpsertRequest {
         collection: "v".into(),

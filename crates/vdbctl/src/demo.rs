@@ -173,6 +173,7 @@ async fn demo(
                     id: i as u64,
                     vector: base.row(i).to_vec(),
                     payload: Some(payload(base_labels[i], base.row(i))),
+                    fields: Default::default(),
                 })
                 .collect(),
         })
@@ -313,6 +314,7 @@ async fn demo(
                 with_payload: false,
                 exact: false,
                 samples: Some(0),
+                ..Default::default()
             })
             .await
             .map_err(server_err)?
@@ -340,6 +342,7 @@ async fn demo(
                 with_payload: true,
                 exact: true,
                 samples: Some(9),
+                ..Default::default()
             })
             .await
             .map_err(server_err)?

@@ -602,6 +602,135 @@ fn imports_json_lines_and_ids_from_a_file() {
     assert!(e.contains("2 ids for the 1697 rows"), "{e}");
 }
 
+#[test]
+fn typed_fields_and_filtered_search_through_the_cli() {
+    let s = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    s.ok(&[
+        "create-collection",
+        "docs",
+        "--dim",
+        "2",
+        "--nlist",
+        "1",
+        "--field",
+        "album:keyword",
+        "--field",
+        "year:int",
+        "--field",
+        "tags:keywords",
+    ]);
+    let described = s.ok(&["describe", "docs", "--json"]);
+    assert!(
+        described.contains("album:keyword year:int tags:keywords"),
+        "{described}"
+    );
+    let jsonl = dir.path().join("rows.jsonl");
+    let lines: String = (0..40)
+        .map(|i| {
+            let album = if i % 4 == 0 { "cats" } else { "dogs" };
+            format!(
+                "{{\"id\": {i}, \"vector\": [{i}, 0], \"album\": \"{album}\", \"year\": {}, \"tags\": [\"t{}\"]}}\n",
+                2000 + i,
+                i % 3
+            )
+        })
+        .collect();
+    std::fs::write(&jsonl, lines).unwrap();
+    s.ok(&["import", "docs", jsonl.to_str().unwrap()]);
+    let got = s.ok(&["get", "docs", "--ids", "4", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(
+        v["rows"][0]["fields"],
+        serde_json::json!({"album": "cats", "tags": ["t1"], "year": 2004}),
+        "{got}"
+    );
+    let out = s.ok(&[
+        "search",
+        "docs",
+        "--vector",
+        "0,0",
+        "--k",
+        "3",
+        "--filter",
+        "album = 'cats' and year >= 2010",
+        "--with-fields",
+        "--json",
+    ]);
+    let ids: Vec<u64> = hits(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![12, 16, 20], "{out}");
+    let table = s.ok(&[
+        "search",
+        "docs",
+        "--vector",
+        "0,0",
+        "--k",
+        "2",
+        "--filter",
+        "tags contains 't2'",
+        "--with-fields",
+    ]);
+    assert!(
+        table.contains("album=\"dogs\"") && table.contains("tags=[\"t2\"]"),
+        "{table}"
+    );
+
+    // A syntax error is refused before sending, with its position; an
+    // unknown field by the server, naming it.
+    let e = s.fails(
+        &[
+            "search",
+            "docs",
+            "--vector",
+            "0,0",
+            "--filter",
+            "album = cats",
+        ],
+        1,
+    );
+    assert!(e.contains("at 8") && e.contains("quote strings"), "{e}");
+    let e = s.fails(
+        &[
+            "search",
+            "docs",
+            "--vector",
+            "0,0",
+            "--filter",
+            "albun = 'x'",
+        ],
+        2,
+    );
+    assert!(e.contains("unknown field \"albun\""), "{e}");
+    // A value of the wrong type in a JSON line names the line and field.
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 99, \"vector\": [1, 1], \"year\": \"old\"}\n",
+    )
+    .unwrap();
+    let e = s.fails(&["import", "docs", jsonl.to_str().unwrap()], 1);
+    assert!(
+        e.contains("line 1") && e.contains("\"year\" is a int field"),
+        "{e}"
+    );
+    let e = s.fails(
+        &[
+            "create-collection",
+            "bad",
+            "--dim",
+            "2",
+            "--field",
+            "x:text",
+        ],
+        1,
+    );
+    assert!(e.contains("unknown field type"), "{e}");
+}
+
 /// The hits of `search --json` (ids and distances), without the timing.
 fn hits(out: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

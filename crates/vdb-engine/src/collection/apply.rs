@@ -40,7 +40,7 @@ pub(super) fn apply_upsert(inner: &mut Inner, rows: Vec<Row>) -> Result<()> {
         }
         inner.pending_deletes.remove(&r.id);
     }
-    let (batch, error) = MemBatch::build(rows, &inner.quantizer)?;
+    let (batch, error) = MemBatch::build(rows, &inner.quantizer, &inner.manifest.config.fields)?;
     if inner.manifest.generation > 0 {
         inner.new_rows += batch.rows() as u64;
         inner.new_error += error;
@@ -93,7 +93,8 @@ fn merge_memtable(inner: &mut Inner) {
             }
         }
         inner.mem.truncate(n - 2);
-        let batch = MemBatch::from_assigned(rows, inner.quantizer.dim(), inner.quantizer.nlist());
+        let (dim, nlist) = (inner.quantizer.dim(), inner.quantizer.nlist());
+        let batch = MemBatch::from_assigned(rows, dim, nlist, &inner.manifest.config.fields);
         push_batch(inner, batch);
     }
 }

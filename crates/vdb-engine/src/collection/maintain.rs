@@ -397,10 +397,16 @@ impl Collection {
             nlist: quantizer.nlist(),
             with_payloads: true,
         };
-        let mut w = SegmentWriter::create_in(self.files.as_ref(), file, meta)?;
+        let fields = &f.manifest.config.fields;
+        let mut w = SegmentWriter::create_with_fields(
+            self.files.as_ref(),
+            file,
+            meta,
+            (!fields.is_empty()).then_some(fields.as_slice()),
+        )?;
         for &(list, loc) in rows {
             let row = f.row(loc)?;
-            w.push(list, row.id, row.vector, row.payload)?;
+            w.push_row(list, row.id, row.vector, row.payload, &row.fields())?;
         }
         w.finish()?;
         Ok(SegmentReader::open(&self.files.path(file))?)
@@ -474,7 +480,8 @@ impl Collection {
                     .map(|row| row.to_row())
                     .collect();
                 if !rows.is_empty() {
-                    let (batch, error) = MemBatch::build(rows, &inner.quantizer)?;
+                    let fields = &inner.manifest.config.fields;
+                    let (batch, error) = MemBatch::build(rows, &inner.quantizer, fields)?;
                     inner.new_rows += batch.rows() as u64;
                     inner.new_error += error;
                     push_batch(inner, batch);

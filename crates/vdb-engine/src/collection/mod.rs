@@ -24,7 +24,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
-use vdb_core::{InvertedLists, Lsn, RowSet};
+use vdb_core::filter::Bound;
+use vdb_core::{Filter, InvertedLists, Lsn, RowFilter, RowSet};
 use vdb_format::SegmentReader;
 use vdb_fs::Directory;
 use vdb_ivf::{CoarseQuantizer, Source};
@@ -110,12 +111,43 @@ impl Snapshot {
             .map(|(r, d)| Source {
                 lists: r.as_ref() as &dyn InvertedLists,
                 deleted: Some(d.as_ref()),
+                filter: None,
             })
             .chain(self.mem.iter().map(|(b, d)| Source {
                 lists: b.as_ref() as &dyn InvertedLists,
                 deleted: Some(d.as_ref()),
+                filter: None,
             }))
             .collect()
+    }
+
+    /// `filter` bound to each source's field columns, in
+    /// [`Snapshot::sources`] order.
+    pub(crate) fn bind<'a>(&'a self, filter: &Filter) -> Vec<Bound<'a>> {
+        self.segs
+            .iter()
+            .map(|(r, _)| filter.bind(r.columns(), r.ids()))
+            .chain(
+                self.mem
+                    .iter()
+                    .map(|(b, _)| filter.bind(b.columns(), b.ids())),
+            )
+            .collect()
+    }
+
+    /// [`Snapshot::sources`], each with its filter from `bound` (as
+    /// [`Snapshot::bind`] made them) when given.
+    pub(crate) fn sources_filtered<'a>(
+        &'a self,
+        bound: Option<&'a [Bound<'a>]>,
+    ) -> Vec<Source<'a>> {
+        let mut sources = self.sources();
+        if let Some(bound) = bound {
+            for (s, b) in sources.iter_mut().zip(bound) {
+                s.filter = Some(b as &dyn RowFilter);
+            }
+        }
+        sources
     }
 
     /// Rows visible in this snapshot.
@@ -147,7 +179,7 @@ impl std::fmt::Debug for Schedule {
 }
 
 /// Options of a search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SearchOptions {
     /// Results per query.
     pub k: usize,
@@ -158,6 +190,13 @@ pub struct SearchOptions {
     pub with_payload: bool,
     /// Return each hit's vector (as stored: normalised for cosine).
     pub with_vectors: bool,
+    /// Return each hit's typed field values.
+    pub with_fields: bool,
+    /// Return only rows this filter holds for (see `vdb_core::filter`).
+    pub filter: Option<Filter>,
+    /// With a filter: most lists searched when the `nprobe` nearest hold
+    /// fewer than `k` matching rows (`None`: every list).
+    pub max_probes: Option<usize>,
 }
 
 impl Default for SearchOptions {
@@ -168,6 +207,9 @@ impl Default for SearchOptions {
             nprobe: None,
             with_payload: false,
             with_vectors: false,
+            with_fields: false,
+            filter: None,
+            max_probes: None,
         }
     }
 }

@@ -64,12 +64,13 @@ impl Collection {
             self.check_query(q, || format!("queries[{i}]"))?;
         }
         let snap = self.snapshot();
-        let sources = snap.sources();
+        let bound = opts.filter.as_ref().map(|f| snap.bind(f));
+        let sources = snap.sources_filtered(bound.as_deref());
         let mut searcher = Searcher::new();
         let mut out = Vec::with_capacity(queries.len());
         for q in queries {
             let found = searcher.search_sources(&snap.quantizer, &sources, q, params, None)?;
-            out.push(snap.hits(found, opts.with_payload, opts.with_vectors)?);
+            out.push(snap.hits(found, &opts)?);
         }
         Ok(out)
     }
@@ -83,7 +84,8 @@ impl Collection {
         let params = self.params(&opts)?;
         self.check_query(query, || "query".into())?;
         let snap = self.snapshot();
-        let sources = snap.sources();
+        let bound = opts.filter.as_ref().map(|f| snap.bind(f));
+        let sources = snap.sources_filtered(bound.as_deref());
         let mut trace = SearchTrace::default();
         let found = Searcher::new().search_sources(
             &snap.quantizer,
@@ -92,7 +94,7 @@ impl Collection {
             params,
             Some(&mut trace),
         )?;
-        let hits = snap.hits(found, opts.with_payload, opts.with_vectors)?;
+        let hits = snap.hits(found, &opts)?;
         Ok((hits, trace))
     }
 
@@ -106,7 +108,17 @@ impl Collection {
         if nprobe == 0 {
             return Err(Error::invalid("nprobe", "must be at least 1"));
         }
-        Ok(SearchParams { k: opts.k, nprobe })
+        if opts.max_probes == Some(0) {
+            return Err(Error::invalid("max_probes", "must be at least 1"));
+        }
+        if let Some(f) = &opts.filter {
+            f.check(&self.config.fields).map_err(Error::invalid_field)?;
+        }
+        Ok(SearchParams {
+            k: opts.k,
+            nprobe,
+            max_probes: opts.max_probes,
+        })
     }
 
     /// Checks a query vector from a request: the collection's dimension,
@@ -209,13 +221,10 @@ impl Snapshot {
     /// The hits of a search of this snapshot: each neighbour's id and
     /// distance, and when asked the payload and vector of the row it
     /// scored.
-    pub(crate) fn hits(
-        &self,
-        found: Vec<Neighbor>,
-        with_payload: bool,
-        with_vectors: bool,
-    ) -> Result<Vec<Hit>> {
-        let _held = if with_payload || with_vectors {
+    pub(crate) fn hits(&self, found: Vec<Neighbor>, opts: &SearchOptions) -> Result<Vec<Hit>> {
+        let (with_payload, with_vectors, with_fields) =
+            (opts.with_payload, opts.with_vectors, opts.with_fields);
+        let _held = if with_payload || with_vectors || with_fields {
             self.hold_rows(found.iter().map(|n| n.addr))?
         } else {
             Vec::new()
@@ -228,14 +237,18 @@ impl Snapshot {
                     distance: n.distance,
                     payload: None,
                     vector: None,
+                    fields: Default::default(),
                 };
-                if with_payload || with_vectors {
+                if with_payload || with_vectors || with_fields {
                     let row = self.row(n.addr)?;
                     if with_payload {
                         hit.payload = row.payload.map(<[u8]>::to_vec);
                     }
                     if with_vectors {
                         hit.vector = Some(row.vector.to_vec());
+                    }
+                    if with_fields {
+                        hit.fields = row.fields();
                     }
                 }
                 Ok(hit)
@@ -255,6 +268,8 @@ pub(super) fn segment_row(seg: &SegmentReader, r: usize) -> Result<Option<RowRef
         vector,
         payload: seg.payload(r)?,
         list,
+        columns: seg.columns(),
+        row: r,
     }))
 }
 

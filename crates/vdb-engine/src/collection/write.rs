@@ -37,6 +37,10 @@ impl Collection {
                     format!("id {} appears twice in the batch", r.id),
                 ));
             }
+            vdb_core::fields::validate_values(&self.config.fields, &mut r.fields, || {
+                format!("rows[{i}].fields")
+            })
+            .map_err(Error::invalid_field)?;
             self.config.metric.prepare(&mut r.vector);
         }
         let payload = codec::encode_upsert(&rows);

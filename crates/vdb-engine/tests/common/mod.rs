@@ -87,6 +87,7 @@ pub fn perform(c: &Collection, version: u64, op: &Op) -> vdb_engine::Result<()> 
                         id,
                         vector: vector(id, version),
                         payload: Some(version.to_le_bytes().to_vec()),
+                        fields: Default::default(),
                     })
                     .collect(),
             )
@@ -138,6 +139,7 @@ pub fn holds(c: &Collection, model: &Model) -> Result<(), String> {
                     nprobe: Some(usize::MAX),
                     with_payload: false,
                     with_vectors: false,
+                    ..Default::default()
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -193,6 +195,7 @@ pub fn numbered(vectors: &[Vec<f32>]) -> Vec<Row> {
             id: i as u64,
             vector: v.clone(),
             payload: None,
+            fields: Default::default(),
         })
         .collect()
 }

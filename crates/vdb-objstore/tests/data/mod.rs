@@ -28,6 +28,7 @@ pub fn row(id: u64, dim: usize) -> Row {
         id,
         vector,
         payload: Some(format!("row {id}").into_bytes()),
+        fields: Default::default(),
     }
 }
 

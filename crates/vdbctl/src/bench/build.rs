@@ -204,6 +204,7 @@ pub(super) fn build_engine(
                 id: (b * 1000 + i) as u64,
                 vector: v.to_vec(),
                 payload: None,
+                fields: Default::default(),
             })
             .collect();
         let t_batch = Instant::now();
@@ -327,6 +328,7 @@ pub(super) fn build_server(
                 id: (first + i) as u64,
                 vector: v.to_vec(),
                 payload: None,
+                fields: Default::default(),
             })
             .collect()
     };

@@ -62,7 +62,7 @@ pub(super) fn maintenance_latency(
         while busy() || lat.len() < 100 {
             let query = queries.row(q % queries.rows).to_vec();
             let t = Instant::now();
-            c.search(&[query], opts)?;
+            c.search(&[query], opts.clone())?;
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             q += 1;
         }

@@ -155,7 +155,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             ));
         }
         progress.phase(&format!("searching with nprobe {nprobe}"));
-        let sp = SearchParams { k: args.k, nprobe };
+        let sp = SearchParams {
+            k: args.k,
+            nprobe,
+            max_probes: None,
+        };
         let mut row = measure(
             built.target.as_ref(),
             &queries,
@@ -196,6 +200,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             let sp = SearchParams {
                 k: args.k,
                 nprobe: nprobe.min(args.nlist),
+                max_probes: None,
             };
             Some(maintenance_latency(c, &queries, sp)?)
         }

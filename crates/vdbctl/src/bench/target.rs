@@ -74,6 +74,7 @@ impl EngineTarget {
             nprobe: Some(sp.nprobe),
             with_payload: false,
             with_vectors: false,
+            ..Default::default()
         }
     }
 }
@@ -205,6 +206,7 @@ impl Target for ServerTarget {
             with_payload: false,
             exact: false,
             samples: Some(0),
+            ..Default::default()
         };
         let r = self
             .call(async move |mut c| c.explain(req).await)?

@@ -1,7 +1,7 @@
 //! Collection administration: create, list, describe, alter, drop, and
 //! the maintenance commands (flush, compact, retrain).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 use vdb_proto::v1 as pb;
@@ -34,6 +34,10 @@ pub struct CreateArgs {
     /// Memtable rows per flush (default 100000).
     #[arg(long)]
     flush_rows: Option<u64>,
+    /// A typed field rows may carry, as NAME:TYPE (keyword, int, float,
+    /// bool, keywords); repeat for several.
+    #[arg(long = "field", value_name = "NAME:TYPE")]
+    fields: Vec<String>,
 }
 
 /// Arguments of `describe`.
@@ -114,6 +118,15 @@ pub async fn create(c: &mut Client, json: bool, a: &CreateArgs) -> Result<()> {
                 nprobe: a.nprobe,
                 sync: a.sync.clone(),
                 flush_rows: a.flush_rows,
+                fields: a
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let def: vdb_engine::FieldDef =
+                            f.parse().with_context(|| format!("--field {f}"))?;
+                        Ok(vdb_server::fields::field_def_to_pb(&def))
+                    })
+                    .collect::<Result<_>>()?,
                 ..Default::default()
             }),
             centroids: None,

@@ -125,6 +125,7 @@ pub async fn create_from_faiss(
                 id,
                 vector: v.to_vec(),
                 payload: None,
+                fields: Default::default(),
             });
         }
     }

@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use vdb_proto::v1 as pb;
 
-use super::show::payload_text;
+use super::show::{fields_json, fields_text, payload_text};
 use crate::connection::{Client, server_err};
 use crate::{explain, explain_page, tune, vecio};
 
@@ -66,6 +66,29 @@ pub struct QueryArgs {
     /// Lists to probe (default: the collection's).
     #[arg(long)]
     nprobe: Option<u32>,
+    /// Only rows this filter holds for, e.g. "album = 'cats' and year >=
+    /// 2020" (docs/filters.md).
+    #[arg(long)]
+    filter: Option<String>,
+    /// With --filter: most lists searched when the nprobe nearest hold
+    /// fewer than k matching rows (default: every list).
+    #[arg(long)]
+    max_probes: Option<u32>,
+}
+
+impl QueryArgs {
+    /// The filter as the API's, parsed here so a syntax error names its
+    /// position before anything is sent.
+    fn filter(&self) -> Result<Option<pb::Filter>> {
+        self.filter
+            .as_deref()
+            .map(|text| {
+                let f = vdb_engine::Filter::parse(text)
+                    .with_context(|| format!("--filter {text:?}"))?;
+                Ok(vdb_server::fields::filter_to_pb(&f))
+            })
+            .transpose()
+    }
 }
 
 /// Arguments of `search`.
@@ -79,6 +102,9 @@ pub struct SearchArgs {
     /// Show payloads.
     #[arg(long)]
     with_payload: bool,
+    /// Show typed field values.
+    #[arg(long)]
+    with_fields: bool,
 }
 
 /// Arguments of `explain`.
@@ -166,6 +192,9 @@ pub async fn search(c: &mut Client, json: bool, a: &SearchArgs) -> Result<()> {
             with_payload: a.with_payload,
             with_vectors: false,
             exact: a.exact,
+            filter: q.filter()?,
+            max_probes: q.max_probes,
+            with_fields: a.with_fields,
         })
         .await
         .map_err(server_err)?
@@ -175,18 +204,19 @@ pub async fn search(c: &mut Client, json: bool, a: &SearchArgs) -> Result<()> {
     if json {
         let hs: Vec<Value> = hits
             .iter()
-            .map(|h| json!({"id": h.id, "distance": h.distance, "payload": h.payload.as_ref().map(|_| payload_text(&h.payload))}))
+            .map(|h| json!({"id": h.id, "distance": h.distance, "payload": h.payload.as_ref().map(|_| payload_text(&h.payload)), "fields": fields_json(&h.fields)}))
             .collect();
         println!("{}", json!({ "nprobe": r.nprobe, "hits": hs, "ms": ms }));
     } else {
         println!("{:>4} {:>10} {:>12}  payload", "rank", "id", "distance");
         for (i, h) in hits.iter().enumerate() {
             println!(
-                "{:>4} {:>10} {:>12.5}  {}",
+                "{:>4} {:>10} {:>12.5}  {}  {}",
                 i + 1,
                 h.id,
                 h.distance,
-                payload_text(&h.payload)
+                payload_text(&h.payload),
+                fields_text(&h.fields)
             );
         }
         println!(
@@ -211,6 +241,8 @@ pub async fn explain(c: &mut Client, json: bool, a: &ExplainArgs) -> Result<()> 
             with_payload: true,
             exact: a.exact,
             samples: Some(a.samples),
+            filter: q.filter()?,
+            max_probes: q.max_probes,
         })
         .await
         .map_err(server_err)?

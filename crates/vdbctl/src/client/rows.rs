@@ -10,7 +10,7 @@ use vdb_proto::v1 as pb;
 
 use super::faiss::create_from_faiss;
 use super::query::VectorArgs;
-use super::show::payload_text;
+use super::show::{fields_json, fields_text, payload_text};
 use crate::connection::{Client, ServerError, server_err};
 use crate::vecio;
 
@@ -87,6 +87,7 @@ pub async fn insert(c: &mut Client, json: bool, a: &InsertArgs) -> Result<()> {
                 id: a.id,
                 vector: a.vector.get()?,
                 payload: a.payload.as_ref().map(|p| p.clone().into_bytes()),
+                fields: Default::default(),
             }],
         })
         .await
@@ -103,7 +104,12 @@ pub async fn insert(c: &mut Client, json: bool, a: &InsertArgs) -> Result<()> {
 pub async fn import(c: &mut Client, json: bool, a: &ImportArgs) -> Result<()> {
     let rows = match a.format {
         ImportFormat::Auto => {
-            read_rows(&a.file, a.first_id, a.ids_from.as_deref(), &a.payload_field)?
+            let fields = declared_fields(c, &a.collection).await?;
+            let mut rows = read_rows(&a.file, a.first_id, a.ids_from.as_deref(), &a.payload_field)?;
+            if !fields.is_empty() {
+                read_fields(&a.file, &fields, &mut rows)?;
+            }
+            rows
         }
         ImportFormat::Faiss => create_from_faiss(c, json, &a.collection, &a.file).await?,
     };
@@ -151,7 +157,7 @@ pub async fn get(c: &mut Client, json: bool, a: &IdsArgs) -> Result<()> {
             .rows
             .iter()
             // A row without a payload has `"payload": null`, an empty one `""`.
-            .map(|row| json!({"id": row.id, "vector": row.vector, "payload": row.payload.as_ref().map(|_| payload_text(&row.payload))}))
+            .map(|row| json!({"id": row.id, "vector": row.vector, "payload": row.payload.as_ref().map(|_| payload_text(&row.payload)), "fields": fields_json(&row.fields)}))
             .collect();
         println!("{}", json!({ "rows": rows, "missing": r.missing }));
     } else {
@@ -164,14 +170,90 @@ pub async fn get(c: &mut Client, json: bool, a: &IdsArgs) -> Result<()> {
                 .collect();
             let more = if row.vector.len() > 6 { ", …" } else { "" };
             println!(
-                "{:>10}  [{}{more}]  {}",
+                "{:>10}  [{}{more}]  {}  {}",
                 row.id,
                 head.join(", "),
-                payload_text(&row.payload)
+                payload_text(&row.payload),
+                fields_text(&row.fields)
             );
         }
         for id in &r.missing {
             println!("{id:>10}  (not found)");
+        }
+    }
+    Ok(())
+}
+
+/// The typed fields the collection declares (none if it does not exist
+/// yet: the import then fails with the server's error).
+async fn declared_fields(c: &mut Client, collection: &str) -> Result<Vec<pb::FieldSpec>> {
+    let r = c
+        .describe_collection(pb::DescribeCollectionRequest {
+            name: collection.to_string(),
+            lists: false,
+        })
+        .await;
+    Ok(match r {
+        Ok(r) => r.into_inner().config.map(|c| c.fields).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    })
+}
+
+/// Takes the values of the declared `fields` from the keys of the same
+/// names in each line of a JSON lines file (other files carry none).
+fn read_fields(
+    file: &std::path::Path,
+    fields: &[pb::FieldSpec],
+    rows: &mut [pb::Row],
+) -> Result<()> {
+    use pb::field_value::Kind;
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    if !matches!(ext, "jsonl" | "ndjson") {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+    let lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    for ((n, line), row) in lines.zip(rows.iter_mut()) {
+        let v: Value = serde_json::from_str(line)?;
+        for f in fields {
+            let x = &v[&f.name];
+            if x.is_null() {
+                continue;
+            }
+            let bad = || {
+                anyhow::anyhow!(
+                    "{} line {}: \"{}\" is a {} field, the value is {x}",
+                    file.display(),
+                    n + 1,
+                    f.name,
+                    f.r#type
+                )
+            };
+            let kind = match f.r#type.as_str() {
+                "keyword" => Kind::Keyword(x.as_str().ok_or_else(bad)?.to_string()),
+                "int" => Kind::Int(x.as_i64().ok_or_else(bad)?),
+                "float" => Kind::Float(x.as_f64().ok_or_else(bad)?),
+                "bool" => Kind::Bool(x.as_bool().ok_or_else(bad)?),
+                "keywords" => Kind::Keywords(pb::Keywords {
+                    values: x
+                        .as_array()
+                        .and_then(|a| {
+                            a.iter()
+                                .map(|s| s.as_str().map(str::to_string))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .ok_or_else(bad)?,
+                }),
+                _ => continue,
+            };
+            row.fields
+                .insert(f.name.clone(), pb::FieldValue { kind: Some(kind) });
         }
     }
     Ok(())
@@ -219,6 +301,7 @@ fn read_rows(
                 id,
                 vector,
                 payload,
+                fields: Default::default(),
             });
         }
         return Ok(rows);
@@ -264,6 +347,7 @@ fn read_rows(
             id,
             vector: m.row(i).to_vec(),
             payload: None,
+            fields: Default::default(),
         })
         .collect())
 }

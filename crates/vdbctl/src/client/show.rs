@@ -37,6 +37,14 @@ pub fn info_json(i: &pb::CollectionInfo) -> Value {
         "flushed_lsn": s.flushed_lsn,
         "role": role,
     });
+    if let (Value::Object(m), false) = (&mut v, c.fields.is_empty()) {
+        let fields: Vec<String> = c
+            .fields
+            .iter()
+            .map(|f| format!("{}:{}", f.name, f.r#type))
+            .collect();
+        m.insert("fields".into(), json!(fields.join(" ")));
+    }
     if let (Value::Object(m), false) = (&mut v, st.writer.is_empty()) {
         m.insert("writer".into(), json!(st.writer));
         m.insert("manifest_version".into(), json!(st.manifest_version));
@@ -78,5 +86,39 @@ pub fn payload_text(p: &Option<Vec<u8>>) -> String {
             Ok(s) => format!("{}…", s.chars().take(57).collect::<String>()),
             Err(_) => format!("<{} bytes>", b.len()),
         },
+    }
+}
+
+/// Typed field values as a JSON object (name to value).
+pub fn fields_json(fields: &std::collections::HashMap<String, pb::FieldValue>) -> Value {
+    use pb::field_value::Kind;
+    let mut names: Vec<&String> = fields.keys().collect();
+    names.sort();
+    let m: serde_json::Map<String, Value> = names
+        .into_iter()
+        .map(|n| {
+            let v = match fields.get(n).and_then(|v| v.kind.as_ref()) {
+                Some(Kind::Keyword(s)) => json!(s),
+                Some(Kind::Int(i)) => json!(i),
+                Some(Kind::Float(x)) => json!(x),
+                Some(Kind::Bool(b)) => json!(b),
+                Some(Kind::Keywords(k)) => json!(k.values),
+                None => Value::Null,
+            };
+            (n.clone(), v)
+        })
+        .collect();
+    Value::Object(m)
+}
+
+/// Typed field values as `name=value` words, for tables.
+pub fn fields_text(fields: &std::collections::HashMap<String, pb::FieldValue>) -> String {
+    match fields_json(fields) {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
     }
 }
