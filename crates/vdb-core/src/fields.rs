@@ -13,6 +13,10 @@ use std::str::FromStr;
 
 use crate::rowset::RowSet;
 
+mod index;
+
+pub use index::{ListIndex, Summary};
+
 /// Most bytes of one keyword.
 pub const MAX_KEYWORD_BYTES: usize = 1024;
 /// Most keywords in one `keywords` value.
@@ -584,6 +588,14 @@ impl Columns {
     /// The columns.
     pub fn columns(&self) -> &[Column] {
         &self.columns
+    }
+
+    /// The position (in [`Columns::columns`]) and column of field `name`.
+    pub fn position(&self, name: &str) -> Option<(usize, &ColumnData)> {
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .and_then(|i| Some((i, &self.columns.get(i)?.data)))
     }
 
     /// The column of field `name`.

@@ -12,7 +12,10 @@
 
 use std::fmt;
 
-use crate::fields::{ABSENT, ColumnData, Columns, FieldDef, FieldError, FieldType, Value, known};
+use crate::fields::{
+    ABSENT, ColumnData, Columns, FieldDef, FieldError, FieldType, ListIndex, Summary, Value, known,
+};
+use crate::ids::ListId;
 use crate::rowset::RowSet;
 
 /// Most values in one `in` list or id set.
@@ -183,12 +186,19 @@ impl Filter {
     }
 
     /// The filter evaluated over rows with field values `columns` and ids
-    /// `ids` (row `r` has id `ids[r]`). The filter must have passed
-    /// [`Filter::check`]; what does not apply evaluates to false.
-    pub fn bind<'a>(&self, columns: &'a Columns, ids: &'a [u64]) -> Bound<'a> {
+    /// `ids` (row `r` has id `ids[r]`), with the per-list summaries
+    /// `index` of those columns when there are any. The filter must have
+    /// passed [`Filter::check`]; what does not apply evaluates to false.
+    pub fn bind<'a>(
+        &self,
+        columns: &'a Columns,
+        ids: &'a [u64],
+        index: Option<&'a ListIndex>,
+    ) -> Bound<'a> {
         Bound {
             node: bind(self, columns),
             ids,
+            index: index.filter(|i| i.lists() > 0),
         }
     }
 
@@ -297,13 +307,26 @@ pub trait RowFilter: Send + Sync {
     fn is_none(&self) -> bool {
         false
     }
+    /// Whether a row of list `list` may pass: `false` only when none
+    /// can, so the search skips the list without testing its rows.
+    fn may_match(&self, list: ListId) -> bool {
+        let _ = list;
+        true
+    }
+    /// The rows of list `list` expected to pass, from summaries of the
+    /// list (`None`: nothing known).
+    fn estimate(&self, list: ListId) -> Option<f64> {
+        let _ = list;
+        None
+    }
 }
 
-/// A filter bound to one source's columns and ids.
+/// A filter bound to one source's columns, ids and list summaries.
 #[derive(Debug)]
 pub struct Bound<'a> {
     node: Node<'a>,
     ids: &'a [u64],
+    index: Option<&'a ListIndex>,
 }
 
 impl RowFilter for Bound<'_> {
@@ -314,6 +337,18 @@ impl RowFilter for Bound<'_> {
     fn is_none(&self) -> bool {
         matches!(self.node, Node::Const(false))
     }
+    fn may_match(&self, list: ListId) -> bool {
+        match self.index {
+            Some(index) => self.node.may_match(index, list.index()),
+            None => !self.is_none(),
+        }
+    }
+    fn estimate(&self, list: ListId) -> Option<f64> {
+        let index = self.index?;
+        let rows = index.rows(list.index());
+        let all = self.ids.len().max(1) as f64;
+        Some(rows as f64 * self.node.fraction(index, list.index(), rows, all))
+    }
 }
 
 #[derive(Debug)]
@@ -323,6 +358,7 @@ enum Node<'a> {
     Or(Vec<Node<'a>>),
     Not(Box<Node<'a>>),
     Int {
+        col: usize,
         values: &'a [i64],
         present: &'a RowSet,
         op: CmpOp,
@@ -330,12 +366,14 @@ enum Node<'a> {
     },
     /// An int column against a non-integral number.
     IntF {
+        col: usize,
         values: &'a [i64],
         present: &'a RowSet,
         op: CmpOp,
         rhs: f64,
     },
     Float {
+        col: usize,
         values: &'a [f64],
         present: &'a RowSet,
         op: CmpOp,
@@ -343,29 +381,34 @@ enum Node<'a> {
     },
     /// Row's value is (or, `negate`, is not) `want`; absent rows fail.
     Bool {
+        col: usize,
         values: &'a [u8],
         want: u8,
         negate: bool,
     },
     /// Row's code is in `set` (sorted) — or, `negate`, present and not.
     Code {
+        col: usize,
         codes: &'a [u32],
         set: Vec<u32>,
         negate: bool,
     },
     /// Row's set holds a code of `set` (sorted).
     Tags {
+        col: usize,
         starts: &'a [u32],
         codes: &'a [u32],
         absent: &'a RowSet,
         set: Vec<u32>,
     },
     IntIn {
+        col: usize,
         values: &'a [i64],
         present: &'a RowSet,
         set: Vec<f64>,
     },
     FloatIn {
+        col: usize,
         values: &'a [f64],
         present: &'a RowSet,
         set: Vec<f64>,
@@ -404,17 +447,19 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
             Node::Ids(ids)
         }
         Filter::Compare { field, op, value } => {
-            let Some(col) = columns.column(field) else {
+            let Some((ci, col)) = columns.position(field) else {
                 return Node::Const(false);
             };
             match (col, value) {
                 (ColumnData::Int { values, present }, Value::Int(n)) => Node::Int {
+                    col: ci,
                     values,
                     present,
                     op: *op,
                     rhs: *n,
                 },
                 (ColumnData::Int { values, present }, Value::Float(x)) => Node::IntF {
+                    col: ci,
                     values,
                     present,
                     op: *op,
@@ -422,6 +467,7 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                 },
                 (ColumnData::Float { values, present }, v) => match v.as_f64() {
                     Some(rhs) => Node::Float {
+                        col: ci,
                         values,
                         present,
                         op: *op,
@@ -430,6 +476,7 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                     None => Node::Const(false),
                 },
                 (ColumnData::Bool { values }, Value::Bool(b)) => Node::Bool {
+                    col: ci,
                     values,
                     want: u8::from(*b),
                     negate: *op == CmpOp::Ne,
@@ -442,6 +489,7 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                         return Node::Const(false);
                     }
                     Node::Code {
+                        col: ci,
                         codes,
                         set,
                         negate: *op == CmpOp::Ne,
@@ -451,7 +499,7 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
             }
         }
         Filter::In { field, values } => {
-            let Some(col) = columns.column(field) else {
+            let Some((ci, col)) = columns.position(field) else {
                 return Node::Const(false);
             };
             match col {
@@ -461,6 +509,7 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                         return Node::Const(false);
                     }
                     Node::Code {
+                        col: ci,
                         codes,
                         set,
                         negate: false,
@@ -477,6 +526,7 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                         return Node::Const(false);
                     }
                     Node::Tags {
+                        col: ci,
                         starts,
                         codes,
                         absent,
@@ -484,11 +534,13 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                     }
                 }
                 ColumnData::Int { values: v, present } => Node::IntIn {
+                    col: ci,
                     values: v,
                     present,
                     set: sorted_numbers(values),
                 },
                 ColumnData::Float { values: v, present } => Node::FloatIn {
+                    col: ci,
                     values: v,
                     present,
                     set: sorted_numbers(values),
@@ -498,11 +550,13 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                     match (has(false), has(true)) {
                         (false, false) => Node::Const(false),
                         (true, true) => Node::Bool {
+                            col: ci,
                             values: v,
                             want: 2,
                             negate: true,
                         },
                         (f, _) => Node::Bool {
+                            col: ci,
                             values: v,
                             want: u8::from(!f),
                             negate: false,
@@ -511,18 +565,22 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                 }
             }
         }
-        Filter::Contains { field, value } => match columns.column(field) {
-            Some(ColumnData::Keywords {
-                dict,
-                starts,
-                codes,
-                absent,
-            }) => {
+        Filter::Contains { field, value } => match columns.position(field) {
+            Some((
+                ci,
+                ColumnData::Keywords {
+                    dict,
+                    starts,
+                    codes,
+                    absent,
+                },
+            )) => {
                 let set = codes_of(dict, std::iter::once(value.clone()));
                 if set.is_empty() {
                     return Node::Const(false);
                 }
                 Node::Tags {
+                    col: ci,
                     starts,
                     codes,
                     absent,
@@ -571,11 +629,202 @@ fn simplify_or(nodes: Vec<Node<'_>>) -> Node<'_> {
     }
 }
 
+/// Whether a value in `min..=max` may satisfy `op rhs`.
+fn range_may(op: CmpOp, min: f64, max: f64, rhs: f64) -> bool {
+    match op {
+        CmpOp::Eq => (min..=max).contains(&rhs),
+        CmpOp::Ne => !(min == max && min == rhs),
+        CmpOp::Lt => min < rhs,
+        CmpOp::Le => min <= rhs,
+        CmpOp::Gt => max > rhs,
+        CmpOp::Ge => max >= rhs,
+    }
+}
+
+/// The share of values spread evenly over `min..=max` (integers when
+/// `ints`) that satisfy `op rhs`.
+fn range_share(op: CmpOp, min: f64, max: f64, rhs: f64, ints: bool) -> f64 {
+    if !range_may(op, min, max, rhs) {
+        return 0.0;
+    }
+    let width = if ints { max - min + 1.0 } else { max - min };
+    if width <= 0.0 {
+        return 1.0;
+    }
+    let point = if ints { 1.0 / width } else { 0.0 };
+    let below = ((rhs - min) / width).clamp(0.0, 1.0);
+    match op {
+        CmpOp::Eq => point,
+        CmpOp::Ne => 1.0 - point,
+        CmpOp::Lt => below,
+        CmpOp::Le => (below + point).min(1.0),
+        CmpOp::Gt => (1.0 - below - point).max(0.0),
+        CmpOp::Ge => 1.0 - below,
+    }
+}
+
 fn in_sorted(set: &[f64], x: f64) -> bool {
     set.binary_search_by(|p| p.total_cmp(&x)).is_ok()
 }
 
 impl Node<'_> {
+    /// Whether a row of list `list` may pass, by the list's summaries:
+    /// `false` only when none can.
+    fn may_match(&self, index: &ListIndex, list: usize) -> bool {
+        let summary = |col: usize| index.summary(list, col);
+        match self {
+            Node::Const(b) => *b,
+            Node::And(v) => v.iter().all(|n| n.may_match(index, list)),
+            Node::Or(v) => v.iter().any(|n| n.may_match(index, list)),
+            // Whether every row passes the inner node is not known.
+            Node::Not(_) | Node::Ids(_) => true,
+            Node::Int { col, op, rhs, .. } => match summary(*col) {
+                Some(&Summary::Int { present, min, max }) => {
+                    present > 0 && range_may(*op, min as f64, max as f64, *rhs as f64)
+                }
+                _ => true,
+            },
+            Node::IntF { col, op, rhs, .. } => match summary(*col) {
+                Some(&Summary::Int { present, min, max }) => {
+                    present > 0 && range_may(*op, min as f64, max as f64, *rhs)
+                }
+                _ => true,
+            },
+            Node::Float { col, op, rhs, .. } => match summary(*col) {
+                Some(&Summary::Float { present, min, max }) => {
+                    present > 0 && range_may(*op, min, max, *rhs)
+                }
+                _ => true,
+            },
+            Node::IntIn { col, set, .. } => match summary(*col) {
+                Some(&Summary::Int { present, min, max }) => {
+                    present > 0 && set.iter().any(|&x| (min as f64..=max as f64).contains(&x))
+                }
+                _ => true,
+            },
+            Node::FloatIn { col, set, .. } => match summary(*col) {
+                Some(&Summary::Float { present, min, max }) => {
+                    present > 0 && set.iter().any(|&x| (min..=max).contains(&x))
+                }
+                _ => true,
+            },
+            Node::Bool {
+                col, want, negate, ..
+            } => match summary(*col) {
+                Some(&Summary::Bool { falses, trues }) => match (*want, *negate) {
+                    (0, false) | (1, true) => falses > 0,
+                    (1, false) | (0, true) => trues > 0,
+                    _ => falses + trues > 0,
+                },
+                _ => true,
+            },
+            Node::Code {
+                col, set, negate, ..
+            } => match summary(*col) {
+                Some(s @ Summary::Codes(codes)) => {
+                    if *negate {
+                        codes.iter().any(|(c, _)| set.binary_search(c).is_err())
+                    } else {
+                        set.iter().any(|&c| s.count_of(c) > 0)
+                    }
+                }
+                _ => true,
+            },
+            Node::Tags { col, set, .. } => match summary(*col) {
+                Some(s @ Summary::Codes(_)) => set.iter().any(|&c| s.count_of(c) > 0),
+                _ => true,
+            },
+        }
+    }
+
+    /// The fraction of list `list`'s `rows` rows expected to pass, from
+    /// its summaries (uniform values within a range, independent
+    /// conditions); `all` is the source's rows, for id sets.
+    fn fraction(&self, index: &ListIndex, list: usize, rows: usize, all: f64) -> f64 {
+        let rows_f = rows.max(1) as f64;
+        let summary = |col: usize| index.summary(list, col);
+        let share = |n: u32| (n as f64 / rows_f).min(1.0);
+        let f = match self {
+            Node::Const(b) => f64::from(u8::from(*b)),
+            Node::And(v) => v
+                .iter()
+                .map(|n| n.fraction(index, list, rows, all))
+                .product(),
+            Node::Or(v) => {
+                1.0 - v
+                    .iter()
+                    .map(|n| 1.0 - n.fraction(index, list, rows, all))
+                    .product::<f64>()
+            }
+            Node::Not(n) => 1.0 - n.fraction(index, list, rows, all),
+            Node::Ids(ids) => ids.len() as f64 / all,
+            Node::Int { col, op, rhs, .. } => match summary(*col) {
+                Some(&Summary::Int { present, min, max }) => {
+                    share(present) * range_share(*op, min as f64, max as f64, *rhs as f64, true)
+                }
+                _ => 0.5,
+            },
+            Node::IntF { col, op, rhs, .. } => match summary(*col) {
+                Some(&Summary::Int { present, min, max }) => {
+                    share(present) * range_share(*op, min as f64, max as f64, *rhs, true)
+                }
+                _ => 0.5,
+            },
+            Node::Float { col, op, rhs, .. } => match summary(*col) {
+                Some(&Summary::Float { present, min, max }) => {
+                    share(present) * range_share(*op, min, max, *rhs, false)
+                }
+                _ => 0.5,
+            },
+            Node::IntIn { col, set, .. } => match summary(*col) {
+                Some(&Summary::Int { present, min, max }) => {
+                    let inside = set
+                        .iter()
+                        .filter(|&&x| (min as f64..=max as f64).contains(&x))
+                        .count();
+                    let width = max as f64 - min as f64 + 1.0;
+                    share(present) * (inside as f64 / width.max(1.0)).min(1.0)
+                }
+                _ => 0.5,
+            },
+            Node::FloatIn { col, set, .. } => match summary(*col) {
+                Some(&Summary::Float { present, min, max }) => {
+                    let inside = set.iter().any(|&x| (min..=max).contains(&x));
+                    share(present) * if inside && min == max { 1.0 } else { 0.0 }
+                }
+                _ => 0.5,
+            },
+            Node::Bool {
+                col, want, negate, ..
+            } => match summary(*col) {
+                Some(&Summary::Bool { falses, trues }) => match (*want, *negate) {
+                    (0, false) | (1, true) => share(falses),
+                    (1, false) | (0, true) => share(trues),
+                    _ => share(falses + trues),
+                },
+                _ => 0.5,
+            },
+            Node::Code {
+                col, set, negate, ..
+            } => match summary(*col) {
+                Some(s @ Summary::Codes(_)) => {
+                    let hits: u32 = set.iter().map(|&c| s.count_of(c)).sum();
+                    if *negate {
+                        share(s.present().saturating_sub(hits))
+                    } else {
+                        share(hits)
+                    }
+                }
+                _ => 0.5,
+            },
+            Node::Tags { col, set, .. } => match summary(*col) {
+                Some(s @ Summary::Codes(_)) => share(set.iter().map(|&c| s.count_of(c)).sum()),
+                _ => 0.5,
+            },
+        };
+        if f.is_nan() { 0.5 } else { f.clamp(0.0, 1.0) }
+    }
+
     fn eval(&self, r: usize, ids: &[u64]) -> bool {
         match self {
             Node::Const(b) => *b,
@@ -587,28 +836,34 @@ impl Node<'_> {
                 present,
                 op,
                 rhs,
+                ..
             } => present.contains(r) && values.get(r).is_some_and(|&v| op.holds(v, *rhs)),
             Node::IntF {
                 values,
                 present,
                 op,
                 rhs,
+                ..
             } => present.contains(r) && values.get(r).is_some_and(|&v| op.holds(v as f64, *rhs)),
             Node::Float {
                 values,
                 present,
                 op,
                 rhs,
+                ..
             } => present.contains(r) && values.get(r).is_some_and(|&v| op.holds(v, *rhs)),
             Node::Bool {
                 values,
                 want,
                 negate,
+                ..
             } => match values.get(r) {
                 Some(&b) if b <= 1 => (b == *want) != *negate,
                 _ => false,
             },
-            Node::Code { codes, set, negate } => match codes.get(r) {
+            Node::Code {
+                codes, set, negate, ..
+            } => match codes.get(r) {
                 Some(&c) if c != ABSENT => set.binary_search(&c).is_ok() != *negate,
                 _ => false,
             },
@@ -617,6 +872,7 @@ impl Node<'_> {
                 codes,
                 absent,
                 set,
+                ..
             } => {
                 if absent.contains(r) {
                     return false;
@@ -634,11 +890,13 @@ impl Node<'_> {
                 values,
                 present,
                 set,
+                ..
             } => present.contains(r) && values.get(r).is_some_and(|&v| in_sorted(set, v as f64)),
             Node::FloatIn {
                 values,
                 present,
                 set,
+                ..
             } => present.contains(r) && values.get(r).is_some_and(|&v| in_sorted(set, v)),
             Node::Ids(set) => ids.get(r).is_some_and(|id| set.binary_search(id).is_ok()),
         }

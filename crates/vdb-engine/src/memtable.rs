@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use vdb_core::fields::{Columns, ColumnsBuilder, FieldDef};
+use vdb_core::fields::{Columns, ColumnsBuilder, FieldDef, ListIndex};
 use vdb_core::{FieldValues, InvertedLists, ListId};
 use vdb_ivf::CoarseQuantizer;
 
@@ -58,6 +58,8 @@ pub struct MemBatch {
     payloads: Vec<Option<Vec<u8>>>,
     /// The rows' typed field values.
     columns: Arc<Columns>,
+    /// Their per-list summaries.
+    list_index: ListIndex,
     lists: Vec<ListId>,
     /// `list_starts[l]..list_starts[l + 1]` are list `l`'s rows.
     list_starts: Vec<usize>,
@@ -125,12 +127,14 @@ impl MemBatch {
             columns.push(&r.fields);
             lists.push(l);
         }
+        let columns = columns.finish();
         MemBatch {
             dim,
             vectors,
             ids,
             payloads,
-            columns: Arc::new(columns.finish()),
+            list_index: ListIndex::build(&columns, &list_starts),
+            columns: Arc::new(columns),
             lists,
             list_starts,
         }
@@ -156,6 +160,11 @@ impl MemBatch {
     /// The rows' typed field values.
     pub fn columns(&self) -> &Arc<Columns> {
         &self.columns
+    }
+
+    /// Per-list summaries of the field columns.
+    pub fn list_index(&self) -> &ListIndex {
+        &self.list_index
     }
 
     /// The rows' ids, in row order.

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::fields::{ColumnsBuilder, FieldType, FieldValues};
+use crate::ids::ListId;
 
 fn schema() -> Vec<FieldDef> {
     vec![
@@ -219,7 +220,18 @@ proptest! {
         }
         let cols = b.finish();
         let ids: Vec<u64> = (0..rows.len() as u64).collect();
-        let bound = f.bind(&cols, &ids);
+        // Lists of 3 rows: the summaries never rule out a passing row.
+        let starts: Vec<usize> = (0..rows.len()).step_by(3).chain([rows.len()]).collect();
+        let index = ListIndex::build(&cols, &starts);
+        let bound = f.bind(&cols, &ids, Some(&index));
+        for (l, w) in starts.windows(2).enumerate() {
+            let any = (w[0]..w[1]).any(|r| matches_values(&f, r as u64, &rows[r]));
+            if any {
+                prop_assert!(bound.may_match(ListId(l as u32)), "list {} filter {}", l, text);
+            }
+            let e = bound.estimate(ListId(l as u32)).unwrap_or(0.0);
+            prop_assert!((0.0..=(w[1] - w[0]) as f64).contains(&e), "estimate {}", e);
+        }
         for (i, r) in rows.iter().enumerate() {
             let want = matches_values(&f, i as u64, r);
             prop_assert_eq!(bound.matches(i), want, "row {} {:?} filter {}", i, r, text);

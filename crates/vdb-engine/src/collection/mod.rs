@@ -126,11 +126,11 @@ impl Snapshot {
     pub(crate) fn bind<'a>(&'a self, filter: &Filter) -> Vec<Bound<'a>> {
         self.segs
             .iter()
-            .map(|(r, _)| filter.bind(r.columns(), r.ids()))
+            .map(|(r, _)| filter.bind(r.columns(), r.ids(), Some(r.list_index())))
             .chain(
                 self.mem
                     .iter()
-                    .map(|(b, _)| filter.bind(b.columns(), b.ids())),
+                    .map(|(b, _)| filter.bind(b.columns(), b.ids(), Some(b.list_index()))),
             )
             .collect()
     }

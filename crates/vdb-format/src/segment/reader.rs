@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vdb_core::fields::Columns;
+use vdb_core::fields::{Columns, ListIndex};
 use vdb_core::{Generation, Hold, HoldError, InvertedLists, ListId, SegmentId};
 use vdb_fs::{CachedFile, Pin};
 use zerocopy::FromBytes;
@@ -53,6 +53,8 @@ pub struct SegmentReader {
     payload_presence: Option<Region>,
     /// The rows' typed field values (format 1.2; none before).
     columns: Arc<Columns>,
+    /// Their per-list summaries.
+    list_index: Arc<ListIndex>,
 }
 
 impl SegmentReader {
@@ -226,6 +228,11 @@ impl SegmentReader {
                 })?
             }
         };
+        let list_starts: Vec<usize> = lists
+            .iter()
+            .map(|l| l.row_start)
+            .chain(std::iter::once(rows))
+            .collect();
         let meta = SegmentMeta {
             id: SegmentId(parsed.segment_id),
             generation: Generation(parsed.generation),
@@ -245,8 +252,14 @@ impl SegmentReader {
             payload_offsets,
             payload_data,
             payload_presence,
+            list_index: Arc::new(ListIndex::build(&columns, &list_starts)),
             columns: Arc::new(columns),
         })
+    }
+
+    /// Per-list summaries of the field columns.
+    pub fn list_index(&self) -> &Arc<ListIndex> {
+        &self.list_index
     }
 
     /// The rows' typed field values (empty columns for a segment written
