@@ -124,6 +124,22 @@ pub struct Explanation {
     pub exact: Option<ExactComparison>,
     /// The search's filter, if any.
     pub filter: Option<vdb_core::Filter>,
+    /// With a filter: the visible rows that pass it, counted by testing
+    /// every row (the trace has the estimate the search had).
+    pub filter_rows: Option<u64>,
+}
+
+/// The visible rows of `sources` that pass their filters.
+fn passing_rows(sources: &[vdb_ivf::Source<'_>]) -> u64 {
+    sources
+        .iter()
+        .map(|s| {
+            (0..s.lists.total_len())
+                .filter(|&r| !s.deleted.is_some_and(|d| d.contains(r)))
+                .filter(|&r| s.filter.is_none_or(|f| f.matches(r)))
+                .count() as u64
+        })
+        .sum()
 }
 
 impl Collection {
@@ -160,6 +176,7 @@ impl Collection {
         let found =
             searcher.search_sources(quantizer, &sources, query, params, Some(&mut trace))?;
         let ranks = trace.ranks();
+        let filter_rows = bound.as_ref().map(|_| passing_rows(&sources));
         let hits = traced(snap.hits(found, &search)?, &trace.result_lists, &ranks);
 
         let layout = quantizer.layout();
@@ -248,6 +265,7 @@ impl Collection {
             samples,
             exact,
             filter: opts.filter,
+            filter_rows,
         })
     }
 

@@ -28,6 +28,9 @@ pub struct TuneOptions {
     pub nprobes: Vec<usize>,
     /// Which rows are sampled.
     pub seed: u64,
+    /// Measure filtered searches: recall against the exact top-k of the
+    /// rows the filter holds for (the queries are sampled from all rows).
+    pub filter: Option<vdb_core::Filter>,
 }
 
 impl TuneOptions {
@@ -39,6 +42,7 @@ impl TuneOptions {
             target_recall,
             nprobes: Vec::new(),
             seed: 42,
+            filter: None,
         }
     }
 }
@@ -113,8 +117,13 @@ impl Collection {
                 format!("{} is not in 1..={MAX_TUNE_SAMPLE}", opts.sample),
             ));
         }
+        if let Some(f) = &opts.filter {
+            f.check(&self.config().fields)
+                .map_err(Error::invalid_field)?;
+        }
         let snap = self.snapshot();
-        let sources = snap.sources();
+        let bound = opts.filter.as_ref().map(|f| snap.bind(f));
+        let sources = snap.sources_filtered(bound.as_deref());
         let q = snap.quantizer();
         let (nlist, dim) = (q.nlist(), q.dim());
         // The exact neighbours read every row.
@@ -240,8 +249,15 @@ impl Collection {
                 let got = without_self(*id, found);
                 found_total += got.iter().filter(|x| truth.contains(x)).count();
                 wanted_total += truth.len();
-                distances +=
-                    nlist as u64 + cumulative.get(nprobe.min(nlist) - 1).copied().unwrap_or(0);
+                distances += if bound.is_some() {
+                    // How far a filtered search probes depends on the
+                    // rows that pass: ask the search (untimed).
+                    let mut trace = vdb_ivf::SearchTrace::default();
+                    searcher.search_sources(q, &sources, v, params, Some(&mut trace))?;
+                    trace.total_distances()
+                } else {
+                    nlist as u64 + cumulative.get(nprobe.min(nlist) - 1).copied().unwrap_or(0)
+                };
             }
             times.sort_by(f64::total_cmp);
             let n = times.len().max(1);

@@ -297,3 +297,118 @@ fn bad_filters_and_values_are_refused_by_name_and_change_nothing() {
         assert!(msg.contains(want), "{msg}");
     }
 }
+
+/// Two clusters far apart; `album` and `price` follow the cluster.
+fn two_clusters(engine: &Engine) -> std::sync::Arc<vdb_engine::Collection> {
+    let config = CollectionConfig {
+        nlist: 2,
+        min_rows_per_list: 5,
+        fields: vec![
+            FieldDef::new("album", FieldType::Keyword),
+            FieldDef::new("price", FieldType::Int),
+        ],
+        ..CollectionConfig::new(2)
+    };
+    let c = engine.create_collection("two", config).unwrap();
+    let rows = (0..200u64)
+        .map(|i| {
+            let (base, album) = if i < 100 {
+                (0.0, "left")
+            } else {
+                (10.0, "right")
+            };
+            let jitter = (i % 10) as f32 / 10.0;
+            Row {
+                id: i,
+                vector: vec![base + jitter, base - jitter],
+                payload: None,
+                fields: vec![
+                    ("album".into(), Value::Keyword(album.into())),
+                    ("price".into(), Value::Int(i as i64)),
+                ],
+            }
+        })
+        .collect();
+    c.upsert(rows).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.snapshot().nlist(), 2);
+    c
+}
+
+#[test]
+fn lists_no_row_of_which_can_pass_are_skipped_and_explain_counts_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = two_clusters(&engine);
+    let explain = |query: [f32; 2], filter: &str| {
+        let opts = vdb_engine::ExplainOptions {
+            nprobe: Some(1),
+            filter: Some(Filter::parse(filter).unwrap()),
+            ..vdb_engine::ExplainOptions::new(5)
+        };
+        c.explain(&query, opts).unwrap()
+    };
+    // Near the left cluster, asking for right rows: the left list is
+    // ruled out untested, the right one probed past nprobe.
+    let e = explain([0.0, 0.0], "album = 'right'");
+    assert_eq!(e.hits.len(), 5);
+    assert!(e.hits.iter().all(|h| h.hit.id >= 100), "{:?}", e.hits);
+    let (first, second) = (&e.trace.probed[0], &e.trace.probed[1]);
+    assert_eq!(
+        (first.ruled_out, first.filtered_out, first.scanned),
+        (100, 100, 0)
+    );
+    assert_eq!((second.ruled_out, second.filtered_out), (0, 0));
+    assert_eq!(e.filter_rows, Some(100));
+    assert_eq!(e.trace.filter_estimate, Some(100.0));
+    // The target: the rows of the one nearest list; all 100 right rows
+    // were scored (they are fewer than... exactly the target).
+    assert_eq!((e.trace.filter_target, e.trace.filter_matched), (100, 100));
+
+    // A range no left row is in.
+    let e = explain([10.0, 10.0], "price < 50");
+    assert_eq!(e.trace.probed[0].ruled_out, 100);
+    assert!(e.hits.iter().all(|h| h.hit.id < 50));
+    assert_eq!(e.filter_rows, Some(50));
+    let est = e.trace.filter_estimate.unwrap();
+    assert!((40.0..=60.0).contains(&est), "{est}");
+
+    // Deleted rows leave the true count at once and the estimate in
+    // proportion; a `not` never rules a list out.
+    c.delete(&(100..110).collect::<Vec<_>>()).unwrap();
+    c.flush().unwrap();
+    let e = explain([0.0, 0.0], "album = 'right'");
+    assert_eq!(e.filter_rows, Some(90));
+    let est = e.trace.filter_estimate.unwrap();
+    assert!((85.0..=100.0).contains(&est), "{est}");
+    let e = explain([0.0, 0.0], "not album = 'left'");
+    assert!(e.trace.probed.iter().all(|p| p.ruled_out == 0));
+    assert_eq!(e.hits.len(), 5);
+}
+
+#[test]
+fn tune_measures_recall_of_filtered_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = two_clusters(&engine);
+    let opts = vdb_engine::TuneOptions {
+        k: 5,
+        sample: 40,
+        filter: Some(Filter::parse("album = 'right' and price >= 150").unwrap()),
+        ..vdb_engine::TuneOptions::new(0.9)
+    };
+    let report = c.tune(&opts).unwrap();
+    // Fewer rows pass than one list holds: every list is searched, so
+    // the filtered search is exact at any nprobe.
+    for p in &report.points {
+        assert_eq!(p.recall, 1.0, "{p:?}");
+        assert!(p.distances_per_query >= 2.0, "{p:?}");
+    }
+    assert_eq!(report.recommended, Some(1));
+    let bad = vdb_engine::TuneOptions {
+        filter: Some(Filter::parse("colour = 'red'").unwrap()),
+        ..opts
+    };
+    let msg = invalid(c.tune(&bad).unwrap_err());
+    assert!(msg.contains("unknown field \"colour\""), "{msg}");
+}

@@ -22,9 +22,10 @@ pub struct SearchParams {
     /// Lists to scan; values above `nlist` are clamped to `nlist` (and the
     /// trace says so).
     pub nprobe: usize,
-    /// With a filter: when the `nprobe` lists gave fewer than `k` rows
-    /// that pass it, further lists are scanned in centroid order until `k`
-    /// are found or this many lists are scanned (`None`: every list, so
+    /// With a filter: the scan goes on past the `nprobe` lists, in
+    /// centroid order, until it has scored as many rows that pass as an
+    /// unfiltered search scores (every row of the `nprobe` lists, and at
+    /// least `k`), or has scanned this many lists (`None`: every list, so
     /// `k` rows come back whenever `k` rows match). Without a filter it
     /// has no effect.
     pub max_probes: Option<usize>,
@@ -162,8 +163,8 @@ impl Searcher {
     }
 
     /// The fine search over `self.probes` for `self.query`: the first
-    /// `nprobe` lists, then (with a filter) the others in order while
-    /// fewer than `k` rows were found.
+    /// `nprobe` lists, then (with a filter) the others in order until as
+    /// many passing rows were scored as the `nprobe` lists hold rows.
     fn scan(
         &mut self,
         quantizer: &CoarseQuantizer,
@@ -184,6 +185,9 @@ impl Searcher {
                 result_lists: Vec::new(),
                 coarse_distances: nlist as u64,
                 fine_distances: 0,
+                filter_target: 0,
+                filter_matched: 0,
+                filter_estimate: None,
             };
         }
         // With a trace: the distances of the visible rows of the list
@@ -195,9 +199,27 @@ impl Searcher {
         self.top.reset(params.k);
         self.distances.resize(SCAN_CHUNK, 0.0);
         let metric = quantizer.metric();
+        // With a filter: the passing rows to score before stopping, as many
+        // as an unfiltered search scores (every row of the nprobe lists),
+        // and at least k; and how many were scored so far.
+        let target = if sources.iter().any(|s| s.filter.is_some()) {
+            self.probes[..nprobe]
+                .iter()
+                .map(|&(l, _)| {
+                    sources
+                        .iter()
+                        .map(|s| s.lists.list_len(l) as u64)
+                        .sum::<u64>()
+                })
+                .sum::<u64>()
+                .max(params.k as u64)
+        } else {
+            0
+        };
+        let mut matched = 0u64;
         for (rank, &(list, centroid_distance)) in self.probes.iter().enumerate() {
             let _more = if rank >= nprobe {
-                if self.top.len() >= params.k {
+                if matched >= target {
                     break;
                 }
                 Some(hold(sources, std::iter::once(list))?)
@@ -207,6 +229,7 @@ impl Searcher {
             let mut scanned = 0u64;
             let mut skipped = 0u64;
             let mut filtered = 0u64;
+            let mut ruled_out = 0u64;
             seen.clear();
             for (s, source) in sources.iter().enumerate() {
                 let vectors = source.lists.list_vectors(list);
@@ -214,8 +237,9 @@ impl Searcher {
                 let deleted = source.deleted.filter(|d| !d.is_empty());
                 let mut row = source.lists.list_row_start(list);
                 if let Some(filter) = source.filter {
-                    if filter.is_none() {
+                    if filter.is_none() || !filter.may_match(list) {
                         filtered += ids.len() as u64;
+                        ruled_out += ids.len() as u64;
                         continue;
                     }
                     for (vchunk, ichunk) in
@@ -245,6 +269,7 @@ impl Searcher {
                                     metric.distance(&self.query, &vchunk[i * dim..(i + 1) * dim]);
                             }
                         }
+                        matched += passing.len() as u64;
                         for &i in &passing {
                             let (i, d) = (i as usize, out[i as usize]);
                             if trace.is_some() {
@@ -300,6 +325,7 @@ impl Searcher {
                     scanned,
                     deleted_skipped: skipped,
                     filtered_out: filtered,
+                    ruled_out,
                     results: 0,
                     best_distance: seen.first().copied(),
                     distance_quantiles: deciles(&seen),
@@ -308,6 +334,9 @@ impl Searcher {
         }
         let results = self.top.drain_sorted();
         if let Some(t) = trace {
+            t.filter_target = target;
+            t.filter_matched = matched;
+            t.filter_estimate = estimate(sources, nlist);
             attribute_results(t, sources, &results);
         }
         Ok(results)
@@ -380,6 +409,30 @@ pub fn search_batch(
         )
         .collect::<Result<Vec<_>>>()?;
     Ok(blocks.into_iter().flatten().collect())
+}
+
+/// With a filter: the visible rows expected to pass it, summed over every
+/// list of every source from the filters' estimates (a list without one
+/// counts whole; deleted rows are taken out in proportion).
+fn estimate(sources: &[Source<'_>], nlist: usize) -> Option<f64> {
+    if sources.iter().all(|s| s.filter.is_none()) {
+        return None;
+    }
+    let mut total = 0.0;
+    for s in sources {
+        let rows = s.lists.total_len().max(1) as f64;
+        let live = 1.0 - s.deleted.map_or(0, RowSet::count) as f64 / rows;
+        for l in (0..nlist as u32).map(ListId) {
+            let len = s.lists.list_len(l) as f64;
+            let e = match s.filter {
+                Some(f) if f.is_none() => 0.0,
+                Some(f) => f.estimate(l).unwrap_or(len),
+                None => len,
+            };
+            total += e * live;
+        }
+    }
+    Some(total)
 }
 
 /// How many lists the coarse search ranks: `nprobe`, or with a filter as
@@ -999,6 +1052,22 @@ mod tests {
             }
             let found: u64 = trace.probed.iter().map(|p| p.results as u64).sum();
             assert_eq!(found, 60);
+            // It scored as many passing rows as the nprobe lists hold
+            // (at least k), and stopped at the list that got there.
+            let first_rows = trace.probed[0].size;
+            assert_eq!(trace.filter_target, first_rows.max(60));
+            let passed: Vec<u64> = trace
+                .probed
+                .iter()
+                .map(|p| p.size - p.filtered_out - p.deleted_skipped)
+                .collect();
+            assert_eq!(passed.iter().sum::<u64>(), trace.filter_matched);
+            let all_but_last: u64 = passed[..passed.len() - 1].iter().sum();
+            assert!(all_but_last < trace.filter_target, "{passed:?}");
+            assert!(
+                trace.filter_matched >= trace.filter_target || trace.probed.len() == nlist,
+                "{passed:?}"
+            );
             // Bounded by max_probes.
             let bounded = SearchParams {
                 max_probes: Some(1),

@@ -30,6 +30,9 @@ pub struct ProbedList {
     /// Visible rows skipped because they did not pass the search's filter
     /// (their distances are not computed).
     pub filtered_out: u64,
+    /// Of those, rows not even tested: the list's summaries show that none
+    /// of its rows can pass.
+    pub ruled_out: u64,
     /// Rows of this list among the final results.
     pub results: u32,
     /// The smallest distance among the visible rows scanned, if any.
@@ -62,6 +65,15 @@ pub struct SearchTrace {
     pub coarse_distances: u64,
     /// Distances computed against stored vectors.
     pub fine_distances: u64,
+    /// With a filter: the rows passing it the search meant to score
+    /// before stopping (the rows of the `nprobe` nearest lists, at least
+    /// `k`); 0 without one.
+    pub filter_target: u64,
+    /// With a filter: the rows passing it that were scored.
+    pub filter_matched: u64,
+    /// With a filter: the visible rows expected to pass it, estimated
+    /// from the per-list summaries before any row is tested.
+    pub filter_estimate: Option<f64>,
 }
 
 impl SearchTrace {

@@ -200,6 +200,7 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
                 scanned: p.scanned,
                 deleted_skipped: p.deleted_skipped,
                 filtered_out: p.filtered_out,
+                ruled_out: p.ruled_out,
                 results: p.results,
                 best_distance: p.best_distance,
                 distance_deciles: p.distance_quantiles,
@@ -235,6 +236,10 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
         }),
         generation: e.generation,
         filter: e.filter.map(|f| f.to_string()),
+        filter_target: t.filter_target,
+        filter_matched: t.filter_matched,
+        filter_estimate: t.filter_estimate.unwrap_or(0.0),
+        filter_rows: e.filter_rows.unwrap_or(0),
     }
 }
 

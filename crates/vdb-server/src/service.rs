@@ -629,6 +629,11 @@ impl Vdb for VdbService {
             opts.seed = seed;
         }
         opts.nprobes = r.nprobes.iter().map(|&p| p as usize).collect();
+        opts.filter = r
+            .filter
+            .as_ref()
+            .map(|f| filter_from_pb(f, "filter"))
+            .transpose()?;
         let k = opts.k;
         let apply = r.apply;
         let out = self

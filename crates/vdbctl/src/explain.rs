@@ -89,6 +89,7 @@ pub fn to_json(collection: &str, k: u32, r: &pb::ExplainResponse) -> Value {
             let samples = samples_json(&p.samples);
             json!({"list": p.list, "rank": p.rank, "centroid_distance": p.centroid_distance,
                    "size": p.size, "scanned": p.scanned, "deleted_skipped": p.deleted_skipped,
+                   "filtered_out": p.filtered_out, "ruled_out": p.ruled_out,
                    "results": p.results, "best_distance": p.best_distance,
                    "deciles": p.distance_deciles, "samples": samples})
         })
@@ -112,6 +113,8 @@ pub fn to_json(collection: &str, k: u32, r: &pb::ExplainResponse) -> Value {
         "lists": lists, "probed": probed,
         "hits": r.hits.iter().map(hit_json).collect::<Vec<_>>(),
         "exact": exact,
+        "filter": r.filter, "filter_target": r.filter_target, "filter_matched": r.filter_matched,
+        "filter_estimate": r.filter_estimate, "filter_rows": r.filter_rows,
     })
 }
 
@@ -153,19 +156,48 @@ pub fn print_text(r: &pb::ExplainResponse) {
             ""
         }
     );
+    if let Some(f) = &r.filter {
+        let past = r.probed.len().saturating_sub(r.nprobe as usize);
+        let ruled: usize = r.probed.iter().filter(|p| p.ruled_out > 0).count();
+        println!(
+            "filter: {f}; {} of {} rows pass (estimated {:.0} from the list summaries)",
+            r.filter_rows, r.rows, r.filter_estimate
+        );
+        println!(
+            "  {} passing rows scored (target {}: the rows of the {} nearest lists); {past} list(s) probed past nprobe, \
+             {ruled} skipped untested (no row can pass){}",
+            r.filter_matched,
+            r.filter_target,
+            r.nprobe,
+            if r.filter_matched < r.filter_target && r.probed.len() == r.nlist as usize {
+                "; every list probed: in effect an exact search over the passing rows"
+            } else {
+                ""
+            }
+        );
+    }
     println!(
-        "{:>5} {:>6} {:>14} {:>9} {:>9} {:>8} {:>12} {:>8}",
-        "rank", "list", "centroid dist", "rows", "scanned", "skipped", "best dist", "results"
+        "{:>5} {:>6} {:>14} {:>9} {:>9} {:>8} {:>9} {:>12} {:>8}",
+        "rank",
+        "list",
+        "centroid dist",
+        "rows",
+        "scanned",
+        "skipped",
+        "filtered",
+        "best dist",
+        "results"
     );
     for p in &r.probed {
         println!(
-            "{:>5} {:>6} {:>14.5} {:>9} {:>9} {:>8} {:>12} {:>8}",
+            "{:>5} {:>6} {:>14.5} {:>9} {:>9} {:>8} {:>9} {:>12} {:>8}",
             p.rank,
             p.list,
             p.centroid_distance,
             p.size,
             p.scanned,
             p.deleted_skipped,
+            p.filtered_out,
             p.best_distance.map_or("-".into(), |d| format!("{d:.5}")),
             p.results
         );

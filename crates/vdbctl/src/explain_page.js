@@ -100,7 +100,10 @@
   $("title").textContent = `vdb explain — collection "${D.collection}"`;
   $("facts").textContent =
     `generation ${D.generation} · ${fmt(D.rows, 0)} rows · nlist ${D.nlist} · nprobe ${D.nprobe}` +
-    (D.nprobe_clamped ? " (clamped)" : "") + ` · k ${D.k}`;
+    (D.nprobe_clamped ? " (clamped)" : "") + ` · k ${D.k}` +
+    (D.filter ? ` · filter ${D.filter}: ${fmt(D.filter_rows, 0)} rows pass (estimated ${fmt(D.filter_estimate, 0)}); ` +
+      `${fmt(D.filter_matched, 0)} scored (target ${fmt(D.filter_target, 0)}), ` +
+      `${Math.max(0, D.probed.length - D.nprobe)} list(s) probed past nprobe` : "");
   $("work").textContent =
     `${fmt(D.coarse_distances, 0)} coarse + ${fmt(D.fine_distances, 0)} fine = ${fmt(total, 0)} distance computations ` +
     `instead of ${fmt(D.rows, 0)} for an exhaustive scan (${fmt((100 * total) / Math.max(1, D.rows), 1)} %).`;
@@ -136,7 +139,10 @@
   const order = D.lists.slice().sort((a, b) => (probedBy.has(a.list) ? 1 : 0) - (probedBy.has(b.list) ? 1 : 0));
   for (const l of order) {
     const p = probedBy.get(l.list);
-    const cls = ["cluster", p ? "probed" : "", missedLists.has(l.list) ? "holds-missed" : ""].join(" ").trim();
+    // A probed list none of whose visible rows passed the filter.
+    const none = p && D.filter && p.filtered_out > 0 && p.filtered_out + p.deleted_skipped >= p.size;
+    const cls = ["cluster", p ? "probed" : "", none ? "filtered-out" : "",
+      missedLists.has(l.list) ? "holds-missed" : ""].join(" ").trim();
     const c = sv("circle", { cx: sx(l.x), cy: sy(l.y), r: radius(l.size), class: cls, "data-list": l.list, tabindex: 0 });
     c.append(sv("title", {}, `list ${l.list}: coarse rank ${l.rank}, ${l.size} rows, centroid distance ${fmt(l.centroid_distance)}`));
     c.addEventListener("click", () => select(l.list));
@@ -161,7 +167,10 @@
     $("panel-title").textContent = `List ${list}`;
     const facts = el("p");
     facts.textContent = `coarse rank ${l.rank} · centroid distance ${fmt(l.centroid_distance)} · ${fmt(l.size, 0)} rows · ` +
-      (p ? `probed ${p.order}${["st", "nd", "rd"][p.order - 1] || "th"}: ${fmt(p.scanned, 0)} scanned, ${fmt(p.deleted_skipped, 0)} skipped as deleted, best distance ${fmt(p.best_distance)}, ${p.results} of the results`
+      (p ? `probed ${p.order}${["st", "nd", "rd"][p.order - 1] || "th"}: ${fmt(p.scanned, 0)} scanned, ${fmt(p.deleted_skipped, 0)} skipped as deleted, ` +
+        (D.filter ? `${fmt(p.filtered_out, 0)} filtered out` +
+          (p.ruled_out ? " (the list's summaries rule out every row: not tested), " : ", ") : "") +
+        `best distance ${fmt(p.best_distance)}, ${p.results} of the results`
          : `not probed (only the ${D.nprobe} nearest lists are)`);
     panel.append(facts);
     const miss = missedLists.get(list);

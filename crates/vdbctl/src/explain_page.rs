@@ -27,6 +27,7 @@ section { background: #fff; border: 1px solid #dee2e6; border-radius: 6px; paddi
 #map { width: 640px; height: 480px; background: #fcfcfd; border: 1px solid #f1f3f5; }
 .cluster { fill: #adb5bd; fill-opacity: .35; stroke: #868e96; stroke-width: 1; cursor: pointer; }
 .cluster.probed { fill: var(--probed); fill-opacity: .55; stroke: #a63c06; }
+.cluster.filtered-out { fill: #ced4da; fill-opacity: .8; stroke: #868e96; stroke-dasharray: 2 2; }
 .cluster.holds-missed { stroke: var(--missed); stroke-width: 2.5; stroke-dasharray: 4 2; }
 .cluster.selected { stroke: #1c7ed6; stroke-width: 3.5; stroke-dasharray: none; }
 .cluster:hover { fill-opacity: .8; }
@@ -103,7 +104,7 @@ pub fn render(data: &Value) -> String {
 <section id="map-section">
 <h2>Coarse search: the query among the {nlist} cluster centroids</h2>
 <svg id="map" role="img" aria-label="map of the clusters"></svg>
-<div class="legend">2-D map: the centroids' first two principal components. Circle area ∝ rows in the list; <b class="p">orange</b>: probed, numbered in probe order; <b class="m">dashed red</b>: holds a missed true neighbour; ✚ the query. Click a cluster.</div>
+<div class="legend">2-D map: the centroids' first two principal components. Circle area ∝ rows in the list; <b class="p">orange</b>: probed, numbered in probe order; <b class="m">dashed red</b>: holds a missed true neighbour; grey dotted: probed, but no visible row passed the filter; ✚ the query. Click a cluster.</div>
 </section>
 <section id="panel">
 <h2 id="panel-title">Click a cluster</h2>

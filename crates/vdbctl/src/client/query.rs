@@ -162,6 +162,10 @@ pub struct TuneArgs {
     /// Which rows are sampled (default 42).
     #[arg(long)]
     seed: Option<u64>,
+    /// Tune filtered searches: recall against the exact top-k of the rows
+    /// this filter holds for.
+    #[arg(long)]
+    filter: Option<String>,
 }
 
 /// `WxH` (e.g. `8x8`) as a picture size.
@@ -293,6 +297,15 @@ pub async fn tune(c: &mut Client, json: bool, a: &TuneArgs) -> Result<()> {
             nprobes: a.nprobe.clone(),
             apply: a.apply,
             seed: a.seed,
+            filter: a
+                .filter
+                .as_deref()
+                .map(|text| {
+                    let f = vdb_engine::Filter::parse(text)
+                        .with_context(|| format!("--filter {text:?}"))?;
+                    Ok::<_, anyhow::Error>(vdb_server::fields::filter_to_pb(&f))
+                })
+                .transpose()?,
         })
         .await
         .map_err(server_err)?
