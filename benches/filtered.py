@@ -10,8 +10,9 @@ Rows get two generated fields (fixed seed): `album`, a keyword drawn from
 1,000 values with Zipf-like frequencies (value i with weight 1/(i+1)^1.1),
 and `price`, an integer uniform in [0, 10000). For each selectivity
 (50 %, 10 %, 1 %, 0.1 %) there is one keyword filter (`album = v`, the
-value whose frequency is nearest) and one range filter (`price < p`), plus
-the unfiltered search. The ground truth is the exact top-k of the rows the
+value whose frequency is within 30 % of it, or else `album in [...]`, the
+most frequent values until they reach it) and one range filter
+(`price < p`), plus the unfiltered search. The ground truth is the exact top-k of the rows the
 filter holds for (numpy, float64).
 
 vdb: vdbd with the collection's defaults (nlist, nprobe as given, which
@@ -64,7 +65,15 @@ def filters(album, price):
     out = [("none", 1.0, None, np.ones(len(album), bool), None)]
     for s in SELECTIVITIES:
         v = int(np.argmin(np.abs(counts - s)))
-        out.append((f"album {s:g}", s, f"album = 'a{v}'", album == v, ("album", "=", f"a{v}")))
+        if abs(counts[v] - s) <= 0.3 * s:
+            out.append((f"album {s:g}", s, f"album = 'a{v}'", album == v, ("album", "=", f"a{v}")))
+        else:
+            # No single value is that frequent: the most frequent values
+            # until they reach it.
+            n = int(np.searchsorted(np.cumsum(counts), s)) + 1
+            values = [f"a{i}" for i in range(n)]
+            text = f"album in [{', '.join(repr(v) for v in values[:3])}, … {n} values]"
+            out.append((f"album {s:g}", s, text, album < n, ("album", "in", values)))
         p = int(round(10000 * s))
         out.append((f"price {s:g}", s, f"price < {p}", price < p, ("price", "<", p)))
     return out
@@ -120,6 +129,9 @@ def vdb_filter(pb, spec):
     if spec is None:
         return None
     col, op, value = spec
+    if col == "album" and op == "in":
+        return pb.Filter(condition=pb.Condition(field="album", op=pb.FILTER_OP_IN,
+                                                values=[pb.FieldValue(keyword=v) for v in value]))
     if col == "album":
         return pb.Filter(condition=pb.Condition(field="album", op=pb.FILTER_OP_EQ,
                                                 values=[pb.FieldValue(keyword=value)]))
@@ -223,7 +235,10 @@ def pg_search(conn, queries, k, nprobe, spec):
     where, params = "", []
     if spec is not None:
         col, op, value = spec
-        where = f"WHERE {col} {op} %s"
+        if op == "in":
+            where = f"WHERE {col} = ANY(%s)"
+        else:
+            where = f"WHERE {col} {op} %s"
         params = [value]
     sql = f"SELECT id FROM items {where} ORDER BY embedding <-> %s::vector LIMIT {k}"
     plan = cur.execute("EXPLAIN " + sql, params + [vec_text(queries[0])]).fetchall()

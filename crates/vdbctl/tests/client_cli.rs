@@ -680,6 +680,52 @@ fn typed_fields_and_filtered_search_through_the_cli() {
         "{table}"
     );
 
+    // Explain and tune take the filter too.
+    let ex = s.ok(&[
+        "explain",
+        "docs",
+        "--vector",
+        "0,0",
+        "--k",
+        "3",
+        "--filter",
+        "album = 'cats'",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(ex.trim()).unwrap();
+    assert_eq!(v["filter"], "album = 'cats'", "{ex}");
+    assert_eq!(v["filter_rows"], 10, "{ex}");
+    assert_eq!(v["hits"].as_array().unwrap().len(), 3, "{ex}");
+    let text = s.ok(&[
+        "explain",
+        "docs",
+        "--vector",
+        "0,0",
+        "--filter",
+        "album = 'cats'",
+    ]);
+    assert!(
+        text.contains("filter: album = 'cats'; 10 of 40 rows pass"),
+        "{text}"
+    );
+    let tuned = s.ok(&[
+        "tune",
+        "docs",
+        "--target-recall",
+        "0.9",
+        "--sample",
+        "20",
+        "--filter",
+        "year >= 2020",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(tuned.trim()).unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert!(
+        !points.is_empty() && points.iter().all(|p| p["recall"] == 1.0),
+        "{tuned}"
+    );
+
     // A syntax error is refused before sending, with its position; an
     // unknown field by the server, naming it.
     let e = s.fails(
