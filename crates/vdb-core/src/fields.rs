@@ -677,35 +677,42 @@ impl ColumnsBuilder {
     }
 }
 
-fn build_column(ty: FieldType, vals: Vec<Option<Value>>, rows: usize) -> ColumnData {
+/// The numbers `get` finds in `vals` (0 where none) and the rows that
+/// have one.
+fn numbers<T: Default>(
+    vals: &[Option<Value>],
+    rows: usize,
+    get: impl Fn(&Value) -> Option<T>,
+) -> (Vec<T>, RowSet) {
     let mut present = RowSet::new(rows);
+    let values = vals
+        .iter()
+        .enumerate()
+        .map(|(r, v)| match v.as_ref().and_then(&get) {
+            Some(x) => {
+                present.insert(r);
+                x
+            }
+            None => T::default(),
+        })
+        .collect();
+    (values, present)
+}
+
+fn build_column(ty: FieldType, vals: Vec<Option<Value>>, rows: usize) -> ColumnData {
     match ty {
         FieldType::Int => {
-            let values = vals
-                .iter()
-                .enumerate()
-                .map(|(r, v)| match v {
-                    Some(Value::Int(n)) => {
-                        present.insert(r);
-                        *n
-                    }
-                    _ => 0,
-                })
-                .collect();
+            let (values, present) = numbers(&vals, rows, |v| match v {
+                Value::Int(n) => Some(*n),
+                _ => None,
+            });
             ColumnData::Int { values, present }
         }
         FieldType::Float => {
-            let values = vals
-                .iter()
-                .enumerate()
-                .map(|(r, v)| match v {
-                    Some(Value::Float(x)) => {
-                        present.insert(r);
-                        *x
-                    }
-                    _ => 0.0,
-                })
-                .collect();
+            let (values, present) = numbers(&vals, rows, |v| match v {
+                Value::Float(x) => Some(*x),
+                _ => None,
+            });
             ColumnData::Float { values, present }
         }
         FieldType::Bool => ColumnData::Bool {

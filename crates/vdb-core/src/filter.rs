@@ -434,8 +434,12 @@ fn keywords(values: &[Value]) -> impl Iterator<Item = String> + '_ {
 
 fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
     match f {
-        Filter::And(v) => simplify_and(v.iter().map(|c| bind(c, columns)).collect()),
-        Filter::Or(v) => simplify_or(v.iter().map(|c| bind(c, columns)).collect()),
+        Filter::And(v) => simplify(
+            v.iter().map(|c| bind(c, columns)).collect(),
+            false,
+            Node::And,
+        ),
+        Filter::Or(v) => simplify(v.iter().map(|c| bind(c, columns)).collect(), true, Node::Or),
         Filter::Not(c) => match bind(c, columns) {
             Node::Const(b) => Node::Const(!b),
             n => Node::Not(Box::new(n)),
@@ -515,24 +519,7 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
                         negate: false,
                     }
                 }
-                ColumnData::Keywords {
-                    dict,
-                    starts,
-                    codes,
-                    absent,
-                } => {
-                    let set = codes_of(dict, keywords(values));
-                    if set.is_empty() {
-                        return Node::Const(false);
-                    }
-                    Node::Tags {
-                        col: ci,
-                        starts,
-                        codes,
-                        absent,
-                        set,
-                    }
-                }
+                ColumnData::Keywords { .. } => tags(ci, col, keywords(values)),
                 ColumnData::Int { values: v, present } => Node::IntIn {
                     col: ci,
                     values: v,
@@ -566,29 +553,34 @@ fn bind<'a>(f: &Filter, columns: &'a Columns) -> Node<'a> {
             }
         }
         Filter::Contains { field, value } => match columns.position(field) {
-            Some((
-                ci,
-                ColumnData::Keywords {
-                    dict,
-                    starts,
-                    codes,
-                    absent,
-                },
-            )) => {
-                let set = codes_of(dict, std::iter::once(value.clone()));
-                if set.is_empty() {
-                    return Node::Const(false);
-                }
-                Node::Tags {
-                    col: ci,
-                    starts,
-                    codes,
-                    absent,
-                    set,
-                }
-            }
-            _ => Node::Const(false),
+            Some((ci, col)) => tags(ci, col, std::iter::once(value.clone())),
+            None => Node::Const(false),
         },
+    }
+}
+
+/// A keywords column's set holds one of `wanted` (false for any other
+/// column).
+fn tags<'a>(col: usize, data: &'a ColumnData, wanted: impl Iterator<Item = String>) -> Node<'a> {
+    let ColumnData::Keywords {
+        dict,
+        starts,
+        codes,
+        absent,
+    } = data
+    else {
+        return Node::Const(false);
+    };
+    let set = codes_of(dict, wanted);
+    if set.is_empty() {
+        return Node::Const(false);
+    }
+    Node::Tags {
+        col,
+        starts,
+        codes,
+        absent,
+        set,
     }
 }
 
@@ -599,33 +591,27 @@ fn sorted_numbers(values: &[Value]) -> Vec<f64> {
     set
 }
 
-fn simplify_and(nodes: Vec<Node<'_>>) -> Node<'_> {
-    if nodes.iter().any(|n| matches!(n, Node::Const(false))) {
-        return Node::Const(false);
+/// `and` (`absorbing` false) or `or` (`absorbing` true) of `nodes`, with
+/// constants folded: one absorbing constant decides, the others drop out.
+fn simplify<'a>(
+    nodes: Vec<Node<'a>>,
+    absorbing: bool,
+    make: fn(Vec<Node<'a>>) -> Node<'a>,
+) -> Node<'a> {
+    if nodes
+        .iter()
+        .any(|n| matches!(n, Node::Const(b) if *b == absorbing))
+    {
+        return Node::Const(absorbing);
     }
-    let mut kept: Vec<Node<'_>> = nodes
+    let mut kept: Vec<Node<'a>> = nodes
         .into_iter()
-        .filter(|n| !matches!(n, Node::Const(true)))
+        .filter(|n| !matches!(n, Node::Const(b) if *b != absorbing))
         .collect();
     match kept.len() {
-        0 => Node::Const(true),
-        1 => kept.pop().unwrap_or(Node::Const(true)),
-        _ => Node::And(kept),
-    }
-}
-
-fn simplify_or(nodes: Vec<Node<'_>>) -> Node<'_> {
-    if nodes.iter().any(|n| matches!(n, Node::Const(true))) {
-        return Node::Const(true);
-    }
-    let mut kept: Vec<Node<'_>> = nodes
-        .into_iter()
-        .filter(|n| !matches!(n, Node::Const(false)))
-        .collect();
-    match kept.len() {
-        0 => Node::Const(false),
-        1 => kept.pop().unwrap_or(Node::Const(false)),
-        _ => Node::Or(kept),
+        0 => Node::Const(!absorbing),
+        1 => kept.pop().unwrap_or(Node::Const(!absorbing)),
+        _ => make(kept),
     }
 }
 
