@@ -9,21 +9,28 @@
 //! so readers never wait for writers.
 //!
 //! ```
-//! use vdb_engine::{CollectionConfig, Engine, Row, SearchOptions};
+//! use vdb_engine::{CollectionConfig, Engine, FieldDef, FieldType, Filter, Row, SearchOptions, Value};
 //!
 //! # fn main() -> Result<(), vdb_engine::Error> {
 //! let dir = tempfile::tempdir().unwrap();
 //! let engine = Engine::open(dir.path())?;
 //! let mut config = CollectionConfig::new(3);
 //! config.nlist = 4;
+//! config.fields = vec![FieldDef::new("album", FieldType::Keyword)];
 //! let images = engine.create_collection("images", config)?;
+//! let album = |a: &str| vec![("album".to_string(), Value::Keyword(a.into()))];
 //! images.upsert(vec![
-//!     Row { id: 1, vector: vec![0.0, 0.0, 1.0], payload: Some(b"cat.png".to_vec()), fields: Default::default() },
-//!     Row { id: 2, vector: vec![1.0, 0.0, 0.0], payload: Some(b"dog.png".to_vec()), fields: Default::default() },
+//!     Row { id: 1, vector: vec![0.0, 0.0, 1.0], payload: Some(b"cat.png".to_vec()), fields: album("pets") },
+//!     Row { id: 2, vector: vec![1.0, 0.0, 0.0], payload: Some(b"dog.png".to_vec()), fields: album("pets") },
+//!     Row { id: 3, vector: vec![0.0, 0.1, 1.0], payload: Some(b"sea.png".to_vec()), fields: album("trips") },
 //! ])?;
 //! let hits = images.search(&[vec![0.1, 0.0, 0.9]], SearchOptions { k: 1, with_payload: true, ..SearchOptions::default() })?;
 //! assert_eq!(hits[0][0].id, 1);
 //! assert_eq!(hits[0][0].payload.as_deref(), Some(&b"cat.png"[..]));
+//! // Only the rows a filter holds for (docs/filters.md).
+//! let trips = Filter::parse("album = 'trips'").unwrap();
+//! let hits = images.search(&[vec![0.1, 0.0, 0.9]], SearchOptions { k: 1, filter: Some(trips), ..SearchOptions::default() })?;
+//! assert_eq!(hits[0][0].id, 3);
 //! engine.close()?;
 //!
 //! // Everything acknowledged is there after a restart.
