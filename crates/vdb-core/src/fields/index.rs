@@ -124,30 +124,13 @@ fn summarise(data: &ColumnData, from: usize, to: usize) -> Summary {
     let rows = from..to;
     match data {
         ColumnData::Int { values, present } => {
-            let mut s = (0u32, i64::MAX, i64::MIN);
-            for r in rows.filter(|&r| present.contains(r)) {
-                if let Some(&v) = values.get(r) {
-                    s = (s.0 + 1, s.1.min(v), s.2.max(v));
-                }
-            }
-            Summary::Int {
-                present: s.0,
-                min: s.1,
-                max: s.2,
-            }
+            let (present, min, max) = range(values, present, rows, i64::MAX, i64::MIN);
+            Summary::Int { present, min, max }
         }
         ColumnData::Float { values, present } => {
-            let mut s = (0u32, f64::INFINITY, f64::NEG_INFINITY);
-            for r in rows.filter(|&r| present.contains(r)) {
-                if let Some(&v) = values.get(r) {
-                    s = (s.0 + 1, s.1.min(v), s.2.max(v));
-                }
-            }
-            Summary::Float {
-                present: s.0,
-                min: s.1,
-                max: s.2,
-            }
+            let (present, min, max) =
+                range(values, present, rows, f64::INFINITY, f64::NEG_INFINITY);
+            Summary::Float { present, min, max }
         }
         ColumnData::Bool { values } => {
             let part = values.get(rows).unwrap_or_default();
@@ -167,6 +150,26 @@ fn summarise(data: &ColumnData, from: usize, to: usize) -> Summary {
             count_codes(codes.get(a..b).unwrap_or_default().iter().copied())
         }
     }
+}
+
+/// How many of `rows` have a value in `values` (by `present`), and the
+/// smallest and largest of them (`empty_min`, `empty_max` when none).
+fn range<T: PartialOrd + Copy>(
+    values: &[T],
+    present: &crate::rowset::RowSet,
+    rows: std::ops::Range<usize>,
+    empty_min: T,
+    empty_max: T,
+) -> (u32, T, T) {
+    let mut s = (0u32, empty_min, empty_max);
+    for r in rows.filter(|&r| present.contains(r)) {
+        if let Some(&v) = values.get(r) {
+            let min = if v < s.1 { v } else { s.1 };
+            let max = if v > s.2 { v } else { s.2 };
+            s = (s.0 + 1, min, max);
+        }
+    }
+    s
 }
 
 fn count_codes(codes: impl Iterator<Item = u32>) -> Summary {
