@@ -77,18 +77,19 @@ pub struct QueryArgs {
 }
 
 impl QueryArgs {
-    /// The filter as the API's, parsed here so a syntax error names its
-    /// position before anything is sent.
     fn filter(&self) -> Result<Option<pb::Filter>> {
-        self.filter
-            .as_deref()
-            .map(|text| {
-                let f = vdb_engine::Filter::parse(text)
-                    .with_context(|| format!("--filter {text:?}"))?;
-                Ok(vdb_server::fields::filter_to_pb(&f))
-            })
-            .transpose()
+        filter_arg(self.filter.as_deref())
     }
+}
+
+/// `--filter` as the API's, parsed here so a syntax error names its
+/// position before anything is sent.
+fn filter_arg(text: Option<&str>) -> Result<Option<pb::Filter>> {
+    text.map(|text| {
+        let f = vdb_engine::Filter::parse(text).with_context(|| format!("--filter {text:?}"))?;
+        Ok(vdb_server::fields::filter_to_pb(&f))
+    })
+    .transpose()
 }
 
 /// Arguments of `search`.
@@ -297,15 +298,7 @@ pub async fn tune(c: &mut Client, json: bool, a: &TuneArgs) -> Result<()> {
             nprobes: a.nprobe.clone(),
             apply: a.apply,
             seed: a.seed,
-            filter: a
-                .filter
-                .as_deref()
-                .map(|text| {
-                    let f = vdb_engine::Filter::parse(text)
-                        .with_context(|| format!("--filter {text:?}"))?;
-                    Ok::<_, anyhow::Error>(vdb_server::fields::filter_to_pb(&f))
-                })
-                .transpose()?,
+            filter: filter_arg(a.filter.as_deref())?,
         })
         .await
         .map_err(server_err)?
