@@ -118,8 +118,7 @@ impl Collection {
             ));
         }
         if let Some(f) = &opts.filter {
-            f.check(&self.config().fields)
-                .map_err(Error::invalid_field)?;
+            f.check(&self.fields()).map_err(Error::invalid_field)?;
         }
         let snap = self.snapshot();
         let bound = opts.filter.as_ref().map(|f| snap.bind(f));

@@ -412,3 +412,80 @@ fn tune_measures_recall_of_filtered_searches() {
     let msg = invalid(c.tune(&bad).unwrap_err());
     assert!(msg.contains("unknown field \"colour\""), "{msg}");
 }
+
+#[test]
+fn fields_declared_later_are_checked_kept_and_filtered_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = two_clusters(&engine);
+    let row = |id: u64, fields: FieldValues| Row {
+        id,
+        vector: vec![0.5, -0.5],
+        payload: None,
+        fields,
+    };
+    let stock = |n| vec![("stock".to_string(), Value::Int(n))];
+    let msg = invalid(c.upsert(vec![row(500, stock(3))]).unwrap_err());
+    assert!(msg.contains("no field \"stock\""), "{msg}");
+
+    // A clash with a declared field, or a bad name, changes nothing.
+    for (def, want) in [
+        (FieldDef::new("album", FieldType::Int), "add_fields[0]"),
+        (FieldDef::new("id", FieldType::Int), "reserved"),
+    ] {
+        let alter = vdb_engine::Alter {
+            add_fields: vec![def],
+            ..Default::default()
+        };
+        let msg = invalid(c.alter(alter).unwrap_err());
+        assert!(msg.contains(want), "{msg}");
+    }
+    assert_eq!(c.config().fields.len(), 2);
+
+    let cfg = c
+        .alter(vdb_engine::Alter {
+            add_fields: vec![FieldDef::new("stock", FieldType::Int)],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        cfg.fields.last(),
+        Some(&FieldDef::new("stock", FieldType::Int))
+    );
+    // Row 7 gains the field by being written again; row 500 is new; both
+    // stay in the log (unflushed) across the reopen below.
+    let mut seven = c.get(7).unwrap().unwrap();
+    seven.fields.push(("stock".into(), Value::Int(0)));
+    seven.fields.sort_by(|a, b| a.0.cmp(&b.0));
+    c.upsert(vec![seven, row(500, stock(3))]).unwrap();
+
+    let in_stock = |c: &vdb_engine::Collection, filter: &str| -> Vec<u64> {
+        let opts = SearchOptions {
+            k: 300,
+            filter: Some(Filter::parse(filter).unwrap()),
+            ..Default::default()
+        };
+        let mut ids: Vec<u64> = c.search(&[vec![0.0, 0.0]], opts).unwrap()[0]
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(in_stock(&c, "stock >= 0"), vec![7, 500]);
+    // Rows written before have no value: `!=` is false for them too.
+    assert_eq!(in_stock(&c, "stock != 3"), vec![7]);
+    assert_eq!(in_stock(&c, "album = 'left' and stock >= 0"), vec![7]);
+
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.collection("two").unwrap();
+    assert_eq!(c.config().fields.len(), 3);
+    assert_eq!(in_stock(&c, "stock >= 0"), vec![7, 500]);
+    c.flush().unwrap();
+    c.compact().unwrap();
+    assert_eq!(in_stock(&c, "stock < 1"), vec![7]);
+    let got = c.get(500).unwrap().unwrap();
+    assert_eq!(got.fields, stock(3));
+}

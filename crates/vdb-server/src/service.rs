@@ -377,6 +377,12 @@ impl Vdb for VdbService {
                 .map_err(|_| invalid("flush_rows", "too large"))?,
             retrain: r.retrain.as_ref().map(retrain_from_pb),
             compaction: r.compaction.as_ref().map(compaction_from_pb),
+            add_fields: r
+                .add_fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| crate::fields::field_def_from_pb(f, &format!("add_fields[{i}]")))
+                .collect::<Result<_, _>>()?,
         };
         let out = self
             .with_collection(r.name, move |c| {

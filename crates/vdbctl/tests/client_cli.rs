@@ -760,7 +760,7 @@ fn typed_fields_and_filtered_search_through_the_cli() {
     .unwrap();
     let e = s.fails(&["import", "docs", jsonl.to_str().unwrap()], 1);
     assert!(
-        e.contains("line 1") && e.contains("\"year\" is a int field"),
+        e.contains("line 1") && e.contains("\"year\" is a field of type int"),
         "{e}"
     );
     let e = s.fails(
@@ -775,6 +775,37 @@ fn typed_fields_and_filtered_search_through_the_cli() {
         1,
     );
     assert!(e.contains("unknown field type"), "{e}");
+
+    // A field declared later: the import takes it from then on.
+    let e = s.fails(&["alter", "docs", "--add-field", "year:float"], 2);
+    assert!(e.contains("\"year\" is already declared (as int)"), "{e}");
+    let altered = s.ok(&["alter", "docs", "--add-field", "color:keyword", "--json"]);
+    assert!(
+        altered.contains("album:keyword year:int tags:keywords color:keyword"),
+        "{altered}"
+    );
+    std::fs::write(
+        &jsonl,
+        "{\"id\": 100, \"vector\": [1, 1], \"color\": \"red\"}\n",
+    )
+    .unwrap();
+    s.ok(&["import", "docs", jsonl.to_str().unwrap()]);
+    let out = s.ok(&[
+        "search",
+        "docs",
+        "--vector",
+        "0,0",
+        "--filter",
+        "color = 'red'",
+        "--json",
+    ]);
+    let ids: Vec<u64> = hits(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![100], "{out}");
 }
 
 /// The hits of `search --json` (ids and distances), without the timing.

@@ -121,6 +121,7 @@ impl Collection {
             }
             self.default_nprobe
                 .store(cfg.nprobe, std::sync::atomic::Ordering::Release);
+            self.set_fields(cfg);
             let manifest = inner.manifest.clone();
             {
                 let mut cur = self.lock();

@@ -38,10 +38,23 @@ impl Collection {
         c.flush_rows = change.flush_rows.unwrap_or(c.flush_rows);
         c.retrain = change.retrain.unwrap_or(c.retrain);
         c.compaction = change.compaction.unwrap_or(c.compaction);
+        for (i, f) in change.add_fields.into_iter().enumerate() {
+            if let Some(old) = c.fields.iter().find(|o| o.name == f.name) {
+                return Err(Error::invalid(
+                    format!("add_fields[{i}]"),
+                    format!("field {:?} is already declared (as {})", f.name, old.ty),
+                ));
+            }
+            c.fields.push(f);
+        }
         c.validate()?;
         next.store(self.files.as_ref())?;
         self.default_nprobe
             .store(next.config.nprobe, Ordering::Release);
+        // Only now, with the manifest declaring them stored, may rows
+        // carry the new fields: a log replayed at open never holds a value
+        // of a field its manifest lacks.
+        self.set_fields(&next.config);
         inner.manifest = next;
         Ok(inner.manifest.config.clone())
     }

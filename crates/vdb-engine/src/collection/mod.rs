@@ -248,7 +248,7 @@ pub struct CollectionStats {
 
 /// Settings to change with [`Collection::alter`]; `None` keeps the current
 /// value.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Alter {
     /// Default nprobe of searches.
     pub nprobe: Option<usize>,
@@ -261,6 +261,9 @@ pub struct Alter {
     pub retrain: Option<crate::policy::RetrainPolicy>,
     /// Compaction thresholds.
     pub compaction: Option<crate::policy::CompactionPolicy>,
+    /// Typed fields to declare (a field, once declared, keeps its name and
+    /// type; rows written before have no value for a new one).
+    pub add_fields: Vec<vdb_core::FieldDef>,
 }
 
 /// How this node holds a collection.
@@ -343,7 +346,13 @@ pub struct Collection {
     /// the cores so searches keep one.
     pool: Arc<rayon::ThreadPool>,
     name: String,
+    /// Settings as opened; only dim, metric and sync are read from here
+    /// (they never change): the others live in the manifest.
     config: CollectionConfig,
+    /// The declared fields, which `alter` may extend: written rows and
+    /// filters are checked against them without taking the collection
+    /// lock.
+    fields: RwLock<Arc<[vdb_core::FieldDef]>>,
     /// Whether this node writes the collection (with its log) or follows
     /// another node's writes.
     role: Role,
@@ -371,6 +380,20 @@ impl Collection {
     /// The collection's settings.
     pub fn config(&self) -> CollectionConfig {
         self.lock().manifest.config.clone()
+    }
+
+    /// The declared fields, as rows and filters are checked against now.
+    pub(crate) fn fields(&self) -> Arc<[vdb_core::FieldDef]> {
+        Arc::clone(&self.fields.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Makes the fields of `config` those writes and filters are checked
+    /// against (after the manifest declaring them is stored).
+    pub(super) fn set_fields(&self, config: &CollectionConfig) {
+        let mut f = self.fields.write().unwrap_or_else(|p| p.into_inner());
+        if f.as_ref() != config.fields.as_slice() {
+            *f = config.fields.clone().into();
+        }
     }
 
     /// The nprobe of searches that do not set one. Reading it never waits

@@ -100,6 +100,7 @@ impl Collection {
             pool,
             name: name.to_string(),
             default_nprobe: AtomicUsize::new(cfg.nprobe),
+            fields: RwLock::new(cfg.fields.clone().into()),
             config: cfg,
             role,
             snapshot: RwLock::new(Arc::new(snapshot_of(&inner))),

@@ -112,7 +112,7 @@ impl Collection {
             return Err(Error::invalid("max_probes", "must be at least 1"));
         }
         if let Some(f) = &opts.filter {
-            f.check(&self.config.fields).map_err(Error::invalid_field)?;
+            f.check(&self.fields()).map_err(Error::invalid_field)?;
         }
         Ok(SearchParams {
             k: opts.k,

@@ -24,6 +24,7 @@ impl Collection {
             return Err(Error::invalid("rows", "the batch is empty"));
         }
         let mut seen = HashSet::with_capacity(rows.len());
+        let fields = self.fields();
         for (i, r) in rows.iter_mut().enumerate() {
             vdb_core::validate_vector(&r.vector, self.config.dim).map_err(|source| {
                 Error::InvalidVector {
@@ -37,7 +38,7 @@ impl Collection {
                     format!("id {} appears twice in the batch", r.id),
                 ));
             }
-            vdb_core::fields::validate_values(&self.config.fields, &mut r.fields, || {
+            vdb_core::fields::validate_values(&fields, &mut r.fields, || {
                 format!("rows[{i}].fields")
             })
             .map_err(Error::invalid_field)?;

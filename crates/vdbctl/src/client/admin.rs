@@ -65,6 +65,11 @@ pub struct AlterArgs {
     /// New memtable rows per flush.
     #[arg(long)]
     flush_rows: Option<u64>,
+    /// Declare a typed field, as NAME:TYPE (keyword, int, float, bool,
+    /// keywords); repeat for several. Rows written before have no value
+    /// for it.
+    #[arg(long = "add-field", value_name = "NAME:TYPE")]
+    add_fields: Vec<String>,
 }
 
 /// A collection named by its first argument (`drop`).
@@ -107,6 +112,16 @@ fn metric(s: &str) -> Result<pb::Metric> {
     })
 }
 
+/// `NAME:TYPE` arguments of option `flag` as the proto's field specs.
+fn field_specs(flag: &str, args: &[String]) -> Result<Vec<pb::FieldSpec>> {
+    args.iter()
+        .map(|f| {
+            let def: vdb_engine::FieldDef = f.parse().with_context(|| format!("{flag} {f}"))?;
+            Ok(vdb_server::fields::field_def_to_pb(&def))
+        })
+        .collect()
+}
+
 pub async fn create(c: &mut Client, json: bool, a: &CreateArgs) -> Result<()> {
     let info = c
         .create_collection(pb::CreateCollectionRequest {
@@ -118,15 +133,7 @@ pub async fn create(c: &mut Client, json: bool, a: &CreateArgs) -> Result<()> {
                 nprobe: a.nprobe,
                 sync: a.sync.clone(),
                 flush_rows: a.flush_rows,
-                fields: a
-                    .fields
-                    .iter()
-                    .map(|f| {
-                        let def: vdb_engine::FieldDef =
-                            f.parse().with_context(|| format!("--field {f}"))?;
-                        Ok(vdb_server::fields::field_def_to_pb(&def))
-                    })
-                    .collect::<Result<_>>()?,
+                fields: field_specs("--field", &a.fields)?,
                 ..Default::default()
             }),
             centroids: None,
@@ -201,6 +208,7 @@ pub async fn alter(c: &mut Client, json: bool, a: &AlterArgs) -> Result<()> {
             nprobe: a.nprobe,
             nlist: a.nlist,
             flush_rows: a.flush_rows,
+            add_fields: field_specs("--add-field", &a.add_fields)?,
             ..Default::default()
         })
         .await

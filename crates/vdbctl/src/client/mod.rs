@@ -58,7 +58,8 @@ pub enum ClientCommand {
     ///
     /// Example: vdbctl describe images --lists
     Describe(admin::DescribeArgs),
-    /// Change a collection's default nprobe, nlist or flush size.
+    /// Change a collection's default nprobe, nlist or flush size, or declare
+    /// typed fields.
     ///
     /// Example: vdbctl alter images --nprobe 16
     Alter(admin::AlterArgs),

@@ -228,7 +228,7 @@ fn read_fields(
             }
             let bad = || {
                 anyhow::anyhow!(
-                    "{} line {}: \"{}\" is a {} field, the value is {x}",
+                    "{} line {}: \"{}\" is a field of type {}, the value is {x}",
                     file.display(),
                     n + 1,
                     f.name,
