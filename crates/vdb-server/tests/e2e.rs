@@ -1367,3 +1367,13 @@ async fn search_hits_carry_the_payload_and_vector_they_were_scored_on() {
     assert!(checked > 0);
     server.stop();
 }
+
+/// A supervisor may signal as soon as the server says it listens: the
+/// signal must already be caught (flush, exit 0), not end the process.
+#[test]
+fn a_signal_right_after_the_address_is_printed_stops_it_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..10 {
+        Server::start(dir.path(), &[]).stop();
+    }
+}

@@ -304,11 +304,17 @@ fn start() -> Exit {
 }
 
 async fn run(args: Args) -> Exit {
+    // Caught before the address is printed: a signal sent as soon as the
+    // server says it listens still shuts it down cleanly.
+    let signals = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => return Exit::Start(e),
+    };
     let (engine, listener, options) = match open(&args).await {
         Ok(opened) => opened,
         Err(e) => return Exit::Start(e),
     };
-    let served = vdb_server::serve(Arc::clone(&engine), listener, options, shutdown_signal()).await;
+    let served = vdb_server::serve(Arc::clone(&engine), listener, options, signals).await;
     tracing::info!("stopped accepting requests; flushing collections");
     // Connections cut at the end of the grace period may still hold the
     // engine; shut it down through the shared handle.
@@ -408,24 +414,19 @@ async fn open(
     Ok((engine, listener, options))
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Catches SIGINT and SIGTERM from now on; the future completes on the
+/// first of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("catch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("catch SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received");
+        tracing::info!("shutdown signal received");
+    })
 }
 
 #[cfg(test)]
