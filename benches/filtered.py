@@ -4,7 +4,7 @@ scans, on the same data, filters and queries, side by side in one run.
 
     python3 benches/filtered.py --vdbd target/release/vdbd \
         --base B.fvecs --query Q.fvecs [--queries 1000] [--nlist 256] \
-        [--nprobe 8] [--k 10] [--pg-bin /usr/lib/postgresql/15/bin]
+        [--nprobe N] [--k 10] [--pg-bin /usr/lib/postgresql/15/bin]
 
 Rows get two generated fields (fixed seed): `album`, a keyword drawn from
 1,000 values with Zipf-like frequencies (value i with weight 1/(i+1)^1.1),
@@ -15,10 +15,11 @@ most frequent values until they reach it) and one range filter
 (`price < p`), plus the unfiltered search. The ground truth is the exact top-k of the rows the
 filter holds for (numpy, float64).
 
-vdb: vdbd with the collection's defaults (nlist, nprobe as given, which
-default to vdb's 256 and 8), loaded with Import and flushed (trained).
+vdb: vdbd with the collection's defaults (nlist 256 unless given; nprobe
+as given, or else chosen by the collection's default recall target when it
+is trained), loaded with Import and flushed (trained).
 pgvector: PostgreSQL with the vector extension, an ivfflat index with the
-same lists, `ivfflat.probes` = nprobe, `ivfflat.iterative_scan =
+same lists, `ivfflat.probes` = vdb's nprobe, `ivfflat.iterative_scan =
 relaxed_order` and the default `ivfflat.max_probes` (every list), no index
 on the filtered columns (so the planner uses the ivfflat scan). Both are
 asked one query per request by one client over a local socket (gRPC over
@@ -140,6 +141,8 @@ def vdb_filter(pb, spec):
 
 
 def vdb_load(pb, stub, base, album, price, nlist, nprobe):
+    """Loads and trains the collection; returns the seconds it took and
+    the collection's description."""
     stub.CreateCollection(pb.CreateCollectionRequest(name="bench", config=pb.CollectionConfig(
         dim=base.shape[1], nlist=nlist, nprobe=nprobe, sync="none",
         fields=[pb.FieldSpec(name="album", type="keyword"), pb.FieldSpec(name="price", type="int")])))
@@ -157,7 +160,8 @@ def vdb_load(pb, stub, base, album, price, nlist, nprobe):
     t = time.monotonic()
     stub.Import(batches())
     stub.Flush(pb.MaintenanceRequest(collection="bench"))
-    return time.monotonic() - t
+    secs = time.monotonic() - t
+    return secs, stub.DescribeCollection(pb.DescribeCollectionRequest(name="bench"))
 
 
 def vdb_search(pb, stub, queries, k, spec):
@@ -265,7 +269,8 @@ def main():
     ap.add_argument("--query", required=True)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--nlist", type=int, default=256)
-    ap.add_argument("--nprobe", type=int, default=8)
+    ap.add_argument("--nprobe", type=int, default=None,
+                    help="fixed nprobe (default: the one vdb's recall target chooses)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin")
@@ -285,8 +290,11 @@ def main():
         procs.append(p)
         stub = rpc.VdbStub(grpc.insecure_channel(addr, options=[
             ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]))
-        load = vdb_load(pb, stub, base, album, price, a.nlist, a.nprobe)
-        print(json.dumps({"system": "vdb", "load_s": round(load, 1)}), flush=True)
+        load, info = vdb_load(pb, stub, base, album, price, a.nlist, a.nprobe)
+        nprobe = info.config.nprobe
+        print(json.dumps({"system": "vdb", "load_s": round(load, 1), "nprobe": nprobe,
+                          "target_recall": info.config.target_recall,
+                          "tuned_recall": info.stats.tuned_recall}), flush=True)
         pg = None
         if not a.skip_pg:
             pgp, conn = start_postgres(a.pg_bin, tmp)
@@ -303,7 +311,7 @@ def main():
             row = {"filter": text or "(none)", "selectivity": sel, "vdb_qps": len(queries) / secs,
                    "vdb_recall": r, "vdb_full": full}
             if pg is not None:
-                got, secs, plan = pg_search(pg, queries, a.k, a.nprobe, spec)
+                got, secs, plan = pg_search(pg, queries, a.k, nprobe, spec)
                 r, full = score(got, truth, a.k)
                 row.update({"pg_qps": len(queries) / secs, "pg_recall": r, "pg_full": full, "pg_plan": plan})
             print(json.dumps(row), flush=True)

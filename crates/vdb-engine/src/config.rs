@@ -15,8 +15,16 @@ pub struct CollectionConfig {
     pub metric: Metric,
     /// Inverted lists once trained.
     pub nlist: usize,
-    /// Lists probed when a search does not say.
+    /// Lists probed when a search does not say. With a `target_recall`,
+    /// chosen anew at each training (set this and clear `target_recall`
+    /// to fix it).
     pub nprobe: usize,
+    /// The recall@10 the default nprobe is chosen for, in (0, 1]: after
+    /// each training (and when the target changes) the collection measures
+    /// recall against exact search on 200 of its own rows used as queries
+    /// and makes the smallest nprobe reaching the target its `nprobe`.
+    /// `None`: `nprobe` stays as set.
+    pub target_recall: Option<f64>,
     /// When writes are acknowledged (see `docs/durability.md`).
     pub sync: SyncMode,
     /// The memtable is flushed to a segment once it holds this many rows.
@@ -33,14 +41,16 @@ pub struct CollectionConfig {
 }
 
 impl CollectionConfig {
-    /// Defaults for vectors of `dim` components: L2, nlist 256, nprobe 8,
-    /// sync always, flush every 100,000 rows.
+    /// Defaults for vectors of `dim` components: L2, nlist 256, nprobe
+    /// chosen for recall@10 0.95 (8 until the first training), sync always,
+    /// flush every 100,000 rows.
     pub fn new(dim: usize) -> CollectionConfig {
         CollectionConfig {
             dim,
             metric: Metric::L2,
             nlist: 256,
             nprobe: 8,
+            target_recall: Some(DEFAULT_TARGET_RECALL),
             sync: SyncMode::Always,
             flush_rows: 100_000,
             min_rows_per_list: 39,
@@ -66,6 +76,9 @@ impl CollectionConfig {
         }
         if self.nprobe == 0 {
             return Err(Error::invalid("nprobe", "must be at least 1"));
+        }
+        if let Some(t) = self.target_recall {
+            check_target_recall(t)?;
         }
         if self.flush_rows == 0 {
             return Err(Error::invalid("flush_rows", "must be at least 1"));
@@ -101,6 +114,21 @@ impl CollectionConfig {
     /// Rows needed before the first training.
     pub fn train_threshold(&self) -> usize {
         self.nlist.saturating_mul(self.min_rows_per_list)
+    }
+}
+
+/// The recall target of a collection that sets neither nprobe nor one.
+pub const DEFAULT_TARGET_RECALL: f64 = 0.95;
+
+/// Checks a recall target: in (0, 1].
+pub fn check_target_recall(t: f64) -> Result<()> {
+    if t > 0.0 && t <= 1.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "target_recall",
+            format!("{t} is not in (0, 1]"),
+        ))
     }
 }
 

@@ -63,7 +63,7 @@ mod tune;
 pub use collection::{
     Alter, Collection, CollectionStats, SearchOptions, Snapshot, StorageInfo, StorageRole,
 };
-pub use config::{CollectionConfig, validate_name};
+pub use config::{CollectionConfig, DEFAULT_TARGET_RECALL, validate_name};
 pub use engine::{Engine, EngineOptions, TrainedCentroids};
 pub use error::{Error, Result};
 pub use explain::{

@@ -38,6 +38,9 @@ pub struct Manifest {
     pub deletes: Vec<(u64, String)>,
     /// Rows when the current generation was trained.
     pub trained_rows: u64,
+    /// The recall@10 measured when `config.target_recall` last chose
+    /// `config.nprobe` (0: never).
+    pub tuned_recall: f64,
     /// Their mean distance to their centroid.
     pub trained_error: f64,
     /// List imbalance right after training.
@@ -70,6 +73,7 @@ impl Manifest {
             segments: Vec::new(),
             deletes: Vec::new(),
             trained_rows: 0,
+            tuned_recall: 0.0,
             trained_error: 0.0,
             trained_imbalance: 0.0,
             trained_at: 0,
@@ -96,6 +100,12 @@ impl Manifest {
         let _ = writeln!(s, "metric {}", c.metric.name());
         let _ = writeln!(s, "nlist {}", c.nlist);
         let _ = writeln!(s, "nprobe {}", c.nprobe);
+        if let Some(t) = c.target_recall {
+            let _ = writeln!(s, "target_recall {t}");
+        }
+        if self.tuned_recall > 0.0 {
+            let _ = writeln!(s, "tuned_recall {}", self.tuned_recall);
+        }
         let _ = writeln!(s, "sync {}", c.sync);
         let _ = writeln!(s, "flush_rows {}", c.flush_rows);
         let _ = writeln!(s, "min_rows_per_list {}", c.min_rows_per_list);
@@ -226,6 +236,8 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
         return Err(format!("first line is not {HEADER:?}"));
     }
     let mut config = CollectionConfig::new(1);
+    // Written only when set (and by versions that know it).
+    config.target_recall = None;
     let mut m = Manifest::new(config.clone());
     let num = |k: &str, v: &str| {
         v.parse::<u64>()
@@ -250,6 +262,8 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "metric" => config.metric = value.parse::<Metric>().map_err(|e| e.to_string())?,
             "nlist" => config.nlist = num(key, value)? as usize,
             "nprobe" => config.nprobe = num(key, value)? as usize,
+            "target_recall" => config.target_recall = Some(real(key, value)?),
+            "tuned_recall" => m.tuned_recall = real(key, value)?,
             "sync" => config.sync = value.parse::<SyncMode>()?,
             "flush_rows" => config.flush_rows = num(key, value)? as usize,
             "min_rows_per_list" => config.min_rows_per_list = num(key, value)? as usize,
@@ -340,6 +354,7 @@ mod tests {
         m.trained_rows = 1234;
         m.trained_error = 0.125;
         m.trained_imbalance = 1.5;
+        m.tuned_recall = 0.955;
         let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir.path());
         m.store(&files).unwrap();
         assert_eq!(Manifest::load(&files).unwrap(), m);
@@ -367,6 +382,16 @@ mod tests {
             .replace("trained_at 0\n", "")
             .replace("compacted_at 0\n", "");
         assert!(parse(&with_crc(&old)).is_ok());
+        // A manifest from before recall targets fixes its nprobe.
+        assert!(body.contains("target_recall 0.95\n"), "{body}");
+        let old = body.replace("target_recall 0.95\n", "");
+        assert_eq!(parse(&with_crc(&old)).unwrap().config.target_recall, None);
+        let bad = body.replace("target_recall 0.95\n", "target_recall 1.5\n");
+        assert!(
+            parse(&with_crc(&bad))
+                .unwrap_err()
+                .contains("target_recall")
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use vdb_core::{ListId, TopK};
-use vdb_ivf::{SearchParams, Searcher, SplitMix64};
+use vdb_ivf::{CoarseQuantizer, SearchParams, Searcher, Source, SplitMix64};
 
 use crate::collection::Collection;
 use crate::error::{Error, Result};
@@ -95,6 +95,121 @@ pub fn default_sweep(nlist: usize) -> Vec<usize> {
     out
 }
 
+/// `sample` of the visible rows of `sources` (chosen by `seed`), as
+/// `(id, vector)`, and how many visible rows there are.
+fn sample_rows(
+    sources: &[Source<'_>],
+    nlist: usize,
+    dim: usize,
+    sample: usize,
+    seed: u64,
+) -> (usize, Vec<(u64, Vec<f32>)>) {
+    // The visible rows, as (source, list, index in list).
+    let mut visible: Vec<(usize, u32, u32)> = Vec::new();
+    for (s, src) in sources.iter().enumerate() {
+        for l in 0..nlist {
+            let list = ListId(l as u32);
+            let start = src.lists.list_row_start(list);
+            for i in 0..src.lists.list_len(list) {
+                if !src.deleted.is_some_and(|d| d.contains(start + i)) {
+                    visible.push((s, l as u32, i as u32));
+                }
+            }
+        }
+    }
+    let rows = SplitMix64::new(seed)
+        .sample_indices(visible.len(), sample)
+        .into_iter()
+        .map(|v| {
+            let (s, l, i) = visible[v];
+            let (list, i) = (ListId(l), i as usize);
+            let lists = sources[s].lists;
+            (
+                lists.list_ids(list)[i],
+                lists.list_vectors(list)[i * dim..(i + 1) * dim].to_vec(),
+            )
+        })
+        .collect();
+    (visible.len(), rows)
+}
+
+/// Queries, neighbours per query and sampling seed of the measurement a
+/// recall target chooses nprobe by.
+pub const TARGET_SAMPLE: usize = 200;
+/// See [`TARGET_SAMPLE`].
+pub const TARGET_K: usize = 10;
+const TARGET_SEED: u64 = 42;
+
+/// The nprobe a recall target chose, and the recall measured at it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Tuned {
+    pub nprobe: usize,
+    pub recall: f64,
+}
+
+/// The smallest nprobe whose recall@[`TARGET_K`] reaches `target` on
+/// [`TARGET_SAMPLE`] visible rows of `sources` used as queries (each
+/// excluded from its own results); `None` with fewer than 2 rows.
+///
+/// No sweep is needed: one exact search per query says in which list each
+/// true neighbour lies and that list's coarse rank, and a search at
+/// nprobe `p` finds exactly the neighbours whose list ranks below `p`.
+pub(crate) fn nprobe_for_recall(
+    q: &CoarseQuantizer,
+    sources: &[Source<'_>],
+    target: f64,
+) -> Result<Option<Tuned>> {
+    let nlist = q.nlist();
+    let (visible, queries) = sample_rows(sources, nlist, q.dim(), TARGET_SAMPLE, TARGET_SEED);
+    if visible < 2 {
+        return Ok(None);
+    }
+    let exact = SearchParams {
+        k: TARGET_K + 1,
+        nprobe: nlist,
+        max_probes: None,
+    };
+    let ranks: Vec<Vec<u32>> = queries
+        .par_iter()
+        .map_init(Searcher::new, |searcher, (id, v)| {
+            let mut trace = vdb_ivf::SearchTrace::default();
+            let found = searcher.search_sources(q, sources, v, exact, Some(&mut trace))?;
+            let rank_of = trace.ranks();
+            Ok(found
+                .iter()
+                .zip(&trace.result_lists)
+                .filter(|(n, _)| n.id.0 != *id)
+                .take(TARGET_K)
+                .map(|(_, l)| rank_of.get(l.index()).copied().unwrap_or(u32::MAX))
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    // Neighbours first found at each nprobe - 1.
+    let mut at = vec![0u64; nlist];
+    let mut total = 0u64;
+    for r in ranks.iter().flatten() {
+        total += 1;
+        if let Some(n) = at.get_mut(*r as usize) {
+            *n += 1;
+        }
+    }
+    let mut found = 0u64;
+    for (p, n) in at.iter().enumerate() {
+        found += n;
+        let recall = found as f64 / total.max(1) as f64;
+        if recall >= target {
+            return Ok(Some(Tuned {
+                nprobe: p + 1,
+                recall,
+            }));
+        }
+    }
+    Ok(Some(Tuned {
+        nprobe: nlist,
+        recall: found as f64 / total.max(1) as f64,
+    }))
+}
+
 impl Collection {
     /// Measures recall@k, latency and distance computations over a sweep
     /// of nprobe values, using `sample` stored rows (chosen by `seed`) as
@@ -143,45 +258,13 @@ impl Collection {
             s
         };
 
-        // The visible rows, as (source, list, index in list), then a seeded
-        // sample of them.
-        let mut visible: Vec<(usize, u32, u32)> = Vec::new();
-        for (s, src) in sources.iter().enumerate() {
-            for l in 0..nlist {
-                let list = ListId(l as u32);
-                let start = src.lists.list_row_start(list);
-                for i in 0..src.lists.list_len(list) {
-                    if !src.deleted.is_some_and(|d| d.contains(start + i)) {
-                        visible.push((s, l as u32, i as u32));
-                    }
-                }
-            }
-        }
-        if visible.len() < 2 {
+        let (visible, queries) = sample_rows(&sources, nlist, dim, opts.sample, opts.seed);
+        if visible < 2 {
             return Err(Error::invalid(
                 "sample",
-                format!(
-                    "the collection has {} visible rows; tuning needs at least 2",
-                    visible.len()
-                ),
+                format!("the collection has {visible} visible rows; tuning needs at least 2"),
             ));
         }
-        let mut rng = SplitMix64::new(opts.seed);
-        let queries: Vec<(u64, Vec<f32>)> = rng
-            .sample_indices(visible.len(), opts.sample)
-            .into_iter()
-            .map(|v| {
-                let (s, l, i) = visible[v];
-                let list = ListId(l);
-                let i = i as usize;
-                let lists = sources[s].lists;
-                (
-                    lists.list_ids(list)[i],
-                    lists.list_vectors(list)[i * dim..(i + 1) * dim].to_vec(),
-                )
-            })
-            .collect();
-        drop(visible);
         let k = opts.k;
         // Each query finds itself first; ask for one more and drop it.
         let without_self = |id: u64, found: Vec<vdb_core::Neighbor>| -> Vec<u64> {

@@ -182,6 +182,7 @@ fn every_hit_returns_the_payload_and_vector_of_the_row_it_scored() {
     let config = CollectionConfig {
         nlist: 4,
         nprobe: 2,
+        target_recall: None,
         min_rows_per_list: 5,
         flush_rows: 96,
         compaction: vdb_engine::CompactionPolicy {

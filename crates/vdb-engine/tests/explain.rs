@@ -25,6 +25,7 @@ fn setup(dir: &std::path::Path) -> (Engine, std::sync::Arc<vdb_engine::Collectio
     let config = CollectionConfig {
         nlist: 16,
         nprobe: NPROBE,
+        target_recall: None,
         retrain: common::never_retrain(),
         ..CollectionConfig::new(DIM)
     };

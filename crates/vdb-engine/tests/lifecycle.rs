@@ -64,12 +64,15 @@ fn trains_itself_and_keeps_answering() {
     assert_eq!(st.lists, 8);
     // Expected work: 8 centroids plus nprobe/8 of 2,000 rows, 16 components
     // each, per query; exact search and nprobe above nlist read every row;
-    // no nprobe means the default (8, here every list).
+    // no nprobe means the default, chosen at the last training for recall
+    // 0.95 (the lists hold 250 rows each).
     assert_eq!(c.search_work(1, Some(2)), (8 + 500) * 16);
     assert_eq!(c.search_work(3, Some(2)), 3 * (8 + 500) * 16);
     assert_eq!(c.search_work(1, Some(usize::MAX)), (8 + 2000) * 16);
     assert_eq!(c.search_work(1, Some(9)), (8 + 2000) * 16);
-    assert_eq!(c.search_work(1, None), (8 + 2000) * 16);
+    let nprobe = c.default_nprobe();
+    assert!((1..=8).contains(&nprobe), "{nprobe}");
+    assert_eq!(c.search_work(1, None), (8 + 250 * nprobe as u64) * 16);
     assert_eq!(c.search_work(0, Some(2)), 0);
     assert!(st.segments >= 1);
     // Trained at 1,500 rows, just now.

@@ -18,6 +18,7 @@ fn the_recommended_nprobe_meets_the_target_on_unseen_queries() {
     let config = CollectionConfig {
         nlist: 32,
         nprobe: 1,
+        target_recall: None,
         retrain: common::never_retrain(),
         ..CollectionConfig::new(DIM)
     };
@@ -148,4 +149,100 @@ fn bad_tuning_requests_are_refused_by_field() {
         .unwrap();
     assert_eq!(r.sample, 50);
     assert_eq!(r.recommended, Some(1));
+}
+
+#[test]
+fn a_recall_target_chooses_the_default_nprobe_at_each_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let config = CollectionConfig {
+        nlist: 32,
+        retrain: common::never_retrain(),
+        ..CollectionConfig::new(DIM)
+    };
+    assert_eq!(
+        config.target_recall,
+        Some(vdb_engine::DEFAULT_TARGET_RECALL)
+    );
+    let c = engine.create_collection("t", config).unwrap();
+    let data = common::clustered(8000, DIM, 400, 1);
+    c.upsert(common::numbered(&data)).unwrap();
+    assert_eq!(c.default_nprobe(), 8, "untrained: the initial value");
+    c.flush().unwrap();
+    assert_eq!(c.stats().lists, 32);
+
+    // The chosen nprobe is the one a full sweep over the same sample
+    // recommends, and the recall recorded is the sweep's at it.
+    let chosen = |c: &vdb_engine::Collection, target: f64| {
+        let opts = TuneOptions {
+            nprobes: (1..=c.stats().lists).collect(),
+            ..TuneOptions::new(target)
+        };
+        let report = c.tune(&opts).unwrap();
+        let p = report.recommended.unwrap();
+        (p, report.points[p - 1].recall)
+    };
+    let (nprobe, recall) = chosen(&c, 0.95);
+    assert!(nprobe > 1, "the data should make nprobe 1 too low");
+    assert_eq!(c.default_nprobe(), nprobe);
+    assert_eq!(c.config().nprobe, nprobe);
+    assert_eq!(c.stats().tuned_recall, recall);
+
+    // A new target is measured at once; a fixed nprobe clears it.
+    let cfg = c
+        .alter(Alter {
+            target_recall: Some(0.6),
+            ..Default::default()
+        })
+        .unwrap();
+    let (low, low_recall) = chosen(&c, 0.6);
+    assert!(low < nprobe, "{low} vs {nprobe}");
+    assert_eq!((cfg.nprobe, cfg.target_recall), (low, Some(0.6)));
+    assert_eq!(c.stats().tuned_recall, low_recall);
+    for (alter, want) in [
+        (
+            Alter {
+                target_recall: Some(1.5),
+                ..Default::default()
+            },
+            "target_recall: 1.5 is not in (0, 1]",
+        ),
+        (
+            Alter {
+                target_recall: Some(0.9),
+                nprobe: Some(3),
+                ..Default::default()
+            },
+            "not both",
+        ),
+    ] {
+        let e = c.alter(alter).unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    assert_eq!(
+        c.config().target_recall,
+        Some(0.6),
+        "a refused alter changes nothing"
+    );
+
+    // Retraining chooses again, for the target kept across a reopen.
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.collection("t").unwrap();
+    assert_eq!(c.default_nprobe(), low);
+    c.retrain(Some(16)).unwrap();
+    assert_eq!(c.config().target_recall, Some(0.6));
+    assert_eq!(c.stats().lists, 16);
+    assert_eq!(c.default_nprobe(), chosen(&c, 0.6).0);
+
+    let cfg = c
+        .alter(Alter {
+            nprobe: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!((cfg.nprobe, cfg.target_recall), (5, None));
+    c.retrain(Some(32)).unwrap();
+    assert_eq!(c.default_nprobe(), 5, "a fixed nprobe stays fixed");
 }

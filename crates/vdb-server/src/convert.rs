@@ -35,6 +35,12 @@ pub fn config_from_pb(c: Option<pb::CollectionConfig>) -> Result<CollectionConfi
     }
     if let Some(v) = c.nprobe {
         out.nprobe = v as usize;
+        out.target_recall = None;
+    }
+    match c.target_recall {
+        Some(0.0) => out.target_recall = None,
+        Some(t) => out.target_recall = Some(t),
+        None => {}
     }
     if let Some(s) = c.sync {
         out.sync = s
@@ -107,6 +113,7 @@ pub fn config_to_pb(c: &CollectionConfig) -> pb::CollectionConfig {
             max_hidden: c.compaction.max_hidden,
         }),
         fields: c.fields.iter().map(field_def_to_pb).collect(),
+        target_recall: Some(c.target_recall.unwrap_or(0.0)),
     }
 }
 
@@ -125,6 +132,7 @@ pub fn stats_to_pb(s: &CollectionStats) -> pb::CollectionStats {
         trained_at: s.trained_at,
         trained_rows: s.trained_rows,
         compacted_at: s.compacted_at,
+        tuned_recall: s.tuned_recall,
     }
 }
 

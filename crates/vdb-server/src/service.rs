@@ -377,6 +377,7 @@ impl Vdb for VdbService {
                 .map_err(|_| invalid("flush_rows", "too large"))?,
             retrain: r.retrain.as_ref().map(retrain_from_pb),
             compaction: r.compaction.as_ref().map(compaction_from_pb),
+            target_recall: r.target_recall,
             add_fields: r
                 .add_fields
                 .iter()

@@ -900,3 +900,36 @@ fn snapshots_back_up_and_restore_through_the_cli() {
     );
     assert_eq!(&hits(&search("back", "0")), &before[0]);
 }
+
+#[test]
+fn the_default_nprobe_follows_the_recall_target() {
+    let s = Server::start();
+    let base = data("base.fvecs");
+    s.ok(&["create-collection", "d", "--dim", "64", "--nlist", "16"]);
+    let before = s.ok(&["describe", "d", "--json"]);
+    assert_eq!(json_num(&before, "target_recall"), 0.95, "{before}");
+    assert_eq!(json_num(&before, "nprobe"), 8.0, "{before}");
+    s.ok(&["import", "d", &base]);
+    s.ok(&["flush", "d"]);
+    // Trained: nprobe chosen for the target, with the recall measured.
+    let after = s.ok(&["describe", "d", "--json"]);
+    let (nprobe, tuned) = (json_num(&after, "nprobe"), json_num(&after, "tuned_recall"));
+    assert!(json_num(&after, "generation") >= 1.0, "{after}");
+    assert!(tuned >= 0.95 && (1.0..=16.0).contains(&nprobe), "{after}");
+    let low = s.ok(&["alter", "d", "--target-recall", "0.5", "--json"]);
+    assert!(json_num(&low, "nprobe") <= nprobe, "{low}");
+    assert!(json_num(&low, "tuned_recall") >= 0.5, "{low}");
+    let e = s.fails(&["alter", "d", "--target-recall", "1.5"], 2);
+    assert!(e.contains("target_recall: 1.5 is not in (0, 1]"), "{e}");
+    let e = s.fails(
+        &["alter", "d", "--nprobe", "3", "--target-recall", "0.9"],
+        2,
+    );
+    assert!(e.contains("cannot be used with"), "{e}");
+    // A fixed nprobe clears the target.
+    let fixed = s.ok(&["alter", "d", "--nprobe", "3"]);
+    assert!(
+        fixed.contains("target_recall  -") && fixed.contains("nprobe  3"),
+        "{fixed}"
+    );
+}

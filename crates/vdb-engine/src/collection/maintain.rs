@@ -7,7 +7,7 @@ use std::sync::{Arc, MutexGuard, Weak};
 
 use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
 use vdb_format::{CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
-use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
+use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
 
 use super::apply::push_batch;
 use super::read::segment_row;
@@ -16,12 +16,13 @@ use super::{
     segment_views, unix_now,
 };
 use crate::Row;
-use crate::config::CollectionConfig;
+use crate::config::{CollectionConfig, check_target_recall};
 use crate::error::{Error, Result};
 use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
 use crate::memtable::{MemBatch, RowRef};
 use crate::policy::{Plan, PolicyInput, plan};
+use crate::tune::nprobe_for_recall;
 
 impl Collection {
     /// Changes settings, durably (the manifest is rewritten). Returns the
@@ -29,11 +30,44 @@ impl Collection {
     pub fn alter(&self, change: Alter) -> Result<CollectionConfig> {
         self.log()?;
         let _guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        if change.nprobe.is_some() && change.target_recall.is_some() {
+            return Err(Error::invalid(
+                "target_recall",
+                "set nprobe or a recall target to choose it by, not both",
+            ));
+        }
+        // A new target is measured now, on the rows searched now (outside
+        // the collection lock; the maintenance lock keeps the lists).
+        let tuned = match change.target_recall {
+            Some(t) => {
+                check_target_recall(t)?;
+                let snap = self.snapshot();
+                let all: Vec<ListId> = (0..snap.nlist() as u32).map(ListId).collect();
+                let _held = snap.hold_lists(&all)?;
+                match snap.generation() {
+                    0 => None,
+                    _ => nprobe_for_recall(snap.quantizer(), &snap.sources_filtered(None), t)?,
+                }
+            }
+            None => None,
+        };
         let mut inner = self.lock();
         self.check_poisoned(&inner)?;
         let mut next = inner.manifest.clone();
         let c = &mut next.config;
-        c.nprobe = change.nprobe.unwrap_or(c.nprobe);
+        if let Some(n) = change.nprobe {
+            c.nprobe = n;
+            c.target_recall = None;
+            next.tuned_recall = 0.0;
+        }
+        if let Some(t) = change.target_recall {
+            c.target_recall = Some(t);
+            if let Some(tuned) = tuned {
+                c.nprobe = tuned.nprobe;
+                next.tuned_recall = tuned.recall;
+            }
+        }
+        let c = &mut next.config;
         c.nlist = change.nlist.unwrap_or(c.nlist);
         c.flush_rows = change.flush_rows.unwrap_or(c.flush_rows);
         c.retrain = change.retrain.unwrap_or(c.retrain);
@@ -283,6 +317,21 @@ impl Collection {
             vdb_format::write_deletes_in(self.files.as_ref(), &file, seq, &f.pending_deletes)?;
             next.deletes.push((seq, file));
         }
+        if next.tuned_recall == 0.0 && next.generation > 0 {
+            // Trained, but the target not yet measured (the centroids were
+            // given at creation, or there were too few rows).
+            let mut sources: Vec<Source<'_>> = f
+                .segs
+                .iter()
+                .map(|(seg, deleted)| Source {
+                    lists: seg.as_ref(),
+                    deleted: Some(deleted.as_ref()),
+                    filter: None,
+                })
+                .collect();
+            sources.extend(segment.as_ref().map(|(reader, _)| whole(reader)));
+            retune(&mut next, &f.quantizer, &sources)?;
+        }
         Ok(Written {
             manifest: next,
             segment,
@@ -384,6 +433,11 @@ impl Collection {
         let file = vdb_format::segment_file_name(SegmentId(seq));
         let q = quantizer.as_ref().unwrap_or(&f.quantizer);
         let reader = self.write_rows(&file, f, q, next.generation, &rows)?;
+        if quantizer.is_some() || next.tuned_recall == 0.0 {
+            // New lists, so a new nprobe for the target, published with
+            // them: every live row is in `reader`.
+            retune(&mut next, q, &[whole(&reader)])?;
+        }
         next.segments = vec![(seq, file)];
         Ok(Written {
             manifest: next,
@@ -480,6 +534,8 @@ impl Collection {
         }
         inner.frozen.clear();
         inner.manifest = w.manifest;
+        self.default_nprobe
+            .store(inner.manifest.config.nprobe, Ordering::Release);
         if let Some(q) = w.quantizer {
             // The memtable was grouped by the old lists: regroup it.
             inner.quantizer = q;
@@ -508,6 +564,28 @@ impl Collection {
             .into_iter()
             .filter(|file| !inner.manifest.live_files().any(|l| l == file))
             .collect())
+    }
+}
+
+/// With a recall target, sets the manifest's nprobe to the one the target
+/// chooses on `sources`, searched with `q`.
+fn retune(next: &mut Manifest, q: &CoarseQuantizer, sources: &[Source<'_>]) -> Result<()> {
+    if let Some(target) = next.config.target_recall
+        && next.generation > 0
+        && let Some(t) = nprobe_for_recall(q, sources, target)?
+    {
+        next.config.nprobe = t.nprobe;
+        next.tuned_recall = t.recall;
+    }
+    Ok(())
+}
+
+/// Every row of a newly written segment, as a search source.
+fn whole(reader: &SegmentReader) -> Source<'_> {
+    Source {
+        lists: reader,
+        deleted: None,
+        filter: None,
     }
 }
 

@@ -241,6 +241,9 @@ pub struct CollectionStats {
     pub trained_at: u64,
     /// Rows when they were trained.
     pub trained_rows: u64,
+    /// The recall@10 measured when the recall target last chose the
+    /// default nprobe (0: never).
+    pub tuned_recall: f64,
     /// When the segments were last rewritten into one by a compaction or a
     /// training (Unix seconds; 0 = never).
     pub compacted_at: u64,
@@ -250,8 +253,11 @@ pub struct CollectionStats {
 /// value.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Alter {
-    /// Default nprobe of searches.
+    /// Default nprobe of searches, fixed (clears the recall target).
     pub nprobe: Option<usize>,
+    /// A recall@10 target, in (0, 1], to choose the default nprobe by: now
+    /// (measured on the rows stored) and after each training.
+    pub target_recall: Option<f64>,
     /// Lists to train; the collection is retrained at the next flush (or
     /// call [`Collection::retrain`]).
     pub nlist: Option<usize>,

@@ -168,6 +168,7 @@ impl Collection {
             flushed_lsn: inner.manifest.flushed_lsn.0,
             trained_at: inner.manifest.trained_at,
             trained_rows: inner.manifest.trained_rows,
+            tuned_recall: inner.manifest.tuned_recall,
             compacted_at: inner.manifest.compacted_at,
         }
     }

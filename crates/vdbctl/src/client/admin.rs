@@ -24,9 +24,14 @@ pub struct CreateArgs {
     /// Inverted lists (default 256).
     #[arg(long)]
     nlist: Option<u32>,
-    /// Default lists probed per search (default 8).
-    #[arg(long)]
+    /// Default lists probed per search, fixed (default: chosen for
+    /// --target-recall).
+    #[arg(long, conflicts_with = "target_recall")]
     nprobe: Option<u32>,
+    /// The recall@10 to choose the default nprobe for after each training
+    /// (default 0.95).
+    #[arg(long)]
+    target_recall: Option<f64>,
     /// always, none, interval:<n>ms, or object (acknowledged once shipped
     /// to the server's object store; default always).
     #[arg(long)]
@@ -56,9 +61,13 @@ pub struct DescribeArgs {
 pub struct AlterArgs {
     /// The collection.
     name: String,
-    /// New default nprobe.
-    #[arg(long)]
+    /// New default nprobe, fixed (clears the recall target).
+    #[arg(long, conflicts_with = "target_recall")]
     nprobe: Option<u32>,
+    /// A recall@10 target to choose the default nprobe by, measured now and
+    /// after each training.
+    #[arg(long)]
+    target_recall: Option<f64>,
     /// New nlist (retrains at the next flush).
     #[arg(long)]
     nlist: Option<u32>,
@@ -131,6 +140,7 @@ pub async fn create(c: &mut Client, json: bool, a: &CreateArgs) -> Result<()> {
                 metric: metric(&a.metric)? as i32,
                 nlist: a.nlist,
                 nprobe: a.nprobe,
+                target_recall: a.target_recall,
                 sync: a.sync.clone(),
                 flush_rows: a.flush_rows,
                 fields: field_specs("--field", &a.fields)?,
@@ -208,6 +218,7 @@ pub async fn alter(c: &mut Client, json: bool, a: &AlterArgs) -> Result<()> {
             nprobe: a.nprobe,
             nlist: a.nlist,
             flush_rows: a.flush_rows,
+            target_recall: a.target_recall,
             add_fields: field_specs("--add-field", &a.add_fields)?,
             ..Default::default()
         })

@@ -20,6 +20,8 @@ pub fn info_json(i: &pb::CollectionInfo) -> Value {
         "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
         "nlist": c.nlist,
         "nprobe": c.nprobe,
+        "target_recall": c.target_recall.filter(|&t| t > 0.0),
+        "tuned_recall": s.tuned_recall,
         "sync": c.sync,
         "flush_rows": c.flush_rows,
         "rows": s.rows,
