@@ -657,12 +657,7 @@ fn typed_fields_and_filtered_search_through_the_cli() {
         "--with-fields",
         "--json",
     ]);
-    let ids: Vec<u64> = hits(&out)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_u64().unwrap())
-        .collect();
+    let ids = hit_ids(&out);
     assert_eq!(ids, vec![12, 16, 20], "{out}");
     let table = s.ok(&[
         "search",
@@ -799,13 +794,18 @@ fn typed_fields_and_filtered_search_through_the_cli() {
         "color = 'red'",
         "--json",
     ]);
-    let ids: Vec<u64> = hits(&out)
+    let ids = hit_ids(&out);
+    assert_eq!(ids, vec![100], "{out}");
+}
+
+/// The ids of the hits of `search --json`, in order.
+fn hit_ids(out: &str) -> Vec<u64> {
+    hits(out)
         .as_array()
         .unwrap()
         .iter()
         .map(|h| h["id"].as_u64().unwrap())
-        .collect();
-    assert_eq!(ids, vec![100], "{out}");
+        .collect()
 }
 
 /// The hits of `search --json` (ids and distances), without the timing.
