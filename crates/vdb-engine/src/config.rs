@@ -93,6 +93,12 @@ impl CollectionConfig {
                 format!("{h} must be 0 (off) or a fraction below 1"),
             ));
         }
+        if self.compaction.fanout == 1 {
+            return Err(Error::invalid(
+                "compaction.fanout",
+                "1 must be 0 (tiers off) or at least 2",
+            ));
+        }
         vdb_core::fields::validate_schema(&self.fields)
             .map_err(|e| Error::invalid(e.path, e.reason))?;
         let r = &self.retrain;

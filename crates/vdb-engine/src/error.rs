@@ -76,6 +76,21 @@ pub enum Error {
         /// The node that writes it, as its manifest names it (0: unknown).
         writer: u64,
     },
+    /// A compaction or training would not fit in the space left: refused
+    /// before anything was written (the collection works on as it was).
+    #[error(
+        "{task} of collection {name:?} needs about {needed} bytes free and the disk has {available}: refused before writing anything (free space, or lower flush_rows and the compaction fanout so rewrites stay small)"
+    )]
+    NoSpace {
+        /// The collection.
+        name: String,
+        /// `compaction` or `training`.
+        task: &'static str,
+        /// Bytes it would write before removing what it replaces.
+        needed: u64,
+        /// Bytes free.
+        available: u64,
+    },
     /// A manifest or log record that cannot be understood.
     #[error("{}: {reason}", file.display())]
     Corrupt {
@@ -149,12 +164,13 @@ impl Error {
     /// Whether the disk (or a quota) was full somewhere underneath: an
     /// expected condition the operator must act on, not a bug.
     pub fn is_storage_full(&self) -> bool {
-        self.has_io_error(|k| {
-            matches!(
-                k,
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-            )
-        })
+        matches!(self, Error::NoSpace { .. })
+            || self.has_io_error(|k| {
+                matches!(
+                    k,
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                )
+            })
     }
 
     /// Whether a file or object was missing somewhere underneath.

@@ -71,7 +71,9 @@ pub use explain::{
     TracedHit,
 };
 pub use export::ListExport;
-pub use policy::{CompactionPolicy, Plan, PolicyInput, RetrainPolicy, plan};
+pub use policy::{
+    CompactionPolicy, Merge, Plan, PolicyInput, RetrainPolicy, SegmentStat, plan, plan_compaction,
+};
 pub use row::{Hit, Row};
 pub use snapshot::{SnapshotFile, SnapshotInfo};
 pub use tune::{MAX_TUNE_SAMPLE, TuneOptions, TunePoint, TuneReport, default_sweep};

@@ -115,6 +115,7 @@ impl Manifest {
         let _ = writeln!(s, "retrain_min_new_rows {}", c.retrain.min_new_rows);
         let _ = writeln!(s, "compact_max_segments {}", c.compaction.max_segments);
         let _ = writeln!(s, "compact_max_hidden {}", c.compaction.max_hidden);
+        let _ = writeln!(s, "compact_fanout {}", c.compaction.fanout);
         for f in &c.fields {
             let _ = writeln!(s, "field {} {}", f.name, f.ty);
         }
@@ -238,6 +239,8 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
     let mut config = CollectionConfig::new(1);
     // Written only when set (and by versions that know it).
     config.target_recall = None;
+    // The default when the key was added; a manifest has had it since.
+    config.compaction.max_segments = 8;
     let mut m = Manifest::new(config.clone());
     let num = |k: &str, v: &str| {
         v.parse::<u64>()
@@ -273,6 +276,7 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "retrain_min_new_rows" => config.retrain.min_new_rows = num(key, value)?,
             "compact_max_segments" => config.compaction.max_segments = num(key, value)? as usize,
             "compact_max_hidden" => config.compaction.max_hidden = real(key, value)?,
+            "compact_fanout" => config.compaction.fanout = num(key, value)? as usize,
             "field" => {
                 let (name, ty) = value
                     .split_once(' ')

@@ -44,37 +44,122 @@ impl Default for RetrainPolicy {
     }
 }
 
-/// When a flush is followed by a compaction (all segments and memtable
-/// rewritten into one segment without hidden rows). A threshold of 0
+/// When a flush is followed by a compaction, and of which segments.
+///
+/// Size-tiered: a segment's tier is how many times `fanout` fits in its
+/// size counted in flushes (tier 0 below `fanout` flushes, tier 1 below
+/// `fanout`² flushes, …), and once a tier holds `fanout` segments they are
+/// merged into one, a segment of the next tier. A long ingest therefore
+/// rewrites each row about log_fanout(rows / flush_rows) times instead of
+/// rewriting the whole collection every few flushes. Every threshold of 0
 /// disables its rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompactionPolicy {
-    /// Compact when there are more segments than this (each search scans
-    /// every segment's probed lists, so many small segments cost time).
+    /// Never more than this many segments: past it the smallest are merged
+    /// (each search scans every segment's probed lists).
     pub max_segments: usize,
-    /// Compact when more than this fraction of the stored segment rows are
+    /// Rewrite a segment once more than this fraction of its rows is
     /// hidden (deleted or replaced): they cost disk and scan time.
     pub max_hidden: f64,
+    /// Segments of one size tier merged together (at least 2).
+    pub fanout: usize,
 }
 
 impl Default for CompactionPolicy {
     fn default() -> Self {
         CompactionPolicy {
-            max_segments: 8,
+            max_segments: 16,
             max_hidden: 0.2,
+            fanout: 4,
         }
     }
 }
 
+/// A segment as the compaction policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentStat {
+    /// Rows stored in it.
+    pub rows: u64,
+    /// Of those, rows hidden (deleted or replaced since).
+    pub hidden: u64,
+}
+
+/// Segments to merge into one, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge {
+    /// Positions in the list given to [`plan_compaction`], ascending.
+    pub segments: Vec<usize>,
+    /// Why, for logs and stats.
+    pub reason: String,
+}
+
 impl CompactionPolicy {
-    /// Whether `segments` segments storing `stored` rows of which `hidden`
-    /// are hidden should be compacted.
-    pub fn due(&self, segments: usize, stored: u64, hidden: u64) -> bool {
-        (self.max_segments > 0 && segments > self.max_segments)
-            || (self.max_hidden > 0.0
-                && stored > 0
-                && hidden as f64 > self.max_hidden * stored as f64)
+    /// The tier of a segment of `rows` rows, with `base` rows per flush.
+    pub fn tier(&self, rows: u64, base: u64) -> u32 {
+        let fanout = self.fanout.max(2) as u64;
+        let mut tier = 0;
+        let mut bound = base.max(1).saturating_mul(fanout);
+        while rows >= bound && bound < u64::MAX {
+            tier += 1;
+            bound = bound.saturating_mul(fanout);
+        }
+        tier
     }
+}
+
+/// Which segments (if any) a compaction should merge now: segments whose
+/// hidden rows passed `max_hidden`, else the lowest tier holding `fanout`
+/// segments, else — past `max_segments` — the smallest segments. `base`
+/// is the collection's flush size.
+pub fn plan_compaction(p: &CompactionPolicy, base: u64, segs: &[SegmentStat]) -> Option<Merge> {
+    let hidden: Vec<usize> = (0..segs.len())
+        .filter(|&i| {
+            let s = segs[i];
+            p.max_hidden > 0.0 && s.rows > 0 && s.hidden as f64 > p.max_hidden * s.rows as f64
+        })
+        .collect();
+    if !hidden.is_empty() {
+        let n = hidden.len();
+        return Some(Merge {
+            segments: hidden,
+            reason: format!(
+                "{n} segment(s) with more than {} of their rows hidden",
+                p.max_hidden
+            ),
+        });
+    }
+    if p.fanout >= 2 {
+        let tiers: Vec<u32> = segs
+            .iter()
+            .map(|s| p.tier(s.rows - s.hidden, base))
+            .collect();
+        let mut lowest: Option<u32> = None;
+        for &t in &tiers {
+            if tiers.iter().filter(|&&u| u == t).count() >= p.fanout && lowest.is_none_or(|l| t < l)
+            {
+                lowest = Some(t);
+            }
+        }
+        if let Some(t) = lowest {
+            let segments: Vec<usize> = (0..segs.len()).filter(|&i| tiers[i] == t).collect();
+            return Some(Merge {
+                reason: format!("{} segments in size tier {t}", segments.len()),
+                segments,
+            });
+        }
+    }
+    if p.max_segments > 0 && segs.len() > p.max_segments {
+        // Merge the smallest, as many as bring the count to the limit.
+        let mut by_size: Vec<usize> = (0..segs.len()).collect();
+        by_size.sort_by_key(|&i| (segs[i].rows - segs[i].hidden, i));
+        let mut segments: Vec<usize> = by_size[..segs.len() - p.max_segments + 1].to_vec();
+        segments.sort_unstable();
+        return Some(Merge {
+            reason: format!("{} segments, more than {}", segs.len(), p.max_segments),
+            segments,
+        });
+    }
+    None
 }
 
 /// The numbers a decision is made from.
@@ -306,19 +391,89 @@ mod tests {
 
 #[cfg(test)]
 mod compaction_tests {
-    use super::CompactionPolicy;
+    use super::{CompactionPolicy, Merge, SegmentStat, plan_compaction};
+
+    fn segs(sizes: &[u64]) -> Vec<SegmentStat> {
+        sizes
+            .iter()
+            .map(|&rows| SegmentStat { rows, hidden: 0 })
+            .collect()
+    }
+
+    fn merged(m: Option<Merge>) -> Option<Vec<usize>> {
+        m.map(|m| m.segments)
+    }
 
     #[test]
-    fn compaction_is_due_past_either_threshold_unless_disabled() {
+    fn tiers_grow_by_the_fanout() {
         let p = CompactionPolicy::default();
-        assert!(!p.due(8, 1000, 200));
-        assert!(p.due(9, 1000, 0));
-        assert!(p.due(1, 1000, 201));
-        assert!(!p.due(0, 0, 0));
+        assert_eq!(p.tier(0, 100), 0);
+        assert_eq!(p.tier(399, 100), 0);
+        assert_eq!(p.tier(400, 100), 1);
+        assert_eq!(p.tier(1599, 100), 1);
+        assert_eq!(p.tier(1600, 100), 2);
+        assert_eq!(p.tier(u64::MAX, 1), 31);
+    }
+
+    #[test]
+    fn a_tier_with_fanout_segments_is_merged_lowest_first() {
+        let p = CompactionPolicy::default();
+        let plan = |sizes: &[u64]| merged(plan_compaction(&p, 100, &segs(sizes)));
+        assert_eq!(plan(&[]), None);
+        assert_eq!(plan(&[100, 100, 100]), None);
+        assert_eq!(plan(&[100, 100, 100, 10]), Some(vec![0, 1, 2, 3]));
+        // Tier 1 full as well: the lower tier first.
+        assert_eq!(
+            plan(&[400, 500, 600, 700, 100, 100, 100, 100]),
+            Some(vec![4, 5, 6, 7])
+        );
+        assert_eq!(plan(&[400, 500, 600, 700, 100]), Some(vec![0, 1, 2, 3]));
+        // A growing collection: a long ingest keeps few segments, each row
+        // rewritten once per tier.
+        let mut sizes: Vec<u64> = Vec::new();
+        let mut rewritten = 0u64;
+        for _ in 0..256 {
+            sizes.push(100);
+            while let Some(ix) = plan(&sizes) {
+                let merged: u64 = ix.iter().map(|&i| sizes[i]).sum();
+                rewritten += merged;
+                for &i in ix.iter().rev() {
+                    sizes.remove(i);
+                }
+                sizes.push(merged);
+            }
+            assert!(sizes.len() <= 3 * 4, "{sizes:?}");
+        }
+        assert_eq!(sizes, vec![25_600]);
+        // 256 flushes = 4^4: every row rewritten exactly 4 times.
+        assert_eq!(rewritten, 4 * 25_600);
+    }
+
+    #[test]
+    fn hidden_rows_and_too_many_segments_force_a_merge() {
+        let p = CompactionPolicy::default();
+        let mut s = segs(&[10_000, 50, 10_000]);
+        s[2].hidden = 2_001;
+        let m = plan_compaction(&p, 100, &s).unwrap();
+        assert_eq!(m.segments, vec![2]);
+        assert!(m.reason.contains("hidden"), "{}", m.reason);
+        s[2].hidden = 2_000;
+        assert_eq!(plan_compaction(&p, 100, &s), None);
+        // No tier full, but more segments than allowed: the smallest go.
+        let tight = CompactionPolicy {
+            max_segments: 3,
+            ..p
+        };
+        let sizes = [100_000, 90, 5_000, 10, 20];
+        let m = plan_compaction(&tight, 100, &segs(&sizes)).unwrap();
+        assert_eq!(m.segments, vec![1, 3, 4]);
         let off = CompactionPolicy {
             max_segments: 0,
             max_hidden: 0.0,
+            fanout: 0,
         };
-        assert!(!off.due(100, 1000, 999));
+        let mut s = segs(&[100; 40]);
+        s[0].hidden = 99;
+        assert_eq!(plan_compaction(&off, 100, &s), None);
     }
 }

@@ -85,7 +85,10 @@ proptest! {
     fn engine_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
         let mut engine = Engine::open(dir.path()).unwrap();
-        let config = CollectionConfig { nlist: 3, min_rows_per_list: 3, flush_rows: 11, ..CollectionConfig::new(4) };
+        // Merges of some segments after most flushes (tiers of 2 flushes,
+        // a segment a third hidden, at most 4 segments).
+        let compaction = vdb_engine::CompactionPolicy { max_segments: 4, max_hidden: 0.3, fanout: 2 };
+        let config = CollectionConfig { nlist: 3, min_rows_per_list: 3, flush_rows: 11, compaction, ..CollectionConfig::new(4) };
         engine.create_collection("m", config).unwrap();
         let mut model: BTreeMap<u64, (Vec<f32>, Vec<u8>)> = BTreeMap::new();
         let mut version = 0u32;

@@ -38,6 +38,7 @@ fn a_large_reopen_finds_every_latest_version() {
         compaction: CompactionPolicy {
             max_segments: 0,
             max_hidden: 0.0,
+            fanout: 0,
         },
         ..CollectionConfig::new(DIM)
     };

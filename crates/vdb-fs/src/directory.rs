@@ -57,6 +57,11 @@ pub trait Directory: Send + Sync + std::fmt::Debug {
     }
     /// The names of the files it holds (the manifest and leftovers too).
     fn list(&self) -> Result<Vec<String>>;
+    /// Bytes that may still be written to it, when that is bounded and
+    /// known (a local disk); `None` for an object store.
+    fn available_space(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// Removes files, durably.
     fn remove(&self, names: &[&str]) -> Result<()>;
     /// Replaces the manifest atomically and durably: a reader sees the old
@@ -277,6 +282,12 @@ impl Directory for LocalDirectory {
         let mut file = Box::new(AtomicFile::create(&self.fs, &to)?);
         crate::repository::copy_file(file.as_mut(), from)?;
         file.commit()
+    }
+
+    fn available_space(&self) -> Result<Option<u64>> {
+        self.fs
+            .available_space(&self.dir)
+            .map_err(|e| Error::new("statvfs", &self.dir, e))
     }
 
     fn list(&self) -> Result<Vec<String>> {

@@ -113,6 +113,12 @@ pub trait Fs: Send + Sync + fmt::Debug {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Makes the entries of directory `path` durable (fsync of the directory).
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Bytes this process may still write on the file system holding
+    /// `path`, when it can tell.
+    fn available_space(&self, path: &Path) -> io::Result<Option<u64>> {
+        let _ = path;
+        Ok(None)
+    }
     /// Makes `to` a second name of the existing file `from` (a hard link);
     /// fails if `to` exists, or where links are not possible (another
     /// file system), and callers then copy.
@@ -184,6 +190,11 @@ pub(crate) fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 impl Fs for OsFs {
+    fn available_space(&self, path: &Path) -> io::Result<Option<u64>> {
+        let st = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+    }
+
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
         let f = OpenOptions::new()
             .read(true)

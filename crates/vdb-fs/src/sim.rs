@@ -425,6 +425,14 @@ fn collect_live(st: &State, dir: Ino, path: &Path, out: &mut HashMap<Ino, PathBu
 }
 
 impl Fs for SimFs {
+    /// What a [`Fault::DiskFull`] still lets through; unknown otherwise.
+    fn available_space(&self, _path: &Path) -> io::Result<Option<u64>> {
+        Ok(match self.lock().fault {
+            Some(Fault::DiskFull { bytes }) => Some(bytes),
+            _ => None,
+        })
+    }
+
     fn create(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
         let mut o = OpenOptions::new();
         o.read(true).write(true).create(true).truncate(true);

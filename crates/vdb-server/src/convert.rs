@@ -82,6 +82,7 @@ pub fn compaction_from_pb(p: &pb::CompactionPolicy) -> CompactionPolicy {
     CompactionPolicy {
         max_segments: p.max_segments as usize,
         max_hidden: p.max_hidden,
+        fanout: p.fanout as usize,
     }
 }
 
@@ -111,6 +112,7 @@ pub fn config_to_pb(c: &CollectionConfig) -> pb::CollectionConfig {
         compaction: Some(pb::CompactionPolicy {
             max_segments: c.compaction.max_segments as u32,
             max_hidden: c.compaction.max_hidden,
+            fanout: c.compaction.fanout as u32,
         }),
         fields: c.fields.iter().map(field_def_to_pb).collect(),
         target_recall: Some(c.target_recall.unwrap_or(0.0)),
@@ -133,6 +135,9 @@ pub fn stats_to_pb(s: &CollectionStats) -> pb::CollectionStats {
         trained_rows: s.trained_rows,
         compacted_at: s.compacted_at,
         tuned_recall: s.tuned_recall,
+        flushed_bytes: s.flushed_bytes,
+        rewritten_bytes: s.rewritten_bytes,
+        postponed: s.postponed.clone().unwrap_or_default(),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
 use crate::memtable::{MemBatch, RowRef};
-use crate::policy::{Plan, PolicyInput, plan};
+use crate::policy::{Merge, Plan, PolicyInput, SegmentStat, plan, plan_compaction};
 use crate::tune::nprobe_for_recall;
 
 impl Collection {
@@ -184,8 +184,8 @@ impl Collection {
         self.maintain(&guard, Task::Train(nlist)).map(|_| ())
     }
 
-    /// Flushes the memtable, then rewrites every live row into one segment
-    /// of the same generation, dropping deleted and replaced rows and the
+    /// Rewrites every live row (the memtable's too) into one segment of
+    /// the same generation, dropping deleted and replaced rows and the
     /// delete files. Returns whether anything was rewritten.
     pub fn compact(&self) -> Result<bool> {
         let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
@@ -208,18 +208,31 @@ impl Collection {
     }
 
     fn maintain_in_pool(&self, _guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
+        let flush = task == Task::Flush;
         let done = self.run_task(task)?;
-        if task == Task::Flush {
+        // After a flush, what the policies ask for: a training, or merges
+        // until none is due (a merge can fill the next tier). Each merge
+        // leaves fewer segments or none hidden, so this ends; the bound
+        // only guards against a policy bug.
+        for _ in 0..if flush { MAX_FOLLOW_UPS } else { 0 } {
             let next = {
                 let inner = self.lock();
                 match plan(&inner.manifest.config.retrain, &policy_input(&inner)) {
                     Plan::Train { nlist, .. } => Some(Task::Train(nlist)),
-                    Plan::Keep if needs_compaction(&inner) => Some(Task::Compact),
-                    Plan::Keep => None,
+                    Plan::Keep => compaction_plan(&inner).map(|m| Task::Merge(m.segments)),
                 }
             };
-            if let Some(t) = next {
-                self.run_task(t)?;
+            let Some(t) = next else { break };
+            match self.run_task(t) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // The flush is done; the rewrite waits for space, and
+                // `describe` says why.
+                Err(e @ Error::NoSpace { .. }) => {
+                    self.lock().postponed = Some(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(done)
@@ -239,19 +252,22 @@ impl Collection {
                         && hidden == 0
                         && inner.manifest.deletes.is_empty()
                 }
+                Task::Merge(ref segments) => segments.is_empty(),
                 Task::Train(nlist) => inner.ids.len() < nlist,
             };
             if idle {
                 return Ok(false);
             }
+            self.check_space(&inner, &task)?;
             let f = freeze(&mut inner);
             self.publish(&inner);
             f
         };
-        let written = match task {
+        let written = match &task {
             Task::Flush => self.write_flush(&frozen),
-            Task::Compact => self.write_rewrite(&frozen, None),
-            Task::Train(nlist) => self.write_rewrite(&frozen, Some(nlist)),
+            Task::Compact => self.write_merge(&frozen, &(0..frozen.segs.len()).collect::<Vec<_>>()),
+            Task::Merge(segments) => self.write_merge(&frozen, segments),
+            Task::Train(nlist) => self.write_train(&frozen, *nlist),
         };
         let written = match written {
             Err(e) if self.files.shared() => {
@@ -271,8 +287,19 @@ impl Collection {
             Ok(w)
         });
         let mut inner = self.lock();
+        if task != Task::Flush {
+            inner.postponed = None;
+        }
         let installed = published
-            .and_then(|w| self.install(&mut inner, w))
+            .and_then(|w| {
+                let bytes = w.segment.as_ref().map_or(0, |(r, _)| r.file_len());
+                if task == Task::Flush {
+                    inner.flushed_bytes += bytes;
+                } else {
+                    inner.rewritten_bytes += bytes;
+                }
+                self.install(&mut inner, w)
+            })
             .map_err(|e| self.poison(&mut inner, e));
         self.publish(&inner);
         drop(inner);
@@ -285,6 +312,48 @@ impl Collection {
         wal.rotate()?;
         wal.truncate_through(frozen.lsn)?;
         Ok(true)
+    }
+
+    /// Refuses a compaction or training that would not fit in the free
+    /// space: it writes the rows it rewrites (and a training its centroids)
+    /// before removing the files they replace. A flush is never refused:
+    /// the log would only grow.
+    fn check_space(&self, inner: &Inner, task: &Task) -> Result<()> {
+        let (name, segments): (&'static str, Vec<usize>) = match task {
+            Task::Flush => return Ok(()),
+            Task::Compact => ("compaction", (0..inner.segs.len()).collect()),
+            Task::Merge(s) => ("compaction", s.clone()),
+            Task::Train(_) => ("training", (0..inner.segs.len()).collect()),
+        };
+        let Some(available) = self.files.available_space()? else {
+            return Ok(());
+        };
+        let dim = self.config.dim as u64;
+        let (stored, rows) = inner.segs.iter().fold((0u64, 0u64), |(b, r), s| {
+            (b + s.reader.file_len(), r + s.reader.rows() as u64)
+        });
+        let per_row = match rows {
+            0 => 4 * dim + 16,
+            _ => stored / rows,
+        };
+        let mut needed: u64 = segments
+            .iter()
+            .filter_map(|&i| inner.segs.get(i))
+            .map(|s| s.reader.file_len())
+            .sum();
+        needed += memtable_rows(inner) as u64 * per_row;
+        if let Task::Train(nlist) = task {
+            needed += 4 * dim * *nlist as u64;
+        }
+        if needed > available {
+            return Err(Error::NoSpace {
+                name: self.name.clone(),
+                task: name,
+                needed,
+                available,
+            });
+        }
+        Ok(())
     }
 
     /// Phase 2 of a flush: the frozen batches' live rows as one segment,
@@ -317,25 +386,12 @@ impl Collection {
             vdb_format::write_deletes_in(self.files.as_ref(), &file, seq, &f.pending_deletes)?;
             next.deletes.push((seq, file));
         }
-        if next.tuned_recall == 0.0 && next.generation > 0 {
-            // Trained, but the target not yet measured (the centroids were
-            // given at creation, or there were too few rows).
-            let mut sources: Vec<Source<'_>> = f
-                .segs
-                .iter()
-                .map(|(seg, deleted)| Source {
-                    lists: seg.as_ref(),
-                    deleted: Some(deleted.as_ref()),
-                    filter: None,
-                })
-                .collect();
-            sources.extend(segment.as_ref().map(|(reader, _)| whole(reader)));
-            retune(&mut next, &f.quantizer, &sources)?;
-        }
+        let all: Vec<usize> = (0..f.segs.len()).collect();
+        retune_untuned(&mut next, f, &all, segment.as_ref().map(|(r, _)| r))?;
         Ok(Written {
             manifest: next,
             segment,
-            replaces_all: false,
+            replaces: Vec::new(),
             quantizer: None,
         })
     }
@@ -392,10 +448,10 @@ impl Collection {
         })
     }
 
-    /// Phase 2 of a compaction (`nlist` = None) or a training: every live
-    /// row of the frozen state as one segment, clustered with new centroids
-    /// when training, and the manifest to name only it.
-    fn write_rewrite(&self, f: &Frozen, nlist: Option<usize>) -> Result<Written> {
+    /// Phase 2 of a training: every live row of the frozen state as one
+    /// segment clustered with new centroids, and the manifest to name only
+    /// it.
+    fn write_train(&self, f: &Frozen, nlist: usize) -> Result<Written> {
         // Every row is read: segments cached in part are fetched whole.
         let _held = f
             .segs
@@ -409,41 +465,86 @@ impl Collection {
         next.flushed_lsn = f.lsn;
         next.deletes.clear();
         next.compacted_at = unix_now();
-        let (mut rows, quantizer) = match nlist {
-            None => {
-                let rows = live
-                    .into_iter()
-                    .map(|loc| Ok((f.row(loc)?.list, loc)))
-                    .collect::<Result<Vec<_>>>()?;
-                (rows, None)
-            }
-            Some(nlist) => {
-                let t = self.train(f, &live, nlist)?;
-                next.config.nlist = nlist;
-                next.generation = t.generation;
-                next.centroids = Some(t.file);
-                next.trained_rows = live.len() as u64;
-                next.trained_error = t.error;
-                next.trained_imbalance = t.imbalance;
-                next.trained_at = next.compacted_at;
-                (t.lists.into_iter().zip(live).collect(), Some(t.quantizer))
-            }
-        };
+        let t = self.train(f, &live, nlist)?;
+        next.config.nlist = nlist;
+        next.generation = t.generation;
+        next.centroids = Some(t.file);
+        next.trained_rows = live.len() as u64;
+        next.trained_error = t.error;
+        next.trained_imbalance = t.imbalance;
+        next.trained_at = next.compacted_at;
+        let mut rows: Vec<(ListId, Loc)> = t.lists.into_iter().zip(live).collect();
         rows.sort_by_key(|&(l, _)| l);
         let file = vdb_format::segment_file_name(SegmentId(seq));
-        let q = quantizer.as_ref().unwrap_or(&f.quantizer);
-        let reader = self.write_rows(&file, f, q, next.generation, &rows)?;
-        if quantizer.is_some() || next.tuned_recall == 0.0 {
-            // New lists, so a new nprobe for the target, published with
-            // them: every live row is in `reader`.
-            retune(&mut next, q, &[whole(&reader)])?;
-        }
+        let reader = self.write_rows(&file, f, &t.quantizer, next.generation, &rows)?;
+        // New lists, so a new nprobe for the target, published with them:
+        // every live row is in `reader`.
+        retune(&mut next, &t.quantizer, &[whole(&reader)])?;
         next.segments = vec![(seq, file)];
         Ok(Written {
             manifest: next,
             segment: Some((reader, rows.into_iter().map(|(_, loc)| loc).collect())),
-            replaces_all: true,
-            quantizer,
+            replaces: (0..f.segs.len()).collect(),
+            quantizer: Some(t.quantizer),
+        })
+    }
+
+    /// Phase 2 of a compaction: the live rows of the segments at positions
+    /// `chosen` (ascending) and of the frozen memtable as one segment, the
+    /// frozen deletes as a delete file if a segment kept may hold their
+    /// ids, and the manifest naming the kept segments and the new one.
+    ///
+    /// Merging any subset is sound because only live rows are written and
+    /// the new segment is the newest: at open it shadows nothing that is
+    /// still live elsewhere. A delete file hides ids in the segments
+    /// flushed before it, so one is kept while a kept segment is older.
+    fn write_merge(&self, f: &Frozen, chosen: &[usize]) -> Result<Written> {
+        let _held = chosen
+            .iter()
+            .filter_map(|&i| f.segs.get(i))
+            .map(|(seg, _)| seg.hold_all())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let seq = f.manifest.next_seq;
+        let mut next = f.manifest.clone();
+        next.next_seq += 1;
+        next.flushed_lsn = f.lsn;
+        let live = f.live_rows_of(chosen);
+        let mut rows = live
+            .into_iter()
+            .map(|loc| Ok((f.row(loc)?.list, loc)))
+            .collect::<Result<Vec<_>>>()?;
+        rows.sort_by_key(|&(l, _)| l);
+        let kept: Vec<usize> = (0..f.segs.len())
+            .filter(|i| chosen.binary_search(i).is_err())
+            .collect();
+        next.segments = kept
+            .iter()
+            .filter_map(|&i| f.manifest.segments.get(i).cloned())
+            .collect();
+        let oldest_kept = next.segments.iter().map(|&(s, _)| s).min();
+        next.deletes
+            .retain(|&(d, _)| oldest_kept.is_some_and(|o| o < d));
+        let mut segment = None;
+        if !rows.is_empty() {
+            let file = vdb_format::segment_file_name(SegmentId(seq));
+            let reader = self.write_rows(&file, f, &f.quantizer, f.manifest.generation, &rows)?;
+            next.segments.push((seq, file));
+            segment = Some((reader, rows.into_iter().map(|(_, loc)| loc).collect()));
+        }
+        if !f.pending_deletes.is_empty() && oldest_kept.is_some() {
+            let file = vdb_format::delete_file_name(seq);
+            vdb_format::write_deletes_in(self.files.as_ref(), &file, seq, &f.pending_deletes)?;
+            next.deletes.push((seq, file));
+        }
+        if kept.is_empty() {
+            next.compacted_at = unix_now();
+        }
+        retune_untuned(&mut next, f, &kept, segment.as_ref().map(|(r, _)| r))?;
+        Ok(Written {
+            manifest: next,
+            segment,
+            replaces: chosen.to_vec(),
+            quantizer: None,
         })
     }
 
@@ -513,8 +614,26 @@ impl Collection {
     /// Returns the files no longer named by the manifest.
     fn install(&self, inner: &mut Inner, w: Written) -> Result<Vec<String>> {
         let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
-        if w.replaces_all {
-            inner.segs.clear();
+        if !w.replaces.is_empty() {
+            // The segments replaced leave; the others keep their order,
+            // and the ids pointing into them follow their new positions.
+            let old = std::mem::take(&mut inner.segs);
+            for (o, e) in old.into_iter().enumerate() {
+                if w.replaces.binary_search(&o).is_ok() {
+                    continue;
+                }
+                let n = inner.segs.len();
+                if n != o {
+                    for (r, &id) in e.reader.ids().iter().enumerate() {
+                        if !e.deleted.contains(r)
+                            && inner.ids.get(&id) == Some(&Loc::Seg(o as u32, r as u32))
+                        {
+                            inner.ids.insert(id, Loc::Seg(n as u32, r as u32));
+                        }
+                    }
+                }
+                inner.segs.push(e);
+            }
         }
         if let Some((reader, origins)) = w.segment {
             let i = inner.segs.len() as u32;
@@ -580,6 +699,31 @@ fn retune(next: &mut Manifest, q: &CoarseQuantizer, sources: &[Source<'_>]) -> R
     Ok(())
 }
 
+/// With a recall target not yet measured on this generation (centroids
+/// given at creation, or too few rows before), measures it on the frozen
+/// segments at positions `kept` and the segment just written.
+fn retune_untuned(
+    next: &mut Manifest,
+    f: &Frozen,
+    kept: &[usize],
+    written: Option<&SegmentReader>,
+) -> Result<()> {
+    if next.tuned_recall != 0.0 || next.generation == 0 || next.config.target_recall.is_none() {
+        return Ok(());
+    }
+    let mut sources: Vec<Source<'_>> = kept
+        .iter()
+        .filter_map(|&i| f.segs.get(i))
+        .map(|(seg, deleted)| Source {
+            lists: seg.as_ref(),
+            deleted: Some(deleted.as_ref()),
+            filter: None,
+        })
+        .collect();
+    sources.extend(written.map(whole));
+    retune(next, &f.quantizer, &sources)
+}
+
 /// Every row of a newly written segment, as a search source.
 fn whole(reader: &SegmentReader) -> Source<'_> {
     Source {
@@ -589,11 +733,18 @@ fn whole(reader: &SegmentReader) -> Source<'_> {
     }
 }
 
+/// Most trainings and merges one flush is followed by.
+const MAX_FOLLOW_UPS: usize = 16;
+
 /// A maintenance task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Task {
     Flush,
+    /// Every segment and the memtable into one segment.
     Compact,
+    /// The segments at these positions (ascending) and the memtable into
+    /// one segment.
+    Merge(Vec<usize>),
     Train(usize),
 }
 
@@ -626,16 +777,26 @@ impl Frozen {
         row.ok_or_else(|| Error::Internal(format!("no row at {loc:?} in the frozen state")))
     }
 
-    /// Every visible row, segments first, in storage order.
-    fn live_rows(&self) -> Vec<Loc> {
+    /// The visible rows of the segments at positions `chosen` and of the
+    /// frozen batches, in storage order.
+    fn live_rows_of(&self, chosen: &[usize]) -> Vec<Loc> {
         let mut live = Vec::new();
-        for (i, (reader, deleted)) in self.segs.iter().enumerate() {
-            live.extend(
-                (0..reader.rows())
-                    .filter(|&r| !deleted.contains(r))
-                    .map(|r| Loc::Seg(i as u32, r as u32)),
-            );
+        for &i in chosen {
+            if let Some((reader, deleted)) = self.segs.get(i) {
+                live.extend(
+                    (0..reader.rows())
+                        .filter(|&r| !deleted.contains(r))
+                        .map(|r| Loc::Seg(i as u32, r as u32)),
+                );
+            }
         }
+        live.extend(self.frozen_live());
+        live
+    }
+
+    /// The visible rows of the frozen batches.
+    fn frozen_live(&self) -> Vec<Loc> {
+        let mut live = Vec::new();
         for (b, (batch, deleted)) in self.mem.iter().enumerate() {
             live.extend(
                 (0..batch.rows())
@@ -644,6 +805,11 @@ impl Frozen {
             );
         }
         live
+    }
+
+    /// Every visible row, segments first, in storage order.
+    fn live_rows(&self) -> Vec<Loc> {
+        self.live_rows_of(&(0..self.segs.len()).collect::<Vec<_>>())
     }
 }
 
@@ -668,8 +834,9 @@ struct Written {
     manifest: Manifest,
     /// The new segment and where each of its rows was in the frozen state.
     segment: Option<(SegmentReader, Vec<Loc>)>,
-    /// Whether it replaces every segment (compaction, training).
-    replaces_all: bool,
+    /// Positions of the segments it replaces, ascending (compaction,
+    /// training).
+    replaces: Vec<usize>,
     /// New centroids (training).
     quantizer: Option<Arc<CoarseQuantizer>>,
 }
@@ -714,15 +881,18 @@ fn repoint(
     }
 }
 
-/// Whether the collection's compaction policy asks for a compaction.
-fn needs_compaction(inner: &Inner) -> bool {
-    let stored: usize = inner.segs.iter().map(|s| s.reader.rows()).sum();
-    let hidden: usize = inner.segs.iter().map(|s| s.deleted.count()).sum();
-    inner
-        .manifest
-        .config
-        .compaction
-        .due(inner.segs.len(), stored as u64, hidden as u64)
+/// The segments the collection's compaction policy would merge now.
+fn compaction_plan(inner: &Inner) -> Option<Merge> {
+    let stats: Vec<SegmentStat> = inner
+        .segs
+        .iter()
+        .map(|s| SegmentStat {
+            rows: s.reader.rows() as u64,
+            hidden: s.deleted.count() as u64,
+        })
+        .collect();
+    let c = &inner.manifest.config;
+    plan_compaction(&c.compaction, c.flush_rows as u64, &stats)
 }
 
 /// The numbers the retraining policy decides from.

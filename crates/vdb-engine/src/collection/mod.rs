@@ -88,6 +88,13 @@ struct Inner {
     /// distances to their centroids (for the drift rule; not persisted).
     new_rows: u64,
     new_error: f64,
+    /// Bytes of segments written since open by flushes, and by merges and
+    /// trainings (rewrites of rows already in segments).
+    flushed_bytes: u64,
+    rewritten_bytes: u64,
+    /// Why the last compaction or training the policies asked for did not
+    /// run (too little free space); cleared when one runs.
+    postponed: Option<String>,
 }
 
 /// What a search sees: an immutable view of the collection.
@@ -244,6 +251,15 @@ pub struct CollectionStats {
     /// The recall@10 measured when the recall target last chose the
     /// default nprobe (0: never).
     pub tuned_recall: f64,
+    /// Bytes of segments flushes wrote since the collection was opened.
+    pub flushed_bytes: u64,
+    /// Bytes of segments compactions and trainings wrote since it was
+    /// opened: with `flushed_bytes`, maintenance's write amplification.
+    pub rewritten_bytes: u64,
+    /// Why the last compaction or training the policies asked for was
+    /// postponed (it would not fit in the free space); `None` once one
+    /// runs.
+    pub postponed: Option<String>,
     /// When the segments were last rewritten into one by a compaction or a
     /// training (Unix seconds; 0 = never).
     pub compacted_at: u64,

@@ -231,6 +231,9 @@ pub(super) fn load(files: &dyn Directory, manifest: Manifest) -> Result<Inner> {
         poisoned: None,
         new_rows: 0,
         new_error: 0.0,
+        flushed_bytes: 0,
+        rewritten_bytes: 0,
+        postponed: None,
         manifest,
     })
 }

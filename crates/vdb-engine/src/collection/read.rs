@@ -169,6 +169,9 @@ impl Collection {
             trained_at: inner.manifest.trained_at,
             trained_rows: inner.manifest.trained_rows,
             tuned_recall: inner.manifest.tuned_recall,
+            flushed_bytes: inner.flushed_bytes,
+            rewritten_bytes: inner.rewritten_bytes,
+            postponed: inner.postponed.clone(),
             compacted_at: inner.manifest.compacted_at,
         }
     }

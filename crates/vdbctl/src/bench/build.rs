@@ -41,6 +41,9 @@ pub(super) struct Built {
     /// Median time of one 1,000-row write (engine runs): the writer's own
     /// cost when no flush or training holds it up.
     pub(super) ingest_batch_p50_ms: Option<f64>,
+    /// Bytes of segments compactions and trainings wrote per byte flushes
+    /// wrote, over the whole load (engine runs).
+    pub(super) rewrite_amplification: Option<f64>,
     /// Over gRPC: the same requests against an empty collection of the
     /// same dimension, so they cost the transport and no search.
     pub(super) floor: Option<Box<dyn Target>>,
@@ -146,6 +149,7 @@ pub(super) fn build_segment(
         upsert_rows_per_s: None,
         disk_bound_rows_per_s: None,
         ingest_batch_p50_ms: None,
+        rewrite_amplification: None,
         ingest_rows: None,
         floor: None,
         target: Box::new(SegmentTarget { quantizer, segment }),
@@ -224,6 +228,9 @@ pub(super) fn build_engine(
         c.retrain(Some(args.nlist))?;
     }
     let train_s = t.elapsed().as_secs_f64();
+    let written = c.stats();
+    let rewrite_amplification =
+        written.rewritten_bytes as f64 / written.flushed_bytes.max(1) as f64;
     drop(c);
     engine.close()?;
 
@@ -261,6 +268,7 @@ pub(super) fn build_engine(
         ingest_rows: Some(ingest_rows),
         disk_bound_rows_per_s: Some(disk_bound),
         ingest_batch_p50_ms: Some(batch_p50_ms),
+        rewrite_amplification: Some(rewrite_amplification),
         floor: None,
         target: Box::new(EngineTarget { collection: c }),
     })
@@ -361,7 +369,7 @@ pub(super) fn build_server(
             .into_inner()
             .info
             .unwrap_or_default();
-        if info.stats.unwrap_or_default().generation == 0 {
+        if info.stats.as_ref().map_or(0, |s| s.generation) == 0 {
             let retrain = pb::MaintenanceRequest {
                 collection: "bench".into(),
                 nlist: Some(args.nlist as u32),
@@ -459,6 +467,7 @@ pub(super) fn build_server(
         upsert_rows_per_s: (upserted > 0).then(|| upserted as f64 / upsert_s),
         disk_bound_rows_per_s: None,
         ingest_batch_p50_ms: None,
+        rewrite_amplification: None,
         ingest_rows: Some(base.rows - first),
         floor: Some(Box::new(floor)),
     })
@@ -495,6 +504,7 @@ fn existing_server(target: ServerTarget, floor: ServerTarget) -> Result<Built> {
         upsert_rows_per_s: None,
         disk_bound_rows_per_s: None,
         ingest_batch_p50_ms: None,
+        rewrite_amplification: None,
         ingest_rows: None,
         floor: has_floor.then(|| Box::new(floor) as Box<dyn Target>),
     })

@@ -68,10 +68,11 @@ impl Report<'_> {
             } else if let Some(r) = built.ingest_rows_per_s {
                 writeln!(
                     out,
-                    "engine: inserted {} rows through the WAL (sync=always) at {r:.0} rows/s (median write of 1,000 rows {:.2} ms); the disk alone takes {:.0} rows/s (same-size appends, each fdatasynced)",
+                    "engine: inserted {} rows through the WAL (sync=always) at {r:.0} rows/s (median write of 1,000 rows {:.2} ms); the disk alone takes {:.0} rows/s (same-size appends, each fdatasynced); compactions and trainings rewrote {:.2} bytes per byte flushed",
                     built.ingest_rows.unwrap_or(0),
                     built.ingest_batch_p50_ms.unwrap_or(f64::NAN),
-                    built.disk_bound_rows_per_s.unwrap_or(f64::NAN)
+                    built.disk_bound_rows_per_s.unwrap_or(f64::NAN),
+                    built.rewrite_amplification.unwrap_or(f64::NAN)
                 )?;
             }
             writeln!(
@@ -206,6 +207,9 @@ struct Line<'a> {
     ingest_batch_p50_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ingest_rows: Option<usize>,
+    /// Bytes compactions and trainings wrote per byte flushes wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewrite_amplification: Option<f64>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     maintenance: Option<MaintenanceKeys>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -300,6 +304,7 @@ impl<'a> Line<'a> {
             disk_bound_rows_per_s: built.disk_bound_rows_per_s,
             ingest_batch_p50_ms: built.ingest_batch_p50_ms,
             ingest_rows: built.ingest_rows,
+            rewrite_amplification: built.rewrite_amplification,
             maintenance: report.maint.map(|m| MaintenanceKeys {
                 idle_p50_ms: m.idle.0,
                 idle_p99_ms: m.idle.1,

@@ -6,7 +6,7 @@ use vdb_proto::v1 as pb;
 /// A collection's settings and numbers as one JSON object.
 pub fn info_json(i: &pb::CollectionInfo) -> Value {
     let c = i.config.clone().unwrap_or_default();
-    let s = i.stats.unwrap_or_default();
+    let s = i.stats.clone().unwrap_or_default();
     let st = i.storage.clone().unwrap_or_default();
     let role = match pb::StorageRole::try_from(st.role) {
         Ok(pb::StorageRole::Local) => "local",
@@ -35,6 +35,8 @@ pub fn info_json(i: &pb::CollectionInfo) -> Value {
         "trained_at": s.trained_at,
         "trained_rows": s.trained_rows,
         "compacted_at": s.compacted_at,
+        "flushed_bytes": s.flushed_bytes,
+        "rewritten_bytes": s.rewritten_bytes,
         "last_lsn": s.last_lsn,
         "flushed_lsn": s.flushed_lsn,
         "role": role,
@@ -46,6 +48,9 @@ pub fn info_json(i: &pb::CollectionInfo) -> Value {
             .map(|f| format!("{}:{}", f.name, f.r#type))
             .collect();
         m.insert("fields".into(), json!(fields.join(" ")));
+    }
+    if let (Value::Object(m), false) = (&mut v, s.postponed.is_empty()) {
+        m.insert("postponed".into(), json!(s.postponed));
     }
     if let (Value::Object(m), false) = (&mut v, st.writer.is_empty()) {
         m.insert("writer".into(), json!(st.writer));

@@ -1,0 +1,218 @@
+//! Size-tiered compaction: segments of one tier are merged while the
+//! others stay, delete files stay exactly while a kept segment is older
+//! than them, and a long ingest rewrites each row once per tier, not the
+//! whole collection every few flushes.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+mod common;
+
+use std::path::Path;
+
+use vdb_engine::{CollectionConfig, CompactionPolicy, Engine, Row};
+
+fn config(fanout: usize) -> CollectionConfig {
+    CollectionConfig {
+        nlist: 2,
+        // Never trained: maintenance here is flushes and merges only.
+        min_rows_per_list: 1_000_000,
+        flush_rows: 100,
+        compaction: CompactionPolicy {
+            max_segments: 0,
+            max_hidden: 0.0,
+            fanout,
+        },
+        ..CollectionConfig::new(common::DIM)
+    }
+}
+
+fn rows(ids: std::ops::Range<u64>, version: u64) -> Vec<Row> {
+    ids.map(|id| Row {
+        id,
+        vector: common::vector(id, version),
+        payload: None,
+        fields: Default::default(),
+    })
+    .collect()
+}
+
+fn files(dir: &Path, ext: &str) -> usize {
+    std::fs::read_dir(dir.join("collections/c"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(ext)
+        })
+        .count()
+}
+
+#[test]
+fn a_merge_keeps_the_delete_files_older_kept_segments_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.create_collection("c", config(2)).unwrap();
+    // Tier 0 is below 2 flushes (200 rows), tier 1 below 400; a tier is
+    // judged by the rows still visible.
+    c.upsert(rows(0..250, 1)).unwrap();
+    c.flush().unwrap(); // B: 250 rows, tier 1
+    c.upsert(rows(250..300, 1)).unwrap();
+    c.flush().unwrap(); // A: 50 rows, tier 0
+    c.delete(&[150]).unwrap();
+    c.flush().unwrap(); // a delete file hiding 150 in B, still tier 1
+    assert_eq!((c.stats().segments, files(dir.path(), ".del")), (2, 1));
+    c.upsert(rows(300..350, 1)).unwrap();
+    c.flush().unwrap(); // C: 50 rows, tier 0, so A and C merge (100 rows)
+    assert_eq!(c.stats().segments, 2, "B and the merge of A and C");
+    assert_eq!(
+        files(dir.path(), ".del"),
+        1,
+        "B is older than the delete file and kept: it still needs it"
+    );
+    assert!(c.get(150).unwrap().is_none());
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.collection("c").unwrap();
+    assert!(c.get(150).unwrap().is_none(), "no resurrection at open");
+    assert_eq!(c.stats().rows, 349);
+
+    // 150 more rows: tier 0 merges into a tier-1 segment, then tier 1
+    // (B and it) merges: nothing older than the delete file is kept, and
+    // it goes.
+    c.upsert(rows(350..500, 1)).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.stats().segments, 1);
+    assert_eq!(files(dir.path(), ".del"), 0);
+    let mut model = common::Model::new();
+    for id in (0..500).filter(|&id| id != 150) {
+        model.insert(id, (common::vector(id, 1), None));
+    }
+    common::holds(&c, &model).unwrap();
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    common::holds(&engine.collection("c").unwrap(), &model).unwrap();
+    assert!(common::leaked_files(&dir.path().join("collections/c")).is_empty());
+}
+
+#[test]
+fn rows_replaced_in_a_kept_segment_stay_replaced_after_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.create_collection("c", config(2)).unwrap();
+    let mut model = common::Model::new();
+    // Every round replaces some rows written rounds before, so versions of
+    // one id sit in segments of different tiers, merged at different times.
+    for round in 0..24u64 {
+        let start = (round * 37) % 300;
+        let ids = start..start + 60;
+        for id in ids.clone() {
+            model.insert(id, (common::vector(id, round), None));
+        }
+        c.upsert(rows(ids, round)).unwrap();
+        if round % 5 == 4 {
+            let gone: Vec<u64> = (0..300).filter(|id| id % 23 == round % 23).collect();
+            for id in &gone {
+                model.remove(id);
+            }
+            c.delete(&gone).unwrap();
+        }
+        c.flush().unwrap();
+        common::holds(&c, &model).unwrap();
+    }
+    drop(c);
+    drop(engine);
+    let engine = Engine::open(dir.path()).unwrap();
+    common::holds(&engine.collection("c").unwrap(), &model).unwrap();
+}
+
+/// Segment sizes and rows rewritten over a long ingest, flushed every
+/// `flush_rows` rows.
+#[test]
+fn a_long_ingest_rewrites_each_row_once_per_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.create_collection("c", config(4)).unwrap();
+    for i in 0..64u64 {
+        c.upsert(rows(i * 100..(i + 1) * 100, 0)).unwrap();
+        c.flush().unwrap();
+        // At most 3 segments per tier (tiers 0, 1, 2 below 64 flushes).
+        assert!(c.stats().segments <= 9, "{:?}", c.stats());
+    }
+    // 64 flushes = 4³: merged into one segment through three tiers.
+    let st = c.stats();
+    assert_eq!((st.segments, st.rows), (1, 6_400));
+}
+
+/// A rewrite that would not fit in the free space is refused before it
+/// writes anything, and the collection works on; the flush that asked for
+/// it is done and `stats` says why the rewrite waits.
+#[test]
+fn a_rewrite_that_would_not_fit_is_refused_up_front() {
+    use vdb_engine::{EngineOptions, Error};
+    use vdb_fs::{Fault, SimFs};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimFs::new(dir.path()).unwrap();
+    let engine = Engine::open_with(
+        dir.path(),
+        EngineOptions {
+            fs: sim.shared(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let config = CollectionConfig {
+        compaction: CompactionPolicy {
+            max_segments: 0,
+            max_hidden: 0.2,
+            fanout: 0,
+        },
+        ..config(0)
+    };
+    let c = engine.create_collection("c", config).unwrap();
+    c.upsert(rows(0..3000, 1)).unwrap();
+    c.flush().unwrap();
+    let segment = c.stats().segment_bytes;
+    let mut model = common::Model::new();
+    for id in 1000..3000 {
+        model.insert(id, (common::vector(id, 1), None));
+    }
+    c.delete(&(0..1000).collect::<Vec<u64>>()).unwrap();
+
+    // Room for the flush (a delete file, a manifest), not for rewriting
+    // the segment a third of which is now hidden.
+    sim.set_fault(Some(Fault::DiskFull { bytes: 32_768 }));
+    assert!(segment > 32_768, "{segment}");
+    c.flush().unwrap();
+    let st = c.stats();
+    let why = st.postponed.clone().unwrap();
+    assert!(
+        why.contains(&format!(
+            "compaction of collection \"c\" needs about {segment} bytes"
+        )),
+        "{why}"
+    );
+    assert_eq!((st.segments, st.deleted_rows), (1, 1000));
+    // Asked for directly, it is refused with the same reason; nothing of
+    // it was written and writes go on.
+    let e = c.compact().unwrap_err();
+    assert!(
+        matches!(e, Error::NoSpace { .. }) && e.is_storage_full(),
+        "{e}"
+    );
+    assert!(!sim.fault_hit(), "refused before any write failed");
+    c.upsert(rows(3000..3001, 2)).unwrap();
+    model.insert(3000, (common::vector(3000, 2), None));
+    common::holds(&c, &model).unwrap();
+
+    // With room again it runs, and the reason is gone.
+    sim.set_fault(None);
+    assert!(c.compact().unwrap());
+    let st = c.stats();
+    assert_eq!((st.segments, st.deleted_rows, st.postponed), (1, 0, None));
+    common::holds(&c, &model).unwrap();
+}
