@@ -152,19 +152,12 @@ fn a_long_ingest_rewrites_each_row_once_per_tier() {
 /// it is done and `stats` says why the rewrite waits.
 #[test]
 fn a_rewrite_that_would_not_fit_is_refused_up_front() {
-    use vdb_engine::{EngineOptions, Error};
+    use vdb_engine::Error;
     use vdb_fs::{Fault, SimFs};
 
     let dir = tempfile::tempdir().unwrap();
     let sim = SimFs::new(dir.path()).unwrap();
-    let engine = Engine::open_with(
-        dir.path(),
-        EngineOptions {
-            fs: sim.shared(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let engine = common::open_on(dir.path(), &sim).unwrap();
     let config = CollectionConfig {
         compaction: CompactionPolicy {
             max_segments: 0,

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Model, Workload, apply, config, copy_tree, holds, leaked_files, perform};
-use vdb_engine::{Collection, Engine, EngineOptions};
+use vdb_engine::{Collection, Engine};
 use vdb_fs::{Fault, SimFs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +71,7 @@ fn base(dir: &Path) -> Model {
 
 fn open(dir: &Path, fs: Option<&SimFs>) -> (Engine, Arc<Collection>) {
     let engine = match fs {
-        Some(sim) => Engine::open_with(
-            dir,
-            EngineOptions {
-                fs: sim.shared(),
-                ..Default::default()
-            },
-        ),
+        Some(sim) => common::open_on(dir, sim),
         None => Engine::open(dir),
     }
     .unwrap();

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{Model, Workload, apply, config, holds, leaked_files, perform};
-use vdb_engine::{Engine, EngineOptions, Error};
+use vdb_engine::{Engine, Error};
 use vdb_fs::{Fault, SimFs};
 
 #[test]
@@ -18,14 +18,7 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing_acknowledged() {
     for budget in [0u64, 100, 2_000, 9_000, 30_000, 60_000] {
         let dir = tempfile::tempdir().unwrap();
         let sim = SimFs::new(dir.path()).unwrap();
-        let engine = Engine::open_with(
-            dir.path(),
-            EngineOptions {
-                fs: sim.shared(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let engine = common::open_on(dir.path(), &sim).unwrap();
         let c = engine.create_collection("full", config()).unwrap();
         let mut model = Model::new();
         let mut w = Workload::new(budget + 3);
@@ -100,14 +93,7 @@ fn a_flush_or_retrain_that_runs_out_of_space_keeps_the_old_state() {
             ..config()
         };
         let sim = SimFs::new(dir.path()).unwrap();
-        let engine = Engine::open_with(
-            dir.path(),
-            EngineOptions {
-                fs: sim.shared(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let engine = common::open_on(dir.path(), &sim).unwrap();
         let c = engine.create_collection("full", config).unwrap();
         let mut model = Model::new();
         let mut w = Workload::new(11);

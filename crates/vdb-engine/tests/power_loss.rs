@@ -15,7 +15,6 @@
 mod common;
 
 use common::{Model, Workload, apply, config, holds, leaked_files, perform};
-use vdb_engine::{Engine, EngineOptions};
 use vdb_fs::{Fault, SimFs};
 
 fn cycles() -> u64 {
@@ -33,14 +32,7 @@ fn acknowledged_writes_survive_power_loss_at_any_operation() {
     let mut crashes = 0;
     for cycle in 0..cycles() {
         sim.set_torn_tails(true, cycle);
-        let engine = Engine::open_with(
-            dir.path(),
-            EngineOptions {
-                fs: sim.shared(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let engine = common::open_on(dir.path(), &sim).unwrap();
         let c = match engine.collection("power") {
             Ok(c) => c,
             Err(_) => engine.create_collection("power", config()).unwrap(),
@@ -83,14 +75,7 @@ fn acknowledged_writes_survive_power_loss_at_any_operation() {
 
         // The state is the acknowledged prefix, or that plus the write that
         // was in flight.
-        let engine = Engine::open_with(
-            dir.path(),
-            EngineOptions {
-                fs: sim.shared(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let engine = common::open_on(dir.path(), &sim).unwrap();
         let c = engine.collection("power").unwrap();
         if let Err(without) = holds(&c, &model) {
             let (version, op) = in_flight

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use vdb_engine::{Collection, CollectionConfig, Row, SearchOptions};
+use vdb_engine::{Collection, CollectionConfig, Engine, EngineOptions, Row, SearchOptions};
 
 pub const DIM: usize = 8;
 pub const IDS: u64 = 300;
@@ -228,4 +228,15 @@ pub fn never_retrain() -> vdb_engine::RetrainPolicy {
         imbalance: 0.0,
         ..vdb_engine::RetrainPolicy::default()
     }
+}
+
+/// The engine of `dir` on the simulated disk `sim`.
+pub fn open_on(dir: &Path, sim: &vdb_fs::SimFs) -> vdb_engine::Result<Engine> {
+    Engine::open_with(
+        dir,
+        EngineOptions {
+            fs: sim.shared(),
+            ..Default::default()
+        },
+    )
 }
