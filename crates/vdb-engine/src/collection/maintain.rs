@@ -264,7 +264,7 @@ impl Collection {
             f
         };
         let written = match &task {
-            Task::Flush => self.write_flush(&frozen),
+            Task::Flush => self.write_merge(&frozen, &[]),
             Task::Compact => self.write_merge(&frozen, &(0..frozen.segs.len()).collect::<Vec<_>>()),
             Task::Merge(segments) => self.write_merge(&frozen, segments),
             Task::Train(nlist) => self.write_train(&frozen, *nlist),
@@ -354,46 +354,6 @@ impl Collection {
             });
         }
         Ok(())
-    }
-
-    /// Phase 2 of a flush: the frozen batches' live rows as one segment,
-    /// the frozen deletes as a delete file, and the manifest to name both.
-    fn write_flush(&self, f: &Frozen) -> Result<Written> {
-        let seq = f.manifest.next_seq;
-        let mut next = f.manifest.clone();
-        next.next_seq += 1;
-        next.flushed_lsn = f.lsn;
-        let mut rows: Vec<(ListId, Loc)> = Vec::new();
-        for (b, (batch, deleted)) in f.mem.iter().enumerate() {
-            for r in 0..batch.rows() {
-                if !deleted.contains(r)
-                    && let Some(row) = batch.row(r)
-                {
-                    rows.push((row.list, Loc::Frozen(b as u32, r as u32)));
-                }
-            }
-        }
-        rows.sort_by_key(|&(l, _)| l);
-        let mut segment = None;
-        if !rows.is_empty() {
-            let file = vdb_format::segment_file_name(SegmentId(seq));
-            let reader = self.write_rows(&file, f, &f.quantizer, f.manifest.generation, &rows)?;
-            next.segments.push((seq, file));
-            segment = Some((reader, rows.into_iter().map(|(_, loc)| loc).collect()));
-        }
-        if !f.pending_deletes.is_empty() {
-            let file = vdb_format::delete_file_name(seq);
-            vdb_format::write_deletes_in(self.files.as_ref(), &file, seq, &f.pending_deletes)?;
-            next.deletes.push((seq, file));
-        }
-        let all: Vec<usize> = (0..f.segs.len()).collect();
-        retune_untuned(&mut next, f, &all, segment.as_ref().map(|(r, _)| r))?;
-        Ok(Written {
-            manifest: next,
-            segment,
-            replaces: Vec::new(),
-            quantizer: None,
-        })
     }
 
     /// Training: new centroids with `nlist` lists from the frozen state's
@@ -489,10 +449,11 @@ impl Collection {
         })
     }
 
-    /// Phase 2 of a compaction: the live rows of the segments at positions
-    /// `chosen` (ascending) and of the frozen memtable as one segment, the
-    /// frozen deletes as a delete file if a segment kept may hold their
-    /// ids, and the manifest naming the kept segments and the new one.
+    /// Phase 2 of a compaction, and of a flush (which merges no segment):
+    /// the live rows of the segments at positions `chosen` (ascending) and
+    /// of the frozen memtable as one segment, the frozen deletes as a
+    /// delete file if a segment kept may hold their ids, and the manifest
+    /// naming the kept segments and the new one.
     ///
     /// Merging any subset is sound because only live rows are written and
     /// the new segment is the newest: at open it shadows nothing that is
@@ -536,7 +497,7 @@ impl Collection {
             vdb_format::write_deletes_in(self.files.as_ref(), &file, seq, &f.pending_deletes)?;
             next.deletes.push((seq, file));
         }
-        if kept.is_empty() {
+        if kept.is_empty() && !chosen.is_empty() {
             next.compacted_at = unix_now();
         }
         retune_untuned(&mut next, f, &kept, segment.as_ref().map(|(r, _)| r))?;
