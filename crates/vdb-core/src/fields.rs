@@ -558,6 +558,27 @@ pub struct Columns {
 }
 
 impl Columns {
+    /// The memory its values hold, roughly (the vectors and strings, not
+    /// the allocator's overhead).
+    pub fn approx_bytes(&self) -> usize {
+        let strings = |dict: &[String]| dict.iter().map(|s| s.len() + 24).sum::<usize>();
+        self.columns
+            .iter()
+            .map(|c| match &c.data {
+                ColumnData::Int { values, .. } => values.len() * 8 + values.len() / 8,
+                ColumnData::Float { values, .. } => values.len() * 8 + values.len() / 8,
+                ColumnData::Bool { values } => values.len(),
+                ColumnData::Keyword { dict, codes } => strings(dict) + codes.len() * 4,
+                ColumnData::Keywords {
+                    dict,
+                    starts,
+                    codes,
+                    ..
+                } => strings(dict) + (starts.len() + codes.len()) * 4,
+            })
+            .sum()
+    }
+
     /// `rows` rows without field values.
     pub fn empty(rows: usize) -> Columns {
         Columns {

@@ -60,7 +60,17 @@ pub struct EngineOptions {
     /// and collections (its lag is about this plus the time to load what
     /// changed).
     pub follow_interval: Duration,
+    /// Bytes each collection's memtable may hold (batches being flushed
+    /// included) before its writers flush it themselves instead of
+    /// leaving it to the background: the bound on memory when
+    /// maintenance cannot keep up. A flush is asked for in the
+    /// background at a quarter of it (or at the collection's
+    /// `flush_rows`).
+    pub memtable_limit: u64,
 }
+
+/// The default [`EngineOptions::memtable_limit`]: 1 GiB.
+pub const DEFAULT_MEMTABLE_LIMIT: u64 = 1 << 30;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -71,6 +81,7 @@ impl Default for EngineOptions {
             store: None,
             replica: false,
             follow_interval: Duration::from_secs(1),
+            memtable_limit: DEFAULT_MEMTABLE_LIMIT,
         }
     }
 }
@@ -97,6 +108,8 @@ pub struct Engine {
     /// A replica's follower thread.
     follower: Mutex<Option<Follower>>,
     scheduler: Arc<scheduler::Scheduler>,
+    /// [`EngineOptions::memtable_limit`].
+    memtable_limit: u64,
     /// Set by [`Engine::shutdown`]: asking for a collection is refused.
     shut: std::sync::atomic::AtomicBool,
     /// Held while a snapshot is created or deleted, so a deletion never
@@ -157,7 +170,7 @@ impl Engine {
         let scheduler = scheduler::Scheduler::start(options.runtime)
             .map_err(|e| Error::io(dir, "start the maintenance runtime", e))?;
         for c in collections.values() {
-            c.attach(background(&scheduler));
+            c.attach(background(&scheduler, options.memtable_limit));
         }
         let collections = Arc::new(RwLock::new(collections));
         let follower = match (&options.store, options.replica) {
@@ -186,6 +199,7 @@ impl Engine {
             collections,
             follower: Mutex::new(follower),
             scheduler,
+            memtable_limit: options.memtable_limit,
             shut: std::sync::atomic::AtomicBool::new(false),
             snapshots: Mutex::new(()),
         })
@@ -309,7 +323,7 @@ impl Engine {
             files,
             self.node,
         )?);
-        c.attach(background(&self.scheduler));
+        c.attach(background(&self.scheduler, self.memtable_limit));
         map.insert(name.to_string(), Arc::clone(&c));
         Ok(c)
     }
@@ -554,9 +568,12 @@ impl Engine {
 }
 
 /// How a collection schedules work on the engine's maintenance task.
-fn background(scheduler: &Arc<scheduler::Scheduler>) -> collection::Schedule {
+fn background(scheduler: &Arc<scheduler::Scheduler>, memtable_limit: u64) -> collection::Schedule {
     let scheduler = Arc::clone(scheduler);
-    collection::Schedule(Box::new(move |task| scheduler.schedule(task)))
+    collection::Schedule {
+        run: Box::new(move |task| scheduler.schedule(task)),
+        memtable_limit,
+    }
 }
 
 impl Drop for Engine {

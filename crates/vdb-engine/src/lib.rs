@@ -64,7 +64,7 @@ pub use collection::{
     Alter, Collection, CollectionStats, SearchOptions, Snapshot, StorageInfo, StorageRole,
 };
 pub use config::{CollectionConfig, DEFAULT_TARGET_RECALL, validate_name};
-pub use engine::{Engine, EngineOptions, TrainedCentroids};
+pub use engine::{DEFAULT_MEMTABLE_LIMIT, Engine, EngineOptions, TrainedCentroids};
 pub use error::{Error, Result};
 pub use explain::{
     DEFAULT_SAMPLES, ExactComparison, ExplainOptions, Explanation, ListView, MAX_SAMPLES, Sample,

@@ -63,6 +63,9 @@ pub struct MemBatch {
     lists: Vec<ListId>,
     /// `list_starts[l]..list_starts[l + 1]` are list `l`'s rows.
     list_starts: Vec<usize>,
+    /// The memory it holds (vectors, ids, lists, payloads; field values
+    /// roughly), for the memtable's bound.
+    bytes: u64,
 }
 
 impl MemBatch {
@@ -128,7 +131,17 @@ impl MemBatch {
             lists.push(l);
         }
         let columns = columns.finish();
+        let payload_bytes: usize = payloads
+            .iter()
+            .map(|p: &Option<Vec<u8>>| p.as_ref().map_or(0, Vec::len))
+            .sum();
+        let bytes = vectors.len() * 4
+            + ids.len() * (8 + 4 + 24)
+            + list_starts.len() * 8
+            + payload_bytes
+            + columns.approx_bytes();
         MemBatch {
+            bytes: bytes as u64,
             dim,
             vectors,
             ids,
@@ -138,6 +151,11 @@ impl MemBatch {
             lists,
             list_starts,
         }
+    }
+
+    /// The memory it holds, roughly.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Rows in the batch (including hidden ones).

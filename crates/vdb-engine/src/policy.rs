@@ -46,12 +46,13 @@ impl Default for RetrainPolicy {
 
 /// When a flush is followed by a compaction, and of which segments.
 ///
-/// Size-tiered: a segment's tier is how many times `fanout` fits in its
-/// size counted in flushes (tier 0 below `fanout` flushes, tier 1 below
-/// `fanout`² flushes, …), and once a tier holds `fanout` segments they are
-/// merged into one, a segment of the next tier. A long ingest therefore
-/// rewrites each row about log_fanout(rows / flush_rows) times instead of
-/// rewriting the whole collection every few flushes. Every threshold of 0
+/// Size-tiered: a segment's tier is the power of `fanout` its live bytes
+/// reach (⌊log_fanout(bytes)⌋), and once a tier holds `fanout` segments
+/// they are merged into one, which is at least `fanout` times the tier's
+/// floor, so of a higher tier. Each byte is therefore rewritten at most
+/// once per tier — log_fanout(largest / smallest segment) times — instead
+/// of with the whole collection every few flushes, whatever size the
+/// flushes have (by rows, by memory, or asked for). Every threshold of 0
 /// disables its rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompactionPolicy {
@@ -82,6 +83,20 @@ pub struct SegmentStat {
     pub rows: u64,
     /// Of those, rows hidden (deleted or replaced since).
     pub hidden: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+impl SegmentStat {
+    /// The bytes of its rows still visible (in proportion).
+    pub fn live_bytes(&self) -> u64 {
+        match self.rows {
+            0 => 0,
+            rows => {
+                (self.bytes as u128 * (rows - self.hidden.min(rows)) as u128 / rows as u128) as u64
+            }
+        }
+    }
 }
 
 /// Segments to merge into one, and why.
@@ -94,14 +109,17 @@ pub struct Merge {
 }
 
 impl CompactionPolicy {
-    /// The tier of a segment of `rows` rows, with `base` rows per flush.
-    pub fn tier(&self, rows: u64, base: u64) -> u32 {
+    /// The tier of a segment of `bytes` live bytes: ⌊log_fanout(bytes)⌋.
+    pub fn tier(&self, bytes: u64) -> u32 {
         let fanout = self.fanout.max(2) as u64;
         let mut tier = 0;
-        let mut bound = base.max(1).saturating_mul(fanout);
-        while rows >= bound && bound < u64::MAX {
+        let mut bound = fanout;
+        while bytes >= bound {
             tier += 1;
-            bound = bound.saturating_mul(fanout);
+            match bound.checked_mul(fanout) {
+                Some(b) => bound = b,
+                None => break,
+            }
         }
         tier
     }
@@ -109,9 +127,8 @@ impl CompactionPolicy {
 
 /// Which segments (if any) a compaction should merge now: segments whose
 /// hidden rows passed `max_hidden`, else the lowest tier holding `fanout`
-/// segments, else — past `max_segments` — the smallest segments. `base`
-/// is the collection's flush size.
-pub fn plan_compaction(p: &CompactionPolicy, base: u64, segs: &[SegmentStat]) -> Option<Merge> {
+/// segments, else — past `max_segments` — the smallest segments.
+pub fn plan_compaction(p: &CompactionPolicy, segs: &[SegmentStat]) -> Option<Merge> {
     let hidden: Vec<usize> = (0..segs.len())
         .filter(|&i| {
             let s = segs[i];
@@ -129,10 +146,7 @@ pub fn plan_compaction(p: &CompactionPolicy, base: u64, segs: &[SegmentStat]) ->
         });
     }
     if p.fanout >= 2 {
-        let tiers: Vec<u32> = segs
-            .iter()
-            .map(|s| p.tier(s.rows - s.hidden, base))
-            .collect();
+        let tiers: Vec<u32> = segs.iter().map(|s| p.tier(s.live_bytes())).collect();
         let mut lowest: Option<u32> = None;
         for &t in &tiers {
             if tiers.iter().filter(|&&u| u == t).count() >= p.fanout && lowest.is_none_or(|l| t < l)
@@ -151,7 +165,7 @@ pub fn plan_compaction(p: &CompactionPolicy, base: u64, segs: &[SegmentStat]) ->
     if p.max_segments > 0 && segs.len() > p.max_segments {
         // Merge the smallest, as many as bring the count to the limit.
         let mut by_size: Vec<usize> = (0..segs.len()).collect();
-        by_size.sort_by_key(|&i| (segs[i].rows - segs[i].hidden, i));
+        by_size.sort_by_key(|&i| (segs[i].live_bytes(), i));
         let mut segments: Vec<usize> = by_size[..segs.len() - p.max_segments + 1].to_vec();
         segments.sort_unstable();
         return Some(Merge {
@@ -396,7 +410,11 @@ mod compaction_tests {
     fn segs(sizes: &[u64]) -> Vec<SegmentStat> {
         sizes
             .iter()
-            .map(|&rows| SegmentStat { rows, hidden: 0 })
+            .map(|&bytes| SegmentStat {
+                rows: 100,
+                hidden: 0,
+                bytes,
+            })
             .collect()
     }
 
@@ -405,67 +423,84 @@ mod compaction_tests {
     }
 
     #[test]
-    fn tiers_grow_by_the_fanout() {
+    fn tiers_are_powers_of_the_fanout() {
         let p = CompactionPolicy::default();
-        assert_eq!(p.tier(0, 100), 0);
-        assert_eq!(p.tier(399, 100), 0);
-        assert_eq!(p.tier(400, 100), 1);
-        assert_eq!(p.tier(1599, 100), 1);
-        assert_eq!(p.tier(1600, 100), 2);
-        assert_eq!(p.tier(u64::MAX, 1), 31);
+        assert_eq!(p.tier(0), 0);
+        assert_eq!(p.tier(3), 0);
+        assert_eq!(p.tier(4), 1);
+        assert_eq!(p.tier(15), 1);
+        assert_eq!(p.tier(16), 2);
+        assert_eq!(p.tier(1 << 20), 10);
+        assert_eq!(p.tier(u64::MAX), 31);
+        let s = SegmentStat {
+            rows: 4,
+            hidden: 1,
+            bytes: 400,
+        };
+        assert_eq!(s.live_bytes(), 300);
     }
 
     #[test]
     fn a_tier_with_fanout_segments_is_merged_lowest_first() {
         let p = CompactionPolicy::default();
-        let plan = |sizes: &[u64]| merged(plan_compaction(&p, 100, &segs(sizes)));
+        let plan = |sizes: &[u64]| merged(plan_compaction(&p, &segs(sizes)));
         assert_eq!(plan(&[]), None);
-        assert_eq!(plan(&[100, 100, 100]), None);
-        assert_eq!(plan(&[100, 100, 100, 10]), Some(vec![0, 1, 2, 3]));
-        // Tier 1 full as well: the lower tier first.
+        // 100..=255 bytes are tier 3, 256..=1023 tier 4.
+        assert_eq!(plan(&[100, 100, 100, 10]), None);
+        assert_eq!(plan(&[100, 200, 255, 100, 10]), Some(vec![0, 1, 2, 3]));
+        // Tier 4 full as well: the lower tier first.
         assert_eq!(
             plan(&[400, 500, 600, 700, 100, 100, 100, 100]),
             Some(vec![4, 5, 6, 7])
         );
         assert_eq!(plan(&[400, 500, 600, 700, 100]), Some(vec![0, 1, 2, 3]));
-        // A growing collection: a long ingest keeps few segments, each row
-        // rewritten once per tier.
-        let mut sizes: Vec<u64> = Vec::new();
-        let mut rewritten = 0u64;
-        for _ in 0..256 {
-            sizes.push(100);
-            while let Some(ix) = plan(&sizes) {
-                let merged: u64 = ix.iter().map(|&i| sizes[i]).sum();
-                rewritten += merged;
-                for &i in ix.iter().rev() {
-                    sizes.remove(i);
+    }
+
+    /// A long ingest of flushes of any sizes: few segments, each byte
+    /// rewritten at most once per tier.
+    #[test]
+    fn a_long_ingest_rewrites_each_byte_once_per_tier() {
+        let p = CompactionPolicy::default();
+        for flush in [|_: u64| 1_000u64, |i: u64| 1_000 + (i * 7919) % 30_000] {
+            let mut sizes: Vec<u64> = Vec::new();
+            let (mut flushed, mut rewritten) = (0u64, 0u64);
+            for i in 0..2_000 {
+                sizes.push(flush(i));
+                flushed += flush(i);
+                while let Some(ix) = merged(plan_compaction(&p, &segs(&sizes))) {
+                    let merged: u64 = ix.iter().map(|&i| sizes[i]).sum();
+                    rewritten += merged;
+                    for &i in ix.iter().rev() {
+                        sizes.remove(i);
+                    }
+                    sizes.push(merged);
                 }
-                sizes.push(merged);
+                // At most fanout - 1 segments per tier.
+                assert!(sizes.len() <= 3 * 16, "{sizes:?}");
             }
-            assert!(sizes.len() <= 3 * 4, "{sizes:?}");
+            let tiers = f64::from(p.tier(flushed) - p.tier(1_000) + 1);
+            let amplification = rewritten as f64 / flushed as f64;
+            assert!(amplification <= tiers, "{amplification} > {tiers}");
         }
-        assert_eq!(sizes, vec![25_600]);
-        // 256 flushes = 4^4: every row rewritten exactly 4 times.
-        assert_eq!(rewritten, 4 * 25_600);
     }
 
     #[test]
     fn hidden_rows_and_too_many_segments_force_a_merge() {
         let p = CompactionPolicy::default();
-        let mut s = segs(&[10_000, 50, 10_000]);
-        s[2].hidden = 2_001;
-        let m = plan_compaction(&p, 100, &s).unwrap();
+        let mut s = segs(&[10_000, 50, 100_000]);
+        s[2].hidden = 21;
+        let m = plan_compaction(&p, &s).unwrap();
         assert_eq!(m.segments, vec![2]);
         assert!(m.reason.contains("hidden"), "{}", m.reason);
-        s[2].hidden = 2_000;
-        assert_eq!(plan_compaction(&p, 100, &s), None);
+        s[2].hidden = 20;
+        assert_eq!(plan_compaction(&p, &s), None);
         // No tier full, but more segments than allowed: the smallest go.
         let tight = CompactionPolicy {
             max_segments: 3,
             ..p
         };
         let sizes = [100_000, 90, 5_000, 10, 20];
-        let m = plan_compaction(&tight, 100, &segs(&sizes)).unwrap();
+        let m = plan_compaction(&tight, &segs(&sizes)).unwrap();
         assert_eq!(m.segments, vec![1, 3, 4]);
         let off = CompactionPolicy {
             max_segments: 0,
@@ -474,6 +509,6 @@ mod compaction_tests {
         };
         let mut s = segs(&[100; 40]);
         s[0].hidden = 99;
-        assert_eq!(plan_compaction(&off, 100, &s), None);
+        assert_eq!(plan_compaction(&off, &s), None);
     }
 }

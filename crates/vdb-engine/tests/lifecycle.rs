@@ -388,3 +388,46 @@ fn alter_changes_settings_durably() {
     assert_eq!((c.config().nprobe, c.config().nlist), (3, 4));
     assert_eq!(c.search_traced(&q, opts).unwrap().1.nprobe, 3);
 }
+
+#[test]
+fn the_memtable_is_bounded_by_its_memory_not_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 256 << 10;
+    let engine = Engine::open_with(
+        dir.path(),
+        vdb_engine::EngineOptions {
+            memtable_limit: limit,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let config = CollectionConfig {
+        flush_rows: 1_000_000,
+        ..CollectionConfig::new(16)
+    };
+    let c = engine.create_collection("big", config).unwrap();
+    // Rows with 16 KiB payloads: 400 rows, 6.4 MiB, far below flush_rows.
+    let mut peak = 0;
+    for b in 0..40u64 {
+        let batch = (0..10u64)
+            .map(|i| Row {
+                id: b * 10 + i,
+                vector: vec![(b * 10 + i) as f32; 16],
+                payload: Some(vec![7u8; 16 << 10]),
+                fields: Default::default(),
+            })
+            .collect();
+        c.upsert(batch).unwrap();
+        peak = peak.max(c.stats().memtable_bytes);
+    }
+    // The limit, plus the write that crossed it (10 rows, 160 KiB).
+    assert!(peak > 0 && peak <= limit + (200 << 10), "peak {peak}");
+    c.flush().unwrap();
+    let st = c.stats();
+    assert_eq!((st.rows, st.memtable_bytes), (400, 0));
+    assert!(st.flushed_bytes > 6 << 20, "{st:?}");
+    for id in [0, 199, 399] {
+        let row = c.get(id).unwrap().unwrap();
+        assert_eq!(row.payload.unwrap().len(), 16 << 10);
+    }
+}

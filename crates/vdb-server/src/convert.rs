@@ -135,6 +135,7 @@ pub fn stats_to_pb(s: &CollectionStats) -> pb::CollectionStats {
         trained_rows: s.trained_rows,
         compacted_at: s.compacted_at,
         tuned_recall: s.tuned_recall,
+        memtable_bytes: s.memtable_bytes,
         flushed_bytes: s.flushed_bytes,
         rewritten_bytes: s.rewritten_bytes,
         postponed: s.postponed.clone().unwrap_or_default(),

@@ -12,11 +12,12 @@ use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
 use super::apply::push_batch;
 use super::read::segment_row;
 use super::{
-    Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, memtable_rows,
-    segment_views, unix_now,
+    Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, memtable_bytes,
+    memtable_rows, segment_views, unix_now,
 };
 use crate::Row;
 use crate::config::{CollectionConfig, check_target_recall};
+use crate::engine::DEFAULT_MEMTABLE_LIMIT;
 use crate::error::{Error, Result};
 use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
@@ -106,7 +107,7 @@ impl Collection {
         };
         if !self.flush_requested.swap(true, Ordering::AcqRel) {
             let me = Weak::clone(me);
-            (schedule.0)(Box::new(move || {
+            (schedule.run)(Box::new(move || {
                 if let Some(c) = me.upgrade() {
                     // A failure either poisons the collection, which reports
                     // it to the next writer, or (an object store's, before
@@ -119,6 +120,20 @@ impl Collection {
         true
     }
 
+    /// The bytes the memtable may hold before a writer flushes it itself.
+    pub(super) fn memtable_limit(&self) -> u64 {
+        self.background
+            .get()
+            .map_or(DEFAULT_MEMTABLE_LIMIT, |(s, _)| s.memtable_limit)
+    }
+
+    /// Whether the memtable should be flushed: it holds `flush_rows` rows,
+    /// or a quarter of the memory it may hold.
+    pub(super) fn flush_due(&self, inner: &Inner) -> bool {
+        memtable_rows(inner) >= inner.manifest.config.flush_rows
+            || memtable_bytes(inner) >= self.memtable_limit() / 4
+    }
+
     /// A background flush: flush if still needed.
     fn background_flush(&self) -> Result<()> {
         self.flush_requested.store(false, Ordering::Release);
@@ -126,10 +141,7 @@ impl Collection {
             return Ok(());
         }
         let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-        let due = {
-            let inner = self.lock();
-            memtable_rows(&inner) >= inner.manifest.config.flush_rows
-        };
+        let due = self.flush_due(&self.lock());
         if !due {
             return Ok(());
         }
@@ -850,10 +862,10 @@ fn compaction_plan(inner: &Inner) -> Option<Merge> {
         .map(|s| SegmentStat {
             rows: s.reader.rows() as u64,
             hidden: s.deleted.count() as u64,
+            bytes: s.reader.file_len(),
         })
         .collect();
-    let c = &inner.manifest.config;
-    plan_compaction(&c.compaction, c.flush_rows as u64, &stats)
+    plan_compaction(&inner.manifest.config.compaction, &stats)
 }
 
 /// The numbers the retraining policy decides from.

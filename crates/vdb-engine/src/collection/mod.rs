@@ -176,8 +176,15 @@ impl Snapshot {
 /// Work a collection hands to the background.
 pub(crate) type BackgroundTask = Box<dyn FnOnce() + Send>;
 
-/// Runs a task in the background (the engine's maintenance scheduler).
-pub(crate) struct Schedule(pub(crate) Box<dyn Fn(BackgroundTask) + Send + Sync>);
+/// How a collection hands work to the background (the engine's
+/// maintenance scheduler), and the bound on its memtable.
+pub(crate) struct Schedule {
+    /// Runs a task in the background.
+    pub(crate) run: Box<dyn Fn(BackgroundTask) + Send + Sync>,
+    /// Bytes the memtable may hold (frozen batches included) before a
+    /// writer flushes it itself (see `write.rs`).
+    pub(crate) memtable_limit: u64,
+}
 
 impl std::fmt::Debug for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,6 +233,9 @@ impl Default for SearchOptions {
 pub struct CollectionStats {
     /// Visible rows.
     pub rows: u64,
+    /// The memory the memtable holds (the batches being flushed too),
+    /// roughly: what the engine's memtable limit bounds.
+    pub memtable_bytes: u64,
     /// Rows still stored but hidden (deleted or replaced), awaiting compaction.
     pub deleted_rows: u64,
     /// Segment files.
@@ -516,6 +526,17 @@ impl Collection {
 
 fn memtable_rows(inner: &Inner) -> usize {
     inner.mem.iter().map(|m| m.batch.rows()).sum()
+}
+
+/// The memory the memtable holds, frozen batches (being flushed)
+/// included.
+fn memtable_bytes(inner: &Inner) -> u64 {
+    inner
+        .mem
+        .iter()
+        .chain(&inner.frozen)
+        .map(|m| m.batch.bytes())
+        .sum()
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -13,7 +13,9 @@ use vdb_core::{Hold, InvertedLists, ListId, Neighbor, RowAddr};
 use vdb_format::SegmentReader;
 use vdb_ivf::{SearchParams, SearchTrace, Searcher};
 
-use super::{Collection, CollectionStats, Inner, Loc, SearchOptions, Snapshot, memtable_rows};
+use super::{
+    Collection, CollectionStats, Inner, Loc, SearchOptions, Snapshot, memtable_bytes, memtable_rows,
+};
 use crate::error::{Error, Result};
 use crate::memtable::RowRef;
 use crate::{Hit, Row};
@@ -169,6 +171,7 @@ impl Collection {
             trained_at: inner.manifest.trained_at,
             trained_rows: inner.manifest.trained_rows,
             tuned_recall: inner.manifest.tuned_recall,
+            memtable_bytes: memtable_bytes(&inner),
             flushed_bytes: inner.flushed_bytes,
             rewritten_bytes: inner.rewritten_bytes,
             postponed: inner.postponed.clone(),

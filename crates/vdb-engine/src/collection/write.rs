@@ -10,7 +10,7 @@ use vdb_wal::RecordKind;
 
 use super::apply::{apply_delete, apply_upsert};
 use super::maintain::Task;
-use super::{Collection, Inner, memtable_rows};
+use super::{Collection, Inner, memtable_bytes, memtable_rows};
 use crate::Row;
 use crate::codec;
 use crate::error::{Error, Result};
@@ -101,19 +101,21 @@ impl Collection {
         let result = result.map_err(|e| self.poison(&mut inner, e));
         self.applied_cv.notify_all();
         result?;
-        let rows = memtable_rows(&inner);
-        let flush_rows = inner.manifest.config.flush_rows;
+        let bytes = memtable_bytes(&inner);
+        let due = self.flush_due(&inner);
         self.publish(&inner);
         drop(inner);
-        if rows >= flush_rows.saturating_mul(BACKPRESSURE) {
+        let limit = self.memtable_limit();
+        if bytes >= limit {
             // Maintenance is not keeping up: this writer flushes (or waits
-            // for the running maintenance), which bounds the memtable.
+            // for the running maintenance), which bounds the memtable's
+            // memory to about the limit plus the writes in flight.
             let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-            let due = memtable_rows(&self.lock()) >= flush_rows;
-            if due {
+            let still = memtable_rows(&self.lock()) > 0;
+            if still {
                 self.maintain(&guard, Task::Flush)?;
             }
-        } else if rows >= flush_rows
+        } else if due
             && !self.request_flush()
             && let Ok(guard) = self.maintenance.try_lock()
         {
@@ -122,7 +124,3 @@ impl Collection {
         Ok(lsn)
     }
 }
-
-/// A write that finds the memtable this many times over its flush size
-/// flushes it itself instead of leaving it to the background.
-const BACKPRESSURE: usize = 4;

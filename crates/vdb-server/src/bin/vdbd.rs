@@ -60,6 +60,12 @@ struct Args {
     /// Unbounded when not given. Suffixes K, M, G, T (powers of 1024).
     #[arg(long, env = "VDB_CACHE_BYTES", value_name = "BYTES", value_parser = byte_count)]
     cache_bytes: Option<u64>,
+    /// Bound the memory of each collection's memtable: past this many
+    /// bytes its writers flush it themselves (they wait) instead of
+    /// leaving it to the background; a background flush is asked for at
+    /// a quarter of it. Default 1G. Suffixes K, M, G, T (powers of 1024).
+    #[arg(long, env = "VDB_MEMTABLE_LIMIT", value_name = "BYTES", value_parser = byte_count)]
+    memtable_limit: Option<u64>,
     /// How often a replica asks the store for changes, in milliseconds.
     #[arg(long, env = "VDB_FOLLOW_INTERVAL_MS", default_value_t = 1000)]
     follow_interval_ms: u64,
@@ -130,6 +136,7 @@ struct FileConfig {
     object_store_options: Option<std::collections::BTreeMap<String, String>>,
     replica: Option<bool>,
     cache_bytes: Option<u64>,
+    memtable_limit: Option<u64>,
     follow_interval_ms: Option<u64>,
     max_message_bytes: Option<usize>,
     max_batch: Option<usize>,
@@ -172,6 +179,7 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
         object_store,
         replica,
         cache_bytes,
+        memtable_limit,
         follow_interval_ms,
         max_message_bytes,
         max_batch,
@@ -364,6 +372,10 @@ async fn open(
         store,
         replica: args.replica,
         follow_interval: std::time::Duration::from_millis(args.follow_interval_ms.max(1)),
+        memtable_limit: args
+            .memtable_limit
+            .unwrap_or(vdb_engine::DEFAULT_MEMTABLE_LIMIT)
+            .max(1),
         ..EngineOptions::default()
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open_with(&data_dir, options))

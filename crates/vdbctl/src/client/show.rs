@@ -28,6 +28,7 @@ pub fn info_json(i: &pb::CollectionInfo) -> Value {
         "deleted_rows": s.deleted_rows,
         "segments": s.segments,
         "memtable_rows": s.memtable_rows,
+        "memtable_bytes": s.memtable_bytes,
         "segment_bytes": s.segment_bytes,
         "generation": s.generation,
         "lists": s.lists,
