@@ -304,11 +304,18 @@ impl Collection {
         }
         let installed = published
             .and_then(|w| {
-                let bytes = w.segment.as_ref().map_or(0, |(r, _)| r.file_len());
-                if task == Task::Flush {
-                    inner.flushed_bytes += bytes;
-                } else {
-                    inner.rewritten_bytes += bytes;
+                if let Some((reader, origins)) = &w.segment {
+                    // Rows from the memtable are written for the first
+                    // time, whichever task writes them; rows from segments
+                    // are rewritten. The bytes are shared in proportion.
+                    let first = origins
+                        .iter()
+                        .filter(|o| matches!(o, Loc::Frozen(..)))
+                        .count() as u64;
+                    let all = (origins.len() as u64).max(1);
+                    let fresh = reader.file_len() * first / all;
+                    inner.flushed_bytes += fresh;
+                    inner.rewritten_bytes += reader.file_len() - fresh;
                 }
                 self.install(&mut inner, w)
             })

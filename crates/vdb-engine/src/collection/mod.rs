@@ -88,8 +88,9 @@ struct Inner {
     /// distances to their centroids (for the drift rule; not persisted).
     new_rows: u64,
     new_error: f64,
-    /// Bytes of segments written since open by flushes, and by merges and
-    /// trainings (rewrites of rows already in segments).
+    /// Bytes of segments written since open for rows written to a segment
+    /// for the first time (from the memtable), and for rows rewritten
+    /// (from segments, by merges and trainings).
     flushed_bytes: u64,
     rewritten_bytes: u64,
     /// Why the last compaction or training the policies asked for did not
@@ -261,10 +262,13 @@ pub struct CollectionStats {
     /// The recall@10 measured when the recall target last chose the
     /// default nprobe (0: never).
     pub tuned_recall: f64,
-    /// Bytes of segments flushes wrote since the collection was opened.
+    /// Bytes of segments written since the collection was opened for rows
+    /// leaving the memtable (by a flush, or by a merge or training that
+    /// took the memtable in).
     pub flushed_bytes: u64,
-    /// Bytes of segments compactions and trainings wrote since it was
-    /// opened: with `flushed_bytes`, maintenance's write amplification.
+    /// Bytes of segments written since it was opened for rows already in
+    /// segments (merges, trainings): divided by `flushed_bytes`,
+    /// maintenance's write amplification.
     pub rewritten_bytes: u64,
     /// Why the last compaction or training the policies asked for was
     /// postponed (it would not fit in the free space); `None` once one
