@@ -238,9 +238,9 @@ REQUIRED = ["dim", "metric", "nlist", "nprobe", "sync", "flush_rows", "min_rows_
             "retrain_growth", "retrain_error_drift", "retrain_imbalance", "retrain_min_new_rows",
             "generation", "centroids", "flushed_lsn", "next_seq", "trained_rows", "trained_error",
             "trained_imbalance"]
-OPTIONAL = {"compact_max_segments": "8", "compact_max_hidden": "0.2", "trained_at": "0",
-            "compacted_at": "0", "writer": "0", "uid": "0", "target_recall": None,
-            "tuned_recall": "0"}
+OPTIONAL = {"compact_max_segments": "8", "compact_max_hidden": "0.2", "compact_fanout": "4",
+            "trained_at": "0", "compacted_at": "0", "writer": "0", "uid": "0",
+            "target_recall": None, "tuned_recall": "0"}
 
 
 def read_manifest(path):
