@@ -26,6 +26,19 @@ fn config(fanout: usize) -> CollectionConfig {
     }
 }
 
+/// Tiers off: segments merge only when more than 20 % of their rows are
+/// hidden, so which segments merge is exact.
+fn by_hidden_rows() -> CollectionConfig {
+    CollectionConfig {
+        compaction: CompactionPolicy {
+            max_segments: 0,
+            max_hidden: 0.2,
+            fanout: 0,
+        },
+        ..config(0)
+    }
+}
+
 fn rows(ids: std::ops::Range<u64>, version: u64) -> Vec<Row> {
     ids.map(|id| Row {
         id,
@@ -53,17 +66,7 @@ fn files(dir: &Path, ext: &str) -> usize {
 fn a_merge_keeps_the_delete_files_older_kept_segments_need() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(dir.path()).unwrap();
-    // Tiers off: merges here are of segments more than 20 % hidden, so
-    // which segments merge is exact.
-    let config = CollectionConfig {
-        compaction: CompactionPolicy {
-            max_segments: 0,
-            max_hidden: 0.2,
-            fanout: 0,
-        },
-        ..config(0)
-    };
-    let c = engine.create_collection("c", config).unwrap();
+    let c = engine.create_collection("c", by_hidden_rows()).unwrap();
     c.upsert(rows(0..250, 1)).unwrap();
     c.flush().unwrap(); // B
     c.upsert(rows(250..300, 1)).unwrap();
@@ -177,15 +180,7 @@ fn a_rewrite_that_would_not_fit_is_refused_up_front() {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimFs::new(dir.path()).unwrap();
     let engine = common::open_on(dir.path(), &sim).unwrap();
-    let config = CollectionConfig {
-        compaction: CompactionPolicy {
-            max_segments: 0,
-            max_hidden: 0.2,
-            fanout: 0,
-        },
-        ..config(0)
-    };
-    let c = engine.create_collection("c", config).unwrap();
+    let c = engine.create_collection("c", by_hidden_rows()).unwrap();
     c.upsert(rows(0..3000, 1)).unwrap();
     c.flush().unwrap();
     let segment = c.stats().segment_bytes;
