@@ -43,11 +43,14 @@ impl Collection {
             Some(t) => {
                 check_target_recall(t)?;
                 let snap = self.snapshot();
-                let all: Vec<ListId> = (0..snap.nlist() as u32).map(ListId).collect();
-                let _held = snap.hold_lists(&all)?;
-                match snap.generation() {
-                    0 => None,
-                    _ => nprobe_for_recall(snap.quantizer(), &snap.sources_filtered(None), t)?,
+                if snap.generation() == 0 {
+                    // Untrained: the first training measures it.
+                    None
+                } else {
+                    // The exact searches read every row.
+                    let all: Vec<ListId> = (0..snap.nlist() as u32).map(ListId).collect();
+                    let _held = snap.hold_lists(&all)?;
+                    nprobe_for_recall(snap.quantizer(), &snap.sources_filtered(None), t)?
                 }
             }
             None => None,
@@ -127,11 +130,11 @@ impl Collection {
             .map_or(DEFAULT_MEMTABLE_LIMIT, |(s, _)| s.memtable_limit)
     }
 
-    /// Whether the memtable should be flushed: it holds `flush_rows` rows,
-    /// or a quarter of the memory it may hold.
-    pub(super) fn flush_due(&self, inner: &Inner) -> bool {
+    /// Whether the memtable, holding `bytes`, should be flushed: it holds
+    /// `flush_rows` rows, or a quarter of the memory it may hold.
+    pub(super) fn flush_due(&self, inner: &Inner, bytes: u64) -> bool {
         memtable_rows(inner) >= inner.manifest.config.flush_rows
-            || memtable_bytes(inner) >= self.memtable_limit() / 4
+            || bytes >= self.memtable_limit() / 4
     }
 
     /// A background flush: flush if still needed.
@@ -141,7 +144,10 @@ impl Collection {
             return Ok(());
         }
         let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-        let due = self.flush_due(&self.lock());
+        let due = {
+            let inner = self.lock();
+            self.flush_due(&inner, memtable_bytes(&inner))
+        };
         if !due {
             return Ok(());
         }

@@ -102,7 +102,7 @@ impl Collection {
         self.applied_cv.notify_all();
         result?;
         let bytes = memtable_bytes(&inner);
-        let due = self.flush_due(&inner);
+        let due = self.flush_due(&inner, bytes);
         self.publish(&inner);
         drop(inner);
         let limit = self.memtable_limit();
