@@ -57,6 +57,28 @@ impl RowSet {
         self.count += usize::from(new);
         new
     }
+
+    /// How many of the rows `range` are in the set, a word at a time (rows
+    /// past the capacity are not).
+    pub fn count_in(&self, range: std::ops::Range<usize>) -> usize {
+        let (start, end) = (range.start, range.end.min(self.len));
+        if start >= end {
+            return 0;
+        }
+        let (first, last) = (start / 64, (end - 1) / 64);
+        let mut n = 0;
+        for (i, &w) in self.words[first..=last].iter().enumerate() {
+            let mut w = w;
+            if i == 0 {
+                w &= u64::MAX << (start % 64);
+            }
+            if first + i == last && end % 64 != 0 {
+                w &= u64::MAX >> (64 - end % 64);
+            }
+            n += w.count_ones() as usize;
+        }
+        n
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +94,23 @@ mod tests {
         assert!(!s.insert(130), "past capacity");
         assert_eq!(s.count(), 3);
         assert!(s.contains(129) && !s.contains(128) && !s.contains(1000));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn count_in_counts_what_contains_says(
+            cap in 0usize..300,
+            rows in proptest::collection::vec(0usize..320, 0..120),
+            a in 0usize..330,
+            b in 0usize..330,
+        ) {
+            let mut s = RowSet::new(cap);
+            for r in rows {
+                s.insert(r);
+            }
+            let (a, b) = (a.min(b), a.max(b));
+            proptest::prop_assert_eq!(s.count_in(a..b), (a..b).filter(|&r| s.contains(r)).count());
+            proptest::prop_assert_eq!(s.count_in(0..cap), s.count());
+        }
     }
 }

@@ -287,6 +287,30 @@ impl Searcher {
                 for (vchunk, ichunk) in vectors.chunks(SCAN_CHUNK * dim).zip(ids.chunks(SCAN_CHUNK))
                 {
                     let out = &mut self.distances[..ichunk.len()];
+                    // A chunk mostly hidden (a list whose rows moved to a
+                    // newer segment, or were replaced): distances of its
+                    // visible rows only, one by one.
+                    let hidden = deleted.map_or(0, |d| d.count_in(row..row + ichunk.len()));
+                    if hidden * 4 > ichunk.len() * 3
+                        && let Some(del) = deleted
+                    {
+                        for (i, &id) in ichunk.iter().enumerate() {
+                            if del.contains(row + i) {
+                                continue;
+                            }
+                            let d = metric.distance(&self.query, &vchunk[i * dim..(i + 1) * dim]);
+                            if trace.is_some() {
+                                seen.push(d);
+                            }
+                            if d <= self.top.threshold() {
+                                self.top.push(VectorId(id), d, RowAddr::new(s, row + i));
+                            }
+                        }
+                        skipped += hidden as u64;
+                        scanned += (ichunk.len() - hidden) as u64;
+                        row += ichunk.len();
+                        continue;
+                    }
                     metric.distances(&self.query, vchunk, out);
                     match deleted {
                         None => {
@@ -942,6 +966,47 @@ mod tests {
         assert!(res.iter().all(|n| n.id.0 != 7 && n.id.0 != 100));
         assert_eq!(trace.probed[0].deleted_skipped, 2);
         assert_eq!(trace.probed[0].scanned, 500);
+    }
+
+    #[test]
+    fn mostly_hidden_chunks_compute_only_visible_distances() {
+        let dim = 4;
+        let data = random(1000, dim, 32, Metric::L2);
+        let (q, lists) = build(&data, dim, 1, Metric::L2);
+        // Rows 0..600 all hidden but 3 (whole chunks, then a part of one),
+        // the rest visible: the answer is the flat search over the visible.
+        let mut deleted = RowSet::new(1000);
+        for r in (0..600).filter(|r| ![5, 300, 599].contains(r)) {
+            deleted.insert(r);
+        }
+        let visible: Vec<u64> = (0..1000)
+            .filter(|&r| !deleted.contains(r))
+            .map(|r| r as u64)
+            .collect();
+        let vectors: Vec<f32> = visible
+            .iter()
+            .flat_map(|&r| data[r as usize * dim..(r as usize + 1) * dim].to_vec())
+            .collect();
+        let src = [Source {
+            lists: &lists,
+            deleted: Some(&deleted),
+            filter: None,
+        }];
+        let mut s = Searcher::new();
+        for query in data.chunks_exact(dim).skip(590).take(20) {
+            let mut trace = SearchTrace::default();
+            let got = s
+                .search_sources(&q, &src, query, SearchParams::new(20, 1), Some(&mut trace))
+                .unwrap();
+            let exact = flat_search(Metric::L2, query, &vectors, &visible, 20).unwrap();
+            let ids = |v: &[Neighbor]| v.iter().map(|n| n.id).collect::<Vec<_>>();
+            assert_eq!(ids(&got), ids(&exact));
+            let p = &trace.probed[0];
+            assert_eq!(p.deleted_skipped, deleted.count() as u64);
+            // Chunks of 256: two wholly or mostly hidden (3 visible), the
+            // third (512..768) has 87 hidden of 256 and is scanned whole.
+            assert_eq!(p.scanned, 1000 - 512 + 2);
+        }
     }
 
     #[test]
