@@ -240,7 +240,8 @@ REQUIRED = ["dim", "metric", "nlist", "nprobe", "sync", "flush_rows", "min_rows_
             "trained_imbalance"]
 OPTIONAL = {"compact_max_segments": "8", "compact_max_hidden": "0.2", "compact_fanout": "4",
             "trained_at": "0", "compacted_at": "0", "writer": "0", "uid": "0",
-            "target_recall": None, "tuned_recall": "0"}
+            "target_recall": None, "tuned_recall": "0", "trained_generation": None,
+            "rebalances": "0", "rebalanced_at": "0"}
 
 
 def read_manifest(path):
@@ -428,7 +429,8 @@ def rows_of(m, files_dir, wal_dir):
                 live.pop(i, None)
         else:
             h, rows = read_segment(path, dim)
-            if h["generation"] != int(m["generation"]):
+            trained = int(m["trained_generation"] or m["generation"])
+            if not trained <= h["generation"] <= int(m["generation"]):
                 raise Corrupt(f"{name}: generation")
             for rid, vec, p, fields in rows:  # row order: a later row wins
                 live[rid] = (vec, p, fields)

@@ -373,6 +373,7 @@ impl Engine {
             m.centroids = Some(file);
             m.trained_rows = c.trained_rows;
             m.trained_imbalance = c.imbalance;
+            m.trained_generation = 1;
             m.trained_at = collection::unix_now();
         }
         if files.shared() {

@@ -28,6 +28,16 @@ pub struct Manifest {
     pub generation: u64,
     /// Centroid file of `generation`, if trained.
     pub centroids: Option<String>,
+    /// The generation of the last training. Later generations come from
+    /// local rebalancing, which changes a few lists' centroids and moves
+    /// their rows to a newer segment: a segment of any generation from
+    /// this one on is searched with the current centroids.
+    pub trained_generation: u64,
+    /// Local rebalancing steps (list splits) since the last training.
+    pub rebalances: u64,
+    /// When the lists were last rebalanced locally (Unix seconds; 0 =
+    /// never since the last training).
+    pub rebalanced_at: u64,
     /// Every WAL record up to this LSN is in the files below.
     pub flushed_lsn: Lsn,
     /// The next flush sequence number.
@@ -68,6 +78,9 @@ impl Manifest {
             config,
             generation: 0,
             centroids: None,
+            trained_generation: 0,
+            rebalances: 0,
+            rebalanced_at: 0,
             flushed_lsn: Lsn(0),
             next_seq: 1,
             segments: Vec::new(),
@@ -121,6 +134,13 @@ impl Manifest {
         }
         let _ = writeln!(s, "generation {}", self.generation);
         let _ = writeln!(s, "centroids {}", self.centroids.as_deref().unwrap_or("-"));
+        if self.trained_generation != self.generation {
+            let _ = writeln!(s, "trained_generation {}", self.trained_generation);
+        }
+        if self.rebalances != 0 {
+            let _ = writeln!(s, "rebalances {}", self.rebalances);
+            let _ = writeln!(s, "rebalanced_at {}", self.rebalanced_at);
+        }
         let _ = writeln!(s, "flushed_lsn {}", self.flushed_lsn.0);
         let _ = writeln!(s, "next_seq {}", self.next_seq);
         let _ = writeln!(s, "trained_rows {}", self.trained_rows);
@@ -253,6 +273,7 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             .ok_or_else(|| format!("{k}: {v:?} is not a finite number"))
     };
     let mut seen = std::collections::HashSet::new();
+    let mut trained_generation = None;
     for line in lines {
         let (key, value) = line
             .split_once(' ')
@@ -300,6 +321,9 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "trained_error" => m.trained_error = real(key, value)?,
             "trained_imbalance" => m.trained_imbalance = real(key, value)?,
             "generation" => m.generation = num(key, value)?,
+            "trained_generation" => trained_generation = Some(num(key, value)?),
+            "rebalances" => m.rebalances = num(key, value)?,
+            "rebalanced_at" => m.rebalanced_at = num(key, value)?,
             "centroids" => m.centroids = (value != "-").then(|| value.to_string()),
             "flushed_lsn" => m.flushed_lsn = Lsn(num(key, value)?),
             "next_seq" => m.next_seq = num(key, value)?,
@@ -323,6 +347,13 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
     }
     if let Some(c) = &m.centroids {
         check_file_name(c)?;
+    }
+    m.trained_generation = trained_generation.unwrap_or(m.generation);
+    if m.trained_generation > m.generation {
+        return Err(format!(
+            "trained_generation {} is after generation {}",
+            m.trained_generation, m.generation
+        ));
     }
     config.validate().map_err(|e| e.to_string())?;
     m.config = config;
@@ -362,6 +393,14 @@ mod tests {
         let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir.path());
         m.store(&files).unwrap();
         assert_eq!(Manifest::load(&files).unwrap(), m);
+        // Generations from local rebalancing after the training.
+        let mut r = m.clone();
+        r.trained_generation = 2;
+        r.generation = 5;
+        r.rebalances = 7;
+        r.rebalanced_at = 1_800_000_000;
+        r.store(&files).unwrap();
+        assert_eq!(Manifest::load(&files).unwrap(), r);
         let path = dir.path().join(MANIFEST);
         let text = std::fs::read(&path).unwrap();
         for i in 0..text.len() - 1 {
@@ -381,6 +420,12 @@ mod tests {
         assert!(parse(&with_crc(&no_dim)).unwrap_err().contains("\"dim\""));
         let twice = body.replace("nprobe 8\n", "nprobe 8\nnprobe 9\n");
         assert!(parse(&with_crc(&twice)).unwrap_err().contains("twice"));
+        let ahead = body.replace("generation 0\n", "generation 0\ntrained_generation 1\n");
+        assert!(
+            parse(&with_crc(&ahead))
+                .unwrap_err()
+                .contains("after generation")
+        );
         // Keys added later may be absent.
         let old = body
             .replace("trained_at 0\n", "")

@@ -99,6 +99,51 @@ impl MemBatch {
         Ok((batch, error))
     }
 
+    /// This batch's visible rows (those not in `deleted`) grouped under
+    /// `quantizer`, whose centroids differ from the ones the batch was
+    /// grouped by only in the lists `changed` (a local rebalancing): a
+    /// row whose list did not change stays unless a changed list is
+    /// nearer; a row whose list changed goes to its nearest list. `None`
+    /// when no row is visible.
+    pub fn regroup(
+        &self,
+        deleted: &vdb_core::RowSet,
+        quantizer: &CoarseQuantizer,
+        changed: &[ListId],
+        fields: &[FieldDef],
+    ) -> Result<Option<MemBatch>> {
+        let metric = quantizer.metric();
+        let (mut kept, mut moved) = (Vec::new(), Vec::new());
+        for r in (0..self.rows()).filter(|&r| !deleted.contains(r)) {
+            let Some(row) = self.row(r) else { continue };
+            if changed.contains(&row.list) {
+                moved.push(row.to_row());
+                continue;
+            }
+            let mut best = (
+                row.list,
+                metric.distance(row.vector, quantizer.centroid(row.list)),
+            );
+            for &c in changed {
+                let d = metric.distance(row.vector, quantizer.centroid(c));
+                if d < best.1 {
+                    best = (c, d);
+                }
+            }
+            kept.push((row.to_row(), best.0));
+        }
+        if !moved.is_empty() {
+            let flat: Vec<f32> = moved
+                .iter()
+                .flat_map(|r| r.vector.iter().copied())
+                .collect();
+            let lists = quantizer.assign(&flat)?;
+            kept.extend(moved.into_iter().zip(lists.into_iter().map(|(l, _)| l)));
+        }
+        Ok((!kept.is_empty())
+            .then(|| MemBatch::from_assigned(kept, quantizer.dim(), quantizer.nlist(), fields)))
+    }
+
     /// Groups rows whose lists are already known (e.g. when batches are
     /// merged) without assigning them again.
     pub fn from_assigned(

@@ -41,6 +41,12 @@ fn trains_itself_and_keeps_answering() {
     let config = CollectionConfig {
         nlist: 8,
         flush_rows: 500,
+        // Growth retrains while the trainings saw fewer than 256 rows a
+        // list (off by default).
+        retrain: vdb_engine::RetrainPolicy {
+            growth: 1.5,
+            ..Default::default()
+        },
         ..CollectionConfig::new(16)
     };
     let c = engine.create_collection("docs", config).unwrap();

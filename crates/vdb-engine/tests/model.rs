@@ -1,6 +1,7 @@
 //! Guards the engine against a plain in-memory model: random sequences of
-//! upserts, deletes, flushes, compactions, retrains and reopens must leave exactly the
-//! model's rows, and exact search must return exactly the model's nearest.
+//! upserts, deletes, flushes, compactions, retrains, local rebalancings and
+//! reopens must leave exactly the model's rows, and exact search must
+//! return exactly the model's nearest: every row is in exactly one list.
 
 #![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
 
@@ -16,6 +17,7 @@ enum Op {
     Flush,
     Compact,
     Retrain(usize),
+    Rebalance,
     Reopen,
 }
 
@@ -31,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
         1 => (1usize..5).prop_map(Op::Retrain),
+        2 => Just(Op::Rebalance),
         1 => Just(Op::Reopen),
     ]
 }
@@ -88,7 +91,11 @@ proptest! {
         // Merges of some segments after most flushes (tiers of 2 flushes,
         // a segment a third hidden, at most 4 segments).
         let compaction = vdb_engine::CompactionPolicy { max_segments: 4, max_hidden: 0.3, fanout: 2 };
-        let config = CollectionConfig { nlist: 3, min_rows_per_list: 3, flush_rows: 11, compaction, ..CollectionConfig::new(4) };
+        // Lists split and dissolved whenever they are more uneven than
+        // right after training (from 1.01 × it, down to 1.0025 × it), by
+        // `rebalance` and after flushes.
+        let retrain = vdb_engine::RetrainPolicy { imbalance: 1.01, ..Default::default() };
+        let config = CollectionConfig { nlist: 4, min_rows_per_list: 3, flush_rows: 11, compaction, retrain, ..CollectionConfig::new(4) };
         engine.create_collection("m", config).unwrap();
         let mut model: BTreeMap<u64, (Vec<f32>, Vec<u8>)> = BTreeMap::new();
         let mut version = 0u32;
@@ -123,6 +130,13 @@ proptest! {
                         c.retrain(Some(nlist)).unwrap();
                     } else {
                         prop_assert!(c.retrain(Some(nlist)).is_err());
+                    }
+                }
+                Op::Rebalance => {
+                    let before = c.stats();
+                    if c.rebalance().unwrap() {
+                        let after = c.stats();
+                        prop_assert!(after.generation > before.generation && after.rebalances > 0, "{:?}", after);
                     }
                 }
                 Op::Reopen => {

@@ -134,6 +134,8 @@ pub fn stats_to_pb(s: &CollectionStats) -> pb::CollectionStats {
         trained_at: s.trained_at,
         trained_rows: s.trained_rows,
         compacted_at: s.compacted_at,
+        rebalances: s.rebalances,
+        rebalanced_at: s.rebalanced_at,
         tuned_recall: s.tuned_recall,
         memtable_bytes: s.memtable_bytes,
         flushed_bytes: s.flushed_bytes,

@@ -2,6 +2,8 @@
 //! run as freeze (locked) → write files (unlocked) → install (locked)
 //! under the per-collection maintenance lock.
 
+mod rebalance;
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, Weak};
 
@@ -9,7 +11,7 @@ use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
 use vdb_format::{CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
 
-use super::apply::push_batch;
+use super::apply::{hide, push_batch};
 use super::read::segment_row;
 use super::{
     Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, memtable_bytes,
@@ -22,7 +24,9 @@ use crate::error::{Error, Result};
 use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
 use crate::memtable::{MemBatch, RowRef};
-use crate::policy::{Merge, Plan, PolicyInput, SegmentStat, plan, plan_compaction};
+use crate::policy::{
+    Merge, Plan, PolicyInput, SegmentStat, plan, plan_compaction, rebalance_target,
+};
 use crate::tune::nprobe_for_recall;
 
 impl Collection {
@@ -210,6 +214,17 @@ impl Collection {
         self.maintain(&guard, Task::Compact)
     }
 
+    /// Splits the largest lists and dissolves the smallest, locally, until
+    /// the lists are about as even as right after training (what the
+    /// retraining policy's imbalance rule does after a flush), and flushes
+    /// the memtable. Returns whether any list was split.
+    pub fn rebalance(&self) -> Result<bool> {
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        let before = self.lock().manifest.rebalances;
+        self.maintain(&guard, Task::Rebalance)?;
+        Ok(self.lock().manifest.rebalances != before)
+    }
+
     /// Runs one maintenance task (and, after a flush, whatever the
     /// retraining and compaction policies ask for), holding the maintenance
     /// lock but the collection lock only to freeze and to install:
@@ -226,22 +241,36 @@ impl Collection {
     }
 
     fn maintain_in_pool(&self, _guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
-        let flush = task == Task::Flush;
-        let done = self.run_task(task)?;
-        // After a flush, what the policies ask for: a training, or merges
-        // until none is due (a merge can fill the next tier). Each merge
-        // leaves fewer segments or none hidden, so this ends; the bound
+        let follow = matches!(task, Task::Flush | Task::Rebalance);
+        let splits = || self.lock().manifest.rebalances;
+        let before = splits();
+        let done = self.run_task(task.clone())?;
+        // Whether the last rebalancing split lists (then the next goes on
+        // down to the target), or split none (then none is asked again).
+        let mut rebalancing = (task == Task::Rebalance).then(|| splits() != before);
+        // After a flush, what the policies ask for: a training, a local
+        // rebalancing, or merges until none is due (a merge can fill the
+        // next tier). Each merge leaves fewer segments or none hidden, and
+        // each rebalancing fewer uneven lists, so this ends; the bound
         // only guards against a policy bug.
-        for _ in 0..if flush { MAX_FOLLOW_UPS } else { 0 } {
+        for _ in 0..if follow { MAX_FOLLOW_UPS } else { 0 } {
             let next = {
                 let inner = self.lock();
-                match plan(&inner.manifest.config.retrain, &policy_input(&inner)) {
+                let input = policy_input(&inner);
+                let retrain = &inner.manifest.config.retrain;
+                let target = rebalance_target(retrain, input.trained_imbalance);
+                match plan(retrain, &input) {
                     Plan::Train { nlist, .. } => Some(Task::Train(nlist)),
-                    Plan::Keep => compaction_plan(&inner).map(|m| Task::Merge(m.segments)),
+                    _ if rebalancing == Some(true) && input.imbalance > target => {
+                        Some(Task::Rebalance)
+                    }
+                    Plan::Rebalance { .. } if rebalancing.is_none() => Some(Task::Rebalance),
+                    _ => compaction_plan(&inner).map(|m| Task::Merge(m.segments)),
                 }
             };
             let Some(t) = next else { break };
-            match self.run_task(t) {
+            let before = splits();
+            match self.run_task(t.clone()) {
                 Ok(true) => {}
                 Ok(false) => break,
                 // The flush is done; the rewrite waits for space, and
@@ -251,6 +280,9 @@ impl Collection {
                     break;
                 }
                 Err(e) => return Err(e),
+            }
+            if t == Task::Rebalance {
+                rebalancing = Some(splits() != before);
             }
         }
         Ok(done)
@@ -272,6 +304,7 @@ impl Collection {
                 }
                 Task::Merge(ref segments) => segments.is_empty(),
                 Task::Train(nlist) => inner.ids.len() < nlist,
+                Task::Rebalance => inner.manifest.generation == 0 || inner.segs.is_empty(),
             };
             if idle {
                 return Ok(false);
@@ -286,6 +319,12 @@ impl Collection {
             Task::Compact => self.write_merge(&frozen, &(0..frozen.segs.len()).collect::<Vec<_>>()),
             Task::Merge(segments) => self.write_merge(&frozen, segments),
             Task::Train(nlist) => self.write_train(&frozen, *nlist),
+            // No split worth making: the memtable is flushed all the same.
+            Task::Rebalance => match self.write_rebalance(&frozen) {
+                Ok(Some(w)) => Ok(w),
+                Ok(None) => self.write_merge(&frozen, &[]),
+                Err(e) => Err(e),
+            },
         };
         let written = match written {
             Err(e) if self.files.shared() => {
@@ -349,6 +388,7 @@ impl Collection {
             Task::Compact => ("compaction", (0..inner.segs.len()).collect()),
             Task::Merge(s) => ("compaction", s.clone()),
             Task::Train(_) => ("training", (0..inner.segs.len()).collect()),
+            Task::Rebalance => ("rebalancing", Vec::new()),
         };
         let Some(available) = self.files.available_space()? else {
             return Ok(());
@@ -367,8 +407,18 @@ impl Collection {
             .map(|s| s.reader.file_len())
             .sum();
         needed += memtable_rows(inner) as u64 * per_row;
-        if let Task::Train(nlist) = task {
-            needed += 4 * dim * *nlist as u64;
+        let centroids = 4 * dim * inner.quantizer.nlist() as u64;
+        match task {
+            Task::Train(nlist) => needed += 4 * dim * *nlist as u64,
+            Task::Rebalance => {
+                // Each split moves about its list, the dissolved one and
+                // some neighbours' rows: at most three of the largest
+                // lists' worth, and never more than every row.
+                let largest = policy_input(inner).largest_list;
+                let moved = (3 * largest * rebalance::MAX_SWAPS as u64).min(rows);
+                needed += moved * per_row + centroids;
+            }
+            _ => {}
         }
         if needed > available {
             return Err(Error::NoSpace {
@@ -398,24 +448,7 @@ impl Collection {
             &KMeansParams::default(),
         )?;
         let generation = f.manifest.generation + 1;
-        let file = if self.files.shared() {
-            // In a shared store two writers (one of them fenced) may train
-            // the same generation: the name also carries this writer's
-            // flush sequence, unique to it.
-            vdb_format::centroid_file_name_at(Generation(generation), f.manifest.next_seq)
-        } else {
-            vdb_format::centroid_file_name(Generation(generation))
-        };
-        vdb_format::write_centroids_in(
-            self.files.as_ref(),
-            &file,
-            CentroidMeta {
-                generation: Generation(generation),
-                metric: self.config.metric,
-                dim,
-            },
-            &centroids,
-        )?;
+        let file = self.write_centroid_file(f, generation, &centroids)?;
         let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
         let assignment = quantizer.assign(&vectors)?;
         let mut sizes = vec![0u64; nlist];
@@ -431,6 +464,35 @@ impl Collection {
             imbalance: vdb_ivf::imbalance_factor(&sizes),
             lists: assignment.into_iter().map(|(l, _)| l).collect(),
         })
+    }
+
+    /// Writes `centroids` as generation `generation`'s centroid file;
+    /// returns its name.
+    fn write_centroid_file(
+        &self,
+        f: &Frozen,
+        generation: u64,
+        centroids: &[f32],
+    ) -> Result<String> {
+        let file = if self.files.shared() {
+            // In a shared store two writers (one of them fenced) may write
+            // the same generation: the name also carries this writer's
+            // flush sequence, unique to it.
+            vdb_format::centroid_file_name_at(Generation(generation), f.manifest.next_seq)
+        } else {
+            vdb_format::centroid_file_name(Generation(generation))
+        };
+        vdb_format::write_centroids_in(
+            self.files.as_ref(),
+            &file,
+            CentroidMeta {
+                generation: Generation(generation),
+                metric: self.config.metric,
+                dim: self.config.dim,
+            },
+            centroids,
+        )?;
+        Ok(file)
     }
 
     /// Phase 2 of a training: every live row of the frozen state as one
@@ -453,6 +515,9 @@ impl Collection {
         let t = self.train(f, &live, nlist)?;
         next.config.nlist = nlist;
         next.generation = t.generation;
+        next.trained_generation = t.generation;
+        next.rebalances = 0;
+        next.rebalanced_at = 0;
         next.centroids = Some(t.file);
         next.trained_rows = live.len() as u64;
         next.trained_error = t.error;
@@ -471,6 +536,7 @@ impl Collection {
             segment: Some((reader, rows.into_iter().map(|(_, loc)| loc).collect())),
             replaces: (0..f.segs.len()).collect(),
             quantizer: Some(t.quantizer),
+            changed: Vec::new(),
         })
     }
 
@@ -531,6 +597,7 @@ impl Collection {
             segment,
             replaces: chosen.to_vec(),
             quantizer: None,
+            changed: Vec::new(),
         })
     }
 
@@ -627,6 +694,16 @@ impl Collection {
             for (r, (&id, origin)) in reader.ids().iter().zip(origins).enumerate() {
                 if inner.ids.get(&id) == Some(&origin) {
                     inner.ids.insert(id, Loc::Seg(i, r as u32));
+                    // A row moved out of a segment that stays (local
+                    // rebalancing): its old copy is hidden there, as an
+                    // upsert hides it (and at open the newer segment
+                    // shadows it). Segments replaced are gone already.
+                    if let Loc::Seg(s, row) = origin
+                        && w.replaces.binary_search(&(s as usize)).is_err()
+                    {
+                        let before = w.replaces.partition_point(|&x| x < s as usize) as u32;
+                        hide(inner, Loc::Seg(s - before, row));
+                    }
                 } else {
                     // Replaced or deleted while the file was being written.
                     deleted.insert(r);
@@ -641,7 +718,25 @@ impl Collection {
         inner.manifest = w.manifest;
         self.default_nprobe
             .store(inner.manifest.config.nprobe, Ordering::Release);
-        if let Some(q) = w.quantizer {
+        let local = !w.changed.is_empty();
+        let quantizer = w.quantizer;
+        if let Some(q) = quantizer.clone()
+            && local
+        {
+            // A local rebalancing: only rows near the changed lists move.
+            // The drift counters go on (no new training).
+            inner.quantizer = q;
+            let old = std::mem::take(&mut inner.mem);
+            for e in old {
+                let fields = &inner.manifest.config.fields;
+                if let Some(batch) =
+                    e.batch
+                        .regroup(&e.deleted, &inner.quantizer, &w.changed, fields)?
+                {
+                    push_batch(inner, batch);
+                }
+            }
+        } else if let Some(q) = quantizer {
             // The memtable was grouped by the old lists: regroup it.
             inner.quantizer = q;
             inner.new_rows = 0;
@@ -732,6 +827,8 @@ pub(super) enum Task {
     /// one segment.
     Merge(Vec<usize>),
     Train(usize),
+    /// Lists split and dissolved locally, and the memtable flushed.
+    Rebalance,
 }
 
 /// What maintenance works from: the collection as of the freeze, in
@@ -823,8 +920,11 @@ struct Written {
     /// Positions of the segments it replaces, ascending (compaction,
     /// training).
     replaces: Vec<usize>,
-    /// New centroids (training).
+    /// New centroids (training, rebalancing).
     quantizer: Option<Arc<CoarseQuantizer>>,
+    /// The lists whose centroids a rebalancing changed (empty: all, or
+    /// none).
+    changed: Vec<ListId>,
 }
 
 /// Phase 1 of maintenance: the memtable becomes frozen batches (ids that
@@ -887,14 +987,12 @@ fn policy_input(inner: &Inner) -> PolicyInput {
     let mut sizes = vec![0u64; nlist];
     for s in &inner.segs {
         for (l, size) in sizes.iter_mut().enumerate() {
-            *size += (s.reader.list_len(ListId(l as u32))
-                - deleted_in_list(s.reader.as_ref(), &s.deleted, l)) as u64;
+            *size += live_in_list(s.reader.as_ref(), &s.deleted, l) as u64;
         }
     }
     for m in &inner.mem {
         for (l, size) in sizes.iter_mut().enumerate() {
-            *size += (m.batch.list_len(ListId(l as u32))
-                - deleted_in_list(m.batch.as_ref(), &m.deleted, l)) as u64;
+            *size += live_in_list(m.batch.as_ref(), &m.deleted, l) as u64;
         }
     }
     let m = &inner.manifest;
@@ -914,17 +1012,16 @@ fn policy_input(inner: &Inner) -> PolicyInput {
             inner.new_error / inner.new_rows as f64
         },
         imbalance: vdb_ivf::imbalance_factor(&sizes),
+        largest_list: sizes.iter().copied().max().unwrap_or(0),
+        full_sample: (KMeansParams::default().max_points_per_centroid as u64)
+            .saturating_mul(m.config.nlist as u64),
     }
 }
 
-/// Hidden rows of list `l` of a source.
-fn deleted_in_list(lists: &dyn InvertedLists, deleted: &RowSet, l: usize) -> usize {
-    if deleted.is_empty() {
-        return 0;
-    }
+/// Live rows of list `l` of a source.
+pub(super) fn live_in_list(lists: &dyn InvertedLists, deleted: &RowSet, l: usize) -> usize {
     let list = ListId(l as u32);
     let start = lists.list_row_start(list);
-    (start..start + lists.list_len(list))
-        .filter(|&r| deleted.contains(r))
-        .count()
+    let len = lists.list_len(list);
+    len - deleted.count_in(start..start + len)
 }

@@ -41,7 +41,7 @@ use crate::memtable::MemBatch;
 /// place a row of a frozen state (maintenance's input) was frozen at —
 /// there `Frozen` batches are numbered as the frozen state numbers them,
 /// which is `Inner::frozen`'s numbering while the maintenance runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Loc {
     /// Segment index in `Inner::segs`, row.
     Seg(u32, u32),
@@ -277,6 +277,12 @@ pub struct CollectionStats {
     /// When the segments were last rewritten into one by a compaction or a
     /// training (Unix seconds; 0 = never).
     pub compacted_at: u64,
+    /// Lists split locally (each taking the slot of a dissolved list)
+    /// since the last training.
+    pub rebalances: u64,
+    /// When lists were last split locally (Unix seconds; 0 = not since
+    /// the last training).
+    pub rebalanced_at: u64,
 }
 
 /// Settings to change with [`Collection::alter`]; `None` keeps the current

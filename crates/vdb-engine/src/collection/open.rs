@@ -148,16 +148,29 @@ pub(super) fn load(files: &dyn Directory, manifest: Manifest) -> Result<Inner> {
             None => SegmentReader::open(&files.fetch(f)?)?,
         };
         let m = r.meta();
+        // Generations after the last training rebalanced a few lists
+        // and moved all their rows to newer segments: an older segment's
+        // other lists are the current lists.
+        let generations = manifest.trained_generation..=manifest.generation;
         if m.dim != cfg.dim
             || m.metric != cfg.metric
             || m.nlist != quantizer.nlist()
-            || m.generation.0 != manifest.generation
+            || !generations.contains(&m.generation.0)
         {
             return Err(Error::Corrupt {
                 file: files.path(f),
-                reason:
-                    "segment does not match the collection's dim, metric or centroid generation"
-                        .into(),
+                reason: format!(
+                    "segment (dim {}, {}, {} lists, generation {}) does not match the collection (dim {}, {}, {} lists, generations {}..={})",
+                    m.dim,
+                    m.metric,
+                    m.nlist,
+                    m.generation,
+                    cfg.dim,
+                    cfg.metric,
+                    quantizer.nlist(),
+                    manifest.trained_generation,
+                    manifest.generation
+                ),
             });
         }
         segs.push(r);

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::Ordering;
 
-use vdb_core::{Hold, InvertedLists, ListId, Neighbor, RowAddr};
+use vdb_core::{Hold, ListId, Neighbor, RowAddr};
 use vdb_format::SegmentReader;
 use vdb_ivf::{SearchParams, SearchTrace, Searcher};
 
@@ -147,14 +147,16 @@ impl Collection {
                 .chain(&inner.mem)
                 .map(|m| m.batch.rows() as u64)
                 .sum::<u64>();
+        // Live rows: a list's hidden rows (replaced, deleted, or moved by
+        // a rebalancing) are not scanned.
         for s in &inner.segs {
             for (l, size) in sizes.iter_mut().enumerate() {
-                *size += s.reader.list_len(ListId(l as u32)) as u64;
+                *size += super::maintain::live_in_list(s.reader.as_ref(), &s.deleted, l) as u64;
             }
         }
         for m in inner.frozen.iter().chain(&inner.mem) {
             for (l, size) in sizes.iter_mut().enumerate() {
-                *size += m.batch.list_len(ListId(l as u32)) as u64;
+                *size += super::maintain::live_in_list(m.batch.as_ref(), &m.deleted, l) as u64;
             }
         }
         CollectionStats {
@@ -176,6 +178,8 @@ impl Collection {
             rewritten_bytes: inner.rewritten_bytes,
             postponed: inner.postponed.clone(),
             compacted_at: inner.manifest.compacted_at,
+            rebalances: inner.manifest.rebalances,
+            rebalanced_at: inner.manifest.rebalanced_at,
         }
     }
 }

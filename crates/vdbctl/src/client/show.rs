@@ -36,6 +36,8 @@ pub fn info_json(i: &pb::CollectionInfo) -> Value {
         "trained_at": s.trained_at,
         "trained_rows": s.trained_rows,
         "compacted_at": s.compacted_at,
+        "rebalances": s.rebalances,
+        "rebalanced_at": s.rebalanced_at,
         "flushed_bytes": s.flushed_bytes,
         "rewritten_bytes": s.rewritten_bytes,
         "last_lsn": s.last_lsn,
