@@ -6,13 +6,18 @@ Reorders a texmex data set along its first principal component (so the first
 row numbers, then measures three indexes at the same nlist and nprobe:
 
 1. vdb, rows inserted in that order through the engine, flushing every 10 %:
-   the first flush trains on the first 10 %, and the retraining policy
-   retrains as the collection grows and drifts;
+   the first flush trains on the first 10 %, and the default policy
+   retrains as the rows drift and rebalances lists that become uneven;
 2. the same with automatic retraining off (trained once, on the first 10 %);
 3. vdb built from scratch on all rows (in-process, `vdbctl bench` without
    `--data-dir`).
 
-    python3 benches/drift.py --base B.fvecs --query Q.fvecs --gt G.ivecs --nlist 256 --nprobe 8
+    python3 benches/drift.py --base B.fvecs --query Q.fvecs --gt G.ivecs --nlist 256 --nprobe 8 \
+        [--retrain GROWTH,DRIFT,IMBALANCE ...]
+
+Each `--retrain` adds a run of 1. with that retraining policy (e.g.
+`0,0,1.2`: local rebalancing only; `1.5,1.5,0`: the global policy before
+local rebalancing).
 """
 
 import argparse
@@ -48,6 +53,8 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--work", default="/tmp/vdb-drift")
     ap.add_argument("--vdbctl", default="target/release/vdbctl")
+    ap.add_argument("--retrain", action="append", default=[], metavar="GROWTH,DRIFT,IMBALANCE",
+                    help="also run with this retraining policy (repeatable)")
     args = ap.parse_args()
 
     xb = read_xvecs(args.base, np.float32)
@@ -72,7 +79,9 @@ def main():
     tenth = str(max(1, len(xb) // 10))
     data = os.path.join(args.work, "data")
     runs = [
-        ("inserted in PC1 order, retraining on", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth])),
+        ("inserted in PC1 order, default policy", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth])),
+        *[(f"inserted in PC1 order, --retrain {p}", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth, "--retrain", p]))
+          for p in args.retrain],
         ("inserted in PC1 order, retraining off", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth, "--no-retrain"])),
         ("built from scratch on all rows", run([args.vdbctl, "bench", *common])),
     ]

@@ -70,6 +70,15 @@ pub struct BenchArgs {
     /// what retraining saves).
     #[arg(long)]
     pub no_retrain: bool,
+    /// With --data-dir: the retraining policy's growth, drift and
+    /// imbalance factors, e.g. `0,0,1.2` (0 turns a rule off; default: the
+    /// engine's defaults).
+    #[arg(
+        long,
+        value_name = "GROWTH,DRIFT,IMBALANCE",
+        conflicts_with = "no_retrain"
+    )]
+    pub retrain: Option<String>,
     /// With --server: write nothing, measure the searches of the server's
     /// `bench` collection as an earlier run left it (e.g. after starting
     /// the server again on an empty cache).

@@ -180,6 +180,22 @@ pub(super) fn build_engine(
             ..RetrainPolicy::default()
         };
     }
+    if let Some(spec) = &args.retrain {
+        let factors: Vec<f64> = spec
+            .split(',')
+            .map(|f| f.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("--retrain {spec:?}: {e}"))?;
+        let [growth, error_drift, imbalance] = factors[..] else {
+            anyhow::bail!("--retrain {spec:?}: give three factors, GROWTH,DRIFT,IMBALANCE");
+        };
+        config.retrain = RetrainPolicy {
+            growth,
+            error_drift,
+            imbalance,
+            ..RetrainPolicy::default()
+        };
+    }
     let c = engine.create_collection("bench", config)?;
     progress.phase("measuring the disk: appends of one batch's size, each fdatasynced");
     let disk_bound = disk_bound_rows_per_s(dir, base.dim)?;
@@ -260,8 +276,8 @@ pub(super) fn build_engine(
         imbalance: stats.imbalance,
         rows: stats.rows as usize,
         training: format!(
-            "by the engine, generation {}, {} lists",
-            stats.generation, stats.lists
+            "by the engine, generation {} ({} list splits since training), {} lists",
+            stats.generation, stats.rebalances, stats.lists
         ),
         ingest_rows_per_s: Some(ingest_rows as f64 / ingest_s),
         upsert_rows_per_s: None,
