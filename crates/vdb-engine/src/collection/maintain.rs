@@ -2,20 +2,22 @@
 //! run as freeze (locked) → write files (unlocked) → install (locked)
 //! under the per-collection maintenance lock.
 
+mod frozen;
 mod rebalance;
+
+use self::frozen::{Frozen, Written};
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, Weak};
 
-use vdb_core::{Generation, InvertedLists, ListId, Lsn, RowSet, SegmentId};
+use vdb_core::{Generation, ListId, RowSet, SegmentId};
 use vdb_format::{CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
 
 use super::apply::{hide, push_batch};
-use super::read::segment_row;
 use super::{
-    Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, memtable_bytes,
-    memtable_rows, segment_views, unix_now,
+    Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, live_in_list,
+    memtable_bytes, memtable_rows, segment_views, unix_now,
 };
 use crate::Row;
 use crate::config::{CollectionConfig, check_target_recall};
@@ -23,7 +25,7 @@ use crate::engine::DEFAULT_MEMTABLE_LIMIT;
 use crate::error::{Error, Result};
 use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
-use crate::memtable::{MemBatch, RowRef};
+use crate::memtable::MemBatch;
 use crate::policy::{
     Merge, Plan, PolicyInput, SegmentStat, plan, plan_compaction, rebalance_target,
 };
@@ -831,71 +833,6 @@ pub(super) enum Task {
     Rebalance,
 }
 
-/// What maintenance works from: the collection as of the freeze, in
-/// immutable pieces that need no lock to read.
-#[derive(Debug)]
-struct Frozen {
-    segs: Vec<(Arc<SegmentReader>, Arc<RowSet>)>,
-    mem: Vec<(Arc<MemBatch>, Arc<RowSet>)>,
-    pending_deletes: Vec<u64>,
-    lsn: Lsn,
-    manifest: Manifest,
-    quantizer: Arc<CoarseQuantizer>,
-}
-
-impl Frozen {
-    /// The row at `loc`: `Seg` numbers `segs`, `Frozen` numbers `mem`.
-    fn row(&self, loc: Loc) -> Result<RowRef<'_>> {
-        let row = match loc {
-            Loc::Seg(i, r) => match self.segs.get(i as usize) {
-                Some((seg, _)) => segment_row(seg, r as usize)?,
-                None => None,
-            },
-            Loc::Frozen(b, r) => self
-                .mem
-                .get(b as usize)
-                .and_then(|(batch, _)| batch.row(r as usize)),
-            Loc::Mem(..) => None,
-        };
-        row.ok_or_else(|| Error::Internal(format!("no row at {loc:?} in the frozen state")))
-    }
-
-    /// The visible rows of the segments at positions `chosen` and of the
-    /// frozen batches, in storage order.
-    fn live_rows_of(&self, chosen: &[usize]) -> Vec<Loc> {
-        let mut live = Vec::new();
-        for &i in chosen {
-            if let Some((reader, deleted)) = self.segs.get(i) {
-                live.extend(
-                    (0..reader.rows())
-                        .filter(|&r| !deleted.contains(r))
-                        .map(|r| Loc::Seg(i as u32, r as u32)),
-                );
-            }
-        }
-        live.extend(self.frozen_live());
-        live
-    }
-
-    /// The visible rows of the frozen batches.
-    fn frozen_live(&self) -> Vec<Loc> {
-        let mut live = Vec::new();
-        for (b, (batch, deleted)) in self.mem.iter().enumerate() {
-            live.extend(
-                (0..batch.rows())
-                    .filter(|&r| !deleted.contains(r))
-                    .map(|r| Loc::Frozen(b as u32, r as u32)),
-            );
-        }
-        live
-    }
-
-    /// Every visible row, segments first, in storage order.
-    fn live_rows(&self) -> Vec<Loc> {
-        self.live_rows_of(&(0..self.segs.len()).collect::<Vec<_>>())
-    }
-}
-
 /// New centroids and where they put the rows trained on.
 #[derive(Debug)]
 struct Trained {
@@ -909,22 +846,6 @@ struct Trained {
     imbalance: f64,
     /// Each row's list, in the order given.
     lists: Vec<ListId>,
-}
-
-/// What phase 2 of maintenance wrote.
-#[derive(Debug)]
-struct Written {
-    manifest: Manifest,
-    /// The new segment and where each of its rows was in the frozen state.
-    segment: Option<(SegmentReader, Vec<Loc>)>,
-    /// Positions of the segments it replaces, ascending (compaction,
-    /// training).
-    replaces: Vec<usize>,
-    /// New centroids (training, rebalancing).
-    quantizer: Option<Arc<CoarseQuantizer>>,
-    /// The lists whose centroids a rebalancing changed (empty: all, or
-    /// none).
-    changed: Vec<ListId>,
 }
 
 /// Phase 1 of maintenance: the memtable becomes frozen batches (ids that
@@ -1016,12 +937,4 @@ fn policy_input(inner: &Inner) -> PolicyInput {
         full_sample: (KMeansParams::default().max_points_per_centroid as u64)
             .saturating_mul(m.config.nlist as u64),
     }
-}
-
-/// Live rows of list `l` of a source.
-pub(super) fn live_in_list(lists: &dyn InvertedLists, deleted: &RowSet, l: usize) -> usize {
-    let list = ListId(l as u32);
-    let start = lists.list_row_start(list);
-    let len = lists.list_len(list);
-    len - deleted.count_in(start..start + len)
 }

@@ -549,6 +549,14 @@ fn memtable_bytes(inner: &Inner) -> u64 {
         .sum()
 }
 
+/// Live rows of list `l` of a source.
+fn live_in_list(lists: &dyn InvertedLists, deleted: &RowSet, l: usize) -> usize {
+    let list = vdb_core::ListId(l as u32);
+    let start = lists.list_row_start(list);
+    let len = lists.list_len(list);
+    len - deleted.count_in(start..start + len)
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -151,12 +151,12 @@ impl Collection {
         // a rebalancing) are not scanned.
         for s in &inner.segs {
             for (l, size) in sizes.iter_mut().enumerate() {
-                *size += super::maintain::live_in_list(s.reader.as_ref(), &s.deleted, l) as u64;
+                *size += super::live_in_list(s.reader.as_ref(), &s.deleted, l) as u64;
             }
         }
         for m in inner.frozen.iter().chain(&inner.mem) {
             for (l, size) in sizes.iter_mut().enumerate() {
-                *size += super::maintain::live_in_list(m.batch.as_ref(), &m.deleted, l) as u64;
+                *size += super::live_in_list(m.batch.as_ref(), &m.deleted, l) as u64;
             }
         }
         CollectionStats {

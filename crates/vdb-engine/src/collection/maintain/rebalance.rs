@@ -26,7 +26,8 @@ use std::collections::HashMap;
 use vdb_core::{Hold, InvertedLists, ListId, Metric, SegmentId, TopK};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
-use super::{Collection, Frozen, Loc, Written, live_in_list, unix_now};
+use super::super::{Collection, Loc, live_in_list, unix_now};
+use super::frozen::{Frozen, Written};
 use crate::error::{Error, Result};
 use crate::policy::{Swap, next_swap, rebalance_target};
 

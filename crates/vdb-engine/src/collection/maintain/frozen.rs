@@ -1,0 +1,95 @@
+//! The frozen state maintenance works from, and what its phase 2 wrote:
+//! shared by flush, compaction, training and rebalancing.
+
+use std::sync::Arc;
+
+use vdb_core::{ListId, Lsn, RowSet};
+use vdb_format::SegmentReader;
+use vdb_ivf::CoarseQuantizer;
+
+use super::super::Loc;
+use super::super::read::segment_row;
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::memtable::{MemBatch, RowRef};
+
+/// What maintenance works from: the collection as of the freeze, in
+/// immutable pieces that need no lock to read.
+#[derive(Debug)]
+pub(super) struct Frozen {
+    pub(super) segs: Vec<(Arc<SegmentReader>, Arc<RowSet>)>,
+    pub(super) mem: Vec<(Arc<MemBatch>, Arc<RowSet>)>,
+    pub(super) pending_deletes: Vec<u64>,
+    pub(super) lsn: Lsn,
+    pub(super) manifest: Manifest,
+    pub(super) quantizer: Arc<CoarseQuantizer>,
+}
+
+impl Frozen {
+    /// The row at `loc`: `Seg` numbers `segs`, `Frozen` numbers `mem`.
+    pub(super) fn row(&self, loc: Loc) -> Result<RowRef<'_>> {
+        let row = match loc {
+            Loc::Seg(i, r) => match self.segs.get(i as usize) {
+                Some((seg, _)) => segment_row(seg, r as usize)?,
+                None => None,
+            },
+            Loc::Frozen(b, r) => self
+                .mem
+                .get(b as usize)
+                .and_then(|(batch, _)| batch.row(r as usize)),
+            Loc::Mem(..) => None,
+        };
+        row.ok_or_else(|| Error::Internal(format!("no row at {loc:?} in the frozen state")))
+    }
+
+    /// The visible rows of the segments at positions `chosen` and of the
+    /// frozen batches, in storage order.
+    pub(super) fn live_rows_of(&self, chosen: &[usize]) -> Vec<Loc> {
+        let mut live = Vec::new();
+        for &i in chosen {
+            if let Some((reader, deleted)) = self.segs.get(i) {
+                live.extend(
+                    (0..reader.rows())
+                        .filter(|&r| !deleted.contains(r))
+                        .map(|r| Loc::Seg(i as u32, r as u32)),
+                );
+            }
+        }
+        live.extend(self.frozen_live());
+        live
+    }
+
+    /// The visible rows of the frozen batches.
+    pub(super) fn frozen_live(&self) -> Vec<Loc> {
+        let mut live = Vec::new();
+        for (b, (batch, deleted)) in self.mem.iter().enumerate() {
+            live.extend(
+                (0..batch.rows())
+                    .filter(|&r| !deleted.contains(r))
+                    .map(|r| Loc::Frozen(b as u32, r as u32)),
+            );
+        }
+        live
+    }
+
+    /// Every visible row, segments first, in storage order.
+    pub(super) fn live_rows(&self) -> Vec<Loc> {
+        self.live_rows_of(&(0..self.segs.len()).collect::<Vec<_>>())
+    }
+}
+
+/// What phase 2 of maintenance wrote.
+#[derive(Debug)]
+pub(super) struct Written {
+    pub(super) manifest: Manifest,
+    /// The new segment and where each of its rows was in the frozen state.
+    pub(super) segment: Option<(SegmentReader, Vec<Loc>)>,
+    /// Positions of the segments it replaces, ascending (compaction,
+    /// training).
+    pub(super) replaces: Vec<usize>,
+    /// New centroids (training, rebalancing).
+    pub(super) quantizer: Option<Arc<CoarseQuantizer>>,
+    /// The lists whose centroids a rebalancing changed (empty: all, or
+    /// none).
+    pub(super) changed: Vec<ListId>,
+}
