@@ -67,6 +67,8 @@ pub enum Rpc {
     Compact,
     /// `Retrain`.
     Retrain,
+    /// `Rebalance`.
+    Rebalance,
     /// `Export`.
     Export,
     /// `Tune` measuring only.
@@ -85,7 +87,7 @@ pub enum Rpc {
 
 impl Rpc {
     /// Every call, in the order of the proto.
-    pub const ALL: [Rpc; 21] = [
+    pub const ALL: [Rpc; 22] = [
         Rpc::CreateCollection,
         Rpc::DropCollection,
         Rpc::ListCollections,
@@ -100,6 +102,7 @@ impl Rpc {
         Rpc::Flush,
         Rpc::Compact,
         Rpc::Retrain,
+        Rpc::Rebalance,
         Rpc::Export,
         Rpc::Tune,
         Rpc::TuneApply,
@@ -129,6 +132,7 @@ impl Rpc {
             | Rpc::Flush
             | Rpc::Compact
             | Rpc::Retrain
+            | Rpc::Rebalance
             | Rpc::TuneApply
             | Rpc::CreateSnapshot
             | Rpc::RestoreSnapshot
@@ -153,6 +157,7 @@ impl Rpc {
             Rpc::Flush => "Flush",
             Rpc::Compact => "Compact",
             Rpc::Retrain => "Retrain",
+            Rpc::Rebalance => "Rebalance",
             Rpc::Export => "Export",
             Rpc::Tune => "Tune",
             Rpc::TuneApply => "Tune with apply",

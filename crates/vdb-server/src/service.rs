@@ -569,6 +569,14 @@ impl Vdb for VdbService {
         .await
     }
 
+    async fn rebalance(
+        &self,
+        req: Request<pb::MaintenanceRequest>,
+    ) -> Result<Response<pb::MaintenanceResponse>, Status> {
+        self.maintenance(req, Rpc::Rebalance, |c, _| c.rebalance())
+            .await
+    }
+
     type ExportStream = tokio_stream::wrappers::ReceiverStream<Result<pb::ExportChunk, Status>>;
 
     async fn export(

@@ -392,6 +392,11 @@ fn collection_commands_work_end_to_end() {
     assert_eq!(json_num(&out, "deleted_rows"), 0.0);
     let out = s.ok(&["retrain", "digits", "--nlist", "8", "--json"]);
     assert_eq!(json_num(&out, "lists"), 8.0);
+    // Just trained: the lists are as even as they get, nothing is split.
+    let out = s.ok(&["rebalance", "digits", "--json"]);
+    assert!(out.contains("\"changed\":false"), "{out}");
+    assert_eq!(json_num(&out, "rebalances"), 0.0);
+    assert_eq!(json_num(&out, "rows"), 1695.0);
 
     // Exit codes.
     s.fails(&["describe", "nope"], 3);

@@ -110,6 +110,7 @@ pub struct RetrainArgs {
 pub enum Task {
     Flush,
     Compact,
+    Rebalance,
 }
 
 fn metric(s: &str) -> Result<pb::Metric> {
@@ -250,6 +251,7 @@ pub async fn maintain(c: &mut Client, json: bool, task: Task, a: &CollectionArgs
     let r = match task {
         Task::Flush => c.flush(req).await,
         Task::Compact => c.compact(req).await,
+        Task::Rebalance => c.rebalance(req).await,
     }
     .map_err(server_err)?
     .into_inner();

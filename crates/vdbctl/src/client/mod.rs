@@ -118,6 +118,10 @@ pub enum ClientCommand {
     Compact(admin::CollectionArgs),
     /// Train new centroids and re-cluster.
     Retrain(admin::RetrainArgs),
+    /// Split the largest lists and dissolve the smallest (only the rows
+    /// that change lists are rewritten) until the lists are about as even
+    /// as right after training; the imbalance rule does this after flushes.
+    Rebalance(admin::CollectionArgs),
     /// Snapshots (backups): create one of a collection, list them, restore
     /// one as a new collection, delete one.
     ///
@@ -155,6 +159,9 @@ async fn run_async(args: &ClientArgs, cmd: &ClientCommand) -> Result<()> {
         ClientCommand::Flush(a) => admin::maintain(&mut c, json, admin::Task::Flush, a).await,
         ClientCommand::Compact(a) => admin::maintain(&mut c, json, admin::Task::Compact, a).await,
         ClientCommand::Retrain(a) => admin::retrain(&mut c, json, a).await,
+        ClientCommand::Rebalance(a) => {
+            admin::maintain(&mut c, json, admin::Task::Rebalance, a).await
+        }
         ClientCommand::Insert(a) => rows::insert(&mut c, json, a).await,
         ClientCommand::Import(a) => rows::import(&mut c, json, a).await,
         ClientCommand::Delete(a) => rows::delete(&mut c, json, a).await,
