@@ -183,7 +183,7 @@ impl Collection {
         let mut prepared = query.to_vec();
         quantizer.metric().prepare(&mut prepared);
         let query_position = layout.project(&prepared);
-        let sizes = visible_sizes(&sources, quantizer.nlist());
+        let sizes = crate::collection::visible_sizes(&sources, quantizer.nlist());
         let lists = trace
             .coarse
             .iter()
@@ -273,7 +273,7 @@ impl Collection {
     /// number.
     pub fn list_sizes(&self) -> Vec<u64> {
         let snap = self.snapshot();
-        visible_sizes(&snap.sources(), snap.nlist())
+        crate::collection::visible_sizes(&snap.sources(), snap.nlist())
     }
 }
 
@@ -285,29 +285,6 @@ fn traced(hits: Vec<Hit>, lists: &[ListId], ranks: &[u32]) -> Vec<TracedHit> {
             hit,
             list: l.0,
             list_rank: ranks.get(l.index()).copied().unwrap_or(u32::MAX),
-        })
-        .collect()
-}
-
-/// Visible rows per list over all sources.
-pub(crate) fn visible_sizes(sources: &[vdb_ivf::Source<'_>], nlist: usize) -> Vec<u64> {
-    (0..nlist)
-        .map(|l| {
-            let list = ListId(l as u32);
-            sources
-                .iter()
-                .map(|s| {
-                    let len = s.lists.list_len(list);
-                    let hidden = match s.deleted {
-                        Some(d) if !d.is_empty() => {
-                            let start = s.lists.list_row_start(list);
-                            (start..start + len).filter(|&r| d.contains(r)).count()
-                        }
-                        _ => 0,
-                    };
-                    (len - hidden) as u64
-                })
-                .sum()
         })
         .collect()
 }

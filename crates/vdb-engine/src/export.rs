@@ -81,7 +81,7 @@ impl Collection {
         let snap = self.snapshot();
         let q = snap.quantizer();
         let (dim, metric, centroids) = (q.dim(), q.metric(), q.centroids().to_vec());
-        let sizes = crate::explain::visible_sizes(&snap.sources(), q.nlist());
+        let sizes = crate::collection::visible_sizes(&snap.sources(), q.nlist());
         ListExport {
             generation: snap.generation(),
             dim,

@@ -213,8 +213,6 @@ pub struct PolicyInput {
     pub new_error: f64,
     /// Current list imbalance.
     pub imbalance: f64,
-    /// Live rows of the largest list.
-    pub largest_list: u64,
     /// Rows a training samples at most (k-means' full sample): trained on
     /// this many, the centroids are not retrained for growth.
     pub full_sample: u64,
@@ -246,9 +244,10 @@ pub enum Plan {
 /// the imbalance at training to the one that starts it (so it does not
 /// start again after the next few rows), or [`EVEN`] if that is lower: a
 /// training on few rows (the first, at 39 rows a list) leaves lists more
-/// uneven than the same k-means on all of them would.
+/// uneven than the same k-means on all of them would. An imbalance at
+/// training of 0 (unknown) counts as 1.
 pub fn rebalance_target(p: &RetrainPolicy, trained_imbalance: f64) -> f64 {
-    (trained_imbalance * (1.0 + (p.imbalance - 1.0).max(0.0) / 4.0)).min(EVEN)
+    (trained_imbalance.max(1.0) * (1.0 + (p.imbalance - 1.0).max(0.0) / 4.0)).min(EVEN)
 }
 
 /// Lists this even (faiss's imbalance factor) are even enough for a
@@ -370,7 +369,6 @@ mod tests {
             new_rows: 0,
             new_error: 0.0,
             imbalance: 1.2,
-            largest_list: 1200,
             full_sample: 100_000,
         }
     }

@@ -16,7 +16,7 @@ use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
 
 use super::apply::{hide, push_batch};
 use super::{
-    Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, live_in_list,
+    Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, list_sizes,
     memtable_bytes, memtable_rows, segment_views, unix_now,
 };
 use crate::Row;
@@ -27,7 +27,7 @@ use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
 use crate::memtable::MemBatch;
 use crate::policy::{
-    Merge, Plan, PolicyInput, SegmentStat, plan, plan_compaction, rebalance_target,
+    Merge, Plan, PolicyInput, SegmentStat, next_swap, plan, plan_compaction, rebalance_target,
 };
 use crate::tune::nprobe_for_recall;
 
@@ -259,11 +259,15 @@ impl Collection {
             let next = {
                 let inner = self.lock();
                 let input = policy_input(&inner);
-                let retrain = &inner.manifest.config.retrain;
-                let target = rebalance_target(retrain, input.trained_imbalance);
-                match plan(retrain, &input) {
+                match plan(&inner.manifest.config.retrain, &input) {
                     Plan::Train { nlist, .. } => Some(Task::Train(nlist)),
-                    _ if rebalancing == Some(true) && input.imbalance > target => {
+                    _ if rebalancing == Some(true)
+                        && input.imbalance
+                            > rebalance_target(
+                                &inner.manifest.config.retrain,
+                                inner.manifest.trained_imbalance,
+                            ) =>
+                    {
                         Some(Task::Rebalance)
                     }
                     Plan::Rebalance { .. } if rebalancing.is_none() => Some(Task::Rebalance),
@@ -306,7 +310,21 @@ impl Collection {
                 }
                 Task::Merge(ref segments) => segments.is_empty(),
                 Task::Train(nlist) => inner.ids.len() < nlist,
-                Task::Rebalance => inner.manifest.generation == 0 || inner.segs.is_empty(),
+                Task::Rebalance => {
+                    inner.manifest.generation == 0
+                        || inner.segs.is_empty()
+                        || (inner.mem.is_empty()
+                            && inner.pending_deletes.is_empty()
+                            && next_swap(
+                                &list_sizes(&inner),
+                                rebalance_target(
+                                    &inner.manifest.config.retrain,
+                                    inner.manifest.trained_imbalance,
+                                ),
+                                &[],
+                            )
+                            .is_none())
+                }
             };
             if idle {
                 return Ok(false);
@@ -416,7 +434,7 @@ impl Collection {
                 // Each split moves about its list, the dissolved one and
                 // some neighbours' rows: at most three of the largest
                 // lists' worth, and never more than every row.
-                let largest = policy_input(inner).largest_list;
+                let largest = list_sizes(inner).into_iter().max().unwrap_or(0);
                 let moved = (3 * largest * rebalance::MAX_SWAPS as u64).min(rows);
                 needed += moved * per_row + centroids;
             }
@@ -904,25 +922,14 @@ fn compaction_plan(inner: &Inner) -> Option<Merge> {
 
 /// The numbers the retraining policy decides from.
 fn policy_input(inner: &Inner) -> PolicyInput {
-    let nlist = inner.quantizer.nlist();
-    let mut sizes = vec![0u64; nlist];
-    for s in &inner.segs {
-        for (l, size) in sizes.iter_mut().enumerate() {
-            *size += live_in_list(s.reader.as_ref(), &s.deleted, l) as u64;
-        }
-    }
-    for m in &inner.mem {
-        for (l, size) in sizes.iter_mut().enumerate() {
-            *size += live_in_list(m.batch.as_ref(), &m.deleted, l) as u64;
-        }
-    }
+    let sizes = list_sizes(inner);
     let m = &inner.manifest;
     PolicyInput {
         generation: m.generation,
         rows: inner.ids.len() as u64,
         train_threshold: m.config.train_threshold() as u64,
         nlist_config: m.config.nlist,
-        nlist_now: if m.generation == 0 { 0 } else { nlist },
+        nlist_now: if m.generation == 0 { 0 } else { sizes.len() },
         trained_rows: m.trained_rows,
         trained_error: m.trained_error,
         trained_imbalance: m.trained_imbalance,
@@ -933,7 +940,6 @@ fn policy_input(inner: &Inner) -> PolicyInput {
             inner.new_error / inner.new_rows as f64
         },
         imbalance: vdb_ivf::imbalance_factor(&sizes),
-        largest_list: sizes.iter().copied().max().unwrap_or(0),
         full_sample: (KMeansParams::default().max_points_per_centroid as u64)
             .saturating_mul(m.config.nlist as u64),
     }

@@ -549,12 +549,39 @@ fn memtable_bytes(inner: &Inner) -> u64 {
         .sum()
 }
 
-/// Live rows of list `l` of a source.
-fn live_in_list(lists: &dyn InvertedLists, deleted: &RowSet, l: usize) -> usize {
-    let list = vdb_core::ListId(l as u32);
-    let start = lists.list_row_start(list);
-    let len = lists.list_len(list);
-    len - deleted.count_in(start..start + len)
+/// Visible rows per list over `sources` (hidden rows — deleted, replaced
+/// or moved by a rebalancing — are not scanned, so not counted).
+pub(crate) fn visible_sizes(sources: &[Source<'_>], nlist: usize) -> Vec<u64> {
+    let mut sizes = vec![0u64; nlist];
+    for s in sources {
+        for (l, size) in sizes.iter_mut().enumerate() {
+            let list = vdb_core::ListId(l as u32);
+            let (start, len) = (s.lists.list_row_start(list), s.lists.list_len(list));
+            let hidden = s.deleted.map_or(0, |d| d.count_in(start..start + len));
+            *size += (len - hidden) as u64;
+        }
+    }
+    sizes
+}
+
+/// Visible rows per list of the collection's current state (frozen
+/// batches included).
+fn list_sizes(inner: &Inner) -> Vec<u64> {
+    let sources: Vec<Source<'_>> = inner
+        .segs
+        .iter()
+        .map(|s| Source {
+            lists: s.reader.as_ref(),
+            deleted: Some(s.deleted.as_ref()),
+            filter: None,
+        })
+        .chain(inner.frozen.iter().chain(&inner.mem).map(|m| Source {
+            lists: m.batch.as_ref() as &dyn InvertedLists,
+            deleted: Some(m.deleted.as_ref()),
+            filter: None,
+        }))
+        .collect();
+    visible_sizes(&sources, inner.quantizer.nlist())
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).

@@ -135,7 +135,7 @@ impl Collection {
     /// Numbers describing the collection.
     pub fn stats(&self) -> CollectionStats {
         let inner = self.lock();
-        let mut sizes = vec![0u64; inner.quantizer.nlist()];
+        let sizes = super::list_sizes(&inner);
         let stored: u64 = inner
             .segs
             .iter()
@@ -147,18 +147,6 @@ impl Collection {
                 .chain(&inner.mem)
                 .map(|m| m.batch.rows() as u64)
                 .sum::<u64>();
-        // Live rows: a list's hidden rows (replaced, deleted, or moved by
-        // a rebalancing) are not scanned.
-        for s in &inner.segs {
-            for (l, size) in sizes.iter_mut().enumerate() {
-                *size += super::live_in_list(s.reader.as_ref(), &s.deleted, l) as u64;
-            }
-        }
-        for m in inner.frozen.iter().chain(&inner.mem) {
-            for (l, size) in sizes.iter_mut().enumerate() {
-                *size += super::live_in_list(m.batch.as_ref(), &m.deleted, l) as u64;
-            }
-        }
         CollectionStats {
             rows: inner.ids.len() as u64,
             deleted_rows: stored - inner.ids.len() as u64,

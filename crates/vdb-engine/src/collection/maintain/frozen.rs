@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use vdb_core::{ListId, Lsn, RowSet};
+use vdb_core::{InvertedLists, ListId, Lsn, RowSet};
 use vdb_format::SegmentReader;
-use vdb_ivf::CoarseQuantizer;
+use vdb_ivf::{CoarseQuantizer, Source};
 
 use super::super::Loc;
 use super::super::read::segment_row;
@@ -40,6 +40,42 @@ impl Frozen {
             Loc::Mem(..) => None,
         };
         row.ok_or_else(|| Error::Internal(format!("no row at {loc:?} in the frozen state")))
+    }
+
+    /// The list and vector of the row at `loc`, without its payload (which
+    /// a segment cached in part may not hold).
+    pub(super) fn list_and_vector(&self, loc: Loc) -> Result<(ListId, &[f32])> {
+        let found = match loc {
+            Loc::Seg(i, r) => self
+                .segs
+                .get(i as usize)
+                .and_then(|(seg, _)| seg.row(r as usize)),
+            Loc::Frozen(b, r) => self
+                .mem
+                .get(b as usize)
+                .and_then(|(batch, _)| batch.row(r as usize))
+                .map(|row| (row.list, row.vector)),
+            Loc::Mem(..) => None,
+        };
+        found.ok_or_else(|| Error::Internal(format!("no row at {loc:?} in the frozen state")))
+    }
+
+    /// Every segment and frozen batch as a search source, hidden rows
+    /// hidden.
+    pub(super) fn sources(&self) -> Vec<Source<'_>> {
+        self.segs
+            .iter()
+            .map(|(seg, deleted)| Source {
+                lists: seg.as_ref() as &dyn InvertedLists,
+                deleted: Some(deleted.as_ref()),
+                filter: None,
+            })
+            .chain(self.mem.iter().map(|(batch, deleted)| Source {
+                lists: batch.as_ref() as &dyn InvertedLists,
+                deleted: Some(deleted.as_ref()),
+                filter: None,
+            }))
+            .collect()
     }
 
     /// The visible rows of the segments at positions `chosen` and of the

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use vdb_core::{Hold, InvertedLists, ListId, Metric, SegmentId, TopK};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
-use super::super::{Collection, Loc, live_in_list, unix_now};
+use super::super::{Collection, Loc, unix_now, visible_sizes};
 use super::frozen::{Frozen, Written};
 use crate::error::{Error, Result};
 use crate::policy::{Swap, next_swap, rebalance_target};
@@ -50,10 +50,7 @@ impl Collection {
     /// the manifest naming them. `None` when no split was worth making
     /// (the caller flushes instead).
     pub(super) fn write_rebalance(&self, f: &Frozen) -> Result<Option<Written>> {
-        let until = rebalance_target(
-            &f.manifest.config.retrain,
-            f.manifest.trained_imbalance.max(1.0),
-        );
+        let until = rebalance_target(&f.manifest.config.retrain, f.manifest.trained_imbalance);
         let mut work = Work::new(f, self.config.metric)?;
         let (mut swaps, mut unsplittable) = (0, Vec::new());
         while swaps < MAX_SWAPS {
@@ -161,19 +158,13 @@ struct Work<'a> {
 impl<'a> Work<'a> {
     fn new(f: &'a Frozen, metric: Metric) -> Result<Work<'a>> {
         let nlist = f.quantizer.nlist();
-        let mut sizes = vec![0u64; nlist];
-        for (seg, deleted) in &f.segs {
-            for (l, size) in sizes.iter_mut().enumerate() {
-                *size += live_in_list(seg.as_ref(), deleted, l) as u64;
-            }
-        }
+        let sizes = visible_sizes(&f.sources(), nlist);
         let mut placed = HashMap::new();
         let mut added = vec![Vec::new(); nlist];
         for loc in f.frozen_live() {
-            let (list, _) = locate(f, loc)?;
-            if let Some(size) = sizes.get_mut(list.index()) {
-                *size += 1;
-                added[list.index()].push(loc);
+            let (list, _) = f.list_and_vector(loc)?;
+            if let Some(a) = added.get_mut(list.index()) {
+                a.push(loc);
                 placed.insert(loc, list);
             }
         }
@@ -229,14 +220,14 @@ impl<'a> Work<'a> {
     }
 
     fn vector(&self, loc: Loc) -> Result<&'a [f32]> {
-        Ok(locate(self.f, loc)?.1)
+        Ok(self.f.list_and_vector(loc)?.1)
     }
 
     /// Where `loc` is now: its placed list, or its segment's.
     fn list_of(&self, loc: Loc) -> Result<ListId> {
         match self.placed.get(&loc) {
             Some(&l) => Ok(l),
-            None => Ok(locate(self.f, loc)?.0),
+            None => Ok(self.f.list_and_vector(loc)?.0),
         }
     }
 
@@ -334,22 +325,4 @@ impl<'a> Work<'a> {
         }
         Ok(true)
     }
-}
-
-/// The list and vector of the frozen row at `loc` (without its payload,
-/// which a cached segment may not hold).
-fn locate(f: &Frozen, loc: Loc) -> Result<(ListId, &[f32])> {
-    let found = match loc {
-        Loc::Seg(s, r) => f
-            .segs
-            .get(s as usize)
-            .and_then(|(seg, _)| seg.row(r as usize)),
-        Loc::Frozen(b, r) => f
-            .mem
-            .get(b as usize)
-            .and_then(|(batch, _)| batch.row(r as usize))
-            .map(|row| (row.list, row.vector)),
-        Loc::Mem(..) => None,
-    };
-    found.ok_or_else(|| Error::Internal(format!("no row at {loc:?} in the frozen state")))
 }
