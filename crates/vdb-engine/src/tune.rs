@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use rayon::prelude::*;
-use vdb_core::{ListId, TopK};
+use vdb_core::{ListId, RowAddr, TopK};
 use vdb_ivf::{CoarseQuantizer, SearchParams, Searcher, Source, SplitMix64};
 
 use crate::collection::Collection;
@@ -169,18 +169,18 @@ pub(crate) fn nprobe_for_recall(
         nprobe: nlist,
         max_probes: None,
     };
+    // Untraced: a trace sorts every list's distances, ten times the
+    // search's own cost at nprobe = nlist.
     let ranks: Vec<Vec<u32>> = queries
         .par_iter()
         .map_init(Searcher::new, |searcher, (id, v)| {
-            let mut trace = vdb_ivf::SearchTrace::default();
-            let found = searcher.search_sources(q, sources, v, exact, Some(&mut trace))?;
-            let rank_of = trace.ranks();
+            let found = searcher.search_sources(q, sources, v, exact, None)?;
+            let order = searcher.coarse_order();
             Ok(found
                 .iter()
-                .zip(&trace.result_lists)
-                .filter(|(n, _)| n.id.0 != *id)
+                .filter(|n| n.id.0 != *id)
                 .take(TARGET_K)
-                .map(|(_, l)| rank_of.get(l.index()).copied().unwrap_or(u32::MAX))
+                .map(|n| coarse_rank(order, sources, n.addr))
                 .collect())
         })
         .collect::<Result<_>>()?;
@@ -208,6 +208,22 @@ pub(crate) fn nprobe_for_recall(
         nprobe: nlist,
         recall: found as f64 / total.max(1) as f64,
     }))
+}
+
+/// The coarse rank (position in `order`) of the list holding the row at
+/// `addr`; `u32::MAX` if no list of `order` holds it.
+fn coarse_rank(order: &[(ListId, f32)], sources: &[Source<'_>], addr: RowAddr) -> u32 {
+    let Some(src) = sources.get(addr.source as usize) else {
+        return u32::MAX;
+    };
+    let row = addr.row as usize;
+    order
+        .iter()
+        .position(|&(l, _)| {
+            let start = src.lists.list_row_start(l);
+            (start..start + src.lists.list_len(l)).contains(&row)
+        })
+        .map_or(u32::MAX, |r| r as u32)
 }
 
 impl Collection {

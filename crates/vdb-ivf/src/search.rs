@@ -162,6 +162,13 @@ impl Searcher {
         self.scan(quantizer, sources, params, trace)
     }
 
+    /// The lists the last search ranked, nearest to the query first, with
+    /// their coarse distances: every list when it searched at `nprobe =
+    /// nlist`. Position `r` is the list probed `r`-th.
+    pub fn coarse_order(&self) -> &[(ListId, f32)] {
+        &self.probes
+    }
+
     /// The fine search over `self.probes` for `self.query`: the first
     /// `nprobe` lists, then (with a filter) the others in order until as
     /// many passing rows were scored as the `nprobe` lists hold rows.
