@@ -99,49 +99,86 @@ impl MemBatch {
         Ok((batch, error))
     }
 
-    /// This batch's visible rows (those not in `deleted`) grouped under
-    /// `quantizer`, whose centroids differ from the ones the batch was
-    /// grouped by only in the lists `changed` (a local rebalancing): a
-    /// row whose list did not change stays unless a changed list is
-    /// nearer; a row whose list changed goes to its nearest list. `None`
-    /// when no row is visible.
-    pub fn regroup(
+    /// The list of every row of the batch (hidden ones too) under
+    /// `quantizer`, with the row's distance to that list's centroid.
+    /// `changed: None` after a training: every row is assigned again.
+    /// `Some(lists)` after a local rebalancing, when `quantizer` differs
+    /// from the centroids the batch was grouped by only in `lists`: a row
+    /// whose list did not change stays unless a changed list is nearer; a
+    /// row whose list changed goes to its nearest list.
+    ///
+    /// Reads the batch only, so maintenance computes it before it takes
+    /// the collection lock; [`MemBatch::regrouped`] then moves the rows.
+    pub fn reassign(
+        &self,
+        quantizer: &CoarseQuantizer,
+        changed: Option<&[ListId]>,
+    ) -> Result<Vec<(ListId, f32)>> {
+        let metric = quantizer.metric();
+        let mut out = vec![(ListId(0), 0.0f32); self.rows()];
+        if quantizer.nlist() == 1 {
+            return Ok(out);
+        }
+        // Rows assigned among all lists, by position.
+        let mut todo = Vec::new();
+        for (r, slot) in out.iter_mut().enumerate() {
+            let Some(row) = self.row(r) else { continue };
+            match changed {
+                Some(changed) if !changed.contains(&row.list) => {
+                    let mut best = (
+                        row.list,
+                        metric.distance(row.vector, quantizer.centroid(row.list)),
+                    );
+                    for &c in changed {
+                        let d = metric.distance(row.vector, quantizer.centroid(c));
+                        if d < best.1 {
+                            best = (c, d);
+                        }
+                    }
+                    *slot = best;
+                }
+                _ => todo.push(r),
+            }
+        }
+        if !todo.is_empty() {
+            let flat: Vec<f32> = todo
+                .iter()
+                .filter_map(|&r| self.row(r))
+                .flat_map(|row| row.vector.iter().copied())
+                .collect();
+            for (&r, a) in todo.iter().zip(quantizer.assign(&flat)?) {
+                out[r] = a;
+            }
+        }
+        Ok(out)
+    }
+
+    /// This batch's visible rows (those not in `deleted`) grouped by
+    /// `lists` (one per row, from [`MemBatch::reassign`]), and the sum of
+    /// their distances to their lists' centroids. `None` when no row is
+    /// visible.
+    pub fn regrouped(
         &self,
         deleted: &vdb_core::RowSet,
-        quantizer: &CoarseQuantizer,
-        changed: &[ListId],
+        lists: &[(ListId, f32)],
+        nlist: usize,
         fields: &[FieldDef],
-    ) -> Result<Option<MemBatch>> {
-        let metric = quantizer.metric();
-        let (mut kept, mut moved) = (Vec::new(), Vec::new());
-        for r in (0..self.rows()).filter(|&r| !deleted.contains(r)) {
-            let Some(row) = self.row(r) else { continue };
-            if changed.contains(&row.list) {
-                moved.push(row.to_row());
-                continue;
-            }
-            let mut best = (
-                row.list,
-                metric.distance(row.vector, quantizer.centroid(row.list)),
-            );
-            for &c in changed {
-                let d = metric.distance(row.vector, quantizer.centroid(c));
-                if d < best.1 {
-                    best = (c, d);
-                }
-            }
-            kept.push((row.to_row(), best.0));
-        }
-        if !moved.is_empty() {
-            let flat: Vec<f32> = moved
-                .iter()
-                .flat_map(|r| r.vector.iter().copied())
-                .collect();
-            let lists = quantizer.assign(&flat)?;
-            kept.extend(moved.into_iter().zip(lists.into_iter().map(|(l, _)| l)));
-        }
-        Ok((!kept.is_empty())
-            .then(|| MemBatch::from_assigned(kept, quantizer.dim(), quantizer.nlist(), fields)))
+    ) -> Option<(MemBatch, f64)> {
+        let mut error = 0.0f64;
+        let rows: Vec<(Row, ListId)> = (0..self.rows())
+            .filter(|&r| !deleted.contains(r))
+            .filter_map(|r| Some((self.row(r)?, *lists.get(r)?)))
+            .map(|(row, (l, d))| {
+                error += d as f64;
+                (row.to_row(), l)
+            })
+            .collect();
+        (!rows.is_empty()).then(|| {
+            (
+                MemBatch::from_assigned(rows, self.dim, nlist, fields),
+                error,
+            )
+        })
     }
 
     /// Groups rows whose lists are already known (e.g. when batches are
@@ -274,5 +311,100 @@ impl InvertedLists for MemBatch {
 
     fn total_len(&self) -> usize {
         self.ids.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use vdb_core::{Metric, RowSet};
+
+    use super::*;
+
+    fn quantizer(centroids: &[[f32; 2]]) -> CoarseQuantizer {
+        CoarseQuantizer::new(2, Metric::L2, centroids.concat()).unwrap()
+    }
+
+    /// The nearest of `candidates` to `v` (ties: the first).
+    fn nearest(q: &CoarseQuantizer, v: &[f32], candidates: &[ListId]) -> ListId {
+        let d = |l: ListId| Metric::L2.distance(v, q.centroid(l));
+        *candidates
+            .iter()
+            .min_by(|&&a, &&b| d(a).total_cmp(&d(b)))
+            .unwrap()
+    }
+
+    proptest! {
+        /// Reassigning and regrouping keeps exactly the visible rows, each
+        /// in the list the rule names: after a training its nearest list;
+        /// after a local step its own list or a nearer changed one, or, if
+        /// its own list changed, its nearest list.
+        #[test]
+        fn regrouped_rows_are_the_visible_ones_in_their_new_lists(
+            points in prop::collection::vec((-10i8..10, -10i8..10), 1..60),
+            hidden in prop::collection::vec(any::<bool>(), 60),
+            moved in prop::collection::vec((-10i8..10, -10i8..10), 2),
+            local in any::<bool>(),
+        ) {
+            let old = [[-5.0, -5.0], [5.0, -5.0], [-5.0, 5.0], [5.0, 5.0]];
+            let q = quantizer(&old);
+            let rows: Vec<Row> = points
+                .iter()
+                .enumerate()
+                .map(|(i, &(x, y))| Row {
+                    id: i as u64,
+                    vector: vec![x as f32, y as f32],
+                    payload: None,
+                    fields: Default::default(),
+                })
+                .collect();
+            let (batch, _) = MemBatch::build(rows, &q, &[]).unwrap();
+            let mut new = old;
+            new[1] = [moved[0].0 as f32, moved[0].1 as f32];
+            new[2] = [moved[1].0 as f32, moved[1].1 as f32];
+            let nq = quantizer(&new);
+            let changed = [ListId(1), ListId(2)];
+            let lists = batch.reassign(&nq, local.then_some(&changed[..])).unwrap();
+            prop_assert_eq!(lists.len(), batch.rows());
+            let mut deleted = RowSet::new(batch.rows());
+            for r in (0..batch.rows()).filter(|&r| hidden[r]) {
+                deleted.insert(r);
+            }
+            let visible: Vec<u64> = (0..batch.rows())
+                .filter(|&r| !hidden[r])
+                .map(|r| batch.ids()[r])
+                .collect();
+            let Some((regrouped, error)) = batch.regrouped(&deleted, &lists, 4, &[]) else {
+                prop_assert!(visible.is_empty());
+                return Ok(());
+            };
+            let mut ids = regrouped.ids().to_vec();
+            ids.sort_unstable();
+            let mut want = visible.clone();
+            want.sort_unstable();
+            prop_assert_eq!(ids, want);
+            let all: Vec<ListId> = (0..4).map(ListId).collect();
+            let mut sum = 0.0f64;
+            for r in 0..regrouped.rows() {
+                let row = regrouped.row(r).unwrap();
+                let before = (0..batch.rows())
+                    .find(|&o| batch.ids()[o] == row.id)
+                    .and_then(|o| batch.row(o))
+                    .unwrap();
+                let expected = if local && !changed.contains(&before.list) {
+                    nearest(&nq, row.vector, &[before.list, changed[0], changed[1]])
+                } else {
+                    nearest(&nq, row.vector, &all)
+                };
+                let d = |l: ListId| Metric::L2.distance(row.vector, nq.centroid(l));
+                // Equal distances may pick either list.
+                prop_assert_eq!(d(row.list), d(expected), "row {}", row.id);
+                // Rows are grouped: the row is inside its list's range.
+                let start = regrouped.list_row_start(row.list);
+                prop_assert!((start..start + regrouped.list_len(row.list)).contains(&r));
+                sum += d(row.list) as f64;
+            }
+            prop_assert!((error - sum).abs() <= 1e-3 * sum.max(1.0));
+        }
     }
 }

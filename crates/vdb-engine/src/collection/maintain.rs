@@ -7,6 +7,7 @@ mod rebalance;
 
 use self::frozen::{Frozen, Written};
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, Weak};
 
@@ -19,7 +20,6 @@ use super::{
     Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, list_sizes,
     memtable_bytes, memtable_rows, segment_views, unix_now,
 };
-use crate::Row;
 use crate::config::{CollectionConfig, check_target_recall};
 use crate::engine::DEFAULT_MEMTABLE_LIMIT;
 use crate::error::{Error, Result};
@@ -363,6 +363,12 @@ impl Collection {
             w.manifest.store(self.files.as_ref())?;
             Ok(w)
         });
+        // The memtable's rows under new centroids, found before the lock
+        // (on failure the install finds them again and reports it).
+        let ahead = match &published {
+            Ok(w) => self.reassign_ahead(w).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
         let mut inner = self.lock();
         if task != Task::Flush {
             inner.postponed = None;
@@ -382,7 +388,7 @@ impl Collection {
                     inner.flushed_bytes += fresh;
                     inner.rewritten_bytes += reader.file_len() - fresh;
                 }
-                self.install(&mut inner, w)
+                self.install(&mut inner, w, &ahead)
             })
             .map_err(|e| self.poison(&mut inner, e));
         self.publish(&inner);
@@ -685,7 +691,39 @@ impl Collection {
 
     /// Phase 3: puts what phase 2 wrote in place of the frozen state.
     /// Returns the files no longer named by the manifest.
-    fn install(&self, inner: &mut Inner, w: Written) -> Result<Vec<String>> {
+    /// With new centroids in `w`: the new list of every row of the
+    /// memtable's batches, computed with the collection unlocked (for a
+    /// training after a large load, seconds of work that writes and
+    /// searches would otherwise wait for). Batches written meanwhile get a
+    /// second round; whatever arrives after it the install reassigns.
+    fn reassign_ahead(&self, w: &Written) -> Result<Ahead> {
+        let Some(q) = &w.quantizer else {
+            return Ok(Vec::new());
+        };
+        let changed = (!w.changed.is_empty()).then_some(&w.changed[..]);
+        let mut ahead: Ahead = Vec::new();
+        for _ in 0..2 {
+            let batches: Vec<Arc<MemBatch>> = {
+                let inner = self.lock();
+                inner
+                    .mem
+                    .iter()
+                    .filter(|e| ahead_of(&ahead, &e.batch).is_none())
+                    .map(|e| e.batch.clone())
+                    .collect()
+            };
+            if batches.is_empty() {
+                break;
+            }
+            for b in batches {
+                let lists = b.reassign(q, changed)?;
+                ahead.push((Arc::downgrade(&b), lists));
+            }
+        }
+        Ok(ahead)
+    }
+
+    fn install(&self, inner: &mut Inner, w: Written, ahead: &Ahead) -> Result<Vec<String>> {
         let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
         if !w.replaces.is_empty() {
             // The segments replaced leave; the others keep their order,
@@ -738,41 +776,29 @@ impl Collection {
         inner.manifest = w.manifest;
         self.default_nprobe
             .store(inner.manifest.config.nprobe, Ordering::Release);
-        let local = !w.changed.is_empty();
-        let quantizer = w.quantizer;
-        if let Some(q) = quantizer.clone()
-            && local
-        {
-            // A local rebalancing: only rows near the changed lists move.
-            // The drift counters go on (no new training).
+        if let Some(q) = w.quantizer {
+            // The memtable was grouped by the old lists: regroup it. After
+            // a local rebalancing only rows near the changed lists move and
+            // the drift counters go on; after a training they start again.
+            let changed = (!w.changed.is_empty()).then_some(&w.changed[..]);
             inner.quantizer = q;
-            let old = std::mem::take(&mut inner.mem);
-            for e in old {
-                let fields = &inner.manifest.config.fields;
-                if let Some(batch) =
-                    e.batch
-                        .regroup(&e.deleted, &inner.quantizer, &w.changed, fields)?
-                {
-                    push_batch(inner, batch);
-                }
+            if changed.is_none() {
+                inner.new_rows = 0;
+                inner.new_error = 0.0;
             }
-        } else if let Some(q) = quantizer {
-            // The memtable was grouped by the old lists: regroup it.
-            inner.quantizer = q;
-            inner.new_rows = 0;
-            inner.new_error = 0.0;
-            let old = std::mem::take(&mut inner.mem);
-            for e in old {
-                let rows: Vec<Row> = (0..e.batch.rows())
-                    .filter(|&r| !e.deleted.contains(r))
-                    .filter_map(|r| e.batch.row(r))
-                    .map(|row| row.to_row())
-                    .collect();
-                if !rows.is_empty() {
-                    let fields = &inner.manifest.config.fields;
-                    let (batch, error) = MemBatch::build(rows, &inner.quantizer, fields)?;
-                    inner.new_rows += batch.rows() as u64;
-                    inner.new_error += error;
+            let fields = inner.manifest.config.fields.clone();
+            let nlist = inner.quantizer.nlist();
+            for e in std::mem::take(&mut inner.mem) {
+                let lists = match ahead_of(ahead, &e.batch) {
+                    Some(lists) => Cow::Borrowed(lists),
+                    None => Cow::Owned(e.batch.reassign(&inner.quantizer, changed)?),
+                };
+                if let Some((batch, error)) = e.batch.regrouped(&e.deleted, &lists, nlist, &fields)
+                {
+                    if changed.is_none() {
+                        inner.new_rows += batch.rows() as u64;
+                        inner.new_error += error;
+                    }
                     push_batch(inner, batch);
                 }
             }
@@ -785,6 +811,19 @@ impl Collection {
             .filter(|file| !inner.manifest.live_files().any(|l| l == file))
             .collect())
     }
+}
+
+/// Memtable batches' new lists computed ahead of an install, each with the
+/// batch it is for (a weak reference keeps the batch's address from being
+/// reused while the batch itself may go).
+type Ahead = Vec<(Weak<MemBatch>, Vec<(ListId, f32)>)>;
+
+/// The lists computed ahead for `batch`, if any.
+fn ahead_of<'a>(ahead: &'a Ahead, batch: &Arc<MemBatch>) -> Option<&'a [(ListId, f32)]> {
+    ahead
+        .iter()
+        .find(|(b, _)| std::ptr::eq(b.as_ptr(), Arc::as_ptr(batch)))
+        .map(|(_, lists)| &lists[..])
 }
 
 /// With a recall target, sets the manifest's nprobe to the one the target
