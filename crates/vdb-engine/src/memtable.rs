@@ -6,6 +6,7 @@
 //! a later write replaces or deletes are hidden by the batch's deletion set
 //! (copy-on-write in the collection), never by changing the batch.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use vdb_core::fields::{Columns, ColumnsBuilder, FieldDef, ListIndex};
@@ -45,6 +46,37 @@ impl RowRef<'_> {
             vector: self.vector.to_vec(),
             payload: self.payload.map(<[u8]>::to_vec),
             fields: self.fields(),
+        }
+    }
+}
+
+/// A row as [`MemBatch::from_assigned`] takes it: written rows are moved
+/// in, rows of other batches (merged or regrouped) copied from in place.
+pub struct RowParts<'a> {
+    id: u64,
+    vector: Cow<'a, [f32]>,
+    payload: Option<Cow<'a, [u8]>>,
+    fields: FieldValues,
+}
+
+impl From<Row> for RowParts<'static> {
+    fn from(r: Row) -> Self {
+        RowParts {
+            id: r.id,
+            vector: Cow::Owned(r.vector),
+            payload: r.payload.map(Cow::Owned),
+            fields: r.fields,
+        }
+    }
+}
+
+impl<'a> From<RowRef<'a>> for RowParts<'a> {
+    fn from(r: RowRef<'a>) -> Self {
+        RowParts {
+            id: r.id,
+            vector: Cow::Borrowed(r.vector),
+            payload: r.payload.map(Cow::Borrowed),
+            fields: r.fields(),
         }
     }
 }
@@ -165,12 +197,12 @@ impl MemBatch {
         fields: &[FieldDef],
     ) -> Option<(MemBatch, f64)> {
         let mut error = 0.0f64;
-        let rows: Vec<(Row, ListId)> = (0..self.rows())
+        let rows: Vec<(RowRef<'_>, ListId)> = (0..self.rows())
             .filter(|&r| !deleted.contains(r))
             .filter_map(|r| Some((self.row(r)?, *lists.get(r)?)))
             .map(|(row, (l, d))| {
                 error += d as f64;
-                (row.to_row(), l)
+                (row, l)
             })
             .collect();
         (!rows.is_empty()).then(|| {
@@ -183,8 +215,8 @@ impl MemBatch {
 
     /// Groups rows whose lists are already known (e.g. when batches are
     /// merged) without assigning them again.
-    pub fn from_assigned(
-        rows: Vec<(Row, ListId)>,
+    pub fn from_assigned<'a, R: Into<RowParts<'a>>>(
+        rows: Vec<(R, ListId)>,
         dim: usize,
         nlist: usize,
         fields: &[FieldDef],
@@ -206,9 +238,10 @@ impl MemBatch {
         let mut payloads = Vec::with_capacity(rows.len());
         let mut columns = ColumnsBuilder::new(fields);
         for (r, l) in rows {
+            let r: RowParts<'_> = r.into();
             vectors.extend_from_slice(&r.vector);
             ids.push(r.id);
-            payloads.push(r.payload);
+            payloads.push(r.payload.map(Cow::into_owned));
             columns.push(&r.fields);
             lists.push(l);
         }

@@ -82,19 +82,20 @@ fn merge_memtable(inner: &mut Inner) {
         if inner.mem[n - 2].live() > inner.mem[n - 1].live() {
             break;
         }
+        let tail = inner.mem.split_off(n - 2);
         let mut rows = Vec::new();
-        for e in &inner.mem[n - 2..] {
+        for e in &tail {
             for r in 0..e.batch.rows() {
                 if !e.deleted.contains(r)
                     && let Some(row) = e.batch.row(r)
                 {
-                    rows.push((row.to_row(), row.list));
+                    rows.push((row, row.list));
                 }
             }
         }
-        inner.mem.truncate(n - 2);
         let (dim, nlist) = (inner.quantizer.dim(), inner.quantizer.nlist());
         let batch = MemBatch::from_assigned(rows, dim, nlist, &inner.manifest.config.fields);
+        drop(tail);
         push_batch(inner, batch);
     }
 }
