@@ -9,13 +9,18 @@ row numbers, then measures three indexes at the same nlist and nprobe:
    the first flush trains on the first 10 %, and the default policy
    retrains as the rows drift and rebalances lists that become uneven;
 2. the same with automatic retraining off (trained once, on the first 10 %);
-3. vdb built from scratch on all rows (in-process, `vdbctl bench` without
+3. churn: the first half of the rows inserted with copies of it under the
+   second half's ids, then those ids replaced by the second half's rows in
+   order (`vdbctl bench --churn`): half the collection replaced by rows
+   from the other end of the space, with the default policy and with
+   retraining off;
+4. vdb built from scratch on all rows (in-process, `vdbctl bench` without
    `--data-dir`).
 
     python3 benches/drift.py --base B.fvecs --query Q.fvecs --gt G.ivecs --nlist 256 --nprobe 8 \
         [--retrain GROWTH,DRIFT,IMBALANCE ...]
 
-Each `--retrain` adds a run of 1. with that retraining policy (e.g.
+Each `--retrain` adds runs of 1. and 3. with that retraining policy (e.g.
 `0,0,1.2`: local rebalancing only; `1.5,1.5,0`: the global policy before
 local rebalancing).
 """
@@ -83,6 +88,10 @@ def main():
         *[(f"inserted in PC1 order, --retrain {p}", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth, "--retrain", p]))
           for p in args.retrain],
         ("inserted in PC1 order, retraining off", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth, "--no-retrain"])),
+        ("half replaced by drifting rows, default policy", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth, "--churn"])),
+        *[(f"half replaced by drifting rows, --retrain {p}", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth, "--churn", "--retrain", p]))
+          for p in args.retrain],
+        ("half replaced by drifting rows, retraining off", run([args.vdbctl, "bench", *common, "--data-dir", data, "--flush-rows", tenth, "--churn", "--no-retrain"])),
         ("built from scratch on all rows", run([args.vdbctl, "bench", *common])),
     ]
     print(f"| index ({len(xb):,} rows, nlist {args.nlist}) | nprobe | recall@{args.k} | vectors scanned / query | list imbalance | QPS 1-thread |")

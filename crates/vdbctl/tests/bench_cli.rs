@@ -303,10 +303,16 @@ fn engine_runs_report_ingest_disk_bound_and_latency_during_maintenance() {
     assert!(num("ingest_rows_per_s") > 0.0);
     assert!(num("disk_bound_rows_per_s") > 0.0);
     assert!(num("ingest_batch_p50_ms") > 0.0);
-    for key in ["idle", "retrain", "compact"] {
+    for key in ["idle", "retrain", "rebalance", "compact"] {
         let (p50, p99) = (num(&format!("{key}_p50_ms")), num(&format!("{key}_p99_ms")));
         assert!(p50 > 0.0 && p99 >= p50, "{key}: {p50} {p99}");
     }
+    for key in ["retrain", "rebalance", "compact"] {
+        let extra = num(&format!("{key}_peak_extra_disk"));
+        assert!((0.0..10.0).contains(&extra), "{key}: {extra}");
+        assert!(num(&format!("{key}_s")) >= 0.0);
+    }
+    assert!(num("rebalance_splits") >= 0.0);
     assert!(num("retrain_searches") >= 100.0);
     assert!(stdout.contains("\"mode\":\"engine\""), "{stdout}");
 
@@ -319,6 +325,54 @@ fn engine_runs_report_ingest_disk_bound_and_latency_during_maintenance() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--maintenance-latency needs --data-dir")
     );
+}
+
+#[test]
+fn churn_overwrites_the_second_half_and_ends_with_the_base_rows() {
+    let files = [data("base.fvecs"), data("query.fvecs"), data("gt.ivecs")];
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let out = vdbctl(&digits_args(
+        &[
+            "--nlist",
+            "16",
+            "--nprobe",
+            "16",
+            "--k",
+            "10",
+            "--json",
+            "--min-seconds",
+            "0",
+            "--data-dir",
+            &data_dir,
+            "--flush-rows",
+            "300",
+            "--churn",
+        ],
+        &files,
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let num = |key: &str| -> f64 {
+        let v = stdout
+            .split(&format!("\"{key}\":"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("missing {key} in {stdout}"));
+        v.split([',', '}']).next().unwrap().parse().unwrap()
+    };
+    // Every copy was overwritten: the base rows, searched exactly, are
+    // the ground truth's.
+    let rows = num("rows");
+    assert_eq!(num("ingest_rows"), rows + (rows / 2.0).floor(), "{stdout}");
+    assert_eq!(num("recall"), 1.0, "{stdout}");
+
+    let out = vdbctl(&digits_args(&["--nlist", "16", "--churn"], &files));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--churn needs --data-dir"));
 }
 
 #[test]

@@ -85,8 +85,10 @@ pub struct BenchArgs {
     #[arg(long, requires = "server")]
     pub existing: bool,
     /// With --data-dir: also measure single-query search latency at the
-    /// first nprobe while a retraining runs and while a compaction runs,
-    /// against idle (keys `idle_p99_ms`, `retrain_p99_ms`, `compact_p99_ms`).
+    /// first nprobe while a retraining, a local rebalancing and a
+    /// compaction run, against idle, and how much the collection's
+    /// directory grew meanwhile (keys `idle_p99_ms`, `retrain_p99_ms`,
+    /// `rebalance_p99_ms`, `compact_p99_ms`, `*_peak_extra_disk`).
     #[arg(long)]
     pub maintenance_latency: bool,
     /// With --data-dir or --server: insert this many rows first and let the
@@ -97,6 +99,15 @@ pub struct BenchArgs {
     /// streams of 1,000-row messages (`ingest_rows_per_s`).
     #[arg(long, default_value_t = 0)]
     pub train_first: usize,
+    /// With --data-dir: churn. The ids of the base's second half are first
+    /// written as copies of the first half's vectors (row n/2 + i as row
+    /// i), alongside the first half, then replaced by upserts with their
+    /// own vectors in order: half the collection replaced by rows from
+    /// wherever the second half lies (with `benches/drift.py`'s ordering,
+    /// the other end of the space). The load's rows/s counts every write
+    /// (1.5 × the base rows).
+    #[arg(long, conflicts_with = "train_first")]
+    pub churn: bool,
     /// With --server: the bench collection's sync mode (always, none,
     /// interval:<n>ms, or object for a server on object storage).
     #[arg(long)]

@@ -205,8 +205,9 @@ pub(super) fn build_engine(
     ));
     let first_batches = args.train_first.div_ceil(1000);
     let mut t = Instant::now();
-    let mut latencies = Vec::with_capacity(base.rows / 1000 + 1);
-    for (b, chunk) in base.data.chunks(1000 * base.dim).enumerate() {
+    let batches = write_batches(base.rows, args.churn);
+    let mut latencies = Vec::with_capacity(batches.len());
+    for (b, batch) in batches.iter().enumerate() {
         if b == first_batches && b > 0 {
             progress.phase("flushing and training before the timed ingest");
             c.flush()?;
@@ -217,12 +218,11 @@ pub(super) fn build_engine(
             latencies.clear();
             t = Instant::now();
         }
-        let rows = chunk
-            .chunks_exact(base.dim)
-            .enumerate()
-            .map(|(i, v)| EngineRow {
-                id: (b * 1000 + i) as u64,
-                vector: v.to_vec(),
+        let rows = batch
+            .iter()
+            .map(|&(id, from)| EngineRow {
+                id: id as u64,
+                vector: base.data[from * base.dim..(from + 1) * base.dim].to_vec(),
                 payload: None,
                 fields: Default::default(),
             })
@@ -232,9 +232,7 @@ pub(super) fn build_engine(
         latencies.push(t_batch.elapsed().as_secs_f64());
     }
     let ingest_s = t.elapsed().as_secs_f64();
-    let ingest_rows = base
-        .rows
-        .saturating_sub((first_batches * 1000).min(base.rows));
+    let ingest_rows: usize = batches.iter().skip(first_batches).map(Vec::len).sum();
     latencies.sort_by(f64::total_cmp);
     let batch_p50_ms = latencies.get(latencies.len() / 2).copied().unwrap_or(0.0) * 1e3;
     progress.phase("flushing and training");
@@ -288,6 +286,23 @@ pub(super) fn build_engine(
         floor: None,
         target: Box::new(EngineTarget { collection: c }),
     })
+}
+
+/// The engine bench's writes in batches of 1,000, each row as (id, base
+/// row of its vector): the base rows in order, or with `churn` the first
+/// half interleaved with copies of it under the second half's ids, then
+/// the second half written over those copies.
+fn write_batches(rows: usize, churn: bool) -> Vec<Vec<(usize, usize)>> {
+    let writes: Vec<(usize, usize)> = if churn {
+        let half = rows / 2;
+        let copies = (0..half).flat_map(|i| [(i, i), (rows - half + i, i)]);
+        let odd = (half..rows - half).map(|i| (i, i));
+        let replaced = (rows - half..rows).map(|i| (i, i));
+        copies.chain(odd).chain(replaced).collect()
+    } else {
+        (0..rows).map(|i| (i, i)).collect()
+    };
+    writes.chunks(1000).map(<[_]>::to_vec).collect()
 }
 
 /// Loads the base rows through the server and returns what to search.

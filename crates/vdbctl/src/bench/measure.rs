@@ -2,7 +2,9 @@
 //! and latency, batch QPS, concurrent clients, and latency while
 //! maintenance runs.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -10,6 +12,7 @@ use anyhow::{Context, Result};
 use vdb_engine::Collection;
 use vdb_ivf::{SearchParams, Searcher};
 
+use super::build::dir_size;
 use super::target::{EngineTarget, Target};
 use crate::vecio::Matrix;
 
@@ -37,21 +40,38 @@ pub(super) struct Row {
     pub(super) scanned: f64,
 }
 
-/// Search latency (p50 ms, p99 ms, searches) idle and while maintenance
-/// runs.
-#[derive(Debug)]
-pub(super) struct MaintenanceLatency {
-    pub(super) idle: (f64, f64, usize),
-    pub(super) retrain: (f64, f64, usize),
-    pub(super) compact: (f64, f64, usize),
+/// Search latency while one kind of maintenance runs (or idle).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Phase {
+    pub(super) p50_ms: f64,
+    pub(super) p99_ms: f64,
+    pub(super) searches: usize,
+    /// How long the maintenance ran.
+    pub(super) seconds: f64,
+    /// The most the collection's directory grew while it ran, as a
+    /// fraction of its size before (sampled every 10 ms).
+    pub(super) peak_extra_disk: f64,
 }
 
-/// Single-query searches, one after another on this thread, idle for two
-/// seconds and then for as long as a retraining (new centroids, every row
-/// rewritten) and a compaction (after deleting 1 % of the rows) run on
-/// another thread.
+/// Search latency while maintenance runs, each (idle before, during).
+#[derive(Debug)]
+pub(super) struct MaintenanceLatency {
+    pub(super) retrain: (Phase, Phase),
+    pub(super) rebalance: (Phase, Phase),
+    /// Lists the rebalancing split.
+    pub(super) splits: u64,
+    pub(super) compact: (Phase, Phase),
+}
+
+/// Single-query searches, one after another on this thread, idle for a
+/// second and then for as long as a retraining (new centroids, every row
+/// rewritten), a local rebalancing (lists split until they are about as
+/// even as the policy's target) and a compaction (after deleting 1 % of
+/// the rows) runs on another thread, for each in turn; meanwhile a third
+/// samples the size of `dir`, the collection's directory.
 pub(super) fn maintenance_latency(
     c: &Arc<Collection>,
+    dir: &Path,
     queries: &Matrix<f32>,
     sp: SearchParams,
 ) -> Result<MaintenanceLatency> {
@@ -70,31 +90,67 @@ pub(super) fn maintenance_latency(
         let at = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
         Ok((at(0.5), at(0.99), lat.len()))
     };
-    let start = Instant::now();
-    let idle = search_while(&|| start.elapsed().as_secs_f64() < 2.0)?;
-    let during = |work: &(dyn Fn() -> vdb_engine::Result<()> + Sync)| -> Result<(f64, f64, usize)> {
-        let done = std::sync::atomic::AtomicBool::new(false);
+    // Each kind of maintenance changes what a search costs (a
+    // rebalancing evens lists out), so each is compared with a second of
+    // idle searches of the state it starts from.
+    let during = |work: &(dyn Fn() -> vdb_engine::Result<()> + Sync)| -> Result<(Phase, Phase)> {
+        let start = Instant::now();
+        let (p50_ms, p99_ms, searches) = search_while(&|| start.elapsed().as_secs_f64() < 1.0)?;
+        let idle = Phase {
+            p50_ms,
+            p99_ms,
+            searches,
+            seconds: 0.0,
+            peak_extra_disk: 0.0,
+        };
+        let done = AtomicBool::new(false);
+        let before = dir_size(dir);
+        let t = Instant::now();
         std::thread::scope(|s| {
             let worker = s.spawn(|| {
                 let r = work();
-                done.store(true, std::sync::atomic::Ordering::Release);
+                done.store(true, Ordering::Release);
                 r
             });
-            let lat = search_while(&|| !done.load(std::sync::atomic::Ordering::Acquire));
+            let sampler = s.spawn(|| {
+                let mut peak = before;
+                while !done.load(Ordering::Acquire) {
+                    peak = peak.max(dir_size(dir));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                peak
+            });
+            let lat = search_while(&|| !done.load(Ordering::Acquire));
             worker
                 .join()
                 .map_err(|_| anyhow::anyhow!("maintenance thread panicked"))??;
-            lat
+            let seconds = t.elapsed().as_secs_f64();
+            let peak = sampler
+                .join()
+                .map_err(|_| anyhow::anyhow!("disk sampler panicked"))?;
+            let (p50_ms, p99_ms, searches) = lat?;
+            let busy = Phase {
+                p50_ms,
+                p99_ms,
+                searches,
+                seconds,
+                peak_extra_disk: peak.saturating_sub(before) as f64 / before.max(1) as f64,
+            };
+            Ok((idle, busy))
         })
     };
     let retrain = during(&|| c.retrain(None))?;
+    let before = c.stats().rebalances;
+    let rebalance = during(&|| c.rebalance().map(|_| ()))?;
+    let splits = c.stats().rebalances.saturating_sub(before);
     let rows = c.stats().rows;
     let doomed: Vec<u64> = (0..rows).step_by(100).collect();
     c.delete(&doomed)?;
     let compact = during(&|| c.compact().map(|_| ()))?;
     Ok(MaintenanceLatency {
-        idle,
         retrain,
+        rebalance,
+        splits,
         compact,
     })
 }

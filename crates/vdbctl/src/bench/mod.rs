@@ -57,6 +57,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         !args.maintenance_latency || args.data_dir.is_some(),
         "--maintenance-latency needs --data-dir"
     );
+    ensure!(
+        !args.churn || args.data_dir.is_some(),
+        "--churn needs --data-dir"
+    );
     if let Some(p) = args.nprobe.iter().find(|&&p| p == 0) {
         bail!("--nprobe value {p} is invalid: nprobe must be at least 1");
     }
@@ -194,15 +198,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         args.maintenance_latency,
         built.target.collection(),
         args.nprobe.first(),
+        &args.data_dir,
     ) {
-        (true, Some(c), Some(&nprobe)) => {
-            progress.phase("measuring search latency during retraining and compaction");
+        (true, Some(c), Some(&nprobe), Some(data_dir)) => {
+            progress
+                .phase("measuring search latency during retraining, rebalancing and compaction");
             let sp = SearchParams {
                 k: args.k,
                 nprobe: nprobe.min(args.nlist),
                 max_probes: None,
             };
-            Some(maintenance_latency(c, &queries, sp)?)
+            let dir = data_dir.join("collections").join("bench");
+            Some(maintenance_latency(c, &dir, &queries, sp)?)
         }
         _ => None,
     };

@@ -145,19 +145,31 @@ impl Report<'_> {
                 }
             }
             if let Some(m) = maint {
-                writeln!(
+                write!(
                     out,
-                    "single-query latency at nprobe {}: idle p50 {:.3} / p99 {:.3} ms; during retraining p50 {:.3} / p99 {:.3} ms ({} searches); during compaction p50 {:.3} / p99 {:.3} ms ({} searches)",
+                    "single-query latency at nprobe {}, idle the second before / during",
                     args.nprobe.first().copied().unwrap_or(0).min(args.nlist),
-                    m.idle.0,
-                    m.idle.1,
-                    m.retrain.0,
-                    m.retrain.1,
-                    m.retrain.2,
-                    m.compact.0,
-                    m.compact.1,
-                    m.compact.2
                 )?;
+                let splits = format!("rebalancing ({} list splits)", m.splits);
+                for (name, (idle, p)) in [
+                    ("retraining", &m.retrain),
+                    (splits.as_str(), &m.rebalance),
+                    ("compaction", &m.compact),
+                ] {
+                    write!(
+                        out,
+                        "; {name}: p50 {:.3} / {:.3} ms, p99 {:.3} / {:.3} ms ({:.2}×; {} searches, {:.1} s, peak extra disk {:.0} % of the collection)",
+                        idle.p50_ms,
+                        p.p50_ms,
+                        idle.p99_ms,
+                        p.p99_ms,
+                        p.p99_ms / idle.p99_ms.max(1e-9),
+                        p.searches,
+                        p.seconds,
+                        p.peak_extra_disk * 100.0
+                    )?;
+                }
+                writeln!(out)?;
             }
         }
         Ok(())
@@ -236,17 +248,33 @@ struct Line<'a> {
     mode: &'static str,
 }
 
-/// Search latency idle and during maintenance (`--maintenance-latency`).
+/// Search latency idle and during maintenance (`--maintenance-latency`);
+/// `idle_*` is the second before the retraining, `*_idle_p99_ms` the
+/// second before the others.
 #[derive(Debug, Serialize)]
 struct MaintenanceKeys {
     idle_p50_ms: f64,
     idle_p99_ms: f64,
+    rebalance_idle_p99_ms: f64,
+    compact_idle_p99_ms: f64,
     retrain_p50_ms: f64,
     retrain_p99_ms: f64,
     compact_p50_ms: f64,
     compact_p99_ms: f64,
     retrain_searches: usize,
     compact_searches: usize,
+    rebalance_p50_ms: f64,
+    rebalance_p99_ms: f64,
+    rebalance_searches: usize,
+    rebalance_splits: u64,
+    retrain_s: f64,
+    rebalance_s: f64,
+    compact_s: f64,
+    /// Peak growth of the collection's directory while each ran, as a
+    /// fraction of its size before.
+    retrain_peak_extra_disk: f64,
+    rebalance_peak_extra_disk: f64,
+    compact_peak_extra_disk: f64,
 }
 
 /// The same collection searched in process (`--server local`).
@@ -306,14 +334,26 @@ impl<'a> Line<'a> {
             ingest_rows: built.ingest_rows,
             rewrite_amplification: built.rewrite_amplification,
             maintenance: report.maint.map(|m| MaintenanceKeys {
-                idle_p50_ms: m.idle.0,
-                idle_p99_ms: m.idle.1,
-                retrain_p50_ms: m.retrain.0,
-                retrain_p99_ms: m.retrain.1,
-                compact_p50_ms: m.compact.0,
-                compact_p99_ms: m.compact.1,
-                retrain_searches: m.retrain.2,
-                compact_searches: m.compact.2,
+                idle_p50_ms: m.retrain.0.p50_ms,
+                idle_p99_ms: m.retrain.0.p99_ms,
+                retrain_p50_ms: m.retrain.1.p50_ms,
+                retrain_p99_ms: m.retrain.1.p99_ms,
+                compact_idle_p99_ms: m.compact.0.p99_ms,
+                compact_p50_ms: m.compact.1.p50_ms,
+                compact_p99_ms: m.compact.1.p99_ms,
+                retrain_searches: m.retrain.1.searches,
+                compact_searches: m.compact.1.searches,
+                rebalance_idle_p99_ms: m.rebalance.0.p99_ms,
+                rebalance_p50_ms: m.rebalance.1.p50_ms,
+                rebalance_p99_ms: m.rebalance.1.p99_ms,
+                rebalance_searches: m.rebalance.1.searches,
+                rebalance_splits: m.splits,
+                retrain_s: m.retrain.1.seconds,
+                rebalance_s: m.rebalance.1.seconds,
+                compact_s: m.compact.1.seconds,
+                retrain_peak_extra_disk: m.retrain.1.peak_extra_disk,
+                rebalance_peak_extra_disk: m.rebalance.1.peak_extra_disk,
+                compact_peak_extra_disk: m.compact.1.peak_extra_disk,
             }),
             qps_16_clients: r.qps_16_clients,
             in_process: r.in_process.map(|(q, p50, p99)| InProcessKeys {
