@@ -4,8 +4,10 @@
 
 mod frozen;
 mod rebalance;
+mod retune;
 
 use self::frozen::{Frozen, Written};
+use self::retune::{retune, retune_untuned, whole};
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
@@ -13,7 +15,7 @@ use std::sync::{Arc, MutexGuard, Weak};
 
 use vdb_core::{Generation, ListId, RowSet, SegmentId};
 use vdb_format::{CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
-use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
+use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
 use super::apply::{hide, push_batch};
 use super::{
@@ -824,53 +826,6 @@ fn ahead_of<'a>(ahead: &'a Ahead, batch: &Arc<MemBatch>) -> Option<&'a [(ListId,
         .iter()
         .find(|(b, _)| std::ptr::eq(b.as_ptr(), Arc::as_ptr(batch)))
         .map(|(_, lists)| &lists[..])
-}
-
-/// With a recall target, sets the manifest's nprobe to the one the target
-/// chooses on `sources`, searched with `q`.
-fn retune(next: &mut Manifest, q: &CoarseQuantizer, sources: &[Source<'_>]) -> Result<()> {
-    if let Some(target) = next.config.target_recall
-        && next.generation > 0
-        && let Some(t) = nprobe_for_recall(q, sources, target)?
-    {
-        next.config.nprobe = t.nprobe;
-        next.tuned_recall = t.recall;
-    }
-    Ok(())
-}
-
-/// With a recall target not yet measured on this generation (centroids
-/// given at creation, or too few rows before), measures it on the frozen
-/// segments at positions `kept` and the segment just written.
-fn retune_untuned(
-    next: &mut Manifest,
-    f: &Frozen,
-    kept: &[usize],
-    written: Option<&SegmentReader>,
-) -> Result<()> {
-    if next.tuned_recall != 0.0 || next.generation == 0 || next.config.target_recall.is_none() {
-        return Ok(());
-    }
-    let mut sources: Vec<Source<'_>> = kept
-        .iter()
-        .filter_map(|&i| f.segs.get(i))
-        .map(|(seg, deleted)| Source {
-            lists: seg.as_ref(),
-            deleted: Some(deleted.as_ref()),
-            filter: None,
-        })
-        .collect();
-    sources.extend(written.map(whole));
-    retune(next, &f.quantizer, &sources)
-}
-
-/// Every row of a newly written segment, as a search source.
-fn whole(reader: &SegmentReader) -> Source<'_> {
-    Source {
-        lists: reader,
-        deleted: None,
-        filter: None,
-    }
 }
 
 /// Most trainings and merges one flush is followed by.

@@ -1,0 +1,61 @@
+//! Choosing nprobe for a collection's recall target whenever its lists
+//! change: measured on the state a maintenance task is about to publish.
+
+use vdb_format::SegmentReader;
+use vdb_ivf::{CoarseQuantizer, Source};
+
+use super::frozen::Frozen;
+use crate::error::Result;
+use crate::manifest::Manifest;
+use crate::tune::nprobe_for_recall;
+
+/// With a recall target, sets the manifest's nprobe to the one the target
+/// chooses on `sources`, searched with `q`.
+pub(super) fn retune(
+    next: &mut Manifest,
+    q: &CoarseQuantizer,
+    sources: &[Source<'_>],
+) -> Result<()> {
+    if let Some(target) = next.config.target_recall
+        && next.generation > 0
+        && let Some(t) = nprobe_for_recall(q, sources, target)?
+    {
+        next.config.nprobe = t.nprobe;
+        next.tuned_recall = t.recall;
+    }
+    Ok(())
+}
+
+/// With a recall target not yet measured on this generation (centroids
+/// given at creation, or too few rows before), measures it on the frozen
+/// segments at positions `kept` and the segment just written.
+pub(super) fn retune_untuned(
+    next: &mut Manifest,
+    f: &Frozen,
+    kept: &[usize],
+    written: Option<&SegmentReader>,
+) -> Result<()> {
+    if next.tuned_recall != 0.0 || next.generation == 0 || next.config.target_recall.is_none() {
+        return Ok(());
+    }
+    let mut sources: Vec<Source<'_>> = kept
+        .iter()
+        .filter_map(|&i| f.segs.get(i))
+        .map(|(seg, deleted)| Source {
+            lists: seg.as_ref(),
+            deleted: Some(deleted.as_ref()),
+            filter: None,
+        })
+        .collect();
+    sources.extend(written.map(whole));
+    retune(next, &f.quantizer, &sources)
+}
+
+/// Every row of a newly written segment, as a search source.
+pub(super) fn whole(reader: &SegmentReader) -> Source<'_> {
+    Source {
+        lists: reader,
+        deleted: None,
+        filter: None,
+    }
+}
