@@ -16,11 +16,12 @@ pub struct CollectionConfig {
     /// Inverted lists once trained.
     pub nlist: usize,
     /// Lists probed when a search does not say. With a `target_recall`,
-    /// chosen anew at each training (set this and clear `target_recall`
-    /// to fix it).
+    /// chosen anew at each training and local rebalancing (set this and
+    /// clear `target_recall` to fix it).
     pub nprobe: usize,
     /// The recall@10 the default nprobe is chosen for, in (0, 1]: after
-    /// each training (and when the target changes) the collection measures
+    /// each training and local rebalancing (and when the target changes)
+    /// the collection measures
     /// recall against exact search on 200 of its own rows used as queries
     /// and makes the smallest nprobe reaching the target its `nprobe`.
     /// `None`: `nprobe` stays as set.

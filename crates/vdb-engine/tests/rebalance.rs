@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use vdb_engine::{Collection, CollectionConfig, Engine, Metric, RetrainPolicy, Row, SearchOptions};
+use vdb_engine::{
+    Collection, CollectionConfig, Engine, Metric, RetrainPolicy, Row, SearchOptions, TuneOptions,
+};
 
 const DIM: usize = 8;
 
@@ -244,4 +246,46 @@ fn rebalance_on_even_lists_only_flushes() {
     assert_eq!(after.generation, 1);
     assert_eq!(after.memtable_rows, 0, "the memtable was flushed");
     assert_eq!(after.rows, 3_001);
+}
+
+#[test]
+fn a_rebalancing_chooses_nprobe_again_for_the_recall_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let config = CollectionConfig {
+        nprobe: CollectionConfig::new(DIM).nprobe,
+        target_recall: Some(0.9),
+        // The imbalance rule off: lists become uneven until asked.
+        ..config(0.0)
+    };
+    let c = engine.create_collection("tuned", config).unwrap();
+    let mut rng = Rng(11);
+    for start in (0..8_000u64).step_by(1_000) {
+        let rows: Vec<Row> = (start..start + 1_000)
+            .map(|id| Row {
+                id,
+                vector: point(&mut rng, id),
+                payload: None,
+                fields: Default::default(),
+            })
+            .collect();
+        c.upsert(rows).unwrap();
+        c.flush().unwrap();
+    }
+    let before = c.stats();
+    assert_eq!((before.generation, before.rebalances), (1, 0));
+    assert!(c.rebalance().unwrap(), "uneven lists: some were split");
+    assert!(c.stats().imbalance < before.imbalance);
+
+    // The default nprobe is the one a sweep over the same sample (tune's
+    // defaults: 200 rows, seed 42) recommends on the rebalanced lists,
+    // and the recall recorded is the sweep's at it.
+    let opts = TuneOptions {
+        nprobes: (1..=c.stats().lists).collect(),
+        ..TuneOptions::new(0.9)
+    };
+    let report = c.tune(&opts).unwrap();
+    let p = report.recommended.unwrap();
+    assert_eq!(c.default_nprobe(), p);
+    assert_eq!(c.stats().tuned_recall, report.points[p - 1].recall);
 }

@@ -23,11 +23,12 @@
 
 use std::collections::HashMap;
 
-use vdb_core::{Hold, InvertedLists, ListId, Metric, SegmentId, TopK};
-use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
+use vdb_core::{Hold, InvertedLists, ListId, Metric, RowSet, SegmentId, TopK};
+use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
 
 use super::super::{Collection, Loc, unix_now, visible_sizes};
 use super::frozen::{Frozen, Written};
+use super::retune::{retune, whole};
 use crate::error::{Error, Result};
 use crate::policy::{Swap, next_swap, rebalance_target};
 
@@ -66,6 +67,8 @@ impl Collection {
         if swaps == 0 {
             return Ok(None);
         }
+        // No split left to make: the last step of this rebalancing.
+        let last = next_swap(&work.sizes, until, &unsplittable).is_none();
         let Work {
             centroids,
             placed,
@@ -97,6 +100,33 @@ impl Collection {
         next.rebalanced_at = unix_now();
         let seg = vdb_format::segment_file_name(SegmentId(seq));
         let reader = self.write_rows(&seg, f, &quantizer, generation, &rows)?;
+        if last {
+            // The lists changed since nprobe was chosen for the recall
+            // target: choose again on the state this step publishes (the
+            // frozen segments without the rows that moved, and the new
+            // segment). Once per rebalancing, not per step: 200 exact
+            // searches.
+            let mut hidden: Vec<RowSet> = f.segs.iter().map(|(_, d)| (**d).clone()).collect();
+            for &(_, loc) in &rows {
+                if let Loc::Seg(s, r) = loc
+                    && let Some(h) = hidden.get_mut(s as usize)
+                {
+                    h.insert(r as usize);
+                }
+            }
+            let mut sources: Vec<Source<'_>> = f
+                .segs
+                .iter()
+                .zip(&hidden)
+                .map(|((seg, _), hidden)| Source {
+                    lists: seg.as_ref(),
+                    deleted: Some(hidden),
+                    filter: None,
+                })
+                .collect();
+            sources.push(whole(&reader));
+            retune(&mut next, &quantizer, &sources)?;
+        }
         next.segments.push((seq, seg));
         // Every segment is kept, so deletes since the last flush may hide
         // rows in any of them.
