@@ -49,6 +49,11 @@ pub struct BenchArgs {
     /// k-means trains on at most this many points per centroid.
     #[arg(long, default_value_t = 256)]
     pub max_points_per_centroid: usize,
+    /// k-means runs its first rounds on this many points per centroid and
+    /// the last three on the whole sample (0: every round on the whole
+    /// sample; the engine's trainings use the default).
+    #[arg(long, default_value_t = 96)]
+    pub warm_points_per_centroid: usize,
     /// Minimum seconds each QPS measurement runs (passes over the queries
     /// repeat until it is reached).
     #[arg(long, default_value_t = 1.0)]

@@ -80,6 +80,7 @@ pub(super) fn build_segment(
         niter: args.niter,
         seed: args.seed,
         max_points_per_centroid: args.max_points_per_centroid,
+        warm_points_per_centroid: args.warm_points_per_centroid,
         ..KMeansParams::default()
     };
     let t = Instant::now();
