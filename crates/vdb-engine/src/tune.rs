@@ -164,26 +164,33 @@ pub(crate) fn nprobe_for_recall(
     if visible < 2 {
         return Ok(None);
     }
-    let exact = SearchParams {
-        k: TARGET_K + 1,
-        nprobe: nlist,
-        max_probes: None,
-    };
-    // Untraced: a trace sorts every list's distances, ten times the
-    // search's own cost at nprobe = nlist.
+    // The exact neighbours of all the queries, each list read once for a
+    // block of them; then each neighbour's list's coarse rank.
+    let metric = q.metric();
+    let mut flat: Vec<f32> = queries
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    flat.chunks_exact_mut(q.dim())
+        .for_each(|v| metric.prepare(v));
+    let found = vdb_ivf::exact_batch(q, sources, &flat, TARGET_K + 1)?;
     let ranks: Vec<Vec<u32>> = queries
         .par_iter()
-        .map_init(Searcher::new, |searcher, (id, v)| {
-            let found = searcher.search_sources(q, sources, v, exact, None)?;
-            let order = searcher.coarse_order();
-            Ok(found
-                .iter()
-                .filter(|n| n.id.0 != *id)
-                .take(TARGET_K)
-                .map(|n| coarse_rank(order, sources, n.addr))
-                .collect())
-        })
-        .collect::<Result<_>>()?;
+        .zip(flat.par_chunks(q.dim()))
+        .zip(found)
+        .map_init(
+            || (Vec::new(), TopK::new(0), Vec::new()),
+            |(scratch, top, order), (((id, _), v), found)| {
+                q.probe(v, nlist, scratch, top, order);
+                found
+                    .iter()
+                    .filter(|n| n.id.0 != *id)
+                    .take(TARGET_K)
+                    .map(|n| coarse_rank(order, sources, n.addr))
+                    .collect()
+            },
+        )
+        .collect();
     // Neighbours first found at each nprobe - 1.
     let mut at = vec![0u64; nlist];
     let mut total = 0u64;

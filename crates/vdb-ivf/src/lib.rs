@@ -59,6 +59,6 @@ pub use layout::Layout;
 pub use quantizer::CoarseQuantizer;
 pub use rng::SplitMix64;
 pub use search::{
-    Member, SearchParams, Searcher, Source, list_members_near_centroid, search_batch,
+    Member, SearchParams, Searcher, Source, exact_batch, list_members_near_centroid, search_batch,
 };
 pub use trace::{ProbedList, SearchTrace};
