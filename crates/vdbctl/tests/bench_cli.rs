@@ -15,6 +15,15 @@ fn data(name: &str) -> String {
         .to_string()
 }
 
+/// The number under `key` in the JSON lines of `stdout` (the first).
+fn json_num(stdout: &str, key: &str) -> f64 {
+    let v = stdout
+        .split(&format!("\"{key}\":"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("missing {key} in {stdout}"));
+    v.split([',', '}']).next().unwrap().parse().unwrap()
+}
+
 fn vdbctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vdbctl"))
         .args(args)
@@ -293,13 +302,7 @@ fn engine_runs_report_ingest_disk_bound_and_latency_during_maintenance() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let num = |key: &str| -> f64 {
-        let v = stdout
-            .split(&format!("\"{key}\":"))
-            .nth(1)
-            .unwrap_or_else(|| panic!("missing {key} in {stdout}"));
-        v.split([',', '}']).next().unwrap().parse().unwrap()
-    };
+    let num = |key: &str| json_num(&stdout, key);
     assert!(num("ingest_rows_per_s") > 0.0);
     assert!(num("disk_bound_rows_per_s") > 0.0);
     assert!(num("ingest_batch_p50_ms") > 0.0);
@@ -357,13 +360,7 @@ fn churn_overwrites_the_second_half_and_ends_with_the_base_rows() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let num = |key: &str| -> f64 {
-        let v = stdout
-            .split(&format!("\"{key}\":"))
-            .nth(1)
-            .unwrap_or_else(|| panic!("missing {key} in {stdout}"));
-        v.split([',', '}']).next().unwrap().parse().unwrap()
-    };
+    let num = |key: &str| json_num(&stdout, key);
     // Every copy was overwritten: the base rows, searched exactly, are
     // the ground truth's.
     let rows = num("rows");
