@@ -1055,7 +1055,13 @@ mod tests {
             let metric = [Metric::L2, Metric::InnerProduct, Metric::Cosine][m];
             let data = random(700, dim, seed, metric);
             let (q, lists) = build(&data, dim, nlist, metric);
-            let (_, other) = build(&random(300, dim, seed ^ 7, metric), dim, nlist, metric);
+            // A second source with ids of its own (ids are unique among
+            // visible rows, so no two candidates tie on distance and id).
+            let more = random(300, dim, seed ^ 7, metric);
+            let mut other = VecInvertedLists::new(dim, nlist);
+            for (i, (x, (l, _))) in more.chunks_exact(dim).zip(q.assign(&more).unwrap()).enumerate() {
+                other.push(l, 10_000 + i as u64, x);
+            }
             let mut deleted = RowSet::new(700);
             for r in (0..700).filter(|r| r % 4 < hidden) {
                 deleted.insert(r);
@@ -1064,9 +1070,13 @@ mod tests {
                 Source { lists: &lists, deleted: Some(&deleted), filter: None },
                 Source::all(&other),
             ];
-            let mut queries = random(70, dim, seed ^ 1, Metric::L2);
-            queries.chunks_exact_mut(dim).for_each(|x| metric.prepare(x));
-            let batch = exact_batch(&q, &sources, &queries, k).unwrap();
+            // exact_batch takes queries prepared; the searcher prepares
+            // what it is given (for cosine, normalizing twice can move the
+            // last bit), so the batch gets what the searcher searches.
+            let queries = random(70, dim, seed ^ 1, Metric::L2);
+            let mut prepared = queries.clone();
+            prepared.chunks_exact_mut(dim).for_each(|x| metric.prepare(x));
+            let batch = exact_batch(&q, &sources, &prepared, k).unwrap();
             prop_assert_eq!(batch.len(), 70);
             let mut s = Searcher::new();
             let p = SearchParams { k, nprobe: nlist, max_probes: None };
