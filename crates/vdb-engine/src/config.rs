@@ -21,9 +21,9 @@ pub struct CollectionConfig {
     pub nprobe: usize,
     /// The recall@10 the default nprobe is chosen for, in (0, 1]: after
     /// each training and local rebalancing (and when the target changes)
-    /// the collection measures
-    /// recall against exact search on 200 of its own rows used as queries
-    /// and makes the smallest nprobe reaching the target its `nprobe`.
+    /// the collection measures recall against exact search on 200 of its
+    /// own rows used as queries and makes the smallest nprobe reaching the
+    /// target its `nprobe`.
     /// `None`: `nprobe` stays as set.
     pub target_recall: Option<f64>,
     /// When writes are acknowledged (see `docs/durability.md`).

@@ -40,7 +40,7 @@ pub struct KMeansParams {
     /// many points per centroid, the last `full_iters` on the whole sample
     /// (0: every round on the whole sample). The early rounds move the
     /// centroids far and need few points to do it; on pypi-minilm and a
-    /// 1M × 128 set, 96 and 3 train 1.5-1.7x faster at the recall and
+    /// 1M × 128 set, 96 and 3 train 1.6-1.8x faster at the recall and
     /// work per query of all rounds on everything (docs/benchmarks.md).
     pub warm_points_per_centroid: usize,
     /// Rounds on the whole sample after the warm start.

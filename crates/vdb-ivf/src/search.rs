@@ -387,13 +387,7 @@ pub fn search_batch(
     params.validate()?;
     check_sources(quantizer, sources)?;
     let dim = quantizer.dim();
-    if !queries.len().is_multiple_of(dim) {
-        return Err(vdb_core::Error::DimensionMismatch {
-            expected: dim,
-            actual: queries.len() % dim,
-        }
-        .into());
-    }
+    check_rows(queries, dim)?;
     let mut prepared = queries.to_vec();
     for q in prepared.chunks_exact_mut(dim) {
         validate_vector(q, dim)?;
@@ -454,13 +448,7 @@ pub fn exact_batch(
     SearchParams::new(k, 1).validate()?;
     check_sources(quantizer, sources)?;
     let (dim, nlist) = (quantizer.dim(), quantizer.nlist());
-    if !queries.len().is_multiple_of(dim) {
-        return Err(vdb_core::Error::DimensionMismatch {
-            expected: dim,
-            actual: queries.len() % dim,
-        }
-        .into());
-    }
+    check_rows(queries, dim)?;
     let metric = quantizer.metric();
     let blocks = queries
         .par_chunks(EXACT_BLOCK * dim)
@@ -548,6 +536,19 @@ fn hold(sources: &[Source<'_>], lists: impl Iterator<Item = ListId>) -> Result<V
         .iter()
         .map(|s| s.lists.hold(&lists).map_err(Error::Storage))
         .collect()
+}
+
+/// A batch of queries is whole rows of `dim` values.
+fn check_rows(queries: &[f32], dim: usize) -> Result<()> {
+    if queries.len().is_multiple_of(dim) {
+        Ok(())
+    } else {
+        Err(vdb_core::Error::DimensionMismatch {
+            expected: dim,
+            actual: queries.len() % dim,
+        }
+        .into())
+    }
 }
 
 fn check_sources(quantizer: &CoarseQuantizer, sources: &[Source<'_>]) -> Result<()> {

@@ -691,8 +691,6 @@ impl Collection {
         }
     }
 
-    /// Phase 3: puts what phase 2 wrote in place of the frozen state.
-    /// Returns the files no longer named by the manifest.
     /// With new centroids in `w`: the new list of every row of the
     /// memtable's batches, computed with the collection unlocked (for a
     /// training after a large load, seconds of work that writes and
@@ -725,6 +723,9 @@ impl Collection {
         Ok(ahead)
     }
 
+    /// Phase 3: puts what phase 2 wrote in place of the frozen state,
+    /// regrouping the memtable with the lists found `ahead` where it can.
+    /// Returns the files no longer named by the manifest.
     fn install(&self, inner: &mut Inner, w: Written, ahead: &Ahead) -> Result<Vec<String>> {
         let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
         if !w.replaces.is_empty() {

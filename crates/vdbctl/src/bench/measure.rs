@@ -76,7 +76,7 @@ pub(super) fn maintenance_latency(
     sp: SearchParams,
 ) -> Result<MaintenanceLatency> {
     let opts = EngineTarget::opts(sp);
-    let search_while = |busy: &dyn Fn() -> bool| -> Result<(f64, f64, usize)> {
+    let search_while = |busy: &dyn Fn() -> bool| -> Result<Phase> {
         let mut lat = Vec::new();
         let mut q = 0;
         while busy() || lat.len() < 100 {
@@ -88,21 +88,20 @@ pub(super) fn maintenance_latency(
         }
         lat.sort_by(f64::total_cmp);
         let at = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
-        Ok((at(0.5), at(0.99), lat.len()))
+        Ok(Phase {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            searches: lat.len(),
+            seconds: 0.0,
+            peak_extra_disk: 0.0,
+        })
     };
     // Each kind of maintenance changes what a search costs (a
     // rebalancing evens lists out), so each is compared with a second of
     // idle searches of the state it starts from.
     let during = |work: &(dyn Fn() -> vdb_engine::Result<()> + Sync)| -> Result<(Phase, Phase)> {
         let start = Instant::now();
-        let (p50_ms, p99_ms, searches) = search_while(&|| start.elapsed().as_secs_f64() < 1.0)?;
-        let idle = Phase {
-            p50_ms,
-            p99_ms,
-            searches,
-            seconds: 0.0,
-            peak_extra_disk: 0.0,
-        };
+        let idle = search_while(&|| start.elapsed().as_secs_f64() < 1.0)?;
         let done = AtomicBool::new(false);
         let before = dir_size(dir);
         let t = Instant::now();
@@ -128,13 +127,10 @@ pub(super) fn maintenance_latency(
             let peak = sampler
                 .join()
                 .map_err(|_| anyhow::anyhow!("disk sampler panicked"))?;
-            let (p50_ms, p99_ms, searches) = lat?;
             let busy = Phase {
-                p50_ms,
-                p99_ms,
-                searches,
                 seconds,
                 peak_extra_disk: peak.saturating_sub(before) as f64 / before.max(1) as f64,
+                ..lat?
             };
             Ok((idle, busy))
         })
