@@ -2,6 +2,7 @@
 //! latency and work, over a sweep of nprobe values, on a sample of the
 //! collection's own rows used as queries.
 
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -97,6 +98,12 @@ pub fn default_sweep(nlist: usize) -> Vec<usize> {
 
 /// `sample` of the visible rows of `sources` (chosen by `seed`), as
 /// `(id, vector)`, and how many visible rows there are.
+///
+/// The rows whose ids hash lowest under `seed` (bottom-k sampling): the
+/// sample depends on which rows the collection holds, not on how
+/// segments lay them out, so a measurement repeated after a compaction
+/// (or a tune after the recall target's measurement) samples the same
+/// rows.
 fn sample_rows(
     sources: &[Source<'_>],
     nlist: usize,
@@ -104,33 +111,42 @@ fn sample_rows(
     sample: usize,
     seed: u64,
 ) -> (usize, Vec<(u64, Vec<f32>)>) {
-    // The visible rows, as (source, list, index in list).
-    let mut visible: Vec<(usize, u32, u32)> = Vec::new();
+    // The `sample` lowest (hash, id), with where the row is: (source,
+    // list, index in list).
+    let mut lowest: BinaryHeap<(u64, u64, usize, u32, u32)> = BinaryHeap::new();
+    let mut visible = 0usize;
     for (s, src) in sources.iter().enumerate() {
         for l in 0..nlist {
             let list = ListId(l as u32);
             let start = src.lists.list_row_start(list);
-            for i in 0..src.lists.list_len(list) {
-                if !src.deleted.is_some_and(|d| d.contains(start + i)) {
-                    visible.push((s, l as u32, i as u32));
+            for (i, &id) in src.lists.list_ids(list).iter().enumerate() {
+                if src.deleted.is_some_and(|d| d.contains(start + i)) {
+                    continue;
+                }
+                visible += 1;
+                let key = (SplitMix64::new(id ^ seed).next_u64(), id);
+                if lowest.len() < sample {
+                    lowest.push((key.0, key.1, s, l as u32, i as u32));
+                } else if lowest.peek().is_some_and(|top| key < (top.0, top.1)) {
+                    lowest.pop();
+                    lowest.push((key.0, key.1, s, l as u32, i as u32));
                 }
             }
         }
     }
-    let rows = SplitMix64::new(seed)
-        .sample_indices(visible.len(), sample)
+    let rows = lowest
+        .into_sorted_vec()
         .into_iter()
-        .map(|v| {
-            let (s, l, i) = visible[v];
+        .map(|(_, id, s, l, i)| {
             let (list, i) = (ListId(l), i as usize);
             let lists = sources[s].lists;
             (
-                lists.list_ids(list)[i],
+                id,
                 lists.list_vectors(list)[i * dim..(i + 1) * dim].to_vec(),
             )
         })
         .collect();
-    (visible.len(), rows)
+    (visible, rows)
 }
 
 /// Queries, neighbours per query and sampling seed of the measurement a
