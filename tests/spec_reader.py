@@ -239,6 +239,7 @@ REQUIRED = ["dim", "metric", "nlist", "nprobe", "sync", "flush_rows", "min_rows_
             "generation", "centroids", "flushed_lsn", "next_seq", "trained_rows", "trained_error",
             "trained_imbalance"]
 OPTIONAL = {"compact_max_segments": "8", "compact_max_hidden": "0.2", "compact_fanout": "4",
+            "compact_max_segment_fraction": "0.15",
             "trained_at": "0", "compacted_at": "0", "writer": "0", "uid": "0",
             "target_recall": None, "tuned_recall": "0", "trained_generation": None,
             "rebalances": "0", "rebalanced_at": "0"}

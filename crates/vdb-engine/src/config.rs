@@ -94,6 +94,13 @@ impl CollectionConfig {
                 format!("{h} must be 0 (off) or a fraction below 1"),
             ));
         }
+        let f = self.compaction.max_segment_fraction;
+        if !(f.is_finite() && (0.0..=1.0).contains(&f)) {
+            return Err(Error::invalid(
+                "compaction.max_segment_fraction",
+                format!("{f} must be 0 (no limit) or a fraction up to 1"),
+            ));
+        }
         if self.compaction.fanout == 1 {
             return Err(Error::invalid(
                 "compaction.fanout",

@@ -129,6 +129,11 @@ impl Manifest {
         let _ = writeln!(s, "compact_max_segments {}", c.compaction.max_segments);
         let _ = writeln!(s, "compact_max_hidden {}", c.compaction.max_hidden);
         let _ = writeln!(s, "compact_fanout {}", c.compaction.fanout);
+        let _ = writeln!(
+            s,
+            "compact_max_segment_fraction {}",
+            c.compaction.max_segment_fraction
+        );
         for f in &c.fields {
             let _ = writeln!(s, "field {} {}", f.name, f.ty);
         }
@@ -298,6 +303,9 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
             "compact_max_segments" => config.compaction.max_segments = num(key, value)? as usize,
             "compact_max_hidden" => config.compaction.max_hidden = real(key, value)?,
             "compact_fanout" => config.compaction.fanout = num(key, value)? as usize,
+            "compact_max_segment_fraction" => {
+                config.compaction.max_segment_fraction = real(key, value)?
+            }
             "field" => {
                 let (name, ty) = value
                     .split_once(' ')

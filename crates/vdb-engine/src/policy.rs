@@ -66,6 +66,15 @@ impl Default for RetrainPolicy {
 /// of with the whole collection every few flushes, whatever size the
 /// flushes have (by rows, by memory, or asked for). Every threshold of 0
 /// disables its rule.
+///
+/// No merge writes more than a cap: `max_segment_fraction` of the
+/// collection's live bytes (but at least a flush's worth, see
+/// [`CompactionPolicy::segment_cap`]). Maintenance writes its new
+/// segments before it removes the old ones, so the cap bounds the free
+/// space a compaction needs; a tier whose segments together pass it
+/// merges only as many as fit, and once two segments no longer fit
+/// together they stay as they are — a collection is then held in about
+/// `1 / max_segment_fraction` segments of similar size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompactionPolicy {
     /// Never more than this many segments: past it the smallest are merged
@@ -76,6 +85,10 @@ pub struct CompactionPolicy {
     pub max_hidden: f64,
     /// Segments of one size tier merged together (at least 2).
     pub fanout: usize,
+    /// No segment written larger than this fraction of the collection's
+    /// live bytes (rewrites larger than it are split in pieces), in
+    /// (0, 1]; 0: no limit.
+    pub max_segment_fraction: f64,
 }
 
 impl Default for CompactionPolicy {
@@ -84,6 +97,10 @@ impl Default for CompactionPolicy {
             max_segments: 16,
             max_hidden: 0.2,
             fanout: 4,
+            // Merges need at most ~15 % of the collection free; with
+            // max_segments 16 the two smallest segments always fit
+            // together (2 / 17 < 0.15).
+            max_segment_fraction: 0.15,
         }
     }
 }
@@ -121,6 +138,17 @@ pub struct Merge {
 }
 
 impl CompactionPolicy {
+    /// The most live bytes one merge writes into one segment, for a
+    /// collection of `collection` live bytes: `max_segment_fraction` of
+    /// it, but never below `floor` (a flush's worth: smaller segments
+    /// would only be merged again); unbounded with a fraction of 0.
+    pub fn segment_cap(&self, collection: u64, floor: u64) -> u64 {
+        if self.max_segment_fraction <= 0.0 {
+            return u64::MAX;
+        }
+        ((collection as f64 * self.max_segment_fraction) as u64).max(floor)
+    }
+
     /// The tier of a segment of `bytes` live bytes: ⌊log_fanout(bytes)⌋.
     pub fn tier(&self, bytes: u64) -> u32 {
         let fanout = self.fanout.max(2) as u64;
@@ -139,8 +167,10 @@ impl CompactionPolicy {
 
 /// Which segments (if any) a compaction should merge now: segments whose
 /// hidden rows passed `max_hidden`, else the lowest tier holding `fanout`
-/// segments, else — past `max_segments` — the smallest segments.
-pub fn plan_compaction(p: &CompactionPolicy, segs: &[SegmentStat]) -> Option<Merge> {
+/// segments, else — past `max_segments` — the smallest segments; in each
+/// case no more of them than fit in `cap` live bytes (see
+/// [`CompactionPolicy::segment_cap`]), smallest first.
+pub fn plan_compaction(p: &CompactionPolicy, segs: &[SegmentStat], cap: u64) -> Option<Merge> {
     let hidden: Vec<usize> = (0..segs.len())
         .filter(|&i| {
             let s = segs[i];
@@ -148,44 +178,93 @@ pub fn plan_compaction(p: &CompactionPolicy, segs: &[SegmentStat]) -> Option<Mer
         })
         .collect();
     if !hidden.is_empty() {
-        let n = hidden.len();
+        let segments = fill(segs, hidden, cap, usize::MAX, 1);
         return Some(Merge {
-            segments: hidden,
             reason: format!(
-                "{n} segment(s) with more than {} of their rows hidden",
+                "{} segment(s) with more than {} of their rows hidden",
+                segments.len(),
                 p.max_hidden
             ),
+            segments,
         });
     }
     if p.fanout >= 2 {
         let tiers: Vec<u32> = segs.iter().map(|s| p.tier(s.live_bytes())).collect();
-        let mut lowest: Option<u32> = None;
-        for &t in &tiers {
-            if tiers.iter().filter(|&&u| u == t).count() >= p.fanout && lowest.is_none_or(|l| t < l)
-            {
-                lowest = Some(t);
+        let mut full: Vec<u32> = tiers
+            .iter()
+            .copied()
+            .filter(|&t| tiers.iter().filter(|&&u| u == t).count() >= p.fanout)
+            .collect();
+        full.sort_unstable();
+        full.dedup();
+        // The lowest full tier whose smallest segments fit together.
+        for t in full {
+            let members = (0..segs.len()).filter(|&i| tiers[i] == t).collect();
+            let segments = fill(segs, members, cap, p.fanout, 0);
+            if segments.len() >= 2 {
+                return Some(Merge {
+                    reason: format!("{} segments in size tier {t}", segments.len()),
+                    segments,
+                });
             }
-        }
-        if let Some(t) = lowest {
-            let segments: Vec<usize> = (0..segs.len()).filter(|&i| tiers[i] == t).collect();
-            return Some(Merge {
-                reason: format!("{} segments in size tier {t}", segments.len()),
-                segments,
-            });
         }
     }
     if p.max_segments > 0 && segs.len() > p.max_segments {
-        // Merge the smallest, as many as bring the count to the limit.
-        let mut by_size: Vec<usize> = (0..segs.len()).collect();
-        by_size.sort_by_key(|&i| (segs[i].live_bytes(), i));
-        let mut segments: Vec<usize> = by_size[..segs.len() - p.max_segments + 1].to_vec();
-        segments.sort_unstable();
+        // Merge the smallest, as many as bring the count to the limit
+        // (and fit), at least two.
+        let all = (0..segs.len()).collect();
+        let segments = fill(segs, all, cap, segs.len() - p.max_segments + 1, 2);
         return Some(Merge {
             reason: format!("{} segments, more than {}", segs.len(), p.max_segments),
             segments,
         });
     }
     None
+}
+
+/// What `compact()` merges next: every segment with a hidden row,
+/// smallest first, as many as fit in `cap` (at least one), else the
+/// smallest segments that fit in `cap` together, if two do. Repeated until
+/// it says `None`, no hidden row is left and no two segments fit in one.
+pub fn plan_full_compaction(segs: &[SegmentStat], cap: u64) -> Option<Merge> {
+    let hidden: Vec<usize> = (0..segs.len()).filter(|&i| segs[i].hidden > 0).collect();
+    if !hidden.is_empty() {
+        let segments = fill(segs, hidden, cap, usize::MAX, 1);
+        return Some(Merge {
+            reason: format!("{} segment(s) with hidden rows", segments.len()),
+            segments,
+        });
+    }
+    let segments = fill(segs, (0..segs.len()).collect(), cap, usize::MAX, 0);
+    (segments.len() >= 2).then(|| Merge {
+        reason: format!("{} segments that fit in one", segments.len()),
+        segments,
+    })
+}
+
+/// Of the segments at `candidates`, the smallest by live bytes (ties by
+/// position), at most `most` of them, while their sum stays within `cap`
+/// — but at least `least`, even past it. Returned ascending by position.
+fn fill(
+    segs: &[SegmentStat],
+    mut candidates: Vec<usize>,
+    cap: u64,
+    most: usize,
+    least: usize,
+) -> Vec<usize> {
+    candidates.sort_by_key(|&i| (segs[i].live_bytes(), i));
+    let mut sum = 0u64;
+    let mut taken = Vec::new();
+    for i in candidates {
+        let bytes = segs[i].live_bytes();
+        if taken.len() >= most || (taken.len() >= least && sum.saturating_add(bytes) > cap) {
+            break;
+        }
+        sum = sum.saturating_add(bytes);
+        taken.push(i);
+    }
+    taken.sort_unstable();
+    taken
 }
 
 /// The numbers a decision is made from.
@@ -558,7 +637,9 @@ mod rebalance_tests {
 
 #[cfg(test)]
 mod compaction_tests {
-    use super::{CompactionPolicy, Merge, SegmentStat, plan_compaction};
+    use super::{CompactionPolicy, Merge, SegmentStat, plan_compaction, plan_full_compaction};
+
+    const NO_CAP: u64 = u64::MAX;
 
     fn segs(sizes: &[u64]) -> Vec<SegmentStat> {
         sizes
@@ -596,7 +677,7 @@ mod compaction_tests {
     #[test]
     fn a_tier_with_fanout_segments_is_merged_lowest_first() {
         let p = CompactionPolicy::default();
-        let plan = |sizes: &[u64]| merged(plan_compaction(&p, &segs(sizes)));
+        let plan = |sizes: &[u64]| merged(plan_compaction(&p, &segs(sizes), NO_CAP));
         assert_eq!(plan(&[]), None);
         // 100..=255 bytes are tier 3, 256..=1023 tier 4.
         assert_eq!(plan(&[100, 100, 100, 10]), None);
@@ -620,7 +701,7 @@ mod compaction_tests {
             for i in 0..2_000 {
                 sizes.push(flush(i));
                 flushed += flush(i);
-                while let Some(ix) = merged(plan_compaction(&p, &segs(&sizes))) {
+                while let Some(ix) = merged(plan_compaction(&p, &segs(&sizes), NO_CAP)) {
                     let merged: u64 = ix.iter().map(|&i| sizes[i]).sum();
                     rewritten += merged;
                     for &i in ix.iter().rev() {
@@ -642,26 +723,88 @@ mod compaction_tests {
         let p = CompactionPolicy::default();
         let mut s = segs(&[10_000, 50, 100_000]);
         s[2].hidden = 21;
-        let m = plan_compaction(&p, &s).unwrap();
+        let m = plan_compaction(&p, &s, NO_CAP).unwrap();
         assert_eq!(m.segments, vec![2]);
         assert!(m.reason.contains("hidden"), "{}", m.reason);
         s[2].hidden = 20;
-        assert_eq!(plan_compaction(&p, &s), None);
+        assert_eq!(plan_compaction(&p, &s, NO_CAP), None);
         // No tier full, but more segments than allowed: the smallest go.
         let tight = CompactionPolicy {
             max_segments: 3,
             ..p
         };
         let sizes = [100_000, 90, 5_000, 10, 20];
-        let m = plan_compaction(&tight, &segs(&sizes)).unwrap();
+        let m = plan_compaction(&tight, &segs(&sizes), NO_CAP).unwrap();
         assert_eq!(m.segments, vec![1, 3, 4]);
         let off = CompactionPolicy {
             max_segments: 0,
             max_hidden: 0.0,
             fanout: 0,
+            max_segment_fraction: 0.0,
         };
         let mut s = segs(&[100; 40]);
         s[0].hidden = 99;
-        assert_eq!(plan_compaction(&off, &s), None);
+        assert_eq!(plan_compaction(&off, &s, NO_CAP), None);
+    }
+
+    #[test]
+    fn the_cap_bounds_every_merge() {
+        let p = CompactionPolicy::default();
+        assert_eq!(p.segment_cap(1_000, 0), 150);
+        assert_eq!(p.segment_cap(1_000, 400), 400);
+        let off = CompactionPolicy {
+            max_segment_fraction: 0.0,
+            ..p
+        };
+        assert_eq!(off.segment_cap(1_000, 400), NO_CAP);
+        // A full tier merges the smallest that fit, at least two, or none.
+        let plan = |sizes: &[u64], cap| merged(plan_compaction(&p, &segs(sizes), cap));
+        assert_eq!(plan(&[100, 200, 255, 100, 10], 400), Some(vec![0, 1, 3]));
+        assert_eq!(plan(&[100, 200, 255, 100, 10], 399), Some(vec![0, 3]));
+        assert_eq!(plan(&[100, 200, 255, 100, 10], 199), None);
+        // Hidden rows: the smallest such segments that fit, at least one.
+        let mut s = segs(&[500, 300, 400, 10]);
+        for x in &mut s[..3] {
+            x.hidden = 50;
+        }
+        // Live bytes 250, 150, 200.
+        assert_eq!(merged(plan_compaction(&p, &s, 360)), Some(vec![1, 2]));
+        assert_eq!(merged(plan_compaction(&p, &s, 100)), Some(vec![1]));
+        // Past max_segments: at least the two smallest, even over the cap.
+        let tight = CompactionPolicy {
+            max_segments: 3,
+            ..p
+        };
+        let m = plan_compaction(&tight, &segs(&[100_000, 90, 5_000, 10, 20]), 25);
+        assert_eq!(merged(m), Some(vec![3, 4]));
+    }
+
+    #[test]
+    fn a_full_compaction_purges_then_packs_within_the_cap() {
+        let plan = |s: &[SegmentStat], cap| merged(plan_full_compaction(s, cap));
+        let mut s = segs(&[100, 100, 100, 100]);
+        assert_eq!(plan(&s, 250), Some(vec![0, 1]));
+        assert_eq!(plan(&s, NO_CAP), Some(vec![0, 1, 2, 3]));
+        assert_eq!(plan(&s, 199), None);
+        s[2].hidden = 1;
+        s[3].hidden = 100;
+        assert_eq!(plan(&s, 50), Some(vec![3]), "all hidden: 0 bytes live");
+        assert_eq!(plan(&s, 199), Some(vec![2, 3]));
+        // Packing until no two fit: every byte at most once per halving.
+        let mut sizes = vec![10u64; 64];
+        let mut steps = 0;
+        while let Some(ix) = plan(&segs(&sizes), 100) {
+            let merged: u64 = ix.iter().map(|&i| sizes[i]).sum();
+            assert!(merged <= 100, "{ix:?} of {sizes:?}");
+            for &i in ix.iter().rev() {
+                sizes.remove(i);
+            }
+            sizes.push(merged);
+            steps += 1;
+            assert!(steps < 100);
+        }
+        sizes.sort_unstable();
+        assert!(sizes[0] + sizes[1] > 100, "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<u64>(), 640);
     }
 }

@@ -189,6 +189,7 @@ fn every_hit_returns_the_payload_and_vector_of_the_row_it_scored() {
             max_segments: 3,
             max_hidden: 0.3,
             fanout: 2,
+            ..vdb_engine::CompactionPolicy::default()
         },
         ..CollectionConfig::new(4)
     };

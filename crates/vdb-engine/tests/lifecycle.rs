@@ -153,11 +153,9 @@ fn trains_itself_and_keeps_answering() {
     assert!(c.stats().deleted_rows > 0);
     assert!(c.compact().unwrap());
     let st = c.stats();
-    assert_eq!(
-        (st.rows, st.deleted_rows, st.segments),
-        (1998, 0, 1),
-        "{st:?}"
-    );
+    assert_eq!((st.rows, st.deleted_rows), (1998, 0), "{st:?}");
+    // Segments of at most 0.15 of the collection (but a flush's worth).
+    assert!((1..=7).contains(&st.segments), "{st:?}");
     assert!(!c.compact().unwrap(), "nothing left to compact");
     drop(c);
     engine.close().unwrap();

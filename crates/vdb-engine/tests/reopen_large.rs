@@ -39,6 +39,7 @@ fn a_large_reopen_finds_every_latest_version() {
             max_segments: 0,
             max_hidden: 0.0,
             fanout: 0,
+            ..CompactionPolicy::default()
         },
         ..CollectionConfig::new(DIM)
     };

@@ -83,6 +83,7 @@ pub fn compaction_from_pb(p: &pb::CompactionPolicy) -> CompactionPolicy {
         max_segments: p.max_segments as usize,
         max_hidden: p.max_hidden,
         fanout: p.fanout as usize,
+        max_segment_fraction: p.max_segment_fraction,
     }
 }
 
@@ -113,6 +114,7 @@ pub fn config_to_pb(c: &CollectionConfig) -> pb::CollectionConfig {
             max_segments: c.compaction.max_segments as u32,
             max_hidden: c.compaction.max_hidden,
             fanout: c.compaction.fanout as u32,
+            max_segment_fraction: c.compaction.max_segment_fraction,
         }),
         fields: c.fields.iter().map(field_def_to_pb).collect(),
         target_recall: Some(c.target_recall.unwrap_or(0.0)),

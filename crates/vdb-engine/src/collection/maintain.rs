@@ -3,18 +3,20 @@
 //! under the per-collection maintenance lock.
 
 mod frozen;
+mod pieces;
 mod rebalance;
 mod retune;
 
-use self::frozen::{Frozen, Written};
+use self::frozen::Frozen;
+use self::pieces::{Piece, SegmentCap, Written, segment_stat};
 use self::retune::{retune, retune_untuned, whole};
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, Weak};
 
-use vdb_core::{Generation, ListId, RowSet, SegmentId};
-use vdb_format::{CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
+use vdb_core::{Generation, ListId, RowSet};
+use vdb_format::{CentroidMeta, SegmentReader};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
 use super::apply::{hide, push_batch};
@@ -29,7 +31,8 @@ use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
 use crate::memtable::MemBatch;
 use crate::policy::{
-    Merge, Plan, PolicyInput, SegmentStat, next_swap, plan, plan_compaction, rebalance_target,
+    Merge, Plan, PolicyInput, SegmentStat, next_swap, plan, plan_compaction, plan_full_compaction,
+    rebalance_target,
 };
 use crate::tune::nprobe_for_recall;
 
@@ -210,9 +213,12 @@ impl Collection {
         self.maintain(&guard, Task::Train(nlist)).map(|_| ())
     }
 
-    /// Rewrites every live row (the memtable's too) into one segment of
-    /// the same generation, dropping deleted and replaced rows and the
-    /// delete files. Returns whether anything was rewritten.
+    /// Flushes the memtable and rewrites every segment holding deleted or
+    /// replaced rows, dropping them and the delete files, and merges
+    /// segments while two fit in one: each step writes at most the
+    /// compaction policy's segment cap (`max_segment_fraction` of the
+    /// collection), so a large collection stays in several segments of
+    /// about that size. Returns whether anything was rewritten.
     pub fn compact(&self) -> Result<bool> {
         let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         self.maintain(&guard, Task::Compact)
@@ -249,6 +255,17 @@ impl Collection {
         let splits = || self.lock().manifest.rebalances;
         let before = splits();
         let done = self.run_task(task.clone())?;
+        if task == Task::Compact && done {
+            // Step by step, each within the cap: every step purges hidden
+            // rows or leaves fewer segments, so it ends; the bound guards
+            // against writers that keep replacing rows meanwhile.
+            let steps = 2 * self.lock().segs.len() + 4;
+            for _ in 0..steps {
+                if !self.run_task(Task::Compact)? {
+                    break;
+                }
+            }
+        }
         // Whether the last rebalancing split lists (then the next goes on
         // down to the target), or split none (then none is asked again).
         let mut rebalancing = (task == Task::Rebalance).then(|| splits() != before);
@@ -261,8 +278,13 @@ impl Collection {
             let next = {
                 let inner = self.lock();
                 let input = policy_input(&inner);
+                let merge = compaction_plan(&inner).map(|m| Task::Merge(m.segments));
                 match plan(&inner.manifest.config.retrain, &input) {
                     Plan::Train { nlist, .. } => Some(Task::Train(nlist)),
+                    // The old copies of the rows a step moved are purged
+                    // before the next step moves more, so they never pile
+                    // up past what the merge policy lets any segment hide.
+                    _ if rebalancing == Some(true) && merge.is_some() => merge,
                     _ if rebalancing == Some(true)
                         && input.imbalance
                             > rebalance_target(
@@ -273,7 +295,7 @@ impl Collection {
                         Some(Task::Rebalance)
                     }
                     Plan::Rebalance { .. } if rebalancing.is_none() => Some(Task::Rebalance),
-                    _ => compaction_plan(&inner).map(|m| Task::Merge(m.segments)),
+                    _ => merge,
                 }
             };
             let Some(t) = next else { break };
@@ -306,9 +328,9 @@ impl Collection {
                 Task::Compact => {
                     inner.mem.is_empty()
                         && inner.pending_deletes.is_empty()
-                        && inner.segs.len() <= 1
                         && hidden == 0
                         && inner.manifest.deletes.is_empty()
+                        && full_compaction_plan(&inner).is_none()
                 }
                 Task::Merge(ref segments) => segments.is_empty(),
                 Task::Train(nlist) => inner.ids.len() < nlist,
@@ -338,7 +360,15 @@ impl Collection {
         };
         let written = match &task {
             Task::Flush => self.write_merge(&frozen, &[]),
-            Task::Compact => self.write_merge(&frozen, &(0..frozen.segs.len()).collect::<Vec<_>>()),
+            Task::Compact => {
+                let cap = frozen.segment_cap();
+                let chosen = plan_full_compaction(&frozen.segment_stats(), cap.bytes);
+                self.write_merge(&frozen, &chosen.map(|m| m.segments).unwrap_or_default())
+                    .map(|mut w| {
+                        w.manifest.compacted_at = unix_now();
+                        w
+                    })
+            }
             Task::Merge(segments) => self.write_merge(&frozen, segments),
             Task::Train(nlist) => self.write_train(&frozen, *nlist),
             // No split worth making: the memtable is flushed all the same.
@@ -377,18 +407,19 @@ impl Collection {
         }
         let installed = published
             .and_then(|w| {
-                if let Some((reader, origins)) = &w.segment {
+                for p in &w.segments {
                     // Rows from the memtable are written for the first
                     // time, whichever task writes them; rows from segments
                     // are rewritten. The bytes are shared in proportion.
-                    let first = origins
+                    let first = p
+                        .origins
                         .iter()
                         .filter(|o| matches!(o, Loc::Frozen(..)))
                         .count() as u64;
-                    let all = (origins.len() as u64).max(1);
-                    let fresh = reader.file_len() * first / all;
+                    let all = (p.origins.len() as u64).max(1);
+                    let fresh = p.reader.file_len() * first / all;
                     inner.flushed_bytes += fresh;
-                    inner.rewritten_bytes += reader.file_len() - fresh;
+                    inner.rewritten_bytes += p.reader.file_len() - fresh;
                 }
                 self.install(&mut inner, w, &ahead)
             })
@@ -413,7 +444,12 @@ impl Collection {
     fn check_space(&self, inner: &Inner, task: &Task) -> Result<()> {
         let (name, segments): (&'static str, Vec<usize>) = match task {
             Task::Flush => return Ok(()),
-            Task::Compact => ("compaction", (0..inner.segs.len()).collect()),
+            Task::Compact => (
+                "compaction",
+                full_compaction_plan(inner)
+                    .map(|m| m.segments)
+                    .unwrap_or_default(),
+            ),
             Task::Merge(s) => ("compaction", s.clone()),
             Task::Train(_) => ("training", (0..inner.segs.len()).collect()),
             Task::Rebalance => ("rebalancing", Vec::new()),
@@ -553,15 +589,16 @@ impl Collection {
         next.trained_at = next.compacted_at;
         let mut rows: Vec<(ListId, Loc)> = t.lists.into_iter().zip(live).collect();
         rows.sort_by_key(|&(l, _)| l);
-        let file = vdb_format::segment_file_name(SegmentId(seq));
-        let reader = self.write_rows(&file, f, &t.quantizer, next.generation, &rows)?;
+        let pieces = self.write_pieces(f, &t.quantizer, next.generation, &rows, f.segment_cap())?;
         // New lists, so a new nprobe for the target, published with them:
-        // every live row is in `reader`.
-        retune(&mut next, &t.quantizer, &[whole(&reader)])?;
-        next.segments = vec![(seq, file)];
+        // every live row is in the pieces.
+        let sources: Vec<_> = pieces.iter().map(|p| whole(&p.reader)).collect();
+        retune(&mut next, &t.quantizer, &sources)?;
+        next.segments = pieces.iter().map(|p| (p.seq, p.file.clone())).collect();
+        next.next_seq = seq + pieces.len().max(1) as u64;
         Ok(Written {
             manifest: next,
-            segment: Some((reader, rows.into_iter().map(|(_, loc)| loc).collect())),
+            segments: pieces,
             replaces: (0..f.segs.len()).collect(),
             quantizer: Some(t.quantizer),
             changed: Vec::new(),
@@ -570,14 +607,16 @@ impl Collection {
 
     /// Phase 2 of a compaction, and of a flush (which merges no segment):
     /// the live rows of the segments at positions `chosen` (ascending) and
-    /// of the frozen memtable as one segment, the frozen deletes as a
-    /// delete file if a segment kept may hold their ids, and the manifest
-    /// naming the kept segments and the new one.
+    /// of the frozen memtable as new segments (one, unless they pass the
+    /// segment cap), the frozen deletes as a delete file if a segment kept
+    /// may hold their ids, and the manifest naming the kept segments and
+    /// the new ones.
     ///
     /// Merging any subset is sound because only live rows are written and
-    /// the new segment is the newest: at open it shadows nothing that is
-    /// still live elsewhere. A delete file hides ids in the segments
-    /// flushed before it, so one is kept while a kept segment is older.
+    /// the new segments are the newest: at open they shadow nothing that
+    /// is still live elsewhere. A delete file hides ids in the segments
+    /// flushed before it, so one is kept while a kept segment older than
+    /// it has hidden rows: one without holds none of its ids.
     fn write_merge(&self, f: &Frozen, chosen: &[usize]) -> Result<Written> {
         let _held = chosen
             .iter()
@@ -601,17 +640,25 @@ impl Collection {
             .iter()
             .filter_map(|&i| f.manifest.segments.get(i).cloned())
             .collect();
-        let oldest_kept = next.segments.iter().map(|&(s, _)| s).min();
-        next.deletes
-            .retain(|&(d, _)| oldest_kept.is_some_and(|o| o < d));
-        let mut segment = None;
-        if !rows.is_empty() {
-            let file = vdb_format::segment_file_name(SegmentId(seq));
-            let reader = self.write_rows(&file, f, &f.quantizer, f.manifest.generation, &rows)?;
-            next.segments.push((seq, file));
-            segment = Some((reader, rows.into_iter().map(|(_, loc)| loc).collect()));
-        }
-        if !f.pending_deletes.is_empty() && oldest_kept.is_some() {
+        let hiding: Vec<u64> = kept
+            .iter()
+            .filter(|&&i| f.segs.get(i).is_some_and(|(_, d)| d.count() > 0))
+            .filter_map(|&i| f.manifest.segments.get(i).map(|&(s, _)| s))
+            .collect();
+        next.deletes.retain(|&(d, _)| hiding.iter().any(|&s| s < d));
+        let pieces = self.write_pieces(
+            f,
+            &f.quantizer,
+            f.manifest.generation,
+            &rows,
+            f.segment_cap(),
+        )?;
+        next.segments
+            .extend(pieces.iter().map(|p| (p.seq, p.file.clone())));
+        next.next_seq = seq + pieces.len().max(1) as u64;
+        // Deletes since the last flush hid rows where they were visible:
+        // a kept segment without hidden rows holds none of them either.
+        if !f.pending_deletes.is_empty() && !hiding.is_empty() {
             let file = vdb_format::delete_file_name(seq);
             vdb_format::write_deletes_in(self.files.as_ref(), &file, seq, &f.pending_deletes)?;
             next.deletes.push((seq, file));
@@ -619,46 +666,15 @@ impl Collection {
         if kept.is_empty() && !chosen.is_empty() {
             next.compacted_at = unix_now();
         }
-        retune_untuned(&mut next, f, &kept, segment.as_ref().map(|(r, _)| r))?;
+        let written: Vec<&SegmentReader> = pieces.iter().map(|p| &p.reader).collect();
+        retune_untuned(&mut next, f, &kept, &written)?;
         Ok(Written {
             manifest: next,
-            segment,
+            segments: pieces,
             replaces: chosen.to_vec(),
             quantizer: None,
             changed: Vec::new(),
         })
-    }
-
-    /// Writes rows of the frozen state, ordered by list, as segment `file`.
-    fn write_rows(
-        &self,
-        file: &str,
-        f: &Frozen,
-        quantizer: &CoarseQuantizer,
-        generation: u64,
-        rows: &[(ListId, Loc)],
-    ) -> Result<SegmentReader> {
-        let meta = SegmentMeta {
-            id: SegmentId(f.manifest.next_seq),
-            generation: Generation(generation),
-            metric: self.config.metric,
-            dim: self.config.dim,
-            nlist: quantizer.nlist(),
-            with_payloads: true,
-        };
-        let fields = &f.manifest.config.fields;
-        let mut w = SegmentWriter::create_with_fields(
-            self.files.as_ref(),
-            file,
-            meta,
-            (!fields.is_empty()).then_some(fields.as_slice()),
-        )?;
-        for &(list, loc) in rows {
-            let row = f.row(loc)?;
-            w.push_row(list, row.id, row.vector, row.payload, &row.fields())?;
-        }
-        w.finish()?;
-        Ok(SegmentReader::open(&self.files.path(file))?)
     }
 
     /// Undoes a freeze whose files could not be written: the frozen
@@ -676,15 +692,20 @@ impl Collection {
         inner.mem = frozen;
         inner.mem.extend(newer);
         inner.pending_deletes.extend(f.pending_deletes);
-        let failed_seq = f.manifest.next_seq;
-        inner.manifest.next_seq = inner.manifest.next_seq.max(failed_seq + 1);
+        // The attempt numbered its files from `failed_seq` to `last_seq`
+        // (several when it wrote pieces); none of them is used again.
+        let (failed_seq, last_seq) = (f.manifest.next_seq, f.last_seq.load(Ordering::Acquire));
+        inner.manifest.next_seq = inner.manifest.next_seq.max(last_seq + 1);
         self.publish(&inner);
         drop(inner);
         if let Ok(files) = self.files.list() {
             let left: Vec<&str> = files
                 .iter()
                 .map(String::as_str)
-                .filter(|name| vdb_format::file_sequence(name) == Some(failed_seq))
+                .filter(|name| {
+                    vdb_format::file_sequence(name)
+                        .is_some_and(|s| (failed_seq..=last_seq).contains(&s))
+                })
                 .filter(|name| !f.manifest.live_files().any(|l| l == *name))
                 .collect();
             let _ = self.files.remove(&left);
@@ -749,7 +770,10 @@ impl Collection {
                 inner.segs.push(e);
             }
         }
-        if let Some((reader, origins)) = w.segment {
+        for Piece {
+            reader, origins, ..
+        } in w.segments
+        {
             let i = inner.segs.len() as u32;
             let mut deleted = RowSet::new(reader.rows());
             for (r, (&id, origin)) in reader.ids().iter().zip(origins).enumerate() {
@@ -830,7 +854,7 @@ fn ahead_of<'a>(ahead: &'a Ahead, batch: &Arc<MemBatch>) -> Option<&'a [(ListId,
 }
 
 /// Most trainings and merges one flush is followed by.
-const MAX_FOLLOW_UPS: usize = 16;
+const MAX_FOLLOW_UPS: usize = 64;
 
 /// A maintenance task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -876,6 +900,7 @@ fn freeze(inner: &mut Inner) -> Frozen {
         mem: batch_views(inner.frozen.iter()),
         pending_deletes: pending,
         lsn: inner.applied,
+        last_seq: AtomicU64::new(inner.manifest.next_seq),
         manifest: inner.manifest.clone(),
         quantizer: Arc::clone(&inner.quantizer),
     }
@@ -903,16 +928,25 @@ fn repoint(
 
 /// The segments the collection's compaction policy would merge now.
 fn compaction_plan(inner: &Inner) -> Option<Merge> {
+    let (stats, cap) = segment_stats(inner);
+    plan_compaction(&inner.manifest.config.compaction, &stats, cap)
+}
+
+/// The segments `compact()` would merge next.
+fn full_compaction_plan(inner: &Inner) -> Option<Merge> {
+    let (stats, cap) = segment_stats(inner);
+    plan_full_compaction(&stats, cap)
+}
+
+/// The segments as the compaction policy sees them, and the segment cap.
+fn segment_stats(inner: &Inner) -> (Vec<SegmentStat>, u64) {
     let stats: Vec<SegmentStat> = inner
         .segs
         .iter()
-        .map(|s| SegmentStat {
-            rows: s.reader.rows() as u64,
-            hidden: s.deleted.count() as u64,
-            bytes: s.reader.file_len(),
-        })
+        .map(|s| segment_stat(&s.reader, &s.deleted))
         .collect();
-    plan_compaction(&inner.manifest.config.compaction, &stats)
+    let cap = SegmentCap::new(&inner.manifest.config, &stats, memtable_rows(inner) as u64);
+    (stats, cap.bytes)
 }
 
 /// The numbers the retraining policy decides from.

@@ -1,7 +1,8 @@
-//! The frozen state maintenance works from, and what its phase 2 wrote:
-//! shared by flush, compaction, training and rebalancing.
+//! The frozen state maintenance works from: shared by flush, compaction,
+//! training and rebalancing.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use vdb_core::{InvertedLists, ListId, Lsn, RowSet};
 use vdb_format::SegmentReader;
@@ -23,6 +24,10 @@ pub(super) struct Frozen {
     pub(super) lsn: Lsn,
     pub(super) manifest: Manifest,
     pub(super) quantizer: Arc<CoarseQuantizer>,
+    /// The highest flush sequence number the task's files used so far
+    /// (from `manifest.next_seq` on; several when it writes pieces), so a
+    /// failed attempt's numbers are never used again.
+    pub(super) last_seq: AtomicU64,
 }
 
 impl Frozen {
@@ -112,20 +117,4 @@ impl Frozen {
     pub(super) fn live_rows(&self) -> Vec<Loc> {
         self.live_rows_of(&(0..self.segs.len()).collect::<Vec<_>>())
     }
-}
-
-/// What phase 2 of maintenance wrote.
-#[derive(Debug)]
-pub(super) struct Written {
-    pub(super) manifest: Manifest,
-    /// The new segment and where each of its rows was in the frozen state.
-    pub(super) segment: Option<(SegmentReader, Vec<Loc>)>,
-    /// Positions of the segments it replaces, ascending (compaction,
-    /// training).
-    pub(super) replaces: Vec<usize>,
-    /// New centroids (training, rebalancing).
-    pub(super) quantizer: Option<Arc<CoarseQuantizer>>,
-    /// The lists whose centroids a rebalancing changed (empty: all, or
-    /// none).
-    pub(super) changed: Vec<ListId>,
 }

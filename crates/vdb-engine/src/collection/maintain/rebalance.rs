@@ -23,11 +23,12 @@
 
 use std::collections::HashMap;
 
-use vdb_core::{Hold, InvertedLists, ListId, Metric, RowSet, SegmentId, TopK};
+use vdb_core::{Hold, InvertedLists, ListId, Metric, RowSet, TopK};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
 
 use super::super::{Collection, Loc, unix_now, visible_sizes};
-use super::frozen::{Frozen, Written};
+use super::frozen::Frozen;
+use super::pieces::Written;
 use super::retune::{retune, whole};
 use crate::error::{Error, Result};
 use crate::policy::{Swap, next_swap, rebalance_target};
@@ -98,8 +99,8 @@ impl Collection {
         next.centroids = Some(file);
         next.rebalances += swaps as u64;
         next.rebalanced_at = unix_now();
-        let seg = vdb_format::segment_file_name(SegmentId(seq));
-        let reader = self.write_rows(&seg, f, &quantizer, generation, &rows)?;
+        let pieces = self.write_pieces(f, &quantizer, generation, &rows, f.segment_cap())?;
+        next.next_seq = seq + pieces.len().max(1) as u64;
         if last {
             // The lists changed since nprobe was chosen for the recall
             // target: choose again on the state this step publishes (the
@@ -124,10 +125,11 @@ impl Collection {
                     filter: None,
                 })
                 .collect();
-            sources.push(whole(&reader));
+            sources.extend(pieces.iter().map(|p| whole(&p.reader)));
             retune(&mut next, &quantizer, &sources)?;
         }
-        next.segments.push((seq, seg));
+        next.segments
+            .extend(pieces.iter().map(|p| (p.seq, p.file.clone())));
         // Every segment is kept, so deletes since the last flush may hide
         // rows in any of them.
         if !f.pending_deletes.is_empty() {
@@ -137,7 +139,7 @@ impl Collection {
         }
         Ok(Some(Written {
             manifest: next,
-            segment: Some((reader, rows.into_iter().map(|(_, loc)| loc).collect())),
+            segments: pieces,
             replaces: Vec::new(),
             quantizer: Some(quantizer),
             changed,

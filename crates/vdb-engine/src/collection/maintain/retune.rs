@@ -28,12 +28,12 @@ pub(super) fn retune(
 
 /// With a recall target not yet measured on this generation (centroids
 /// given at creation, or too few rows before), measures it on the frozen
-/// segments at positions `kept` and the segment just written.
+/// segments at positions `kept` and the segments just written.
 pub(super) fn retune_untuned(
     next: &mut Manifest,
     f: &Frozen,
     kept: &[usize],
-    written: Option<&SegmentReader>,
+    written: &[&SegmentReader],
 ) -> Result<()> {
     if next.tuned_recall != 0.0 || next.generation == 0 || next.config.target_recall.is_none() {
         return Ok(());
@@ -47,7 +47,7 @@ pub(super) fn retune_untuned(
             filter: None,
         })
         .collect();
-    sources.extend(written.map(whole));
+    sources.extend(written.iter().map(|r| whole(r)));
     retune(next, &f.quantizer, &sources)
 }
 
