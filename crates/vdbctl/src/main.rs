@@ -47,7 +47,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Build an IVF_Flat index from vector files and measure recall@k, QPS
     /// and latency over an nprobe sweep (in-process).
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -60,7 +60,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match &cli.command {
         Command::Bench(args) => {
-            let mut args = args.clone();
+            let mut args = (**args).clone();
             args.json = cli.client.json;
             // The bench goes over gRPC only when --server is on its command
             // line, never because VDB_SERVER happens to be set.

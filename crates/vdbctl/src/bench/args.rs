@@ -71,6 +71,11 @@ pub struct BenchArgs {
     /// With --data-dir or --server: memtable rows per flush.
     #[arg(long, default_value_t = 100_000)]
     pub flush_rows: usize,
+    /// With --data-dir: the compaction policy's segment cap, a fraction of
+    /// the collection (0: no cap, every rewrite one segment; default: the
+    /// engine's, 0.15).
+    #[arg(long)]
+    pub max_segment_fraction: Option<f64>,
     /// With --data-dir or --server: train once, never retrain automatically (to measure
     /// what retraining saves).
     #[arg(long)]

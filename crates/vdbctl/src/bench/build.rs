@@ -173,6 +173,9 @@ pub(super) fn build_engine(
     config.metric = args.metric;
     config.nlist = args.nlist;
     config.flush_rows = args.flush_rows.max(1);
+    if let Some(f) = args.max_segment_fraction {
+        config.compaction.max_segment_fraction = f;
+    }
     if args.no_retrain {
         config.retrain = RetrainPolicy {
             growth: 0.0,
