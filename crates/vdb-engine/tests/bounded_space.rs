@@ -1,10 +1,9 @@
-//! Guards the free space a compaction needs, on a real small disk (a
+//! Guards the free space maintenance needs, on a real small disk (a
 //! tmpfs): with segments capped at `max_segment_fraction` of the
 //! collection, a full compaction of a collection a third of whose rows
-//! were deleted runs with room for a quarter of the collection; without
-//! the cap the same compaction, and a retraining, which still rewrites
-//! everything at once, are refused before they write anything, and the
-//! collection works on.
+//! were deleted runs with room for a quarter of the collection, and so
+//! does a retraining, in steps; without the cap both are refused before
+//! they write anything, and the collection works on.
 //!
 //! Mounting needs root: without it the test says so and passes, unless
 //! `VDB_REQUIRE_TMPFS=1` (set by CI) makes that a failure.
@@ -122,6 +121,41 @@ fn a_compaction_fits_in_a_quarter_of_the_collection() {
         "{st:?}"
     );
     assert!(st.segment_bytes < collection * 3 / 4, "{st:?}");
+
+    // A retraining does not fit whole either: with room for a quarter of
+    // the collection again it runs in steps, and leaves every row in the
+    // list of its nearest new centroid, as a full retraining does.
+    let collection = st.segment_bytes;
+    let more = free(dir).saturating_sub(collection / 4);
+    std::fs::write(dir.join("ballast-2"), vec![1u8; more as usize]).unwrap();
+    let full = c.stats().generation;
+    c.retrain(None).unwrap();
+    let st = c.stats();
+    assert!(st.generation > full + 2, "several steps: {st:?}");
+    assert_eq!(st.rows, ROWS - gone.len() as u64);
+    assert!(st.trained_at > 0 && st.postponed.is_none(), "{st:?}");
+    let export = c.export();
+    let centroid = |l: usize| &export.centroids[l * DIM..(l + 1) * DIM];
+    let dist =
+        |x: &[f32], c: &[f32]| -> f32 { x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum() };
+    let (mut rows, mut misplaced) = (0u64, 0u64);
+    export
+        .for_each_chunk::<Error>(4096, |list, _, vectors| {
+            for x in vectors.chunks_exact(DIM) {
+                rows += 1;
+                let own = dist(x, centroid(list as usize));
+                let best = (0..export.sizes.len())
+                    .map(|l| dist(x, centroid(l)))
+                    .fold(f32::INFINITY, f32::min);
+                if own > best * (1.0 + 1e-4) + 1e-4 {
+                    misplaced += 1;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((rows, misplaced), (st.rows, 0));
+    drop(export);
     // Every row is where it should be, after a reopen too.
     drop(c);
     engine.close().unwrap();

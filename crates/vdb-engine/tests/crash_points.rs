@@ -29,6 +29,9 @@ enum Task {
     /// rewrites are split into pieces, a compaction in several commits.
     CompactInPieces,
     RetrainInPieces,
+    /// A retraining on a disk reporting too little room for a full one:
+    /// in bounded steps, each a commit.
+    RetrainInSteps,
 }
 
 fn run(c: &Collection, task: Task) -> vdb_engine::Result<()> {
@@ -36,12 +39,24 @@ fn run(c: &Collection, task: Task) -> vdb_engine::Result<()> {
         Task::Flush => c.flush(),
         Task::Compact | Task::CompactInPieces => c.compact().map(|_| ()),
         Task::Retrain | Task::RetrainInPieces => c.retrain(Some(5)),
+        Task::RetrainInSteps => c.retrain(None),
         Task::Rebalance => c.rebalance().map(|_| ()),
     }
 }
 
 /// Settings a task runs with, changed before any fault.
-fn prepare(c: &Collection, task: Task) {
+fn prepare(c: &Collection, sim: &SimFs, task: Task) {
+    if task == Task::RetrainInSteps {
+        c.alter(vdb_engine::Alter {
+            flush_rows: Some(10),
+            ..Default::default()
+        })
+        .unwrap();
+        // In pieces first (a flush's worth each); then a disk with room
+        // for any one piece's merge or step, not for a second copy.
+        c.compact().unwrap();
+        sim.set_available(Some(c.stats().segment_bytes));
+    }
     if matches!(task, Task::CompactInPieces | Task::RetrainInPieces) {
         c.alter(vdb_engine::Alter {
             flush_rows: Some(10),
@@ -127,17 +142,25 @@ fn a_crash_at_any_step_of_maintenance_leaves_the_old_or_the_new_state() {
         Task::Rebalance,
         Task::CompactInPieces,
         Task::RetrainInPieces,
+        Task::RetrainInSteps,
     ] {
         // The old and the new shape, from a run without faults.
         let clean = work.path().join(format!("{task:?}-clean"));
         copy_tree(&origin, &clean);
-        let (engine, c) = open(&clean, None);
-        prepare(&c, task);
+        let sim = SimFs::new(&clean).unwrap();
+        let (engine, c) = open(&clean, Some(&sim));
+        prepare(&c, &sim, task);
         let old = shape(&c);
         run(&c, task).unwrap();
         let new = shape(&c);
         if matches!(task, Task::RetrainInPieces | Task::CompactInPieces) {
             assert!(new.1 >= 3, "{task:?} writes pieces: {new:?}");
+        }
+        if task == Task::RetrainInSteps {
+            assert!(
+                new.0 >= old.0 + 3,
+                "{task:?} takes steps: {old:?} -> {new:?}"
+            );
         }
         assert_ne!(old, new, "{task:?} changes the collection");
         // The base has many replaced rows, so a flush is followed by the
@@ -162,7 +185,7 @@ fn a_crash_at_any_step_of_maintenance_leaves_the_old_or_the_new_state() {
                 copy_tree(&origin, &dir);
                 let sim = SimFs::new(&dir).unwrap();
                 let (engine, c) = open(&dir, Some(&sim));
-                prepare(&c, task);
+                prepare(&c, &sim, task);
                 sim.set_fault(Some(Fault::CrashAt(n)));
                 let result = run(&c, task);
                 if !sim.fault_hit() {
@@ -191,8 +214,8 @@ fn a_crash_at_any_step_of_maintenance_leaves_the_old_or_the_new_state() {
                 let now = shape(&c);
                 // A compaction in pieces commits after each piece: any
                 // number of segments, the log flushed or not yet.
-                let between = task == Task::CompactInPieces
-                    && now.0 == old.0
+                let between = (task == Task::CompactInPieces && now.0 == old.0
+                    || task == Task::RetrainInSteps && (old.0..=new.0).contains(&now.0))
                     && [old.2, new.2].contains(&now.2);
                 assert!(
                     valid.contains(&now) || between,

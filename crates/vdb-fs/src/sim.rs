@@ -62,6 +62,8 @@ struct State {
     ops: u64,
     fault: Option<Fault>,
     fault_hit: bool,
+    /// Free space reported when no [`Fault::DiskFull`] is armed.
+    available: Option<u64>,
     halted: bool,
     torn_tails: bool,
     rng: u64,
@@ -96,6 +98,7 @@ impl State {
             next_ino: ROOT + 1,
             ops: 0,
             fault: None,
+            available: None,
             fault_hit: false,
             halted: false,
             torn_tails: false,
@@ -211,6 +214,13 @@ impl SimFs {
         st.fault = fault;
         st.fault_hit = false;
         st.ops = 0;
+    }
+
+    /// Makes the disk report `bytes` of free space (without a
+    /// [`Fault::DiskFull`] armed: writes still succeed), as a disk too
+    /// small for some task would; `None`: unknown.
+    pub fn set_available(&self, bytes: Option<u64>) {
+        self.lock().available = bytes;
     }
 
     /// Whether the armed fault has fired.
@@ -425,11 +435,13 @@ fn collect_live(st: &State, dir: Ino, path: &Path, out: &mut HashMap<Ino, PathBu
 }
 
 impl Fs for SimFs {
-    /// What a [`Fault::DiskFull`] still lets through; unknown otherwise.
+    /// What a [`Fault::DiskFull`] still lets through; else what
+    /// [`SimFs::set_available`] set (unknown by default).
     fn available_space(&self, _path: &Path) -> io::Result<Option<u64>> {
-        Ok(match self.lock().fault {
+        let st = self.lock();
+        Ok(match st.fault {
             Some(Fault::DiskFull { bytes }) => Some(bytes),
-            _ => None,
+            _ => st.available,
         })
     }
 

@@ -6,10 +6,12 @@ mod frozen;
 mod pieces;
 mod rebalance;
 mod retune;
+mod steps;
 
 use self::frozen::Frozen;
 use self::pieces::{Piece, SegmentCap, Written, segment_stat};
 use self::retune::{retune, retune_untuned, whole};
+use self::steps::Target;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -213,6 +215,60 @@ impl Collection {
         self.maintain(&guard, Task::Train(nlist)).map(|_| ())
     }
 
+    /// A training; if its full rewrite does not fit in the free space and
+    /// the lists keep their number, a retraining in bounded steps
+    /// (`maintain/steps.rs`) instead.
+    fn train_or_step(&self, nlist: usize) -> Result<bool> {
+        match self.run_task(Task::Train(nlist)) {
+            Err(Error::NoSpace { .. }) if self.steppable(nlist) => self.retrain_in_steps(nlist),
+            other => other,
+        }
+    }
+
+    fn steppable(&self, nlist: usize) -> bool {
+        let inner = self.lock();
+        inner.manifest.generation > 0 && inner.quantizer.nlist() == nlist
+    }
+
+    /// New centroids for every list, applied a group of slots at a time,
+    /// each step's moved rows' old copies merged away before the next.
+    fn retrain_in_steps(&self, nlist: usize) -> Result<bool> {
+        let target = {
+            let snap = self.snapshot();
+            Arc::new(self.train_target(&snap, nlist)?)
+        };
+        // Each step switches at least one slot. Before each, segments that
+        // a quarter of the merge policy's share of rows moved out of are
+        // merged, so old copies stay a few percent of the collection.
+        for _ in 0..=nlist {
+            for _ in 0..MAX_FOLLOW_UPS {
+                let plan = {
+                    let inner = self.lock();
+                    let (stats, cap) = segment_stats(&inner);
+                    let mut policy = inner.manifest.config.compaction;
+                    policy.max_hidden /= 4.0;
+                    plan_compaction(&policy, &stats, cap)
+                };
+                let Some(m) = plan else {
+                    break;
+                };
+                if !self.run_task(Task::Merge(m.segments))? {
+                    break;
+                }
+            }
+            if !self.run_task(Task::Step(Arc::clone(&target)))? {
+                break;
+            }
+        }
+        // Trained: the drift counters start again, as after a training.
+        let mut inner = self.lock();
+        if target.pending(&inner.quantizer).is_empty() {
+            inner.new_rows = 0;
+            inner.new_error = 0.0;
+        }
+        Ok(true)
+    }
+
     /// Flushes the memtable and rewrites every segment holding deleted or
     /// replaced rows, dropping them and the delete files, and merges
     /// segments while two fit in one: each step writes at most the
@@ -254,7 +310,10 @@ impl Collection {
         let follow = matches!(task, Task::Flush | Task::Rebalance);
         let splits = || self.lock().manifest.rebalances;
         let before = splits();
-        let done = self.run_task(task.clone())?;
+        let done = match task {
+            Task::Train(nlist) => self.train_or_step(nlist)?,
+            _ => self.run_task(task.clone())?,
+        };
         if task == Task::Compact && done {
             // Step by step, each within the cap: every step purges hidden
             // rows or leaves fewer segments, so it ends; the bound guards
@@ -300,7 +359,11 @@ impl Collection {
             };
             let Some(t) = next else { break };
             let before = splits();
-            match self.run_task(t.clone()) {
+            let ran = match t {
+                Task::Train(nlist) => self.train_or_step(nlist),
+                _ => self.run_task(t.clone()),
+            };
+            match ran {
                 Ok(true) => {}
                 Ok(false) => break,
                 // The flush is done; the rewrite waits for space, and
@@ -333,6 +396,7 @@ impl Collection {
                         && full_compaction_plan(&inner).is_none()
                 }
                 Task::Merge(ref segments) => segments.is_empty(),
+                Task::Step(ref target) => target.pending(&inner.quantizer).is_empty(),
                 Task::Train(nlist) => inner.ids.len() < nlist,
                 Task::Rebalance => {
                     inner.manifest.generation == 0
@@ -371,6 +435,10 @@ impl Collection {
             }
             Task::Merge(segments) => self.write_merge(&frozen, segments),
             Task::Train(nlist) => self.write_train(&frozen, *nlist),
+            Task::Step(target) => {
+                let rows = frozen.segment_cap().rows() / 4;
+                self.write_step(&frozen, target, rows)
+            }
             // No split worth making: the memtable is flushed all the same.
             Task::Rebalance => match self.write_rebalance(&frozen) {
                 Ok(Some(w)) => Ok(w),
@@ -379,10 +447,11 @@ impl Collection {
             },
         };
         let written = match written {
-            Err(e) if self.files.shared() => {
-                // Nothing is published, so nothing changed: an object
-                // store's failure (after its retries) leaves the collection
-                // as it was, and the task can be tried again.
+            // Nothing is published, so nothing changed: an object store's
+            // failure (after its retries) leaves the collection as it was,
+            // and so does a step that found, before writing anything, that
+            // its rows would not fit; the task can be tried again.
+            Err(e) if self.files.shared() || matches!(e, Error::NoSpace { .. }) => {
                 self.thaw(frozen);
                 return Err(e);
             }
@@ -453,6 +522,7 @@ impl Collection {
             Task::Merge(s) => ("compaction", s.clone()),
             Task::Train(_) => ("training", (0..inner.segs.len()).collect()),
             Task::Rebalance => ("rebalancing", Vec::new()),
+            Task::Step(_) => ("retraining step", Vec::new()),
         };
         let Some(available) = self.files.available_space()? else {
             return Ok(());
@@ -482,6 +552,9 @@ impl Collection {
                 let moved = (3 * largest * rebalance::MAX_SWAPS as u64).min(rows);
                 needed += moved * per_row + centroids;
             }
+            // The rows it moves are known only once it has placed them:
+            // the step checks them itself before it writes.
+            Task::Step(_) => needed += centroids,
             _ => {}
         }
         if needed > available {
@@ -857,7 +930,7 @@ fn ahead_of<'a>(ahead: &'a Ahead, batch: &Arc<MemBatch>) -> Option<&'a [(ListId,
 const MAX_FOLLOW_UPS: usize = 64;
 
 /// A maintenance task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Task {
     Flush,
     /// Every segment and the memtable into one segment.
@@ -868,6 +941,9 @@ pub(super) enum Task {
     Train(usize),
     /// Lists split and dissolved locally, and the memtable flushed.
     Rebalance,
+    /// One step of a retraining in bounded steps: the next slots switched
+    /// to the target's centroids, and the memtable flushed.
+    Step(Arc<Target>),
 }
 
 /// New centroids and where they put the rows trained on.

@@ -54,11 +54,15 @@ impl SegmentCap {
         }
     }
 
+    /// The cap in rows of the collection's mean size.
+    pub(super) fn rows(&self) -> u64 {
+        (self.bytes / self.per_row).max(1)
+    }
+
     /// How `rows` rows are split: the number of pieces, each then holding
     /// `rows / pieces` rows (the first `rows % pieces` one more).
     pub(super) fn pieces(&self, rows: usize) -> usize {
-        let per_piece = (self.bytes / self.per_row).max(1);
-        (rows as u64).div_ceil(per_piece).max(1) as usize
+        (rows as u64).div_ceil(self.rows()).max(1) as usize
     }
 }
 

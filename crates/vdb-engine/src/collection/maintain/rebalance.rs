@@ -148,7 +148,7 @@ impl Collection {
 }
 
 /// The rows of `rows` in frozen segments, held readable by segment.
-fn hold_rows(f: &Frozen, rows: &[(ListId, Loc)]) -> Result<Vec<Hold>> {
+pub(super) fn hold_rows(f: &Frozen, rows: &[(ListId, Loc)]) -> Result<Vec<Hold>> {
     let mut by_seg: Vec<Vec<usize>> = vec![Vec::new(); f.segs.len()];
     for &(_, loc) in rows {
         if let Loc::Seg(s, r) = loc
@@ -168,7 +168,7 @@ fn hold_rows(f: &Frozen, rows: &[(ListId, Loc)]) -> Result<Vec<Hold>> {
 
 /// A rebalancing in progress: the centroids so far, and where every row
 /// that is to be written goes.
-struct Work<'a> {
+pub(super) struct Work<'a> {
     f: &'a Frozen,
     metric: Metric,
     dim: usize,
@@ -188,7 +188,7 @@ struct Work<'a> {
 }
 
 impl<'a> Work<'a> {
-    fn new(f: &'a Frozen, metric: Metric) -> Result<Work<'a>> {
+    pub(super) fn new(f: &'a Frozen, metric: Metric) -> Result<Work<'a>> {
         let nlist = f.quantizer.nlist();
         let sizes = visible_sizes(&f.sources(), nlist);
         let mut placed = HashMap::new();
@@ -212,6 +212,69 @@ impl<'a> Work<'a> {
             held: vec![false; nlist],
             changed: Vec::new(),
         })
+    }
+
+    /// Live rows in list `l`, as placed so far.
+    pub(super) fn size(&self, l: ListId) -> u64 {
+        self.sizes.get(l.index()).copied().unwrap_or(0)
+    }
+
+    /// The centroids, the rows to write with their lists, and the lists
+    /// whose centroids changed.
+    pub(super) fn finish(self) -> (Vec<f32>, HashMap<Loc, ListId>, Vec<ListId>) {
+        (self.centroids, self.placed, self.changed)
+    }
+
+    /// Gives each list of `slots` the centroid at the same position of
+    /// `centroids`, and moves rows exactly: every row of those lists to
+    /// its nearest list under the new centroids, every row of the other
+    /// lists to the nearest switched centroid if that is nearer than its
+    /// own (its own was its nearest before, and only the switched ones
+    /// changed).
+    pub(super) fn switch(&mut self, slots: &[ListId], centroids: &[Vec<f32>]) -> Result<()> {
+        let dim = self.dim;
+        for (&l, c) in slots.iter().zip(centroids) {
+            self.centroids[l.index() * dim..(l.index() + 1) * dim].copy_from_slice(c);
+            if let Err(at) = self.changed.binary_search(&l) {
+                self.changed.insert(at, l);
+            }
+        }
+        let all = CoarseQuantizer::new(dim, self.metric, self.centroids.clone())?;
+        let switched = CoarseQuantizer::new(dim, self.metric, centroids.concat())?;
+        for &l in slots {
+            let rows = self.members(l)?;
+            let vectors = self.vectors(&rows)?;
+            for (loc, (to, _)) in rows.into_iter().zip(all.assign(&vectors)?) {
+                self.place(loc, to)?;
+            }
+        }
+        for n in 0..all.nlist() {
+            let n = ListId(n as u32);
+            if slots.binary_search(&n).is_ok() {
+                continue;
+            }
+            let rows = self.members(n)?;
+            if rows.is_empty() {
+                continue;
+            }
+            let vectors = self.vectors(&rows)?;
+            let own = self.centroid(n).to_vec();
+            let nearest = switched.assign(&vectors)?;
+            for ((loc, x), (j, d)) in rows.into_iter().zip(vectors.chunks_exact(dim)).zip(nearest) {
+                if d < self.metric.distance(x, &own) {
+                    self.place(loc, slots[j.index()])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn vectors(&self, rows: &[Loc]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(rows.len() * self.dim);
+        for &loc in rows {
+            out.extend_from_slice(self.vector(loc)?);
+        }
+        Ok(out)
     }
 
     fn centroid(&self, l: ListId) -> &[f32] {
