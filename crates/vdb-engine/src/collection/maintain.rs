@@ -10,7 +10,7 @@ mod steps;
 
 use self::frozen::Frozen;
 use self::pieces::{Piece, SegmentCap, Written, segment_stat};
-use self::retune::{retune, retune_untuned, whole};
+use self::retune::{assignment_numbers, retune, retune_untuned, whole};
 use self::steps::Target;
 
 use std::borrow::Cow;
@@ -588,17 +588,13 @@ impl Collection {
         let file = self.write_centroid_file(f, generation, &centroids)?;
         let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
         let assignment = quantizer.assign(&vectors)?;
-        let mut sizes = vec![0u64; nlist];
-        for (l, _) in &assignment {
-            sizes[l.index()] += 1;
-        }
+        let (error, imbalance) = assignment_numbers(&assignment, nlist);
         Ok(Trained {
             quantizer,
             file,
             generation,
-            error: assignment.iter().map(|&(_, d)| d as f64).sum::<f64>()
-                / live.len().max(1) as f64,
-            imbalance: vdb_ivf::imbalance_factor(&sizes),
+            error,
+            imbalance,
             lists: assignment.into_iter().map(|(l, _)| l).collect(),
         })
     }

@@ -23,13 +23,13 @@
 
 use std::collections::HashMap;
 
-use vdb_core::{Hold, InvertedLists, ListId, Metric, RowSet, TopK};
-use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
+use vdb_core::{Hold, InvertedLists, ListId, Metric, TopK};
+use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
 use super::super::{Collection, Loc, unix_now, visible_sizes};
 use super::frozen::Frozen;
 use super::pieces::Written;
-use super::retune::{retune, whole};
+use super::retune::retune_moved;
 use crate::error::{Error, Result};
 use crate::policy::{Swap, next_swap, rebalance_target};
 
@@ -107,26 +107,8 @@ impl Collection {
             // frozen segments without the rows that moved, and the new
             // segment). Once per rebalancing, not per step: 200 exact
             // searches.
-            let mut hidden: Vec<RowSet> = f.segs.iter().map(|(_, d)| (**d).clone()).collect();
-            for &(_, loc) in &rows {
-                if let Loc::Seg(s, r) = loc
-                    && let Some(h) = hidden.get_mut(s as usize)
-                {
-                    h.insert(r as usize);
-                }
-            }
-            let mut sources: Vec<Source<'_>> = f
-                .segs
-                .iter()
-                .zip(&hidden)
-                .map(|((seg, _), hidden)| Source {
-                    lists: seg.as_ref(),
-                    deleted: Some(hidden),
-                    filter: None,
-                })
-                .collect();
-            sources.extend(pieces.iter().map(|p| whole(&p.reader)));
-            retune(&mut next, &quantizer, &sources)?;
+            let written: Vec<_> = pieces.iter().map(|p| &p.reader).collect();
+            retune_moved(&mut next, &quantizer, f, &rows, &written)?;
         }
         next.segments
             .extend(pieces.iter().map(|p| (p.seq, p.file.clone())));

@@ -17,14 +17,14 @@
 
 use std::sync::Arc;
 
-use vdb_core::{ListId, RowSet, TopK};
-use vdb_ivf::{CoarseQuantizer, KMeansParams, Source, kmeans};
+use vdb_core::{ListId, TopK};
+use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
 use super::super::{Collection, Loc, Snapshot, unix_now};
 use super::frozen::Frozen;
 use super::pieces::Written;
 use super::rebalance::Work;
-use super::retune::{retune, whole};
+use super::retune::{assignment_numbers, retune_moved};
 use crate::error::{Error, Result};
 
 /// The centroids a stepped retraining moves the lists to, slot by slot,
@@ -85,16 +85,12 @@ impl Collection {
         )?;
         let centroids = match_slots(q, &fresh)?;
         let target = CoarseQuantizer::new(dim, self.config.metric, centroids.clone())?;
-        let assignment = target.assign(&vectors)?;
-        let mut sizes = vec![0u64; nlist];
-        for (l, _) in &assignment {
-            sizes[l.index()] += 1;
-        }
+        let (error, imbalance) = assignment_numbers(&target.assign(&vectors)?, nlist);
         Ok(Target {
             centroids,
             rows,
-            error: assignment.iter().map(|&(_, d)| d as f64).sum::<f64>() / rows.max(1) as f64,
-            imbalance: vdb_ivf::imbalance_factor(&sizes),
+            error,
+            imbalance,
         })
     }
 
@@ -159,26 +155,8 @@ impl Collection {
             next.trained_at = unix_now();
             next.rebalances = 0;
             next.rebalanced_at = 0;
-            let mut hidden: Vec<RowSet> = f.segs.iter().map(|(_, d)| (**d).clone()).collect();
-            for &(_, loc) in &rows {
-                if let Loc::Seg(s, r) = loc
-                    && let Some(h) = hidden.get_mut(s as usize)
-                {
-                    h.insert(r as usize);
-                }
-            }
-            let mut sources: Vec<Source<'_>> = f
-                .segs
-                .iter()
-                .zip(&hidden)
-                .map(|((seg, _), hidden)| Source {
-                    lists: seg.as_ref(),
-                    deleted: Some(hidden),
-                    filter: None,
-                })
-                .collect();
-            sources.extend(pieces.iter().map(|p| whole(&p.reader)));
-            retune(&mut next, &quantizer, &sources)?;
+            let written: Vec<_> = pieces.iter().map(|p| &p.reader).collect();
+            retune_moved(&mut next, &quantizer, f, &rows, &written)?;
         }
         next.segments
             .extend(pieces.iter().map(|p| (p.seq, p.file.clone())));
