@@ -42,6 +42,7 @@
 //!
 //! This crate knows nothing about gRPC or the command line.
 
+mod backlog;
 mod codec;
 mod collection;
 mod config;

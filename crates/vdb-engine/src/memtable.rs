@@ -185,32 +185,58 @@ impl MemBatch {
         Ok(out)
     }
 
+    /// The list of each of rows `rows` (hidden ones too) under
+    /// `quantizer`, with the row's distance to that list's centroid; empty
+    /// if the batch has no such rows.
+    pub fn assign_rows(
+        &self,
+        quantizer: &CoarseQuantizer,
+        rows: std::ops::Range<usize>,
+    ) -> Result<Vec<(ListId, f32)>> {
+        Ok(quantizer.assign(self.vectors_of(rows))?)
+    }
+
+    /// The vectors of rows `rows`, row-major (empty if the batch has no
+    /// such rows).
+    pub fn vectors_of(&self, rows: std::ops::Range<usize>) -> &[f32] {
+        self.vectors
+            .get(rows.start * self.dim..rows.end * self.dim)
+            .unwrap_or_default()
+    }
+
     /// This batch's visible rows (those not in `deleted`) grouped by
-    /// `lists` (one per row, from [`MemBatch::reassign`]), and the sum of
-    /// their distances to their lists' centroids. `None` when no row is
-    /// visible.
+    /// `lists` (one per row, from [`MemBatch::reassign`]), the sum of
+    /// their distances to their lists' centroids, and for each row of the
+    /// new batch its row in this one. `None` when no row is visible.
     pub fn regrouped(
         &self,
         deleted: &vdb_core::RowSet,
         lists: &[(ListId, f32)],
         nlist: usize,
         fields: &[FieldDef],
-    ) -> Option<(MemBatch, f64)> {
+    ) -> Option<(MemBatch, f64, Vec<u32>)> {
         let mut error = 0.0f64;
-        let rows: Vec<(RowRef<'_>, ListId)> = (0..self.rows())
+        let mut rows: Vec<(usize, RowRef<'_>, ListId)> = (0..self.rows())
             .filter(|&r| !deleted.contains(r))
-            .filter_map(|r| Some((self.row(r)?, *lists.get(r)?)))
-            .map(|(row, (l, d))| {
+            .filter_map(|r| Some((r, self.row(r)?, *lists.get(r)?)))
+            .map(|(r, row, (l, d))| {
                 error += d as f64;
-                (row, l)
+                (r, row, l)
             })
             .collect();
-        (!rows.is_empty()).then(|| {
-            (
-                MemBatch::from_assigned(rows, self.dim, nlist, fields),
-                error,
-            )
-        })
+        if rows.is_empty() {
+            return None;
+        }
+        // In list order here (stable, as `from_assigned` sorts), so the
+        // new batch's rows come in the order recorded.
+        rows.sort_by_key(|&(_, _, l)| l);
+        let from = rows.iter().map(|&(r, _, _)| r as u32).collect();
+        let rows = rows.into_iter().map(|(_, row, l)| (row, l)).collect();
+        Some((
+            MemBatch::from_assigned(rows, self.dim, nlist, fields),
+            error,
+            from,
+        ))
     }
 
     /// Groups rows whose lists are already known (e.g. when batches are
@@ -347,6 +373,43 @@ impl InvertedLists for MemBatch {
     }
 }
 
+/// A batch seen as one list of all its rows, in its row order (which its
+/// deletion set numbers): how searches in a collection not trained yet
+/// (one centroid, every row scanned) see a batch that the centroids its
+/// first training is installing group already.
+#[derive(Debug, Clone)]
+pub struct WholeBatch(pub Arc<MemBatch>);
+
+impl InvertedLists for WholeBatch {
+    fn dim(&self) -> usize {
+        self.0.dim
+    }
+
+    fn nlist(&self) -> usize {
+        1
+    }
+
+    fn list_len(&self, list: ListId) -> usize {
+        if list.index() == 0 { self.0.rows() } else { 0 }
+    }
+
+    fn list_vectors(&self, list: ListId) -> &[f32] {
+        if list.index() == 0 {
+            &self.0.vectors
+        } else {
+            &[]
+        }
+    }
+
+    fn list_ids(&self, list: ListId) -> &[u64] {
+        if list.index() == 0 { &self.0.ids } else { &[] }
+    }
+
+    fn total_len(&self) -> usize {
+        self.0.rows()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -407,7 +470,7 @@ mod tests {
                 .filter(|&r| !hidden[r])
                 .map(|r| batch.ids()[r])
                 .collect();
-            let Some((regrouped, error)) = batch.regrouped(&deleted, &lists, 4, &[]) else {
+            let Some((regrouped, error, from)) = batch.regrouped(&deleted, &lists, 4, &[]) else {
                 prop_assert!(visible.is_empty());
                 return Ok(());
             };
@@ -418,12 +481,11 @@ mod tests {
             prop_assert_eq!(ids, want);
             let all: Vec<ListId> = (0..4).map(ListId).collect();
             let mut sum = 0.0f64;
-            for r in 0..regrouped.rows() {
+            prop_assert_eq!(from.len(), regrouped.rows());
+            for (r, &o) in from.iter().enumerate() {
                 let row = regrouped.row(r).unwrap();
-                let before = (0..batch.rows())
-                    .find(|&o| batch.ids()[o] == row.id)
-                    .and_then(|o| batch.row(o))
-                    .unwrap();
+                let before = batch.row(o as usize).unwrap();
+                prop_assert_eq!(before.id, row.id);
                 let expected = if local && !changed.contains(&before.list) {
                     nearest(&nq, row.vector, &[before.list, changed[0], changed[1]])
                 } else {
@@ -439,5 +501,39 @@ mod tests {
             }
             prop_assert!((error - sum).abs() <= 1e-3 * sum.max(1.0));
         }
+    }
+
+    /// Seen whole, a grouped batch is one list holding every row with the
+    /// row numbers its lists give them (the numbers deletion sets use).
+    #[test]
+    fn a_batch_seen_whole_is_one_list_in_row_order() {
+        let q = quantizer(&[[-5.0, -5.0], [5.0, 5.0], [5.0, -5.0]]);
+        let rows: Vec<Row> = [[4.0, 4.0], [-4.0, -4.0], [4.0, -4.0], [6.0, 6.0]]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Row {
+                id: i as u64,
+                vector: v.to_vec(),
+                payload: None,
+                fields: Default::default(),
+            })
+            .collect();
+        let (batch, _) = MemBatch::build(rows, &q, &[]).unwrap();
+        let batch = Arc::new(batch);
+        assert_eq!(batch.nlist(), 3);
+        let whole = WholeBatch(Arc::clone(&batch));
+        assert_eq!(whole.nlist(), 1);
+        assert_eq!(whole.total_len(), 4);
+        assert_eq!(whole.list_len(ListId(0)), 4);
+        assert_eq!(whole.list_len(ListId(1)), 0);
+        assert!(whole.list_vectors(ListId(1)).is_empty());
+        assert_eq!(whole.list_row_start(ListId(0)), 0);
+        for r in 0..4 {
+            let row = batch.row(r).unwrap();
+            assert_eq!(whole.list_ids(ListId(0))[r], row.id);
+            assert_eq!(&whole.list_vectors(ListId(0))[2 * r..2 * r + 2], row.vector);
+        }
+        // Grouped by list: id 1 (list 0) comes first, then 0 and 3, then 2.
+        assert_eq!(whole.list_ids(ListId(0)), &[1, 0, 3, 2]);
     }
 }

@@ -197,9 +197,14 @@ fn with_sync_object_a_replica_follows_writes_before_a_flush_and_a_new_writer() {
         tempfile::tempdir().unwrap(),
     );
     let writer = engine(&s3, url, a.path(), false).unwrap();
-    let w = writer
-        .create_collection("docs", config(SyncMode::Object))
-        .unwrap();
+    // Too few rows to train: the writer's manifest changes only when the
+    // test flushes (an untrained collection flushes as soon as it holds
+    // the rows its first training needs).
+    let untrained = CollectionConfig {
+        min_rows_per_list: 100,
+        ..config(SyncMode::Object)
+    };
+    let w = writer.create_collection("docs", untrained).unwrap();
     let replica = engine(&s3, url, r.path(), true).unwrap();
     w.upsert(rows(0..50, 8)).unwrap();
     w.delete(&[7]).unwrap();

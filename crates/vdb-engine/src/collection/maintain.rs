@@ -26,6 +26,7 @@ use super::{
     Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, list_sizes,
     memtable_bytes, memtable_rows, segment_views, unix_now,
 };
+use crate::backlog::NextLists;
 use crate::config::{CollectionConfig, check_target_recall};
 use crate::engine::DEFAULT_MEMTABLE_LIMIT;
 use crate::error::{Error, Result};
@@ -144,10 +145,16 @@ impl Collection {
     }
 
     /// Whether the memtable, holding `bytes`, should be flushed: it holds
-    /// `flush_rows` rows, or a quarter of the memory it may hold.
+    /// `flush_rows` rows, or a quarter of the memory it may hold, or — in
+    /// a collection not trained yet — the rows its first training needs,
+    /// so that it trains as soon as it can: until then every row written
+    /// is searched whole and assigned to a list afterwards.
     pub(super) fn flush_due(&self, inner: &Inner, bytes: u64) -> bool {
-        memtable_rows(inner) >= inner.manifest.config.flush_rows
+        let config = &inner.manifest.config;
+        let rows = memtable_rows(inner);
+        rows >= config.flush_rows
             || bytes >= self.memtable_limit() / 4
+            || (inner.manifest.generation == 0 && rows >= config.train_threshold())
     }
 
     /// A background flush: flush if still needed.
@@ -490,7 +497,7 @@ impl Collection {
                     inner.flushed_bytes += fresh;
                     inner.rewritten_bytes += p.reader.file_len() - fresh;
                 }
-                self.install(&mut inner, w, &ahead)
+                self.install(&mut inner, w, ahead)
             })
             .map_err(|e| self.poison(&mut inner, e));
         self.publish(&inner);
@@ -646,6 +653,18 @@ impl Collection {
         next.deletes.clear();
         next.compacted_at = unix_now();
         let t = self.train(f, &live, nlist)?;
+        if f.manifest.generation == 0 {
+            // Not trained yet, so every memtable row is searched whole
+            // anyway: rows written from now on are grouped by the new
+            // lists as they are written, not assigned again afterwards.
+            let mut inner = self.lock();
+            let backlog: Vec<Arc<MemBatch>> = inner.mem.iter().map(|e| e.batch.clone()).collect();
+            inner.next = Some(NextLists::new(
+                t.generation,
+                Arc::clone(&t.quantizer),
+                backlog,
+            ));
+        }
         next.config.nlist = nlist;
         next.generation = t.generation;
         next.trained_generation = t.generation;
@@ -761,6 +780,7 @@ impl Collection {
         inner.mem = frozen;
         inner.mem.extend(newer);
         inner.pending_deletes.extend(f.pending_deletes);
+        abandon_next(&mut inner);
         // The attempt numbered its files from `failed_seq` to `last_seq`
         // (several when it wrote pieces); none of them is used again.
         let (failed_seq, last_seq) = (f.manifest.next_seq, f.last_seq.load(Ordering::Acquire));
@@ -790,6 +810,19 @@ impl Collection {
         let Some(q) = &w.quantizer else {
             return Ok(Vec::new());
         };
+        if self.lock().next.is_some() {
+            // A first training's backlog (`next.rs`), regrouped in place
+            // before the install. Two threads, past maintenance's usual
+            // one: the writers help while they write, and their core is
+            // idle once they are done, while every search of this
+            // collection, not trained yet, scans every row until it ends.
+            std::thread::scope(|s| {
+                s.spawn(|| while let Ok(true) = self.catch_up_once() {});
+                while self.catch_up_once()? {}
+                Ok::<(), Error>(())
+            })?;
+            return Ok(Vec::new());
+        }
         let changed = (!w.changed.is_empty()).then_some(&w.changed[..]);
         let mut ahead: Ahead = Vec::new();
         for _ in 0..2 {
@@ -798,6 +831,7 @@ impl Collection {
                 inner
                     .mem
                     .iter()
+                    .filter(|e| e.generation != w.manifest.generation)
                     .filter(|e| ahead_of(&ahead, &e.batch).is_none())
                     .map(|e| e.batch.clone())
                     .collect()
@@ -816,7 +850,7 @@ impl Collection {
     /// Phase 3: puts what phase 2 wrote in place of the frozen state,
     /// regrouping the memtable with the lists found `ahead` where it can.
     /// Returns the files no longer named by the manifest.
-    fn install(&self, inner: &mut Inner, w: Written, ahead: &Ahead) -> Result<Vec<String>> {
+    fn install(&self, inner: &mut Inner, w: Written, ahead: Ahead) -> Result<Vec<String>> {
         let old_files: Vec<String> = inner.manifest.live_files().map(str::to_string).collect();
         if !w.replaces.is_empty() {
             // The segments replaced leave; the others keep their order,
@@ -875,29 +909,19 @@ impl Collection {
         if let Some(q) = w.quantizer {
             // The memtable was grouped by the old lists: regroup it. After
             // a local rebalancing only rows near the changed lists move and
-            // the drift counters go on; after a training they start again.
+            // the drift counters go on; after a training they start again
+            // (from the rows grouped by the new lists as they were written).
             let changed = (!w.changed.is_empty()).then_some(&w.changed[..]);
             inner.quantizer = q;
             if changed.is_none() {
                 inner.new_rows = 0;
                 inner.new_error = 0.0;
             }
-            let fields = inner.manifest.config.fields.clone();
-            let nlist = inner.quantizer.nlist();
-            for e in std::mem::take(&mut inner.mem) {
-                let lists = match ahead_of(ahead, &e.batch) {
-                    Some(lists) => Cow::Borrowed(lists),
-                    None => Cow::Owned(e.batch.reassign(&inner.quantizer, changed)?),
-                };
-                if let Some((batch, error)) = e.batch.regrouped(&e.deleted, &lists, nlist, &fields)
-                {
-                    if changed.is_none() {
-                        inner.new_rows += batch.rows() as u64;
-                        inner.new_error += error;
-                    }
-                    push_batch(inner, batch);
-                }
+            if let Some(next) = inner.next.take() {
+                inner.new_rows = next.rows;
+                inner.new_error = next.error;
             }
+            regroup_memtable(inner, &ahead, changed, changed.is_none())?;
         }
         // Files no longer named are garbage, removed once the lock is
         // released; snapshots that still map them keep working (unlinked
@@ -920,6 +944,61 @@ fn ahead_of<'a>(ahead: &'a Ahead, batch: &Arc<MemBatch>) -> Option<&'a [(ListId,
         .iter()
         .find(|(b, _)| std::ptr::eq(b.as_ptr(), Arc::as_ptr(batch)))
         .map(|(_, lists)| &lists[..])
+}
+
+/// Forgets the centroids a first training that failed was installing:
+/// the batches grouped by them go back to the collection's one list (no
+/// assignment needed).
+pub(super) fn abandon_next(inner: &mut Inner) {
+    if inner.next.take().is_some() {
+        // Reassigning to one list cannot fail.
+        let _ = regroup_memtable(inner, &Vec::new(), None, false);
+    }
+}
+
+/// Regroups the memtable's batches that are not grouped by the
+/// collection's current lists by them, with the lists found `ahead` where
+/// there are some (`changed` as in [`MemBatch::reassign`]); batches
+/// grouped by them already stay as they are. With `count`, the rows
+/// regrouped join the drift rule's counters.
+fn regroup_memtable(
+    inner: &mut Inner,
+    ahead: &Ahead,
+    changed: Option<&[ListId]>,
+    count: bool,
+) -> Result<()> {
+    let fields = inner.manifest.config.fields.clone();
+    let generation = inner.manifest.generation;
+    let nlist = inner.quantizer.nlist();
+    for (b, e) in std::mem::take(&mut inner.mem).into_iter().enumerate() {
+        if e.generation == generation {
+            // Its rows keep their numbers; ids follow its new position
+            // (the same unless a batch before it had no row left).
+            let to = inner.mem.len() as u32;
+            if to != b as u32 {
+                repoint(
+                    &mut inner.ids,
+                    std::slice::from_ref(&e),
+                    |_, r| Loc::Mem(b as u32, r),
+                    |_, r| Loc::Mem(to, r),
+                );
+            }
+            inner.mem.push(e);
+            continue;
+        }
+        let lists = match ahead_of(ahead, &e.batch) {
+            Some(lists) => Cow::Borrowed(lists),
+            None => Cow::Owned(e.batch.reassign(&inner.quantizer, changed)?),
+        };
+        if let Some((batch, error, _)) = e.batch.regrouped(&e.deleted, &lists, nlist, &fields) {
+            if count {
+                inner.new_rows += batch.rows() as u64;
+                inner.new_error += error;
+            }
+            push_batch(inner, batch, generation);
+        }
+    }
+    Ok(())
 }
 
 /// Most trainings and merges one flush is followed by.

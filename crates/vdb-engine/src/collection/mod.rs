@@ -15,6 +15,7 @@
 mod apply;
 mod follow;
 mod maintain;
+mod next;
 mod open;
 mod read;
 mod shared;
@@ -31,11 +32,12 @@ use vdb_fs::Directory;
 use vdb_ivf::{CoarseQuantizer, Source};
 use vdb_wal::Wal;
 
+use crate::backlog::NextLists;
 use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
 use crate::idmap::ShardedIdMap;
 use crate::manifest::Manifest;
-use crate::memtable::MemBatch;
+use crate::memtable::{MemBatch, WholeBatch};
 
 /// Where a row is: the id map's value for an id's live version, and the
 /// place a row of a frozen state (maintenance's input) was frozen at —
@@ -61,6 +63,10 @@ struct SegEntry {
 struct MemEntry {
     batch: Arc<MemBatch>,
     deleted: Arc<RowSet>,
+    /// The centroid generation whose lists group the batch: the
+    /// collection's, or the next one while a first training installs it
+    /// (see [`Inner::next`]).
+    generation: u64,
 }
 
 impl MemEntry {
@@ -96,16 +102,34 @@ struct Inner {
     /// Why the last compaction or training the policies asked for did not
     /// run (too little free space); cleared when one runs.
     postponed: Option<String>,
+    /// The centroids a first training is installing, from when they are
+    /// known until the install: new batches are grouped by them already,
+    /// so rows written meanwhile need not be assigned again afterwards.
+    /// Searches still see those batches whole, as they see every row of a
+    /// collection not trained yet.
+    next: Option<NextLists>,
 }
 
 /// What a search sees: an immutable view of the collection.
-#[derive(Debug)]
 pub struct Snapshot {
     quantizer: Arc<CoarseQuantizer>,
     generation: u64,
     segs: Vec<(Arc<SegmentReader>, Arc<RowSet>)>,
     mem: Vec<(Arc<MemBatch>, Arc<RowSet>)>,
+    /// Each batch's lists as searches see them ([`searched_as`]).
+    mem_lists: Vec<Arc<dyn InvertedLists>>,
     live_rows: usize,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation)
+            .field("segments", &self.segs.len())
+            .field("batches", &self.mem.len())
+            .field("live_rows", &self.live_rows)
+            .finish()
+    }
 }
 
 impl Snapshot {
@@ -121,11 +145,16 @@ impl Snapshot {
                 deleted: Some(d.as_ref()),
                 filter: None,
             })
-            .chain(self.mem.iter().map(|(b, d)| Source {
-                lists: b.as_ref() as &dyn InvertedLists,
-                deleted: Some(d.as_ref()),
-                filter: None,
-            }))
+            .chain(
+                self.mem
+                    .iter()
+                    .zip(&self.mem_lists)
+                    .map(|((_, d), lists)| Source {
+                        lists: lists.as_ref(),
+                        deleted: Some(d.as_ref()),
+                        filter: None,
+                    }),
+            )
             .collect()
     }
 
@@ -135,11 +164,11 @@ impl Snapshot {
         self.segs
             .iter()
             .map(|(r, _)| filter.bind(r.columns(), r.ids(), Some(r.list_index())))
-            .chain(
-                self.mem
-                    .iter()
-                    .map(|(b, _)| filter.bind(b.columns(), b.ids(), Some(b.list_index()))),
-            )
+            .chain(self.mem.iter().zip(&self.mem_lists).map(|((b, _), lists)| {
+                // A batch seen whole has no per-list summaries.
+                let index = (lists.nlist() == b.nlist()).then(|| b.list_index());
+                filter.bind(b.columns(), b.ids(), index)
+            }))
             .collect()
     }
 
@@ -567,6 +596,13 @@ pub(crate) fn visible_sizes(sources: &[Source<'_>], nlist: usize) -> Vec<u64> {
 /// Visible rows per list of the collection's current state (frozen
 /// batches included).
 fn list_sizes(inner: &Inner) -> Vec<u64> {
+    let nlist = inner.quantizer.nlist();
+    let batches: Vec<(Arc<dyn InvertedLists>, &RowSet)> = inner
+        .frozen
+        .iter()
+        .chain(&inner.mem)
+        .map(|m| (searched_as(&m.batch, nlist), m.deleted.as_ref()))
+        .collect();
     let sources: Vec<Source<'_>> = inner
         .segs
         .iter()
@@ -575,13 +611,26 @@ fn list_sizes(inner: &Inner) -> Vec<u64> {
             deleted: Some(s.deleted.as_ref()),
             filter: None,
         })
-        .chain(inner.frozen.iter().chain(&inner.mem).map(|m| Source {
-            lists: m.batch.as_ref() as &dyn InvertedLists,
-            deleted: Some(m.deleted.as_ref()),
+        .chain(batches.iter().map(|(lists, deleted)| Source {
+            lists: lists.as_ref(),
+            deleted: Some(deleted),
             filter: None,
         }))
         .collect();
-    visible_sizes(&sources, inner.quantizer.nlist())
+    visible_sizes(&sources, nlist)
+}
+
+/// How searches under centroids with `nlist` lists see `batch`: as its
+/// lists, or, when they differ — only in a collection not trained yet
+/// (one list) while its first training installs the centroids that group
+/// the batch already ([`Inner::next`]) — as one list of all its rows.
+fn searched_as(batch: &Arc<MemBatch>, nlist: usize) -> Arc<dyn InvertedLists> {
+    if batch.nlist() == nlist {
+        Arc::clone(batch) as Arc<dyn InvertedLists>
+    } else {
+        debug_assert_eq!(nlist, 1, "only an untrained collection sees a batch whole");
+        Arc::new(WholeBatch(Arc::clone(batch)))
+    }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -610,11 +659,14 @@ fn batch_views<'a>(
 }
 
 fn snapshot_of(inner: &Inner) -> Snapshot {
+    let mem = batch_views(inner.frozen.iter().chain(&inner.mem));
+    let nlist = inner.quantizer.nlist();
     Snapshot {
         quantizer: Arc::clone(&inner.quantizer),
         generation: inner.manifest.generation,
         segs: segment_views(inner),
-        mem: batch_views(inner.frozen.iter().chain(&inner.mem)),
+        mem_lists: mem.iter().map(|(b, _)| searched_as(b, nlist)).collect(),
+        mem,
         live_rows: inner.ids.len(),
     }
 }

@@ -247,6 +247,7 @@ pub(super) fn load(files: &dyn Directory, manifest: Manifest) -> Result<Inner> {
         flushed_bytes: 0,
         rewritten_bytes: 0,
         postponed: None,
+        next: None,
         manifest,
     })
 }

@@ -12,6 +12,7 @@ use super::apply::{apply_delete, apply_upsert};
 use super::maintain::Task;
 use super::{Collection, Inner, memtable_bytes, memtable_rows};
 use crate::Row;
+use crate::backlog::NextLists;
 use crate::codec;
 use crate::error::{Error, Result};
 
@@ -103,8 +104,15 @@ impl Collection {
         result?;
         let bytes = memtable_bytes(&inner);
         let due = self.flush_due(&inner, bytes);
+        let help = inner.next.as_ref().is_some_and(NextLists::has_work);
         self.publish(&inner);
         drop(inner);
+        if help {
+            // A first training's backlog is assigned by maintenance and
+            // the writers together (`next.rs`). The write is done: a
+            // failure here leaves the chunk to the install.
+            let _ = self.catch_up_once();
+        }
         let limit = self.memtable_limit();
         if bytes >= limit {
             // Maintenance is not keeping up: this writer flushes (or waits
