@@ -249,14 +249,7 @@ impl Collection {
         // merged, so old copies stay a few percent of the collection.
         for _ in 0..=nlist {
             for _ in 0..MAX_FOLLOW_UPS {
-                let plan = {
-                    let inner = self.lock();
-                    let (stats, cap) = segment_stats(&inner);
-                    let mut policy = inner.manifest.config.compaction;
-                    policy.max_hidden /= 4.0;
-                    plan_compaction(&policy, &stats, cap)
-                };
-                let Some(m) = plan else {
+                let Some(m) = step_merge_plan(&self.lock()) else {
                     break;
                 };
                 if !self.run_task(Task::Merge(m.segments))? {
@@ -345,12 +338,16 @@ impl Collection {
                 let inner = self.lock();
                 let input = policy_input(&inner);
                 let merge = compaction_plan(&inner).map(|m| Task::Merge(m.segments));
+                let step_merge = (rebalancing == Some(true))
+                    .then(|| step_merge_plan(&inner))
+                    .flatten()
+                    .map(|m| Task::Merge(m.segments));
                 match plan(&inner.manifest.config.retrain, &input) {
                     Plan::Train { nlist, .. } => Some(Task::Train(nlist)),
                     // The old copies of the rows a step moved are purged
-                    // before the next step moves more, so they never pile
-                    // up past what the merge policy lets any segment hide.
-                    _ if rebalancing == Some(true) && merge.is_some() => merge,
+                    // before the next step moves more, as between the
+                    // steps of a retraining, so they stay a few percent.
+                    _ if step_merge.is_some() => step_merge,
                     _ if rebalancing == Some(true)
                         && input.imbalance
                             > rebalance_target(
@@ -554,9 +551,13 @@ impl Collection {
             Task::Rebalance => {
                 // Each split moves about its list, the dissolved one and
                 // some neighbours' rows: at most three of the largest
-                // lists' worth, and never more than every row.
+                // lists' worth; splits stop once a quarter of the segment
+                // cap's rows moved; never more than every row.
                 let largest = list_sizes(inner).into_iter().max().unwrap_or(0);
-                let moved = (3 * largest * rebalance::MAX_SWAPS as u64).min(rows);
+                let (_, cap) = segment_stats(inner);
+                let step = (cap / per_row.max(1) / 4 + 3 * largest)
+                    .min(3 * largest * rebalance::MAX_SWAPS as u64);
+                let moved = step.min(rows);
                 needed += moved * per_row + centroids;
             }
             // The rows it moves are known only once it has placed them:
@@ -1081,6 +1082,18 @@ fn repoint(
 fn compaction_plan(inner: &Inner) -> Option<Merge> {
     let (stats, cap) = segment_stats(inner);
     plan_compaction(&inner.manifest.config.compaction, &stats, cap)
+}
+
+/// The merge to run between the steps of a local rebalancing or of a
+/// retraining in steps: the compaction policy's with a quarter of its
+/// share of hidden rows, so the old copies of the rows the steps move
+/// stay a few percent of the collection rather than up to `max_hidden`
+/// of every segment (more rows rewritten, less disk held).
+fn step_merge_plan(inner: &Inner) -> Option<Merge> {
+    let (stats, cap) = segment_stats(inner);
+    let mut policy = inner.manifest.config.compaction;
+    policy.max_hidden /= 4.0;
+    plan_compaction(&policy, &stats, cap)
 }
 
 /// The segments `compact()` would merge next.

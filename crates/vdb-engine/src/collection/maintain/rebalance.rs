@@ -46,7 +46,8 @@ const NEIGHBOURS: usize = 32;
 const MIN_HALF: f64 = 0.1;
 
 impl Collection {
-    /// Phase 2 of a rebalancing: up to [`MAX_SWAPS`] list splits while
+    /// Phase 2 of a rebalancing: up to [`MAX_SWAPS`] list splits, moving
+    /// up to a quarter of the segment cap's rows, while
     /// the lists are more uneven than the policy's target, the rows they
     /// move and the frozen memtable as one segment, the new centroids, and
     /// the manifest naming them. `None` when no split was worth making
@@ -55,7 +56,13 @@ impl Collection {
         let until = rebalance_target(&f.manifest.config.retrain, f.manifest.trained_imbalance);
         let mut work = Work::new(f, self.config.metric)?;
         let (mut swaps, mut unsplittable) = (0, Vec::new());
-        while swaps < MAX_SWAPS {
+        // The segment rows a step moves are written before their old
+        // copies can be merged away: at most a quarter of the segment
+        // cap's rows a step, as a retraining in steps (beyond the first
+        // split, which moves what it must).
+        let memtable = work.placed.len();
+        let most_moved = (f.segment_cap().rows() / 4) as usize;
+        while swaps < MAX_SWAPS && work.placed.len() - memtable < most_moved {
             let Some(swap) = next_swap(&work.sizes, until, &unsplittable) else {
                 break;
             };
