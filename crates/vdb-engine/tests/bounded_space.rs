@@ -134,28 +134,7 @@ fn a_compaction_fits_in_a_quarter_of_the_collection() {
     assert!(st.generation > full + 2, "several steps: {st:?}");
     assert_eq!(st.rows, ROWS - gone.len() as u64);
     assert!(st.trained_at > 0 && st.postponed.is_none(), "{st:?}");
-    let export = c.export();
-    let centroid = |l: usize| &export.centroids[l * DIM..(l + 1) * DIM];
-    let dist =
-        |x: &[f32], c: &[f32]| -> f32 { x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum() };
-    let (mut rows, mut misplaced) = (0u64, 0u64);
-    export
-        .for_each_chunk::<Error>(4096, |list, _, vectors| {
-            for x in vectors.chunks_exact(DIM) {
-                rows += 1;
-                let own = dist(x, centroid(list as usize));
-                let best = (0..export.sizes.len())
-                    .map(|l| dist(x, centroid(l)))
-                    .fold(f32::INFINITY, f32::min);
-                if own > best * (1.0 + 1e-4) + 1e-4 {
-                    misplaced += 1;
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!((rows, misplaced), (st.rows, 0));
-    drop(export);
+    assert_eq!(common::rows_outside_nearest_list(&c), (st.rows, 0));
     // Every row is where it should be, after a reopen too.
     drop(c);
     engine.close().unwrap();

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use vdb_engine::{CollectionConfig, Engine, Error, Row, SearchOptions};
+mod common;
+
+use vdb_engine::{CollectionConfig, Engine, Row, SearchOptions};
 
 const DIM: usize = 16;
 const NLIST: usize = 32;
@@ -125,26 +127,10 @@ fn rows_written_during_the_first_training_are_found_and_placed() {
     }
     // Every row, memtable ones included, in the list of its nearest
     // centroid.
-    let export = c.export();
-    let centroid = |l: usize| &export.centroids[l * DIM..(l + 1) * DIM];
-    let (mut seen, mut misplaced) = (0u64, 0u64);
-    export
-        .for_each_chunk::<Error>(4096, |list, _, vectors| {
-            for x in vectors.chunks_exact(DIM) {
-                seen += 1;
-                let own = dist(x, centroid(list as usize));
-                let best = (0..NLIST)
-                    .map(|l| dist(x, centroid(l)))
-                    .fold(f32::INFINITY, f32::min);
-                if own > best * (1.0 + 1e-4) + 1e-4 {
-                    misplaced += 1;
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
-    assert_eq!((seen, misplaced), (model.len() as u64, 0));
-    drop(export);
+    assert_eq!(
+        common::rows_outside_nearest_list(&c),
+        (model.len() as u64, 0)
+    );
     // Searches at nprobe = nlist are exact: the top 50 of the model.
     for q in [vector(5, 0), vector(4242, 3), vector(99_999, 1)] {
         let mut want: Vec<(f32, u64)> = model.iter().map(|(&id, v)| (dist(&q, v), id)).collect();

@@ -104,6 +104,7 @@ impl Collection {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::ops::Range;
 
     use vdb_core::{InvertedLists, Metric};
     use vdb_ivf::CoarseQuantizer;
@@ -118,6 +119,42 @@ mod tests {
             payload: None,
             fields: Default::default(),
         }
+    }
+
+    /// An untrained collection of 2-d rows, 3 lists, with a first
+    /// training far away: the tests announce the centroids themselves.
+    /// (The collection first: it goes before its engine and directory.)
+    fn untrained() -> (Arc<Collection>, Engine, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let config = CollectionConfig {
+            nlist: 3,
+            min_rows_per_list: 100_000,
+            flush_rows: 1_000_000,
+            ..CollectionConfig::new(2)
+        };
+        let c = engine.create_collection("c", config).unwrap();
+        (c, engine, dir)
+    }
+
+    /// Writes rows `ids` to `c` and to `model`.
+    fn write(c: &Collection, model: &mut HashMap<u64, Vec<f32>>, ids: Range<u64>) {
+        let rows: Vec<Row> = ids.map(|id| row(id, (id % 30) as f32)).collect();
+        for r in &rows {
+            model.insert(r.id, r.vector.clone());
+        }
+        c.upsert(rows).unwrap();
+    }
+
+    /// Announces centroids at x = 0, 15 and 29 as a first training's
+    /// (generation 1), with every memtable batch as their backlog.
+    fn announce(c: &Collection) -> Arc<CoarseQuantizer> {
+        let q = CoarseQuantizer::new(2, Metric::L2, vec![0.0, 2.0, 15.0, 2.0, 29.0, 2.0]);
+        let q = Arc::new(q.unwrap());
+        let mut inner = c.lock();
+        let backlog: Vec<_> = inner.mem.iter().map(|e| Arc::clone(&e.batch)).collect();
+        inner.next = Some(NextLists::new(1, Arc::clone(&q), backlog));
+        q
     }
 
     /// Exact search, and a search at nprobe 1 (what an untrained
@@ -155,36 +192,13 @@ mod tests {
     /// nearest list of the new centroids.
     #[test]
     fn the_backlog_is_regrouped_in_place_and_searches_see_every_row() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path()).unwrap();
-        // A threshold far away: the test installs the centroids itself.
-        let config = CollectionConfig {
-            nlist: 3,
-            min_rows_per_list: 100_000,
-            flush_rows: 1_000_000,
-            ..CollectionConfig::new(2)
-        };
-        let c = engine.create_collection("c", config).unwrap();
+        let (c, _engine, _dir) = untrained();
         let mut model = HashMap::new();
         for start in (0..3000u64).step_by(250) {
-            let rows: Vec<Row> = (start..start + 250)
-                .map(|id| row(id, (id % 30) as f32))
-                .collect();
-            for r in &rows {
-                model.insert(r.id, r.vector.clone());
-            }
-            c.upsert(rows).unwrap();
+            write(&c, &mut model, start..start + 250);
         }
-        let q = Arc::new(
-            CoarseQuantizer::new(2, Metric::L2, vec![0.0, 2.0, 15.0, 2.0, 29.0, 2.0]).unwrap(),
-        );
-        {
-            let mut inner = c.lock();
-            let backlog: Vec<Arc<MemBatch>> =
-                inner.mem.iter().map(|e| Arc::clone(&e.batch)).collect();
-            assert!(backlog.len() > 1);
-            inner.next = Some(NextLists::new(1, Arc::clone(&q), backlog));
-        }
+        assert!(c.lock().mem.len() > 1);
+        let q = announce(&c);
         // A batch regrouped from a state its rows then left: one deleted,
         // one replaced between the regrouping and the replacement.
         // (The last backlog batch: the writes' help claims the first's.)
@@ -257,33 +271,11 @@ mod tests {
     /// one list, every live row found once.
     #[test]
     fn an_abandoned_training_leaves_every_batch_in_one_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(dir.path()).unwrap();
-        let config = CollectionConfig {
-            nlist: 3,
-            min_rows_per_list: 100_000,
-            flush_rows: 1_000_000,
-            ..CollectionConfig::new(2)
-        };
-        let c = engine.create_collection("c", config).unwrap();
+        let (c, _engine, _dir) = untrained();
         let mut model = HashMap::new();
-        let write =
-            |c: &Collection, model: &mut HashMap<u64, Vec<f32>>, ids: std::ops::Range<u64>| {
-                let rows: Vec<Row> = ids.map(|id| row(id, (id % 30) as f32)).collect();
-                for r in &rows {
-                    model.insert(r.id, r.vector.clone());
-                }
-                c.upsert(rows).unwrap();
-            };
         write(&c, &mut model, 0..2000);
         write(&c, &mut model, 2000..2500);
-        {
-            let mut inner = c.lock();
-            let backlog: Vec<Arc<MemBatch>> =
-                inner.mem.iter().map(|e| Arc::clone(&e.batch)).collect();
-            let q = CoarseQuantizer::new(2, Metric::L2, vec![0.0, 2.0, 15.0, 2.0, 29.0, 2.0]);
-            inner.next = Some(NextLists::new(1, Arc::new(q.unwrap()), backlog));
-        }
+        announce(&c);
         // Grouped by the new lists: a written batch, and the first backlog
         // batch regrouped by the writes' help.
         write(&c, &mut model, 5000..5300);

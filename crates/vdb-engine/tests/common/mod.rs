@@ -240,3 +240,31 @@ pub fn open_on(dir: &Path, sim: &vdb_fs::SimFs) -> vdb_engine::Result<Engine> {
         },
     )
 }
+
+/// The rows a collection's export holds, and how many of them are not in
+/// the list of their nearest centroid (L2, within float tolerance).
+pub fn rows_outside_nearest_list(c: &Collection) -> (u64, u64) {
+    let export = c.export();
+    let dim = c.config().dim;
+    let nlist = export.sizes.len();
+    let centroid = |l: usize| &export.centroids[l * dim..(l + 1) * dim];
+    let dist =
+        |x: &[f32], c: &[f32]| -> f32 { x.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum() };
+    let (mut rows, mut misplaced) = (0u64, 0u64);
+    export
+        .for_each_chunk::<vdb_engine::Error>(4096, |list, _, vectors| {
+            for x in vectors.chunks_exact(dim) {
+                rows += 1;
+                let own = dist(x, centroid(list as usize));
+                let best = (0..nlist)
+                    .map(|l| dist(x, centroid(l)))
+                    .fold(f32::INFINITY, f32::min);
+                if own > best * (1.0 + 1e-4) + 1e-4 {
+                    misplaced += 1;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    (rows, misplaced)
+}
