@@ -41,12 +41,37 @@ pub trait InvertedLists: Send + Sync {
         let _ = lists;
         Ok(Hold::default())
     }
+    /// The compact codes of list `list`'s rows, parallel to its vectors,
+    /// when the storage keeps them (an `IVF_RABITQ` collection's
+    /// segments): search estimates distances from them and computes exact
+    /// distances only for the rows the estimate cannot rule out.
+    /// Storage without codes keeps the default, `None`.
+    fn list_codes(&self, list: ListId) -> Option<ListCodes<'_>> {
+        let _ = list;
+        None
+    }
     /// Total rows over all lists.
     fn total_len(&self) -> usize {
         (0..self.nlist() as u32)
             .map(|l| self.list_len(ListId(l)))
             .sum()
     }
+}
+
+/// Values kept per row next to its code: what the distance estimate adds,
+/// its scale, its error scale and the code's number of set bits
+/// (`vdb_ivf::rabitq` defines them).
+pub const CODE_FACTORS: usize = 4;
+
+/// The codes of one list's rows (see [`InvertedLists::list_codes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ListCodes<'a> {
+    /// `u64` words per code.
+    pub words: usize,
+    /// The codes, `words` words a row, in the list's row order.
+    pub codes: &'a [u64],
+    /// Each row's factors, in the same order.
+    pub factors: &'a [[f32; CODE_FACTORS]],
 }
 
 /// Why lists could not be made readable (see [`InvertedLists::hold`]):

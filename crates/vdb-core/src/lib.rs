@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use fields::{FieldDef, FieldError, FieldType, FieldValues, Value};
 pub use filter::{Filter, RowFilter};
 pub use ids::{Generation, ListId, Lsn, SegmentId, VectorId};
-pub use invlists::{Hold, HoldError, InvertedLists, VecInvertedLists};
+pub use invlists::{CODE_FACTORS, Hold, HoldError, InvertedLists, ListCodes, VecInvertedLists};
 pub use metric::Metric;
 pub use rowset::RowSet;
 pub use topk::{Neighbor, RowAddr, TopK};

@@ -48,6 +48,7 @@ mod flat;
 pub mod kmeans;
 mod layout;
 mod quantizer;
+pub mod rabitq;
 mod rng;
 mod search;
 mod trace;

@@ -5,10 +5,11 @@ use rayon::prelude::*;
 use vdb_core::distance::{self, BlockedVectors};
 use vdb_core::{ListId, Metric, RowAddr, TopK, VectorId};
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::rabitq::Codebook;
 
 /// Rows per block of the bulk assignment: a block's `rows × nlist` distance
 /// matrix stays in the core's cache for nlist up to a few thousand.
@@ -26,6 +27,8 @@ pub struct CoarseQuantizer {
     blocked: BlockedVectors,
     /// The 2-D map of the centroids, computed on first use.
     layout: OnceLock<Layout>,
+    /// The RaBitQ codebook, when rows are coded (`IVF_RABITQ`).
+    codebook: Option<Arc<Codebook>>,
 }
 
 impl CoarseQuantizer {
@@ -56,7 +59,20 @@ impl CoarseQuantizer {
             norms,
             blocked,
             layout: OnceLock::new(),
+            codebook: None,
         })
+    }
+
+    /// This quantizer with a RaBitQ codebook whose rotation `seed`
+    /// defines: searches then use the codes of the lists that have them.
+    pub fn with_codes(mut self, seed: u64) -> CoarseQuantizer {
+        self.codebook = Some(Arc::new(Codebook::new(&self, seed)));
+        self
+    }
+
+    /// The RaBitQ codebook, if rows are coded.
+    pub fn codebook(&self) -> Option<&Codebook> {
+        self.codebook.as_deref()
     }
 
     /// The 2-D map of these centroids (PCA; see [`Layout`]), computed once.

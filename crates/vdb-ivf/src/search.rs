@@ -1,12 +1,13 @@
 //! IVF search: coarse probe, then an exhaustive scan of the probed lists.
 
 use vdb_core::{
-    Hold, InvertedLists, ListId, Neighbor, RowAddr, RowFilter, RowSet, TopK, VectorId,
-    validate_vector,
+    Hold, InvertedLists, ListCodes, ListId, Metric, Neighbor, RowAddr, RowFilter, RowSet, TopK,
+    VectorId, validate_vector,
 };
 
 use crate::error::{Error, Result};
 use crate::quantizer::CoarseQuantizer;
+use crate::rabitq::{self, ListQuery};
 use crate::trace::{ProbedList, SearchTrace, deciles};
 use std::collections::HashMap;
 
@@ -99,6 +100,12 @@ pub struct Searcher {
     probes: Vec<(ListId, f32)>,
     top: TopK,
     distances: Vec<f32>,
+    /// Lists with codes: the query rotated, prepared per list, the bit
+    /// products of a chunk, and the error bound's multiplier.
+    rotated: Vec<f32>,
+    list_query: ListQuery,
+    dots: Vec<u32>,
+    epsilon: f32,
 }
 
 impl Default for Searcher {
@@ -117,7 +124,23 @@ impl Searcher {
             probes: Vec::new(),
             top: TopK::new(0),
             distances: vec![0.0; SCAN_CHUNK],
+            rotated: Vec::new(),
+            list_query: ListQuery::new(),
+            dots: vec![0; SCAN_CHUNK],
+            epsilon: rabitq::DEFAULT_EPSILON,
         }
+    }
+
+    /// Sets the multiplier of the error bound that decides, in lists with
+    /// codes, which rows get their exact distance ([`rabitq`]): larger
+    /// computes more exact distances and misses fewer neighbours.
+    /// Values that are not finite or below 0 are taken as 0.
+    pub fn set_epsilon(&mut self, epsilon: f32) {
+        self.epsilon = if epsilon.is_finite() {
+            epsilon.max(0.0)
+        } else {
+            0.0
+        };
     }
 
     /// Searches `sources` (lists clustered with `quantizer`'s centroids, e.g.
@@ -185,6 +208,7 @@ impl Searcher {
                 result_lists: Vec::new(),
                 coarse_distances: nlist as u64,
                 fine_distances: 0,
+                code_estimates: 0,
                 filter_target: 0,
                 filter_matched: 0,
                 filter_estimate: None,
@@ -199,6 +223,11 @@ impl Searcher {
         self.top.reset(params.k);
         self.distances.resize(SCAN_CHUNK, 0.0);
         let metric = quantizer.metric();
+        let codebook = quantizer.codebook();
+        if let Some(book) = codebook {
+            self.rotated.resize(dim, 0.0);
+            book.rotation().apply(&self.query, &mut self.rotated);
+        }
         // With a filter: the passing rows to score before stopping, as many
         // as an unfiltered search scores (every row of the nprobe lists),
         // and at least k; and how many were scored so far.
@@ -230,6 +259,8 @@ impl Searcher {
             let mut skipped = 0u64;
             let mut filtered = 0u64;
             let mut ruled_out = 0u64;
+            let mut reranked = 0u64;
+            let mut list_query_ready = false;
             seen.clear();
             for (s, source) in sources.iter().enumerate() {
                 let vectors = source.lists.list_vectors(list);
@@ -282,6 +313,36 @@ impl Searcher {
                         }
                         row += ichunk.len();
                     }
+                    continue;
+                }
+                if let Some(book) = codebook
+                    && let Some(codes) = source.lists.list_codes(list)
+                    && codes_fit(codes, ids.len(), book.words())
+                {
+                    if !list_query_ready {
+                        self.list_query
+                            .prepare(book, list, &self.rotated, self.epsilon);
+                        list_query_ready = true;
+                    }
+                    let work = scan_coded(
+                        Coded {
+                            query: &self.query,
+                            list_query: &self.list_query,
+                            metric,
+                            codes,
+                            vectors,
+                            ids,
+                            deleted,
+                            source: s,
+                            first_row: row,
+                        },
+                        &mut self.top,
+                        &mut self.dots,
+                        trace.is_some().then_some(&mut seen),
+                    );
+                    scanned += work.estimated;
+                    skipped += work.skipped;
+                    reranked += work.reranked;
                     continue;
                 }
                 for (vchunk, ichunk) in vectors.chunks(SCAN_CHUNK * dim).zip(ids.chunks(SCAN_CHUNK))
@@ -339,7 +400,12 @@ impl Searcher {
                 }
             }
             if let Some(t) = trace.as_deref_mut() {
-                t.fine_distances += scanned;
+                if list_query_ready {
+                    t.code_estimates += scanned;
+                    t.fine_distances += reranked;
+                } else {
+                    t.fine_distances += scanned;
+                }
                 seen.sort_unstable_by(f32::total_cmp);
                 t.probed.push(ProbedList {
                     list,
@@ -347,6 +413,7 @@ impl Searcher {
                     centroid_distance,
                     size: sources.iter().map(|s| s.lists.list_len(list) as u64).sum(),
                     scanned,
+                    reranked,
                     deleted_skipped: skipped,
                     filtered_out: filtered,
                     ruled_out,
@@ -365,6 +432,97 @@ impl Searcher {
         }
         Ok(results)
     }
+}
+
+/// Whether `codes` hold `rows` codes of `words` words and their factors
+/// (storage validated them; a mismatch makes the list scanned exactly).
+fn codes_fit(codes: ListCodes<'_>, rows: usize, words: usize) -> bool {
+    codes.words == words && codes.codes.len() == rows * words && codes.factors.len() == rows
+}
+
+/// One coded list of one source, and the query, for [`scan_coded`].
+struct Coded<'a> {
+    query: &'a [f32],
+    list_query: &'a ListQuery,
+    metric: Metric,
+    codes: ListCodes<'a>,
+    vectors: &'a [f32],
+    ids: &'a [u64],
+    deleted: Option<&'a RowSet>,
+    source: usize,
+    first_row: usize,
+}
+
+/// The work [`scan_coded`] did.
+struct CodedWork {
+    estimated: u64,
+    skipped: u64,
+    reranked: u64,
+}
+
+/// Scans a coded list: a chunk's codes against the query's bit planes in
+/// one kernel call, then, row by row, the estimate; a row whose lower
+/// bound can still beat the current k-th distance gets its exact distance
+/// from its vector and is offered to `top`. With `seen`, every visible
+/// row's distance goes there (the estimate for a row not reranked).
+fn scan_coded(
+    list: Coded<'_>,
+    top: &mut TopK,
+    dots: &mut Vec<u32>,
+    mut seen: Option<&mut Vec<f32>>,
+) -> CodedWork {
+    let dim = list.query.len();
+    let words = list.codes.words;
+    let mut work = CodedWork {
+        estimated: 0,
+        skipped: 0,
+        reranked: 0,
+    };
+    dots.resize(SCAN_CHUNK, 0);
+    let mut row = list.first_row;
+    for (c, (cchunk, (fchunk, ichunk))) in list
+        .codes
+        .codes
+        .chunks(SCAN_CHUNK * words)
+        .zip(
+            list.codes
+                .factors
+                .chunks(SCAN_CHUNK)
+                .zip(list.ids.chunks(SCAN_CHUNK)),
+        )
+        .enumerate()
+    {
+        let out = &mut dots[..ichunk.len()];
+        vdb_core::distance::bit_dots(cchunk, words, list.list_query.planes(), out);
+        for (i, ((&id, factors), &d)) in ichunk.iter().zip(fchunk).zip(out.iter()).enumerate() {
+            if list.deleted.is_some_and(|del| del.contains(row + i)) {
+                work.skipped += 1;
+                continue;
+            }
+            work.estimated += 1;
+            let estimate = list.list_query.estimate(d, factors);
+            if estimate.lower > top.threshold() {
+                if let Some(seen) = seen.as_deref_mut() {
+                    seen.push(estimate.distance);
+                }
+                continue;
+            }
+            let at = (c * SCAN_CHUNK + i) * dim;
+            let Some(vector) = list.vectors.get(at..at + dim) else {
+                continue;
+            };
+            let exact = list.metric.distance(list.query, vector);
+            work.reranked += 1;
+            if let Some(seen) = seen.as_deref_mut() {
+                seen.push(exact);
+            }
+            if exact <= top.threshold() {
+                top.push(VectorId(id), exact, RowAddr::new(list.source, row + i));
+            }
+        }
+        row += ichunk.len();
+    }
+    work
 }
 
 /// Queries per matrix product in [`search_batch`]: enough to make the
@@ -1000,6 +1158,103 @@ mod tests {
             .unwrap()
             .is_empty()
         );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// With a bound wide enough to hold for every row, a search of
+        /// coded lists returns what the exact scan of the same lists
+        /// returns, with the same distances and row addresses; rows with
+        /// a bound that rules them out get no exact distance.
+        #[test]
+        fn coded_search_with_a_wide_bound_equals_the_exact_scan(
+            seed in any::<u64>(), dim in 8usize..64, nlist in 1usize..8, k in 1usize..20,
+            nprobe in 1usize..8, m in 0usize..3,
+        ) {
+            let metric = [Metric::L2, Metric::InnerProduct, Metric::Cosine][m];
+            let data = random(400, dim, seed, metric);
+            let (q, lists) = build(&data, dim, nlist, metric);
+            let coded_q = q.clone().with_codes(seed ^ 5);
+            let coded = rabitq::CodedLists::new(lists.clone(), coded_q.codebook().unwrap());
+            let params = SearchParams::new(k, nprobe);
+            let mut s = Searcher::new();
+            s.set_epsilon(8.0);
+            for query in random(5, dim, seed ^ 9, metric).chunks_exact(dim) {
+                let want = s.search(&q, &[&lists], query, params, None).unwrap();
+                let mut trace = SearchTrace::default();
+                let got = s.search(&coded_q, &[&coded], query, params, Some(&mut trace)).unwrap();
+                prop_assert_eq!(&got, &want);
+                let scanned: u64 = trace.probed.iter().map(|p| p.scanned).sum();
+                let reranked: u64 = trace.probed.iter().map(|p| p.reranked).sum();
+                prop_assert_eq!(trace.code_estimates, scanned);
+                prop_assert_eq!(trace.fine_distances, reranked);
+                prop_assert!(reranked <= scanned);
+            }
+        }
+    }
+
+    /// At the default bound, coded lists find the exact scan's neighbours
+    /// for all but a small share, computing exact distances for a small
+    /// share of the rows.
+    #[test]
+    fn coded_search_reranks_few_rows_and_keeps_the_neighbours() {
+        let (dim, nlist, k) = (64, 16, 10);
+        let data = random(8000, dim, 3, Metric::L2);
+        let (q, lists) = build(&data, dim, nlist, Metric::L2);
+        let coded_q = q.clone().with_codes(1);
+        let coded = rabitq::CodedLists::new(lists.clone(), coded_q.codebook().unwrap());
+        let params = SearchParams::new(k, 4);
+        let mut s = Searcher::new();
+        let (mut found, mut estimated, mut reranked) = (0, 0, 0);
+        let queries = random(100, dim, 4, Metric::L2);
+        for query in queries.chunks_exact(dim) {
+            let want = s.search(&q, &[&lists], query, params, None).unwrap();
+            let mut trace = SearchTrace::default();
+            let got = s
+                .search(&coded_q, &[&coded], query, params, Some(&mut trace))
+                .unwrap();
+            found += got
+                .iter()
+                .filter(|n| want.iter().any(|w| w.id == n.id))
+                .count();
+            estimated += trace.code_estimates;
+            reranked += trace.fine_distances;
+        }
+        let recall = found as f64 / (k * 100) as f64;
+        assert!(recall >= 0.99, "recall {recall} against the exact scan");
+        assert!(
+            reranked * 3 < estimated,
+            "{reranked} of {estimated} rows reranked"
+        );
+    }
+
+    #[test]
+    fn deleted_rows_of_coded_lists_are_skipped_and_counted() {
+        let dim = 16;
+        let data = random(500, dim, 31, Metric::L2);
+        let (q, lists) = build(&data, dim, 1, Metric::L2);
+        let q = q.with_codes(2);
+        let coded = rabitq::CodedLists::new(lists, q.codebook().unwrap());
+        let query = &data[7 * dim..8 * dim];
+        let mut deleted = RowSet::new(500);
+        deleted.insert(7);
+        deleted.insert(300);
+        let mut trace = SearchTrace::default();
+        let src = [Source {
+            lists: &coded,
+            deleted: Some(&deleted),
+            filter: None,
+        }];
+        let res = Searcher::new()
+            .search_sources(&q, &src, query, SearchParams::new(500, 1), Some(&mut trace))
+            .unwrap();
+        assert_eq!(res.len(), 498);
+        assert!(res.iter().all(|n| n.id.0 != 7 && n.id.0 != 300));
+        assert_eq!(trace.probed[0].deleted_skipped, 2);
+        assert_eq!(trace.probed[0].scanned, 498);
+        // k = every row: nothing can be ruled out.
+        assert_eq!(trace.probed[0].reranked, 498);
     }
 
     #[test]

@@ -23,8 +23,13 @@ pub struct ProbedList {
     pub centroid_distance: f32,
     /// Rows in the list, over every source searched.
     pub size: u64,
-    /// Rows whose distance the fine search computed.
+    /// Rows whose distance the fine search computed, or estimated from
+    /// their codes in a coded list.
     pub scanned: u64,
+    /// Of those, in a coded list: rows whose estimate could not rule them
+    /// out, so their exact distance was computed too (0 in a list
+    /// without codes).
+    pub reranked: u64,
     /// Rows skipped because they were deleted or replaced.
     pub deleted_skipped: u64,
     /// Visible rows skipped because they did not pass the search's filter
@@ -38,7 +43,8 @@ pub struct ProbedList {
     /// The smallest distance among the visible rows scanned, if any.
     pub best_distance: Option<f32>,
     /// Distances of the visible rows scanned at the quantiles 0, 0.1, …,
-    /// 1 (11 values; empty when no visible row was scanned).
+    /// 1 (11 values; empty when no visible row was scanned). In a coded
+    /// list, a row not reranked counts with its estimate.
     pub distance_quantiles: Vec<f32>,
 }
 
@@ -63,8 +69,10 @@ pub struct SearchTrace {
     pub result_lists: Vec<ListId>,
     /// Distances computed against centroids (equals `nlist`).
     pub coarse_distances: u64,
-    /// Distances computed against stored vectors.
+    /// Exact distances computed against stored vectors.
     pub fine_distances: u64,
+    /// Distances estimated from codes (lists with codes).
+    pub code_estimates: u64,
     /// With a filter: the rows passing it the search meant to score
     /// before stopping (the rows of the `nprobe` nearest lists, at least
     /// `k`); 0 without one.

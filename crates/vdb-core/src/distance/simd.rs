@@ -89,6 +89,7 @@ mod x86 {
         dot_batch: dot_batch_avx2_entry,
         blocked_dots: blocked_dots_avx2_entry,
         dot_matrix: super::gemm_entry,
+        bit_dots: bit_dots_popcnt_entry,
     };
 
     pub(super) const AVX512: Kernels = Kernels {
@@ -99,7 +100,95 @@ mod x86 {
         dot_batch: dot_batch_avx512_entry,
         blocked_dots: blocked_dots_avx512_entry,
         dot_matrix: dot_matrix_avx512_entry,
+        bit_dots: bit_dots_avx512_entry,
     };
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel after detecting the feature"
+    )]
+    fn bit_dots_popcnt_entry(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: popcnt was detected just now.
+            unsafe { bit_dots_popcnt(codes, words, planes, out) }
+        } else {
+            super::super::bits::portable(codes, words, planes, out)
+        }
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel after detecting the feature"
+    )]
+    fn bit_dots_avx512_entry(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
+        if std::arch::is_x86_feature_detected!("avx512vpopcntdq") {
+            super::super::bits::check(words, planes);
+            // SAFETY: only reachable through `AVX512`, returned by `kernels`
+            // only after detecting avx512f; avx512vpopcntdq was detected
+            // just now. The shapes were checked above.
+            unsafe { bit_dots_avx512(codes, words, planes, out) }
+        } else {
+            bit_dots_popcnt_entry(codes, words, planes, out)
+        }
+    }
+
+    /// The safe generic kernel, compiled with the POPCNT instruction.
+    #[target_feature(enable = "popcnt")]
+    fn bit_dots_popcnt(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
+        super::super::bits::generic(codes, words, planes, out)
+    }
+
+    /// One code per iteration: its words eight at a time in one register
+    /// (the last group masked), ANDed with each plane, counted per lane,
+    /// weighted by the plane's bit and summed.
+    ///
+    /// # Safety
+    /// The CPU must have avx512f and avx512vpopcntdq, and `planes` must
+    /// hold `PLANES * words` words (`bits::check`).
+    #[expect(
+        unsafe_code,
+        reason = "masked loads through raw pointers into checked slices"
+    )]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    unsafe fn bit_dots_avx512(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
+        if words == 0 {
+            out.iter_mut().for_each(|o| *o = 0);
+            return;
+        }
+        let count = (codes.len() / words).min(out.len());
+        let (cp, pp) = (codes.as_ptr().cast::<i64>(), planes.as_ptr().cast::<i64>());
+        for (i, o) in out.iter_mut().enumerate().take(count) {
+            let mut acc = _mm512_setzero_si512();
+            let mut w = 0;
+            while w < words {
+                let lanes = (words - w).min(8);
+                let mask: __mmask8 = (0xffu16 >> (8 - lanes)) as u8;
+                // SAFETY: code `i < count` spans words `i*words..(i+1)*words`
+                // of `codes`, and plane `p` words `p*words..(p+1)*words` of
+                // `planes` (checked by the caller); the mask enables lanes
+                // `w..w+lanes` with `w + lanes <= words` only, and masked-off
+                // lanes are never read.
+                let (c, p0, p1, p2, p3) = unsafe {
+                    (
+                        _mm512_maskz_loadu_epi64(mask, cp.add(i * words + w)),
+                        _mm512_maskz_loadu_epi64(mask, pp.add(w)),
+                        _mm512_maskz_loadu_epi64(mask, pp.add(words + w)),
+                        _mm512_maskz_loadu_epi64(mask, pp.add(2 * words + w)),
+                        _mm512_maskz_loadu_epi64(mask, pp.add(3 * words + w)),
+                    )
+                };
+                let s0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
+                let s1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
+                let s2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
+                let s3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
+                let s01 = _mm512_add_epi64(s0, _mm512_slli_epi64::<1>(s1));
+                let s23 = _mm512_add_epi64(s2, _mm512_slli_epi64::<1>(s3));
+                acc = _mm512_add_epi64(acc, _mm512_add_epi64(s01, _mm512_slli_epi64::<2>(s23)));
+                w += lanes;
+            }
+            *o = _mm512_reduce_add_epi64(acc) as u32;
+        }
+    }
 
     #[expect(
         unsafe_code,
@@ -641,7 +730,25 @@ mod neon {
         dot_batch: dot_batch_entry,
         blocked_dots: blocked_dots_entry,
         dot_matrix: super::gemm_entry,
+        bit_dots: bit_dots_entry,
     };
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
+    fn bit_dots_entry(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
+        // SAFETY: only reachable through `NEON`, returned by `kernels` only
+        // after detecting neon.
+        unsafe { bit_dots_neon(codes, words, planes, out) }
+    }
+
+    /// The safe generic kernel, compiled with NEON (its `cnt` instruction
+    /// counts bits per byte).
+    #[target_feature(enable = "neon")]
+    fn bit_dots_neon(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
+        super::super::bits::generic(codes, words, planes, out)
+    }
 
     #[expect(
         unsafe_code,
