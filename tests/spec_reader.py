@@ -41,7 +41,7 @@ def crc32(b):
 # --- the common frame -------------------------------------------------------
 
 KINDS = {1: b"VDBCENT\0", 2: b"VDBSEGM\0", 3: b"VDBDELS\0"}
-KNOWN_FLAGS = {1: 0, 2: 0b111, 3: 0}
+KNOWN_FLAGS = {1: 0, 2: 0b1111, 3: 0}
 
 
 def read_frame(path, want_kind):
@@ -175,7 +175,7 @@ def read_segment(path, dim):
     h, regions = read_frame(path, 2)
     flags, rows, nlist = h["flags"], h["rows"], h["nlist"]
     kinds = [3, 2, 4] + ([5, 6] if flags & 1 else []) + ([7] if flags & 2 else []) + \
-        ([8] if flags & 4 else [])
+        ([8] if flags & 4 else []) + ([9] if flags & 8 else [])
     if flags & 2 and not flags & 1:
         raise Corrupt(f"{path}: presence without payloads")
     parts = expect_regions(path, regions, kinds)
@@ -218,10 +218,33 @@ def read_segment(path, dim):
                 payloads[r] = b
             elif b:
                 raise Corrupt(f"{path}: row {r} has no payload but bytes")
-    fields = read_columns(parts[-1], rows, path) if flags & 4 else [dict() for _ in range(rows)]
+    by_kind = dict(zip(kinds, parts))
+    fields = read_columns(by_kind[8], rows, path) if flags & 4 else [dict() for _ in range(rows)]
+    if flags & 8:
+        read_codes(by_kind[9], rows, dim, path)
     for r in range(rows):
         out.append((id_list[r], row_vectors[r], payloads[r], fields[r]))
     return h, out
+
+
+def read_codes(body, rows, dim, path):
+    """The codes region (format 1.3): (seed, codes, factors), checked
+    against its shape."""
+    if len(body) < 64:
+        raise Corrupt(f"{path}: codes header")
+    seed, words = struct.unpack_from("<QI", body, 0)
+    if any(body[12:64]) or words != (dim + 63) // 64:
+        raise Corrupt(f"{path}: codes header")
+    if len(body) != 64 + rows * (8 * words + 16):
+        raise Corrupt(f"{path}: codes length")
+    codes = [struct.unpack_from(f"<{words}Q", body, 64 + 8 * words * r) for r in range(rows)]
+    at = 64 + 8 * words * rows
+    factors = [struct.unpack_from("<4f", body, at + 16 * r) for r in range(rows)]
+    for c, f in zip(codes, factors):
+        ones = sum(bin(w).count("1") for w in c)
+        if f[3] != ones:
+            raise Corrupt(f"{path}: a code's count of set bits")
+    return seed, codes, factors
 
 
 def read_deletes(path):
@@ -242,7 +265,7 @@ OPTIONAL = {"compact_max_segments": "8", "compact_max_hidden": "0.2", "compact_f
             "compact_max_segment_fraction": "0.15",
             "trained_at": "0", "compacted_at": "0", "writer": "0", "uid": "0",
             "target_recall": None, "tuned_recall": "0", "trained_generation": None,
-            "rebalances": "0", "rebalanced_at": "0"}
+            "rebalances": "0", "rebalanced_at": "0", "index_type": "ivf_flat"}
 
 
 def read_manifest(path):

@@ -66,6 +66,9 @@ pub const CODE_FACTORS: usize = 4;
 /// The codes of one list's rows (see [`InvertedLists::list_codes`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ListCodes<'a> {
+    /// The seed of the rotation the codes were made with: a search uses
+    /// them only with the same rotation.
+    pub seed: u64,
     /// `u64` words per code.
     pub words: usize,
     /// The codes, `words` words a row, in the list's row order.

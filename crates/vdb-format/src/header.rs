@@ -21,7 +21,7 @@ pub const MAJOR: u16 = 1;
 /// Minor format version this build writes. Readers of major 1 read every
 /// minor up to theirs; what a later minor adds is announced by a header
 /// flag, and a reader refuses flags it does not know (`docs/format.md`).
-pub const MINOR: u16 = 2;
+pub const MINOR: u16 = 3;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 128;
 /// Bytes of one region table entry.
@@ -38,6 +38,9 @@ pub const FLAG_PAYLOADS: u16 = 1;
 pub const FLAG_PAYLOAD_PRESENCE: u16 = 2;
 /// Header flag (minor 2): the segment has a field columns region.
 pub const FLAG_FIELDS: u16 = 4;
+/// Header flag (minor 3): the segment has a codes region (RaBitQ codes of
+/// its rows, `IVF_RABITQ` collections).
+pub const FLAG_CODES: u16 = 8;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +66,7 @@ impl FileKind {
     /// The header flags a file of this kind may carry.
     pub fn flags(self) -> u16 {
         match self {
-            FileKind::Segment => FLAG_PAYLOADS | FLAG_PAYLOAD_PRESENCE | FLAG_FIELDS,
+            FileKind::Segment => FLAG_PAYLOADS | FLAG_PAYLOAD_PRESENCE | FLAG_FIELDS | FLAG_CODES,
             FileKind::Centroids | FileKind::Deletes => 0,
         }
     }
@@ -96,6 +99,8 @@ pub mod region {
     pub const PAYLOAD_PRESENCE: u32 = 7;
     /// The typed fields' columns (minor 2).
     pub const FIELDS: u32 = 8;
+    /// The rows' RaBitQ codes and factors (minor 3).
+    pub const CODES: u32 = 9;
 
     /// Human name of a region kind, used in errors.
     pub fn name(kind: u32) -> &'static str {
@@ -108,6 +113,7 @@ pub mod region {
             PAYLOAD_DATA => "payload data",
             PAYLOAD_PRESENCE => "payload presence",
             FIELDS => "field columns",
+            CODES => "codes",
             _ => "unknown region",
         }
     }

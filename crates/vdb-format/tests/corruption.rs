@@ -30,7 +30,8 @@ fn small_segment(dir: &Path) -> PathBuf {
     ];
     let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir);
     let name = path.file_name().unwrap().to_str().unwrap();
-    let mut w = SegmentWriter::create_with_fields(&files, name, meta, Some(&fields)).unwrap();
+    let mut w =
+        SegmentWriter::create_with_codes(&files, name, meta, Some(&fields), Some(77)).unwrap();
     for (i, list) in [0u32, 0, 1, 3, 3, 3].into_iter().enumerate() {
         let v = [i as f32, 1.0, -2.5];
         let payload = format!("row {i}");
@@ -40,17 +41,25 @@ fn small_segment(dir: &Path) -> PathBuf {
             values.push(("tags".into(), Value::Keywords(vec!["x".into(), "y".into()])));
         }
         values.sort_by(|a, b| a.0.cmp(&b.0));
-        w.push_row(
+        let code = [0x0101u64 * i as u64];
+        let factors = [i as f32, 1.0, 0.5, code[0].count_ones() as f32];
+        w.push_coded(
             ListId(list),
             100 + i as u64,
             &v,
             Some(payload.as_bytes()),
             &values,
+            Some((&code, factors)),
         )
         .unwrap();
     }
     w.finish().unwrap();
     let s = SegmentReader::open(&path).unwrap();
+    assert_eq!(s.codes_seed(), Some(77));
+    assert_eq!(
+        s.list_codes(ListId(3)).unwrap().codes,
+        &[0x0303, 0x0404, 0x0505]
+    );
     assert_eq!(s.columns().columns().len(), 3);
     assert_eq!(
         s.columns().row_values(5),
@@ -77,6 +86,11 @@ fn touch_everything(s: &SegmentReader) {
         let ids = s.list_ids(ListId(l));
         assert_eq!(v.len(), ids.len() * s.dim());
         std::hint::black_box(v.iter().sum::<f32>());
+        if let Some(c) = s.list_codes(ListId(l)) {
+            assert_eq!(c.codes.len(), ids.len() * c.words);
+            assert_eq!(c.factors.len(), ids.len());
+            std::hint::black_box(c.factors.iter().flatten().sum::<f32>());
+        }
     }
     for r in 0..s.rows() + 2 {
         let _ = std::hint::black_box(s.row(r));

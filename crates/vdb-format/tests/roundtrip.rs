@@ -133,3 +133,62 @@ fn writer_refuses_bad_rows_and_keeps_going() {
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("w.seg")]);
 }
+
+/// A segment with codes (format 1.3) gives back every row's code and
+/// factors by list, in the list's row order; a coded writer refuses a row
+/// without its code or with a code of the wrong width, an uncoded one a
+/// row with a code.
+#[test]
+fn codes_round_trip_by_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir.path());
+    let meta = SegmentMeta {
+        id: SegmentId(2),
+        generation: Generation(1),
+        metric: Metric::InnerProduct,
+        dim: 130,
+        nlist: 4,
+        with_payloads: false,
+    };
+    let mut w = SegmentWriter::create_with_codes(&files, "c.seg", meta, None, Some(9)).unwrap();
+    let v = vec![0.5f32; 130];
+    let e = w.push_row(ListId(0), 1, &v, None, &[]).unwrap_err();
+    assert!(e.to_string().contains("needs its code"), "{e}");
+    let e = w
+        .push_coded(ListId(0), 1, &v, None, &[], Some((&[1, 2], [0.0; 4])))
+        .unwrap_err();
+    assert!(e.to_string().contains("2 words, expected 3"), "{e}");
+    let rows: Vec<(u32, u64)> = vec![(0, 10), (0, 11), (2, 12), (3, 13), (3, 14)];
+    for &(l, id) in &rows {
+        let code = [id, id * 2, id * 3];
+        let f = [id as f32, -1.0, 0.25, 7.0];
+        w.push_coded(ListId(l), id, &v, None, &[], Some((&code, f)))
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let s = SegmentReader::open(&dir.path().join("c.seg")).unwrap();
+    s.verify().unwrap();
+    assert_eq!(s.codes_seed(), Some(9));
+    for l in 0..4u32 {
+        let c = s.list_codes(ListId(l)).unwrap();
+        assert_eq!(c.seed, 9);
+        assert_eq!(c.words, 3);
+        let ids = s.list_ids(ListId(l));
+        let want: Vec<u64> = ids.iter().flat_map(|&id| [id, id * 2, id * 3]).collect();
+        assert_eq!(c.codes, want.as_slice(), "list {l}");
+        let want: Vec<[f32; 4]> = ids.iter().map(|&id| [id as f32, -1.0, 0.25, 7.0]).collect();
+        assert_eq!(c.factors, want.as_slice(), "list {l}");
+    }
+    assert_eq!(s.list_codes(ListId(1)).unwrap().codes.len(), 0);
+
+    let mut plain = SegmentWriter::create_in(&files, "p.seg", meta).unwrap();
+    let e = plain
+        .push_coded(ListId(0), 1, &v, None, &[], Some((&[1, 2, 3], [0.0; 4])))
+        .unwrap_err();
+    assert!(e.to_string().contains("without codes"), "{e}");
+    plain.push(ListId(0), 1, &v, None).unwrap();
+    plain.finish().unwrap();
+    let s = SegmentReader::open(&dir.path().join("p.seg")).unwrap();
+    assert_eq!(s.codes_seed(), None);
+    assert!(s.list_codes(ListId(0)).is_none());
+}

@@ -317,7 +317,7 @@ impl Searcher {
                 }
                 if let Some(book) = codebook
                     && let Some(codes) = source.lists.list_codes(list)
-                    && codes_fit(codes, ids.len(), book.words())
+                    && codes_fit(codes, ids.len(), book)
                 {
                     if !list_query_ready {
                         self.list_query
@@ -434,10 +434,14 @@ impl Searcher {
     }
 }
 
-/// Whether `codes` hold `rows` codes of `words` words and their factors
-/// (storage validated them; a mismatch makes the list scanned exactly).
-fn codes_fit(codes: ListCodes<'_>, rows: usize, words: usize) -> bool {
-    codes.words == words && codes.codes.len() == rows * words && codes.factors.len() == rows
+/// Whether `codes` were made with `book`'s rotation and hold `rows` codes
+/// and their factors (storage validated them; codes that do not fit are
+/// not used and the list is scanned exactly).
+fn codes_fit(codes: ListCodes<'_>, rows: usize, book: &rabitq::Codebook) -> bool {
+    codes.seed == book.rotation().seed()
+        && codes.words == book.words()
+        && codes.codes.len() == rows * codes.words
+        && codes.factors.len() == rows
 }
 
 /// One coded list of one source, and the query, for [`scan_coded`].

@@ -4,11 +4,13 @@
 //! the list table, ids (u64, parallel to the vectors), and with the payload
 //! flag payload offsets (`rows + 1` u64) and payload data, and with the
 //! presence flag (format 1.1) one bit per row saying whether it has a
-//! payload, and with the fields flag (format 1.2) the field columns
-//! (`fields.rs`). The vectors come
-//! first so a writer can stream rows straight to disk and only needs to keep
-//! the ids (8 bytes a row) until the end.
+//! payload, with the fields flag (format 1.2) the field columns
+//! (`fields.rs`), and with the codes flag (format 1.3) the rows' RaBitQ
+//! codes and factors (`codes.rs`). The vectors come first so a writer can
+//! stream rows straight to disk and only needs to keep the ids (8 bytes a
+//! row) until the end.
 
+mod codes;
 mod fields;
 mod reader;
 mod writer;
@@ -19,7 +21,7 @@ pub use writer::{SegmentInfo, SegmentMeta, SegmentWriter};
 use zerocopy::little_endian::U64;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::header::{FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, region};
+use crate::header::{FLAG_CODES, FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, region};
 
 /// One entry of the list table.
 #[derive(Debug, Clone, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -51,6 +53,9 @@ pub(crate) fn expected_regions(flags: u16) -> Vec<u32> {
     }
     if flags & FLAG_FIELDS != 0 {
         r.push(region::FIELDS);
+    }
+    if flags & FLAG_CODES != 0 {
+        r.push(region::CODES);
     }
     r
 }

@@ -4,18 +4,30 @@ use std::path::Path;
 use std::sync::Arc;
 
 use vdb_core::fields::{Columns, ListIndex};
-use vdb_core::{Generation, Hold, HoldError, InvertedLists, ListId, SegmentId};
+use vdb_core::{
+    CODE_FACTORS, Generation, Hold, HoldError, InvertedLists, ListCodes, ListId, SegmentId,
+};
 use vdb_fs::{CachedFile, Pin};
 use zerocopy::FromBytes;
 
-use super::{LIST_ENTRY_LEN, ListEntry, SegmentMeta, expected_regions};
+use super::{LIST_ENTRY_LEN, ListEntry, SegmentMeta, codes, expected_regions};
 use crate::error::{Error, Result};
 use crate::header::{self, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, Parsed, Region, region};
 use crate::mmap::MappedFile;
 
-/// The most regions a segment has (with payloads, their presence and
-/// field columns).
-const MAX_REGIONS: usize = 7;
+/// The most regions a segment has (with payloads, their presence, field
+/// columns and codes).
+const MAX_REGIONS: usize = 8;
+
+/// Where the codes region's arrays are (absolute offsets), validated at
+/// open.
+#[derive(Debug, Clone, Copy)]
+struct CodesSpan {
+    seed: u64,
+    words: usize,
+    codes: usize,
+    factors: usize,
+}
 
 /// A list's place in the file, validated at open.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +67,8 @@ pub struct SegmentReader {
     columns: Arc<Columns>,
     /// Their per-list summaries.
     list_index: Arc<ListIndex>,
+    /// The rows' codes (format 1.3, `IVF_RABITQ`).
+    codes: Option<CodesSpan>,
 }
 
 impl SegmentReader {
@@ -85,7 +99,11 @@ impl SegmentReader {
             .filter(|r| {
                 matches!(
                     r.kind,
-                    region::LIST_TABLE | region::IDS | region::PAYLOAD_PRESENCE | region::FIELDS
+                    region::LIST_TABLE
+                        | region::IDS
+                        | region::PAYLOAD_PRESENCE
+                        | region::FIELDS
+                        | region::CODES
                 )
             })
             .map(|r| r.offset..r.offset + r.len)
@@ -228,6 +246,34 @@ impl SegmentReader {
                 })?
             }
         };
+        let codes = match parsed.regions.iter().find(|r| r.kind == region::CODES) {
+            None => None,
+            Some(r) => {
+                let data = bytes.get(r.range()).unwrap_or_default();
+                let (seed, words) = codes::parse_header(data).map_err(|(at, reason)| {
+                    Error::corrupt(path, r.name(), r.offset + at as u64, reason)
+                })?;
+                if words != codes::words(dim) {
+                    return Err(Error::corrupt(
+                        path,
+                        r.name(),
+                        r.offset + 8,
+                        format!(
+                            "{words} words a code, expected {} for dim {dim}",
+                            codes::words(dim)
+                        ),
+                    ));
+                }
+                expect_len(r, codes::region_len(rows, words))?;
+                let start = r.offset as usize + codes::HEADER;
+                Some(CodesSpan {
+                    seed,
+                    words,
+                    codes: start,
+                    factors: start + rows * words * 8,
+                })
+            }
+        };
         let list_starts: Vec<usize> = lists
             .iter()
             .map(|l| l.row_start)
@@ -254,7 +300,14 @@ impl SegmentReader {
             payload_presence,
             list_index: Arc::new(ListIndex::build(&columns, &list_starts)),
             columns: Arc::new(columns),
+            codes,
         })
+    }
+
+    /// The seed of the rotation the segment's codes were made with, if it
+    /// has codes.
+    pub fn codes_seed(&self) -> Option<u64> {
+        self.codes.map(|c| c.seed)
     }
 
     /// Per-list summaries of the field columns.
@@ -520,6 +573,22 @@ impl InvertedLists for SegmentReader {
 
     fn list_row_start(&self, list: ListId) -> usize {
         self.lists.get(list.index()).map_or(0, |s| s.row_start)
+    }
+
+    fn list_codes(&self, list: ListId) -> Option<ListCodes<'_>> {
+        let c = self.codes?;
+        let span = self.lists.get(list.index())?;
+        let bytes = self.file.bytes();
+        let at = c.codes + span.row_start * c.words * 8;
+        let codes = bytes.get(at..at + span.row_count * c.words * 8)?;
+        let at = c.factors + span.row_start * codes::FACTOR_BYTES;
+        let factors = bytes.get(at..at + span.row_count * codes::FACTOR_BYTES)?;
+        Some(ListCodes {
+            seed: c.seed,
+            words: c.words,
+            codes: <[u64]>::ref_from_bytes(codes).ok()?,
+            factors: <[[f32; CODE_FACTORS]]>::ref_from_bytes(factors).ok()?,
+        })
     }
 
     fn total_len(&self) -> usize {

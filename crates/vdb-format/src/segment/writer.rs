@@ -3,13 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use vdb_core::fields::{ColumnsBuilder, FieldDef, Value};
-use vdb_core::{Generation, ListId, Metric, SegmentId};
+use vdb_core::{CODE_FACTORS, Generation, ListId, Metric, SegmentId};
 use zerocopy::IntoBytes;
 
-use super::{ListEntry, expected_regions};
+use super::{ListEntry, codes, expected_regions};
 use crate::error::{Error, Result};
 use crate::header::{
-    self, FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, FrameBuilder, Region,
+    self, FLAG_CODES, FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, FrameBuilder,
+    Region,
 };
 use crate::writer::FileWriter;
 
@@ -59,6 +60,18 @@ pub struct SegmentWriter {
     spill: Option<Spill>,
     /// The rows' field values, with fields (see [`SegmentWriter::with_fields`]).
     fields: Option<ColumnsBuilder>,
+    /// With codes (format 1.3): every row's code and factors so far.
+    codes: Option<CodesBuf>,
+}
+
+/// The codes region's contents until [`SegmentWriter::finish`]: 16 bytes
+/// of factors and `8 · words` of code a row.
+#[derive(Debug)]
+struct CodesBuf {
+    seed: u64,
+    words: usize,
+    codes: Vec<u64>,
+    factors: Vec<[f32; CODE_FACTORS]>,
 }
 
 /// Payload bytes on their way to the payload region: a scratch file of
@@ -119,6 +132,20 @@ impl SegmentWriter {
         meta: SegmentMeta,
         fields: Option<&[FieldDef]>,
     ) -> Result<SegmentWriter> {
+        SegmentWriter::create_with_codes(dir, name, meta, fields, None)
+    }
+
+    /// [`SegmentWriter::create_with_fields`] for a segment that also keeps
+    /// every row's RaBitQ code (format 1.3), made with the rotation of
+    /// `codes_seed` and given with each row by
+    /// [`SegmentWriter::push_coded`].
+    pub fn create_with_codes(
+        dir: &dyn vdb_fs::Directory,
+        name: &str,
+        meta: SegmentMeta,
+        fields: Option<&[FieldDef]>,
+        codes_seed: Option<u64>,
+    ) -> Result<SegmentWriter> {
         if meta.dim == 0
             || meta.nlist == 0
             || meta.nlist > u32::MAX as usize
@@ -136,7 +163,8 @@ impl SegmentWriter {
             });
         }
         let fields_flag = if fields.is_some() { FLAG_FIELDS } else { 0 };
-        let regions = expected_regions(flags_of(&meta) | fields_flag);
+        let codes_flag = if codes_seed.is_some() { FLAG_CODES } else { 0 };
+        let regions = expected_regions(flags_of(&meta) | fields_flag | codes_flag);
         let mut w = FileWriter::create(dir, name, header::first_region_offset(regions.len()))?;
         let spill = if meta.with_payloads {
             Some(Spill {
@@ -161,6 +189,12 @@ impl SegmentWriter {
             presence: Vec::new(),
             spill,
             fields: fields.map(ColumnsBuilder::new),
+            codes: codes_seed.map(|seed| CodesBuf {
+                seed,
+                words: codes::words(meta.dim),
+                codes: Vec::new(),
+                factors: Vec::new(),
+            }),
         })
     }
 
@@ -208,6 +242,42 @@ impl SegmentWriter {
         payload: Option<&[u8]>,
         fields: &[(String, Value)],
     ) -> Result<()> {
+        self.push_coded(list, id, vector, payload, fields, None)
+    }
+
+    /// [`SegmentWriter::push_row`] with the row's code and factors, which a
+    /// segment created with codes needs for every row and one without
+    /// refuses.
+    pub fn push_coded(
+        &mut self,
+        list: ListId,
+        id: u64,
+        vector: &[f32],
+        payload: Option<&[u8]>,
+        fields: &[(String, Value)],
+        code: Option<(&[u64], [f32; CODE_FACTORS])>,
+    ) -> Result<()> {
+        match (&self.codes, code) {
+            (Some(_), None) => {
+                return Err(self.invalid(vdb_core::Error::invalid(
+                    "code",
+                    "this segment keeps codes: every row needs its code",
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid(vdb_core::Error::invalid(
+                    "code",
+                    "this segment was created without codes",
+                )));
+            }
+            (Some(buf), Some((c, _))) if c.len() != buf.words => {
+                return Err(self.invalid(vdb_core::Error::invalid(
+                    "code",
+                    format!("{} words, expected {}", c.len(), buf.words),
+                )));
+            }
+            _ => {}
+        }
         let l = list.index();
         if l >= self.meta.nlist {
             return Err(self.invalid(vdb_core::Error::invalid(
@@ -251,6 +321,10 @@ impl SegmentWriter {
         self.ids.push(id);
         if let Some(columns) = &mut self.fields {
             columns.push(fields);
+        }
+        if let (Some(buf), Some((c, f))) = (&mut self.codes, code) {
+            buf.codes.extend_from_slice(c);
+            buf.factors.push(f);
         }
         if let Some(e) = self.lists.last_mut() {
             e.row_count = (e.row_count.get() + 1).into();
@@ -317,6 +391,22 @@ impl SegmentWriter {
             let bytes = super::fields::encode(&columns.finish());
             regions.push(self.region(header::region::FIELDS, &bytes)?);
         }
+        let codes_flag = if let Some(buf) = self.codes.take() {
+            let offset = self.w.begin_region()?;
+            self.w.write(&codes::header(buf.seed, buf.words))?;
+            self.w.write(buf.codes.as_bytes())?;
+            self.w.write(buf.factors.as_bytes())?;
+            let (_, len, crc) = self.w.end_region();
+            regions.push(Region {
+                kind: header::region::CODES,
+                offset,
+                len,
+                crc,
+            });
+            FLAG_CODES
+        } else {
+            0
+        };
 
         let mut frame = FrameBuilder::new(
             FileKind::Segment,
@@ -327,7 +417,7 @@ impl SegmentWriter {
         frame.header.generation = self.meta.generation.0.into();
         frame.header.rows = (ids.len() as u64).into();
         frame.header.segment_id = self.meta.id.0.into();
-        frame.header.flags = (flags_of(&self.meta) | fields_flag).into();
+        frame.header.flags = (flags_of(&self.meta) | fields_flag | codes_flag).into();
         frame.regions = regions;
         let path = self.w.path().to_path_buf();
         let bytes = self.w.finish(|file_len| frame.encode(file_len))?;

@@ -169,6 +169,7 @@ impl Codebook {
 #[derive(Debug)]
 pub struct CodedLists<L> {
     lists: L,
+    seed: u64,
     words: usize,
     codes: Vec<Vec<u64>>,
     factors: Vec<Vec<[f32; CODE_FACTORS]>>,
@@ -194,6 +195,7 @@ impl<L: InvertedLists> CodedLists<L> {
         }
         CodedLists {
             lists,
+            seed: codebook.rotation().seed(),
             words,
             codes,
             factors,
@@ -228,6 +230,7 @@ impl<L: InvertedLists> InvertedLists for CodedLists<L> {
 
     fn list_codes(&self, list: ListId) -> Option<ListCodes<'_>> {
         Some(ListCodes {
+            seed: self.seed,
             words: self.words,
             codes: self.codes.get(list.index())?,
             factors: self.factors.get(list.index())?,
