@@ -4,7 +4,9 @@ use vdb_core::{FieldDef, Metric};
 use vdb_wal::SyncMode;
 
 use crate::error::{Error, Result};
+use crate::index::{IndexType, RABITQ_SEED};
 use crate::policy::{CompactionPolicy, RetrainPolicy};
+use vdb_ivf::CoarseQuantizer;
 
 /// Settings of a collection, fixed at creation except where noted.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,8 @@ pub struct CollectionConfig {
     pub compaction: CompactionPolicy,
     /// Typed fields rows may carry, for filtered search.
     pub fields: Vec<FieldDef>,
+    /// How the lists are stored and scanned (see [`IndexType`]).
+    pub index_type: IndexType,
 }
 
 impl CollectionConfig {
@@ -58,6 +62,7 @@ impl CollectionConfig {
             retrain: RetrainPolicy::default(),
             compaction: CompactionPolicy::default(),
             fields: Vec::new(),
+            index_type: IndexType::IvfFlat,
         }
     }
 
@@ -123,6 +128,16 @@ impl CollectionConfig {
             }
         }
         Ok(())
+    }
+
+    /// The quantizer of a trained generation of this collection: with the
+    /// RaBitQ codebook of [`RABITQ_SEED`]'s rotation for `ivf_rabitq`.
+    pub(crate) fn quantizer(&self, centroids: Vec<f32>) -> Result<CoarseQuantizer> {
+        let q = CoarseQuantizer::new(self.dim, self.metric, centroids)?;
+        Ok(match self.index_type {
+            IndexType::IvfFlat => q,
+            IndexType::IvfRabitq => q.with_codes(RABITQ_SEED),
+        })
     }
 
     /// Rows needed before the first training.

@@ -52,6 +52,7 @@ mod explain;
 mod export;
 mod follower;
 mod idmap;
+mod index;
 mod manifest;
 mod memtable;
 mod policy;
@@ -72,6 +73,7 @@ pub use explain::{
     TracedHit,
 };
 pub use export::ListExport;
+pub use index::{IndexType, RABITQ_SEED};
 pub use policy::{
     CompactionPolicy, Merge, Plan, PolicyInput, RetrainPolicy, SegmentStat, plan, plan_compaction,
 };

@@ -14,6 +14,7 @@ use vdb_wal::SyncMode;
 
 use crate::config::CollectionConfig;
 use crate::error::{Error, Result};
+use crate::index::IndexType;
 
 /// File name of the manifest.
 pub use vdb_fs::MANIFEST;
@@ -136,6 +137,12 @@ impl Manifest {
         );
         for f in &c.fields {
             let _ = writeln!(s, "field {} {}", f.name, f.ty);
+        }
+        // Only when not the default, so collections without codes stay
+        // readable by versions that predate index types (which refuse the
+        // key, as they refuse the coded segments' flag).
+        if c.index_type != IndexType::IvfFlat {
+            let _ = writeln!(s, "index_type {}", c.index_type);
         }
         let _ = writeln!(s, "generation {}", self.generation);
         let _ = writeln!(s, "centroids {}", self.centroids.as_deref().unwrap_or("-"));
@@ -315,6 +322,7 @@ fn parse(text: &str) -> std::result::Result<Manifest, String> {
                     .map_err(|e: String| format!("field {name}: {e}"))?;
                 config.fields.push(vdb_core::FieldDef::new(name, ty));
             }
+            "index_type" => config.index_type = value.parse()?,
             "trained_at" => m.trained_at = num(key, value)?,
             "compacted_at" => m.compacted_at = num(key, value)?,
             "writer" => {

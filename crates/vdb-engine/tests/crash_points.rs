@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{Model, Workload, apply, config, copy_tree, holds, leaked_files, perform};
-use vdb_engine::{Collection, Engine};
+use vdb_engine::{Collection, Engine, IndexType};
 use vdb_fs::{Fault, SimFs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,7 @@ fn prepare(c: &Collection, sim: &SimFs, task: Task) {
 }
 
 /// A collection with segments, delete files and a memtable, and its model.
-fn base(dir: &Path) -> Model {
+fn base(dir: &Path, index_type: IndexType) -> Model {
     let engine = Engine::open(dir).unwrap();
     let config = vdb_engine::CollectionConfig {
         flush_rows: 100_000,
@@ -83,6 +83,7 @@ fn base(dir: &Path) -> Model {
             ..Default::default()
         },
         nlist: 8,
+        index_type,
         ..config()
     };
     let c = engine.create_collection("points", config).unwrap();
@@ -132,10 +133,7 @@ fn shape(c: &Collection) -> (u64, usize, u64) {
 
 #[test]
 fn a_crash_at_any_step_of_maintenance_leaves_the_old_or_the_new_state() {
-    let work = tempfile::tempdir().unwrap();
-    let origin = work.path().join("base");
-    let model = base(&origin);
-    for task in [
+    let all = [
         Task::Flush,
         Task::Compact,
         Task::Retrain,
@@ -143,7 +141,25 @@ fn a_crash_at_any_step_of_maintenance_leaves_the_old_or_the_new_state() {
         Task::CompactInPieces,
         Task::RetrainInPieces,
         Task::RetrainInSteps,
-    ] {
+    ];
+    crash_at_every_step(IndexType::IvfFlat, &all);
+}
+
+/// The same for a collection whose segments keep RaBitQ codes: every
+/// rewrite writes them, and no crash leaves a segment without them.
+#[test]
+fn a_crash_at_any_step_of_maintenance_of_a_coded_collection_leaves_the_old_or_the_new_state() {
+    crash_at_every_step(
+        IndexType::IvfRabitq,
+        &[Task::Flush, Task::Compact, Task::Retrain, Task::Rebalance],
+    );
+}
+
+fn crash_at_every_step(index_type: IndexType, tasks: &[Task]) {
+    let work = tempfile::tempdir().unwrap();
+    let origin = work.path().join("base");
+    let model = base(&origin, index_type);
+    for &task in tasks {
         // The old and the new shape, from a run without faults.
         let clean = work.path().join(format!("{task:?}-clean"));
         copy_tree(&origin, &clean);
@@ -223,6 +239,20 @@ fn a_crash_at_any_step_of_maintenance_leaves_the_old_or_the_new_state() {
                 );
                 let leaked = leaked_files(&dir.join("collections/points"));
                 assert!(leaked.is_empty(), "{what}: files left behind: {leaked:?}");
+                if index_type == IndexType::IvfRabitq {
+                    for e in std::fs::read_dir(dir.join("collections/points")).unwrap() {
+                        let path = e.unwrap().path();
+                        if path.extension().is_some_and(|x| x == "seg") {
+                            let seg = vdb_format::SegmentReader::open(&path).unwrap();
+                            assert_eq!(
+                                seg.codes_seed(),
+                                Some(vdb_engine::RABITQ_SEED),
+                                "{what}: {} without codes",
+                                path.display()
+                            );
+                        }
+                    }
+                }
                 // And it works on: the task succeeds and a write lands.
                 run(&c, task).unwrap();
                 let mut more = model.clone();

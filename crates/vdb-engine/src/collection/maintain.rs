@@ -594,7 +594,7 @@ impl Collection {
         )?;
         let generation = f.manifest.generation + 1;
         let file = self.write_centroid_file(f, generation, &centroids)?;
-        let quantizer = Arc::new(CoarseQuantizer::new(dim, self.config.metric, centroids)?);
+        let quantizer = Arc::new(self.config.quantizer(centroids)?);
         let assignment = quantizer.assign(&vectors)?;
         let (error, imbalance) = assignment_numbers(&assignment, nlist);
         Ok(Trained {

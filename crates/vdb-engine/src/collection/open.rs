@@ -132,11 +132,7 @@ pub(super) fn load(files: &dyn Directory, manifest: Manifest) -> Result<Inner> {
                     ),
                 });
             }
-            Arc::new(CoarseQuantizer::new(
-                m.dim,
-                m.metric,
-                c.centroids().to_vec(),
-            )?)
+            Arc::new(cfg.quantizer(c.centroids().to_vec())?)
         }
         None => untrained_quantizer(&cfg)?,
     };

@@ -183,15 +183,27 @@ impl Collection {
             with_payloads: true,
         };
         let fields = &f.manifest.config.fields;
-        let mut w = SegmentWriter::create_with_fields(
+        let codebook = quantizer.codebook();
+        let mut w = SegmentWriter::create_with_codes(
             self.files.as_ref(),
             file,
             meta,
             (!fields.is_empty()).then_some(fields.as_slice()),
+            codebook.map(|b| b.rotation().seed()),
         )?;
+        let mut scratch = Vec::new();
+        let mut code = vec![0u64; codebook.map_or(0, |b| b.words())];
         for &(list, loc) in rows {
             let row = f.row(loc)?;
-            w.push_row(list, row.id, row.vector, row.payload, &row.fields())?;
+            let factors = codebook.map(|b| b.encode(list, row.vector, &mut scratch, &mut code));
+            w.push_coded(
+                list,
+                row.id,
+                row.vector,
+                row.payload,
+                &row.fields(),
+                factors.map(|f| (code.as_slice(), f)),
+            )?;
         }
         w.finish()?;
         Ok(SegmentReader::open(&self.files.path(file))?)

@@ -1,0 +1,148 @@
+//! Guards `IVF_RABITQ` collections: their segments keep every row's code,
+//! made with the one rotation searches use; searches find what an
+//! `IVF_FLAT` collection of the same rows finds, with the exact distances;
+//! deleted and replaced rows stay hidden; all of it after a reopen.
+
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly on purpose")]
+
+mod common;
+
+use std::path::Path;
+
+use vdb_engine::{CollectionConfig, Engine, IndexType, RABITQ_SEED, SearchOptions};
+use vdb_format::SegmentReader;
+
+fn segments(dir: &Path) -> Vec<SegmentReader> {
+    let mut out: Vec<SegmentReader> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .map(|p| SegmentReader::open(&p).unwrap())
+        .collect();
+    out.sort_by_key(|s| s.meta().id);
+    out
+}
+
+fn config(index_type: IndexType) -> CollectionConfig {
+    CollectionConfig {
+        nlist: 16,
+        nprobe: 4,
+        target_recall: None,
+        flush_rows: 1000,
+        retrain: common::never_retrain(),
+        index_type,
+        ..CollectionConfig::new(48)
+    }
+}
+
+fn search(c: &vdb_engine::Collection, queries: &[Vec<f32>], nprobe: usize) -> Vec<Vec<(u64, f32)>> {
+    c.search(
+        queries,
+        SearchOptions {
+            k: 10,
+            nprobe: Some(nprobe),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .into_iter()
+    .map(|hits| hits.into_iter().map(|h| (h.id, h.distance)).collect())
+    .collect()
+}
+
+/// Of `want`'s hits, the share `got` has too, every shared one with the
+/// same distance.
+fn overlap(got: &[Vec<(u64, f32)>], want: &[Vec<(u64, f32)>]) -> f64 {
+    let (mut shared, mut total) = (0, 0);
+    for (g, w) in got.iter().zip(want) {
+        total += w.len();
+        for (id, d) in g {
+            if let Some((_, wd)) = w.iter().find(|(wid, _)| wid == id) {
+                assert_eq!(d, wd, "id {id}: distances differ");
+                shared += 1;
+            }
+        }
+    }
+    shared as f64 / total as f64
+}
+
+#[test]
+fn coded_segments_answer_like_flat_ones_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let flat = engine
+        .create_collection("flat", config(IndexType::IvfFlat))
+        .unwrap();
+    let coded = engine
+        .create_collection("coded", config(IndexType::IvfRabitq))
+        .unwrap();
+    let rows = common::numbered(&common::clustered(4000, 48, 16, 1));
+    for c in [&flat, &coded] {
+        for chunk in rows.chunks(1000) {
+            c.upsert(chunk.to_vec()).unwrap();
+            c.flush().unwrap();
+        }
+        // Some rows replaced, some deleted, after their segments were written.
+        let mut replaced = rows[100..150].to_vec();
+        for r in &mut replaced {
+            r.vector.iter_mut().for_each(|x| *x += 0.5);
+        }
+        c.upsert(replaced).unwrap();
+        c.delete(&(200..260).collect::<Vec<_>>()).unwrap();
+        c.flush().unwrap();
+    }
+    assert_eq!(coded.config().index_type, IndexType::IvfRabitq);
+    let manifest = std::fs::read_to_string(dir.path().join("collections/coded/MANIFEST")).unwrap();
+    assert!(manifest.contains("\nindex_type ivf_rabitq\n"), "{manifest}");
+    let coded_segs = segments(&dir.path().join("collections/coded"));
+    assert!(!coded_segs.is_empty());
+    for s in &coded_segs {
+        assert_eq!(s.codes_seed(), Some(RABITQ_SEED), "{}", s.path().display());
+        s.verify().unwrap();
+    }
+    for s in segments(&dir.path().join("collections/flat")) {
+        assert_eq!(s.codes_seed(), None);
+    }
+
+    let queries: Vec<Vec<f32>> = common::clustered(60, 48, 16, 2);
+    for nprobe in [1, 4, 16] {
+        let want = search(&flat, &queries, nprobe);
+        let got = search(&coded, &queries, nprobe);
+        let share = overlap(&got, &want);
+        assert!(
+            share >= 0.99,
+            "nprobe {nprobe}: {share} of the flat collection's hits"
+        );
+        for hits in &got {
+            assert!(
+                hits.iter().all(|(id, _)| !(200..260).contains(id)),
+                "a deleted row came back"
+            );
+        }
+    }
+    // The coded collection estimated distances from codes and computed
+    // few exact ones; the flat one computed every probed row's.
+    let opts = SearchOptions {
+        k: 10,
+        nprobe: Some(4),
+        ..Default::default()
+    };
+    let (_, t) = coded.search_traced(&queries[0], opts.clone()).unwrap();
+    assert!(t.code_estimates > 0, "{t:?}");
+    assert!(
+        t.fine_distances * 2 < t.code_estimates,
+        "{} exact of {}",
+        t.fine_distances,
+        t.code_estimates
+    );
+    let (_, t) = flat.search_traced(&queries[0], opts).unwrap();
+    assert_eq!(t.code_estimates, 0);
+    let before = search(&coded, &queries, 4);
+    drop((flat, coded));
+    engine.close().unwrap();
+
+    let engine = Engine::open(dir.path()).unwrap();
+    let coded = engine.collection("coded").unwrap();
+    assert_eq!(coded.config().index_type, IndexType::IvfRabitq);
+    assert_eq!(search(&coded, &queries, 4), before);
+}
