@@ -5,7 +5,8 @@
 //!
 //! `VDB_BENCH_DATA=DIR cargo bench -p vdb-benches --bench rabitq` with
 //! `DIR` holding texmex files (`base.fvecs`, `query.fvecs`, `gt.ivecs`);
-//! `VDB_BENCH_NLIST` (default 256), `VDB_BENCH_QUERIES` (default 1000).
+//! `VDB_BENCH_NLIST` (default 256), `VDB_BENCH_QUERIES` (default 1000),
+//! `VDB_BENCH_ONLY` (run only the configurations whose name contains it).
 //! Without `VDB_BENCH_DATA` it runs on 50,000 generated 128-d rows.
 
 use std::path::Path;
@@ -121,14 +122,25 @@ fn main() {
         "{:>6} {:>14} {:>9} {:>9} {:>12} {:>12} {:>8}",
         "nprobe", "index", "recall", "QPS", "scanned/q", "exact/q", "speedup"
     );
-    for nprobe in [4usize, 8, 16, 32, 64] {
-        let mut flat_qps = 0.0;
+    // `VDB_BENCH_ONLY=rabitq` runs only the names containing it (for a
+    // profiler); speedups are then against nothing.
+    let only = std::env::var("VDB_BENCH_ONLY").unwrap_or_default();
+    // `VDB_BENCH_REPEAT`: timed passes over the queries (default 1).
+    let repeat: usize = std::env::var("VDB_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for nprobe in [4usize, 8, 16, 32, 64, 128] {
+        let mut flat_qps = f64::NAN;
         for (name, epsilon) in [
             ("ivf_flat", None),
             ("rabitq 1.9", Some(DEFAULT_EPSILON)),
             ("rabitq 3.0", Some(3.0)),
             ("rabitq 4.0", Some(4.0)),
         ] {
+            if !name.contains(&only) {
+                continue;
+            }
             let (q, l): (&CoarseQuantizer, &dyn vdb_core::InvertedLists) = match epsilon {
                 None => (&quantizer, &lists),
                 Some(_) => (&coded_quantizer, &coded),
@@ -148,11 +160,14 @@ fn main() {
                 exact += trace.fine_distances;
             }
             let started = Instant::now();
-            for query in queries.chunks_exact(dim) {
-                std::hint::black_box(s.search(q, &[l], query, params, None).expect("search"));
+            for _ in 0..repeat {
+                for query in queries.chunks_exact(dim) {
+                    std::hint::black_box(s.search(q, &[l], query, params, None).expect("search"));
+                }
             }
             let n = (queries.len() / dim) as f64;
-            let qps = n / started.elapsed().as_secs_f64();
+            let qps_n = n * repeat as f64;
+            let qps = qps_n / started.elapsed().as_secs_f64();
             if epsilon.is_none() {
                 flat_qps = qps;
             }

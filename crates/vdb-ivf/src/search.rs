@@ -105,6 +105,7 @@ pub struct Searcher {
     rotated: Vec<f32>,
     list_query: ListQuery,
     dots: Vec<u32>,
+    lowers: Vec<f32>,
     epsilon: f32,
 }
 
@@ -127,6 +128,7 @@ impl Searcher {
             rotated: Vec::new(),
             list_query: ListQuery::new(),
             dots: vec![0; SCAN_CHUNK],
+            lowers: vec![0.0; SCAN_CHUNK],
             epsilon: rabitq::DEFAULT_EPSILON,
         }
     }
@@ -337,7 +339,7 @@ impl Searcher {
                             first_row: row,
                         },
                         &mut self.top,
-                        &mut self.dots,
+                        (&mut self.dots, &mut self.lowers),
                         trace.is_some().then_some(&mut seen),
                     );
                     scanned += work.estimated;
@@ -472,7 +474,7 @@ struct CodedWork {
 fn scan_coded(
     list: Coded<'_>,
     top: &mut TopK,
-    dots: &mut Vec<u32>,
+    (dots, lowers): (&mut Vec<u32>, &mut Vec<f32>),
     mut seen: Option<&mut Vec<f32>>,
 ) -> CodedWork {
     let dim = list.query.len();
@@ -483,6 +485,7 @@ fn scan_coded(
         reranked: 0,
     };
     dots.resize(SCAN_CHUNK, 0);
+    lowers.resize(SCAN_CHUNK, 0.0);
     let mut row = list.first_row;
     for (c, (cchunk, (fchunk, ichunk))) in list
         .codes
@@ -496,8 +499,34 @@ fn scan_coded(
         )
         .enumerate()
     {
-        let out = &mut dots[..ichunk.len()];
+        let n = ichunk.len();
+        let out = &mut dots[..n];
         vdb_core::distance::bit_dots(cchunk, words, list.list_query.planes(), out);
+        if seen.is_none() {
+            // Without a trace: every lower bound of the chunk in one
+            // branch-free pass, then only the rows it lets through.
+            let hidden = list.deleted.map_or(0, |d| d.count_in(row..row + n));
+            work.skipped += hidden as u64;
+            work.estimated += (n - hidden) as u64;
+            let lower = &mut lowers[..n];
+            list.list_query.lower_bounds(out, fchunk, lower);
+            for (i, (&id, &bound)) in ichunk.iter().zip(lower.iter()).enumerate() {
+                if bound > top.threshold() || list.deleted.is_some_and(|d| d.contains(row + i)) {
+                    continue;
+                }
+                let at = (c * SCAN_CHUNK + i) * dim;
+                let Some(vector) = list.vectors.get(at..at + dim) else {
+                    continue;
+                };
+                let exact = list.metric.distance(list.query, vector);
+                work.reranked += 1;
+                if exact <= top.threshold() {
+                    top.push(VectorId(id), exact, RowAddr::new(list.source, row + i));
+                }
+            }
+            row += n;
+            continue;
+        }
         for (i, ((&id, factors), &d)) in ichunk.iter().zip(fchunk).zip(out.iter()).enumerate() {
             if list.deleted.is_some_and(|del| del.contains(row + i)) {
                 work.skipped += 1;
@@ -1189,6 +1218,9 @@ mod tests {
                 let mut trace = SearchTrace::default();
                 let got = s.search(&coded_q, &[&coded], query, params, Some(&mut trace)).unwrap();
                 prop_assert_eq!(&got, &want);
+                // Without a trace the scan takes its branch-free pass.
+                let untraced = s.search(&coded_q, &[&coded], query, params, None).unwrap();
+                prop_assert_eq!(&untraced, &want);
                 let scanned: u64 = trace.probed.iter().map(|p| p.scanned).sum();
                 let reranked: u64 = trace.probed.iter().map(|p| p.reranked).sum();
                 prop_assert_eq!(trace.code_estimates, scanned);
@@ -1255,6 +1287,15 @@ mod tests {
             .unwrap();
         assert_eq!(res.len(), 498);
         assert!(res.iter().all(|n| n.id.0 != 7 && n.id.0 != 300));
+        let untraced = Searcher::new()
+            .search_sources(&q, &src, query, SearchParams::new(500, 1), None)
+            .unwrap();
+        assert_eq!(untraced, res);
+        let few = Searcher::new()
+            .search_sources(&q, &src, query, SearchParams::new(20, 1), None)
+            .unwrap();
+        assert_eq!(few.len(), 20);
+        assert!(few.iter().all(|n| n.id.0 != 7 && n.id.0 != 300));
         assert_eq!(trace.probed[0].deleted_skipped, 2);
         assert_eq!(trace.probed[0].scanned, 498);
         // k = every row: nothing can be ruled out.

@@ -157,6 +157,37 @@ mod x86 {
         }
         let count = (codes.len() / words).min(out.len());
         let (cp, pp) = (codes.as_ptr().cast::<i64>(), planes.as_ptr().cast::<i64>());
+        if words <= 8 {
+            // One register a code (up to 512 dimensions): the planes are
+            // loaded once.
+            let mask: __mmask8 = (0xffu16 >> (8 - words)) as u8;
+            // SAFETY: plane `p` spans words `p*words..(p+1)*words` of
+            // `planes` (checked by the caller); the mask enables `words`
+            // lanes only, and masked-off lanes are never read.
+            let (p0, p1, p2, p3) = unsafe {
+                (
+                    _mm512_maskz_loadu_epi64(mask, pp),
+                    _mm512_maskz_loadu_epi64(mask, pp.add(words)),
+                    _mm512_maskz_loadu_epi64(mask, pp.add(2 * words)),
+                    _mm512_maskz_loadu_epi64(mask, pp.add(3 * words)),
+                )
+            };
+            for (i, o) in out.iter_mut().enumerate().take(count) {
+                // SAFETY: code `i < count` spans words
+                // `i*words..(i+1)*words` of `codes`; the mask enables
+                // `words` lanes only.
+                let c = unsafe { _mm512_maskz_loadu_epi64(mask, cp.add(i * words)) };
+                let s0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
+                let s1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
+                let s2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
+                let s3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
+                let s01 = _mm512_add_epi64(s0, _mm512_slli_epi64::<1>(s1));
+                let s23 = _mm512_add_epi64(s2, _mm512_slli_epi64::<1>(s3));
+                let sum = _mm512_add_epi64(s01, _mm512_slli_epi64::<2>(s23));
+                *o = _mm512_reduce_add_epi64(sum) as u32;
+            }
+            return;
+        }
         for (i, o) in out.iter_mut().enumerate().take(count) {
             let mut acc = _mm512_setzero_si512();
             let mut w = 0;

@@ -115,6 +115,17 @@ impl ListQuery {
         &self.planes
     }
 
+    /// [`Estimate::lower`] of each row whose code gave `dots[i]` and
+    /// whose factors are `factors[i]`, into `out` (as many as all three
+    /// hold): the scan's pass over a chunk, written to vectorise.
+    pub fn lower_bounds(&self, dots: &[u32], factors: &[[f32; CODE_FACTORS]], out: &mut [f32]) {
+        for ((o, &d), f) in out.iter_mut().zip(dots).zip(factors) {
+            let inner = self.per_bit * d as f32 + self.per_one * f[ONES] + self.offset;
+            let distance = f[ADD] + self.constant - f[SCALE] * inner;
+            *o = distance - (self.per_error * f[ERROR] + self.per_scale * f[SCALE]);
+        }
+    }
+
     /// The estimate for a row whose code gave `dots` against
     /// [`planes`](ListQuery::planes) and whose factors are `factors`.
     #[inline]
@@ -179,6 +190,9 @@ mod tests {
                 let mut dots = [0u32];
                 distance::bit_dots(c, book.words(), lq.planes(), &mut dots);
                 let e = lq.estimate(dots[0], f);
+                let mut lower = [0.0f32];
+                lq.lower_bounds(&dots, std::slice::from_ref(f), &mut lower);
+                assert_eq!(lower[0], e.lower, "the chunk pass and the estimate agree");
                 let exact = metric.distance(q, v);
                 let bound = e.distance - e.lower;
                 total += 1;
