@@ -32,6 +32,9 @@ pub struct ExplainOptions {
     pub filter: Option<vdb_core::Filter>,
     /// With a filter: most lists searched (as [`SearchOptions::max_probes`]).
     pub max_probes: Option<usize>,
+    /// With codes: the error bound's multiplier (as
+    /// [`SearchOptions::rerank_epsilon`]).
+    pub rerank_epsilon: Option<f32>,
 }
 
 impl ExplainOptions {
@@ -46,6 +49,7 @@ impl ExplainOptions {
             samples: DEFAULT_SAMPLES,
             filter: None,
             max_probes: None,
+            rerank_epsilon: None,
         }
     }
 }
@@ -164,6 +168,7 @@ impl Collection {
             with_payload: opts.with_payload,
             filter: opts.filter.clone(),
             max_probes: opts.max_probes,
+            rerank_epsilon: opts.rerank_epsilon,
             ..SearchOptions::default()
         };
         let params = self.params(&search)?;
@@ -172,6 +177,9 @@ impl Collection {
         let sources = snap.sources_filtered(bound.as_deref());
         let quantizer = snap.quantizer();
         let mut searcher = Searcher::new();
+        if let Some(e) = opts.rerank_epsilon {
+            searcher.set_epsilon(e);
+        }
         let mut trace = SearchTrace::default();
         let found =
             searcher.search_sources(quantizer, &sources, query, params, Some(&mut trace))?;

@@ -22,7 +22,10 @@
 //! largest list is split in two and the smallest dissolved into its
 //! neighbours, rewriting only the rows that change lists (SPFresh's LIRE,
 //! Lance's split and join), until the lists are about as even as right
-//! after training. A change of the configured `nlist` also retrains.
+//! after training. A change of the configured `nlist` or index type also
+//! retrains.
+
+use crate::index::IndexType;
 
 /// Thresholds of automatic retraining. A threshold of 0 disables its rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -295,6 +298,11 @@ pub struct PolicyInput {
     /// Rows a training samples at most (k-means' full sample): trained on
     /// this many, the centroids are not retrained for growth.
     pub full_sample: u64,
+    /// The index type configured.
+    pub index_type: IndexType,
+    /// Segments written for the other index type (with codes when it is
+    /// `ivf_flat`, without when it is `ivf_rabitq`).
+    pub other_index_segments: usize,
 }
 
 /// What to do.
@@ -393,6 +401,12 @@ pub fn plan(p: &RetrainPolicy, s: &PolicyInput) -> Plan {
             s.nlist_now, s.nlist_config
         ));
     }
+    if s.other_index_segments > 0 {
+        return train(format!(
+            "index type is {}, {} segments were written for another",
+            s.index_type, s.other_index_segments
+        ));
+    }
     if p.growth > 0.0
         && s.trained_rows > 0
         && s.trained_rows < s.full_sample
@@ -449,6 +463,8 @@ mod tests {
             new_error: 0.0,
             imbalance: 1.2,
             full_sample: 100_000,
+            index_type: IndexType::IvfFlat,
+            other_index_segments: 0,
         }
     }
 
@@ -484,6 +500,16 @@ mod tests {
                 }
             ),
             Plan::Train { nlist: 20, .. }
+        ));
+        assert!(matches!(
+            plan(
+                &p,
+                &PolicyInput {
+                    other_index_segments: 1,
+                    ..trained()
+                }
+            ),
+            Plan::Train { nlist: 10, .. }
         ));
         assert!(matches!(
             plan(

@@ -146,3 +146,51 @@ fn coded_segments_answer_like_flat_ones_and_survive_a_reopen() {
     assert_eq!(coded.config().index_type, IndexType::IvfRabitq);
     assert_eq!(search(&coded, &queries, 4), before);
 }
+
+/// `alter` changes the index type; the next flush retrains, rewriting
+/// every segment with codes (or without them, going back), and the
+/// answers stay those of the same rows in an unchanged collection.
+#[test]
+fn alter_rewrites_the_segments_for_the_new_index_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine
+        .create_collection("c", config(IndexType::IvfFlat))
+        .unwrap();
+    let rows = common::numbered(&common::clustered(3000, 48, 16, 5));
+    for chunk in rows.chunks(1000) {
+        c.upsert(chunk.to_vec()).unwrap();
+        c.flush().unwrap();
+    }
+    let path = dir.path().join("collections/c");
+    assert!(segments(&path).iter().all(|s| s.codes_seed().is_none()));
+    let queries = common::clustered(40, 48, 16, 6);
+    let exact = search(&c, &queries, 16);
+
+    for (to, coded) in [(IndexType::IvfRabitq, true), (IndexType::IvfFlat, false)] {
+        let changed = c
+            .alter(vdb_engine::Alter {
+                index_type: Some(to),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(changed.index_type, to);
+        let generation = c.stats().generation;
+        c.upsert(rows[..10].to_vec()).unwrap();
+        c.flush().unwrap();
+        assert!(c.stats().generation > generation, "{to}: not retrained");
+        let segs = segments(&path);
+        assert!(!segs.is_empty());
+        for s in &segs {
+            assert_eq!(
+                s.codes_seed().is_some(),
+                coded,
+                "{to}: {}",
+                s.path().display()
+            );
+        }
+        // nprobe = nlist: exact search either way.
+        let got = search(&c, &queries, 16);
+        assert!(overlap(&got, &exact) >= 0.99, "{to}");
+    }
+}

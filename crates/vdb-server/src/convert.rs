@@ -42,6 +42,9 @@ pub fn config_from_pb(c: Option<pb::CollectionConfig>) -> Result<CollectionConfi
         Some(t) => out.target_recall = Some(t),
         None => {}
     }
+    if let Some(t) = c.index_type {
+        out.index_type = t.parse().map_err(|e| invalid("config.index_type", e))?;
+    }
     if let Some(s) = c.sync {
         out.sync = s
             .parse::<SyncMode>()
@@ -118,6 +121,7 @@ pub fn config_to_pb(c: &CollectionConfig) -> pb::CollectionConfig {
         }),
         fields: c.fields.iter().map(field_def_to_pb).collect(),
         target_recall: Some(c.target_recall.unwrap_or(0.0)),
+        index_type: Some(c.index_type.to_string()),
     }
 }
 
@@ -219,6 +223,7 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
                 deleted_skipped: p.deleted_skipped,
                 filtered_out: p.filtered_out,
                 ruled_out: p.ruled_out,
+                reranked: p.reranked,
                 results: p.results,
                 best_distance: p.best_distance,
                 distance_deciles: p.distance_quantiles,
@@ -227,6 +232,7 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
             .collect(),
         coarse_distances: t.coarse_distances,
         fine_distances: t.fine_distances,
+        code_estimates: t.code_estimates,
         rows: e.rows,
         coarse: e
             .lists

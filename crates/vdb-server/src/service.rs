@@ -378,6 +378,12 @@ impl Vdb for VdbService {
             retrain: r.retrain.as_ref().map(retrain_from_pb),
             compaction: r.compaction.as_ref().map(compaction_from_pb),
             target_recall: r.target_recall,
+            index_type: r
+                .index_type
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e: String| invalid("index_type", e))?,
             add_fields: r
                 .add_fields
                 .iter()
@@ -483,6 +489,7 @@ impl Vdb for VdbService {
             with_fields: r.with_fields,
             filter,
             max_probes,
+            rerank_epsilon: r.rerank_epsilon,
         };
         let out = self
             .run(inline, move || {
@@ -528,6 +535,7 @@ impl Vdb for VdbService {
                 .map(|f| filter_from_pb(f, "filter"))
                 .transpose()?,
             max_probes: max_probes_of(r.max_probes)?,
+            rerank_epsilon: r.rerank_epsilon,
         };
         let out = self
             .with_collection(r.collection, move |c| {

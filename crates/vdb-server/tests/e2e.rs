@@ -1377,3 +1377,120 @@ fn a_signal_right_after_the_address_is_printed_stops_it_cleanly() {
         Server::start(dir.path(), &[]).stop();
     }
 }
+
+/// An `ivf_rabitq` collection over the API: created with its index type,
+/// described with it, searched (with a chosen error bound) with results
+/// whose distances are exact, explained with its code estimates, altered
+/// back; bad index types and bounds are refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ivf_rabitq_collection_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut c = server.client().await;
+    let create = |name: &str, index_type: &str| pb::CreateCollectionRequest {
+        name: name.into(),
+        config: Some(pb::CollectionConfig {
+            dim: DIM as u32,
+            nlist: Some(4),
+            nprobe: Some(2),
+            min_rows_per_list: Some(10),
+            flush_rows: Some(100),
+            index_type: Some(index_type.into()),
+            ..Default::default()
+        }),
+        centroids: None,
+    };
+    let e = c
+        .create_collection(create("bad", "hnsw"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("config.index_type"), "{}", e.message());
+    let info = c
+        .create_collection(create("rq", "ivf_rabitq"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        info.config.unwrap().index_type.as_deref(),
+        Some("ivf_rabitq")
+    );
+    c.upsert(pb::UpsertRequest {
+        collection: "rq".into(),
+        rows: (0..400).map(row).collect(),
+    })
+    .await
+    .unwrap();
+    c.flush(pb::MaintenanceRequest {
+        collection: "rq".into(),
+        nlist: None,
+    })
+    .await
+    .unwrap();
+
+    for q in 0..20u64 {
+        let query = vector(10_000 + q);
+        let mut req = search("rq", query.clone(), 10);
+        req.nprobe = Some(4);
+        req.rerank_epsilon = Some(4.0);
+        let got = c.search(req.clone()).await.unwrap().into_inner();
+        req.exact = true;
+        let want = c.search(req).await.unwrap().into_inner();
+        let ids =
+            |r: &pb::SearchResponse| r.results[0].hits.iter().map(|h| h.id).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(&want), "query {q}");
+        for h in &got.results[0].hits {
+            let d: f32 = query
+                .iter()
+                .zip(vector(h.id))
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum();
+            assert!(
+                (h.distance - d).abs() <= 1e-3 * (1.0 + d),
+                "{h:?}: not the exact {d}"
+            );
+        }
+    }
+    let mut bad = search("rq", vector(1), 10);
+    bad.rerank_epsilon = Some(-1.0);
+    let e = c.search(bad).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("rerank_epsilon"), "{}", e.message());
+
+    let explained = c
+        .explain(pb::ExplainRequest {
+            collection: "rq".into(),
+            query: Some(pb::Vector { values: vector(7) }),
+            k: 5,
+            nprobe: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(explained.code_estimates > 0, "{explained:?}");
+    let reranked: u64 = explained.probed.iter().map(|p| p.reranked).sum();
+    assert_eq!(reranked, explained.fine_distances);
+
+    let e = c
+        .alter_collection(pb::AlterCollectionRequest {
+            name: "rq".into(),
+            index_type: Some("pq".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("index_type"), "{}", e.message());
+    let info = c
+        .alter_collection(pb::AlterCollectionRequest {
+            name: "rq".into(),
+            index_type: Some("ivf_flat".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.config.unwrap().index_type.as_deref(), Some("ivf_flat"));
+    server.stop();
+}

@@ -90,6 +90,7 @@ pub fn to_json(collection: &str, k: u32, r: &pb::ExplainResponse) -> Value {
             json!({"list": p.list, "rank": p.rank, "centroid_distance": p.centroid_distance,
                    "size": p.size, "scanned": p.scanned, "deleted_skipped": p.deleted_skipped,
                    "filtered_out": p.filtered_out, "ruled_out": p.ruled_out,
+                   "reranked": p.reranked,
                    "results": p.results, "best_distance": p.best_distance,
                    "deciles": p.distance_deciles, "samples": samples})
         })
@@ -109,6 +110,7 @@ pub fn to_json(collection: &str, k: u32, r: &pb::ExplainResponse) -> Value {
         "collection": collection, "generation": r.generation, "rows": r.rows, "k": k,
         "nlist": r.nlist, "nprobe": r.nprobe, "nprobe_clamped": r.nprobe_clamped,
         "coarse_distances": r.coarse_distances, "fine_distances": r.fine_distances,
+        "code_estimates": r.code_estimates,
         "query": {"x": qx, "y": qy},
         "lists": lists, "probed": probed,
         "hits": r.hits.iter().map(hit_json).collect::<Vec<_>>(),
@@ -218,6 +220,20 @@ pub fn print_text(r: &pb::ExplainResponse) {
     println!("what the probed lists hold (the rows nearest each centroid):");
     for p in &r.probed {
         println!("  list {:>5}: {}", p.list, samples_text(&p.samples));
+    }
+    if r.code_estimates > 0 {
+        // ivf_rabitq: "scanned" above counts codes.
+        println!(
+            "codes: {} distances estimated from 1-bit codes; the bound left {} rows ({:.1} %) for an exact distance (per list: {})",
+            r.code_estimates,
+            r.fine_distances,
+            100.0 * r.fine_distances as f64 / r.code_estimates as f64,
+            r.probed
+                .iter()
+                .map(|p| format!("{}:{}", p.list, p.reranked))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     let total = r.coarse_distances + r.fine_distances;
     println!(

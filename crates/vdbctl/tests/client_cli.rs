@@ -938,3 +938,70 @@ fn the_default_nprobe_follows_the_recall_target() {
         "{fixed}"
     );
 }
+
+#[test]
+fn an_ivf_rabitq_collection_through_the_cli() {
+    let s = Server::start();
+    let base = data("base.fvecs");
+    let query = data("query.fvecs");
+    let e = s.fails(
+        &[
+            "create-collection",
+            "d",
+            "--dim",
+            "64",
+            "--index-type",
+            "lsh",
+        ],
+        2,
+    );
+    assert!(e.contains("index_type"), "{e}");
+    s.ok(&[
+        "create-collection",
+        "d",
+        "--dim",
+        "64",
+        "--nlist",
+        "16",
+        "--nprobe",
+        "4",
+        "--index-type",
+        "ivf_rabitq",
+    ]);
+    s.ok(&["import", "d", &base]);
+    s.ok(&["flush", "d"]);
+    let d = s.ok(&["describe", "d", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(d.trim()).unwrap();
+    assert_eq!(v["index_type"], "ivf_rabitq", "{d}");
+
+    // A base row finds itself first; with every list probed and a wide
+    // bound, the hits are the exact search's.
+    let out = s.ok(&["search", "d", "--file", &base, "--row", "42", "--k", "3"]);
+    assert_eq!(
+        out.lines().nth(1).unwrap().split_whitespace().nth(1),
+        Some("42"),
+        "{out}"
+    );
+    let ids = |extra: &[&str]| {
+        let mut args = vec![
+            "search", "d", "--file", &query, "--row", "1", "--k", "10", "--json",
+        ];
+        args.extend_from_slice(extra);
+        hit_ids(&s.ok(&args))
+    };
+    assert_eq!(
+        ids(&["--nprobe", "16", "--rerank-epsilon", "6"]),
+        ids(&["--exact"])
+    );
+    let out = s.ok(&["explain", "d", "--file", &query, "--row", "1", "--k", "5"]);
+    assert!(
+        out.contains("distances estimated from 1-bit codes"),
+        "{out}"
+    );
+    let e = s.fails(&["search", "d", "--file", &query, "--rerank-epsilon=-2"], 2);
+    assert!(e.contains("rerank_epsilon"), "{e}");
+
+    let out = s.ok(&["alter", "d", "--index-type", "ivf_flat", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["index_type"], "ivf_flat", "{out}");
+}

@@ -31,6 +31,7 @@ use crate::config::{CollectionConfig, check_target_recall};
 use crate::engine::DEFAULT_MEMTABLE_LIMIT;
 use crate::error::{Error, Result};
 use crate::idmap::ShardedIdMap;
+use crate::index::IndexType;
 use crate::manifest::Manifest;
 use crate::memtable::MemBatch;
 use crate::policy::{
@@ -90,6 +91,7 @@ impl Collection {
         c.flush_rows = change.flush_rows.unwrap_or(c.flush_rows);
         c.retrain = change.retrain.unwrap_or(c.retrain);
         c.compaction = change.compaction.unwrap_or(c.compaction);
+        c.index_type = change.index_type.unwrap_or(c.index_type);
         for (i, f) in change.add_fields.into_iter().enumerate() {
             if let Some(old) = c.fields.iter().find(|o| o.name == f.name) {
                 return Err(Error::invalid(
@@ -594,7 +596,7 @@ impl Collection {
         )?;
         let generation = f.manifest.generation + 1;
         let file = self.write_centroid_file(f, generation, &centroids)?;
-        let quantizer = Arc::new(self.config.quantizer(centroids)?);
+        let quantizer = Arc::new(f.manifest.config.quantizer(centroids)?);
         let assignment = quantizer.assign(&vectors)?;
         let (error, imbalance) = assignment_numbers(&assignment, nlist);
         Ok(Trained {
@@ -1117,6 +1119,7 @@ fn segment_stats(inner: &Inner) -> (Vec<SegmentStat>, u64) {
 fn policy_input(inner: &Inner) -> PolicyInput {
     let sizes = list_sizes(inner);
     let m = &inner.manifest;
+    let coded = m.config.index_type == IndexType::IvfRabitq;
     PolicyInput {
         generation: m.generation,
         rows: inner.ids.len() as u64,
@@ -1135,5 +1138,14 @@ fn policy_input(inner: &Inner) -> PolicyInput {
         imbalance: vdb_ivf::imbalance_factor(&sizes),
         full_sample: (KMeansParams::default().max_points_per_centroid as u64)
             .saturating_mul(m.config.nlist as u64),
+        index_type: m.config.index_type,
+        // Read from the segments, not the quantizer (built for the
+        // configuration at open): a change survives a restart before the
+        // rewrite.
+        other_index_segments: inner
+            .segs
+            .iter()
+            .filter(|s| s.reader.codes_seed().is_some() != coded)
+            .count(),
     }
 }

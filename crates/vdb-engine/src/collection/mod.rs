@@ -241,6 +241,11 @@ pub struct SearchOptions {
     /// With a filter: most lists searched when the `nprobe` nearest hold
     /// fewer than `k` matching rows (`None`: every list).
     pub max_probes: Option<usize>,
+    /// In lists with codes (`ivf_rabitq`): the multiplier of the error
+    /// bound that decides which rows get their exact distance, at least 0
+    /// (`None`: 1.9, RaBitQ's ε₀). Larger misses fewer neighbours and
+    /// computes more exact distances; no effect on `ivf_flat`.
+    pub rerank_epsilon: Option<f32>,
 }
 
 impl Default for SearchOptions {
@@ -254,6 +259,7 @@ impl Default for SearchOptions {
             with_fields: false,
             filter: None,
             max_probes: None,
+            rerank_epsilon: None,
         }
     }
 }
@@ -335,6 +341,10 @@ pub struct Alter {
     /// Typed fields to declare (a field, once declared, keeps its name and
     /// type; rows written before have no value for a new one).
     pub add_fields: Vec<vdb_core::FieldDef>,
+    /// How lists are stored and scanned; like an nlist change, the
+    /// collection is retrained (its segments rewritten, with or without
+    /// codes) at the next flush.
+    pub index_type: Option<crate::index::IndexType>,
 }
 
 /// How this node holds a collection.

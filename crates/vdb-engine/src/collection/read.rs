@@ -68,7 +68,7 @@ impl Collection {
         let snap = self.snapshot();
         let bound = opts.filter.as_ref().map(|f| snap.bind(f));
         let sources = snap.sources_filtered(bound.as_deref());
-        let mut searcher = Searcher::new();
+        let mut searcher = searcher_for(&opts);
         let mut out = Vec::with_capacity(queries.len());
         for q in queries {
             let found = searcher.search_sources(&snap.quantizer, &sources, q, params, None)?;
@@ -89,7 +89,7 @@ impl Collection {
         let bound = opts.filter.as_ref().map(|f| snap.bind(f));
         let sources = snap.sources_filtered(bound.as_deref());
         let mut trace = SearchTrace::default();
-        let found = Searcher::new().search_sources(
+        let found = searcher_for(&opts).search_sources(
             &snap.quantizer,
             &sources,
             query,
@@ -112,6 +112,14 @@ impl Collection {
         }
         if opts.max_probes == Some(0) {
             return Err(Error::invalid("max_probes", "must be at least 1"));
+        }
+        if let Some(e) = opts.rerank_epsilon
+            && !(e.is_finite() && e >= 0.0)
+        {
+            return Err(Error::invalid(
+                "rerank_epsilon",
+                format!("{e} must be a finite number of at least 0"),
+            ));
         }
         if let Some(f) = &opts.filter {
             f.check(&self.fields()).map_err(Error::invalid_field)?;
@@ -289,4 +297,14 @@ pub(super) fn read_loc(inner: &Inner, loc: Loc) -> Result<RowRef<'_>> {
             .and_then(|e| e.batch.row(r as usize)),
     };
     row.ok_or_else(|| Error::Internal(format!("the id map points at {loc:?}, which holds no row")))
+}
+
+/// A searcher with the options' error-bound multiplier (validated by
+/// `params`).
+fn searcher_for(opts: &SearchOptions) -> Searcher {
+    let mut s = Searcher::new();
+    if let Some(e) = opts.rerank_epsilon {
+        s.set_epsilon(e);
+    }
+    s
 }

@@ -24,6 +24,11 @@ pub struct CreateArgs {
     /// Inverted lists (default 256).
     #[arg(long)]
     nlist: Option<u32>,
+    /// ivf_flat (every probed row's exact distance; the default) or
+    /// ivf_rabitq (1-bit codes of every row scanned first, exact distances
+    /// only for the rows they cannot rule out).
+    #[arg(long)]
+    index_type: Option<String>,
     /// Default lists probed per search, fixed (default: chosen for
     /// --target-recall).
     #[arg(long, conflicts_with = "target_recall")]
@@ -71,6 +76,10 @@ pub struct AlterArgs {
     /// New nlist (retrains at the next flush).
     #[arg(long)]
     nlist: Option<u32>,
+    /// New index type, ivf_flat or ivf_rabitq (retrains, rewriting the
+    /// segments, at the next flush).
+    #[arg(long)]
+    index_type: Option<String>,
     /// New memtable rows per flush.
     #[arg(long)]
     flush_rows: Option<u64>,
@@ -142,6 +151,7 @@ pub async fn create(c: &mut Client, json: bool, a: &CreateArgs) -> Result<()> {
                 nlist: a.nlist,
                 nprobe: a.nprobe,
                 target_recall: a.target_recall,
+                index_type: a.index_type.clone(),
                 sync: a.sync.clone(),
                 flush_rows: a.flush_rows,
                 fields: field_specs("--field", &a.fields)?,
@@ -220,6 +230,7 @@ pub async fn alter(c: &mut Client, json: bool, a: &AlterArgs) -> Result<()> {
             nlist: a.nlist,
             flush_rows: a.flush_rows,
             target_recall: a.target_recall,
+            index_type: a.index_type.clone(),
             add_fields: field_specs("--add-field", &a.add_fields)?,
             ..Default::default()
         })

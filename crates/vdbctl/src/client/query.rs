@@ -74,6 +74,10 @@ pub struct QueryArgs {
     /// fewer than k matching rows (default: every list).
     #[arg(long)]
     max_probes: Option<u32>,
+    /// ivf_rabitq: the error bound's multiplier that decides which rows
+    /// get their exact distance (default 1.9; larger misses fewer).
+    #[arg(long)]
+    rerank_epsilon: Option<f32>,
 }
 
 impl QueryArgs {
@@ -200,6 +204,7 @@ pub async fn search(c: &mut Client, json: bool, a: &SearchArgs) -> Result<()> {
             filter: q.filter()?,
             max_probes: q.max_probes,
             with_fields: a.with_fields,
+            rerank_epsilon: q.rerank_epsilon,
         })
         .await
         .map_err(server_err)?
@@ -248,6 +253,7 @@ pub async fn explain(c: &mut Client, json: bool, a: &ExplainArgs) -> Result<()> 
             samples: Some(a.samples),
             filter: q.filter()?,
             max_probes: q.max_probes,
+            rerank_epsilon: q.rerank_epsilon,
         })
         .await
         .map_err(server_err)?

@@ -18,6 +18,7 @@ pub fn info_json(i: &pb::CollectionInfo) -> Value {
         "name": i.name,
         "dim": c.dim,
         "metric": pb::Metric::try_from(c.metric).map(|m| m.as_str_name()).unwrap_or("?"),
+        "index_type": c.index_type.as_deref().unwrap_or("ivf_flat"),
         "nlist": c.nlist,
         "nprobe": c.nprobe,
         "target_recall": c.target_recall.filter(|&t| t > 0.0),

@@ -88,7 +88,7 @@ impl Collection {
 
         let generation = f.manifest.generation + 1;
         let file = self.write_centroid_file(f, generation, &centroids)?;
-        let quantizer = std::sync::Arc::new(self.config.quantizer(centroids)?);
+        let quantizer = std::sync::Arc::new(f.manifest.config.quantizer(centroids)?);
         let mut rows: Vec<(ListId, Loc)> = placed.into_iter().map(|(loc, l)| (l, loc)).collect();
         rows.sort_unstable_by_key(|&(l, loc)| (l, loc));
         // Payloads of the segment rows copied (cached files fetch them).
