@@ -3,10 +3,11 @@
 that it reads what the server serves.
 
     spec_reader.py populate --server HOST:PORT
-        writes three collections (l2, ip, cosine) through the server: rows
-        with no payload, an empty payload and bytes; flushed segments and
-        delete files; log records left unflushed (upserts and deletes);
-        then a snapshot of one, restored as a fourth collection
+        writes three collections (l2, ip with RaBitQ codes, cosine) through
+        the server: rows with no payload, an empty payload and bytes;
+        flushed segments and delete files; log records left unflushed
+        (upserts and deletes); then a snapshot of one, restored as a
+        fourth collection
 
     spec_reader.py check --server HOST:PORT --data-dir DIR
         reads every collection under DIR/collections from its files (the
@@ -104,6 +105,8 @@ def read_centroids(path):
     (cen,) = expect_regions(path, regions, [1])
     if len(cen) != 4 * h["nlist"] * h["dim"]:
         raise Corrupt(f"{path}: centroids length")
+    d = h["dim"]
+    h["values"] = [struct.unpack_from(f"<{d}f", cen, 4 * d * i) for i in range(h["nlist"])]
     return h
 
 
@@ -186,6 +189,7 @@ def read_segment(path, dim):
     next_row = 0
     prev_end = 0
     row_vectors = []
+    h["row_lists"] = []
     for l in range(nlist):
         row_start, row_count, vec_offset, reserved = struct.unpack_from("<QQQQ", table, 32 * l)
         if reserved or row_start != next_row or vec_offset % 64 or vec_offset < prev_end:
@@ -196,6 +200,7 @@ def read_segment(path, dim):
         for i in range(row_count):
             at = vec_offset + 4 * dim * i
             row_vectors.append(struct.unpack_from(f"<{dim}f", vectors, at))
+            h["row_lists"].append(l)
         next_row += row_count
         prev_end = end
     if next_row != rows or any(vectors[prev_end:]):
@@ -220,8 +225,7 @@ def read_segment(path, dim):
                 raise Corrupt(f"{path}: row {r} has no payload but bytes")
     by_kind = dict(zip(kinds, parts))
     fields = read_columns(by_kind[8], rows, path) if flags & 4 else [dict() for _ in range(rows)]
-    if flags & 8:
-        read_codes(by_kind[9], rows, dim, path)
+    h["codes"] = read_codes(by_kind[9], rows, dim, path) if flags & 8 else None
     for r in range(rows):
         out.append((id_list[r], row_vectors[r], payloads[r], fields[r]))
     return h, out
@@ -245,6 +249,80 @@ def read_codes(body, rows, dim, path):
         if f[3] != ones:
             raise Corrupt(f"{path}: a code's count of set bits")
     return seed, codes, factors
+
+
+def splitmix64(seed):
+    mask = (1 << 64) - 1
+    state = seed
+    while True:
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        yield z ^ (z >> 31)
+
+
+def rotation(dim, seed):
+    """The codes' rotation of `seed` as docs/format.md defines it, in f32
+    (each f32 operation computed in f64 and rounded once: exact, since a
+    double holds more than twice a float's precision)."""
+    gen = splitmix64(seed)
+    signs = []
+    for i in range(4 * dim):
+        if i % 64 == 0:
+            bits = next(gen)
+        signs.append(-1.0 if bits >> (i % 64) & 1 else 1.0)
+    p = 1 << (dim.bit_length() - 1)
+    scale = f32(1.0 / f32(math.sqrt(p)))
+
+    def rotate(x):
+        out = [f32(v) for v in x]
+        for rnd in range(4):
+            out = [v * s for v, s in zip(out, signs[rnd * dim:(rnd + 1) * dim])]
+            start = 0 if rnd % 2 == 0 else dim - p
+            w = out[start:start + p]
+            span = 1
+            while span < p:
+                for b in range(0, p, 2 * span):
+                    for i in range(b, b + span):
+                        x, y = w[i], w[i + span]
+                        w[i], w[i + span] = f32(x + y), f32(x - y)
+                span *= 2
+            out[start:start + p] = [f32(v * scale) for v in w]
+        return out
+    return rotate
+
+
+def check_codes(path, h, rows, centroids, metric):
+    """Recomputes every row's code and factors from its vector and its
+    list's centroid with the format's arithmetic; compares bit for bit."""
+    seed, codes, factors = h["codes"]
+    dim = h["dim"]
+    rotate = rotation(dim, seed)
+    rotated = [rotate(c) for c in centroids]
+    for r, ((_, vec, _, _), code, got) in enumerate(zip(rows, codes, factors)):
+        c = rotated[h["row_lists"][r]]
+        v = rotate(vec)
+        u = [a - b for a, b in zip(v, c)]
+        r2 = sum(x * x for x in u)
+        abs_sum = sum(abs(x) for x in u)
+        u_dot_c = sum(x * y for x, y in zip(u, c))
+        words = [0] * len(code)
+        for j, x in enumerate(u):
+            if x > 0:
+                words[j // 64] |= 1 << (j % 64)
+        ones = sum(bin(w).count("1") for w in words)
+        add = r2 if metric == "l2" else -u_dot_c
+        rr = math.sqrt(r2)
+        if rr == 0:
+            want = (add, 0.0, 0.0, ones)
+        else:
+            ip = min(max(abs_sum / (rr * math.sqrt(dim)), 2.2250738585072014e-308), 1.0)
+            scale = (2.0 if metric == "l2" else 1.0) * rr / ip
+            want = (add, scale, scale * math.sqrt(max(1.0 - ip * ip, 0.0)), ones)
+        if tuple(words) != tuple(code) or tuple(f32(x) for x in want) != tuple(got):
+            raise Corrupt(f"{path}: row {r}: code {code} {got}, the format gives {words} {want}")
+    return len(rows)
 
 
 def read_deletes(path):
@@ -434,11 +512,16 @@ def visible_rows(cdir):
     return m, rows_of(m, cdir, os.path.join(cdir, "wal"))
 
 
+# Rows whose codes check_codes recomputed (reported by `check`).
+CODES_CHECKED = [0]
+
+
 def rows_of(m, files_dir, wal_dir):
     """The visible rows of manifest `m` whose files are in `files_dir`,
     with the log in `wal_dir` (None: no log)."""
     cdir = files_dir
     dim = int(m["dim"])
+    c = None
     if m["centroids"] != "-":
         c = read_centroids(os.path.join(cdir, m["centroids"]))
         if c["dim"] != dim or c["generation"] != int(m["generation"]):
@@ -456,6 +539,13 @@ def rows_of(m, files_dir, wal_dir):
             trained = int(m["trained_generation"] or m["generation"])
             if not trained <= h["generation"] <= int(m["generation"]):
                 raise Corrupt(f"{name}: generation")
+            if h["codes"] is not None:
+                if c is None:
+                    raise Corrupt(f"{name}: codes in an untrained collection")
+                # Codes are made with the centroids of the segment's
+                # generation: the current file's for the current generation.
+                if h["generation"] == int(m["generation"]):
+                    CODES_CHECKED[0] += check_codes(path, h, rows, c["values"], m["metric"])
             for rid, vec, p, fields in rows:  # row order: a later row wins
                 live[rid] = (vec, p, fields)
     if wal_dir is None:
@@ -543,9 +633,11 @@ def populate(server):
         fields = [pb.FieldSpec(name=n, type=t) for n, t in
                   [("album", "keyword"), ("year", "int"), ("score", "float"), ("ok", "bool"), ("tags", "keywords")]] \
             if name == "spec_l2" else []
+        # spec_ip keeps RaBitQ codes in its segments (format 1.3).
+        index_type = "ivf_rabitq" if name == "spec_ip" else "ivf_flat"
         stub.CreateCollection(pb.CreateCollectionRequest(
             name=name, config=pb.CollectionConfig(dim=dim, metric=metric, nlist=4, min_rows_per_list=5,
-                                                  fields=fields)))
+                                                  fields=fields, index_type=index_type)))
 
         def row(i, version):
             r = pb.Row(id=i, vector=[math.sin(i * 0.7 + k + version) * (1 + i % 3) for k in range(dim)])
@@ -667,8 +759,11 @@ def check(server, data_dir):
             sys.exit(f"snapshot {snap}: {len(live)} rows differ from {keys['collection']}'s {len(now)}")
         print(f"snapshot {snap} of {keys['collection']}: {len(files)} files, {len(live)} rows, "
               f"read from the repository as specified, equal to the collection's")
+    if not CODES_CHECKED[0]:
+        sys.exit("no segment with codes was checked (spec_ip is an ivf_rabitq collection)")
     print(f"spec reader: {total} rows in {len(names)} collections read from the files as docs/format.md "
-          f"specifies them, all equal to what the server returns; {len(snaps)} snapshot(s) read")
+          f"specifies them, all equal to what the server returns; {len(snaps)} snapshot(s) read; "
+          f"{CODES_CHECKED[0]} rows' RaBitQ codes recomputed from the format's rotation, bit for bit")
 
 
 def main():
