@@ -459,6 +459,22 @@ struct Coded<'a> {
     first_row: usize,
 }
 
+impl Coded<'_> {
+    /// The exact distance of the list's row `i` (row `row` of its
+    /// source, id `id`), offered to `top`; `None` if the list's vectors
+    /// do not hold it (storage validated them).
+    #[inline]
+    fn rerank(&self, i: usize, id: u64, row: usize, top: &mut TopK) -> Option<f32> {
+        let dim = self.query.len();
+        let vector = self.vectors.get(i * dim..(i + 1) * dim)?;
+        let exact = self.metric.distance(self.query, vector);
+        if exact <= top.threshold() {
+            top.push(VectorId(id), exact, RowAddr::new(self.source, row));
+        }
+        Some(exact)
+    }
+}
+
 /// The work [`scan_coded`] did.
 struct CodedWork {
     estimated: u64,
@@ -477,7 +493,6 @@ fn scan_coded(
     (dots, lowers): (&mut Vec<u32>, &mut Vec<f32>),
     mut seen: Option<&mut Vec<f32>>,
 ) -> CodedWork {
-    let dim = list.query.len();
     let words = list.codes.words;
     let mut work = CodedWork {
         estimated: 0,
@@ -514,14 +529,8 @@ fn scan_coded(
                 if bound > top.threshold() || list.deleted.is_some_and(|d| d.contains(row + i)) {
                     continue;
                 }
-                let at = (c * SCAN_CHUNK + i) * dim;
-                let Some(vector) = list.vectors.get(at..at + dim) else {
-                    continue;
-                };
-                let exact = list.metric.distance(list.query, vector);
-                work.reranked += 1;
-                if exact <= top.threshold() {
-                    top.push(VectorId(id), exact, RowAddr::new(list.source, row + i));
+                if list.rerank(c * SCAN_CHUNK + i, id, row + i, top).is_some() {
+                    work.reranked += 1;
                 }
             }
             row += n;
@@ -540,17 +549,11 @@ fn scan_coded(
                 }
                 continue;
             }
-            let at = (c * SCAN_CHUNK + i) * dim;
-            let Some(vector) = list.vectors.get(at..at + dim) else {
-                continue;
-            };
-            let exact = list.metric.distance(list.query, vector);
-            work.reranked += 1;
-            if let Some(seen) = seen.as_deref_mut() {
-                seen.push(exact);
-            }
-            if exact <= top.threshold() {
-                top.push(VectorId(id), exact, RowAddr::new(list.source, row + i));
+            if let Some(exact) = list.rerank(c * SCAN_CHUNK + i, id, row + i, top) {
+                work.reranked += 1;
+                if let Some(seen) = seen.as_deref_mut() {
+                    seen.push(exact);
+                }
             }
         }
         row += ichunk.len();
