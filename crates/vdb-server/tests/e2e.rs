@@ -151,7 +151,10 @@ async fn every_rpc_works_and_a_restart_keeps_the_data() {
         .await
         .unwrap()
         .into_inner();
-    assert!(r.changed);
+    // The 300 rows passed the first training's threshold (4 lists × 10
+    // rows), so a background flush may have trained already and left this
+    // one nothing to do: `changed` can be either; trained it is.
+    let _ = r.changed;
     assert!(r.info.unwrap().stats.unwrap().generation >= 1);
     for id in [0u64, 42, 299] {
         let mut req = search("images", vector(id), 3);
