@@ -63,6 +63,11 @@ pub trait InvertedLists: Send + Sync {
 /// (`vdb_ivf::rabitq` defines them).
 pub const CODE_FACTORS: usize = 4;
 
+/// `u64` words of one row's code: one bit a dimension.
+pub fn code_words(dim: usize) -> usize {
+    dim.div_ceil(64)
+}
+
 /// The codes of one list's rows (see [`InvertedLists::list_codes`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ListCodes<'a> {

@@ -20,7 +20,9 @@ pub use error::{Error, Result};
 pub use fields::{FieldDef, FieldError, FieldType, FieldValues, Value};
 pub use filter::{Filter, RowFilter};
 pub use ids::{Generation, ListId, Lsn, SegmentId, VectorId};
-pub use invlists::{CODE_FACTORS, Hold, HoldError, InvertedLists, ListCodes, VecInvertedLists};
+pub use invlists::{
+    CODE_FACTORS, Hold, HoldError, InvertedLists, ListCodes, VecInvertedLists, code_words,
+};
 pub use metric::Metric;
 pub use rowset::RowSet;
 pub use topk::{Neighbor, RowAddr, TopK};

@@ -4,7 +4,7 @@
 //! returned instead.
 
 use vdb_core::{ListId, Neighbor};
-use vdb_ivf::{SearchTrace, Searcher, list_members_near_centroid};
+use vdb_ivf::{SearchTrace, list_members_near_centroid};
 
 use crate::collection::Collection;
 use crate::error::{Error, Result};
@@ -176,10 +176,7 @@ impl Collection {
         let bound = opts.filter.as_ref().map(|f| snap.bind(f));
         let sources = snap.sources_filtered(bound.as_deref());
         let quantizer = snap.quantizer();
-        let mut searcher = Searcher::new();
-        if let Some(e) = opts.rerank_epsilon {
-            searcher.set_epsilon(e);
-        }
+        let mut searcher = search.searcher();
         let mut trace = SearchTrace::default();
         let found =
             searcher.search_sources(quantizer, &sources, query, params, Some(&mut trace))?;

@@ -262,6 +262,9 @@ impl Searcher {
             let mut filtered = 0u64;
             let mut ruled_out = 0u64;
             let mut reranked = 0u64;
+            // Of `scanned`, the rows estimated from codes (the others got
+            // exact distances: memtable batches, segments without codes).
+            let mut estimated = 0u64;
             let mut list_query_ready = false;
             seen.clear();
             for (s, source) in sources.iter().enumerate() {
@@ -343,6 +346,7 @@ impl Searcher {
                         trace.is_some().then_some(&mut seen),
                     );
                     scanned += work.estimated;
+                    estimated += work.estimated;
                     skipped += work.skipped;
                     reranked += work.reranked;
                     continue;
@@ -402,12 +406,8 @@ impl Searcher {
                 }
             }
             if let Some(t) = trace.as_deref_mut() {
-                if list_query_ready {
-                    t.code_estimates += scanned;
-                    t.fine_distances += reranked;
-                } else {
-                    t.fine_distances += scanned;
-                }
+                t.code_estimates += estimated;
+                t.fine_distances += scanned - estimated + reranked;
                 seen.sort_unstable_by(f32::total_cmp);
                 t.probed.push(ProbedList {
                     list,
@@ -483,7 +483,7 @@ struct CodedWork {
 }
 
 /// Scans a coded list: a chunk's codes against the query's bit planes in
-/// one kernel call, then, row by row, the estimate; a row whose lower
+/// one kernel call, then the chunk's lower bounds; a row whose lower
 /// bound can still beat the current k-th distance gets its exact distance
 /// from its vector and is offered to `top`. With `seen`, every visible
 /// row's distance goes there (the estimate for a row not reranked).
@@ -517,36 +517,24 @@ fn scan_coded(
         let n = ichunk.len();
         let out = &mut dots[..n];
         vdb_core::distance::bit_dots(cchunk, words, list.list_query.planes(), out);
-        if seen.is_none() {
-            // Without a trace: every lower bound of the chunk in one
-            // branch-free pass, then only the rows it lets through.
-            let hidden = list.deleted.map_or(0, |d| d.count_in(row..row + n));
-            work.skipped += hidden as u64;
-            work.estimated += (n - hidden) as u64;
-            let lower = &mut lowers[..n];
-            list.list_query.lower_bounds(out, fchunk, lower);
-            for (i, (&id, &bound)) in ichunk.iter().zip(lower.iter()).enumerate() {
-                if bound > top.threshold() || list.deleted.is_some_and(|d| d.contains(row + i)) {
-                    continue;
+        let hidden = list.deleted.map_or(0, |d| d.count_in(row..row + n));
+        work.skipped += hidden as u64;
+        work.estimated += (n - hidden) as u64;
+        // Every lower bound of the chunk in one branch-free pass, then
+        // only the rows it lets through.
+        let lower = &mut lowers[..n];
+        list.list_query.lower_bounds(out, fchunk, lower);
+        for (i, (&id, &bound)) in ichunk.iter().zip(lower.iter()).enumerate() {
+            let hidden = |i: usize| list.deleted.is_some_and(|d| d.contains(row + i));
+            if bound > top.threshold() {
+                if let Some(seen) = seen.as_deref_mut()
+                    && !hidden(i)
+                {
+                    seen.push(list.list_query.estimate(out[i], &fchunk[i]).distance);
                 }
-                if list.rerank(c * SCAN_CHUNK + i, id, row + i, top).is_some() {
-                    work.reranked += 1;
-                }
-            }
-            row += n;
-            continue;
-        }
-        for (i, ((&id, factors), &d)) in ichunk.iter().zip(fchunk).zip(out.iter()).enumerate() {
-            if list.deleted.is_some_and(|del| del.contains(row + i)) {
-                work.skipped += 1;
                 continue;
             }
-            work.estimated += 1;
-            let estimate = list.list_query.estimate(d, factors);
-            if estimate.lower > top.threshold() {
-                if let Some(seen) = seen.as_deref_mut() {
-                    seen.push(estimate.distance);
-                }
+            if hidden(i) {
                 continue;
             }
             if let Some(exact) = list.rerank(c * SCAN_CHUNK + i, id, row + i, top) {
@@ -1266,6 +1254,32 @@ mod tests {
             reranked * 3 < estimated,
             "{reranked} of {estimated} rows reranked"
         );
+    }
+
+    /// A list searched in a coded segment and in a source without codes
+    /// (a memtable batch): the trace counts the first's rows as
+    /// estimates and the second's as exact distances.
+    #[test]
+    fn traces_tell_estimates_from_exact_distances_per_source() {
+        let dim = 16;
+        let data = random(600, dim, 8, Metric::L2);
+        let (q, lists) = build(&data, dim, 4, Metric::L2);
+        let q = q.with_codes(3);
+        let coded = rabitq::CodedLists::new(lists.clone(), q.codebook().unwrap());
+        let mut trace = SearchTrace::default();
+        Searcher::new()
+            .search(
+                &q,
+                &[&coded, &lists],
+                &data[..dim],
+                SearchParams::new(10, 2),
+                Some(&mut trace),
+            )
+            .unwrap();
+        let rows: u64 = trace.probed.iter().map(|p| p.size).sum::<u64>() / 2;
+        let reranked: u64 = trace.probed.iter().map(|p| p.reranked).sum();
+        assert_eq!(trace.code_estimates, rows);
+        assert_eq!(trace.fine_distances, rows + reranked);
     }
 
     #[test]

@@ -138,6 +138,20 @@ mod x86 {
         super::super::bits::generic(codes, words, planes, out)
     }
 
+    /// Per lane, `Σ_p 2^p · popcount(c ∧ planes[p])`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    fn weighted_counts(c: __m512i, planes: [__m512i; 4]) -> __m512i {
+        let [p0, p1, p2, p3] = planes;
+        let p0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
+        let p1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
+        let p2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
+        let p3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
+        let p01 = _mm512_add_epi64(p0, _mm512_slli_epi64::<1>(p1));
+        let p23 = _mm512_add_epi64(p2, _mm512_slli_epi64::<1>(p3));
+        _mm512_add_epi64(p01, _mm512_slli_epi64::<2>(p23))
+    }
+
     /// One code per iteration: its words eight at a time in one register
     /// (the last group masked), ANDed with each plane, counted per lane,
     /// weighted by the plane's bit and summed.
@@ -177,14 +191,7 @@ mod x86 {
                 // `i*words..(i+1)*words` of `codes`; the mask enables
                 // `words` lanes only.
                 let c = unsafe { _mm512_maskz_loadu_epi64(mask, cp.add(i * words)) };
-                let s0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
-                let s1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
-                let s2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
-                let s3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
-                let s01 = _mm512_add_epi64(s0, _mm512_slli_epi64::<1>(s1));
-                let s23 = _mm512_add_epi64(s2, _mm512_slli_epi64::<1>(s3));
-                let sum = _mm512_add_epi64(s01, _mm512_slli_epi64::<2>(s23));
-                *o = _mm512_reduce_add_epi64(sum) as u32;
+                *o = _mm512_reduce_add_epi64(weighted_counts(c, [p0, p1, p2, p3])) as u32;
             }
             return;
         }
@@ -208,13 +215,7 @@ mod x86 {
                         _mm512_maskz_loadu_epi64(mask, pp.add(3 * words + w)),
                     )
                 };
-                let s0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
-                let s1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
-                let s2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
-                let s3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
-                let s01 = _mm512_add_epi64(s0, _mm512_slli_epi64::<1>(s1));
-                let s23 = _mm512_add_epi64(s2, _mm512_slli_epi64::<1>(s3));
-                acc = _mm512_add_epi64(acc, _mm512_add_epi64(s01, _mm512_slli_epi64::<2>(s23)));
+                acc = _mm512_add_epi64(acc, weighted_counts(c, [p0, p1, p2, p3]));
                 w += lanes;
             }
             *o = _mm512_reduce_add_epi64(acc) as u32;

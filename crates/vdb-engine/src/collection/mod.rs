@@ -248,6 +248,18 @@ pub struct SearchOptions {
     pub rerank_epsilon: Option<f32>,
 }
 
+impl SearchOptions {
+    /// A searcher with these options' error-bound multiplier (validated
+    /// by `Collection::params`).
+    pub(crate) fn searcher(&self) -> vdb_ivf::Searcher {
+        let mut s = vdb_ivf::Searcher::new();
+        if let Some(e) = self.rerank_epsilon {
+            s.set_epsilon(e);
+        }
+        s
+    }
+}
+
 impl Default for SearchOptions {
     /// 10 results at the collection's nprobe, ids and distances only.
     fn default() -> Self {

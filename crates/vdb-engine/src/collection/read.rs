@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use vdb_core::{Hold, ListId, Neighbor, RowAddr};
 use vdb_format::SegmentReader;
-use vdb_ivf::{SearchParams, SearchTrace, Searcher};
+use vdb_ivf::{SearchParams, SearchTrace};
 
 use super::{
     Collection, CollectionStats, Inner, Loc, SearchOptions, Snapshot, memtable_bytes, memtable_rows,
@@ -68,7 +68,7 @@ impl Collection {
         let snap = self.snapshot();
         let bound = opts.filter.as_ref().map(|f| snap.bind(f));
         let sources = snap.sources_filtered(bound.as_deref());
-        let mut searcher = searcher_for(&opts);
+        let mut searcher = opts.searcher();
         let mut out = Vec::with_capacity(queries.len());
         for q in queries {
             let found = searcher.search_sources(&snap.quantizer, &sources, q, params, None)?;
@@ -89,7 +89,7 @@ impl Collection {
         let bound = opts.filter.as_ref().map(|f| snap.bind(f));
         let sources = snap.sources_filtered(bound.as_deref());
         let mut trace = SearchTrace::default();
-        let found = searcher_for(&opts).search_sources(
+        let found = opts.searcher().search_sources(
             &snap.quantizer,
             &sources,
             query,
@@ -297,14 +297,4 @@ pub(super) fn read_loc(inner: &Inner, loc: Loc) -> Result<RowRef<'_>> {
             .and_then(|e| e.batch.row(r as usize)),
     };
     row.ok_or_else(|| Error::Internal(format!("the id map points at {loc:?}, which holds no row")))
-}
-
-/// A searcher with the options' error-bound multiplier (validated by
-/// `params`).
-fn searcher_for(opts: &SearchOptions) -> Searcher {
-    let mut s = Searcher::new();
-    if let Some(e) = opts.rerank_epsilon {
-        s.set_epsilon(e);
-    }
-    s
 }

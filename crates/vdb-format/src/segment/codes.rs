@@ -19,11 +19,6 @@ pub(crate) const HEADER: usize = 64;
 /// Bytes of one row's factors.
 pub(crate) const FACTOR_BYTES: usize = 4 * CODE_FACTORS;
 
-/// `u64` words of one code of a `dim`-dimensional vector.
-pub(crate) fn words(dim: usize) -> usize {
-    dim.div_ceil(64)
-}
-
 /// The region's length for `rows` codes of `words` words, if it fits.
 pub(crate) fn region_len(rows: usize, words: usize) -> Option<u64> {
     let per_row = words.checked_mul(8)?.checked_add(FACTOR_BYTES)?;

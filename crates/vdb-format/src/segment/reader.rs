@@ -253,14 +253,14 @@ impl SegmentReader {
                 let (seed, words) = codes::parse_header(data).map_err(|(at, reason)| {
                     Error::corrupt(path, r.name(), r.offset + at as u64, reason)
                 })?;
-                if words != codes::words(dim) {
+                if words != vdb_core::code_words(dim) {
                     return Err(Error::corrupt(
                         path,
                         r.name(),
                         r.offset + 8,
                         format!(
                             "{words} words a code, expected {} for dim {dim}",
-                            codes::words(dim)
+                            vdb_core::code_words(dim)
                         ),
                     ));
                 }

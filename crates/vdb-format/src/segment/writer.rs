@@ -191,7 +191,7 @@ impl SegmentWriter {
             fields: fields.map(ColumnsBuilder::new),
             codes: codes_seed.map(|seed| CodesBuf {
                 seed,
-                words: codes::words(meta.dim),
+                words: vdb_core::code_words(meta.dim),
                 codes: Vec::new(),
                 factors: Vec::new(),
             }),

@@ -35,6 +35,7 @@ mod rotation;
 pub use query::{Estimate, ListQuery};
 pub use rotation::{ROUNDS, Rotation};
 
+pub use vdb_core::code_words;
 use vdb_core::{CODE_FACTORS, InvertedLists, ListCodes, ListId, Metric};
 
 use crate::quantizer::CoarseQuantizer;
@@ -51,11 +52,6 @@ pub const ONES: usize = 3;
 /// The error bound's multiplier when a search does not choose one: the
 /// RaBitQ paper's ε₀.
 pub const DEFAULT_EPSILON: f32 = 1.9;
-
-/// `u64` words of one code.
-pub fn code_words(dim: usize) -> usize {
-    dim.div_ceil(64)
-}
 
 /// What codes depend on besides the row: the rotation and the centroids
 /// in rotated space. Part of a generation's trained state.
