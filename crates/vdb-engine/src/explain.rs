@@ -99,7 +99,8 @@ pub struct ExactComparison {
     /// exact neighbours live in.
     pub min_nprobe: usize,
     /// Example members of each unprobed list that holds a missed
-    /// neighbour (list number, members nearest its centroid), by coarse
+    /// neighbour (a neighbour missed in a probed list — its code estimate
+    /// ruled it out — has none) (list number, members nearest its centroid), by coarse
     /// rank: what the skipped clusters hold.
     pub missed_lists: Vec<(u32, Vec<Sample>)>,
 }
@@ -230,8 +231,15 @@ impl Collection {
                 nprobe: quantizer.nlist(),
                 max_probes: None,
             };
+            // Every row's exact distance, codes or not: the true top-k.
             let mut t = SearchTrace::default();
-            let found = searcher.search_sources(quantizer, &sources, query, all, Some(&mut t))?;
+            let found = vdb_ivf::Searcher::exact().search_sources(
+                quantizer,
+                &sources,
+                query,
+                all,
+                Some(&mut t),
+            )?;
             let exact = traced(snap.hits(found, &search)?, &t.result_lists, &ranks);
             let returned: std::collections::HashSet<u64> = hits.iter().map(|h| h.hit.id).collect();
             let missed: Vec<TracedHit> = exact
@@ -244,7 +252,15 @@ impl Collection {
                 .map(|h| h.list_rank as usize + 1)
                 .max()
                 .unwrap_or(0);
-            let mut lists: Vec<(u32, u32)> = missed.iter().map(|h| (h.list_rank, h.list)).collect();
+            // A neighbour missed in a probed list (with codes: its
+            // estimate ruled it out) is not in an unprobed list to show.
+            let probed: std::collections::HashSet<u32> =
+                trace.probed.iter().map(|p| p.list.0).collect();
+            let mut lists: Vec<(u32, u32)> = missed
+                .iter()
+                .filter(|h| !probed.contains(&h.list))
+                .map(|h| (h.list_rank, h.list))
+                .collect();
             lists.sort_unstable();
             lists.dedup();
             let missed_lists = lists

@@ -60,7 +60,9 @@ pub struct TunePoint {
     pub mean_ms: f64,
     /// See `mean_ms`.
     pub p99_ms: f64,
-    /// Mean rows whose distance was computed per query (coarse + fine).
+    /// Mean distances computed per query (coarse + fine); in lists with
+    /// codes, exact distances only (the rows the codes' bound let
+    /// through), not the codes' estimates.
     pub distances_per_query: f64,
 }
 
@@ -326,7 +328,8 @@ impl Collection {
             .collect();
         let exact: Vec<(Vec<u64>, Vec<u64>)> = queries
             .par_iter()
-            .map_init(Searcher::new, |searcher, (id, v)| {
+            // Exact: with codes too, every row's exact distance.
+            .map_init(Searcher::exact, |searcher, (id, v)| {
                 let all = SearchParams {
                     k: k + 1,
                     nprobe: nlist,
@@ -370,9 +373,11 @@ impl Collection {
                 let got = without_self(*id, found);
                 found_total += got.iter().filter(|x| truth.contains(x)).count();
                 wanted_total += truth.len();
-                distances += if bound.is_some() {
+                distances += if bound.is_some() || q.codebook().is_some() {
                     // How far a filtered search probes depends on the
-                    // rows that pass: ask the search (untimed).
+                    // rows that pass, and how many rows get an exact
+                    // distance in coded lists on their estimates: ask the
+                    // search (untimed).
                     let mut trace = vdb_ivf::SearchTrace::default();
                     searcher.search_sources(q, &sources, v, params, Some(&mut trace))?;
                     trace.total_distances()

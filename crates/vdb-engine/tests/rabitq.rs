@@ -194,3 +194,84 @@ fn alter_rewrites_the_segments_for_the_new_index_type() {
         assert!(overlap(&got, &exact) >= 0.99, "{to}");
     }
 }
+
+/// The searches that stand for ground truth — exact search, explain's
+/// exact comparison, tune's reference — give every row its exact
+/// distance even in a coded collection, so with a bound tight enough to
+/// rule true neighbours out (ε 0), the approximate search misses some
+/// and explain places every miss in a probed list.
+#[test]
+fn ground_truth_ignores_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine
+        .create_collection("coded", config(IndexType::IvfRabitq))
+        .unwrap();
+    let vectors = common::clustered(3000, 48, 16, 5);
+    for chunk in common::numbered(&vectors).chunks(1000) {
+        c.upsert(chunk.to_vec()).unwrap();
+        c.flush().unwrap();
+    }
+    let queries = common::clustered(40, 48, 16, 6);
+    let truth = |q: &[f32]| -> Vec<u64> {
+        let mut d: Vec<(f32, u64)> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (vdb_core::Metric::L2.distance(q, v), i as u64))
+            .collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        d.into_iter().take(10).map(|(_, id)| id).collect()
+    };
+    let tight = |nprobe| SearchOptions {
+        k: 10,
+        nprobe: Some(nprobe),
+        rerank_epsilon: Some(0.0),
+        ..Default::default()
+    };
+    let ids = |hits: Vec<vdb_engine::Hit>| hits.into_iter().map(|h| h.id).collect::<Vec<_>>();
+    let mut missed_in_probed = 0;
+    for q in &queries {
+        let want = truth(q);
+        // Exact search: every row's exact distance, whatever the bound.
+        let exact = c
+            .search(std::slice::from_ref(q), tight(usize::MAX))
+            .unwrap();
+        assert_eq!(ids(exact.into_iter().next().unwrap()), want);
+        // Explain at every list with ε 0: the comparison is the truth,
+        // and what the search missed was in lists it probed.
+        let e = c
+            .explain(
+                q,
+                vdb_engine::ExplainOptions {
+                    nprobe: Some(16),
+                    exact: true,
+                    samples: 0,
+                    rerank_epsilon: Some(0.0),
+                    ..vdb_engine::ExplainOptions::new(10)
+                },
+            )
+            .unwrap();
+        let x = e.exact.unwrap();
+        assert_eq!(x.hits.iter().map(|h| h.hit.id).collect::<Vec<_>>(), want);
+        assert!(x.missed_lists.is_empty(), "every list was probed");
+        missed_in_probed += x.missed.len();
+    }
+    assert!(
+        missed_in_probed > 0,
+        "ε 0 ruled no true neighbour out: the test shows nothing"
+    );
+    // Tune's reference is exact too: at nprobe = nlist the default bound
+    // loses at most a few neighbours, never all the codes would.
+    let report = c
+        .tune(&vdb_engine::TuneOptions {
+            nprobes: vec![16],
+            ..vdb_engine::TuneOptions::new(0.9)
+        })
+        .unwrap();
+    let all = &report.points[0];
+    assert!(all.recall >= 0.95 && all.recall <= 1.0, "{all:?}");
+    assert!(
+        all.distances_per_query < (16 + 3000) as f64 / 2.0,
+        "distances per query count the codes' estimates: {all:?}"
+    );
+}

@@ -107,6 +107,9 @@ pub struct Searcher {
     dots: Vec<u32>,
     lowers: Vec<f32>,
     epsilon: f32,
+    /// Whether lists with codes are scanned by them; `false` scans every
+    /// list's full vectors.
+    use_codes: bool,
 }
 
 impl Default for Searcher {
@@ -130,6 +133,17 @@ impl Searcher {
             dots: vec![0; SCAN_CHUNK],
             lowers: vec![0.0; SCAN_CHUNK],
             epsilon: rabitq::DEFAULT_EPSILON,
+            use_codes: true,
+        }
+    }
+
+    /// A searcher that ignores codes: every probed row gets its exact
+    /// distance, as in a list without codes. What an exhaustive search
+    /// (nprobe = nlist) that must return the true neighbours uses.
+    pub fn exact() -> Searcher {
+        Searcher {
+            use_codes: false,
+            ..Searcher::new()
         }
     }
 
@@ -225,7 +239,7 @@ impl Searcher {
         self.top.reset(params.k);
         self.distances.resize(SCAN_CHUNK, 0.0);
         let metric = quantizer.metric();
-        let codebook = quantizer.codebook();
+        let codebook = quantizer.codebook().filter(|_| self.use_codes);
         if let Some(book) = codebook {
             self.rotated.resize(dim, 0.0);
             book.rotation().apply(&self.query, &mut self.rotated);
@@ -1212,6 +1226,13 @@ mod tests {
                 // Without a trace the scan takes its branch-free pass.
                 let untraced = s.search(&coded_q, &[&coded], query, params, None).unwrap();
                 prop_assert_eq!(&untraced, &want);
+                // A searcher that ignores codes is exact at any bound.
+                let mut exact = Searcher::exact();
+                exact.set_epsilon(0.0);
+                let mut t = SearchTrace::default();
+                let e = exact.search(&coded_q, &[&coded], query, params, Some(&mut t)).unwrap();
+                prop_assert_eq!(&e, &want);
+                prop_assert_eq!(t.code_estimates, 0);
                 let scanned: u64 = trace.probed.iter().map(|p| p.scanned).sum();
                 let reranked: u64 = trace.probed.iter().map(|p| p.reranked).sum();
                 prop_assert_eq!(trace.code_estimates, scanned);

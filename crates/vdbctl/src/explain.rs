@@ -266,9 +266,37 @@ pub fn print_text(r: &pb::ExplainResponse) {
             found as f64 / x.hits.len().max(1) as f64
         );
         for m in &x.missed {
+            if r.probed.iter().any(|p| p.list == m.list) {
+                println!(
+                    "  missed id {} (distance {:.5}): it is in probed list {}, coarse rank {} — its code estimate's bound ruled it out (a larger --rerank-epsilon lets more through)",
+                    m.id, m.distance, m.list, m.list_rank
+                );
+            } else {
+                println!(
+                    "  missed id {} (distance {:.5}): it is in list {}, coarse rank {} — not among the {} probed",
+                    m.id, m.distance, m.list, m.list_rank, r.nprobe
+                );
+            }
+        }
+        if r.code_estimates > 0 {
+            // Per probed list: true neighbours in it, and how many the
+            // codes' bound let through to an exact distance.
+            let per_list: Vec<String> = r
+                .probed
+                .iter()
+                .filter_map(|p| {
+                    let truth = x.hits.iter().filter(|h| h.list == p.list).count();
+                    let lost = x.missed.iter().filter(|h| h.list == p.list).count();
+                    (truth > 0).then(|| format!("{}:{}/{truth}", p.list, truth - lost))
+                })
+                .collect();
             println!(
-                "  missed id {} (distance {:.5}): it is in list {}, coarse rank {} — not among the {} probed",
-                m.id, m.distance, m.list, m.list_rank, r.nprobe
+                "  true neighbours the bound let through, per probed list (list:through/in it): {}",
+                if per_list.is_empty() {
+                    "none in the probed lists".to_string()
+                } else {
+                    per_list.join(" ")
+                }
             );
         }
         for l in &x.missed_lists {

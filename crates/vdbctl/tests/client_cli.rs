@@ -998,6 +998,28 @@ fn an_ivf_rabitq_collection_through_the_cli() {
         out.contains("distances estimated from 1-bit codes"),
         "{out}"
     );
+    // With every list probed, what the comparison finds missing was ruled
+    // out by its code; per list, the neighbours the bound let through.
+    let out = s.ok(&[
+        "explain",
+        "d",
+        "--file",
+        &query,
+        "--row",
+        "1",
+        "--k",
+        "10",
+        "--nprobe",
+        "16",
+        "--exact",
+        "--rerank-epsilon",
+        "0",
+    ]);
+    assert!(
+        out.contains("true neighbours the bound let through"),
+        "{out}"
+    );
+    assert!(!out.contains("not among the"), "{out}");
     let e = s.fails(&["search", "d", "--file", &query, "--rerank-epsilon=-2"], 2);
     assert!(e.contains("rerank_epsilon"), "{e}");
 

@@ -228,7 +228,8 @@ pub struct SearchOptions {
     /// Results per query.
     pub k: usize,
     /// Lists to probe; `None` uses the collection's default. Values above
-    /// the number of lists are clamped (`usize::MAX` is exact search).
+    /// the number of lists are clamped (`usize::MAX` is exact search:
+    /// every list, every row's exact distance even with codes).
     pub nprobe: Option<usize>,
     /// Return each hit's payload.
     pub with_payload: bool,
@@ -250,8 +251,12 @@ pub struct SearchOptions {
 
 impl SearchOptions {
     /// A searcher with these options' error-bound multiplier (validated
-    /// by `Collection::params`).
+    /// by `Collection::params`); for exact search (`nprobe` `usize::MAX`)
+    /// one that ignores codes, so every row gets its exact distance.
     pub(crate) fn searcher(&self) -> vdb_ivf::Searcher {
+        if self.nprobe == Some(usize::MAX) {
+            return vdb_ivf::Searcher::exact();
+        }
         let mut s = vdb_ivf::Searcher::new();
         if let Some(e) = self.rerank_epsilon {
             s.set_epsilon(e);
