@@ -571,12 +571,15 @@ const BATCH_BLOCK: usize = 32;
 /// [`Searcher::search`], in parallel on the current rayon pool. The coarse
 /// search of each block of queries is one matrix product against all
 /// centroids, which is much faster than one query at a time. Results are in
-/// query order.
+/// query order. `epsilon` is the error bound's multiplier in lists with
+/// codes ([`Searcher::set_epsilon`]; [`rabitq::DEFAULT_EPSILON`] by
+/// default).
 pub fn search_batch(
     quantizer: &CoarseQuantizer,
     sources: &[Source<'_>],
     queries: &[f32],
     params: SearchParams,
+    epsilon: f32,
 ) -> Result<Vec<Vec<Neighbor>>> {
     use rayon::prelude::*;
 
@@ -593,7 +596,11 @@ pub fn search_batch(
     let blocks = prepared
         .par_chunks(BATCH_BLOCK * dim)
         .map_init(
-            || (Searcher::new(), vec![0.0f32; BATCH_BLOCK * nlist]),
+            || {
+                let mut searcher = Searcher::new();
+                searcher.set_epsilon(epsilon);
+                (searcher, vec![0.0f32; BATCH_BLOCK * nlist])
+            },
             |(searcher, dots), block| {
                 let m = block.len() / dim;
                 vdb_core::distance::dot_matrix_blocked(
@@ -1144,7 +1151,14 @@ mod tests {
                 nprobe: 3,
                 max_probes: None,
             };
-            let batch = search_batch(&q, &[Source::all(&lists)], &queries, p).unwrap();
+            let batch = search_batch(
+                &q,
+                &[Source::all(&lists)],
+                &queries,
+                p,
+                rabitq::DEFAULT_EPSILON,
+            )
+            .unwrap();
             assert_eq!(batch.len(), 70);
             let mut s = Searcher::new();
             for (query, got) in queries.chunks_exact(dim).zip(&batch) {
@@ -1165,7 +1179,8 @@ mod tests {
                     k: 1,
                     nprobe: 1,
                     max_probes: None
-                }
+                },
+                rabitq::DEFAULT_EPSILON
             )
             .is_err()
         );
@@ -1178,7 +1193,8 @@ mod tests {
                     k: 1,
                     nprobe: 1,
                     max_probes: None
-                }
+                },
+                rabitq::DEFAULT_EPSILON
             )
             .is_err()
         );
@@ -1191,7 +1207,8 @@ mod tests {
                     k: 1,
                     nprobe: 1,
                     max_probes: None
-                }
+                },
+                rabitq::DEFAULT_EPSILON
             )
             .unwrap()
             .is_empty()
@@ -1605,7 +1622,7 @@ mod tests {
         // Batches agree with single searches.
         let queries: Vec<f32> = data[..40 * dim].to_vec();
         let p = SearchParams::new(30, 2);
-        let batch = search_batch(&q, &sources, &queries, p).unwrap();
+        let batch = search_batch(&q, &sources, &queries, p, rabitq::DEFAULT_EPSILON).unwrap();
         for (query, got) in queries.chunks_exact(dim).zip(&batch) {
             assert_eq!(
                 got,

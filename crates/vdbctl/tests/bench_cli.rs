@@ -274,6 +274,71 @@ fn bad_input_gets_one_clear_error_line() {
     }
 }
 
+/// `--index-type ivf_rabitq` in each mode (a segment, the engine, a
+/// server): codes are scanned, few exact distances computed, and with a
+/// bound wide enough at every list the answers are exact.
+#[test]
+fn every_mode_measures_ivf_rabitq() {
+    let files = [data("base.fvecs"), data("query.fvecs"), data("gt.ivecs")];
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    for mode in [
+        &[][..],
+        &["--data-dir", &data_dir][..],
+        &["--server", "local"][..],
+    ] {
+        let run = |extra: &[&str]| -> String {
+            let mut args = vec![
+                "--nlist",
+                "16",
+                "--nprobe",
+                "16",
+                "--json",
+                "--min-seconds",
+                "0",
+                "--index-type",
+                "ivf_rabitq",
+            ];
+            args.extend_from_slice(mode);
+            args.extend_from_slice(extra);
+            let out = vdbctl(&digits_args(&args, &files));
+            assert!(
+                out.status.success(),
+                "{mode:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let out = run(&[]);
+        assert!(out.contains("\"index_type\":\"ivf_rabitq\""), "{out}");
+        let (scanned, exact) = (
+            json_num(&out, "scanned_per_query"),
+            json_num(&out, "exact_per_query"),
+        );
+        assert_eq!(
+            scanned, 1697.0,
+            "{mode:?}: every row's code at nprobe = nlist"
+        );
+        assert!(
+            exact * 4.0 < scanned,
+            "{mode:?}: {exact} exact of {scanned}"
+        );
+        assert!(json_num(&out, "recall") >= 0.97, "{mode:?}: {out}");
+        let out = run(&["--rerank-epsilon", "8"]);
+        assert_eq!(json_num(&out, "recall"), 1.0, "{mode:?}: {out}");
+        assert_eq!(json_num(&out, "rerank_epsilon"), 8.0, "{mode:?}: {out}");
+    }
+    for (flag, want) in [
+        ("--index-type=lsh", "unknown index type"),
+        ("--rerank-epsilon=-1", "--rerank-epsilon -1 must be"),
+    ] {
+        let out = vdbctl(&digits_args(&["--nlist", "16", flag], &files));
+        assert!(!out.status.success(), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{flag}: {stderr}");
+    }
+}
+
 #[test]
 fn engine_runs_report_ingest_disk_bound_and_latency_during_maintenance() {
     let files = [data("base.fvecs"), data("query.fvecs"), data("gt.ivecs")];

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use vdb_core::Metric;
+use vdb_engine::IndexType;
 
 /// Arguments of `vdbctl bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,6 +34,15 @@ pub struct BenchArgs {
     /// Distance metric: l2, ip or cosine.
     #[arg(long, default_value = "l2")]
     pub metric: Metric,
+    /// Index type: ivf_flat (every probed row's exact distance) or
+    /// ivf_rabitq (1-bit codes scanned, exact distances only for the rows
+    /// their error bound cannot rule out).
+    #[arg(long, default_value = "ivf_flat")]
+    pub index_type: IndexType,
+    /// With ivf_rabitq: the error bound's multiplier (default 1.9);
+    /// larger misses fewer neighbours and computes more exact distances.
+    #[arg(long)]
+    pub rerank_epsilon: Option<f32>,
     /// Threads for training and batch search (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -8,8 +8,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use vdb_core::{Generation, InvertedLists, ListId, SegmentId};
-use vdb_engine::{CollectionConfig, Engine, RetrainPolicy, Row as EngineRow};
+use vdb_engine::{
+    CollectionConfig, Engine, IndexType, RABITQ_SEED, RetrainPolicy, Row as EngineRow,
+};
 use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
+use vdb_fs::LocalDirectory;
+use vdb_ivf::rabitq::DEFAULT_EPSILON;
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 use vdb_proto::v1 as pb;
 
@@ -94,10 +98,15 @@ pub(super) fn build_segment(
     // Build: assign, group by list, write.
     progress.phase(&format!("assigning and writing {} vectors", base.rows));
     let t = Instant::now();
-    let quantizer = CoarseQuantizer::new(base.dim, metric, centroids)?;
+    let mut quantizer = CoarseQuantizer::new(base.dim, metric, centroids)?;
+    if args.index_type == IndexType::IvfRabitq {
+        // The engine's rotation, so the segment is one it could have written.
+        quantizer = quantizer.with_codes(RABITQ_SEED);
+    }
     let assignment = pool.install(|| quantizer.assign(&base.data))?;
     let order = group_by_list(&assignment, args.nlist);
-    let seg_path = dir.join(vdb_format::segment_file_name(SegmentId(1)));
+    let seg_name = vdb_format::segment_file_name(SegmentId(1));
+    let seg_path = dir.join(&seg_name);
     let meta = SegmentMeta {
         id: SegmentId(1),
         generation: Generation(1),
@@ -106,9 +115,26 @@ pub(super) fn build_segment(
         nlist: args.nlist,
         with_payloads: false,
     };
-    let mut w = SegmentWriter::create(&seg_path, meta)?;
+    let codebook = quantizer.codebook();
+    let mut w = SegmentWriter::create_with_codes(
+        &LocalDirectory::new(vdb_fs::os(), dir),
+        &seg_name,
+        meta,
+        None,
+        codebook.map(|b| b.rotation().seed()),
+    )?;
+    let (mut scratch, mut code) = (Vec::new(), vec![0u64; codebook.map_or(0, |b| b.words())]);
     for &row in &order {
-        w.push(assignment[row].0, row as u64, base.row(row), None)?;
+        let (list, vector) = (assignment[row].0, base.row(row));
+        let factors = codebook.map(|b| b.encode(list, vector, &mut scratch, &mut code));
+        w.push_coded(
+            list,
+            row as u64,
+            vector,
+            None,
+            &[],
+            factors.map(|f| (code.as_slice(), f)),
+        )?;
     }
     let seg_info = w.finish()?;
     let cen_path = dir.join(vdb_format::centroid_file_name(Generation(1)));
@@ -130,8 +156,11 @@ pub(super) fn build_segment(
     let segment = SegmentReader::open(&seg_path)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let cen = CentroidFile::open(&cen_path)?;
-    let quantizer =
+    let mut quantizer =
         CoarseQuantizer::new(cen.meta().dim, cen.meta().metric, cen.centroids().to_vec())?;
+    if let Some(seed) = segment.codes_seed() {
+        quantizer = quantizer.with_codes(seed);
+    }
     let sizes: Vec<u64> = (0..args.nlist as u32)
         .map(|l| segment.list_len(ListId(l)) as u64)
         .collect();
@@ -153,7 +182,11 @@ pub(super) fn build_segment(
         rewrite_amplification: None,
         ingest_rows: None,
         floor: None,
-        target: Box::new(SegmentTarget { quantizer, segment }),
+        target: Box::new(SegmentTarget {
+            quantizer,
+            segment,
+            epsilon: args.rerank_epsilon.unwrap_or(DEFAULT_EPSILON),
+        }),
     })
 }
 
@@ -173,6 +206,7 @@ pub(super) fn build_engine(
     config.metric = args.metric;
     config.nlist = args.nlist;
     config.flush_rows = args.flush_rows.max(1);
+    config.index_type = args.index_type;
     if let Some(f) = args.max_segment_fraction {
         config.compaction.max_segment_fraction = f;
     }
@@ -288,7 +322,10 @@ pub(super) fn build_engine(
         ingest_batch_p50_ms: Some(batch_p50_ms),
         rewrite_amplification: Some(rewrite_amplification),
         floor: None,
-        target: Box::new(EngineTarget { collection: c }),
+        target: Box::new(EngineTarget {
+            collection: c,
+            epsilon: args.rerank_epsilon,
+        }),
     })
 }
 
@@ -319,10 +356,12 @@ pub(super) fn build_server(
     let target = ServerTarget {
         addr: addr.clone(),
         collection: "bench".into(),
+        epsilon: args.rerank_epsilon,
     };
     let floor = ServerTarget {
         addr: addr.clone(),
         collection: "bench-floor".into(),
+        epsilon: args.rerank_epsilon,
     };
     if args.existing {
         return existing_server(target, floor);
@@ -346,6 +385,7 @@ pub(super) fn build_server(
             nlist: Some(args.nlist as u32),
             flush_rows: Some(args.flush_rows as u64),
             sync: args.sync.clone(),
+            index_type: Some(args.index_type.name().into()),
             // Zero thresholds: never retrain automatically.
             retrain: args.no_retrain.then(|| pb::RetrainPolicy {
                 min_new_rows: 1000,

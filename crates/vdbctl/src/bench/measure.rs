@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use vdb_engine::Collection;
-use vdb_ivf::{SearchParams, Searcher};
+use vdb_engine::{Collection, SearchOptions};
+use vdb_ivf::SearchParams;
 
 use super::build::dir_size;
-use super::target::{EngineTarget, Target};
+use super::target::Target;
 use crate::vecio::Matrix;
 
 /// One row of the results.
@@ -37,7 +37,10 @@ pub(super) struct Row {
     pub(super) p99_ms: f64,
     pub(super) batch_qps: f64,
     pub(super) batch_qps_1t: f64,
+    /// Rows scanned per query (by vector or by code).
     pub(super) scanned: f64,
+    /// Exact distances per query (fine search only).
+    pub(super) exact: f64,
 }
 
 /// Search latency while one kind of maintenance runs (or idle).
@@ -73,9 +76,8 @@ pub(super) fn maintenance_latency(
     c: &Arc<Collection>,
     dir: &Path,
     queries: &Matrix<f32>,
-    sp: SearchParams,
+    opts: SearchOptions,
 ) -> Result<MaintenanceLatency> {
-    let opts = EngineTarget::opts(sp);
     let search_while = |busy: &dyn Fn() -> bool| -> Result<Phase> {
         let mut lat = Vec::new();
         let mut q = 0;
@@ -161,12 +163,13 @@ pub(super) fn measure(
     min_seconds: f64,
 ) -> Result<Row> {
     // Recall and work, with a trace.
-    let (mut hits, mut total, mut scanned) = (0usize, 0usize, 0u64);
+    let (mut hits, mut total, mut scanned, mut exact) = (0usize, 0usize, 0u64, 0u64);
     for (q, want) in truth.iter().enumerate() {
-        let (res, n) = target.search_traced(queries.row(q), sp)?;
+        let (res, work) = target.search_traced(queries.row(q), sp)?;
         hits += res.iter().filter(|id| want.contains(id)).count();
         total += want.len();
-        scanned += n;
+        scanned += work.scanned;
+        exact += work.exact;
     }
     let recall = if total == 0 {
         1.0
@@ -197,6 +200,7 @@ pub(super) fn measure(
         batch_qps,
         batch_qps_1t,
         scanned: scanned as f64 / truth.len().max(1) as f64,
+        exact: exact as f64 / truth.len().max(1) as f64,
     })
 }
 
@@ -216,7 +220,7 @@ pub(super) fn single_query_latency(
     min: Duration,
     pause: Option<Duration>,
 ) -> Result<(f64, f64, f64)> {
-    let mut searcher = Searcher::new();
+    let mut searcher = target.searcher();
     let mut latencies = Vec::with_capacity(queries.rows);
     let start = Instant::now();
     loop {
@@ -276,7 +280,7 @@ pub(super) fn concurrent_qps(
         let handles: Vec<_> = (0..clients)
             .map(|t| {
                 s.spawn(move || -> Result<usize> {
-                    let mut searcher = Searcher::new();
+                    let mut searcher = target.searcher();
                     let mut n = 0;
                     while start.elapsed().as_secs_f64() < seconds {
                         let q = (t * 7919 + n) % queries.rows;

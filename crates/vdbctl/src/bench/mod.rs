@@ -44,7 +44,7 @@ use build::{build_engine, build_segment, build_server};
 use measure::{PACE, concurrent_qps, maintenance_latency, measure, single_query_latency};
 use progress::Progress;
 use report::Report;
-use target::{Addr, in_process_target};
+use target::{Addr, in_process_target, search_options};
 
 use crate::vecio::{self, Matrix};
 
@@ -61,6 +61,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         !args.churn || args.data_dir.is_some(),
         "--churn needs --data-dir"
     );
+    if let Some(e) = args.rerank_epsilon {
+        ensure!(
+            e.is_finite() && e >= 0.0,
+            "--rerank-epsilon {e} must be a finite number of at least 0"
+        );
+    }
     if let Some(p) = args.nprobe.iter().find(|&&p| p == 0) {
         bail!("--nprobe value {p} is invalid: nprobe must be at least 1");
     }
@@ -128,7 +134,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         (None, None) => build_segment(args, &base, &pool, &progress)?,
     };
     let in_process = match &local {
-        Some(l) => Some(in_process_target(l)?),
+        Some(l) => Some(in_process_target(l, args.rerank_epsilon)?),
         None => None,
     };
     let truth: Vec<Vec<u64>> = match gt {
@@ -209,7 +215,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 max_probes: None,
             };
             let dir = data_dir.join("collections").join("bench");
-            Some(maintenance_latency(c, &dir, &queries, sp)?)
+            Some(maintenance_latency(
+                c,
+                &dir,
+                &queries,
+                search_options(sp, args.rerank_epsilon),
+            )?)
         }
         _ => None,
     };

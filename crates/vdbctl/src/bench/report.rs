@@ -54,8 +54,13 @@ impl Report<'_> {
         } else {
             writeln!(
                 out,
-                "vdb bench: {} base vectors of dim {} ({metric}), {} queries, k={}, nlist={}, kernels {isa}, {threads} threads",
-                built.rows, dim, queries, args.k, args.nlist
+                "vdb bench: {} base vectors of dim {} ({metric}), {} queries, k={}, {}, nlist={}, kernels {isa}, {threads} threads",
+                built.rows,
+                dim,
+                queries,
+                args.k,
+                index_text(args),
+                args.nlist
             )?;
             if args.server.is_some() {
                 writeln!(
@@ -86,7 +91,7 @@ impl Report<'_> {
             )?;
             writeln!(
                 out,
-                "{:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>14} {:>14}",
+                "{:>7} {:>10} {:>12} {:>9} {:>9} {:>12} {:>14} {:>14} {:>12}",
                 "nprobe",
                 format!("recall@{}", args.k),
                 "QPS 1-thread",
@@ -94,7 +99,8 @@ impl Report<'_> {
                 "p99 ms",
                 "batch QPS",
                 "batch 1-thread",
-                "scanned/query"
+                "scanned/query",
+                "exact/query"
             )?;
             for r in rows {
                 let clamp = if r.nprobe != r.requested_nprobe {
@@ -104,7 +110,7 @@ impl Report<'_> {
                 };
                 writeln!(
                     out,
-                    "{:>7} {:>10.4} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>14.0} {:>14.0}{clamp}",
+                    "{:>7} {:>10.4} {:>12.0} {:>9.3} {:>9.3} {:>12.0} {:>14.0} {:>14.0} {:>12.0}{clamp}",
                     r.nprobe,
                     r.recall,
                     r.qps,
@@ -112,7 +118,8 @@ impl Report<'_> {
                     r.p99_ms,
                     r.batch_qps,
                     r.batch_qps_1t,
-                    r.scanned
+                    r.scanned,
+                    r.exact
                 )?;
             }
             for r in rows.iter().filter(|r| r.qps_16_clients.is_some()) {
@@ -204,6 +211,13 @@ struct Line<'a> {
     disk_bytes: u64,
     open_ms: f64,
     scanned_per_query: f64,
+    /// Exact distances of the fine search per query: every scanned row's
+    /// with ivf_flat, the rows the codes' bound let through with
+    /// ivf_rabitq.
+    exact_per_query: f64,
+    index_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rerank_epsilon: Option<f32>,
     imbalance: f64,
     rows: usize,
     dim: usize,
@@ -321,6 +335,9 @@ impl<'a> Line<'a> {
             disk_bytes: built.disk_bytes,
             open_ms: built.open_ms,
             scanned_per_query: r.scanned,
+            exact_per_query: r.exact,
+            index_type: args.index_type.name(),
+            rerank_epsilon: args.rerank_epsilon,
             imbalance: built.imbalance,
             rows: built.rows,
             dim: report.dim,
@@ -381,5 +398,14 @@ impl<'a> Line<'a> {
             sync: args.sync.clone(),
             mode,
         }
+    }
+}
+
+/// The index type for the header, with the error bound's multiplier when
+/// it applies.
+fn index_text(args: &BenchArgs) -> String {
+    match (args.index_type, args.rerank_epsilon) {
+        (vdb_engine::IndexType::IvfRabitq, Some(e)) => format!("ivf_rabitq (rerank epsilon {e})"),
+        (t, _) => t.name().to_string(),
     }
 }

@@ -18,10 +18,14 @@ use crate::vecio::Matrix;
 /// What the benchmark searches: one segment in-process, or a collection
 /// through the engine's public API.
 pub(super) trait Target: Sync {
+    /// A searcher for [`Target::search`] (with the bench's error bound).
+    fn searcher(&self) -> Searcher {
+        Searcher::new()
+    }
     /// The ids found for one query.
     fn search(&self, searcher: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>>;
-    /// The ids found for one query and the vectors scanned.
-    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)>;
+    /// The ids found for one query and the work it took.
+    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, Work)>;
     /// Searches every query; returns how many were answered.
     fn search_all(&self, queries: &Matrix<f32>, sp: SearchParams) -> Result<usize>;
     /// The collection searched, when the target is one.
@@ -30,26 +34,50 @@ pub(super) trait Target: Sync {
     }
 }
 
+/// What one search computed: rows scanned (by their full vectors, or by
+/// their codes), and of those the exact distances.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Work {
+    pub(super) scanned: u64,
+    pub(super) exact: u64,
+}
+
+impl Work {
+    fn of(trace: &SearchTrace) -> Work {
+        Work {
+            scanned: trace.probed.iter().map(|p| p.scanned).sum(),
+            exact: trace.fine_distances,
+        }
+    }
+}
+
 pub(super) struct SegmentTarget {
     pub(super) quantizer: CoarseQuantizer,
     pub(super) segment: SegmentReader,
+    /// The error bound's multiplier in coded lists.
+    pub(super) epsilon: f32,
 }
 
 impl Target for SegmentTarget {
+    fn searcher(&self) -> Searcher {
+        let mut s = Searcher::new();
+        s.set_epsilon(self.epsilon);
+        s
+    }
+
     fn search(&self, searcher: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>> {
         let sources: [&dyn InvertedLists; 1] = [&self.segment];
         let r = searcher.search(&self.quantizer, &sources, query, sp, None)?;
         Ok(r.into_iter().map(|n| n.id.0).collect())
     }
 
-    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)> {
+    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, Work)> {
         let sources: [&dyn InvertedLists; 1] = [&self.segment];
         let mut trace = SearchTrace::default();
-        let r = Searcher::new().search(&self.quantizer, &sources, query, sp, Some(&mut trace))?;
-        Ok((
-            r.into_iter().map(|n| n.id.0).collect(),
-            trace.fine_distances,
-        ))
+        let r = self
+            .searcher()
+            .search(&self.quantizer, &sources, query, sp, Some(&mut trace))?;
+        Ok((r.into_iter().map(|n| n.id.0).collect(), Work::of(&trace)))
     }
 
     fn search_all(&self, queries: &Matrix<f32>, sp: SearchParams) -> Result<usize> {
@@ -58,6 +86,7 @@ impl Target for SegmentTarget {
             &[Source::all(&self.segment)],
             &queries.data,
             sp,
+            self.epsilon,
         )?;
         Ok(r.len())
     }
@@ -65,17 +94,26 @@ impl Target for SegmentTarget {
 
 pub(super) struct EngineTarget {
     pub(super) collection: Arc<Collection>,
+    /// The error bound's multiplier in coded lists (`None`: the default).
+    pub(super) epsilon: Option<f32>,
 }
 
 impl EngineTarget {
-    pub(super) fn opts(sp: SearchParams) -> SearchOptions {
-        SearchOptions {
-            k: sp.k,
-            nprobe: Some(sp.nprobe),
-            with_payload: false,
-            with_vectors: false,
-            ..Default::default()
-        }
+    fn opts(&self, sp: SearchParams) -> SearchOptions {
+        search_options(sp, self.epsilon)
+    }
+}
+
+/// The engine's options for a search of `sp` with the error bound's
+/// multiplier `epsilon`: ids and distances only.
+pub(super) fn search_options(sp: SearchParams, epsilon: Option<f32>) -> SearchOptions {
+    SearchOptions {
+        k: sp.k,
+        nprobe: Some(sp.nprobe),
+        with_payload: false,
+        with_vectors: false,
+        rerank_epsilon: epsilon,
+        ..Default::default()
     }
 }
 
@@ -85,7 +123,7 @@ impl Target for EngineTarget {
     }
 
     fn search(&self, _: &mut Searcher, query: &[f32], sp: SearchParams) -> Result<Vec<u64>> {
-        let mut r = self.collection.search(&[query.to_vec()], Self::opts(sp))?;
+        let mut r = self.collection.search(&[query.to_vec()], self.opts(sp))?;
         Ok(r.pop()
             .unwrap_or_default()
             .into_iter()
@@ -93,12 +131,9 @@ impl Target for EngineTarget {
             .collect())
     }
 
-    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)> {
-        let (hits, trace) = self.collection.search_traced(query, Self::opts(sp))?;
-        Ok((
-            hits.into_iter().map(|h| h.id).collect(),
-            trace.fine_distances,
-        ))
+    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, Work)> {
+        let (hits, trace) = self.collection.search_traced(query, self.opts(sp))?;
+        Ok((hits.into_iter().map(|h| h.id).collect(), Work::of(&trace)))
     }
 
     fn search_all(&self, queries: &Matrix<f32>, sp: SearchParams) -> Result<usize> {
@@ -110,7 +145,7 @@ impl Target for EngineTarget {
                     .chunks_exact(queries.dim)
                     .map(<[f32]>::to_vec)
                     .collect();
-                self.collection.search(&qs, Self::opts(sp)).map(|r| r.len())
+                self.collection.search(&qs, self.opts(sp)).map(|r| r.len())
             })
             .collect::<Result<_, _>>()?;
         Ok(blocks.into_iter().sum())
@@ -124,6 +159,9 @@ pub(super) struct ServerTarget {
     pub(super) addr: Addr,
     /// The collection searched.
     pub(super) collection: String,
+    /// The error bound's multiplier in coded lists (`None`: the server's
+    /// default).
+    pub(super) epsilon: Option<f32>,
 }
 
 /// Where the server is and how to reach it: address (as `--server`
@@ -177,6 +215,7 @@ impl ServerTarget {
             }],
             k: sp.k as u32,
             nprobe: Some(sp.nprobe as u32),
+            rerank_epsilon: self.epsilon,
             ..Default::default()
         }
     }
@@ -195,7 +234,7 @@ impl Target for ServerTarget {
             .unwrap_or_default())
     }
 
-    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, u64)> {
+    fn search_traced(&self, query: &[f32], sp: SearchParams) -> Result<(Vec<u64>, Work)> {
         let req = pb::ExplainRequest {
             collection: self.collection.clone(),
             query: Some(pb::Vector {
@@ -206,12 +245,19 @@ impl Target for ServerTarget {
             with_payload: false,
             exact: false,
             samples: Some(0),
+            rerank_epsilon: self.epsilon,
             ..Default::default()
         };
         let r = self
             .call(async move |mut c| c.explain(req).await)?
             .into_inner();
-        Ok((r.hits.into_iter().map(|h| h.id).collect(), r.fine_distances))
+        Ok((
+            r.hits.into_iter().map(|h| h.id).collect(),
+            Work {
+                scanned: r.probed.iter().map(|p| p.scanned).sum::<u64>(),
+                exact: r.fine_distances,
+            },
+        ))
     }
 
     fn search_all(&self, queries: &Matrix<f32>, sp: SearchParams) -> Result<usize> {
@@ -228,6 +274,7 @@ impl Target for ServerTarget {
                         .collect(),
                     k: sp.k as u32,
                     nprobe: Some(sp.nprobe as u32),
+                    rerank_epsilon: self.epsilon,
                     ..Default::default()
                 };
                 self.call(async move |mut c| c.search(req).await)
@@ -239,8 +286,12 @@ impl Target for ServerTarget {
 }
 
 /// The engine target over the local server's collection.
-pub(super) fn in_process_target(local: &LocalServer) -> Result<Box<dyn Target>> {
+pub(super) fn in_process_target(
+    local: &LocalServer,
+    epsilon: Option<f32>,
+) -> Result<Box<dyn Target>> {
     Ok(Box::new(EngineTarget {
         collection: local.engine.collection("bench")?,
+        epsilon,
     }))
 }
