@@ -288,9 +288,7 @@ impl Collection {
     /// the memtable. Returns whether any list was split.
     pub fn rebalance(&self) -> Result<bool> {
         let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
-        let before = self.lock().manifest.rebalances;
-        self.maintain(&guard, Task::Rebalance)?;
-        Ok(self.lock().manifest.rebalances != before)
+        self.maintain(&guard, Task::Rebalance)
     }
 
     /// Runs one maintenance task (and, after a flush, whatever the
@@ -303,6 +301,10 @@ impl Collection {
     ///    manifest that names them, from the frozen state;
     /// 3. *install* (locked): the new files replace the frozen state; rows
     ///    replaced or deleted while 2 ran are hidden in the new segment.
+    ///
+    /// Returns whether the task changed anything; for a rebalancing,
+    /// whether it split lists (a training that follows it, which starts
+    /// the count of splits again, does not hide that).
     pub(super) fn maintain(&self, guard: &MutexGuard<'_, ()>, task: Task) -> Result<bool> {
         self.log()?;
         self.pool.install(|| self.maintain_in_pool(guard, task))
@@ -330,6 +332,7 @@ impl Collection {
         // Whether the last rebalancing split lists (then the next goes on
         // down to the target), or split none (then none is asked again).
         let mut rebalancing = (task == Task::Rebalance).then(|| splits() != before);
+        let split = rebalancing == Some(true);
         // After a flush, what the policies ask for: a training, a local
         // rebalancing, or merges until none is due (a merge can fill the
         // next tier). Each merge leaves fewer segments or none hidden, and
@@ -384,7 +387,7 @@ impl Collection {
                 rebalancing = Some(splits() != before);
             }
         }
-        Ok(done)
+        Ok(if task == Task::Rebalance { split } else { done })
     }
 
     fn run_task(&self, task: Task) -> Result<bool> {
