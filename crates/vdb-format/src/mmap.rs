@@ -72,6 +72,80 @@ impl MappedFile {
             let _ = m.advise(memmap2::Advice::WillNeed);
         }
     }
+
+    /// Advises the kernel how the bytes `range` of the file are read: at
+    /// random (`MADV_RANDOM`: a page missing from memory is read alone,
+    /// without the read-around a fault otherwise brings in), or back to
+    /// the default (`MADV_NORMAL`).
+    pub fn advise_random(&self, range: std::ops::Range<usize>, random: bool) -> Result<()> {
+        #[cfg(unix)]
+        if let Some(m) = &self.map {
+            let end = range.end.min(m.len());
+            let advice = if random {
+                memmap2::Advice::Random
+            } else {
+                memmap2::Advice::Normal
+            };
+            if range.start < end {
+                m.advise_range(advice, range.start, end - range.start)
+                    .map_err(|e| Error::io(&self.path, "madvise", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the bytes `range` of the file out of memory: this map's pages
+    /// there are unmapped and the kernel is asked to drop the file's
+    /// cached pages there (pages another process maps stay), so the next
+    /// read of them comes from the disk. The bytes read stay the same.
+    /// For benchmarks of searches whose data is not in memory; the file
+    /// must still be at its path.
+    #[cfg(target_os = "linux")]
+    #[expect(
+        unsafe_code,
+        reason = "madvise(MADV_DONTNEED) on the read-only map, posix_fadvise on its file"
+    )]
+    pub fn evict(&self, range: std::ops::Range<usize>) -> Result<()> {
+        use std::os::fd::AsRawFd;
+
+        let Some(m) = &self.map else {
+            return Ok(());
+        };
+        let end = range.end.min(m.len());
+        if range.start >= end {
+            return Ok(());
+        }
+        let len = end - range.start;
+        // SAFETY: the map is a read-only shared map of a file vdb never
+        // changes while it is mapped (see `open`). MADV_DONTNEED on such a
+        // map only drops its page table entries: the next access faults
+        // the same bytes in again from the page cache or the file, so no
+        // slice handed out from the map changes or dangles. memmap2
+        // aligns the start down to a page and checks the range is inside
+        // the map.
+        unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, len) }
+            .map_err(|e| Error::io(&self.path, "madvise", e))?;
+        let file = File::open(self.path.as_path()).map_err(|e| Error::io(&self.path, "open", e))?;
+        // SAFETY: posix_fadvise only reads its integer arguments; the
+        // descriptor is open for the call's duration. DONTNEED drops clean
+        // cached pages, which the kernel reads again on the next access.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                file.as_raw_fd(),
+                range.start as libc::off_t,
+                len as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::io(
+                &self.path,
+                "posix_fadvise",
+                std::io::Error::from_raw_os_error(rc),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +167,40 @@ mod tests {
         assert!(MappedFile::open(&e).unwrap().bytes().is_empty());
         let err = MappedFile::open(&dir.path().join("missing")).unwrap_err();
         assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    /// Evicting any range (past the end, empty, unaligned) keeps the
+    /// bytes a reader sees; the pages come back from the file.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn evicted_ranges_read_back_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a");
+        let bytes: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&p, &bytes).unwrap();
+        let m = MappedFile::open(&p).unwrap();
+        let before = m.bytes();
+        assert_eq!(before, &bytes[..]);
+        for range in [
+            0..40_000,
+            5..9_000,
+            4_097..4_098,
+            30_000..90_000,
+            7..7,
+            50_000..60_000,
+        ] {
+            m.evict(range.clone()).unwrap();
+            assert_eq!(m.bytes(), &bytes[..], "{range:?}");
+            for random in [true, false] {
+                m.advise_random(range.clone(), random).unwrap();
+                m.evict(range.clone()).unwrap();
+                assert_eq!(m.bytes(), &bytes[..], "{range:?}");
+            }
+        }
+        // A slice taken before an eviction still reads the file's bytes.
+        assert_eq!(before, &bytes[..]);
+        let e = dir.path().join("empty");
+        std::fs::write(&e, b"").unwrap();
+        MappedFile::open(&e).unwrap().evict(0..10).unwrap();
     }
 }

@@ -328,11 +328,47 @@ fn every_mode_measures_ivf_rabitq() {
         assert_eq!(json_num(&out, "recall"), 1.0, "{mode:?}: {out}");
         assert_eq!(json_num(&out, "rerank_epsilon"), 8.0, "{mode:?}: {out}");
     }
+    // Searches with the vectors evicted before each query: both ways of
+    // reading them back, with the bytes read where the kernel counts them.
+    let out = vdbctl(&digits_args(
+        &[
+            "--nlist",
+            "16",
+            "--nprobe",
+            "4",
+            "--json",
+            "--min-seconds",
+            "0",
+            "--index-type",
+            "ivf_rabitq",
+            "--cold-vectors",
+        ],
+        &files,
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    for key in [
+        "cold_p50_ms",
+        "cold_qps",
+        "cold_random_p50_ms",
+        "cold_random_qps",
+    ] {
+        assert!(json_num(&out, key) > 0.0, "{key}: {out}");
+    }
+    assert!(json_num(&out, "cold_queries") >= 50.0, "{out}");
     for (flag, want) in [
+        ("--cold-vectors", "--cold-vectors measures a segment"),
         ("--index-type=lsh", "unknown index type"),
         ("--rerank-epsilon=-1", "--rerank-epsilon -1 must be"),
     ] {
-        let out = vdbctl(&digits_args(&["--nlist", "16", flag], &files));
+        let out = vdbctl(&digits_args(
+            &["--nlist", "16", flag, "--data-dir", &data_dir],
+            &files,
+        ));
         assert!(!out.status.success(), "{flag}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{flag}: {stderr}");

@@ -304,6 +304,29 @@ impl SegmentReader {
         })
     }
 
+    /// The bytes of the file its vectors take.
+    fn vectors_range(&self) -> std::ops::Range<usize> {
+        let start = self.lists.iter().map(|s| s.vec_start).min().unwrap_or(0);
+        let end = self.lists.iter().map(|s| s.vec_end).max().unwrap_or(0);
+        start..end
+    }
+
+    /// Takes the segment's vectors out of memory ([`MappedFile::evict`]):
+    /// the next reads of them come from the disk, while the ids, codes and
+    /// tables stay where they are. For benchmarks of searches whose
+    /// vectors do not fit in memory.
+    #[cfg(target_os = "linux")]
+    pub fn evict_vectors(&self) -> Result<()> {
+        self.file.evict(self.vectors_range())
+    }
+
+    /// Advises the kernel that the segment's vectors are read at random
+    /// (what a coded scan's reranks do), or as by default
+    /// ([`MappedFile::advise_random`]).
+    pub fn advise_random_vectors(&self, random: bool) -> Result<()> {
+        self.file.advise_random(self.vectors_range(), random)
+    }
+
     /// The seed of the rotation the segment's codes were made with, if it
     /// has codes.
     pub fn codes_seed(&self) -> Option<u64> {

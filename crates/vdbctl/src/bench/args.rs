@@ -43,6 +43,13 @@ pub struct BenchArgs {
     /// larger misses fewer neighbours and computes more exact distances.
     #[arg(long)]
     pub rerank_epsilon: Option<f32>,
+    /// Also measure one query at a time with the segment's vectors taken
+    /// out of memory before each query (ids, codes and centroids stay):
+    /// what a search costs when the vectors do not fit in RAM, and the
+    /// bytes it reads from the disk (keys `cold_*`). Without --data-dir
+    /// or --server; Linux only.
+    #[arg(long)]
+    pub cold_vectors: bool,
     /// Threads for training and batch search (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -62,15 +62,17 @@ pub(super) fn build_segment(
     progress: &Progress,
 ) -> Result<Built> {
     let metric = args.metric;
-    let tmp;
-    let dir: &Path = match &args.work_dir {
+    // A temporary directory lives as long as the segment is searched:
+    // evicting its vectors opens the file again.
+    let (tmp, dir) = match &args.work_dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            d
+            (None, d.clone())
         }
         None => {
-            tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-            tmp.path()
+            let t = tempfile::tempdir().context("cannot create a temporary directory")?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
         }
     };
 
@@ -117,7 +119,7 @@ pub(super) fn build_segment(
     };
     let codebook = quantizer.codebook();
     let mut w = SegmentWriter::create_with_codes(
-        &LocalDirectory::new(vdb_fs::os(), dir),
+        &LocalDirectory::new(vdb_fs::os(), &dir),
         &seg_name,
         meta,
         None,
@@ -185,6 +187,7 @@ pub(super) fn build_segment(
         target: Box::new(SegmentTarget {
             quantizer,
             segment,
+            _dir: tmp,
             epsilon: args.rerank_epsilon.unwrap_or(DEFAULT_EPSILON),
         }),
     })

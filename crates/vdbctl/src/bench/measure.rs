@@ -41,6 +41,91 @@ pub(super) struct Row {
     pub(super) scanned: f64,
     /// Exact distances per query (fine search only).
     pub(super) exact: f64,
+    /// With `--cold-vectors`: one query at a time, the vectors evicted
+    /// before each; with the kernel's read-around, then advised random.
+    pub(super) cold: Option<(Cold, Cold)>,
+}
+
+/// Searches with the vectors out of memory before each query.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cold {
+    pub(super) queries: usize,
+    pub(super) p50_ms: f64,
+    pub(super) p99_ms: f64,
+    pub(super) mean_ms: f64,
+    /// Bytes this process read from the disk per query (`read_bytes` of
+    /// `/proc/self/io`); `None` where the kernel does not count them.
+    pub(super) read_bytes: Option<f64>,
+}
+
+/// Bytes this process caused to be read from storage so far.
+fn read_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("read_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// [`cold_latency`] as the kernel reads the vectors by default, then
+/// with random access advised (the default advice back afterwards).
+pub(super) fn cold_latencies(
+    target: &dyn Target,
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+    min: Duration,
+) -> Result<(Cold, Cold)> {
+    let default = cold_latency(target, queries, sp, min)?;
+    target.advise_random_vectors(true)?;
+    let random = cold_latency(target, queries, sp, min);
+    target.advise_random_vectors(false)?;
+    Ok((default, random?))
+}
+
+/// One query at a time with the target's vectors evicted (untimed)
+/// before each, for at least `min` and 50 queries (at most one pass).
+fn cold_latency(
+    target: &dyn Target,
+    queries: &Matrix<f32>,
+    sp: SearchParams,
+    min: Duration,
+) -> Result<Cold> {
+    let mut searcher = target.searcher();
+    let mut latencies = Vec::new();
+    let mut read = Some(0u64);
+    let start = Instant::now();
+    for q in 0..queries.rows {
+        if latencies.len() >= 50 && start.elapsed() >= min {
+            break;
+        }
+        target.evict_vectors()?;
+        let before = read_bytes();
+        let t = Instant::now();
+        let r = target.search(&mut searcher, queries.row(q), sp)?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(r);
+        read = match (read, before, read_bytes()) {
+            (Some(sum), Some(b), Some(a)) => Some(sum + a.saturating_sub(b)),
+            _ => None,
+        };
+    }
+    let n = latencies.len().max(1);
+    let mean_ms = latencies.iter().sum::<f64>() / n as f64;
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok(Cold {
+        queries: latencies.len(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        mean_ms,
+        read_bytes: read.map(|r| r as f64 / n as f64),
+    })
 }
 
 /// Search latency while one kind of maintenance runs (or idle).
@@ -201,6 +286,7 @@ pub(super) fn measure(
         batch_qps_1t,
         scanned: scanned as f64 / truth.len().max(1) as f64,
         exact: exact as f64 / truth.len().max(1) as f64,
+        cold: None,
     })
 }
 

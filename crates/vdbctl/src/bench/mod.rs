@@ -41,7 +41,9 @@ use vdb_ivf::{SearchParams, flat_search};
 
 pub use args::BenchArgs;
 use build::{build_engine, build_segment, build_server};
-use measure::{PACE, concurrent_qps, maintenance_latency, measure, single_query_latency};
+use measure::{
+    PACE, cold_latencies, concurrent_qps, maintenance_latency, measure, single_query_latency,
+};
 use progress::Progress;
 use report::Report;
 use target::{Addr, in_process_target, search_options};
@@ -60,6 +62,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     ensure!(
         !args.churn || args.data_dir.is_some(),
         "--churn needs --data-dir"
+    );
+    ensure!(
+        !args.cold_vectors || (args.data_dir.is_none() && args.server.is_none()),
+        "--cold-vectors measures a segment: not with --data-dir or --server"
     );
     if let Some(e) = args.rerank_epsilon {
         ensure!(
@@ -194,6 +200,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             row.in_process = Some(single_query_latency(t.as_ref(), &queries, sp, min, None)?);
             let (_, p50, p99) = single_query_latency(t.as_ref(), &queries, sp, min, Some(PACE))?;
             row.in_process_paced = Some((p50, p99));
+        }
+        if args.cold_vectors {
+            progress.phase(&format!(
+                "searching with nprobe {nprobe}, the vectors evicted before each query"
+            ));
+            row.cold = Some(cold_latencies(built.target.as_ref(), &queries, sp, min)?);
         }
         if let Some(f) = &built.floor {
             row.floor_p50_ms = Some(single_query_latency(f.as_ref(), &queries, sp, min, None)?.1);

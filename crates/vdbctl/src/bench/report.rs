@@ -122,6 +122,26 @@ impl Report<'_> {
                     r.exact
                 )?;
             }
+            for r in rows {
+                let Some(cold) = r.cold else { continue };
+                for (c, how) in [(cold.0, "read-around"), (cold.1, "random access advised")] {
+                    writeln!(
+                        out,
+                        "vectors evicted before each query at nprobe {} ({how}): p50 {:.3} ms, p99 {:.3} ms ({:.0} QPS 1-thread, {} queries){}",
+                        r.nprobe,
+                        c.p50_ms,
+                        c.p99_ms,
+                        1e3 / c.mean_ms.max(1e-9),
+                        c.queries,
+                        c.read_bytes
+                            .map(|b| format!(
+                                ", {} read from the disk a query",
+                                crate::human::bytes(b as u64)
+                            ))
+                            .unwrap_or_default()
+                    )?;
+                }
+            }
             for r in rows.iter().filter(|r| r.qps_16_clients.is_some()) {
                 write!(
                     out,
@@ -248,6 +268,10 @@ struct Line<'a> {
     in_process_paced: Option<PacedKeys>,
     #[serde(skip_serializing_if = "Option::is_none")]
     grpc_floor_p50_ms: Option<f64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    cold: Option<ColdKeys>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    cold_random: Option<ColdRandomKeys>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ingest_rows_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -334,6 +358,20 @@ impl<'a> Line<'a> {
             build_s: built.build_s,
             disk_bytes: built.disk_bytes,
             open_ms: built.open_ms,
+            cold: r.cold.map(|(c, _)| ColdKeys {
+                cold_queries: c.queries,
+                cold_p50_ms: c.p50_ms,
+                cold_p99_ms: c.p99_ms,
+                cold_qps: 1e3 / c.mean_ms.max(1e-9),
+                cold_read_bytes_per_query: c.read_bytes,
+            }),
+            cold_random: r.cold.map(|(_, c)| ColdRandomKeys {
+                cold_random_queries: c.queries,
+                cold_random_p50_ms: c.p50_ms,
+                cold_random_p99_ms: c.p99_ms,
+                cold_random_qps: 1e3 / c.mean_ms.max(1e-9),
+                cold_random_read_bytes_per_query: c.read_bytes,
+            }),
             scanned_per_query: r.scanned,
             exact_per_query: r.exact,
             index_type: args.index_type.name(),
@@ -399,6 +437,29 @@ impl<'a> Line<'a> {
             mode,
         }
     }
+}
+
+/// `--cold-vectors`: searches with the vectors evicted before each query.
+#[derive(Debug, Serialize)]
+struct ColdKeys {
+    cold_queries: usize,
+    cold_p50_ms: f64,
+    cold_p99_ms: f64,
+    /// One thread, one query after another (evictions untimed).
+    cold_qps: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cold_read_bytes_per_query: Option<f64>,
+}
+
+/// The same with random access advised for the vectors.
+#[derive(Debug, Serialize)]
+struct ColdRandomKeys {
+    cold_random_queries: usize,
+    cold_random_p50_ms: f64,
+    cold_random_p99_ms: f64,
+    cold_random_qps: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cold_random_read_bytes_per_query: Option<f64>,
 }
 
 /// The index type for the header, with the error bound's multiplier when

@@ -32,6 +32,15 @@ pub(super) trait Target: Sync {
     fn collection(&self) -> Option<&Arc<Collection>> {
         None
     }
+    /// Takes the stored vectors out of memory (a segment only).
+    fn evict_vectors(&self) -> Result<()> {
+        anyhow::bail!("only a segment's vectors can be evicted")
+    }
+    /// Advises random (or default) access to the stored vectors (a
+    /// segment only).
+    fn advise_random_vectors(&self, _random: bool) -> Result<()> {
+        anyhow::bail!("only a segment's vectors can be advised")
+    }
 }
 
 /// What one search computed: rows scanned (by their full vectors, or by
@@ -56,9 +65,20 @@ pub(super) struct SegmentTarget {
     pub(super) segment: SegmentReader,
     /// The error bound's multiplier in coded lists.
     pub(super) epsilon: f32,
+    /// The temporary directory holding the segment, if it is one.
+    pub(super) _dir: Option<tempfile::TempDir>,
 }
 
 impl Target for SegmentTarget {
+    #[cfg(target_os = "linux")]
+    fn evict_vectors(&self) -> Result<()> {
+        Ok(self.segment.evict_vectors()?)
+    }
+
+    fn advise_random_vectors(&self, random: bool) -> Result<()> {
+        Ok(self.segment.advise_random_vectors(random)?)
+    }
+
     fn searcher(&self) -> Searcher {
         let mut s = Searcher::new();
         s.set_epsilon(self.epsilon);
