@@ -1,23 +1,29 @@
 #!/usr/bin/env python3
 """IVF_RABITQ against faiss IndexIVFRaBitQ + IndexRefineFlat and hnswlib,
-one run, one thread, one query per call.
+one run, one thread: one query per call, and (with --batched) the whole
+query set in one call.
 
     pip install faiss-cpu hnswlib numpy
-    python3 benches/rabitq_compare.py --data DIR --nlist 256
+    python3 benches/rabitq_compare.py --data DIR --nlist 256 [--batched]
 
 DIR holds texmex files (base.fvecs, query.fvecs, gt.ivecs). vdb's side is
-`cargo bench -p vdb-benches --bench rabitq` on the same files (IVF_FLAT and
-IVF_RABITQ at epsilon 1.9, its own k-means), run by this script; faiss's
-IVF uses the same nlist and nprobe sweep, refining k_factor x k candidates
-exactly; hnswlib uses M=16, ef_construction=200 and an ef sweep. Prints a
+`vdbctl bench --json --threads 1` (release build, made by this script) on
+the same files, once with --index-type ivf_flat and once with ivf_rabitq
+(epsilon 1.9): a segment written and mapped as the engine writes it,
+vdb's own k-means; its batched figure is `batch_qps_1t`. faiss's IVF uses
+the same nlist and nprobe sweep, refining k_factor x k candidates
+exactly (each --k-factor in turn); hnswlib uses M=16, ef_construction=200
+and an ef sweep. Prints a
 Markdown table of every point and the QPS each reaches at recall@10 0.90,
 0.95 and 0.98 (linear between measured points).
 """
 
+
 import argparse
+import json
 import os
-import re
 import subprocess
+import tempfile
 import time
 
 import numpy as np
@@ -27,6 +33,14 @@ def read_vecs(path, dtype):
     raw = np.fromfile(path, dtype=np.int32)
     dim = raw[0]
     return raw.reshape(-1, dim + 1)[:, 1:].copy().view(dtype)
+
+
+def write_vecs(path, rows):
+    rows = np.ascontiguousarray(rows)
+    out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.int32)
+    out[:, 0] = rows.shape[1]
+    out[:, 1:] = rows.view(np.int32)
+    out.tofile(path)
 
 
 def recall(found, gt, k):
@@ -39,6 +53,17 @@ def one_at_a_time(search, queries):
     for q in queries:
         out.append(search(q[None, :]))
     return out, len(queries) / (time.perf_counter() - t)
+
+
+def all_at_once(search, queries):
+    """The whole query set in one call, repeated for at least a second."""
+    t, calls = time.perf_counter(), 0
+    while True:
+        out = search(queries)
+        calls += 1
+        if time.perf_counter() - t >= 1.0:
+            break
+    return list(out), calls * len(queries) / (time.perf_counter() - t)
 
 
 def at_recall(points, target):
@@ -56,8 +81,9 @@ def main():
     ap.add_argument("--nlist", type=int, default=256)
     ap.add_argument("--nprobe", default="4,8,16,32,64,128")
     ap.add_argument("--ef", default="16,32,64,128,256")
-    ap.add_argument("--k-factor", type=float, default=4.0)
+    ap.add_argument("--k-factor", default="4", help="comma-separated refine factors, each swept")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--batched", action="store_true", help="also the whole query set per call")
     a = ap.parse_args()
     import faiss
     import hnswlib
@@ -69,23 +95,29 @@ def main():
     n, dim = base.shape
     nprobes = [int(x) for x in a.nprobe.split(",")]
     rows = []  # (system, setting, recall, qps)
+    batched = []  # the same, the whole query set per call
     builds = {}
+    # vdb reads the query and truth files: cut to --queries rows.
+    tmp = tempfile.mkdtemp()
+    queries_path, gt_path = os.path.join(tmp, "query.fvecs"), os.path.join(tmp, "gt.ivecs")
+    write_vecs(queries_path, queries)
+    write_vecs(gt_path, gt)
 
-    env = dict(os.environ, VDB_BENCH_DATA=os.path.abspath(a.data), VDB_BENCH_NLIST=str(a.nlist),
-               VDB_BENCH_QUERIES=str(a.queries))
-    t = time.perf_counter()
-    out = subprocess.run(["cargo", "bench", "-q", "-p", "vdb-benches", "--bench", "rabitq"], env=env,
-                         check=True, capture_output=True, text=True).stdout
-    m = re.search(r"train\+assign ([\d.]+) s, codes ([\d.]+) s", out)
-    builds["vdb ivf_flat"] = float(m.group(1))
-    builds["vdb ivf_rabitq"] = float(m.group(1)) + float(m.group(2))
-    for line in out.splitlines():
-        p = line.split()
-        if len(p) >= 7 and p[0].isdigit() and int(p[0]) in nprobes:
-            name = " ".join(p[1:-5])
-            if name in ("ivf_flat", "rabitq 1.9"):
-                system = "vdb ivf_flat" if name == "ivf_flat" else "vdb ivf_rabitq"
-                rows.append((system, f"nprobe {p[0]}", float(p[-5]), float(p[-4])))
+    subprocess.run(["cargo", "build", "-q", "--release", "-p", "vdbctl"], check=True)
+    for index in ("ivf_flat", "ivf_rabitq"):
+        system = f"vdb {index}"
+        out = subprocess.run(
+            ["target/release/vdbctl", "bench", "--json", "--threads", "1", "--nlist", str(a.nlist),
+             "--nprobe", a.nprobe, "--k", str(k), "--index-type", index,
+             "--base", os.path.join(a.data, "base.fvecs"), "--query", queries_path,
+             "--gt", gt_path],
+            check=True, capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            r = json.loads(line)
+            builds[system] = r["train_s"] + r["build_s"]
+            rows.append((system, f"nprobe {r['nprobe']}", r["recall"], r["qps"]))
+            if a.batched:
+                batched.append((system, f"nprobe {r['nprobe']}", r["recall"], r["batch_qps_1t"]))
 
     faiss.omp_set_num_threads(2)
     t = time.perf_counter()
@@ -94,13 +126,19 @@ def main():
     ivf.train(base)
     refined = faiss.IndexRefineFlat(ivf)
     refined.add(base)
-    refined.k_factor = a.k_factor
-    builds["faiss IVFRaBitQ+refine"] = time.perf_counter() - t
+    build = time.perf_counter() - t
     faiss.omp_set_num_threads(1)
-    for nprobe in nprobes:
-        ivf.nprobe = nprobe
-        found, qps = one_at_a_time(lambda q: refined.search(q, k)[1][0], queries)
-        rows.append(("faiss IVFRaBitQ+refine", f"nprobe {nprobe}", recall(found, gt, k), qps))
+    for kf in [float(x) for x in a.k_factor.split(",")]:
+        system = f"faiss IVFRaBitQ+refine k_factor {kf:g}"
+        builds[system] = build
+        refined.k_factor = kf
+        for nprobe in nprobes:
+            ivf.nprobe = nprobe
+            found, qps = one_at_a_time(lambda q: refined.search(q, k)[1][0], queries)
+            rows.append((system, f"nprobe {nprobe}", recall(found, gt, k), qps))
+            if a.batched:
+                found, qps = all_at_once(lambda qs: refined.search(qs, k)[1], queries)
+                batched.append((system, f"nprobe {nprobe}", recall(found, gt, k), qps))
 
     t = time.perf_counter()
     h = hnswlib.Index(space="l2", dim=dim)
@@ -113,20 +151,29 @@ def main():
         h.set_ef(max(ef, k))
         found, qps = one_at_a_time(lambda q: h.knn_query(q, k=k)[0][0], queries)
         rows.append(("hnswlib M=16", f"ef {ef}", recall(found, gt, k), qps))
+        if a.batched:
+            found, qps = all_at_once(lambda qs: h.knn_query(qs, k=k)[0], queries)
+            batched.append(("hnswlib M=16", f"ef {ef}", recall(found, gt, k), qps))
 
-    print(f"{n} x {dim}, nlist {a.nlist}, {len(queries)} queries, k {k}, one thread, one query per call "
-          f"(faiss k_factor {a.k_factor}); builds on 2 threads except vdb's codes (one)\n")
-    print("| system | setting | recall@10 | QPS |\n|---|---|---|---|")
-    for s, setting, r, q in rows:
-        print(f"| {s} | {setting} | {r:.4f} | {q:.0f} |")
-    print("\n| system | build (s) | QPS at recall 0.90 | 0.95 | 0.98 |\n|---|---|---|---|---|")
-    for s in builds:
-        pts = [(r, q) for s2, _, r, q in rows if s2 == s]
-        cells = []
-        for target in (0.90, 0.95, 0.98):
-            v = at_recall(pts, target)
-            cells.append("–" if v is None else f"{v:.0f}")
-        print(f"| {s} | {builds[s]:.1f} | " + " | ".join(cells) + " |")
+    print(f"{n} x {dim}, nlist {a.nlist}, {len(queries)} queries, k {k}, one thread"
+          f"; builds on 2 threads except vdb's (one)\n")
+    tables = [("one query per call", rows)]
+    if a.batched:
+        tables.append(("all queries in one call", batched))
+    print("| system | setting | recall@10 | " + " | ".join(f"QPS, {t}" for t, _ in tables) + " |")
+    print("|---|---|---|" + "---|" * len(tables))
+    for i, (s, setting, r, q) in enumerate(rows):
+        extra = "".join(f" {t[i][3]:.0f} |" for _, t in tables[1:])
+        print(f"| {s} | {setting} | {r:.4f} | {q:.0f} |{extra}")
+    for title, points in tables:
+        print(f"\n{title}:\n\n| system | build (s) | QPS at recall 0.90 | 0.95 | 0.98 |\n|---|---|---|---|---|")
+        for s in builds:
+            pts = [(r, q) for s2, _, r, q in points if s2 == s]
+            cells = []
+            for target in (0.90, 0.95, 0.98):
+                v = at_recall(pts, target)
+                cells.append("–" if v is None else f"{v:.0f}")
+            print(f"| {s} | {builds[s]:.1f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
