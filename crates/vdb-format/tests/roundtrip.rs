@@ -192,3 +192,67 @@ fn codes_round_trip_by_list() {
     assert_eq!(s.codes_seed(), None);
     assert!(s.list_codes(ListId(0)).is_none());
 }
+
+/// The kernel's flags of this process's maps of `path`
+/// (`/proc/self/smaps`' `VmFlags`), one string per map.
+#[cfg(target_os = "linux")]
+fn map_flags(path: &std::path::Path) -> Vec<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = path.display().to_string();
+    let mut out = Vec::new();
+    let mut ours = false;
+    for line in smaps.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if ours {
+                out.push(flags.trim().to_string());
+            }
+        } else if line.contains('-') && line.split_whitespace().count() >= 5 {
+            ours = line.ends_with(&name);
+        }
+    }
+    out
+}
+
+/// A segment with codes is opened with its vectors advised for random
+/// reads (`rr`), one without is not; the advice can be taken back.
+#[cfg(target_os = "linux")]
+#[test]
+fn coded_segments_advise_random_reads_of_their_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir.path());
+    let meta = SegmentMeta {
+        id: SegmentId(3),
+        generation: Generation(1),
+        metric: Metric::L2,
+        dim: 256,
+        nlist: 2,
+        with_payloads: false,
+    };
+    let v = vec![0.25f32; 256];
+    let mut w = SegmentWriter::create_with_codes(&files, "c.seg", meta, None, Some(4)).unwrap();
+    let mut p = SegmentWriter::create_in(&files, "p.seg", meta).unwrap();
+    for id in 0..40u64 {
+        let list = ListId((id / 20) as u32);
+        w.push_coded(list, id, &v, None, &[], Some((&[id; 4], [0.0; 4])))
+            .unwrap();
+        p.push(list, id, &v, None).unwrap();
+    }
+    w.finish().unwrap();
+    p.finish().unwrap();
+    let coded_path = dir.path().join("c.seg");
+    let coded = SegmentReader::open(&coded_path).unwrap();
+    let plain_path = dir.path().join("p.seg");
+    let plain = SegmentReader::open(&plain_path).unwrap();
+    let random = |path| {
+        map_flags(path)
+            .iter()
+            .any(|f| f.split(' ').any(|x| x == "rr"))
+    };
+    assert!(!map_flags(&coded_path).is_empty());
+    assert!(random(&coded_path), "{:?}", map_flags(&coded_path));
+    assert!(!random(&plain_path), "{:?}", map_flags(&plain_path));
+    coded.advise_random_vectors(false).unwrap();
+    assert!(!random(&coded_path), "{:?}", map_flags(&coded_path));
+    plain.advise_random_vectors(true).unwrap();
+    assert!(random(&plain_path));
+}

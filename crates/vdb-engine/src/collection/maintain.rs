@@ -8,7 +8,7 @@ mod rebalance;
 mod retune;
 mod steps;
 
-use self::frozen::Frozen;
+use self::frozen::{Frozen, ReadAround};
 use self::pieces::{Piece, SegmentCap, Written, segment_stat};
 use self::retune::{assignment_numbers, retune, retune_untuned, whole};
 use self::steps::Target;
@@ -431,6 +431,9 @@ impl Collection {
             self.publish(&inner);
             f
         };
+        // A flush reads only the memtable; the others read segments in
+        // list order, which read-around serves best.
+        let _read_around = (task != Task::Flush).then(|| ReadAround::new(&frozen));
         let written = match &task {
             Task::Flush => self.write_merge(&frozen, &[]),
             Task::Compact => {

@@ -287,7 +287,7 @@ impl SegmentReader {
             nlist,
             with_payloads: has_payloads,
         };
-        Ok(SegmentReader {
+        let reader = SegmentReader {
             file,
             cached,
             meta,
@@ -301,7 +301,17 @@ impl SegmentReader {
             list_index: Arc::new(ListIndex::build(&columns, &list_starts)),
             columns: Arc::new(columns),
             codes,
-        })
+        };
+        if reader.codes.is_some() {
+            // Searches scan the codes and read only the vectors they
+            // rerank, at random: a page fault then reads that page, not
+            // the read-around (about 250 KiB a row measured, against
+            // 4 KiB; docs/benchmarks.md, "With the vectors out of
+            // memory"). Maintenance asks for read-around while it reads
+            // segments whole. A hint: failing to give it changes nothing.
+            let _ = reader.advise_random_vectors(true);
+        }
+        Ok(reader)
     }
 
     /// The bytes of the file its vectors take.
@@ -321,8 +331,8 @@ impl SegmentReader {
     }
 
     /// Advises the kernel that the segment's vectors are read at random
-    /// (what a coded scan's reranks do), or as by default
-    /// ([`MappedFile::advise_random`]).
+    /// (what a coded scan's reranks do; a segment with codes is opened so
+    /// advised), or as by default ([`MappedFile::advise_random`]).
     pub fn advise_random_vectors(&self, random: bool) -> Result<()> {
         self.file.advise_random(self.vectors_range(), random)
     }

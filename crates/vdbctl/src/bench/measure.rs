@@ -68,19 +68,21 @@ fn read_bytes() -> Option<u64> {
         .ok()
 }
 
-/// [`cold_latency`] as the kernel reads the vectors by default, then
-/// with random access advised (the default advice back afterwards).
+/// [`cold_latency`] with the kernel's read-around on page faults, then
+/// with random access advised; afterwards the advice the segment was
+/// opened with (random for a segment with codes).
 pub(super) fn cold_latencies(
     target: &dyn Target,
     queries: &Matrix<f32>,
     sp: SearchParams,
     min: Duration,
 ) -> Result<(Cold, Cold)> {
-    let default = cold_latency(target, queries, sp, min)?;
-    target.advise_random_vectors(true)?;
+    target.advise_random_vectors(Some(false))?;
+    let around = cold_latency(target, queries, sp, min);
+    target.advise_random_vectors(Some(true))?;
     let random = cold_latency(target, queries, sp, min);
-    target.advise_random_vectors(false)?;
-    Ok((default, random?))
+    target.advise_random_vectors(None)?;
+    Ok((around?, random?))
 }
 
 /// One query at a time with the target's vectors evicted (untimed)

@@ -36,9 +36,10 @@ pub(super) trait Target: Sync {
     fn evict_vectors(&self) -> Result<()> {
         anyhow::bail!("only a segment's vectors can be evicted")
     }
-    /// Advises random (or default) access to the stored vectors (a
-    /// segment only).
-    fn advise_random_vectors(&self, _random: bool) -> Result<()> {
+    /// Advises random (`Some(true)`) or default access to the stored
+    /// vectors, or (`None`) what the segment was opened with (a segment
+    /// only).
+    fn advise_random_vectors(&self, _random: Option<bool>) -> Result<()> {
         anyhow::bail!("only a segment's vectors can be advised")
     }
 }
@@ -75,8 +76,11 @@ impl Target for SegmentTarget {
         Ok(self.segment.evict_vectors()?)
     }
 
-    fn advise_random_vectors(&self, random: bool) -> Result<()> {
-        Ok(self.segment.advise_random_vectors(random)?)
+    fn advise_random_vectors(&self, random: Option<bool>) -> Result<()> {
+        let coded = self.segment.codes_seed().is_some();
+        Ok(self
+            .segment
+            .advise_random_vectors(random.unwrap_or(coded))?)
     }
 
     fn searcher(&self) -> Searcher {

@@ -30,6 +30,35 @@ pub(super) struct Frozen {
     pub(super) last_seq: AtomicU64,
 }
 
+/// While maintenance reads segments whole: their vectors read with the
+/// kernel's read-around, which a segment with codes is opened without
+/// (searches read its vectors at random); the random-read advice comes
+/// back when this drops. Only hints: a failure changes no data.
+pub(super) struct ReadAround(Vec<Arc<SegmentReader>>);
+
+impl ReadAround {
+    pub(super) fn new(frozen: &Frozen) -> ReadAround {
+        let coded: Vec<Arc<SegmentReader>> = frozen
+            .segs
+            .iter()
+            .filter(|(s, _)| s.codes_seed().is_some())
+            .map(|(s, _)| Arc::clone(s))
+            .collect();
+        for s in &coded {
+            let _ = s.advise_random_vectors(false);
+        }
+        ReadAround(coded)
+    }
+}
+
+impl Drop for ReadAround {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            let _ = s.advise_random_vectors(true);
+        }
+    }
+}
+
 impl Frozen {
     /// The row at `loc`: `Seg` numbers `segs`, `Frozen` numbers `mem`.
     pub(super) fn row(&self, loc: Loc) -> Result<RowRef<'_>> {
