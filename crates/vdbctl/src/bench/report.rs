@@ -9,7 +9,7 @@ use vdb_core::distance;
 
 use super::args::BenchArgs;
 use super::build::Built;
-use super::measure::{MaintenanceLatency, PACE, Row};
+use super::measure::{Cold, MaintenanceLatency, PACE, Row};
 
 /// Everything one run measured.
 pub(super) struct Report<'a> {
@@ -268,10 +268,9 @@ struct Line<'a> {
     in_process_paced: Option<PacedKeys>,
     #[serde(skip_serializing_if = "Option::is_none")]
     grpc_floor_p50_ms: Option<f64>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    cold: Option<ColdKeys>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    cold_random: Option<ColdRandomKeys>,
+    /// `--cold-vectors`: `cold_*` (read-around) and `cold_random_*`.
+    #[serde(flatten)]
+    cold: serde_json::Map<String, serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ingest_rows_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -358,20 +357,14 @@ impl<'a> Line<'a> {
             build_s: built.build_s,
             disk_bytes: built.disk_bytes,
             open_ms: built.open_ms,
-            cold: r.cold.map(|(c, _)| ColdKeys {
-                cold_queries: c.queries,
-                cold_p50_ms: c.p50_ms,
-                cold_p99_ms: c.p99_ms,
-                cold_qps: 1e3 / c.mean_ms.max(1e-9),
-                cold_read_bytes_per_query: c.read_bytes,
-            }),
-            cold_random: r.cold.map(|(_, c)| ColdRandomKeys {
-                cold_random_queries: c.queries,
-                cold_random_p50_ms: c.p50_ms,
-                cold_random_p99_ms: c.p99_ms,
-                cold_random_qps: 1e3 / c.mean_ms.max(1e-9),
-                cold_random_read_bytes_per_query: c.read_bytes,
-            }),
+            cold: r
+                .cold
+                .map(|(around, random)| {
+                    let mut keys = cold_keys("cold", &around);
+                    keys.extend(cold_keys("cold_random", &random));
+                    keys
+                })
+                .unwrap_or_default(),
             scanned_per_query: r.scanned,
             exact_per_query: r.exact,
             index_type: args.index_type.name(),
@@ -439,27 +432,19 @@ impl<'a> Line<'a> {
     }
 }
 
-/// `--cold-vectors`: searches with the vectors evicted before each query.
-#[derive(Debug, Serialize)]
-struct ColdKeys {
-    cold_queries: usize,
-    cold_p50_ms: f64,
-    cold_p99_ms: f64,
-    /// One thread, one query after another (evictions untimed).
-    cold_qps: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cold_read_bytes_per_query: Option<f64>,
-}
-
-/// The same with random access advised for the vectors.
-#[derive(Debug, Serialize)]
-struct ColdRandomKeys {
-    cold_random_queries: usize,
-    cold_random_p50_ms: f64,
-    cold_random_p99_ms: f64,
-    cold_random_qps: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cold_random_read_bytes_per_query: Option<f64>,
+/// One `--cold-vectors` measurement as JSON keys `{prefix}_queries`,
+/// `_p50_ms`, `_p99_ms`, `_qps` (one thread, one query after another,
+/// evictions untimed) and `_read_bytes_per_query` (where counted).
+fn cold_keys(prefix: &str, c: &Cold) -> serde_json::Map<String, serde_json::Value> {
+    let mut keys = serde_json::Map::new();
+    keys.insert(format!("{prefix}_queries"), c.queries.into());
+    keys.insert(format!("{prefix}_p50_ms"), c.p50_ms.into());
+    keys.insert(format!("{prefix}_p99_ms"), c.p99_ms.into());
+    keys.insert(format!("{prefix}_qps"), (1e3 / c.mean_ms.max(1e-9)).into());
+    if let Some(b) = c.read_bytes {
+        keys.insert(format!("{prefix}_read_bytes_per_query"), b.into());
+    }
+    keys
 }
 
 /// The index type for the header, with the error bound's multiplier when
