@@ -275,3 +275,81 @@ fn ground_truth_ignores_codes() {
         "distances per query count the codes' estimates: {all:?}"
     );
 }
+
+/// A filtered search of a coded collection scans the codes too (of the
+/// rows that pass only), and finds what the same filtered search of a
+/// flat collection finds, with exact distances, only rows that pass.
+#[test]
+fn filtered_searches_scan_codes_and_answer_like_flat_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let with_field = |index_type| CollectionConfig {
+        fields: vec![vdb_engine::FieldDef::new(
+            "year",
+            vdb_engine::FieldType::Int,
+        )],
+        ..config(index_type)
+    };
+    let flat = engine
+        .create_collection("flat", with_field(IndexType::IvfFlat))
+        .unwrap();
+    let coded = engine
+        .create_collection("coded", with_field(IndexType::IvfRabitq))
+        .unwrap();
+    let mut rows = common::numbered(&common::clustered(3000, 48, 16, 7));
+    for r in &mut rows {
+        r.fields = vec![("year".into(), vdb_engine::Value::Int((r.id % 10) as i64))];
+    }
+    for c in [&flat, &coded] {
+        for chunk in rows.chunks(1000) {
+            c.upsert(chunk.to_vec()).unwrap();
+            c.flush().unwrap();
+        }
+        c.delete(&(0..3000).step_by(11).collect::<Vec<_>>())
+            .unwrap();
+        c.flush().unwrap();
+    }
+    let queries = common::clustered(40, 48, 16, 8);
+    let opts = |filter: &str| SearchOptions {
+        k: 10,
+        nprobe: Some(2),
+        filter: Some(vdb_engine::Filter::parse(filter).unwrap()),
+        ..Default::default()
+    };
+    for filter in ["year = 3", "year < 8", "year >= 0"] {
+        let got: Vec<Vec<(u64, f32)>> = queries
+            .iter()
+            .map(|q| {
+                let (hits, t) = coded.search_traced(q, opts(filter)).unwrap();
+                assert!(t.code_estimates > 0, "{filter}: the codes were not scanned");
+                assert!(t.fine_distances < t.code_estimates, "{filter}: {t:?}");
+                hits.into_iter().map(|h| (h.id, h.distance)).collect()
+            })
+            .collect();
+        let want: Vec<Vec<(u64, f32)>> = queries
+            .iter()
+            .map(|q| {
+                let (hits, _) = flat.search_traced(q, opts(filter)).unwrap();
+                hits.into_iter().map(|h| (h.id, h.distance)).collect()
+            })
+            .collect();
+        let share = overlap(&got, &want);
+        assert!(
+            share >= 0.98,
+            "{filter}: {share} of the flat collection's hits"
+        );
+        for hits in &got {
+            assert_eq!(hits.len(), 10, "{filter}");
+            for (id, _) in hits {
+                assert!(id % 11 != 0, "{filter}: deleted row {id} came back");
+                let year = id % 10;
+                let passes = match filter {
+                    "year = 3" => year == 3,
+                    "year < 8" => year < 8,
+                    _ => true,
+                };
+                assert!(passes, "{filter}: id {id} does not pass");
+            }
+        }
+    }
+}
