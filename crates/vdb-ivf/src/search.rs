@@ -286,50 +286,12 @@ impl Searcher {
                 let ids = source.lists.list_ids(list);
                 let deleted = source.deleted.filter(|d| !d.is_empty());
                 let mut row = source.lists.list_row_start(list);
-                if let Some(filter) = source.filter
-                    && (filter.is_none() || !filter.may_match(list))
-                {
-                    filtered += ids.len() as u64;
-                    ruled_out += ids.len() as u64;
-                    continue;
-                }
-                if let Some(book) = codebook
-                    && let Some(codes) = source.lists.list_codes(list)
-                    && codes_fit(codes, ids.len(), book)
-                {
-                    if !list_query_ready {
-                        self.list_query
-                            .prepare(book, list, &self.rotated, self.epsilon);
-                        list_query_ready = true;
-                    }
-                    let work = scan_coded(
-                        Coded {
-                            query: &self.query,
-                            list_query: &self.list_query,
-                            metric,
-                            codes,
-                            vectors,
-                            ids,
-                            deleted,
-                            filter: source.filter,
-                            source: s,
-                            first_row: row,
-                        },
-                        &mut self.top,
-                        (&mut self.dots, &mut self.lowers),
-                        trace.is_some().then_some(&mut seen),
-                    );
-                    scanned += work.estimated;
-                    estimated += work.estimated;
-                    skipped += work.skipped;
-                    reranked += work.reranked;
-                    filtered += work.filtered;
-                    if source.filter.is_some() {
-                        matched += work.estimated;
-                    }
-                    continue;
-                }
                 if let Some(filter) = source.filter {
+                    if filter.is_none() || !filter.may_match(list) {
+                        filtered += ids.len() as u64;
+                        ruled_out += ids.len() as u64;
+                        continue;
+                    }
                     for (vchunk, ichunk) in
                         vectors.chunks(SCAN_CHUNK * dim).zip(ids.chunks(SCAN_CHUNK))
                     {
@@ -370,6 +332,37 @@ impl Searcher {
                         }
                         row += ichunk.len();
                     }
+                    continue;
+                }
+                if let Some(book) = codebook
+                    && let Some(codes) = source.lists.list_codes(list)
+                    && codes_fit(codes, ids.len(), book)
+                {
+                    if !list_query_ready {
+                        self.list_query
+                            .prepare(book, list, &self.rotated, self.epsilon);
+                        list_query_ready = true;
+                    }
+                    let work = scan_coded(
+                        Coded {
+                            query: &self.query,
+                            list_query: &self.list_query,
+                            metric,
+                            codes,
+                            vectors,
+                            ids,
+                            deleted,
+                            source: s,
+                            first_row: row,
+                        },
+                        &mut self.top,
+                        (&mut self.dots, &mut self.lowers),
+                        trace.is_some().then_some(&mut seen),
+                    );
+                    scanned += work.estimated;
+                    estimated += work.estimated;
+                    skipped += work.skipped;
+                    reranked += work.reranked;
                     continue;
                 }
                 for (vchunk, ichunk) in vectors.chunks(SCAN_CHUNK * dim).zip(ids.chunks(SCAN_CHUNK))
@@ -476,8 +469,6 @@ struct Coded<'a> {
     vectors: &'a [f32],
     ids: &'a [u64],
     deleted: Option<&'a RowSet>,
-    /// Rows to consider only if they pass, if any.
-    filter: Option<&'a dyn RowFilter>,
     source: usize,
     first_row: usize,
 }
@@ -500,19 +491,15 @@ impl Coded<'_> {
 
 /// The work [`scan_coded`] did.
 struct CodedWork {
-    /// Visible rows (passing the filter, if any) scored by their codes.
     estimated: u64,
     skipped: u64,
     reranked: u64,
-    /// Visible rows the filter let not pass.
-    filtered: u64,
 }
 
 /// Scans a coded list: a chunk's codes against the query's bit planes in
 /// one kernel call, then the chunk's lower bounds; a row whose lower
 /// bound can still beat the current k-th distance gets its exact distance
-/// from its vector and is offered to `top`. With a filter only the rows
-/// that pass count, are reranked and offered. With `seen`, every such
+/// from its vector and is offered to `top`. With `seen`, every visible
 /// row's distance goes there (the estimate for a row not reranked).
 fn scan_coded(
     list: Coded<'_>,
@@ -525,7 +512,6 @@ fn scan_coded(
         estimated: 0,
         skipped: 0,
         reranked: 0,
-        filtered: 0,
     };
     dots.resize(SCAN_CHUNK, 0);
     lowers.resize(SCAN_CHUNK, 0.0);
@@ -554,16 +540,6 @@ fn scan_coded(
         list.list_query.lower_bounds(out, fchunk, lower);
         for (i, (&id, &bound)) in ichunk.iter().zip(lower.iter()).enumerate() {
             let hidden = |i: usize| list.deleted.is_some_and(|d| d.contains(row + i));
-            // A visible row the filter does not pass is neither scored
-            // nor reranked (and stops being hidden-checked below).
-            if let Some(f) = list.filter
-                && !hidden(i)
-                && !f.matches(row + i)
-            {
-                work.filtered += 1;
-                work.estimated -= 1;
-                continue;
-            }
             if bound > top.threshold() {
                 if let Some(seen) = seen.as_deref_mut()
                     && !hidden(i)
@@ -1279,59 +1255,6 @@ mod tests {
                 prop_assert_eq!(trace.code_estimates, scanned);
                 prop_assert_eq!(trace.fine_distances, reranked);
                 prop_assert!(reranked <= scanned);
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
-
-        /// A filtered search of coded lists with a wide bound returns what
-        /// the filtered exact scan returns, probing as far (the same
-        /// passing rows scored), with every row it does not pass and every
-        /// deleted row left out.
-        #[test]
-        fn filtered_coded_search_equals_the_filtered_exact_scan(
-            seed in any::<u64>(), dim in 8usize..48, nlist in 1usize..8, k in 1usize..30,
-            nprobe in 1usize..8, every in 0usize..5, deleted in 0usize..3,
-        ) {
-            let data = random(300, dim, seed, Metric::L2);
-            let (q, lists) = build(&data, dim, nlist, Metric::L2);
-            let coded_q = q.clone().with_codes(seed ^ 3);
-            let coded = rabitq::CodedLists::new(lists.clone(), coded_q.codebook().unwrap());
-            let filter = EveryNth(every);
-            let mut hidden = RowSet::new(300);
-            for r in (0..300).filter(|r| deleted > 0 && r % (deleted + 2) == 1) {
-                hidden.insert(r);
-            }
-            let flat = [Source { lists: &lists, deleted: Some(&hidden), filter: Some(&filter) }];
-            let with_codes = [Source { lists: &coded, ..flat[0] }];
-            let params = SearchParams::new(k, nprobe);
-            let mut s = Searcher::new();
-            s.set_epsilon(8.0);
-            for query in random(4, dim, seed ^ 11, Metric::L2).chunks_exact(dim) {
-                let mut want_trace = SearchTrace::default();
-                let want = s
-                    .search_sources(&q, &flat, query, params, Some(&mut want_trace))
-                    .unwrap();
-                let mut trace = SearchTrace::default();
-                let got = s
-                    .search_sources(&coded_q, &with_codes, query, params, Some(&mut trace))
-                    .unwrap();
-                prop_assert_eq!(&got, &want);
-                let untraced = s
-                    .search_sources(&coded_q, &with_codes, query, params, None)
-                    .unwrap();
-                prop_assert_eq!(&untraced, &want);
-                prop_assert_eq!(trace.probed.len(), want_trace.probed.len());
-                prop_assert_eq!(trace.filter_matched, want_trace.filter_matched);
-                let filtered = |t: &SearchTrace| t.probed.iter().map(|p| p.filtered_out).sum::<u64>();
-                prop_assert_eq!(filtered(&trace), filtered(&want_trace));
-                prop_assert!(trace.code_estimates <= trace.filter_matched);
-                for n in &got {
-                    prop_assert!(filter.matches(n.addr.row as usize));
-                    prop_assert!(!hidden.contains(n.addr.row as usize));
-                }
             }
         }
     }
