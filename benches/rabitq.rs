@@ -8,13 +8,26 @@
 //! `VDB_BENCH_NLIST` (default 256), `VDB_BENCH_QUERIES` (default 1000),
 //! `VDB_BENCH_ONLY` (run only the configurations whose name contains it).
 //! Without `VDB_BENCH_DATA` it runs on 50,000 generated 128-d rows.
+//! `VDB_BENCH_FILTER_EVERY=N` searches with a filter that every N-th row
+//! of each list passes (recall against the exact top-k of those rows).
 
 use std::path::Path;
 use std::time::Instant;
 
-use vdb_core::{Metric, VecInvertedLists};
+use vdb_core::{Metric, RowFilter, VecInvertedLists};
 use vdb_ivf::rabitq::{CodedLists, DEFAULT_EPSILON};
-use vdb_ivf::{CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, SplitMix64};
+use vdb_ivf::{
+    CoarseQuantizer, KMeansParams, SearchParams, SearchTrace, Searcher, Source, SplitMix64,
+};
+
+/// Every `.0`-th row of each list passes.
+struct EveryNth(usize);
+
+impl RowFilter for EveryNth {
+    fn matches(&self, row: usize) -> bool {
+        row.is_multiple_of(self.0)
+    }
+}
 
 fn read_vecs(path: &Path) -> (usize, Vec<u32>) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -108,15 +121,47 @@ fn main() {
         lists.push(l, i as u64, &base[i * dim..(i + 1) * dim]);
     }
     let trained = started.elapsed();
+    let every: usize = std::env::var("VDB_BENCH_FILTER_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let filter = EveryNth(every.max(1));
+    let filter = (every > 1).then_some(&filter as &dyn RowFilter);
+    // With a filter, the truth is the exact top-k of the rows passing it.
+    let truth = match filter {
+        None => truth,
+        Some(f) => queries
+            .chunks_exact(dim)
+            .map(|query| {
+                let all = SearchParams::new(k, nlist);
+                let source = [Source {
+                    lists: &lists,
+                    deleted: None,
+                    filter: Some(f),
+                }];
+                Searcher::exact()
+                    .search_sources(&quantizer, &source, query, all, None)
+                    .expect("exact search")
+                    .iter()
+                    .map(|n| n.id.0)
+                    .collect()
+            })
+            .collect(),
+    };
     let coded_quantizer = quantizer.clone().with_codes(0x5eed);
     let started = Instant::now();
     let coded = CodedLists::new(lists.clone(), coded_quantizer.codebook().expect("codebook"));
     let coded_in = started.elapsed();
     println!(
-        "{rows} rows x {dim}, nlist {nlist}, {} queries; train+assign {:.1} s, codes {:.2} s",
+        "{rows} rows x {dim}, nlist {nlist}, {} queries; train+assign {:.1} s, codes {:.2} s{}",
         queries.len() / dim,
         trained.as_secs_f64(),
-        coded_in.as_secs_f64()
+        coded_in.as_secs_f64(),
+        if every > 1 {
+            format!("; filter: every {every}th row of each list")
+        } else {
+            String::new()
+        }
     );
     println!(
         "{:>6} {:>14} {:>9} {:>9} {:>12} {:>12} {:>8}",
@@ -145,6 +190,11 @@ fn main() {
                 None => (&quantizer, &lists),
                 Some(_) => (&coded_quantizer, &coded),
             };
+            let l = [Source {
+                lists: l,
+                deleted: None,
+                filter,
+            }];
             let mut s = Searcher::new();
             s.set_epsilon(epsilon.unwrap_or(0.0));
             let params = SearchParams::new(k, nprobe);
@@ -153,7 +203,7 @@ fn main() {
             for (query, want) in queries.chunks_exact(dim).zip(&truth) {
                 let mut trace = SearchTrace::default();
                 let got = s
-                    .search(q, &[l], query, params, Some(&mut trace))
+                    .search_sources(q, &l, query, params, Some(&mut trace))
                     .expect("search");
                 found += got.iter().filter(|n| want.contains(&n.id.0)).count();
                 scanned += trace.code_estimates.max(trace.fine_distances);
@@ -162,7 +212,10 @@ fn main() {
             let started = Instant::now();
             for _ in 0..repeat {
                 for query in queries.chunks_exact(dim) {
-                    std::hint::black_box(s.search(q, &[l], query, params, None).expect("search"));
+                    std::hint::black_box(
+                        s.search_sources(q, &l, query, params, None)
+                            .expect("search"),
+                    );
                 }
             }
             let n = (queries.len() / dim) as f64;
