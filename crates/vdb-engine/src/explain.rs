@@ -99,9 +99,9 @@ pub struct ExactComparison {
     /// exact neighbours live in.
     pub min_nprobe: usize,
     /// Example members of each unprobed list that holds a missed
-    /// neighbour (a neighbour missed in a probed list — its code estimate
-    /// ruled it out — has none) (list number, members nearest its centroid), by coarse
-    /// rank: what the skipped clusters hold.
+    /// neighbour (list number, members nearest its centroid), by coarse
+    /// rank: what the skipped clusters hold. A neighbour missed in a
+    /// probed list (its code estimate ruled it out) adds no list here.
     pub missed_lists: Vec<(u32, Vec<Sample>)>,
 }
 

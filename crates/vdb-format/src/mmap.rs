@@ -79,19 +79,25 @@ impl MappedFile {
     /// the default (`MADV_NORMAL`).
     pub fn advise_random(&self, range: std::ops::Range<usize>, random: bool) -> Result<()> {
         #[cfg(unix)]
-        if let Some(m) = &self.map {
-            let end = range.end.min(m.len());
+        if let Some((m, start, len)) = self.mapped(range) {
             let advice = if random {
                 memmap2::Advice::Random
             } else {
                 memmap2::Advice::Normal
             };
-            if range.start < end {
-                m.advise_range(advice, range.start, end - range.start)
-                    .map_err(|e| Error::io(&self.path, "madvise", e))?;
-            }
+            m.advise_range(advice, start, len)
+                .map_err(|e| Error::io(&self.path, "madvise", e))?;
         }
         Ok(())
+    }
+
+    /// The map with the part of `range` inside it as (start, length);
+    /// `None` when that part is empty.
+    #[cfg(unix)]
+    fn mapped(&self, range: std::ops::Range<usize>) -> Option<(&Mmap, usize, usize)> {
+        let m = self.map.as_deref()?;
+        let end = range.end.min(m.len());
+        (range.start < end).then(|| (m, range.start, end - range.start))
     }
 
     /// Takes the bytes `range` of the file out of memory: this map's pages
@@ -108,14 +114,9 @@ impl MappedFile {
     pub fn evict(&self, range: std::ops::Range<usize>) -> Result<()> {
         use std::os::fd::AsRawFd;
 
-        let Some(m) = &self.map else {
+        let Some((m, start, len)) = self.mapped(range) else {
             return Ok(());
         };
-        let end = range.end.min(m.len());
-        if range.start >= end {
-            return Ok(());
-        }
-        let len = end - range.start;
         // SAFETY: the map is a read-only shared map of a file vdb never
         // changes while it is mapped (see `open`). MADV_DONTNEED on such a
         // map only drops its page table entries: the next access faults
@@ -123,7 +124,7 @@ impl MappedFile {
         // slice handed out from the map changes or dangles. memmap2
         // aligns the start down to a page and checks the range is inside
         // the map.
-        unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, len) }
+        unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) }
             .map_err(|e| Error::io(&self.path, "madvise", e))?;
         let file = File::open(self.path.as_path()).map_err(|e| Error::io(&self.path, "open", e))?;
         // SAFETY: posix_fadvise only reads its integer arguments; the
@@ -132,7 +133,7 @@ impl MappedFile {
         let rc = unsafe {
             libc::posix_fadvise(
                 file.as_raw_fd(),
-                range.start as libc::off_t,
+                start as libc::off_t,
                 len as libc::off_t,
                 libc::POSIX_FADV_DONTNEED,
             )

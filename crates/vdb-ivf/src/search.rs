@@ -1240,7 +1240,7 @@ mod tests {
                 let mut trace = SearchTrace::default();
                 let got = s.search(&coded_q, &[&coded], query, params, Some(&mut trace)).unwrap();
                 prop_assert_eq!(&got, &want);
-                // Without a trace the scan takes its branch-free pass.
+                // Untraced, the same answers.
                 let untraced = s.search(&coded_q, &[&coded], query, params, None).unwrap();
                 prop_assert_eq!(&untraced, &want);
                 // A searcher that ignores codes is exact at any bound.

@@ -58,6 +58,14 @@ pub(super) struct Cold {
     pub(super) read_bytes: Option<f64>,
 }
 
+/// The value at quantile `p` of `sorted` (ascending; 0 when empty).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get((sorted.len().saturating_sub(1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
 /// Bytes this process caused to be read from storage so far.
 fn read_bytes() -> Option<u64> {
     let io = std::fs::read_to_string("/proc/self/io").ok()?;
@@ -115,16 +123,10 @@ fn cold_latency(
     let n = latencies.len().max(1);
     let mean_ms = latencies.iter().sum::<f64>() / n as f64;
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len().saturating_sub(1)) as f64 * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
     Ok(Cold {
         queries: latencies.len(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
         mean_ms,
         read_bytes: read.map(|r| r as f64 / n as f64),
     })
@@ -176,10 +178,9 @@ pub(super) fn maintenance_latency(
             q += 1;
         }
         lat.sort_by(f64::total_cmp);
-        let at = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
         Ok(Phase {
-            p50_ms: at(0.5),
-            p99_ms: at(0.99),
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
             searches: lat.len(),
             seconds: 0.0,
             peak_extra_disk: 0.0,
