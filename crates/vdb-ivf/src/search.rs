@@ -534,27 +534,47 @@ fn scan_coded(
         let hidden = list.deleted.map_or(0, |d| d.count_in(row..row + n));
         work.skipped += hidden as u64;
         work.estimated += (n - hidden) as u64;
-        // Every lower bound of the chunk in one branch-free pass, then
-        // only the rows it lets through.
+        // Every lower bound of the chunk in one branch-free pass; then, 64
+        // rows at a time, a mask of those the bound lets through at the
+        // k-th distance as the block starts (it only falls while the block
+        // is reranked, so the mask holds every row reranked), checked again
+        // at the current k-th distance before each rerank.
         let lower = &mut lowers[..n];
         list.list_query.lower_bounds(out, fchunk, lower);
-        for (i, (&id, &bound)) in ichunk.iter().zip(lower.iter()).enumerate() {
-            let hidden = |i: usize| list.deleted.is_some_and(|d| d.contains(row + i));
-            if bound > top.threshold() {
-                if let Some(seen) = seen.as_deref_mut()
-                    && !hidden(i)
-                {
-                    seen.push(list.list_query.estimate(out[i], &fchunk[i]).distance);
+        let hidden = |i: usize| list.deleted.is_some_and(|d| d.contains(row + i));
+        for start in (0..n).step_by(64) {
+            let block = &lower[start..n.min(start + 64)];
+            let threshold = top.threshold();
+            let mut through = 0u64;
+            for (j, &bound) in block.iter().enumerate() {
+                through |= u64::from(bound <= threshold) << j;
+            }
+            let mut reranked = 0u64;
+            while through != 0 {
+                let j = through.trailing_zeros() as usize;
+                through &= through - 1;
+                let i = start + j;
+                if block[j] > top.threshold() || hidden(i) {
+                    continue;
                 }
-                continue;
+                if let Some(exact) = list.rerank(c * SCAN_CHUNK + i, ichunk[i], row + i, top) {
+                    work.reranked += 1;
+                    reranked |= 1 << j;
+                    if let Some(seen) = seen.as_deref_mut() {
+                        seen.push(exact);
+                    }
+                }
             }
-            if hidden(i) {
-                continue;
-            }
-            if let Some(exact) = list.rerank(c * SCAN_CHUNK + i, id, row + i, top) {
-                work.reranked += 1;
-                if let Some(seen) = seen.as_deref_mut() {
-                    seen.push(exact);
+            // A trace has the estimate of every other visible row.
+            if let Some(seen) = seen.as_deref_mut() {
+                for j in (0..block.len()).filter(|&j| reranked >> j & 1 == 0) {
+                    if !hidden(start + j) {
+                        seen.push(
+                            list.list_query
+                                .estimate(out[start + j], &fchunk[start + j])
+                                .distance,
+                        );
+                    }
                 }
             }
         }

@@ -75,6 +75,8 @@ pub struct Kernels {
     pub dot_matrix: DotMatrixFn,
     /// Inner products of 1-bit codes with a 4-bit query ([`bits`]).
     pub bit_dots: bits::BitDotsFn,
+    /// Lower bounds of codes' distances from their counts ([`bits`]).
+    pub lower_bounds: bits::LowerBoundsFn,
 }
 
 /// A matrix product kernel: `(a, m, b, n, dim, blocked, out)` as in
@@ -97,6 +99,7 @@ const PORTABLE: Kernels = Kernels {
     blocked_dots: blocked::dots_portable,
     dot_matrix: simd::gemm_entry,
     bit_dots: bits::portable,
+    lower_bounds: bits::lower_bounds_portable,
 };
 
 /// The kernels for `isa`, if this CPU supports it.
@@ -218,6 +221,19 @@ fn product(
 #[inline]
 pub fn bit_dots(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
     (active().bit_dots)(codes, words, planes, out)
+}
+
+/// For each code, the lowest distance its estimate's error bound allows,
+/// from its count against the query's planes and its factors (see
+/// [`bits::BoundTerms`]), into `out` (as many as all three hold).
+#[inline]
+pub fn lower_bounds(
+    terms: &bits::BoundTerms,
+    dots: &[u32],
+    factors: &[[f32; crate::CODE_FACTORS]],
+    out: &mut [f32],
+) {
+    (active().lower_bounds)(terms, dots, factors, out)
 }
 
 /// Squared L2 norm `Σ aᵢ²`.
@@ -377,12 +393,13 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// Every instruction set's bit-code kernel against the bit-by-bit
-        /// reference, over code widths that leave partial register groups;
+        /// reference, over code widths that leave partial register groups
+        /// and code counts that leave groups of eight and a remainder;
         /// a partial code at the end and outputs past the codes are left
         /// alone.
         #[test]
         fn every_bit_kernel_matches_the_reference(
-            words in 0usize..20, rows in 0usize..9, seed in any::<u64>(), dense in any::<bool>()
+            words in 0usize..20, rows in 0usize..27, seed in any::<u64>(), dense in any::<bool>()
         ) {
             let mut s = seed | 1;
             let mut next = move || {
@@ -404,6 +421,52 @@ mod tests {
                 if words > 0 {
                     prop_assert!(out[rows..].iter().all(|&o| o == u32::MAX), "{}: wrote past the codes", isa);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every instruction set's lower-bound kernel gives, bit for bit,
+        /// what the one-code reference gives, over lengths that leave
+        /// partial vector steps; outputs past the shorter input are left
+        /// alone.
+        #[test]
+        fn every_bound_kernel_matches_the_reference(
+            rows in 0usize..70,
+            extra in 0usize..3,
+            terms in proptest::array::uniform6(-100.0f32..100.0),
+            seed in any::<u64>(),
+        ) {
+            let mut s = seed | 1;
+            let mut next = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let terms = bits::BoundTerms {
+                per_dot: terms[0],
+                per_one: terms[1],
+                offset: terms[2],
+                constant: terms[3],
+                per_error: terms[4],
+                per_scale: terms[5],
+            };
+            let dots: Vec<u32> = (0..rows + extra).map(|_| (next() % 4000) as u32).collect();
+            let factors: Vec<[f32; crate::CODE_FACTORS]> = (0..rows)
+                .map(|_| std::array::from_fn(|_| (next() % 20_000) as f32 / 100.0 - 100.0))
+                .collect();
+            for isa in available() {
+                let k = kernels_for(isa).unwrap();
+                let mut out = vec![f32::NAN; rows + extra];
+                (k.lower_bounds)(&terms, &dots, &factors, &mut out);
+                for r in 0..rows {
+                    let want = terms.estimate(dots[r], &factors[r]).1;
+                    prop_assert_eq!(out[r].to_bits(), want.to_bits(), "{} code {}", isa, r);
+                }
+                prop_assert!(out[rows..].iter().all(|o| o.is_nan()), "{}: wrote past the factors", isa);
             }
         }
     }

@@ -78,8 +78,10 @@ const PREFETCH_BYTES: usize = 4096;
 mod x86 {
     use std::arch::x86_64::*;
 
+    use super::super::bits::BoundTerms;
     use super::super::{BlockedVectors, Isa, Kernels};
     use super::PREFETCH_BYTES;
+    use crate::CODE_FACTORS;
 
     pub(super) const AVX2: Kernels = Kernels {
         isa: Isa::Avx2,
@@ -90,6 +92,7 @@ mod x86 {
         blocked_dots: blocked_dots_avx2_entry,
         dot_matrix: super::gemm_entry,
         bit_dots: bit_dots_popcnt_entry,
+        lower_bounds: lower_bounds_avx2_entry,
     };
 
     pub(super) const AVX512: Kernels = Kernels {
@@ -101,6 +104,7 @@ mod x86 {
         blocked_dots: blocked_dots_avx512_entry,
         dot_matrix: dot_matrix_avx512_entry,
         bit_dots: bit_dots_avx512_entry,
+        lower_bounds: lower_bounds_avx512_entry,
     };
 
     #[expect(
@@ -132,6 +136,59 @@ mod x86 {
         }
     }
 
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
+    fn lower_bounds_avx2_entry(
+        terms: &BoundTerms,
+        dots: &[u32],
+        factors: &[[f32; CODE_FACTORS]],
+        out: &mut [f32],
+    ) {
+        // SAFETY: only reachable through `AVX2`, returned by `kernels` only
+        // after detecting avx2 and fma.
+        unsafe { lower_bounds_avx2(terms, dots, factors, out) }
+    }
+
+    /// The safe generic kernel, compiled for AVX2 (eight codes a step).
+    #[target_feature(enable = "avx2,fma")]
+    fn lower_bounds_avx2(
+        terms: &BoundTerms,
+        dots: &[u32],
+        factors: &[[f32; CODE_FACTORS]],
+        out: &mut [f32],
+    ) {
+        super::super::bits::lower_bounds_generic(terms, dots, factors, out)
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
+    fn lower_bounds_avx512_entry(
+        terms: &BoundTerms,
+        dots: &[u32],
+        factors: &[[f32; CODE_FACTORS]],
+        out: &mut [f32],
+    ) {
+        // SAFETY: only reachable through `AVX512`, returned by `kernels`
+        // only after detecting avx512f.
+        unsafe { lower_bounds_avx512(terms, dots, factors, out) }
+    }
+
+    /// The safe generic kernel, compiled for AVX-512 (sixteen codes a
+    /// step).
+    #[target_feature(enable = "avx512f")]
+    fn lower_bounds_avx512(
+        terms: &BoundTerms,
+        dots: &[u32],
+        factors: &[[f32; CODE_FACTORS]],
+        out: &mut [f32],
+    ) {
+        super::super::bits::lower_bounds_generic(terms, dots, factors, out)
+    }
+
     /// The safe generic kernel, compiled with the POPCNT instruction.
     #[target_feature(enable = "popcnt")]
     fn bit_dots_popcnt(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
@@ -152,16 +209,45 @@ mod x86 {
         _mm512_add_epi64(p01, _mm512_slli_epi64::<2>(p23))
     }
 
-    /// One code per iteration: its words eight at a time in one register
-    /// (the last group masked), ANDed with each plane, counted per lane,
-    /// weighted by the plane's bit and summed.
+    /// Lane `i` of the result: the sum of `x`'s lanes `2i` and `2i + 1`
+    /// for `i < 4`, of `y`'s lanes `2(i − 4)` and `2(i − 4) + 1` after.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn pair_sums(x: __m512i, y: __m512i) -> __m512i {
+        let even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+        let odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+        _mm512_add_epi64(
+            _mm512_permutex2var_epi64(x, even, y),
+            _mm512_permutex2var_epi64(x, odd, y),
+        )
+    }
+
+    /// Lane `i` of the result: the sum of the lanes of `acc[i]` (three
+    /// levels of [`pair_sums`], instead of eight horizontal reductions).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lane_totals(acc: [__m512i; 8]) -> __m512i {
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+        let (b0, b1) = (pair_sums(a0, a1), pair_sums(a2, a3));
+        let (b2, b3) = (pair_sums(a4, a5), pair_sums(a6, a7));
+        pair_sums(pair_sums(b0, b1), pair_sums(b2, b3))
+    }
+
+    /// Codes eight at a time. When a code's words divide eight (64, 128,
+    /// 256 dimensions), a register holds `8 / words` whole codes and the
+    /// planes are repeated to match, so no lane is wasted; the lanes of a
+    /// code are then summed by `log2(words)` levels of [`pair_sums`], which
+    /// leave the eight codes' sums in order. Otherwise each code gets its
+    /// own accumulator (its words eight at a time, the last group masked)
+    /// and [`lane_totals`] sums the eight. Codes past the last eight:
+    /// one at a time, summed horizontally.
     ///
     /// # Safety
     /// The CPU must have avx512f and avx512vpopcntdq, and `planes` must
     /// hold `PLANES * words` words (`bits::check`).
     #[expect(
         unsafe_code,
-        reason = "masked loads through raw pointers into checked slices"
+        reason = "loads and stores through raw pointers into checked slices"
     )]
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     unsafe fn bit_dots_avx512(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
@@ -171,51 +257,104 @@ mod x86 {
         }
         let count = (codes.len() / words).min(out.len());
         let (cp, pp) = (codes.as_ptr().cast::<i64>(), planes.as_ptr().cast::<i64>());
-        if words <= 8 {
-            // One register a code (up to 512 dimensions): the planes are
-            // loaded once.
+        let groups = count / 8;
+        if 8 % words == 0 {
+            // Lane `l` of plane register `p`: word `l % words` of plane `p`.
             let mask: __mmask8 = (0xffu16 >> (8 - words)) as u8;
+            let repeat = _mm512_set_epi64(
+                (7 % words) as i64,
+                (6 % words) as i64,
+                (5 % words) as i64,
+                (4 % words) as i64,
+                (3 % words) as i64,
+                (2 % words) as i64,
+                (1 % words) as i64,
+                0,
+            );
             // SAFETY: plane `p` spans words `p*words..(p+1)*words` of
             // `planes` (checked by the caller); the mask enables `words`
             // lanes only, and masked-off lanes are never read.
-            let (p0, p1, p2, p3) = unsafe {
-                (
-                    _mm512_maskz_loadu_epi64(mask, pp),
-                    _mm512_maskz_loadu_epi64(mask, pp.add(words)),
-                    _mm512_maskz_loadu_epi64(mask, pp.add(2 * words)),
-                    _mm512_maskz_loadu_epi64(mask, pp.add(3 * words)),
-                )
+            let plane = |p: usize| unsafe {
+                _mm512_permutexvar_epi64(repeat, _mm512_maskz_loadu_epi64(mask, pp.add(p * words)))
             };
-            for (i, o) in out.iter_mut().enumerate().take(count) {
-                // SAFETY: code `i < count` spans words
-                // `i*words..(i+1)*words` of `codes`; the mask enables
-                // `words` lanes only.
-                let c = unsafe { _mm512_maskz_loadu_epi64(mask, cp.add(i * words)) };
-                *o = _mm512_reduce_add_epi64(weighted_counts(c, [p0, p1, p2, p3])) as u32;
+            let planes = [plane(0), plane(1), plane(2), plane(3)];
+            for g in 0..groups {
+                // Eight codes are `words` whole registers.
+                // SAFETY: codes `8g..8g+8` are below `count`, so words
+                // `8g*words..(8g+8)*words` lie inside `codes`.
+                let load = |r: usize| unsafe {
+                    weighted_counts(
+                        _mm512_loadu_si512(cp.add((8 * g + r * 8 / words) * words).cast()),
+                        planes,
+                    )
+                };
+                let sums = match words {
+                    1 => load(0),
+                    2 => pair_sums(load(0), load(1)),
+                    4 => pair_sums(pair_sums(load(0), load(1)), pair_sums(load(2), load(3))),
+                    _ => {
+                        let [a, b, c, d, e, f, h, i] = [0, 1, 2, 3, 4, 5, 6, 7].map(load);
+                        lane_totals([a, b, c, d, e, f, h, i])
+                    }
+                };
+                // SAFETY: outputs `8g..8g+8` are below `count <= out.len()`.
+                unsafe {
+                    _mm256_storeu_si256(
+                        out.as_mut_ptr().add(8 * g).cast(),
+                        _mm512_cvtepi64_epi32(sums),
+                    );
+                }
             }
-            return;
+        } else {
+            for g in 0..groups {
+                let code = |i: usize| {
+                    let mut acc = _mm512_setzero_si512();
+                    let mut w = 0;
+                    while w < words {
+                        let lanes = (words - w).min(8);
+                        let mask: __mmask8 = (0xffu16 >> (8 - lanes)) as u8;
+                        // SAFETY: code `i < count` spans words
+                        // `i*words..(i+1)*words` of `codes`, and plane `p`
+                        // words `p*words..(p+1)*words` of `planes` (checked by
+                        // the caller); the mask enables lanes `w..w+lanes`
+                        // with `w + lanes <= words` only, and masked-off lanes
+                        // are never read.
+                        let (c, p) = unsafe {
+                            (
+                                _mm512_maskz_loadu_epi64(mask, cp.add(i * words + w)),
+                                [0, 1, 2, 3]
+                                    .map(|p| _mm512_maskz_loadu_epi64(mask, pp.add(p * words + w))),
+                            )
+                        };
+                        acc = _mm512_add_epi64(acc, weighted_counts(c, p));
+                        w += lanes;
+                    }
+                    acc
+                };
+                let sums = lane_totals([0, 1, 2, 3, 4, 5, 6, 7].map(|j| code(8 * g + j)));
+                // SAFETY: outputs `8g..8g+8` are below `count <= out.len()`.
+                unsafe {
+                    _mm256_storeu_si256(
+                        out.as_mut_ptr().add(8 * g).cast(),
+                        _mm512_cvtepi64_epi32(sums),
+                    );
+                }
+            }
         }
-        for (i, o) in out.iter_mut().enumerate().take(count) {
+        for (i, o) in out.iter_mut().enumerate().take(count).skip(8 * groups) {
             let mut acc = _mm512_setzero_si512();
             let mut w = 0;
             while w < words {
                 let lanes = (words - w).min(8);
                 let mask: __mmask8 = (0xffu16 >> (8 - lanes)) as u8;
-                // SAFETY: code `i < count` spans words `i*words..(i+1)*words`
-                // of `codes`, and plane `p` words `p*words..(p+1)*words` of
-                // `planes` (checked by the caller); the mask enables lanes
-                // `w..w+lanes` with `w + lanes <= words` only, and masked-off
-                // lanes are never read.
-                let (c, p0, p1, p2, p3) = unsafe {
+                // SAFETY: as in the loop above.
+                let (c, p) = unsafe {
                     (
                         _mm512_maskz_loadu_epi64(mask, cp.add(i * words + w)),
-                        _mm512_maskz_loadu_epi64(mask, pp.add(w)),
-                        _mm512_maskz_loadu_epi64(mask, pp.add(words + w)),
-                        _mm512_maskz_loadu_epi64(mask, pp.add(2 * words + w)),
-                        _mm512_maskz_loadu_epi64(mask, pp.add(3 * words + w)),
+                        [0, 1, 2, 3].map(|p| _mm512_maskz_loadu_epi64(mask, pp.add(p * words + w))),
                     )
                 };
-                acc = _mm512_add_epi64(acc, weighted_counts(c, [p0, p1, p2, p3]));
+                acc = _mm512_add_epi64(acc, weighted_counts(c, p));
                 w += lanes;
             }
             *o = _mm512_reduce_add_epi64(acc) as u32;
@@ -763,6 +902,9 @@ mod neon {
         blocked_dots: blocked_dots_entry,
         dot_matrix: super::gemm_entry,
         bit_dots: bit_dots_entry,
+        // NEON is part of the aarch64 baseline: the portable body
+        // vectorises with it already.
+        lower_bounds: super::super::bits::lower_bounds_portable,
     };
 
     #[expect(

@@ -40,14 +40,9 @@ use vdb_core::{CODE_FACTORS, InvertedLists, ListCodes, ListId, Metric};
 
 use crate::quantizer::CoarseQuantizer;
 
-/// Index of each factor in a row's [`CODE_FACTORS`].
-pub const ADD: usize = 0;
-/// See [`ADD`].
-pub const SCALE: usize = 1;
-/// See [`ADD`].
-pub const ERROR: usize = 2;
-/// See [`ADD`].
-pub const ONES: usize = 3;
+/// Index of each factor in a row's [`CODE_FACTORS`] (the scan kernels in
+/// `vdb_core::distance::bits` read the record by them).
+pub use vdb_core::distance::bits::{ADD, ERROR, ONES, SCALE};
 
 /// The error bound's multiplier when a search does not choose one: the
 /// RaBitQ paper's ε₀.

@@ -1,9 +1,12 @@
 //! The query side: one probed list's quantized query and the estimator.
 
-use vdb_core::distance::{self, bits::PLANES};
+use vdb_core::distance::{
+    self,
+    bits::{BoundTerms, PLANES},
+};
 use vdb_core::{CODE_FACTORS, ListId, Metric};
 
-use super::{ADD, Codebook, ERROR, ONES, SCALE, code_words};
+use super::{Codebook, code_words};
 
 /// Levels of the query's quantization (4 bits).
 const LEVELS: f32 = ((1 << PLANES) - 1) as f32;
@@ -27,15 +30,10 @@ pub struct Estimate {
 pub struct ListQuery {
     planes: Vec<u64>,
     residual: Vec<f32>,
-    /// `⟨x̄, y'⟩ = per_bit · dots + per_one · ones + offset`.
-    per_bit: f32,
-    per_one: f32,
-    offset: f32,
-    /// The query's part of every row's distance.
-    constant: f32,
-    /// Bound `= per_error · error + per_scale · scale`.
-    per_error: f32,
-    per_scale: f32,
+    /// `⟨x̄, y'⟩ = per_dot · dots + per_one · ones + offset`; `constant`
+    /// is the query's part of every row's distance; the bound is
+    /// `per_error · error + per_scale · scale`.
+    terms: BoundTerms,
 }
 
 impl ListQuery {
@@ -97,17 +95,19 @@ impl ListQuery {
         }
         let rho_sq = distance::norm_sq(&self.residual);
         let root_d = (dim as f32).sqrt();
-        self.per_bit = 2.0 * step / root_d;
-        self.per_one = 2.0 * lo / root_d;
-        self.offset = (rounding - sum) / root_d;
         let q_dot_c = distance::dot(rotated_query, centroid);
-        self.constant = match codebook.metric {
-            Metric::L2 => rho_sq,
-            Metric::InnerProduct => -q_dot_c,
-            Metric::Cosine => 1.0 - q_dot_c,
+        self.terms = BoundTerms {
+            per_dot: 2.0 * step / root_d,
+            per_one: 2.0 * lo / root_d,
+            offset: (rounding - sum) / root_d,
+            constant: match codebook.metric {
+                Metric::L2 => rho_sq,
+                Metric::InnerProduct => -q_dot_c,
+                Metric::Cosine => 1.0 - q_dot_c,
+            },
+            per_error: epsilon * rho_sq.sqrt() / ((dim.max(2) - 1) as f32).sqrt(),
+            per_scale: epsilon * rounding_sq.sqrt() / root_d,
         };
-        self.per_error = epsilon * rho_sq.sqrt() / ((dim.max(2) - 1) as f32).sqrt();
-        self.per_scale = epsilon * rounding_sq.sqrt() / root_d;
     }
 
     /// The query's bit planes, for [`vdb_core::distance::bit_dots`].
@@ -117,26 +117,17 @@ impl ListQuery {
 
     /// [`Estimate::lower`] of each row whose code gave `dots[i]` and
     /// whose factors are `factors[i]`, into `out` (as many as all three
-    /// hold): the scan's pass over a chunk, written to vectorise.
+    /// hold): the scan's pass over a chunk, one SIMD kernel call.
     pub fn lower_bounds(&self, dots: &[u32], factors: &[[f32; CODE_FACTORS]], out: &mut [f32]) {
-        for ((o, &d), f) in out.iter_mut().zip(dots).zip(factors) {
-            let inner = self.per_bit * d as f32 + self.per_one * f[ONES] + self.offset;
-            let distance = f[ADD] + self.constant - f[SCALE] * inner;
-            *o = distance - (self.per_error * f[ERROR] + self.per_scale * f[SCALE]);
-        }
+        distance::lower_bounds(&self.terms, dots, factors, out)
     }
 
     /// The estimate for a row whose code gave `dots` against
     /// [`planes`](ListQuery::planes) and whose factors are `factors`.
     #[inline]
     pub fn estimate(&self, dots: u32, factors: &[f32; CODE_FACTORS]) -> Estimate {
-        let inner = self.per_bit * dots as f32 + self.per_one * factors[ONES] + self.offset;
-        let distance = factors[ADD] + self.constant - factors[SCALE] * inner;
-        let bound = self.per_error * factors[ERROR] + self.per_scale * factors[SCALE];
-        Estimate {
-            distance,
-            lower: distance - bound,
-        }
+        let (distance, lower) = self.terms.estimate(dots, factors);
+        Estimate { distance, lower }
     }
 }
 
@@ -144,7 +135,7 @@ impl ListQuery {
 mod tests {
     use super::*;
     use crate::CoarseQuantizer;
-    use crate::rabitq::DEFAULT_EPSILON;
+    use crate::rabitq::{DEFAULT_EPSILON, SCALE};
     use crate::rng::SplitMix64;
     use proptest::prelude::*;
 
