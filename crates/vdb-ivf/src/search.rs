@@ -9,7 +9,6 @@ use crate::error::{Error, Result};
 use crate::quantizer::CoarseQuantizer;
 use crate::rabitq::{self, ListQuery};
 use crate::trace::{ProbedList, SearchTrace, deciles};
-use std::collections::HashMap;
 
 /// Rows whose distances are computed in one kernel call before they are
 /// offered to the top-k selector.
@@ -422,7 +421,7 @@ impl Searcher {
             if let Some(t) = trace.as_deref_mut() {
                 t.code_estimates += estimated;
                 t.fine_distances += scanned - estimated + reranked;
-                seen.sort_unstable_by(f32::total_cmp);
+                let distance_quantiles = deciles(&mut seen);
                 t.probed.push(ProbedList {
                     list,
                     rank: rank as u32,
@@ -434,8 +433,8 @@ impl Searcher {
                     filtered_out: filtered,
                     ruled_out,
                     results: 0,
-                    best_distance: seen.first().copied(),
-                    distance_quantiles: deciles(&seen),
+                    best_distance: distance_quantiles.first().copied(),
+                    distance_quantiles,
                 });
             }
         }
@@ -858,28 +857,29 @@ pub fn list_members_near_centroid(
         .collect())
 }
 
-/// Finds the list of every result among the visible rows of the probed
-/// lists, and counts each list's results.
+/// Finds the probed list of every result by its address: the list whose
+/// rows in the result's source include the result's row and hold its id
+/// there (storage that numbers every list's rows from 0 gives rows of
+/// several lists one address; the id tells them apart). Counts each
+/// list's results.
 fn attribute_results(trace: &mut SearchTrace, sources: &[Source<'_>], results: &[Neighbor]) {
-    let index: HashMap<u64, usize> = results
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.0, i))
-        .collect();
     trace.result_lists = vec![ListId(0); results.len()];
     for p in &mut trace.probed {
         p.results = 0;
-        for s in sources {
-            let start = s.lists.list_row_start(p.list);
-            for (i, id) in s.lists.list_ids(p.list).iter().enumerate() {
-                if s.deleted.is_some_and(|d| d.contains(start + i)) {
-                    continue;
-                }
-                if let Some(&r) = index.get(id) {
-                    trace.result_lists[r] = p.list;
-                    p.results += 1;
-                }
-            }
+    }
+    for (r, n) in results.iter().enumerate() {
+        let Some(source) = sources.get(n.addr.source as usize) else {
+            continue;
+        };
+        let row = n.addr.row as usize;
+        let holds = |l: ListId| {
+            row.checked_sub(source.lists.list_row_start(l))
+                .and_then(|i| source.lists.list_ids(l).get(i))
+                == Some(&n.id.0)
+        };
+        if let Some(p) = trace.probed.iter_mut().find(|p| holds(p.list)) {
+            trace.result_lists[r] = p.list;
+            p.results += 1;
         }
     }
 }
