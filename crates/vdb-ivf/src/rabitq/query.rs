@@ -30,6 +30,8 @@ pub struct Estimate {
 pub struct ListQuery {
     planes: Vec<u64>,
     residual: Vec<f32>,
+    /// The residual's 4-bit levels, a byte each.
+    levels: Vec<u8>,
     /// `⟨x̄, y'⟩ = per_dot · dots + per_one · ones + offset`; `constant`
     /// is the query's part of every row's distance; the bound is
     /// `per_error · error + per_scale · scale`.
@@ -65,32 +67,27 @@ impl ListQuery {
         self.residual.clear();
         self.residual
             .extend(rotated_query.iter().zip(centroid).map(|(q, c)| q - c));
-        let (lo, hi) = self
-            .residual
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &y| {
-                (lo.min(y), hi.max(y))
-            });
+        let (lo, hi) = min_max(&self.residual);
         let step = if hi > lo { (hi - lo) / LEVELS } else { 0.0 };
         let inverse = if step > 0.0 { 1.0 / step } else { 0.0 };
+        // Each value's level, the last group of eight padded with level 0
+        // (no bit of any plane).
+        self.levels.clear();
+        self.levels.extend(self.residual.iter().map(|&y| {
+            // `y ≥ lo`, so truncating after adding ½ rounds.
+            (((y - lo) * inverse + 0.5) as u32).min(LEVELS as u32) as u8
+        }));
+        self.levels.resize(dim.next_multiple_of(8), 0);
+        let rounding_sq = rounding_sq(&self.residual, &self.levels, lo, step);
+        // `Σ (e_j − y'_j) = −(dim·lo + Δ·Σ u_j)`, the estimate's offset.
+        let level_sum: u32 = self.levels.iter().map(|&l| u32::from(l)).sum();
         self.planes.clear();
         self.planes.resize(PLANES * words, 0);
-        let (mut sum, mut rounding, mut rounding_sq) = (0.0f32, 0.0f32, 0.0f32);
-        for (w, chunk) in self.residual.chunks(64).enumerate() {
-            let mut planes = [0u64; PLANES];
-            for (bit, &y) in chunk.iter().enumerate() {
-                // `y ≥ lo`, so truncating after adding ½ rounds.
-                let level = (((y - lo) * inverse + 0.5) as u32).min(LEVELS as u32);
-                let e = y - (lo + step * level as f32);
-                sum += y;
-                rounding += e;
-                rounding_sq += e * e;
-                for (p, plane) in planes.iter_mut().enumerate() {
-                    *plane |= u64::from(level >> p & 1) << bit;
-                }
-            }
-            for (p, plane) in planes.into_iter().enumerate() {
-                self.planes[p * words + w] = plane;
+        for (g, group) in self.levels.chunks_exact(8).enumerate() {
+            let group = u64::from_le_bytes(group.try_into().unwrap_or([0; 8]));
+            let (word, shift) = (g / 8, 8 * (g % 8));
+            for p in 0..PLANES {
+                self.planes[p * words + word] |= u64::from(bits_of_bytes(group >> p)) << shift;
             }
         }
         let rho_sq = distance::norm_sq(&self.residual);
@@ -99,7 +96,7 @@ impl ListQuery {
         self.terms = BoundTerms {
             per_dot: 2.0 * step / root_d,
             per_one: 2.0 * lo / root_d,
-            offset: (rounding - sum) / root_d,
+            offset: -(dim as f32 * lo + step * level_sum as f32) / root_d,
             constant: match codebook.metric {
                 Metric::L2 => rho_sq,
                 Metric::InnerProduct => -q_dot_c,
@@ -129,6 +126,63 @@ impl ListQuery {
         let (distance, lower) = self.terms.estimate(dots, factors);
         Estimate { distance, lower }
     }
+}
+
+/// Lanes of the independent accumulators below: enough for the compiler
+/// to keep them in vector registers.
+const LANES: usize = 16;
+
+/// The smallest and largest of `values` (`(∞, −∞)` if empty), in
+/// [`LANES`] independent lanes so that the loop vectorises.
+fn min_max(values: &[f32]) -> (f32, f32) {
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for j in 0..LANES {
+            lo[j] = lo[j].min(chunk[j]);
+            hi[j] = hi[j].max(chunk[j]);
+        }
+    }
+    let lo = tail.iter().chain(&lo).fold(f32::INFINITY, |a, &b| a.min(b));
+    let hi = tail
+        .iter()
+        .chain(&hi)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    (lo, hi)
+}
+
+/// `Σ e_j²`, the squared rounding errors `e_j = y_j − (lo + Δ·u_j)` of
+/// `values` at their `levels`, in [`LANES`] independent lanes.
+fn rounding_sq(values: &[f32], levels: &[u8], lo: f32, step: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (chunk, level) in chunks.zip(levels.chunks_exact(LANES)) {
+        for j in 0..LANES {
+            let e = chunk[j] - (lo + step * f32::from(level[j]));
+            acc[j] += e * e;
+        }
+    }
+    let done = values.len() - tail.len();
+    let tail: f32 = tail
+        .iter()
+        .zip(&levels[done..])
+        .map(|(&y, &l)| {
+            let e = y - (lo + step * f32::from(l));
+            e * e
+        })
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Bit 0 of each byte of `x`, byte `i`'s into bit `i`: one multiply puts
+/// `b_i · 2^(56+i)` in the top byte, and the partial products below it
+/// land on distinct bits, so nothing carries into it.
+#[inline]
+fn bits_of_bytes(x: u64) -> u8 {
+    ((x & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
 }
 
 #[cfg(test)]
@@ -238,6 +292,56 @@ mod tests {
             prop_assert!(paper <= tight && wide <= paper, "{tight} {paper} {wide}");
             prop_assert!(paper * 10 <= total, "{paper} of {total} outside");
             prop_assert_eq!(wide, 0);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The prepared planes and terms are what quantizing the residual
+        /// one value at a time gives: bit `p` of value `j`'s level is bit
+        /// `j` of plane `p`, and the offset and rounding term agree with
+        /// the plain sums.
+        #[test]
+        fn preparation_matches_value_by_value(dim in 1usize..300, seed in any::<u64>()) {
+            let metric = Metric::L2;
+            let centroid = data(1, dim, seed, metric);
+            let quantizer = CoarseQuantizer::new(dim, metric, centroid).unwrap();
+            let book = Codebook::new(&quantizer, seed ^ 1);
+            let q = data(1, dim, seed ^ 2, metric);
+            let mut rq = vec![0.0; dim];
+            book.rotation().apply(&q, &mut rq);
+            let mut lq = ListQuery::new();
+            lq.prepare(&book, ListId(0), &rq, 2.0);
+            let y: Vec<f32> = rq.iter().zip(book.rotated_centroid(ListId(0))).map(|(a, b)| a - b).collect();
+            let lo = y.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = y.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let step = if hi > lo { (hi - lo) / LEVELS } else { 0.0 };
+            let inverse = if step > 0.0 { 1.0 / step } else { 0.0 };
+            let words = code_words(dim);
+            let (mut sum, mut rounding, mut rounding_sq) = (0.0f64, 0.0f64, 0.0f64);
+            for (j, &v) in y.iter().enumerate() {
+                let level = (((v - lo) * inverse + 0.5) as u32).min(15);
+                for p in 0..PLANES {
+                    let bit = lq.planes()[p * words + j / 64] >> (j % 64) & 1;
+                    prop_assert_eq!(bit as u32, level >> p & 1, "value {} plane {}", j, p);
+                }
+                let e = f64::from(v) - (f64::from(lo) + f64::from(step) * f64::from(level));
+                sum += f64::from(v);
+                rounding += e;
+                rounding_sq += e * e;
+            }
+            for p in 0..PLANES {
+                for w in 0..words {
+                    let used = if (w + 1) * 64 <= dim { u64::MAX } else { (1u64 << (dim % 64)) - 1 };
+                    prop_assert_eq!(lq.planes()[p * words + w] & !used, 0, "padding bits set");
+                }
+            }
+            let root_d = (dim as f64).sqrt();
+            let tolerance = 1e-4 * (1.0 + sum.abs() + y.iter().map(|v| f64::from(v.abs())).sum::<f64>());
+            prop_assert!((f64::from(lq.terms.offset) - (rounding - sum) / root_d).abs() <= tolerance / root_d);
+            let per_scale = 2.0 * rounding_sq.sqrt() / root_d;
+            prop_assert!((f64::from(lq.terms.per_scale) - per_scale).abs() <= 1e-4 * (1.0 + per_scale));
         }
     }
 
