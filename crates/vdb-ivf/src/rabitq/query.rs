@@ -11,6 +11,10 @@ use super::{Codebook, code_words};
 /// Levels of the query's quantization (4 bits).
 const LEVELS: f32 = ((1 << PLANES) - 1) as f32;
 
+/// 2^23: added to a float in `[0, 2^22)`, leaves it rounded to an integer
+/// (ties to even) in the low bits of the mantissa.
+const ROUNDER: f32 = 8_388_608.0;
+
 /// A row's estimated distance and the lowest distance the bound allows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
@@ -73,21 +77,30 @@ impl ListQuery {
         // Each value's level, the last group of eight padded with level 0
         // (no bit of any plane).
         self.levels.clear();
-        self.levels.extend(self.residual.iter().map(|&y| {
-            // `y ≥ lo`, so truncating after adding ½ rounds.
-            (((y - lo) * inverse + 0.5) as u32).min(LEVELS as u32) as u8
-        }));
+        // Rounded to the nearest level (ties to even) by adding 2^23: the
+        // sum's unit is 1, so its low mantissa bits are the level — a bit
+        // cast where a float-to-integer conversion would not vectorise.
+        self.levels.extend(
+            self.residual
+                .iter()
+                .map(|&y| (((y - lo) * inverse).min(LEVELS) + ROUNDER).to_bits() as u8),
+        );
         self.levels.resize(dim.next_multiple_of(8), 0);
         let rounding_sq = rounding_sq(&self.residual, &self.levels, lo, step);
         // `Σ (e_j − y'_j) = −(dim·lo + Δ·Σ u_j)`, the estimate's offset.
         let level_sum: u32 = self.levels.iter().map(|&l| u32::from(l)).sum();
         self.planes.clear();
         self.planes.resize(PLANES * words, 0);
-        for (g, group) in self.levels.chunks_exact(8).enumerate() {
-            let group = u64::from_le_bytes(group.try_into().unwrap_or([0; 8]));
-            let (word, shift) = (g / 8, 8 * (g % 8));
-            for p in 0..PLANES {
-                self.planes[p * words + word] |= u64::from(bits_of_bytes(group >> p)) << shift;
+        for (word, block) in self.levels.chunks(64).enumerate() {
+            let mut planes = [0u64; PLANES];
+            for (g, group) in block.chunks_exact(8).enumerate() {
+                let group = u64::from_le_bytes(group.try_into().unwrap_or([0; 8]));
+                for (p, plane) in planes.iter_mut().enumerate() {
+                    *plane |= u64::from(bits_of_bytes(group >> p)) << (8 * g);
+                }
+            }
+            for (p, plane) in planes.into_iter().enumerate() {
+                self.planes[p * words + word] = plane;
             }
         }
         let rho_sq = distance::norm_sq(&self.residual);
@@ -139,10 +152,12 @@ fn min_max(values: &[f32]) -> (f32, f32) {
     let mut hi = [f32::NEG_INFINITY; LANES];
     let chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
+    // Comparisons rather than `f32::min`, whose NaN rule costs extra
+    // instructions a lane (the values are finite: validated vectors).
     for chunk in chunks {
         for j in 0..LANES {
-            lo[j] = lo[j].min(chunk[j]);
-            hi[j] = hi[j].max(chunk[j]);
+            lo[j] = if chunk[j] < lo[j] { chunk[j] } else { lo[j] };
+            hi[j] = if chunk[j] > hi[j] { chunk[j] } else { hi[j] };
         }
     }
     let lo = tail.iter().chain(&lo).fold(f32::INFINITY, |a, &b| a.min(b));
@@ -321,7 +336,7 @@ mod tests {
             let words = code_words(dim);
             let (mut sum, mut rounding, mut rounding_sq) = (0.0f64, 0.0f64, 0.0f64);
             for (j, &v) in y.iter().enumerate() {
-                let level = (((v - lo) * inverse + 0.5) as u32).min(15);
+                let level = ((v - lo) * inverse).round_ties_even().min(15.0) as u32;
                 for p in 0..PLANES {
                     let bit = lq.planes()[p * words + j / 64] >> (j % 64) & 1;
                     prop_assert_eq!(bit as u32, level >> p & 1, "value {} plane {}", j, p);
