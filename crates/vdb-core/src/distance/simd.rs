@@ -136,58 +136,42 @@ mod x86 {
         }
     }
 
-    #[expect(
-        unsafe_code,
-        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
-    )]
-    fn lower_bounds_avx2_entry(
-        terms: &BoundTerms,
-        dots: &[u32],
-        factors: &[[f32; CODE_FACTORS]],
-        out: &mut [f32],
-    ) {
-        // SAFETY: only reachable through `AVX2`, returned by `kernels` only
-        // after detecting avx2 and fma.
-        unsafe { lower_bounds_avx2(terms, dots, factors, out) }
+    /// A kernel-table entry and the `#[target_feature]` function behind
+    /// it, which compiles the lower-bound kernel's one generic body
+    /// (`bits::lower_bounds_generic`) with `$features`.
+    macro_rules! lower_bounds_kernel {
+        ($entry:ident, $kernel:ident, $features:literal) => {
+            #[expect(
+                unsafe_code,
+                reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+            )]
+            fn $entry(
+                terms: &BoundTerms,
+                dots: &[u32],
+                factors: &[[f32; CODE_FACTORS]],
+                out: &mut [f32],
+            ) {
+                // SAFETY: only reachable through the table of the
+                // instruction set these features belong to, returned by
+                // `kernels` only after detecting them.
+                unsafe { $kernel(terms, dots, factors, out) }
+            }
+
+            #[target_feature(enable = $features)]
+            fn $kernel(
+                terms: &BoundTerms,
+                dots: &[u32],
+                factors: &[[f32; CODE_FACTORS]],
+                out: &mut [f32],
+            ) {
+                super::super::bits::lower_bounds_generic(terms, dots, factors, out)
+            }
+        };
     }
 
-    /// The safe generic kernel, compiled for AVX2 (eight codes a step).
-    #[target_feature(enable = "avx2,fma")]
-    fn lower_bounds_avx2(
-        terms: &BoundTerms,
-        dots: &[u32],
-        factors: &[[f32; CODE_FACTORS]],
-        out: &mut [f32],
-    ) {
-        super::super::bits::lower_bounds_generic(terms, dots, factors, out)
-    }
-
-    #[expect(
-        unsafe_code,
-        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
-    )]
-    fn lower_bounds_avx512_entry(
-        terms: &BoundTerms,
-        dots: &[u32],
-        factors: &[[f32; CODE_FACTORS]],
-        out: &mut [f32],
-    ) {
-        // SAFETY: only reachable through `AVX512`, returned by `kernels`
-        // only after detecting avx512f.
-        unsafe { lower_bounds_avx512(terms, dots, factors, out) }
-    }
-
-    /// The safe generic kernel, compiled for AVX-512 (sixteen codes a
-    /// step).
-    #[target_feature(enable = "avx512f")]
-    fn lower_bounds_avx512(
-        terms: &BoundTerms,
-        dots: &[u32],
-        factors: &[[f32; CODE_FACTORS]],
-        out: &mut [f32],
-    ) {
-        super::super::bits::lower_bounds_generic(terms, dots, factors, out)
-    }
+    // Eight codes a step with AVX2, sixteen with AVX-512.
+    lower_bounds_kernel!(lower_bounds_avx2_entry, lower_bounds_avx2, "avx2,fma");
+    lower_bounds_kernel!(lower_bounds_avx512_entry, lower_bounds_avx512, "avx512f");
 
     /// The safe generic kernel, compiled with the POPCNT instruction.
     #[target_feature(enable = "popcnt")]
@@ -258,6 +242,40 @@ mod x86 {
         let count = (codes.len() / words).min(out.len());
         let (cp, pp) = (codes.as_ptr().cast::<i64>(), planes.as_ptr().cast::<i64>());
         let groups = count / 8;
+        // Code `i`'s per-lane weighted counts, its words eight at a time
+        // (the last group masked); `i < count`.
+        let code = |i: usize| {
+            let mut acc = _mm512_setzero_si512();
+            let mut w = 0;
+            while w < words {
+                let lanes = (words - w).min(8);
+                let mask: __mmask8 = (0xffu16 >> (8 - lanes)) as u8;
+                // SAFETY: code `i < count` spans words `i*words..(i+1)*words`
+                // of `codes`, and plane `p` words `p*words..(p+1)*words` of
+                // `planes` (checked by the caller); the mask enables lanes
+                // `w..w+lanes` with `w + lanes <= words` only, and
+                // masked-off lanes are never read.
+                let (c, p) = unsafe {
+                    (
+                        _mm512_maskz_loadu_epi64(mask, cp.add(i * words + w)),
+                        [0, 1, 2, 3].map(|p| _mm512_maskz_loadu_epi64(mask, pp.add(p * words + w))),
+                    )
+                };
+                acc = _mm512_add_epi64(acc, weighted_counts(c, p));
+                w += lanes;
+            }
+            acc
+        };
+        // The sums of codes `8g..8g+8` (in u64 lanes) into their outputs.
+        let store = |out: &mut [u32], g: usize, sums: __m512i| {
+            // SAFETY: outputs `8g..8g+8` are below `count <= out.len()`.
+            unsafe {
+                _mm256_storeu_si256(
+                    out.as_mut_ptr().add(8 * g).cast(),
+                    _mm512_cvtepi64_epi32(sums),
+                );
+            }
+        };
         if 8 % words == 0 {
             // Lane `l` of plane register `p`: word `l % words` of plane `p`.
             let mask: __mmask8 = (0xffu16 >> (8 - words)) as u8;
@@ -297,67 +315,19 @@ mod x86 {
                         lane_totals([a, b, c, d, e, f, h, i])
                     }
                 };
-                // SAFETY: outputs `8g..8g+8` are below `count <= out.len()`.
-                unsafe {
-                    _mm256_storeu_si256(
-                        out.as_mut_ptr().add(8 * g).cast(),
-                        _mm512_cvtepi64_epi32(sums),
-                    );
-                }
+                store(out, g, sums);
             }
         } else {
             for g in 0..groups {
-                let code = |i: usize| {
-                    let mut acc = _mm512_setzero_si512();
-                    let mut w = 0;
-                    while w < words {
-                        let lanes = (words - w).min(8);
-                        let mask: __mmask8 = (0xffu16 >> (8 - lanes)) as u8;
-                        // SAFETY: code `i < count` spans words
-                        // `i*words..(i+1)*words` of `codes`, and plane `p`
-                        // words `p*words..(p+1)*words` of `planes` (checked by
-                        // the caller); the mask enables lanes `w..w+lanes`
-                        // with `w + lanes <= words` only, and masked-off lanes
-                        // are never read.
-                        let (c, p) = unsafe {
-                            (
-                                _mm512_maskz_loadu_epi64(mask, cp.add(i * words + w)),
-                                [0, 1, 2, 3]
-                                    .map(|p| _mm512_maskz_loadu_epi64(mask, pp.add(p * words + w))),
-                            )
-                        };
-                        acc = _mm512_add_epi64(acc, weighted_counts(c, p));
-                        w += lanes;
-                    }
-                    acc
-                };
-                let sums = lane_totals([0, 1, 2, 3, 4, 5, 6, 7].map(|j| code(8 * g + j)));
-                // SAFETY: outputs `8g..8g+8` are below `count <= out.len()`.
-                unsafe {
-                    _mm256_storeu_si256(
-                        out.as_mut_ptr().add(8 * g).cast(),
-                        _mm512_cvtepi64_epi32(sums),
-                    );
-                }
+                store(
+                    out,
+                    g,
+                    lane_totals([0, 1, 2, 3, 4, 5, 6, 7].map(|j| code(8 * g + j))),
+                );
             }
         }
         for (i, o) in out.iter_mut().enumerate().take(count).skip(8 * groups) {
-            let mut acc = _mm512_setzero_si512();
-            let mut w = 0;
-            while w < words {
-                let lanes = (words - w).min(8);
-                let mask: __mmask8 = (0xffu16 >> (8 - lanes)) as u8;
-                // SAFETY: as in the loop above.
-                let (c, p) = unsafe {
-                    (
-                        _mm512_maskz_loadu_epi64(mask, cp.add(i * words + w)),
-                        [0, 1, 2, 3].map(|p| _mm512_maskz_loadu_epi64(mask, pp.add(p * words + w))),
-                    )
-                };
-                acc = _mm512_add_epi64(acc, weighted_counts(c, p));
-                w += lanes;
-            }
-            *o = _mm512_reduce_add_epi64(acc) as u32;
+            *o = _mm512_reduce_add_epi64(code(i)) as u32;
         }
     }
 
