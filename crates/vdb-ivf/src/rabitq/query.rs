@@ -74,12 +74,12 @@ impl ListQuery {
         let (lo, hi) = min_max(&self.residual);
         let step = if hi > lo { (hi - lo) / LEVELS } else { 0.0 };
         let inverse = if step > 0.0 { 1.0 / step } else { 0.0 };
-        // Each value's level, the last group of eight padded with level 0
+        // Each value's level, rounded to the nearest (ties to even) by
+        // adding 2^23: the sum's unit is 1, so its low mantissa bits are
+        // the level — a bit cast where a float-to-integer conversion would
+        // not vectorise. The last group of eight is padded with level 0
         // (no bit of any plane).
         self.levels.clear();
-        // Rounded to the nearest level (ties to even) by adding 2^23: the
-        // sum's unit is 1, so its low mantissa bits are the level — a bit
-        // cast where a float-to-integer conversion would not vectorise.
         self.levels.extend(
             self.residual
                 .iter()
