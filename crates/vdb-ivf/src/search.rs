@@ -486,6 +486,50 @@ impl Coded<'_> {
         }
         Some(exact)
     }
+
+    /// Starts loading the vector of the list's row `i` into the cache.
+    #[inline]
+    fn prefetch(&self, i: usize) {
+        let dim = self.query.len();
+        if let Some(vector) = self.vectors.get(i * dim..(i + 1) * dim) {
+            vdb_core::distance::prefetch(vector, PREFETCH_LINES);
+        }
+    }
+}
+
+/// How many candidates ahead of the one being reranked [`scan_coded`]
+/// prefetches, and at most how many cache lines of each vector.
+const PREFETCH_AHEAD: usize = 4;
+const PREFETCH_LINES: usize = 8;
+
+/// The rows set in a chunk's masks (64 rows a word), in order.
+struct MaskRows {
+    masks: [u64; SCAN_CHUNK / 64],
+    word: usize,
+}
+
+impl MaskRows {
+    fn new(masks: [u64; SCAN_CHUNK / 64]) -> MaskRows {
+        MaskRows { masks, word: 0 }
+    }
+}
+
+impl Iterator for MaskRows {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.word < self.masks.len() {
+            let m = &mut self.masks[self.word];
+            if *m != 0 {
+                let j = m.trailing_zeros() as usize;
+                *m &= *m - 1;
+                return Some(self.word * 64 + j);
+            }
+            self.word += 1;
+        }
+        None
+    }
 }
 
 /// The work [`scan_coded`] did.
@@ -533,47 +577,49 @@ fn scan_coded(
         let hidden = list.deleted.map_or(0, |d| d.count_in(row..row + n));
         work.skipped += hidden as u64;
         work.estimated += (n - hidden) as u64;
-        // Every lower bound of the chunk in one branch-free pass; then, 64
-        // rows at a time, a mask of those the bound lets through at the
-        // k-th distance as the block starts (it only falls while the block
-        // is reranked, so the mask holds every row reranked), checked again
-        // at the current k-th distance before each rerank.
+        // Every lower bound of the chunk in one branch-free pass; then a
+        // mask of the rows the bound lets through at the k-th distance as
+        // the chunk starts (it only falls while the chunk is reranked, so
+        // the mask holds every row reranked), each checked again at the
+        // current k-th distance before its rerank. The vectors of the rows
+        // a few places further on in the mask are prefetched meanwhile:
+        // they lie at random in the list's vectors and each is a cache miss.
         let lower = &mut lowers[..n];
         list.list_query.lower_bounds(out, fchunk, lower);
         let hidden = |i: usize| list.deleted.is_some_and(|d| d.contains(row + i));
-        for start in (0..n).step_by(64) {
-            let block = &lower[start..n.min(start + 64)];
-            let threshold = top.threshold();
-            let mut through = 0u64;
+        let threshold = top.threshold();
+        let mut through = [0u64; SCAN_CHUNK / 64];
+        for (mask, block) in through.iter_mut().zip(lower.chunks(64)) {
             for (j, &bound) in block.iter().enumerate() {
-                through |= u64::from(bound <= threshold) << j;
+                *mask |= u64::from(bound <= threshold) << j;
             }
-            let mut reranked = 0u64;
-            while through != 0 {
-                let j = through.trailing_zeros() as usize;
-                through &= through - 1;
-                let i = start + j;
-                if block[j] > top.threshold() || hidden(i) {
-                    continue;
-                }
-                if let Some(exact) = list.rerank(c * SCAN_CHUNK + i, ichunk[i], row + i, top) {
-                    work.reranked += 1;
-                    reranked |= 1 << j;
-                    if let Some(seen) = seen.as_deref_mut() {
-                        seen.push(exact);
-                    }
+        }
+        let base = c * SCAN_CHUNK;
+        let mut ahead = MaskRows::new(through);
+        for i in ahead.by_ref().take(PREFETCH_AHEAD) {
+            list.prefetch(base + i);
+        }
+        let mut reranked = [0u64; SCAN_CHUNK / 64];
+        for i in MaskRows::new(through) {
+            if let Some(a) = ahead.next() {
+                list.prefetch(base + a);
+            }
+            if lower[i] > top.threshold() || hidden(i) {
+                continue;
+            }
+            if let Some(exact) = list.rerank(base + i, ichunk[i], row + i, top) {
+                work.reranked += 1;
+                reranked[i / 64] |= 1 << (i % 64);
+                if let Some(seen) = seen.as_deref_mut() {
+                    seen.push(exact);
                 }
             }
-            // A trace has the estimate of every other visible row.
-            if let Some(seen) = seen.as_deref_mut() {
-                for j in (0..block.len()).filter(|&j| reranked >> j & 1 == 0) {
-                    if !hidden(start + j) {
-                        seen.push(
-                            list.list_query
-                                .estimate(out[start + j], &fchunk[start + j])
-                                .distance,
-                        );
-                    }
+        }
+        // A trace has the estimate of every other visible row.
+        if let Some(seen) = seen.as_deref_mut() {
+            for i in (0..n).filter(|&i| reranked[i / 64] >> (i % 64) & 1 == 0) {
+                if !hidden(i) {
+                    seen.push(list.list_query.estimate(out[i], &fchunk[i]).distance);
                 }
             }
         }

@@ -236,6 +236,16 @@ pub fn lower_bounds(
     (active().lower_bounds)(terms, dots, factors, out)
 }
 
+/// Asks the CPU to start loading the cache lines of `v` (at most its first
+/// `max_lines` 64-byte lines) without waiting for them: a scan that knows
+/// which rows it will read next overlaps their memory latency with other
+/// work. A hint only: it never faults, even for a page not in memory, and
+/// does nothing where the architecture has no prefetch instruction here.
+#[inline]
+pub fn prefetch(v: &[f32], max_lines: usize) {
+    simd::prefetch(v, max_lines)
+}
+
 /// Squared L2 norm `Σ aᵢ²`.
 #[inline]
 pub fn norm_sq(a: &[f32]) -> f32 {
@@ -334,6 +344,25 @@ mod tests {
     fn tolerance(terms_abs_sum: f64, n: usize) -> f64 {
         let eps = f32::EPSILON as f64;
         terms_abs_sum * eps * (4.0 + (n as f64).log2()) + 1e-6
+    }
+
+    #[test]
+    fn prefetch_stays_within_the_slice_and_changes_nothing() {
+        // Empty, shorter than a line, ending mid-line, longer than the
+        // lines asked for, and the tail of a slice whose next page may not
+        // be mapped.
+        let v: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        for (range, lines) in [
+            (0..0, 8),
+            (0..3, 8),
+            (5..21, 1),
+            (0..1000, 8),
+            (990..1000, 64),
+        ] {
+            prefetch(&v[range], lines);
+        }
+        prefetch(&v, 0);
+        assert!(v.iter().enumerate().all(|(i, &x)| x == i as f32));
     }
 
     fn vectors(max_dim: usize) -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {

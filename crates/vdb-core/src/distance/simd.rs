@@ -1064,6 +1064,29 @@ fn product_shape(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut
     true
 }
 
+/// [`super::prefetch`]: `_mm_prefetch` (T0) of each of `v`'s first
+/// `max_lines` cache lines on x86-64, nothing elsewhere.
+#[cfg_attr(
+    target_arch = "x86_64",
+    expect(unsafe_code, reason = "_mm_prefetch takes a raw pointer")
+)]
+#[inline]
+pub(super) fn prefetch(v: &[f32], max_lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = v.as_ptr().cast::<i8>();
+        for line in (0..size_of_val(v)).step_by(64).take(max_lines) {
+            // SAFETY: SSE (the instruction's feature) is part of the x86-64
+            // baseline; a prefetch is a hint that reads nothing the program
+            // sees and never faults, and `p + line` stays within `v`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (v, max_lines);
+}
+
 /// [`gemm_abt`] as a kernel table entry (it has no use for blocked vectors).
 pub(super) fn gemm_entry(
     a: &[f32],
