@@ -10,6 +10,7 @@ mod auth;
 mod convert;
 pub mod fields;
 mod import;
+pub mod metrics;
 pub mod service;
 mod snapshots;
 pub mod status;
@@ -24,6 +25,7 @@ use vdb_engine::Engine;
 use vdb_proto::v1::vdb_server::VdbServer;
 
 pub use auth::{Access, ApiKeys, Rpc, read_only_rpcs};
+pub use metrics::Metrics;
 pub use service::{Limits, VdbService};
 
 /// A certificate chain and its private key, PEM-encoded.
@@ -59,6 +61,10 @@ pub struct ServerOptions {
     /// How `s3://` snapshot repositories are reached: the object store
     /// options (`vdbd --object-store-option`).
     pub object_store_options: Vec<(String, String)>,
+    /// With a metrics listener: at most one search per collection per this
+    /// interval is searched again exactly for the online recall estimate
+    /// (`None`: no estimate).
+    pub recall_sample_interval: Option<std::time::Duration>,
     /// After shutdown begins, how long requests in flight and open
     /// connections get before the server closes them anyway (an idle client
     /// must not hold a shutdown forever).
@@ -73,6 +79,7 @@ impl Default for ServerOptions {
             tls: None,
             max_message_bytes: 64 << 20,
             object_store_options: Vec::new(),
+            recall_sample_interval: Some(std::time::Duration::from_secs(1)),
             shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
@@ -88,10 +95,34 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    serve_with_metrics(engine, listener, None, options, shutdown).await
+}
+
+/// [`serve`], and Prometheus metrics at `/metrics` on `metrics_listener`
+/// (plain HTTP) when given, until the same shutdown.
+pub async fn serve_with_metrics(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let repositories = snapshots::Repositories {
         object_store_options: options.object_store_options.clone(),
     };
-    let service = VdbService::new(engine, options.limits, options.keys);
+    let metrics = Metrics::new();
+    let mut service = VdbService::new(Arc::clone(&engine), options.limits, options.keys)
+        .with_metrics(Arc::clone(&metrics));
+    if metrics_listener.is_some()
+        && let Some(interval) = options.recall_sample_interval
+    {
+        let sampler = metrics::RecallSampler::start(
+            Arc::downgrade(&engine),
+            Arc::clone(&metrics.recall),
+            interval,
+        )?;
+        service = service.with_recall_sampler(sampler);
+    }
     let service = VdbServer::new(service.with_repositories(repositories))
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
@@ -123,7 +154,19 @@ pub async fn serve(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .map_err(|e| anyhow::anyhow!("TLS certificate or key rejected: {e}"))?;
     }
+    let metrics_server = metrics_listener.map(|l| {
+        let mut stopping = rx.clone();
+        tokio::spawn(metrics::serve_metrics(
+            l,
+            Arc::clone(&metrics),
+            engine,
+            async move {
+                let _ = stopping.wait_for(|&s| s).await;
+            },
+        ))
+    });
     let server = builder
+        .layer(metrics::RequestMetricsLayer::new(metrics))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -142,6 +185,9 @@ pub async fn serve(
         () = deadline => {
             tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them");
         }
+    }
+    if let Some(m) = metrics_server {
+        m.abort();
     }
     Ok(())
 }

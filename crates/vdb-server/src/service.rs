@@ -33,6 +33,7 @@ use crate::convert::{
     retrain_from_pb, row_to_pb, rows_from_pb, tune_to_pb,
 };
 use crate::fields::filter_from_pb;
+use crate::metrics::{RecallSampler, Sample};
 use crate::snapshots::{Repositories, snapshot_to_pb};
 use crate::status::{invalid, status};
 
@@ -75,6 +76,9 @@ pub struct VdbService {
     keys: Arc<ApiKeys>,
     permits: Arc<Semaphore>,
     repositories: Arc<Repositories>,
+    metrics: Arc<crate::Metrics>,
+    /// Picks searches to repeat exactly for the recall estimate.
+    recall: Option<Arc<RecallSampler>>,
 }
 
 impl VdbService {
@@ -86,7 +90,23 @@ impl VdbService {
             limits,
             keys: Arc::new(keys),
             repositories: Arc::new(Repositories::default()),
+            metrics: crate::Metrics::new(),
+            recall: None,
         }
+    }
+
+    /// Samples searches for the online recall estimate with `sampler`.
+    pub(crate) fn with_recall_sampler(mut self, sampler: Arc<RecallSampler>) -> VdbService {
+        self.recall = Some(sampler);
+        self
+    }
+
+    /// Counts refused requests into `metrics`, which also reports the
+    /// concurrency permits taken.
+    pub fn with_metrics(mut self, metrics: Arc<crate::Metrics>) -> VdbService {
+        metrics.watch_permits(Arc::clone(&self.permits), self.limits.max_concurrent.max(1));
+        self.metrics = metrics;
+        self
     }
 
     /// Reaches `s3://` snapshot repositories as `repositories` says.
@@ -126,6 +146,7 @@ impl VdbService {
 
     fn permit(&self) -> Result<OwnedSemaphorePermit, Status> {
         Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+            self.metrics.refused();
             Status::resource_exhausted(format!(
                 "the server is serving its limit of {} requests; retry later",
                 self.limits.max_concurrent
@@ -478,6 +499,13 @@ impl Vdb for VdbService {
         let max_probes = max_probes_of(r.max_probes)?;
         let queries: Vec<Vec<f32>> = r.queries.into_iter().map(|q| q.values).collect();
         let c = self.engine.collection(&r.collection).map_err(status)?;
+        // The first query of a search chosen for the recall estimate
+        // (exact searches need none).
+        let sampled = self
+            .recall
+            .as_ref()
+            .filter(|s| !r.exact && s.due(&r.collection))
+            .map(|s| (Arc::clone(s), queries[0].clone(), filter.clone()));
         // A filtered search may probe on past nprobe: never in place.
         let inline = filter.is_none()
             && c.search_work(queries.len(), nprobe) <= self.limits.inline_search_work;
@@ -509,6 +537,15 @@ impl Vdb for VdbService {
                 })
             })
             .await?;
+        if let (Some((sampler, query, filter)), Some(first)) = (sampled, out.results.first()) {
+            sampler.offer(Sample {
+                collection: r.collection,
+                query,
+                k,
+                filter,
+                found: first.hits.iter().map(|h| h.id).collect(),
+            });
+        }
         Ok(Response::new(out))
     }
 

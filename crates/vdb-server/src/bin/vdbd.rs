@@ -34,6 +34,16 @@ struct Args {
     /// printed on stdout as `vdbd listening on ADDR`.
     #[arg(long, env = "VDB_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP; off
+    /// when not given). The bound address is printed on stdout as `vdbd
+    /// metrics on ADDR`. Every metric is described in docs/server.md.
+    #[arg(long, env = "VDB_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// With --metrics-listen: at most one search per collection per this
+    /// many milliseconds is searched again exactly (off the request path)
+    /// for the online recall estimate; 0 turns the estimate off.
+    #[arg(long, env = "VDB_RECALL_SAMPLE_INTERVAL_MS", default_value_t = 1000)]
+    recall_sample_interval_ms: u64,
     /// Data directory (created if missing).
     #[arg(long, env = "VDB_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -131,6 +141,8 @@ struct Args {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+    recall_sample_interval_ms: Option<u64>,
     data_dir: Option<PathBuf>,
     object_store: Option<String>,
     object_store_options: Option<std::collections::BTreeMap<String, String>>,
@@ -175,6 +187,8 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
     }
     take!(
         listen,
+        metrics_listen,
+        recall_sample_interval_ms,
         data_dir,
         object_store,
         replica,
@@ -318,11 +332,13 @@ async fn run(args: Args) -> Exit {
         Ok(s) => s,
         Err(e) => return Exit::Start(e),
     };
-    let (engine, listener, options) = match open(&args).await {
+    let (engine, listener, metrics, options) = match open(&args).await {
         Ok(opened) => opened,
         Err(e) => return Exit::Start(e),
     };
-    let served = vdb_server::serve(Arc::clone(&engine), listener, options, signals).await;
+    let served =
+        vdb_server::serve_with_metrics(Arc::clone(&engine), listener, metrics, options, signals)
+            .await;
     tracing::info!("stopped accepting requests; flushing collections");
     // Connections cut at the end of the grace period may still hold the
     // engine; shut it down through the shared handle.
@@ -340,10 +356,17 @@ async fn run(args: Args) -> Exit {
     }
 }
 
-/// Opens the data directory and binds the listener.
-async fn open(
-    args: &Args,
-) -> anyhow::Result<(Arc<Engine>, tokio::net::TcpListener, ServerOptions)> {
+/// The engine, the gRPC listener, the metrics listener if asked for, and
+/// the server's options.
+type Opened = (
+    Arc<Engine>,
+    tokio::net::TcpListener,
+    Option<tokio::net::TcpListener>,
+    ServerOptions,
+);
+
+/// Opens the data directory and binds the listeners.
+async fn open(args: &Args) -> anyhow::Result<Opened> {
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(TlsFiles {
             cert_pem: std::fs::read(c)
@@ -386,6 +409,14 @@ async fn open(
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let metrics = match args.metrics_listen {
+        None => None,
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listen on --metrics-listen {at}"))?,
+        ),
+    };
     tracing::info!(
         %addr,
         data_dir = %args.data_dir.display(),
@@ -397,6 +428,9 @@ async fn open(
         "serving"
     );
     println!("vdbd listening on {addr}");
+    if let Some(m) = &metrics {
+        println!("vdbd metrics on {}", m.local_addr()?);
+    }
     let options = ServerOptions {
         limits: Limits {
             max_batch: args.max_batch,
@@ -422,8 +456,10 @@ async fn open(
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
         tls,
         object_store_options: args.object_store_options.clone(),
+        recall_sample_interval: (args.recall_sample_interval_ms > 0)
+            .then(|| std::time::Duration::from_millis(args.recall_sample_interval_ms)),
     };
-    Ok((engine, listener, options))
+    Ok((engine, listener, metrics, options))
 }
 
 /// Catches SIGINT and SIGTERM from now on; the future completes on the

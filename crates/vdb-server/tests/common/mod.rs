@@ -14,6 +14,9 @@ use vdb_proto::v1::vdb_client::VdbClient;
 pub struct Server {
     child: Option<Child>,
     pub addr: String,
+    /// The metrics endpoint's address, when started with
+    /// `--metrics-listen`.
+    pub metrics: Option<String>,
 }
 
 impl Server {
@@ -41,18 +44,26 @@ impl Server {
             .stderr(stderr)
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        stdout.read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("vdbd listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_string();
+        let metrics = extra.contains(&"--metrics-listen").then(|| {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("vdbd metrics on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_string()
+        });
         Server {
             child: Some(child),
             addr,
+            metrics,
         }
     }
 
