@@ -63,7 +63,8 @@ mod snapshot;
 mod tune;
 
 pub use collection::{
-    Alter, Collection, CollectionStats, SearchOptions, Snapshot, StorageInfo, StorageRole,
+    Alter, Collection, CollectionStats, MaintenanceKind, MaintenanceRuns, SearchOptions, Snapshot,
+    StorageInfo, StorageRole,
 };
 pub use config::{CollectionConfig, DEFAULT_TARGET_RECALL, validate_name};
 pub use engine::{DEFAULT_MEMTABLE_LIMIT, Engine, EngineOptions, TrainedCentroids};

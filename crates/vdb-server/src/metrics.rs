@@ -16,6 +16,7 @@ mod recall;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -316,10 +317,12 @@ impl Metrics {
         }
         self.collections.reset();
         let names = engine.list_collections();
+        let mut runs = Vec::new();
         for name in &names {
             // A collection dropped since it was listed is left out.
             if let Ok(c) = engine.collection(name) {
                 self.collections.set(name, &c.stats());
+                runs.push((name.as_str(), c.maintenance_runs()));
             }
         }
         for (name, e) in self.recall.estimates(&names) {
@@ -329,14 +332,87 @@ impl Metrics {
                 .with_label_values(&[&name])
                 .set(e.window as f64);
         }
+        let mut families = self.registry.gather();
+        families.extend(maintenance_families(&runs));
         let mut out = Vec::new();
         // Encoding into a Vec fails only for metric families the
         // registry cannot hold; log rather than fail the scrape.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::error!(error = %e, "cannot encode the metrics");
         }
         out
     }
+}
+
+/// The engine's counts of maintenance runs as two counter families: runs
+/// by collection, kind and outcome, and seconds by collection and kind.
+/// Counters the engine keeps are read at each scrape, so they are built
+/// here rather than kept in the registry.
+fn maintenance_families(
+    runs: &[(
+        &str,
+        Vec<(vdb_engine::MaintenanceKind, vdb_engine::MaintenanceRuns)>,
+    )],
+) -> Vec<MetricFamily> {
+    let label = |name: &str, value: &str| {
+        let mut l = LabelPair::default();
+        l.set_name(name.to_string());
+        l.set_value(value.to_string());
+        l
+    };
+    let counter = |labels: Vec<LabelPair>, value: f64| {
+        let mut c = Counter::default();
+        c.set_value(value);
+        let mut m = Metric::from_label(labels);
+        m.set_counter(c);
+        m
+    };
+    let family = |name: &str, help: &str, metrics: Vec<Metric>| {
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(MetricType::COUNTER);
+        f.set_metric(metrics);
+        f
+    };
+    let (mut counts, mut seconds) = (Vec::new(), Vec::new());
+    for (collection, kinds) in runs {
+        for (kind, r) in kinds {
+            for (outcome, n) in [
+                ("changed", r.changed),
+                ("idle", r.idle),
+                ("failed", r.failed),
+            ] {
+                counts.push(counter(
+                    vec![
+                        label("collection", collection),
+                        label("kind", kind.name()),
+                        label("outcome", outcome),
+                    ],
+                    n as f64,
+                ));
+            }
+            seconds.push(counter(
+                vec![label("collection", collection), label("kind", kind.name())],
+                r.seconds,
+            ));
+        }
+    }
+    if counts.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        family(
+            "vdb_maintenance_runs_total",
+            "Maintenance runs since the collection was opened, by kind (flush, compact, merge, train, step, rebalance) and outcome (changed, idle: nothing to do, failed)",
+            counts,
+        ),
+        family(
+            "vdb_maintenance_seconds_total",
+            "Time spent in maintenance runs since the collection was opened, by kind",
+            seconds,
+        ),
+    ]
 }
 
 /// A status code as gRPC's documentation spells it (`OK`,

@@ -226,6 +226,25 @@ async fn metrics_count_what_the_server_did() {
     assert_eq!(value(&s, "vdb_collection_rows", &docs), 297.0);
     assert!(value(&s, "vdb_collection_centroid_generation", &docs) >= 1.0);
     assert_eq!(value(&s, "vdb_collection_lists", &docs), 4.0);
+    // The rows past the first training's threshold were trained on (in
+    // the background or by the flush); nothing was compacted.
+    let run = |kind: &'static str, outcome: &'static str| {
+        value(
+            &s,
+            "vdb_maintenance_runs_total",
+            &[("collection", "docs"), ("kind", kind), ("outcome", outcome)],
+        )
+    };
+    assert!(run("train", "changed") >= 1.0);
+    assert_eq!(run("train", "failed"), 0.0);
+    assert_eq!(run("compact", "changed"), 0.0);
+    assert!(
+        value(
+            &s,
+            "vdb_maintenance_seconds_total",
+            &[("collection", "docs"), ("kind", "train")]
+        ) > 0.0
+    );
     assert!(
         value(
             &s,

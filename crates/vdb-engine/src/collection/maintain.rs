@@ -22,6 +22,7 @@ use vdb_format::{CentroidMeta, SegmentReader};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
 use super::apply::{hide, push_batch};
+use super::runs::{MaintenanceKind, MaintenanceRuns};
 use super::{
     Alter, Collection, Inner, Loc, MemEntry, Schedule, SegEntry, batch_views, list_sizes,
     memtable_bytes, memtable_rows, segment_views, unix_now,
@@ -390,7 +391,24 @@ impl Collection {
         Ok(if task == Task::Rebalance { split } else { done })
     }
 
+    /// Runs `task` once ([`Collection::run_task_once`]), counted in
+    /// [`Collection::maintenance_runs`].
     fn run_task(&self, task: Task) -> Result<bool> {
+        let kind = task.kind();
+        let start = std::time::Instant::now();
+        let outcome = self.run_task_once(task);
+        self.runs.record(kind, &outcome, start.elapsed());
+        outcome
+    }
+
+    /// Each kind of maintenance task's runs since the collection was
+    /// opened: how many changed something, found nothing to do or failed,
+    /// and the time they took.
+    pub fn maintenance_runs(&self) -> Vec<(MaintenanceKind, MaintenanceRuns)> {
+        self.runs.get()
+    }
+
+    fn run_task_once(&self, task: Task) -> Result<bool> {
         let frozen = {
             let mut inner = self.lock();
             self.check_poisoned(&inner)?;
@@ -1028,6 +1046,19 @@ pub(super) enum Task {
     /// One step of a retraining in bounded steps: the next slots switched
     /// to the target's centroids, and the memtable flushed.
     Step(Arc<Target>),
+}
+
+impl Task {
+    fn kind(&self) -> MaintenanceKind {
+        match self {
+            Task::Flush => MaintenanceKind::Flush,
+            Task::Compact => MaintenanceKind::Compact,
+            Task::Merge(_) => MaintenanceKind::Merge,
+            Task::Train(_) => MaintenanceKind::Train,
+            Task::Rebalance => MaintenanceKind::Rebalance,
+            Task::Step(_) => MaintenanceKind::Step,
+        }
+    }
 }
 
 /// New centroids and where they put the rows trained on.

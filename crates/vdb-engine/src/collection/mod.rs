@@ -18,7 +18,10 @@ mod maintain;
 mod next;
 mod open;
 mod read;
+mod runs;
 mod shared;
+
+pub use runs::{MaintenanceKind, MaintenanceRuns};
 mod write;
 
 use std::collections::HashSet;
@@ -467,6 +470,8 @@ pub struct Collection {
     background: OnceLock<(Schedule, Weak<Collection>)>,
     /// A background flush is requested and has not started yet.
     flush_requested: AtomicBool,
+    /// Maintenance runs since the collection was opened.
+    runs: runs::RunCounts,
 }
 
 impl Collection {

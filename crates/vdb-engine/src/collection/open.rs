@@ -110,6 +110,7 @@ impl Collection {
             maintenance: Mutex::new(()),
             background: OnceLock::new(),
             flush_requested: AtomicBool::new(false),
+            runs: Default::default(),
         }
     }
 }
