@@ -64,7 +64,7 @@ mod tune;
 
 pub use collection::{
     Alter, Collection, CollectionStats, MaintenanceKind, MaintenanceRuns, SearchOptions, Snapshot,
-    StorageInfo, StorageRole,
+    StorageInfo, StorageRole, WriteCounts,
 };
 pub use config::{CollectionConfig, DEFAULT_TARGET_RECALL, validate_name};
 pub use engine::{DEFAULT_MEMTABLE_LIMIT, Engine, EngineOptions, TrainedCentroids};

@@ -317,12 +317,16 @@ impl Metrics {
         }
         self.collections.reset();
         let names = engine.list_collections();
-        let mut runs = Vec::new();
+        let mut counted = Vec::new();
         for name in &names {
             // A collection dropped since it was listed is left out.
             if let Ok(c) = engine.collection(name) {
                 self.collections.set(name, &c.stats());
-                runs.push((name.as_str(), c.maintenance_runs()));
+                counted.push(Counted {
+                    collection: name,
+                    runs: c.maintenance_runs(),
+                    writes: c.write_counts(),
+                });
             }
         }
         for (name, e) in self.recall.estimates(&names) {
@@ -333,7 +337,7 @@ impl Metrics {
                 .set(e.window as f64);
         }
         let mut families = self.registry.gather();
-        families.extend(maintenance_families(&runs));
+        families.extend(engine_counters(&counted));
         let mut out = Vec::new();
         // Encoding into a Vec fails only for metric families the
         // registry cannot hold; log rather than fail the scrape.
@@ -344,70 +348,92 @@ impl Metrics {
     }
 }
 
-/// The engine's counts of maintenance runs as two counter families: runs
-/// by collection, kind and outcome, and seconds by collection and kind.
-/// Counters the engine keeps are read at each scrape, so they are built
-/// here rather than kept in the registry.
-fn maintenance_families(
-    runs: &[(
-        &str,
-        Vec<(vdb_engine::MaintenanceKind, vdb_engine::MaintenanceRuns)>,
-    )],
-) -> Vec<MetricFamily> {
-    let label = |name: &str, value: &str| {
-        let mut l = LabelPair::default();
-        l.set_name(name.to_string());
-        l.set_value(value.to_string());
-        l
-    };
-    let counter = |labels: Vec<LabelPair>, value: f64| {
-        let mut c = Counter::default();
-        c.set_value(value);
-        let mut m = Metric::from_label(labels);
-        m.set_counter(c);
-        m
-    };
-    let family = |name: &str, help: &str, metrics: Vec<Metric>| {
-        let mut f = MetricFamily::default();
-        f.set_name(name.to_string());
-        f.set_help(help.to_string());
-        f.set_field_type(MetricType::COUNTER);
-        f.set_metric(metrics);
-        f
-    };
-    let (mut counts, mut seconds) = (Vec::new(), Vec::new());
-    for (collection, kinds) in runs {
-        for (kind, r) in kinds {
+/// What one collection's engine counts, read at a scrape.
+struct Counted<'a> {
+    collection: &'a str,
+    runs: Vec<(vdb_engine::MaintenanceKind, vdb_engine::MaintenanceRuns)>,
+    writes: vdb_engine::WriteCounts,
+}
+
+/// A counter family of `samples` (labels, value).
+fn counter_family(name: &str, help: &str, samples: Vec<(Vec<(&str, &str)>, f64)>) -> MetricFamily {
+    let metrics = samples
+        .into_iter()
+        .map(|(labels, value)| {
+            let labels = labels
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name(k.to_string());
+                    l.set_value(v.to_string());
+                    l
+                })
+                .collect();
+            let mut c = Counter::default();
+            c.set_value(value);
+            let mut m = Metric::from_label(labels);
+            m.set_counter(c);
+            m
+        })
+        .collect();
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(MetricType::COUNTER);
+    f.set_metric(metrics);
+    f
+}
+
+/// The counters the engine keeps (writes, maintenance runs), as metric
+/// families: read at each scrape, so built here rather than kept in the
+/// registry.
+fn engine_counters(counted: &[Counted<'_>]) -> Vec<MetricFamily> {
+    if counted.is_empty() {
+        return Vec::new();
+    }
+    let (mut rows, mut log_bytes, mut log_syncs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut runs, mut seconds) = (Vec::new(), Vec::new());
+    for c in counted {
+        let w = &c.writes;
+        let name = ("collection", c.collection);
+        rows.push((vec![name, ("op", "upsert")], w.rows_upserted as f64));
+        rows.push((vec![name, ("op", "delete")], w.ids_deleted as f64));
+        log_bytes.push((vec![name], w.log_bytes as f64));
+        log_syncs.push((vec![name], w.log_syncs as f64));
+        for (kind, r) in &c.runs {
+            let kind = ("kind", kind.name());
             for (outcome, n) in [
                 ("changed", r.changed),
                 ("idle", r.idle),
                 ("failed", r.failed),
             ] {
-                counts.push(counter(
-                    vec![
-                        label("collection", collection),
-                        label("kind", kind.name()),
-                        label("outcome", outcome),
-                    ],
-                    n as f64,
-                ));
+                runs.push((vec![name, kind, ("outcome", outcome)], n as f64));
             }
-            seconds.push(counter(
-                vec![label("collection", collection), label("kind", kind.name())],
-                r.seconds,
-            ));
+            seconds.push((vec![name, kind], r.seconds));
         }
     }
-    if counts.is_empty() {
-        return Vec::new();
-    }
     vec![
-        family(
+        counter_family(
+            "vdb_rows_written_total",
+            "Rows of acknowledged writes since the collection was opened: upserted rows, and ids named by deletes",
+            rows,
+        ),
+        counter_family(
+            "vdb_log_bytes_total",
+            "Bytes appended to the collection's write-ahead log since it was opened (with sync=always each is fsynced before its write is acknowledged)",
+            log_bytes,
+        ),
+        counter_family(
+            "vdb_log_syncs_total",
+            "fsyncs of the collection's write-ahead log since it was opened (sync=object: chunks shipped); group commit makes them fewer than the writes",
+            log_syncs,
+        ),
+        counter_family(
             "vdb_maintenance_runs_total",
             "Maintenance runs since the collection was opened, by kind (flush, compact, merge, train, step, rebalance) and outcome (changed, idle: nothing to do, failed)",
-            counts,
+            runs,
         ),
-        family(
+        counter_family(
             "vdb_maintenance_seconds_total",
             "Time spent in maintenance runs since the collection was opened, by kind",
             seconds,

@@ -208,6 +208,14 @@ async fn metrics_count_what_the_server_did() {
         7
     );
     assert_eq!(value(&s, "vdb_collection_rows", &docs), 297.0);
+    let op = |op: &'static str| [("collection", "docs"), ("op", op)];
+    assert_eq!(value(&s, "vdb_rows_written_total", &op("upsert")), 300.0);
+    assert_eq!(value(&s, "vdb_rows_written_total", &op("delete")), 3.0);
+    // Three writes, each fsynced before it was acknowledged (sync=always,
+    // one writer at a time); a background flush may add its own.
+    assert!(value(&s, "vdb_log_bytes_total", &docs) >= 300.0 * DIM as f64 * 4.0);
+    let syncs = value(&s, "vdb_log_syncs_total", &docs);
+    assert!((3.0..=6.0).contains(&syncs), "{syncs} fsyncs");
     // The scrape's own request is not a gRPC one; nothing is in flight
     // between the test's awaited calls.
     assert_eq!(value(&s, "vdb_requests_in_flight", &[]), 0.0);

@@ -21,7 +21,7 @@ mod read;
 mod runs;
 mod shared;
 
-pub use runs::{MaintenanceKind, MaintenanceRuns};
+pub use runs::{MaintenanceKind, MaintenanceRuns, WriteCounts};
 mod write;
 
 use std::collections::HashSet;
@@ -472,6 +472,8 @@ pub struct Collection {
     flush_requested: AtomicBool,
     /// Maintenance runs since the collection was opened.
     runs: runs::RunCounts,
+    /// Rows of acknowledged writes since it was opened.
+    written: runs::WrittenRows,
 }
 
 impl Collection {
@@ -537,6 +539,21 @@ impl Collection {
                 behind: None,
                 follow_error: None,
             },
+        }
+    }
+
+    /// What the collection has written since it was opened.
+    pub fn write_counts(&self) -> WriteCounts {
+        let (rows_upserted, ids_deleted) = self.written.get();
+        let log = match &self.role {
+            Role::Writer(wal) => wal.stats(),
+            Role::Replica(_) => vdb_wal::WalStats::default(),
+        };
+        WriteCounts {
+            rows_upserted,
+            ids_deleted,
+            log_bytes: log.bytes,
+            log_syncs: log.syncs,
         }
     }
 

@@ -111,6 +111,7 @@ impl Collection {
             background: OnceLock::new(),
             flush_requested: AtomicBool::new(false),
             runs: Default::default(),
+            written: Default::default(),
         }
     }
 }

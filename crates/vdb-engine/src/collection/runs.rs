@@ -1,10 +1,51 @@
-//! Counts of a collection's maintenance since it was opened: each kind of
-//! task, how often it changed something, found nothing to do or failed,
-//! and the time it took — for operators (the server's metrics) to see
-//! what maintenance costs and whether it fails.
+//! Counts of what a collection did since it was opened — rows written,
+//! and each kind of maintenance task: how often it changed something,
+//! found nothing to do or failed, and the time it took — for operators
+//! (the server's metrics) to see the load, what maintenance costs and
+//! whether it fails.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// What a collection has written since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteCounts {
+    /// Rows written by acknowledged upserts.
+    pub rows_upserted: u64,
+    /// Ids named by acknowledged deletes (whether they existed or not).
+    pub ids_deleted: u64,
+    /// Bytes appended to the write-ahead log (with sync `always`, each
+    /// is fsynced before its write is acknowledged); 0 on a replica.
+    pub log_bytes: u64,
+    /// `fsync`s of the log's files (with sync `object`: chunks shipped).
+    pub log_syncs: u64,
+}
+
+/// The rows and ids of acknowledged writes.
+#[derive(Debug, Default)]
+pub(super) struct WrittenRows {
+    upserted: AtomicU64,
+    deleted: AtomicU64,
+}
+
+impl WrittenRows {
+    pub(super) fn upserted(&self, rows: usize) {
+        self.upserted.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn deleted(&self, ids: usize) {
+        self.deleted.fetch_add(ids as u64, Ordering::Relaxed);
+    }
+
+    /// (rows upserted, ids deleted).
+    pub(super) fn get(&self) -> (u64, u64) {
+        (
+            self.upserted.load(Ordering::Relaxed),
+            self.deleted.load(Ordering::Relaxed),
+        )
+    }
+}
 
 /// A kind of maintenance task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -46,9 +46,12 @@ impl Collection {
             self.config.metric.prepare(&mut r.vector);
         }
         let payload = codec::encode_upsert(&rows);
-        self.write(RecordKind::Upsert, &payload, move |inner| {
+        let count = rows.len();
+        let lsn = self.write(RecordKind::Upsert, &payload, move |inner| {
             apply_upsert(inner, rows)
-        })
+        })?;
+        self.written.upserted(count);
+        Ok(lsn)
     }
 
     /// Deletes rows by id (ids that do not exist are ignored). Returns the
@@ -58,10 +61,12 @@ impl Collection {
             return Err(Error::invalid("ids", "the batch is empty"));
         }
         let payload = codec::encode_delete(ids);
-        self.write(RecordKind::Delete, &payload, |inner| {
+        let lsn = self.write(RecordKind::Delete, &payload, |inner| {
             apply_delete(inner, ids);
             Ok(())
-        })
+        })?;
+        self.written.deleted(ids.len());
+        Ok(lsn)
     }
 
     fn write(
