@@ -84,5 +84,5 @@ pub use tune::{MAX_TUNE_SAMPLE, TuneOptions, TunePoint, TuneReport, default_swee
 pub use vdb_core::filter;
 pub use vdb_core::{FieldDef, FieldType, FieldValues, Filter, Lsn, Metric, Value};
 pub use vdb_fs::{Fenced, Fs, FsRef, LocalRepository, OsFs, Repository, Store};
-pub use vdb_ivf::SearchTrace;
+pub use vdb_ivf::{SearchTrace, SearchWork};
 pub use vdb_wal::SyncMode;

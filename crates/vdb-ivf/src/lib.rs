@@ -60,6 +60,7 @@ pub use layout::Layout;
 pub use quantizer::CoarseQuantizer;
 pub use rng::SplitMix64;
 pub use search::{
-    Member, SearchParams, Searcher, Source, exact_batch, list_members_near_centroid, search_batch,
+    Member, SearchParams, SearchWork, Searcher, Source, exact_batch, list_members_near_centroid,
+    search_batch,
 };
 pub use trace::{ProbedList, SearchTrace};

@@ -89,10 +89,42 @@ impl<'a> Source<'a> {
     }
 }
 
+/// What searches did, summed: counted by every search, traced or not
+/// ([`Searcher::work`]), at the cost of three additions a probed list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchWork {
+    /// Queries searched.
+    pub queries: u64,
+    /// Lists probed (a filtered search may probe past nprobe).
+    pub lists: u64,
+    /// Visible rows scored, by their exact distance or their code's
+    /// estimate.
+    pub scanned: u64,
+    /// Exact distances computed: every scored row of a list without
+    /// codes, the reranked rows of a list with them.
+    pub exact: u64,
+}
+
+impl std::ops::Add for SearchWork {
+    type Output = SearchWork;
+
+    /// The sum of two counts.
+    fn add(self, other: SearchWork) -> SearchWork {
+        SearchWork {
+            queries: self.queries + other.queries,
+            lists: self.lists + other.lists,
+            scanned: self.scanned + other.scanned,
+            exact: self.exact + other.exact,
+        }
+    }
+}
+
 /// Scratch space for searches, reused across queries so the hot path does
 /// not allocate. One per thread.
 #[derive(Debug)]
 pub struct Searcher {
+    /// What the searches so far did.
+    work: SearchWork,
     query: Vec<f32>,
     centroid_distances: Vec<f32>,
     probe_top: TopK,
@@ -121,6 +153,7 @@ impl Searcher {
     /// An empty searcher.
     pub fn new() -> Searcher {
         Searcher {
+            work: SearchWork::default(),
             query: Vec::new(),
             centroid_distances: Vec::new(),
             probe_top: TopK::new(0),
@@ -156,6 +189,11 @@ impl Searcher {
         } else {
             0.0
         };
+    }
+
+    /// What the searches of this searcher did, summed since it was made.
+    pub fn work(&self) -> SearchWork {
+        self.work
     }
 
     /// Searches `sources` (lists clustered with `quantizer`'s centroids, e.g.
@@ -261,6 +299,7 @@ impl Searcher {
             0
         };
         let mut matched = 0u64;
+        self.work.queries += 1;
         for (rank, &(list, centroid_distance)) in self.probes.iter().enumerate() {
             let _more = if rank >= nprobe {
                 if matched >= target {
@@ -418,6 +457,9 @@ impl Searcher {
                     row += ichunk.len();
                 }
             }
+            self.work.lists += 1;
+            self.work.scanned += scanned;
+            self.work.exact += scanned - estimated + reranked;
             if let Some(t) = trace.as_deref_mut() {
                 t.code_estimates += estimated;
                 t.fine_distances += scanned - estimated + reranked;
@@ -1067,6 +1109,16 @@ mod tests {
         assert!(t2.nprobe_clamped);
         assert_eq!(t2.nprobe, 16);
         assert_eq!(t2.fine_distances, 2000);
+        // The searcher's sums, traced or not, are the traces'.
+        assert_eq!(
+            s.work(),
+            SearchWork {
+                queries: 2,
+                lists: 4 + 16,
+                scanned: scanned + 2000,
+                exact: trace.fine_distances + 2000,
+            }
+        );
     }
 
     #[test]
@@ -1371,19 +1423,39 @@ mod tests {
         let q = q.with_codes(3);
         let coded = rabitq::CodedLists::new(lists.clone(), q.codebook().unwrap());
         let mut trace = SearchTrace::default();
-        Searcher::new()
-            .search(
-                &q,
-                &[&coded, &lists],
-                &data[..dim],
-                SearchParams::new(10, 2),
-                Some(&mut trace),
-            )
-            .unwrap();
+        let mut s = Searcher::new();
+        s.search(
+            &q,
+            &[&coded, &lists],
+            &data[..dim],
+            SearchParams::new(10, 2),
+            Some(&mut trace),
+        )
+        .unwrap();
         let rows: u64 = trace.probed.iter().map(|p| p.size).sum::<u64>() / 2;
         let reranked: u64 = trace.probed.iter().map(|p| p.reranked).sum();
         assert_eq!(trace.code_estimates, rows);
         assert_eq!(trace.fine_distances, rows + reranked);
+        let traced = s.work();
+        assert_eq!(
+            traced,
+            SearchWork {
+                queries: 1,
+                lists: 2,
+                scanned: 2 * rows,
+                exact: rows + reranked,
+            }
+        );
+        // Untraced, the same search counts the same work.
+        s.search(
+            &q,
+            &[&coded, &lists],
+            &data[..dim],
+            SearchParams::new(10, 2),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.work(), traced + traced);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     refused: IntCounter,
+    search: SearchCounters,
     in_flight: IntGauge,
     max_concurrent: IntGauge,
     /// Per collection, set from the engine at each scrape.
@@ -55,6 +56,52 @@ pub struct Metrics {
     /// The concurrency permits the service hands out, to report how many
     /// are taken.
     permits: Mutex<Option<(Arc<Semaphore>, usize)>>,
+}
+
+/// What searches did, by collection, counted as they are answered.
+#[derive(Debug)]
+struct SearchCounters {
+    queries: IntCounterVec,
+    lists: IntCounterVec,
+    scanned: IntCounterVec,
+    exact: IntCounterVec,
+    /// Rows scored per query, one observation per request (its mean).
+    scanned_per_query: HistogramVec,
+}
+
+impl SearchCounters {
+    fn new(registry: &Registry) -> prometheus::Result<SearchCounters> {
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), &["collection"])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let scanned_per_query = HistogramVec::new(
+            HistogramOpts::new(
+                "vdb_search_rows_scanned_per_query",
+                "Rows scored per query of a Search request (the request's mean)",
+            )
+            .buckets(prometheus::exponential_buckets(100.0, 4.0, 10)?),
+            &["collection"],
+        )?;
+        registry.register(Box::new(scanned_per_query.clone()))?;
+        Ok(SearchCounters {
+            queries: counter("vdb_search_queries_total", "Queries searched (not exact)")?,
+            lists: counter(
+                "vdb_search_lists_probed_total",
+                "Lists probed by those queries (a filtered search may probe past nprobe)",
+            )?,
+            scanned: counter(
+                "vdb_search_rows_scanned_total",
+                "Rows those queries scored, by exact distance or by code estimate",
+            )?,
+            exact: counter(
+                "vdb_search_exact_distances_total",
+                "Exact distances those queries computed (in ivf_rabitq lists: the reranked rows)",
+            )?,
+            scanned_per_query,
+        })
+    }
 }
 
 /// The per-collection gauges, each labelled `collection`.
@@ -270,7 +317,9 @@ impl Metrics {
         registry.register(Box::new(max_concurrent.clone()))?;
         registry.register(Box::new(info))?;
         let collections = CollectionGauges::new(&registry)?;
+        let search = SearchCounters::new(&registry)?;
         Ok(Metrics {
+            search,
             registry,
             requests,
             latency,
@@ -293,6 +342,21 @@ impl Metrics {
         self.latency
             .with_label_values(&[rpc])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts the work of one Search request of `collection`.
+    pub(crate) fn searched(&self, collection: &str, work: vdb_engine::SearchWork) {
+        let s = &self.search;
+        let labels = [collection];
+        s.queries.with_label_values(&labels).inc_by(work.queries);
+        s.lists.with_label_values(&labels).inc_by(work.lists);
+        s.scanned.with_label_values(&labels).inc_by(work.scanned);
+        s.exact.with_label_values(&labels).inc_by(work.exact);
+        if work.queries > 0 {
+            s.scanned_per_query
+                .with_label_values(&labels)
+                .observe(work.scanned as f64 / work.queries as f64);
+        }
     }
 
     /// Counts one request refused for the concurrency limit.

@@ -519,9 +519,15 @@ impl Vdb for VdbService {
             max_probes,
             rerank_epsilon: r.rerank_epsilon,
         };
+        let metrics = Arc::clone(&self.metrics);
+        let exact = r.exact;
         let out = self
             .run(inline, move || {
-                let found = c.search(&queries, opts)?;
+                let (found, work) = c.search_with_work(&queries, opts)?;
+                // Exact searches (ground truth) are not the index's work.
+                if !exact {
+                    metrics.searched(c.name(), work);
+                }
                 let used = nprobe
                     .unwrap_or_else(|| c.default_nprobe())
                     .min(c.snapshot().nlist());

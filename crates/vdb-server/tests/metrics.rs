@@ -208,6 +208,22 @@ async fn metrics_count_what_the_server_did() {
         7
     );
     assert_eq!(value(&s, "vdb_collection_rows", &docs), 297.0);
+    // The five searches' work (the refused and the missing one did none):
+    // each scored at most every row, and an ivf_flat list's every row
+    // scored is an exact distance.
+    assert_eq!(value(&s, "vdb_search_queries_total", &docs), 5.0);
+    let lists = value(&s, "vdb_search_lists_probed_total", &docs);
+    let scanned = value(&s, "vdb_search_rows_scanned_total", &docs);
+    assert!((5.0..=20.0).contains(&lists), "{lists} lists");
+    assert!((50.0..=5.0 * 300.0).contains(&scanned), "{scanned} rows");
+    assert_eq!(
+        value(&s, "vdb_search_exact_distances_total", &docs),
+        scanned
+    );
+    assert_eq!(
+        histogram_count(&s, "vdb_search_rows_scanned_per_query", &docs),
+        5
+    );
     let op = |op: &'static str| [("collection", "docs"), ("op", op)];
     assert_eq!(value(&s, "vdb_rows_written_total", &op("upsert")), 300.0);
     assert_eq!(value(&s, "vdb_rows_written_total", &op("delete")), 3.0);
@@ -402,9 +418,15 @@ async fn the_recall_estimate_is_the_recall_of_the_searches_sampled() {
         "nprobe 1 should miss neighbours: recall {last}"
     );
 
-    // The window fills as the sampling thread catches up (bounded wait).
+    // Only the approximate searches count as the index's work: one list
+    // each.
+    let s = scrape(&maddr);
     let near = [("collection", "near")];
-    let mut s = scrape(&maddr);
+    assert_eq!(value(&s, "vdb_search_queries_total", &near), 120.0);
+    assert_eq!(value(&s, "vdb_search_lists_probed_total", &near), 120.0);
+
+    // The window fills as the sampling thread catches up (bounded wait).
+    let mut s = s;
     for _ in 0..100 {
         if value(&s, "vdb_collection_recall_samples", &near) >= 100.0 {
             break;

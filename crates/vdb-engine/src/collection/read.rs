@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use vdb_core::{Hold, ListId, Neighbor, RowAddr};
 use vdb_format::SegmentReader;
-use vdb_ivf::{SearchParams, SearchTrace};
+use vdb_ivf::{SearchParams, SearchTrace, SearchWork};
 
 use super::{
     Collection, CollectionStats, Inner, Loc, SearchOptions, Snapshot, memtable_bytes, memtable_rows,
@@ -61,6 +61,16 @@ impl Collection {
     /// Searches every query (each `dim` long) on one snapshot. Payloads
     /// and vectors, when asked for, are those of the rows scored.
     pub fn search(&self, queries: &[Vec<f32>], opts: SearchOptions) -> Result<Vec<Vec<Hit>>> {
+        self.search_with_work(queries, opts).map(|(hits, _)| hits)
+    }
+
+    /// [`Collection::search`], and what it did: lists probed, rows scored,
+    /// exact distances computed (summed over the queries).
+    pub fn search_with_work(
+        &self,
+        queries: &[Vec<f32>],
+        opts: SearchOptions,
+    ) -> Result<(Vec<Vec<Hit>>, SearchWork)> {
         let params = self.params(&opts)?;
         for (i, q) in queries.iter().enumerate() {
             self.check_query(q, || format!("queries[{i}]"))?;
@@ -74,7 +84,7 @@ impl Collection {
             let found = searcher.search_sources(&snap.quantizer, &sources, q, params, None)?;
             out.push(snap.hits(found, &opts)?);
         }
-        Ok(out)
+        Ok((out, searcher.work()))
     }
 
     /// Searches one query and returns what the search did with the hits.
