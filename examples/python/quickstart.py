@@ -1,22 +1,17 @@
-"""vdb from Python: create a collection, insert rows, search, explain.
+"""vdb from Python with vdb-client: create a collection, insert rows,
+search one query and a batch, explain a search, see an error.
 
-Generate the client from the proto (once), start vdbd, then run:
-
-    python -m grpc_tools.protoc -I ../../proto --python_out=. --grpc_python_out=. vdb/v1/vdb.proto
-    python quickstart.py --server 127.0.0.1:50051
-
-Only `grpcio` (and `grpcio-tools` to generate the client) are needed.
+    pip install ./clients/python        # from the repository's root
+    python examples/python/quickstart.py --server 127.0.0.1:50051
 """
 
 import argparse
-import math
-import random
 import sys
 
-import grpc
+import numpy as np
 
-from vdb.v1 import vdb_pb2 as pb
-from vdb.v1 import vdb_pb2_grpc as rpc
+import vdb_client
+from vdb_client import Client
 
 
 def main() -> int:
@@ -26,76 +21,53 @@ def main() -> int:
     ap.add_argument("--api-key", default=None, help="for a server with API keys on")
     args = ap.parse_args()
 
-    metadata = [("authorization", f"Bearer {args.api_key}")] if args.api_key else []
-    vdb = rpc.VdbStub(grpc.insecure_channel(args.server))
+    with Client(args.server, api_key=args.api_key) as vdb:
+        # A collection of 16-d vectors in 8 lists, searched over 2 by default.
+        try:
+            vdb.drop(args.collection)
+        except vdb_client.NotFound:
+            pass
+        info = vdb.create_collection(args.collection, dim=16, metric="cosine", nlist=8, nprobe=2)
+        print(f"created {info.name}: dim {info.dim}, nlist {info.nlist}")
 
-    # A collection of 16-d vectors in 8 lists, searched over 2 by default.
-    try:
-        vdb.DropCollection(pb.DropCollectionRequest(name=args.collection), metadata=metadata)
-    except grpc.RpcError as e:
-        if e.code() != grpc.StatusCode.NOT_FOUND:
-            raise
-    info = vdb.CreateCollection(
-        pb.CreateCollectionRequest(
-            name=args.collection,
-            config=pb.CollectionConfig(dim=16, metric=pb.METRIC_COSINE, nlist=8, nprobe=2),
-        ),
-        metadata=metadata,
-    )
-    print(f"created {info.name}: dim {info.config.dim}, nlist {info.config.nlist}")
+        # 2,000 rows around 8 directions, with their group as payload.
+        rng = np.random.default_rng(7)
+        centres = rng.normal(size=(8, 16)).astype(np.float32)
+        group = np.arange(2000) % 8
+        vectors = centres[group] + rng.normal(scale=0.2, size=(2000, 16)).astype(np.float32)
+        payloads = [f"group-{g}".encode() for g in group]
+        vdb.upsert(args.collection, np.arange(2000), vectors, payloads=payloads, batch_size=500)
+        vdb.flush(args.collection)
+        info = vdb.describe(args.collection)
+        print(f"inserted {info.rows} rows; trained {info.lists} lists (generation {info.generation})")
 
-    # 2,000 rows around 8 directions, with their group as payload.
-    rng = random.Random(7)
-    centers = [[rng.gauss(0, 1) for _ in range(16)] for _ in range(8)]
-    rows = []
-    for i in range(2000):
-        g = i % 8
-        rows.append(
-            pb.Row(
-                id=i,
-                vector=[c + rng.gauss(0, 0.2) for c in centers[g]],
-                payload=f"group-{g}".encode(),
-            )
+        # One query: a noisy copy of group 3's centre finds group 3.
+        query = centres[3] + rng.normal(scale=0.1, size=16).astype(np.float32)
+        hits = vdb.search(args.collection, query, k=5, with_payload=True)
+        for h in hits:
+            print(f"  id {h.id:>5}  distance {h.distance:.4f}  {h.payload.decode()}")
+        if not all(h.payload == b"group-3" for h in hits):
+            print("unexpected neighbours", file=sys.stderr)
+            return 1
+
+        # A batch: numpy arrays of ids and distances, one row per query.
+        res = vdb.search(args.collection, vectors[:100], k=10)
+        truth = vdb.search(args.collection, vectors[:100], k=10, exact=True)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(res.ids, truth.ids)])
+        print(f"100 queries at nprobe {res.nprobe}: recall@10 {recall:.3f}")
+
+        # Explain: which lists the search opened and what it cost.
+        ex = vdb.explain(args.collection, query, k=5)
+        print(
+            f"explain: {ex.coarse_distances} centroid + {ex.fine_distances} vector distances "
+            f"for {ex.rows} rows; probed lists {[p.list for p in ex.probed]}"
         )
-    for start in range(0, len(rows), 500):
-        vdb.Upsert(pb.UpsertRequest(collection=args.collection, rows=rows[start : start + 500]), metadata=metadata)
-    done = vdb.Flush(pb.MaintenanceRequest(collection=args.collection), metadata=metadata)
-    s = done.info.stats
-    print(f"inserted {s.rows} rows; trained {s.lists} lists (generation {s.generation})")
 
-    # Search: a noisy copy of group 3's center finds group 3.
-    query = [c + rng.gauss(0, 0.1) for c in centers[3]]
-    res = vdb.Search(
-        pb.SearchRequest(
-            collection=args.collection,
-            queries=[pb.Vector(values=query)],
-            k=5,
-            with_payload=True,
-        ),
-        metadata=metadata,
-    )
-    hits = res.results[0].hits
-    for h in hits:
-        print(f"  id {h.id:>5}  distance {h.distance:.4f}  {h.payload.decode()}")
-    if not all(h.payload == b"group-3" for h in hits):
-        print("unexpected neighbours", file=sys.stderr)
-        return 1
-
-    # Explain: which lists the search opened and what it cost.
-    ex = vdb.Explain(
-        pb.ExplainRequest(collection=args.collection, query=pb.Vector(values=query), k=5),
-        metadata=metadata,
-    )
-    print(
-        f"explain: {ex.coarse_distances} centroid + {ex.fine_distances} vector distances "
-        f"for {ex.rows} rows; probed lists {[p.list for p in ex.probed]}"
-    )
-
-    # Errors carry a status code and name the field.
-    try:
-        vdb.Search(pb.SearchRequest(collection=args.collection, queries=[pb.Vector(values=[math.nan] * 16)], k=5), metadata=metadata)
-    except grpc.RpcError as e:
-        print(f"a NaN query is refused: {e.code().name}: {e.details()}")
+        # Errors are exception classes per status code, naming the field.
+        try:
+            vdb.search(args.collection, np.full(16, np.nan, dtype=np.float32), k=5)
+        except vdb_client.InvalidArgument as e:
+            print(f"a NaN query is refused: {e}")
     return 0
 
 
