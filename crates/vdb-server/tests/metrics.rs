@@ -103,6 +103,27 @@ fn histogram_count(s: &Scrape, metric: &str, labels: &[(&str, &str)]) -> u64 {
     }
 }
 
+/// Creates `name` with `nlist` lists, trained once it holds 10 rows a
+/// list.
+async fn create(
+    c: &mut vdb_proto::v1::vdb_client::VdbClient<tonic::transport::Channel>,
+    name: &str,
+    nlist: u32,
+) {
+    c.create_collection(pb::CreateCollectionRequest {
+        name: name.into(),
+        config: Some(pb::CollectionConfig {
+            dim: DIM as u32,
+            nlist: Some(nlist),
+            min_rows_per_list: Some(10),
+            ..Default::default()
+        }),
+        centroids: None,
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_count_what_the_server_did() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,19 +140,8 @@ async fn metrics_count_what_the_server_did() {
     assert_eq!(value(&before, "vdb_build_info", &[]), 1.0);
     assert!(samples(&before, "vdb_collection_rows", &[]).is_empty());
 
-    c.create_collection(pb::CreateCollectionRequest {
-        name: "docs".into(),
-        config: Some(pb::CollectionConfig {
-            dim: DIM as u32,
-            nlist: Some(4),
-            // 300 rows pass the first training's threshold at the flush.
-            min_rows_per_list: Some(10),
-            ..Default::default()
-        }),
-        centroids: None,
-    })
-    .await
-    .unwrap();
+    // 300 rows pass the first training's threshold (4 lists × 10).
+    create(&mut c, "docs", 4).await;
     let upsert = |ids: std::ops::Range<u64>| pb::UpsertRequest {
         collection: "docs".into(),
         rows: ids
@@ -357,18 +367,7 @@ async fn the_recall_estimate_is_the_recall_of_the_searches_sampled() {
     );
     let maddr = server.metrics.clone().unwrap();
     let mut c = server.client().await;
-    c.create_collection(pb::CreateCollectionRequest {
-        name: "near".into(),
-        config: Some(pb::CollectionConfig {
-            dim: DIM as u32,
-            nlist: Some(16),
-            min_rows_per_list: Some(10),
-            ..Default::default()
-        }),
-        centroids: None,
-    })
-    .await
-    .unwrap();
+    create(&mut c, "near", 16).await;
     for batch in 0..3u64 {
         c.upsert(pb::UpsertRequest {
             collection: "near".into(),
