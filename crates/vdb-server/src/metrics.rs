@@ -104,6 +104,33 @@ impl SearchCounters {
     }
 }
 
+impl SearchCounters {
+    /// Drops the series of collections not in `live` (dropped ones), so
+    /// that they leave the page as the gauges do.
+    fn forget_except(&self, live: &[String]) {
+        use prometheus::core::Collector;
+        let gone = |families: Vec<MetricFamily>| -> Vec<String> {
+            let mut names: Vec<String> = families
+                .iter()
+                .flat_map(|f| f.get_metric())
+                .flat_map(|m| m.get_label())
+                .filter(|l| l.name() == "collection" && !live.iter().any(|n| n == l.value()))
+                .map(|l| l.value().to_string())
+                .collect();
+            names.dedup();
+            names
+        };
+        for vec in [&self.queries, &self.lists, &self.scanned, &self.exact] {
+            for name in gone(vec.collect()) {
+                let _ = vec.remove_label_values(&[&name]);
+            }
+        }
+        for name in gone(self.scanned_per_query.collect()) {
+            let _ = self.scanned_per_query.remove_label_values(&[&name]);
+        }
+    }
+}
+
 /// The per-collection gauges, each labelled `collection`.
 #[derive(Debug)]
 struct CollectionGauges {
@@ -393,6 +420,7 @@ impl Metrics {
                 });
             }
         }
+        self.search.forget_except(&names);
         for (name, e) in self.recall.estimates(&names) {
             let g = &self.collections;
             g.recall_estimate.with_label_values(&[&name]).set(e.recall);

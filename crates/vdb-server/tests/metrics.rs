@@ -327,6 +327,9 @@ async fn metrics_count_what_the_server_did() {
     .unwrap();
     let s = scrape(&maddr);
     assert!(samples(&s, "vdb_collection_rows", &[]).is_empty());
+    assert!(samples(&s, "vdb_search_queries_total", &docs).is_empty());
+    assert!(samples(&s, "vdb_search_rows_scanned_per_query", &docs).is_empty());
+    assert!(samples(&s, "vdb_maintenance_runs_total", &docs).is_empty());
 
     // Only GET /metrics.
     assert_eq!(http(&maddr, "GET", "/").0, 404);
