@@ -9,9 +9,11 @@
         res = vdb.search("images", queries, k=10)  # a matrix: numpy ids/distances
 
 Errors are `VdbError` subclasses, one per status code (`NotFound`,
-`InvalidArgument`, `ResourceExhausted`, …).
+`InvalidArgument`, `ResourceExhausted`, …). `AsyncClient` has the same
+methods as coroutines, for asyncio programs.
 """
 
+from ._aio import AsyncClient
 from ._client import Client
 from ._errors import (
     AlreadyExists,
@@ -30,6 +32,7 @@ from ._types import CollectionInfo, Hit, Row, SearchResults
 
 __all__ = [
     "AlreadyExists",
+    "AsyncClient",
     "Client",
     "CollectionInfo",
     "DeadlineExceeded",
