@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod service;
 mod snapshots;
 pub mod status;
+pub mod traces;
 
 use std::future::Future;
 use std::sync::Arc;

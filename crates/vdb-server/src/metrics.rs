@@ -212,7 +212,7 @@ impl Metrics {
 
 /// A status code as gRPC's documentation spells it (`OK`,
 /// `RESOURCE_EXHAUSTED`, …): the `code` label.
-fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code as C;
     match code {
         C::Ok => "OK",

@@ -160,6 +160,7 @@ impl VdbService {
         name: String,
         f: impl FnOnce(Arc<Collection>) -> vdb_engine::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
+        tracing::Span::current().record("collection", name.as_str());
         let engine = Arc::clone(&self.engine);
         blocking(move || f(engine.collection(&name)?)).await
     }
@@ -519,15 +520,14 @@ impl Vdb for VdbService {
             max_probes,
             rerank_epsilon: r.rerank_epsilon,
         };
-        let metrics = Arc::clone(&self.metrics);
-        let exact = r.exact;
-        let out = self
+        let span = tracing::Span::current();
+        // Integers as i64: what OpenTelemetry's attributes hold.
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        span.record("collection", r.collection.as_str())
+            .record("queries", int(queries.len() as u64));
+        let (out, work) = self
             .run(inline, move || {
                 let (found, work) = c.search_with_work(&queries, opts)?;
-                // Exact searches (ground truth) are not the index's work.
-                if !exact {
-                    metrics.searched(c.name(), work);
-                }
                 let used = nprobe
                     .unwrap_or_else(|| c.default_nprobe())
                     .min(c.snapshot().nlist());
@@ -537,12 +537,21 @@ impl Vdb for VdbService {
                         hits: hits.into_iter().map(hit_to_pb).collect(),
                     })
                     .collect();
-                Ok(pb::SearchResponse {
+                let out = pb::SearchResponse {
                     results,
                     nprobe: used as u32,
-                })
+                };
+                Ok((out, work))
             })
             .await?;
+        span.record("nprobe", i64::from(out.nprobe))
+            .record("lists_probed", int(work.lists))
+            .record("rows_scanned", int(work.scanned))
+            .record("exact_distances", int(work.exact));
+        // Exact searches (ground truth) are not the index's work.
+        if !r.exact {
+            self.metrics.searched(&r.collection, work);
+        }
         if let (Some((sampler, query, filter)), Some(first)) = (sampled, out.results.first()) {
             sampler.offer(Sample {
                 collection: r.collection,

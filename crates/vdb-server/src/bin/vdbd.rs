@@ -39,6 +39,12 @@ struct Args {
     /// metrics on ADDR`. Every metric is described in docs/server.md.
     #[arg(long, env = "VDB_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Export a trace span per request (method, status, collection; for
+    /// searches nprobe, lists probed, rows scanned) over OTLP/gRPC to the
+    /// collector at this URL, e.g. http://127.0.0.1:4317 (off when not
+    /// given).
+    #[arg(long, env = "VDB_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// With --metrics-listen: at most one search per collection per this
     /// many milliseconds is searched again exactly (off the request path)
     /// for the online recall estimate; 0 turns the estimate off.
@@ -142,6 +148,7 @@ struct Args {
 struct FileConfig {
     listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
+    otlp_endpoint: Option<String>,
     recall_sample_interval_ms: Option<u64>,
     data_dir: Option<PathBuf>,
     object_store: Option<String>,
@@ -188,6 +195,7 @@ fn apply_file(args: &mut Args, matches: &ArgMatches) -> anyhow::Result<()> {
     take!(
         listen,
         metrics_listen,
+        otlp_endpoint,
         recall_sample_interval_ms,
         data_dir,
         object_store,
@@ -309,10 +317,6 @@ fn start() -> Exit {
     if let Err(e) = apply_file(&mut args, &matches) {
         return Exit::Start(e);
     }
-    tracing_subscriber::fmt()
-        .with_max_level(args.log)
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vdbd")
@@ -322,7 +326,36 @@ fn start() -> Exit {
         Ok(rt) => rt,
         Err(e) => return Exit::Start(e),
     };
-    runtime.block_on(run(args))
+    // Logs on stderr at --log; request spans over OTLP when asked for
+    // (the exporter's connection runs on the runtime).
+    let provider = match &args.otlp_endpoint {
+        None => None,
+        Some(url) => match runtime.block_on(async { vdb_server::traces::otlp_provider(url) }) {
+            Ok(p) => Some(p),
+            Err(e) => return Exit::Start(e),
+        },
+    };
+    {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let logs = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(tracing_subscriber::filter::LevelFilter::from_level(
+                args.log,
+            ));
+        tracing_subscriber::registry()
+            .with(logs)
+            .with(provider.as_ref().map(vdb_server::traces::layer))
+            .init();
+    }
+    let exit = runtime.block_on(run(args));
+    if let Some(p) = provider
+        && let Err(e) = p.shutdown()
+    {
+        eprintln!("vdbd: the last trace spans could not be exported: {e}");
+    }
+    exit
 }
 
 async fn run(args: Args) -> Exit {

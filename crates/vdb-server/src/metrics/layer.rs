@@ -17,6 +17,7 @@ use std::time::Instant;
 use http_body::{Body, Frame, SizeHint};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use super::Metrics;
 
@@ -54,16 +55,49 @@ pub(crate) struct RequestMetrics<S> {
 }
 
 /// A request being answered: what to record when its status is known.
+/// Its span ([`crate::traces`]) closes when this is dropped, after the
+/// status.
 struct Pending {
     metrics: Arc<Metrics>,
     rpc: String,
     start: Instant,
+    span: tracing::Span,
 }
 
 impl Pending {
     fn record(self, code: tonic::Code) {
         self.metrics.observe(&self.rpc, code, self.start.elapsed());
+        self.span
+            .record("rpc.grpc.status_code", code as i32)
+            .record("code", super::code_name(code));
+        if code != tonic::Code::Ok {
+            self.span.record("otel.status_code", "ERROR");
+        }
     }
+}
+
+/// The span of a request of `rpc`: DEBUG, so that it costs nothing unless
+/// a layer enables it (`vdbd --otlp-endpoint`); the handler fills in the
+/// empty fields it knows.
+fn request_span(rpc: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: crate::traces::TARGET,
+        "request",
+        otel.name = format!("vdb.v1.Vdb/{rpc}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = "vdb.v1.Vdb",
+        rpc.method = rpc,
+        rpc.grpc.status_code = tracing::field::Empty,
+        code = tracing::field::Empty,
+        collection = tracing::field::Empty,
+        nprobe = tracing::field::Empty,
+        queries = tracing::field::Empty,
+        lists_probed = tracing::field::Empty,
+        rows_scanned = tracing::field::Empty,
+        exact_distances = tracing::field::Empty,
+    )
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequestMetrics<S>
@@ -91,8 +125,12 @@ where
                 metrics: Arc::clone(&self.metrics),
                 rpc: rpc.to_string(),
                 start: Instant::now(),
+                span: request_span(rpc),
             });
-        let answer = self.inner.call(req);
+        let span = pending
+            .as_ref()
+            .map_or_else(tracing::Span::none, |p| p.span.clone());
+        let answer = self.inner.call(req).instrument(span);
         Box::pin(async move {
             let response = answer.await?;
             let pending = match (pending, header_status(response.headers())) {
