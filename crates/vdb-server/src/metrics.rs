@@ -182,7 +182,7 @@ impl Metrics {
         for name in &names {
             // A collection dropped since it was listed is left out.
             if let Ok(c) = engine.collection(name) {
-                self.collections.set(name, &c.stats());
+                self.collections.set(name, &c.stats(), c.log_disk_bytes());
                 counted.push(Counted {
                     collection: name,
                     runs: c.maintenance_runs(),

@@ -162,6 +162,8 @@ async fn metrics_count_what_the_server_did() {
     assert!(value(&s, "vdb_collection_memtable_bytes", &docs) >= 30.0 * DIM as f64 * 4.0);
     assert_eq!(value(&s, "vdb_collection_segments", &docs), 0.0);
     assert_eq!(value(&s, "vdb_collection_unflushed_lsns", &docs), 1.0);
+    let log = value(&s, "vdb_collection_log_bytes", &docs);
+    assert!(log >= 30.0 * DIM as f64 * 4.0, "{log} bytes of log");
     assert_eq!(value(&s, "vdb_collection_centroid_generation", &docs), 0.0);
     assert_eq!(value(&s, "vdb_collection_lists", &docs), 1.0);
     // These pass it: the collection may train in the background now.
@@ -257,6 +259,12 @@ async fn metrics_count_what_the_server_did() {
     assert!(value(&s, "vdb_collection_segments", &docs) >= 1.0);
     assert!(value(&s, "vdb_collection_segment_bytes", &docs) > 0.0);
     assert_eq!(value(&s, "vdb_collection_unflushed_lsns", &docs), 0.0);
+    // The flushed records' log files are gone; the active one is small.
+    let after = value(&s, "vdb_collection_log_bytes", &docs);
+    assert!(
+        after < 300.0 * DIM as f64 * 4.0,
+        "{after} bytes of log after the flush"
+    );
     assert_eq!(value(&s, "vdb_collection_rows", &docs), 297.0);
     assert!(value(&s, "vdb_collection_centroid_generation", &docs) >= 1.0);
     assert_eq!(value(&s, "vdb_collection_lists", &docs), 4.0);

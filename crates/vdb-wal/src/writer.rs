@@ -123,6 +123,9 @@ struct State {
     file: Arc<dyn FileHandle>,
     file_len: u64,
     files: Vec<(Lsn, PathBuf)>,
+    /// The bytes of every file of `files` but the last (the active one,
+    /// `file_len` long).
+    closed: Vec<u64>,
     next_lsn: Lsn,
     pending: Vec<u8>,
     /// Last LSN handed to the OS.
@@ -228,6 +231,12 @@ impl Wal {
         if !scan.report.removed_files.is_empty() {
             fsync_dir(fs.as_ref(), dir)?;
         }
+        // Sizes of the files before the active one, for `disk_bytes` (a
+        // file that cannot be measured counts as empty).
+        let closed = files[..files.len().saturating_sub(1)]
+            .iter()
+            .map(|(_, p)| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .collect();
         let last = Lsn(scan.next_lsn.0 - 1);
         let shared = Arc::new(Shared {
             fs,
@@ -238,6 +247,7 @@ impl Wal {
                 file,
                 file_len,
                 files,
+                closed,
                 next_lsn: scan.next_lsn,
                 pending: Vec::new(),
                 written: last,
@@ -443,7 +453,8 @@ impl Wal {
         let first = st.written.next();
         let (f, new_path) = create_file(self.shared.fs.as_ref(), &self.shared.dir, first)?;
         st.file = f;
-        st.file_len = frame::FILE_HEADER_LEN as u64;
+        let closed_len = std::mem::replace(&mut st.file_len, frame::FILE_HEADER_LEN as u64);
+        st.closed.push(closed_len);
         st.files.push((first, new_path));
         st.stats.rotations += 1;
         Ok(())
@@ -481,6 +492,8 @@ impl Wal {
                 .windows(2)
                 .position(|w| w[1].0.0 > lsn.0 + 1)
                 .unwrap_or(st.files.len().saturating_sub(1));
+            let closed = keep_from.min(st.closed.len());
+            st.closed.drain(..closed);
             st.files.drain(..keep_from).map(|(_, p)| p).collect()
         };
         for p in &doomed {
@@ -522,6 +535,13 @@ impl Wal {
     /// Counters since open.
     pub fn stats(&self) -> WalStats {
         self.lock().stats
+    }
+
+    /// Bytes of the live log files on disk: what a restart replays and
+    /// the next flush lets go of.
+    pub fn disk_bytes(&self) -> u64 {
+        let st = self.lock();
+        st.closed.iter().sum::<u64>() + st.file_len
     }
 
     /// The live log files, oldest first.

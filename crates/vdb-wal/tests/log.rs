@@ -15,6 +15,14 @@ fn payload(i: u64) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The bytes of the log's files as the file system has them.
+fn on_disk(wal: &Wal) -> u64 {
+    wal.files()
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
+}
+
 #[test]
 fn records_come_back_in_order_across_reopen_and_rotation() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,6 +43,7 @@ fn records_come_back_in_order_across_reopen_and_rotation() {
     assert_eq!(last, Lsn(42));
     assert!(wal.stats().rotations > 3, "{:?}", wal.stats());
     assert!(wal.files().len() > 3);
+    assert_eq!(wal.disk_bytes(), on_disk(&wal), "across rotations");
     wal.close().unwrap();
 
     let (wal, records, report) = Wal::open(dir.path(), opts).unwrap();
@@ -47,6 +56,7 @@ fn records_come_back_in_order_across_reopen_and_rotation() {
     }
     assert_eq!(records[41].kind, RecordKind::Delete);
     assert_eq!(wal.next_lsn(), Lsn(43));
+    assert_eq!(wal.disk_bytes(), on_disk(&wal), "after reopening");
 
     // Truncation removes whole files below the LSN, never the active one.
     let files_before = wal.files();
@@ -57,6 +67,7 @@ fn records_come_back_in_order_across_reopen_and_rotation() {
     for f in &files_before[..removed] {
         assert!(!f.exists());
     }
+    assert_eq!(wal.disk_bytes(), on_disk(&wal), "after a truncation");
     let removed_all = wal.truncate_through(Lsn(1000)).unwrap();
     assert_eq!(wal.files().len(), 1, "the active file stays");
     assert!(removed_all > 0);
@@ -72,7 +83,9 @@ fn records_come_back_in_order_across_reopen_and_rotation() {
         before + 1,
         "an empty active file is not rotated again"
     );
+    assert_eq!(wal.disk_bytes(), on_disk(&wal), "after explicit rotations");
     assert_eq!(wal.truncate_through(Lsn(43)).unwrap(), before);
+    assert_eq!(wal.disk_bytes(), on_disk(&wal), "only the active file");
     drop(wal);
 
     // LSNs continue after everything older was truncated.

@@ -557,6 +557,15 @@ impl Collection {
         }
     }
 
+    /// Bytes of the collection's write-ahead log files on disk: what a
+    /// restart replays and the next flush lets go of (0 on a replica).
+    pub fn log_disk_bytes(&self) -> u64 {
+        match &self.role {
+            Role::Writer(wal) => wal.disk_bytes(),
+            Role::Replica(_) => 0,
+        }
+    }
+
     /// The log writes go through; a replica has none and refuses.
     fn log(&self) -> Result<&Wal> {
         match &self.role {

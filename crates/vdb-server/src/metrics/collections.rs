@@ -14,6 +14,7 @@ pub(super) struct CollectionGauges {
     segment_bytes: GaugeVec,
     memtable_rows: GaugeVec,
     memtable_bytes: GaugeVec,
+    log_bytes: GaugeVec,
     unflushed_lsns: GaugeVec,
     lists: GaugeVec,
     imbalance: GaugeVec,
@@ -58,6 +59,10 @@ impl CollectionGauges {
             memtable_bytes: gauge(
                 "vdb_collection_memtable_bytes",
                 "Memory the memtable holds, roughly",
+            )?,
+            log_bytes: gauge(
+                "vdb_collection_log_bytes",
+                "Bytes of the write-ahead log's files on disk: what a restart replays",
             )?,
             unflushed_lsns: gauge(
                 "vdb_collection_unflushed_lsns",
@@ -115,6 +120,7 @@ impl CollectionGauges {
             &self.segment_bytes,
             &self.memtable_rows,
             &self.memtable_bytes,
+            &self.log_bytes,
             &self.unflushed_lsns,
             &self.lists,
             &self.imbalance,
@@ -132,7 +138,7 @@ impl CollectionGauges {
         }
     }
 
-    pub(super) fn set(&self, name: &str, s: &vdb_engine::CollectionStats) {
+    pub(super) fn set(&self, name: &str, s: &vdb_engine::CollectionStats, log_bytes: u64) {
         let set = |g: &GaugeVec, v: f64| g.with_label_values(&[name]).set(v);
         set(&self.rows, s.rows as f64);
         set(&self.deleted_rows, s.deleted_rows as f64);
@@ -140,6 +146,7 @@ impl CollectionGauges {
         set(&self.segment_bytes, s.segment_bytes as f64);
         set(&self.memtable_rows, s.memtable_rows as f64);
         set(&self.memtable_bytes, s.memtable_bytes as f64);
+        set(&self.log_bytes, log_bytes as f64);
         set(
             &self.unflushed_lsns,
             s.last_lsn.saturating_sub(s.flushed_lsn) as f64,
