@@ -312,11 +312,20 @@ async fn metrics_count_what_the_server_did() {
             })
             .await
         });
+        // Scraped while the burst runs: the page parses under load.
+        let during = {
+            let maddr = maddr.clone();
+            tokio::task::spawn_blocking(move || scrape(&maddr))
+        };
         let burst = (0..16).map(|_| {
             let mut c = c.clone();
             tokio::spawn(async move { c.search(search("docs", 10)).await })
         });
-        for r in futures_join(burst).await {
+        let results = futures_join(burst).await;
+        let during = during.await.unwrap();
+        assert!(!samples(&during, "vdb_requests_total", &[]).is_empty());
+        assert!(value(&during, "vdb_requests_in_flight", &[]) <= 1.0);
+        for r in results {
             if let Err(e) = r {
                 assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
                 refused_searches += 1;
