@@ -520,9 +520,7 @@ impl Coded<'_> {
     /// do not hold it (storage validated them).
     #[inline]
     fn rerank(&self, i: usize, id: u64, row: usize, top: &mut TopK) -> Option<f32> {
-        let dim = self.query.len();
-        let vector = self.vectors.get(i * dim..(i + 1) * dim)?;
-        let exact = self.metric.distance(self.query, vector);
+        let exact = self.metric.distance(self.query, self.vector(i)?);
         if exact <= top.threshold() {
             top.push(VectorId(id), exact, RowAddr::new(self.source, row));
         }
@@ -532,10 +530,16 @@ impl Coded<'_> {
     /// Starts loading the vector of the list's row `i` into the cache.
     #[inline]
     fn prefetch(&self, i: usize) {
-        let dim = self.query.len();
-        if let Some(vector) = self.vectors.get(i * dim..(i + 1) * dim) {
+        if let Some(vector) = self.vector(i) {
             vdb_core::distance::prefetch(vector, PREFETCH_LINES);
         }
+    }
+
+    /// The list's row `i`'s vector, if the list's vectors hold it.
+    #[inline]
+    fn vector(&self, i: usize) -> Option<&[f32]> {
+        let dim = self.query.len();
+        self.vectors.get(i * dim..(i + 1) * dim)
     }
 }
 
