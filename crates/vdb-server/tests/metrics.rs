@@ -9,9 +9,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
 use common::Server;
 use prometheus_parse::{Sample, Scrape, Value};
 use tonic::Code;
@@ -33,25 +30,7 @@ fn vector(id: u64) -> Vec<f32> {
 
 /// One HTTP/1.1 request to `addr`: (status, content type, body).
 fn http(addr: &str, method: &str, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_string())
+    common::http(addr, method, path).unwrap_or_else(|| panic!("no HTTP answer from {addr}"))
 }
 
 /// A scrape of `addr`, parsed.

@@ -3,7 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -100,4 +101,32 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// One HTTP/1.1 request to `addr`, the connection closed after: (status,
+/// content type, body), or `None` if nothing answers (yet) or the answer
+/// is not HTTP. For the metrics endpoint and Prometheus's query API.
+pub fn http(addr: &str, method: &str, path: &str) -> Option<(u16, String, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    Some((status, content_type, body.to_string()))
 }
