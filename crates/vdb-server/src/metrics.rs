@@ -7,7 +7,9 @@
 //! `docs/server.md`.
 //!
 //! Recording a request costs two atomic additions and a histogram bucket
-//! search; the engine is only read when Prometheus scrapes.
+//! search, a Search four more additions and a bucket under its
+//! collection's labels (and, with the endpoint on, the recall sampler's
+//! map lookup); the engine is only read when Prometheus scrapes.
 
 mod collections;
 mod http;
