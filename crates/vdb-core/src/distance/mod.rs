@@ -16,6 +16,7 @@
 
 pub mod bits;
 mod blocked;
+pub mod bytes;
 pub mod reference;
 mod simd;
 
@@ -77,6 +78,8 @@ pub struct Kernels {
     pub bit_dots: bits::BitDotsFn,
     /// Lower bounds of codes' distances from their counts ([`bits`]).
     pub lower_bounds: bits::LowerBoundsFn,
+    /// Inner product of an 8-bit code with a float query ([`bytes`]).
+    pub byte_dot: bytes::ByteDotFn,
 }
 
 /// A matrix product kernel: `(a, m, b, n, dim, blocked, out)` as in
@@ -100,6 +103,7 @@ const PORTABLE: Kernels = Kernels {
     dot_matrix: simd::gemm_entry,
     bit_dots: bits::portable,
     lower_bounds: bits::lower_bounds_portable,
+    byte_dot: bytes::portable,
 };
 
 /// The kernels for `isa`, if this CPU supports it.
@@ -236,13 +240,20 @@ pub fn lower_bounds(
     (active().lower_bounds)(terms, dots, factors, out)
 }
 
+/// `Σ_j code_j · query_j` of an 8-bit code (one byte a dimension) and a
+/// float query, over the shorter of the two (see [`bytes`]).
+#[inline]
+pub fn byte_dot(code: &[u8], query: &[f32]) -> f32 {
+    (active().byte_dot)(code, query)
+}
+
 /// Asks the CPU to start loading the cache lines of `v` (at most its first
 /// `max_lines` 64-byte lines) without waiting for them: a scan that knows
 /// which rows it will read next overlaps their memory latency with other
 /// work. A hint only: it never faults, even for a page not in memory, and
 /// does nothing where the architecture has no prefetch instruction here.
 #[inline]
-pub fn prefetch(v: &[f32], max_lines: usize) {
+pub fn prefetch<T>(v: &[T], max_lines: usize) {
     simd::prefetch(v, max_lines)
 }
 
@@ -450,6 +461,29 @@ mod tests {
                 if words > 0 {
                     prop_assert!(out[rows..].iter().all(|&o| o == u32::MAX), "{}: wrote past the codes", isa);
                 }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every instruction set's byte-code kernel against the `f64`
+        /// reference, over lengths that leave partial lane groups and
+        /// codes longer or shorter than the query (the shorter wins).
+        #[test]
+        fn every_byte_kernel_matches_the_reference(
+            code in prop::collection::vec(any::<u8>(), 0..800),
+            query in prop::collection::vec(-100.0f32..100.0, 0..800),
+        ) {
+            let want = bytes::reference(&code, &query);
+            let terms: f64 = code.iter().zip(&query).map(|(&c, &q)| (f64::from(c) * f64::from(q)).abs()).sum();
+            let n = code.len().min(query.len());
+            for isa in available() {
+                let k = kernels_for(isa).unwrap();
+                let got = f64::from((k.byte_dot)(&code, &query));
+                prop_assert!((got - want).abs() <= tolerance(terms, n.max(1)),
+                    "{isa} {n} dimensions: {got} vs {want}");
             }
         }
     }

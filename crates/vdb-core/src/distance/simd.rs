@@ -93,6 +93,7 @@ mod x86 {
         dot_matrix: super::gemm_entry,
         bit_dots: bit_dots_popcnt_entry,
         lower_bounds: lower_bounds_avx2_entry,
+        byte_dot: byte_dot_avx2_entry,
     };
 
     pub(super) const AVX512: Kernels = Kernels {
@@ -105,6 +106,7 @@ mod x86 {
         dot_matrix: dot_matrix_avx512_entry,
         bit_dots: bit_dots_avx512_entry,
         lower_bounds: lower_bounds_avx512_entry,
+        byte_dot: byte_dot_avx512_entry,
     };
 
     #[expect(
@@ -172,6 +174,112 @@ mod x86 {
     // Eight codes a step with AVX2, sixteen with AVX-512.
     lower_bounds_kernel!(lower_bounds_avx2_entry, lower_bounds_avx2, "avx2,fma");
     lower_bounds_kernel!(lower_bounds_avx512_entry, lower_bounds_avx512, "avx512f");
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
+    fn byte_dot_avx2_entry(code: &[u8], query: &[f32]) -> f32 {
+        // SAFETY: only reachable through `AVX2`, returned by `kernels` only
+        // after detecting avx2 and fma.
+        unsafe { byte_dot_avx2(code, query) }
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
+    fn byte_dot_avx512_entry(code: &[u8], query: &[f32]) -> f32 {
+        // SAFETY: only reachable through `AVX512`, returned by `kernels`
+        // only after detecting avx512f.
+        unsafe { byte_dot_avx512(code, query) }
+    }
+
+    /// Eight bytes a step widened to eight `f32` lanes, four accumulators;
+    /// the last `n mod 8` dimensions one at a time.
+    #[target_feature(enable = "avx2,fma")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads, each bounded as its SAFETY comment says"
+    )]
+    unsafe fn byte_dot_avx2(code: &[u8], query: &[f32]) -> f32 {
+        let n = code.len().min(query.len());
+        let (pc, pq) = (code.as_ptr(), query.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let at = i + 8 * j;
+                // SAFETY: bytes `at .. at + 8 <= i + 32 <= n` are inside
+                // `code` (the loop condition; `n` is the shorter length).
+                let bytes = unsafe { _mm_loadl_epi64(pc.add(at).cast()) };
+                let x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+                // SAFETY: the same eight lanes of `query`.
+                let y = unsafe { _mm256_loadu_ps(pq.add(at)) };
+                *acc = _mm256_fmadd_ps(x, y, *acc);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            // SAFETY: bytes `i .. i + 8 <= n` (the loop condition).
+            let bytes = unsafe { _mm_loadl_epi64(pc.add(i).cast()) };
+            let x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+            // SAFETY: the same eight lanes of `query`.
+            let y = unsafe { _mm256_loadu_ps(pq.add(i)) };
+            acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+            i += 8;
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds eight f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), sum) };
+        let mut total = lanes.iter().sum::<f32>();
+        for (&c, &q) in code[i..n].iter().zip(&query[i..n]) {
+            total = f32::from(c).mul_add(q, total);
+        }
+        total
+    }
+
+    /// Sixteen bytes a step widened to sixteen `f32` lanes, two
+    /// accumulators; the last `n mod 16` dimensions from a zero-padded
+    /// copy of the bytes and a masked load of the query.
+    #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads, each bounded as its SAFETY comment says"
+    )]
+    unsafe fn byte_dot_avx512(code: &[u8], query: &[f32]) -> f32 {
+        let n = code.len().min(query.len());
+        let (pc, pq) = (code.as_ptr(), query.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 2];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let at = i + 16 * j;
+                // SAFETY: bytes `at .. at + 16 <= i + 32 <= n` are inside
+                // `code` (the loop condition; `n` is the shorter length).
+                let bytes = unsafe { _mm_loadu_si128(pc.add(at).cast()) };
+                let x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
+                // SAFETY: the same sixteen lanes of `query`.
+                let y = unsafe { _mm512_loadu_ps(pq.add(at)) };
+                *acc = _mm512_fmadd_ps(x, y, *acc);
+            }
+            i += 32;
+        }
+        while i < n {
+            let rem = (n - i).min(16);
+            let mut tail = [0u8; 16];
+            tail[..rem].copy_from_slice(&code[i..i + rem]);
+            // SAFETY: `tail` holds sixteen bytes.
+            let bytes = unsafe { _mm_loadu_si128(tail.as_ptr().cast()) };
+            let x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes));
+            // SAFETY: the mask enables only the `rem` lanes left in `query`.
+            let y = unsafe { _mm512_maskz_loadu_ps(tail_mask(rem), pq.add(i)) };
+            acc[1] = _mm512_fmadd_ps(x, y, acc[1]);
+            i += rem;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+    }
 
     /// The safe generic kernel, compiled with the POPCNT instruction.
     #[target_feature(enable = "popcnt")]
@@ -875,6 +983,7 @@ mod neon {
         // NEON is part of the aarch64 baseline: the portable body
         // vectorises with it already.
         lower_bounds: super::super::bits::lower_bounds_portable,
+        byte_dot: byte_dot_entry,
     };
 
     #[expect(
@@ -885,6 +994,22 @@ mod neon {
         // SAFETY: only reachable through `NEON`, returned by `kernels` only
         // after detecting neon.
         unsafe { bit_dots_neon(codes, words, planes, out) }
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
+    fn byte_dot_entry(code: &[u8], query: &[f32]) -> f32 {
+        // SAFETY: only reachable through `NEON`, returned by `kernels` only
+        // after detecting neon.
+        unsafe { byte_dot_neon(code, query) }
+    }
+
+    /// The safe generic kernel, compiled with NEON (which has FMA).
+    #[target_feature(enable = "neon")]
+    fn byte_dot_neon(code: &[u8], query: &[f32]) -> f32 {
+        super::super::bytes::generic::<true>(code, query)
     }
 
     /// The safe generic kernel, compiled with NEON (its `cnt` instruction
@@ -1071,7 +1196,7 @@ fn product_shape(a: &[f32], m: usize, b: &[f32], n: usize, dim: usize, out: &mut
     expect(unsafe_code, reason = "_mm_prefetch takes a raw pointer")
 )]
 #[inline]
-pub(super) fn prefetch(v: &[f32], max_lines: usize) {
+pub(super) fn prefetch<T>(v: &[T], max_lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
