@@ -80,6 +80,36 @@ pub struct ListCodes<'a> {
     pub codes: &'a [u64],
     /// Each row's factors, in the same order.
     pub factors: &'a [[f32; CODE_FACTORS]],
+    /// The rows' extended codes, when the storage keeps them (format
+    /// 1.4): a search estimates again from them the rows the 1-bit codes
+    /// could not rule out, before computing exact distances.
+    pub extended: Option<ExtendedCodes<'a>>,
+}
+
+/// Values kept per row next to its extended code: the estimate's scale
+/// and its error scale (`vdb_ivf::rabitq` defines them).
+pub const EXTENDED_FACTORS: usize = 2;
+
+/// One row's codes, as storage is given them to keep (the write side of
+/// [`ListCodes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RowCode<'a> {
+    /// The 1-bit code, [`code_words`] words.
+    pub code: &'a [u64],
+    /// Its factors.
+    pub factors: [f32; CODE_FACTORS],
+    /// The extended code (`dim` bytes) and its factors, if made.
+    pub extended: Option<(&'a [u8], [f32; EXTENDED_FACTORS])>,
+}
+
+/// The extended (8-bit) codes of one list's rows (see [`ListCodes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ExtendedCodes<'a> {
+    /// The codes, one byte a dimension, `dim` bytes a row, in the list's
+    /// row order.
+    pub codes: &'a [u8],
+    /// Each row's factors, in the same order.
+    pub factors: &'a [[f32; EXTENDED_FACTORS]],
 }
 
 /// Why lists could not be made readable (see [`InvertedLists::hold`]):

@@ -21,7 +21,8 @@ pub use fields::{FieldDef, FieldError, FieldType, FieldValues, Value};
 pub use filter::{Filter, RowFilter};
 pub use ids::{Generation, ListId, Lsn, SegmentId, VectorId};
 pub use invlists::{
-    CODE_FACTORS, Hold, HoldError, InvertedLists, ListCodes, VecInvertedLists, code_words,
+    CODE_FACTORS, EXTENDED_FACTORS, ExtendedCodes, Hold, HoldError, InvertedLists, ListCodes,
+    RowCode, VecInvertedLists, code_words,
 };
 pub use metric::Metric;
 pub use rowset::RowSet;

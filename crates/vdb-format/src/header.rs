@@ -21,7 +21,7 @@ pub const MAJOR: u16 = 1;
 /// Minor format version this build writes. Readers of major 1 read every
 /// minor up to theirs; what a later minor adds is announced by a header
 /// flag, and a reader refuses flags it does not know (`docs/format.md`).
-pub const MINOR: u16 = 3;
+pub const MINOR: u16 = 4;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 128;
 /// Bytes of one region table entry.
@@ -41,6 +41,9 @@ pub const FLAG_FIELDS: u16 = 4;
 /// Header flag (minor 3): the segment has a codes region (RaBitQ codes of
 /// its rows, `IVF_RABITQ` collections).
 pub const FLAG_CODES: u16 = 8;
+/// Header flag (minor 4): the codes region also holds every row's
+/// extended (8-bit) code; only with [`FLAG_CODES`].
+pub const FLAG_EXTENDED_CODES: u16 = 16;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +69,13 @@ impl FileKind {
     /// The header flags a file of this kind may carry.
     pub fn flags(self) -> u16 {
         match self {
-            FileKind::Segment => FLAG_PAYLOADS | FLAG_PAYLOAD_PRESENCE | FLAG_FIELDS | FLAG_CODES,
+            FileKind::Segment => {
+                FLAG_PAYLOADS
+                    | FLAG_PAYLOAD_PRESENCE
+                    | FLAG_FIELDS
+                    | FLAG_CODES
+                    | FLAG_EXTENDED_CODES
+            }
             FileKind::Centroids | FileKind::Deletes => 0,
         }
     }
@@ -327,6 +336,9 @@ pub fn parse(
     }
     if flags & FLAG_PAYLOAD_PRESENCE != 0 && flags & FLAG_PAYLOADS == 0 {
         return Err(bad(14, "payload presence without payloads".into()));
+    }
+    if flags & FLAG_EXTENDED_CODES != 0 && flags & FLAG_CODES == 0 {
+        return Err(bad(14, "extended codes without codes".into()));
     }
     if h.dim.get() == 0 {
         return Err(bad(16, "dim is 0".into()));

@@ -43,7 +43,7 @@ pub use faiss::{
     FaissIvfFlat, FaissIvfHeader, FaissIvfWriter, FaissMetric, read_faiss_ivf_flat,
     write_faiss_ivf_flat,
 };
-pub use segment::{SegmentInfo, SegmentMeta, SegmentReader, SegmentWriter};
+pub use segment::{CodeSpec, SegmentInfo, SegmentMeta, SegmentReader, SegmentWriter};
 pub use vdb_fs::tmp_path;
 
 /// File name of the centroid file of generation `generation`.

@@ -7,10 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use vdb_core::fields::{FieldDef, FieldType, Value};
-use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId};
+use vdb_core::{Generation, InvertedLists, ListId, Metric, RowCode, SegmentId};
 use vdb_format::header::HEADER_LEN;
 use vdb_format::{
-    CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter, write_centroids,
+    CentroidFile, CentroidMeta, CodeSpec, SegmentMeta, SegmentReader, SegmentWriter,
+    write_centroids,
 };
 
 fn small_segment(dir: &Path) -> PathBuf {
@@ -30,8 +31,17 @@ fn small_segment(dir: &Path) -> PathBuf {
     ];
     let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir);
     let name = path.file_name().unwrap().to_str().unwrap();
-    let mut w =
-        SegmentWriter::create_with_codes(&files, name, meta, Some(&fields), Some(77)).unwrap();
+    let mut w = SegmentWriter::create_with_codes(
+        &files,
+        name,
+        meta,
+        Some(&fields),
+        Some(CodeSpec {
+            seed: 77,
+            extended: true,
+        }),
+    )
+    .unwrap();
     for (i, list) in [0u32, 0, 1, 3, 3, 3].into_iter().enumerate() {
         let v = [i as f32, 1.0, -2.5];
         let payload = format!("row {i}");
@@ -43,13 +53,18 @@ fn small_segment(dir: &Path) -> PathBuf {
         values.sort_by(|a, b| a.0.cmp(&b.0));
         let code = [0x0101u64 * i as u64];
         let factors = [i as f32, 1.0, 0.5, code[0].count_ones() as f32];
+        let extended = [i as u8, 255 - i as u8, 128];
         w.push_coded(
             ListId(list),
             100 + i as u64,
             &v,
             Some(payload.as_bytes()),
             &values,
-            Some((&code, factors)),
+            Some(RowCode {
+                code: &code,
+                factors,
+                extended: Some((&extended, [0.5, 0.25])),
+            }),
         )
         .unwrap();
     }
@@ -90,6 +105,11 @@ fn touch_everything(s: &SegmentReader) {
             assert_eq!(c.codes.len(), ids.len() * c.words);
             assert_eq!(c.factors.len(), ids.len());
             std::hint::black_box(c.factors.iter().flatten().sum::<f32>());
+            let ext = c.extended.expect("the segment has extended codes");
+            assert_eq!(ext.codes.len(), ids.len() * s.dim());
+            assert_eq!(ext.factors.len(), ids.len());
+            std::hint::black_box(ext.codes.iter().map(|&b| u32::from(b)).sum::<u32>());
+            std::hint::black_box(ext.factors.iter().flatten().sum::<f32>());
         }
     }
     for r in 0..s.rows() + 2 {
@@ -227,6 +247,18 @@ fn headers_that_claim_more_than_the_file_holds_are_refused() {
         ("metric", 13, vec![9]),
         ("major", 8, 2u16.to_le_bytes().to_vec()),
         ("flags", 14, 0u16.to_le_bytes().to_vec()),
+        // Codes without their extended part: the region is too long.
+        (
+            "flags without extended codes",
+            14,
+            15u16.to_le_bytes().to_vec(),
+        ),
+        // Extended codes without codes.
+        (
+            "flags with extended codes alone",
+            14,
+            23u16.to_le_bytes().to_vec(),
+        ),
     ];
     for (what, off, value) in cases {
         std::fs::write(&bad, forge(&bytes, off, &value)).unwrap();

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use vdb_core::{Generation, InvertedLists, ListId, Metric, SegmentId};
-use vdb_format::{SegmentMeta, SegmentReader, SegmentWriter};
+use vdb_core::{Generation, InvertedLists, ListId, Metric, RowCode, SegmentId};
+use vdb_format::{CodeSpec, SegmentMeta, SegmentReader, SegmentWriter};
 
 type Row = (u32, u64, Vec<f32>, Option<Vec<u8>>);
 
@@ -150,19 +150,27 @@ fn codes_round_trip_by_list() {
         nlist: 4,
         with_payloads: false,
     };
-    let mut w = SegmentWriter::create_with_codes(&files, "c.seg", meta, None, Some(9)).unwrap();
+    let mut w = SegmentWriter::create_with_codes(&files, "c.seg", meta, None, Some(spec(9, false)))
+        .unwrap();
     let v = vec![0.5f32; 130];
     let e = w.push_row(ListId(0), 1, &v, None, &[]).unwrap_err();
     assert!(e.to_string().contains("needs its code"), "{e}");
     let e = w
-        .push_coded(ListId(0), 1, &v, None, &[], Some((&[1, 2], [0.0; 4])))
+        .push_coded(
+            ListId(0),
+            1,
+            &v,
+            None,
+            &[],
+            Some(row_code(&[1, 2], [0.0; 4], None)),
+        )
         .unwrap_err();
     assert!(e.to_string().contains("2 words, expected 3"), "{e}");
     let rows: Vec<(u32, u64)> = vec![(0, 10), (0, 11), (2, 12), (3, 13), (3, 14)];
     for &(l, id) in &rows {
         let code = [id, id * 2, id * 3];
         let f = [id as f32, -1.0, 0.25, 7.0];
-        w.push_coded(ListId(l), id, &v, None, &[], Some((&code, f)))
+        w.push_coded(ListId(l), id, &v, None, &[], Some(row_code(&code, f, None)))
             .unwrap();
     }
     w.finish().unwrap();
@@ -183,7 +191,14 @@ fn codes_round_trip_by_list() {
 
     let mut plain = SegmentWriter::create_in(&files, "p.seg", meta).unwrap();
     let e = plain
-        .push_coded(ListId(0), 1, &v, None, &[], Some((&[1, 2, 3], [0.0; 4])))
+        .push_coded(
+            ListId(0),
+            1,
+            &v,
+            None,
+            &[],
+            Some(row_code(&[1, 2, 3], [0.0; 4], None)),
+        )
         .unwrap_err();
     assert!(e.to_string().contains("without codes"), "{e}");
     plain.push(ListId(0), 1, &v, None).unwrap();
@@ -191,6 +206,117 @@ fn codes_round_trip_by_list() {
     let s = SegmentReader::open(&dir.path().join("p.seg")).unwrap();
     assert_eq!(s.codes_seed(), None);
     assert!(s.list_codes(ListId(0)).is_none());
+}
+
+fn spec(seed: u64, extended: bool) -> CodeSpec {
+    CodeSpec { seed, extended }
+}
+
+fn row_code<'a>(
+    code: &'a [u64],
+    factors: [f32; 4],
+    extended: Option<(&'a [u8], [f32; 2])>,
+) -> RowCode<'a> {
+    RowCode {
+        code,
+        factors,
+        extended,
+    }
+}
+
+/// A segment with extended codes (format 1.4) returns each list's 8-bit
+/// codes and their factors beside its 1-bit codes, at a dimension whose
+/// codes need padding; a row without its extended code, or with one of
+/// the wrong length, is refused, and a segment without them refuses one.
+#[test]
+fn extended_codes_round_trip_by_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = vdb_fs::LocalDirectory::new(vdb_fs::os(), dir.path());
+    let dim = 13;
+    let meta = SegmentMeta {
+        id: SegmentId(2),
+        generation: Generation(1),
+        metric: Metric::L2,
+        dim,
+        nlist: 3,
+        with_payloads: false,
+    };
+    let v = vec![0.5f32; dim];
+    let mut w =
+        SegmentWriter::create_with_codes(&files, "x.seg", meta, None, Some(spec(5, true))).unwrap();
+    let e = w
+        .push_coded(
+            ListId(0),
+            1,
+            &v,
+            None,
+            &[],
+            Some(row_code(&[1], [0.0; 4], None)),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("every row needs one"), "{e}");
+    let e = w
+        .push_coded(
+            ListId(0),
+            1,
+            &v,
+            None,
+            &[],
+            Some(row_code(&[1], [0.0; 4], Some((&[1; 12], [0.0; 2])))),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("12 bytes, expected 13"), "{e}");
+    let rows: Vec<(u32, u64)> = vec![(0, 10), (0, 11), (2, 12), (2, 13), (2, 14)];
+    let bytes_of = |id: u64| -> Vec<u8> { (0..dim).map(|j| (id as usize * 7 + j) as u8).collect() };
+    for &(l, id) in &rows {
+        let ext = bytes_of(id);
+        let bits = [id];
+        let code = row_code(&bits, [id as f32; 4], Some((&ext, [id as f32, -0.5])));
+        w.push_coded(ListId(l), id, &v, None, &[], Some(code))
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let s = SegmentReader::open(&dir.path().join("x.seg")).unwrap();
+    s.verify().unwrap();
+    for l in 0..3u32 {
+        let c = s.list_codes(ListId(l)).unwrap();
+        let ext = c.extended.expect("extended codes");
+        let ids = s.list_ids(ListId(l));
+        let want: Vec<u64> = ids.to_vec();
+        assert_eq!(c.codes, want.as_slice(), "list {l}");
+        let want: Vec<u8> = ids.iter().flat_map(|&id| bytes_of(id)).collect();
+        assert_eq!(ext.codes, want.as_slice(), "list {l}");
+        let want: Vec<[f32; 2]> = ids.iter().map(|&id| [id as f32, -0.5]).collect();
+        assert_eq!(ext.factors, want.as_slice(), "list {l}");
+    }
+
+    let mut plain =
+        SegmentWriter::create_with_codes(&files, "y.seg", meta, None, Some(spec(5, false)))
+            .unwrap();
+    let e = plain
+        .push_coded(
+            ListId(0),
+            1,
+            &v,
+            None,
+            &[],
+            Some(row_code(&[1], [0.0; 4], Some((&[1; 13], [0.0; 2])))),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("without extended codes"), "{e}");
+    plain
+        .push_coded(
+            ListId(0),
+            1,
+            &v,
+            None,
+            &[],
+            Some(row_code(&[1], [0.0; 4], None)),
+        )
+        .unwrap();
+    plain.finish().unwrap();
+    let s = SegmentReader::open(&dir.path().join("y.seg")).unwrap();
+    assert!(s.list_codes(ListId(0)).unwrap().extended.is_none());
 }
 
 /// The kernel's flags of this process's maps of `path`
@@ -229,12 +355,20 @@ fn coded_segments_advise_random_reads_of_their_vectors() {
         with_payloads: false,
     };
     let v = vec![0.25f32; 256];
-    let mut w = SegmentWriter::create_with_codes(&files, "c.seg", meta, None, Some(4)).unwrap();
+    let mut w =
+        SegmentWriter::create_with_codes(&files, "c.seg", meta, None, Some(spec(4, true))).unwrap();
     let mut p = SegmentWriter::create_in(&files, "p.seg", meta).unwrap();
     for id in 0..40u64 {
         let list = ListId((id / 20) as u32);
-        w.push_coded(list, id, &v, None, &[], Some((&[id; 4], [0.0; 4])))
-            .unwrap();
+        w.push_coded(
+            list,
+            id,
+            &v,
+            None,
+            &[],
+            Some(row_code(&[id; 4], [0.0; 4], Some((&[7; 256], [1.0, 2.0])))),
+        )
+        .unwrap();
         p.push(list, id, &v, None).unwrap();
     }
     w.finish().unwrap();

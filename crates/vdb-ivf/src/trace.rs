@@ -58,6 +58,10 @@ pub struct ProbedList {
     /// out, so their exact distance was computed too (0 in a list
     /// without codes).
     pub reranked: u64,
+    /// In a coded list with extended codes: rows the 1-bit estimate could
+    /// not rule out, estimated again from their extended codes
+    /// (`reranked` counts those the second estimate let through).
+    pub refined: u64,
     /// Rows skipped because they were deleted or replaced.
     pub deleted_skipped: u64,
     /// Visible rows skipped because they did not pass the search's filter

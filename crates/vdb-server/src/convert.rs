@@ -224,6 +224,7 @@ pub fn explanation_to_pb(e: vdb_engine::Explanation) -> pb::ExplainResponse {
                 filtered_out: p.filtered_out,
                 ruled_out: p.ruled_out,
                 reranked: p.reranked,
+                refined: p.refined,
                 results: p.results,
                 best_distance: p.best_distance,
                 distance_deciles: p.distance_quantiles,

@@ -90,7 +90,7 @@ pub fn to_json(collection: &str, k: u32, r: &pb::ExplainResponse) -> Value {
             json!({"list": p.list, "rank": p.rank, "centroid_distance": p.centroid_distance,
                    "size": p.size, "scanned": p.scanned, "deleted_skipped": p.deleted_skipped,
                    "filtered_out": p.filtered_out, "ruled_out": p.ruled_out,
-                   "reranked": p.reranked,
+                   "reranked": p.reranked, "refined": p.refined,
                    "results": p.results, "best_distance": p.best_distance,
                    "deciles": p.distance_deciles, "samples": samples})
         })
@@ -234,6 +234,14 @@ pub fn print_text(r: &pb::ExplainResponse) {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        let refined: u64 = r.probed.iter().map(|p| p.refined).sum();
+        if refined > 0 {
+            let reranked: u64 = r.probed.iter().map(|p| p.reranked).sum();
+            println!(
+                "extended codes: the 1-bit bound let {refined} rows through to an estimate from their 8-bit codes, whose bound left {reranked} ({:.1} %) for an exact distance",
+                100.0 * reranked as f64 / refined as f64,
+            );
+        }
     }
     let total = r.coarse_distances + r.fine_distances;
     println!(

@@ -16,7 +16,7 @@ mod reader;
 mod writer;
 
 pub use reader::SegmentReader;
-pub use writer::{SegmentInfo, SegmentMeta, SegmentWriter};
+pub use writer::{CodeSpec, SegmentInfo, SegmentMeta, SegmentWriter};
 
 use zerocopy::little_endian::U64;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};

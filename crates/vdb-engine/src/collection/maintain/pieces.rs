@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use vdb_core::{Generation, ListId, RowSet, SegmentId};
-use vdb_format::{SegmentMeta, SegmentReader, SegmentWriter};
+use vdb_format::{CodeSpec, SegmentMeta, SegmentReader, SegmentWriter};
 use vdb_ivf::CoarseQuantizer;
+use vdb_ivf::rabitq::Encoder;
 
 use super::super::{Collection, Loc};
 use super::frozen::Frozen;
@@ -189,20 +190,21 @@ impl Collection {
             file,
             meta,
             (!fields.is_empty()).then_some(fields.as_slice()),
-            codebook.map(|b| b.rotation().seed()),
+            codebook.map(|b| CodeSpec {
+                seed: b.rotation().seed(),
+                extended: true,
+            }),
         )?;
-        let mut scratch = Vec::new();
-        let mut code = vec![0u64; codebook.map_or(0, |b| b.words())];
+        let mut encoder = codebook.map(|b| Encoder::new(b, true));
         for &(list, loc) in rows {
             let row = f.row(loc)?;
-            let factors = codebook.map(|b| b.encode(list, row.vector, &mut scratch, &mut code));
             w.push_coded(
                 list,
                 row.id,
                 row.vector,
                 row.payload,
                 &row.fields(),
-                factors.map(|f| (code.as_slice(), f)),
+                encoder.as_mut().map(|e| e.encode(list, row.vector)),
             )?;
         }
         w.finish()?;
