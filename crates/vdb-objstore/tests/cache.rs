@@ -14,7 +14,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use vdb_engine::{CollectionConfig, Engine, EngineOptions, ExplainOptions, Hit, SearchOptions};
+use vdb_engine::{
+    CollectionConfig, Engine, EngineOptions, ExplainOptions, Hit, IndexType, SearchOptions,
+};
 use vdb_objstore::ObjectRoot;
 
 use data::rows;
@@ -66,6 +68,19 @@ fn allocated(dir: &Path) -> (u64, u64) {
 
 #[test]
 fn a_small_cache_evicts_and_answers_the_same() {
+    small_cache_answers_the_same(IndexType::IvfFlat);
+}
+
+/// The same with RaBitQ codes: a node keeps the 1-bit codes of every
+/// segment and fetches the extended codes' bytes with the vectors of the
+/// lists a search probes (read without them, they would be zeros and the
+/// estimates wrong).
+#[test]
+fn a_small_cache_answers_the_same_with_codes() {
+    small_cache_answers_the_same(IndexType::IvfRabitq);
+}
+
+fn small_cache_answers_the_same(index_type: IndexType) {
     let Some(s3) = S3Server::start() else { return };
     s3.create_bucket("vdb");
     let url = "s3://vdb/cache";
@@ -77,6 +92,7 @@ fn a_small_cache_evicts_and_answers_the_same() {
         nlist: 16,
         flush_rows: 1_000_000,
         min_rows_per_list: 10,
+        index_type,
         ..CollectionConfig::new(DIM)
     };
     let c = writer.create_collection("docs", config).unwrap();

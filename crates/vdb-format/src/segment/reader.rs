@@ -32,6 +32,29 @@ struct CodesSpan {
     extended: Option<(usize, usize)>,
 }
 
+/// The parts of a codes region a reader of a cached file keeps: all of
+/// it, but for the extended codes' bytes (as large as a quarter of the
+/// vectors), which only the lists a search holds need. A region whose
+/// length does not match its layout is kept whole (validation refuses
+/// it).
+fn resident_codes(parsed: &Parsed, r: &Region) -> Vec<std::ops::Range<u64>> {
+    let whole = std::iter::once(r.offset..r.offset + r.len).collect();
+    let (Ok(rows), dim) = (usize::try_from(parsed.rows), parsed.dim) else {
+        return whole;
+    };
+    let extended = parsed.flags & header::FLAG_EXTENDED_CODES != 0;
+    match codes::layout(rows, vdb_core::code_words(dim), dim, extended) {
+        Some(l) if l.len as u64 == r.len => match l.extended {
+            Some((bytes, factors)) => vec![
+                r.offset..r.offset + bytes as u64,
+                r.offset + factors as u64..r.offset + r.len,
+            ],
+            None => whole,
+        },
+        _ => whole,
+    }
+}
+
 /// A list's place in the file, validated at open.
 #[derive(Debug, Clone, Copy)]
 struct ListSpan {
@@ -85,7 +108,9 @@ impl SegmentReader {
 
     /// [`SegmentReader::open`] for a file cached in part: fetches (and
     /// keeps while the reader lives) its header, region and list tables,
-    /// ids, payload presence and footer, then validates like `open`.
+    /// ids, payload presence, field columns, codes (but for the extended
+    /// codes' bytes, fetched with the vectors of the lists a search
+    /// holds) and footer, then validates like `open`.
     pub fn open_cached(cached: Arc<dyn CachedFile>) -> Result<SegmentReader> {
         let path = cached.path().to_path_buf();
         let fetch = |e: vdb_fs::Error| Error::io(&e.path, e.op, e.source);
@@ -96,21 +121,20 @@ impl SegmentReader {
             .map_err(fetch)?;
         let file = MappedFile::open(&path)?;
         let parsed = header::parse(&path, file.bytes(), FileKind::Segment, expected_regions)?;
-        let tables: Vec<_> = parsed
+        let mut tables: Vec<_> = parsed
             .regions
             .iter()
             .filter(|r| {
                 matches!(
                     r.kind,
-                    region::LIST_TABLE
-                        | region::IDS
-                        | region::PAYLOAD_PRESENCE
-                        | region::FIELDS
-                        | region::CODES
+                    region::LIST_TABLE | region::IDS | region::PAYLOAD_PRESENCE | region::FIELDS
                 )
             })
             .map(|r| r.offset..r.offset + r.len)
             .collect();
+        if let Some(r) = parsed.regions.iter().find(|r| r.kind == region::CODES) {
+            tables.extend(resident_codes(&parsed, r));
+        }
         kept.join(cached.pin(&tables).map_err(fetch)?);
         Self::validate(file, Some((cached, Arc::new(kept))))
     }
@@ -594,12 +618,18 @@ impl InvertedLists for SegmentReader {
         if self.cached.is_none() {
             return Ok(Hold::default());
         }
-        let ranges: Vec<_> = lists
+        let mut ranges = Vec::with_capacity(lists.len() * 2);
+        for s in lists
             .iter()
             .filter_map(|l| self.lists.get(l.index()))
             .filter(|s| s.row_count > 0)
-            .map(|s| s.vec_start as u64..s.vec_end as u64)
-            .collect();
+        {
+            ranges.push(s.vec_start as u64..s.vec_end as u64);
+            if let Some((bytes, _)) = self.codes.and_then(|c| c.extended) {
+                let at = bytes + s.row_start * self.meta.dim;
+                ranges.push(at as u64..(at + s.row_count * self.meta.dim) as u64);
+            }
+        }
         Ok(self.hold_ranges(&ranges)?)
     }
 
