@@ -1,7 +1,8 @@
 //! IVF_RABITQ's scan against IVF_FLAT's, in process, on one set of lists:
 //! recall@10 against the set's ground truth, queries per second on one
 //! thread (one query per call), and the exact distances the codes left to
-//! compute, at several nprobe and error-bound multipliers.
+//! compute, at several nprobe and error-bound multipliers; with extended
+//! codes, and with the 1-bit codes alone ("1-bit").
 //!
 //! `VDB_BENCH_DATA=DIR cargo bench -p vdb-benches --bench rabitq` with
 //! `DIR` holding texmex files (`base.fvecs`, `query.fvecs`, `gt.ivecs`);
@@ -150,8 +151,11 @@ fn main() {
     };
     let coded_quantizer = quantizer.clone().with_codes(0x5eed);
     let started = Instant::now();
-    let coded = CodedLists::new(lists.clone(), coded_quantizer.codebook().expect("codebook"));
+    let book = coded_quantizer.codebook().expect("codebook");
+    let coded = CodedLists::new(lists.clone(), book);
     let coded_in = started.elapsed();
+    // The same codes without their extended part (format 1.3's segments).
+    let one_bit = CodedLists::without_extended(lists.clone(), book);
     println!(
         "{rows} rows x {dim}, nlist {nlist}, {} queries; train+assign {:.1} s, codes {:.2} s{}",
         queries.len() / dim,
@@ -177,8 +181,10 @@ fn main() {
         .unwrap_or(1);
     for nprobe in [4usize, 8, 16, 32, 64, 128] {
         let mut flat_qps = f64::NAN;
+        // "1-bit": the 1-bit codes alone; the others with extended codes.
         for (name, epsilon) in [
             ("ivf_flat", None),
+            ("1-bit 1.9", Some(DEFAULT_EPSILON)),
             ("rabitq 1.9", Some(DEFAULT_EPSILON)),
             ("rabitq 3.0", Some(3.0)),
             ("rabitq 4.0", Some(4.0)),
@@ -188,6 +194,7 @@ fn main() {
             }
             let (q, l): (&CoarseQuantizer, &dyn vdb_core::InvertedLists) = match epsilon {
                 None => (&quantizer, &lists),
+                Some(_) if name.starts_with("1-bit") => (&coded_quantizer, &one_bit),
                 Some(_) => (&coded_quantizer, &coded),
             };
             let l = [Source {
