@@ -106,7 +106,7 @@ impl ListQuery {
             }
         }
         let rho_sq = distance::norm_sq(&self.residual);
-        self.extended_offset = 127.5 * self.residual.iter().sum::<f32>();
+        self.extended_offset = 127.5 * sum(&self.residual);
         let root_d = (dim as f32).sqrt();
         let q_dot_c = distance::dot(rotated_query, centroid);
         self.terms = BoundTerms {
@@ -189,6 +189,21 @@ fn min_max(values: &[f32]) -> (f32, f32) {
         .chain(&hi)
         .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     (lo, hi)
+}
+
+/// `Σ values`, in [`LANES`] independent lanes so that the loop
+/// vectorises (a plain sum is one chain of dependent adds: at 384
+/// dimensions and 128 probed lists it took a third of the preparation).
+fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for j in 0..LANES {
+            lanes[j] += chunk[j];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// `Σ e_j²`, the squared rounding errors `e_j = y_j − (lo + Δ·u_j)` of
