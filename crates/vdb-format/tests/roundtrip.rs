@@ -155,17 +155,8 @@ fn codes_round_trip_by_list() {
     let v = vec![0.5f32; 130];
     let e = w.push_row(ListId(0), 1, &v, None, &[]).unwrap_err();
     assert!(e.to_string().contains("needs its code"), "{e}");
-    let e = w
-        .push_coded(
-            ListId(0),
-            1,
-            &v,
-            None,
-            &[],
-            Some(row_code(&[1, 2], [0.0; 4], None)),
-        )
-        .unwrap_err();
-    assert!(e.to_string().contains("2 words, expected 3"), "{e}");
+    let e = refusal(&mut w, &v, row_code(&[1, 2], [0.0; 4], None));
+    assert!(e.contains("2 words, expected 3"), "{e}");
     let rows: Vec<(u32, u64)> = vec![(0, 10), (0, 11), (2, 12), (3, 13), (3, 14)];
     for &(l, id) in &rows {
         let code = [id, id * 2, id * 3];
@@ -190,22 +181,20 @@ fn codes_round_trip_by_list() {
     assert_eq!(s.list_codes(ListId(1)).unwrap().codes.len(), 0);
 
     let mut plain = SegmentWriter::create_in(&files, "p.seg", meta).unwrap();
-    let e = plain
-        .push_coded(
-            ListId(0),
-            1,
-            &v,
-            None,
-            &[],
-            Some(row_code(&[1, 2, 3], [0.0; 4], None)),
-        )
-        .unwrap_err();
-    assert!(e.to_string().contains("without codes"), "{e}");
+    let e = refusal(&mut plain, &v, row_code(&[1, 2, 3], [0.0; 4], None));
+    assert!(e.contains("without codes"), "{e}");
     plain.push(ListId(0), 1, &v, None).unwrap();
     plain.finish().unwrap();
     let s = SegmentReader::open(&dir.path().join("p.seg")).unwrap();
     assert_eq!(s.codes_seed(), None);
     assert!(s.list_codes(ListId(0)).is_none());
+}
+
+/// Why `w` refuses a row of list 0 with vector `v` and code `code`.
+fn refusal(w: &mut SegmentWriter, v: &[f32], code: RowCode<'_>) -> String {
+    w.push_coded(ListId(0), 1, v, None, &[], Some(code))
+        .unwrap_err()
+        .to_string()
 }
 
 fn spec(seed: u64, extended: bool) -> CodeSpec {
@@ -244,28 +233,14 @@ fn extended_codes_round_trip_by_list() {
     let v = vec![0.5f32; dim];
     let mut w =
         SegmentWriter::create_with_codes(&files, "x.seg", meta, None, Some(spec(5, true))).unwrap();
-    let e = w
-        .push_coded(
-            ListId(0),
-            1,
-            &v,
-            None,
-            &[],
-            Some(row_code(&[1], [0.0; 4], None)),
-        )
-        .unwrap_err();
-    assert!(e.to_string().contains("every row needs one"), "{e}");
-    let e = w
-        .push_coded(
-            ListId(0),
-            1,
-            &v,
-            None,
-            &[],
-            Some(row_code(&[1], [0.0; 4], Some((&[1; 12], [0.0; 2])))),
-        )
-        .unwrap_err();
-    assert!(e.to_string().contains("12 bytes, expected 13"), "{e}");
+    let e = refusal(&mut w, &v, row_code(&[1], [0.0; 4], None));
+    assert!(e.contains("every row needs one"), "{e}");
+    let e = refusal(
+        &mut w,
+        &v,
+        row_code(&[1], [0.0; 4], Some((&[1; 12], [0.0; 2]))),
+    );
+    assert!(e.contains("12 bytes, expected 13"), "{e}");
     let rows: Vec<(u32, u64)> = vec![(0, 10), (0, 11), (2, 12), (2, 13), (2, 14)];
     let bytes_of = |id: u64| -> Vec<u8> { (0..dim).map(|j| (id as usize * 7 + j) as u8).collect() };
     for &(l, id) in &rows {
@@ -293,17 +268,12 @@ fn extended_codes_round_trip_by_list() {
     let mut plain =
         SegmentWriter::create_with_codes(&files, "y.seg", meta, None, Some(spec(5, false)))
             .unwrap();
-    let e = plain
-        .push_coded(
-            ListId(0),
-            1,
-            &v,
-            None,
-            &[],
-            Some(row_code(&[1], [0.0; 4], Some((&[1; 13], [0.0; 2])))),
-        )
-        .unwrap_err();
-    assert!(e.to_string().contains("without extended codes"), "{e}");
+    let e = refusal(
+        &mut plain,
+        &v,
+        row_code(&[1], [0.0; 4], Some((&[1; 13], [0.0; 2]))),
+    );
+    assert!(e.contains("without extended codes"), "{e}");
     plain
         .push_coded(
             ListId(0),
