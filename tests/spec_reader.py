@@ -42,7 +42,7 @@ def crc32(b):
 # --- the common frame -------------------------------------------------------
 
 KINDS = {1: b"VDBCENT\0", 2: b"VDBSEGM\0", 3: b"VDBDELS\0"}
-KNOWN_FLAGS = {1: 0, 2: 0b1111, 3: 0}
+KNOWN_FLAGS = {1: 0, 2: 0b11111, 3: 0}
 
 
 def read_frame(path, want_kind):
@@ -181,6 +181,8 @@ def read_segment(path, dim):
         ([8] if flags & 4 else []) + ([9] if flags & 8 else [])
     if flags & 2 and not flags & 1:
         raise Corrupt(f"{path}: presence without payloads")
+    if flags & 16 and not flags & 8:
+        raise Corrupt(f"{path}: extended codes without codes")
     parts = expect_regions(path, regions, kinds)
     vectors, table, ids = parts[0], parts[1], parts[2]
     if h["dim"] != dim or len(table) != 32 * nlist or len(ids) != 8 * rows:
@@ -225,22 +227,31 @@ def read_segment(path, dim):
                 raise Corrupt(f"{path}: row {r} has no payload but bytes")
     by_kind = dict(zip(kinds, parts))
     fields = read_columns(by_kind[8], rows, path) if flags & 4 else [dict() for _ in range(rows)]
-    h["codes"] = read_codes(by_kind[9], rows, dim, path) if flags & 8 else None
+    h["codes"] = read_codes(by_kind[9], rows, dim, path, flags & 16) if flags & 8 else None
     for r in range(rows):
         out.append((id_list[r], row_vectors[r], payloads[r], fields[r]))
     return h, out
 
 
-def read_codes(body, rows, dim, path):
-    """The codes region (format 1.3): (seed, codes, factors), checked
-    against its shape."""
+def read_codes(body, rows, dim, path, extended):
+    """The codes region (format 1.3; with `extended`, 1.4): (seed, codes,
+    factors, extended codes and factors or None), checked against its
+    shape."""
     if len(body) < 64:
         raise Corrupt(f"{path}: codes header")
     seed, words = struct.unpack_from("<QI", body, 0)
     if any(body[12:64]) or words != (dim + 63) // 64:
         raise Corrupt(f"{path}: codes header")
-    if len(body) != 64 + rows * (8 * words + 16):
+    x = 64 + rows * (8 * words + 16)
+    padded = (dim * rows + 7) // 8 * 8
+    if len(body) != x + (padded + 8 * rows if extended else 0):
         raise Corrupt(f"{path}: codes length")
+    ext = None
+    if extended:
+        if any(body[x + dim * rows:x + padded]):
+            raise Corrupt(f"{path}: extended codes padding")
+        ext = [(body[x + dim * r:x + dim * (r + 1)], struct.unpack_from("<2f", body, x + padded + 8 * r))
+               for r in range(rows)]
     codes = [struct.unpack_from(f"<{words}Q", body, 64 + 8 * words * r) for r in range(rows)]
     at = 64 + 8 * words * rows
     factors = [struct.unpack_from("<4f", body, at + 16 * r) for r in range(rows)]
@@ -248,7 +259,7 @@ def read_codes(body, rows, dim, path):
         ones = sum(bin(w).count("1") for w in c)
         if f[3] != ones:
             raise Corrupt(f"{path}: a code's count of set bits")
-    return seed, codes, factors
+    return seed, codes, factors, ext
 
 
 def splitmix64(seed):
@@ -296,7 +307,7 @@ def rotation(dim, seed):
 def check_codes(path, h, rows, centroids, metric):
     """Recomputes every row's code and factors from its vector and its
     list's centroid with the format's arithmetic; compares bit for bit."""
-    seed, codes, factors = h["codes"]
+    seed, codes, factors, ext = h["codes"]
     dim = h["dim"]
     rotate = rotation(dim, seed)
     rotated = [rotate(c) for c in centroids]
@@ -322,7 +333,41 @@ def check_codes(path, h, rows, centroids, metric):
             want = (add, scale, scale * math.sqrt(max(1.0 - ip * ip, 0.0)), ones)
         if tuple(words) != tuple(code) or tuple(f32(x) for x in want) != tuple(got):
             raise Corrupt(f"{path}: row {r}: code {code} {got}, the format gives {words} {want}")
+        if ext is not None:
+            EXTENDED_CHECKED[0] += 1
+            want_bytes, want_f = extended_code(u, metric)
+            got_bytes, got_f = ext[r]
+            if want_bytes != bytes(got_bytes) or tuple(f32(x) for x in want_f) != tuple(got_f):
+                raise Corrupt(f"{path}: row {r}: extended code {got_f}, the format gives {want_f}")
     return len(rows)
+
+
+def extended_code(u, metric):
+    """A row's extended code and factors from its rotated residual `u`,
+    as docs/format.md gives them (in f64, sums in index order)."""
+    r2, m = 0.0, 0.0
+    for x in u:
+        r2 += x * x
+        m = max(m, abs(x))
+    if m == 0:
+        return bytes(len(u)), (0.0, 0.0)
+    per_unit = 128.0 / m
+    out, g_dot_u, g_sq = [], 0.0, 0.0
+    for x in u:
+        t = x * per_unit + 127.5
+        # Rounded half away from zero (Rust's `f64::round`), exactly:
+        # |t| − floor(|t|) is exact.
+        whole = math.floor(abs(t))
+        rounded = whole + (1.0 if abs(t) - whole >= 0.5 else 0.0)
+        level = min(max(math.copysign(rounded, t), 0.0), 255.0)
+        out.append(int(level))
+        g = level - 127.5
+        g_dot_u += g * x
+        g_sq += g * g
+    r, g_norm = math.sqrt(r2), math.sqrt(g_sq)
+    ip = min(max(g_dot_u / (g_norm * r), 2.2250738585072014e-308), 1.0)
+    k = 2.0 if metric == "l2" else 1.0
+    return bytes(out), (k * r / (ip * g_norm), k * r * math.sqrt(max(1.0 - ip * ip, 0.0)) / ip)
 
 
 def read_deletes(path):
@@ -514,6 +559,8 @@ def visible_rows(cdir):
 
 # Rows whose codes check_codes recomputed (reported by `check`).
 CODES_CHECKED = [0]
+# Of those, rows whose extended codes (format 1.4) were recomputed too.
+EXTENDED_CHECKED = [0]
 
 
 def rows_of(m, files_dir, wal_dir):
@@ -633,7 +680,8 @@ def populate(server):
         fields = [pb.FieldSpec(name=n, type=t) for n, t in
                   [("album", "keyword"), ("year", "int"), ("score", "float"), ("ok", "bool"), ("tags", "keywords")]] \
             if name == "spec_l2" else []
-        # spec_ip keeps RaBitQ codes in its segments (format 1.3).
+        # spec_ip keeps RaBitQ codes in its segments (format 1.3), and
+        # extended codes (1.4).
         index_type = "ivf_rabitq" if name == "spec_ip" else "ivf_flat"
         stub.CreateCollection(pb.CreateCollectionRequest(
             name=name, config=pb.CollectionConfig(dim=dim, metric=metric, nlist=4, min_rows_per_list=5,
@@ -761,9 +809,12 @@ def check(server, data_dir):
               f"read from the repository as specified, equal to the collection's")
     if not CODES_CHECKED[0]:
         sys.exit("no segment with codes was checked (spec_ip is an ivf_rabitq collection)")
+    if EXTENDED_CHECKED[0] != CODES_CHECKED[0]:
+        sys.exit(f"{CODES_CHECKED[0] - EXTENDED_CHECKED[0]} coded rows without extended codes (format 1.4)")
     print(f"spec reader: {total} rows in {len(names)} collections read from the files as docs/format.md "
           f"specifies them, all equal to what the server returns; {len(snaps)} snapshot(s) read; "
-          f"{CODES_CHECKED[0]} rows' RaBitQ codes recomputed from the format's rotation, bit for bit")
+          f"{CODES_CHECKED[0]} rows' RaBitQ codes and extended codes recomputed from the format's "
+          f"rotation, bit for bit")
 
 
 def main():
