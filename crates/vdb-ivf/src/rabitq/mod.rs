@@ -326,7 +326,7 @@ impl<L: InvertedLists> CodedLists<L> {
 
     fn build(lists: L, codebook: &Codebook, with_extended: bool) -> CodedLists<L> {
         let dim = lists.dim();
-        let mut encoder = Encoder::new(codebook, true);
+        let mut encoder = Encoder::new(codebook, with_extended);
         let mut codes = Vec::with_capacity(lists.nlist());
         let mut factors = Vec::with_capacity(lists.nlist());
         let mut extended = Vec::with_capacity(lists.nlist());

@@ -262,15 +262,21 @@ mod tests {
         v
     }
 
-    /// Estimates every row of `rows` against every query, and returns how
-    /// many estimates fell outside their bound and the mean absolute
-    /// error relative to the spread of true distances.
-    fn check(dim: usize, metric: Metric, epsilon: f32, seed: u64) -> (usize, usize, f64) {
+    /// 300 rows, 20 queries and a codebook for one list whose centroid is
+    /// drawn like them, from `seed`.
+    fn fixture(dim: usize, metric: Metric, seed: u64) -> (Vec<f32>, Vec<f32>, Codebook) {
         let rows = data(300, dim, seed, metric);
         let queries = data(20, dim, seed ^ 1, metric);
         let centroid = data(1, dim, seed ^ 2, metric);
         let quantizer = CoarseQuantizer::new(dim, metric, centroid).unwrap();
-        let book = Codebook::new(&quantizer, seed ^ 3);
+        (rows, queries, Codebook::new(&quantizer, seed ^ 3))
+    }
+
+    /// Estimates every row of `rows` against every query, and returns how
+    /// many estimates fell outside their bound and the mean absolute
+    /// error relative to the spread of true distances.
+    fn check(dim: usize, metric: Metric, epsilon: f32, seed: u64) -> (usize, usize, f64) {
+        let (rows, queries, book) = fixture(dim, metric, seed);
         let mut scratch = Vec::new();
         let mut code = vec![0u64; book.words()];
         let mut coded = Vec::new();
@@ -407,11 +413,7 @@ mod tests {
         epsilon: f32,
         seed: u64,
     ) -> (usize, usize, f64, f64) {
-        let rows = data(300, dim, seed, metric);
-        let queries = data(20, dim, seed ^ 1, metric);
-        let centroid = data(1, dim, seed ^ 2, metric);
-        let quantizer = CoarseQuantizer::new(dim, metric, centroid).unwrap();
-        let book = Codebook::new(&quantizer, seed ^ 3);
+        let (rows, queries, book) = fixture(dim, metric, seed);
         let mut encoder = crate::rabitq::Encoder::new(&book, true);
         let coded: Vec<_> = rows
             .chunks_exact(dim)
