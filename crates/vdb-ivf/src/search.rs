@@ -301,6 +301,20 @@ impl Searcher {
         let mut matched = 0u64;
         self.work.queries += 1;
         for (rank, &(list, centroid_distance)) in self.probes.iter().enumerate() {
+            // The next list's rotated centroid and first codes start
+            // loading while this one is prepared and scanned: lists are
+            // far apart, and at high dimension the centroid is many lines.
+            if let Some(book) = codebook
+                && let Some(&(next, _)) = self.probes[..nprobe].get(rank + 1)
+            {
+                vdb_core::distance::prefetch(book.rotated_centroid(next), usize::MAX);
+                for source in sources {
+                    if let Some(codes) = source.lists.list_codes(next) {
+                        vdb_core::distance::prefetch(codes.codes, 8);
+                        vdb_core::distance::prefetch(codes.factors, 4);
+                    }
+                }
+            }
             let _more = if rank >= nprobe {
                 if matched >= target {
                     break;
