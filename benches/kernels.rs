@@ -1,7 +1,8 @@
 //! Distance kernel throughput, per instruction set, in bytes of stored
 //! vectors read per second, next to a plain sequential read of the same
 //! memory (the machine's bandwidth, the ceiling for a list scan); the
-//! matrix product and the assignment of rows to lists (the write path).
+//! matrix product and the assignment of rows to lists (the write path);
+//! RaBitQ's code scan and query quantization.
 //!
 //! `cargo bench -p vdb-benches --bench kernels`
 
@@ -98,6 +99,36 @@ fn kernels(c: &mut Criterion) {
                 b.iter(|| {
                     for chunk in codes.chunks(256 * w) {
                         (k.bit_dots)(black_box(chunk), w, black_box(&planes), &mut out);
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+
+    // The RaBitQ query side: a query's residual against one list's
+    // centroid, quantized to bit planes, once per probed list (1,024
+    // centroids cycled through, so mostly from L2 as in a search), in lists
+    // per second.
+    let mut g = c.benchmark_group("quantize");
+    for dim in [128usize, 384, 768] {
+        let lists = 1024;
+        let centroids = data(lists * dim, 8);
+        let query = data(dim, 9);
+        let mut residual = vec![0.0f32; dim];
+        let mut planes = vec![0u64; distance::bits::PLANES * dim.div_ceil(64)];
+        g.throughput(Throughput::Elements(lists as u64));
+        for isa in distance::available() {
+            let k = distance::kernels_for(isa).expect("available");
+            g.bench_with_input(BenchmarkId::new(isa.name(), dim), &dim, |b, &d| {
+                b.iter(|| {
+                    for c in centroids.chunks_exact(d) {
+                        black_box((k.quantize)(
+                            black_box(&query),
+                            c,
+                            &mut residual,
+                            &mut planes,
+                        ));
                     }
                 })
             });

@@ -17,6 +17,7 @@
 pub mod bits;
 mod blocked;
 pub mod bytes;
+pub mod quantize;
 pub mod reference;
 mod simd;
 
@@ -80,6 +81,8 @@ pub struct Kernels {
     pub lower_bounds: bits::LowerBoundsFn,
     /// Inner product of an 8-bit code with a float query ([`bytes`]).
     pub byte_dot: bytes::ByteDotFn,
+    /// A query's residual quantized to bit planes ([`quantize`]).
+    pub quantize: quantize::QuantizeFn,
 }
 
 /// A matrix product kernel: `(a, m, b, n, dim, blocked, out)` as in
@@ -104,6 +107,7 @@ const PORTABLE: Kernels = Kernels {
     bit_dots: bits::portable,
     lower_bounds: bits::lower_bounds_portable,
     byte_dot: bytes::portable,
+    quantize: quantize::portable,
 };
 
 /// The kernels for `isa`, if this CPU supports it.
@@ -245,6 +249,23 @@ pub fn lower_bounds(
 #[inline]
 pub fn byte_dot(code: &[u8], query: &[f32]) -> f32 {
     (active().byte_dot)(code, query)
+}
+
+/// `query − centroid` into `residual` (over the shortest of the three),
+/// quantized to 4 bits a dimension: its bit planes for [`bit_dots`] into
+/// `planes`, and the sums RaBitQ's estimator takes from it (see
+/// [`quantize`]).
+///
+/// # Panics
+/// If `planes` holds fewer than [`bits::PLANES`] words per 64 dimensions.
+#[inline]
+pub fn quantize(
+    query: &[f32],
+    centroid: &[f32],
+    residual: &mut [f32],
+    planes: &mut [u64],
+) -> quantize::Quantized {
+    (active().quantize)(query, centroid, residual, planes)
 }
 
 /// Asks the CPU to start loading the cache lines of `v` (at most its first
@@ -530,6 +551,65 @@ mod tests {
                     prop_assert_eq!(out[r].to_bits(), want.to_bits(), "{} code {}", isa, r);
                 }
                 prop_assert!(out[rows..].iter().all(|o| o.is_nan()), "{}: wrote past the factors", isa);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The portable quantization against the definition (each level
+        /// the nearest grid point to its value, the sums against `f64`),
+        /// and every instruction set's against the portable one, bit for
+        /// bit, over lengths that leave partial groups; plane words past
+        /// the residual's are left alone.
+        #[test]
+        fn every_quantize_kernel_matches_the_portable_one(
+            values in prop::collection::vec((-100.0f32..100.0, -100.0f32..100.0), 0..400),
+            spare in 0usize..3,
+        ) {
+            let query: Vec<f32> = values.iter().map(|v| v.0).collect();
+            let centroid: Vec<f32> = values.iter().map(|v| v.1).collect();
+            let (n, words) = (values.len(), values.len().div_ceil(64));
+            let run = |f: quantize::QuantizeFn| {
+                let mut residual = vec![f32::NAN; n];
+                let mut planes = vec![u64::MAX; bits::PLANES * words + spare];
+                let q = f(&query, &centroid, &mut residual, &mut planes);
+                (q, residual, planes)
+            };
+            let (want, residual, planes) = run(quantize::portable);
+            let positions = quantize::reference_positions(&residual, &want);
+            let mut level_sum = 0;
+            for (j, &pos) in positions.iter().enumerate() {
+                let level: u32 = (0..bits::PLANES)
+                    .map(|p| ((planes[p * words + j / 64] >> (j % 64) & 1) as u32) << p)
+                    .sum();
+                prop_assert!((f64::from(level) - pos).abs() <= 0.5 + 1e-4 && level <= 15,
+                    "value {j}: level {level} at position {pos}");
+                level_sum += level;
+                prop_assert_eq!(residual[j], query[j] - centroid[j]);
+            }
+            prop_assert_eq!(want.level_sum, level_sum);
+            prop_assert!(planes[bits::PLANES * words..].iter().all(|&w| w == u64::MAX));
+            let y = |j: usize| f64::from(residual[j]);
+            let sums = [
+                (want.norm_sq, (0..n).map(|j| y(j) * y(j)).sum::<f64>(), (0..n).map(|j| y(j) * y(j)).sum::<f64>()),
+                (want.sum, (0..n).map(y).sum(), (0..n).map(|j| y(j).abs()).sum()),
+                (
+                    want.query_dot_centroid,
+                    (0..n).map(|j| f64::from(query[j]) * f64::from(centroid[j])).sum(),
+                    (0..n).map(|j| (f64::from(query[j]) * f64::from(centroid[j])).abs()).sum(),
+                ),
+            ];
+            for (got, exact, terms) in sums {
+                prop_assert!((f64::from(got) - exact).abs() <= tolerance(terms, n.max(1)), "{got} vs {exact}");
+            }
+            for isa in available() {
+                let k = kernels_for(isa).unwrap();
+                let (got, got_residual, got_planes) = run(k.quantize);
+                prop_assert_eq!(got, want, "{}", isa);
+                prop_assert_eq!(&got_residual, &residual, "{}", isa);
+                prop_assert_eq!(&got_planes, &planes, "{}", isa);
             }
         }
     }

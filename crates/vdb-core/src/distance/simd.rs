@@ -78,7 +78,8 @@ const PREFETCH_BYTES: usize = 4096;
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::bits::BoundTerms;
+    use super::super::bits::{BoundTerms, PLANES};
+    use super::super::quantize::{self, Grid, LANES, Quantized};
     use super::super::{BlockedVectors, Isa, Kernels};
     use super::PREFETCH_BYTES;
     use crate::CODE_FACTORS;
@@ -94,6 +95,7 @@ mod x86 {
         bit_dots: bit_dots_popcnt_entry,
         lower_bounds: lower_bounds_avx2_entry,
         byte_dot: byte_dot_avx2_entry,
+        quantize: quantize_avx2_entry,
     };
 
     pub(super) const AVX512: Kernels = Kernels {
@@ -107,6 +109,7 @@ mod x86 {
         bit_dots: bit_dots_avx512_entry,
         lower_bounds: lower_bounds_avx512_entry,
         byte_dot: byte_dot_avx512_entry,
+        quantize: quantize_avx512_entry,
     };
 
     #[expect(
@@ -193,6 +196,163 @@ mod x86 {
         // SAFETY: only reachable through `AVX512`, returned by `kernels`
         // only after detecting avx512f.
         unsafe { byte_dot_avx512(code, query) }
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
+    fn quantize_avx2_entry(
+        query: &[f32],
+        centroid: &[f32],
+        residual: &mut [f32],
+        planes: &mut [u64],
+    ) -> Quantized {
+        // SAFETY: only reachable through `AVX2`, returned by `kernels` only
+        // after detecting avx2 and fma.
+        unsafe { quantize_avx2(query, centroid, residual, planes) }
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
+    )]
+    fn quantize_avx512_entry(
+        query: &[f32],
+        centroid: &[f32],
+        residual: &mut [f32],
+        planes: &mut [u64],
+    ) -> Quantized {
+        // SAFETY: only reachable through `AVX512`, returned by `kernels`
+        // only after detecting avx512f.
+        unsafe { quantize_avx512(query, centroid, residual, planes) }
+    }
+
+    /// The first pass is the one body compiled with these features; the
+    /// second takes a group of sixteen values as two halves of eight, and
+    /// a plane's eight bits of a half are one sign-bit mask of the levels
+    /// shifted so that the plane's bit is the sign. The operations of
+    /// `quantize::Grid::level`, lane for lane, no fused multiply-add.
+    #[target_feature(enable = "avx2,fma")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
+    unsafe fn quantize_avx2(
+        query: &[f32],
+        centroid: &[f32],
+        residual: &mut [f32],
+        planes: &mut [u64],
+    ) -> Quantized {
+        let (n, words) = quantize::check(query, centroid, residual, planes);
+        let r = quantize::residual_generic(query, centroid, residual, n);
+        let grid = Grid::of(&r);
+        planes[..PLANES * words].fill(0);
+        let lo = _mm256_set1_ps(grid.lo);
+        let step = _mm256_set1_ps(grid.step);
+        let inverse = _mm256_set1_ps(grid.inverse);
+        let top = _mm256_set1_ps(quantize::LEVELS);
+        let rounder = _mm256_set1_ps(quantize::ROUNDER);
+        let low4 = _mm256_set1_epi32(0xF);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut sum = _mm256_setzero_si256();
+        let mut bits = [0u64; PLANES];
+        let whole = n - n % LANES;
+        for g in 0..whole / LANES {
+            for (half, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: g·16 + half·8 + 8 ≤ whole ≤ n ≤ residual.len().
+                let y = unsafe { _mm256_loadu_ps(residual.as_ptr().add(g * LANES + half * 8)) };
+                let t = _mm256_min_ps(_mm256_mul_ps(_mm256_sub_ps(y, lo), inverse), top);
+                let level = _mm256_and_si256(_mm256_castps_si256(_mm256_add_ps(t, rounder)), low4);
+                let on_grid = _mm256_add_ps(lo, _mm256_mul_ps(step, _mm256_cvtepi32_ps(level)));
+                let e = _mm256_sub_ps(y, on_grid);
+                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(e, e));
+                sum = _mm256_add_epi32(sum, level);
+                let sign = |shifted: __m256i| {
+                    u64::from(_mm256_movemask_ps(_mm256_castsi256_ps(shifted)) as u8)
+                };
+                let at = g * LANES % 64 + 8 * half;
+                bits[0] |= sign(_mm256_slli_epi32::<31>(level)) << at;
+                bits[1] |= sign(_mm256_slli_epi32::<30>(level)) << at;
+                bits[2] |= sign(_mm256_slli_epi32::<29>(level)) << at;
+                bits[3] |= sign(_mm256_slli_epi32::<28>(level)) << at;
+            }
+            // LANES divides 64: a group's bits are one part of one word,
+            // stored when its last group is in.
+            if ((g + 1) * LANES).is_multiple_of(64) || (g + 1) * LANES == whole {
+                for (p, b) in bits.iter_mut().enumerate() {
+                    planes[p * words + g * LANES / 64] = std::mem::take(b);
+                }
+            }
+        }
+        let mut lanes = [0.0f32; LANES];
+        let mut sums = [0u32; 8];
+        // SAFETY: `lanes` holds sixteen floats, two stores of eight;
+        // `sums` eight integers.
+        unsafe {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
+            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
+            _mm256_storeu_si256(sums.as_mut_ptr().cast(), sum);
+        }
+        let level_sum = sums.iter().sum();
+        quantize::finish(&r, &grid, residual, whole, n, &lanes, level_sum, planes)
+    }
+
+    /// The first pass is the one body compiled with these features; the
+    /// second takes sixteen values a step, and a plane's sixteen bits are
+    /// one mask test of the levels. The operations of
+    /// `quantize::Grid::level`, lane for lane, no fused multiply-add.
+    #[target_feature(enable = "avx512f")]
+    #[expect(
+        unsafe_code,
+        reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
+    )]
+    unsafe fn quantize_avx512(
+        query: &[f32],
+        centroid: &[f32],
+        residual: &mut [f32],
+        planes: &mut [u64],
+    ) -> Quantized {
+        let (n, words) = quantize::check(query, centroid, residual, planes);
+        let r = quantize::residual_generic(query, centroid, residual, n);
+        let grid = Grid::of(&r);
+        planes[..PLANES * words].fill(0);
+        let lo = _mm512_set1_ps(grid.lo);
+        let step = _mm512_set1_ps(grid.step);
+        let inverse = _mm512_set1_ps(grid.inverse);
+        let top = _mm512_set1_ps(quantize::LEVELS);
+        let rounder = _mm512_set1_ps(quantize::ROUNDER);
+        let low4 = _mm512_set1_epi32(0xF);
+        let mut acc = _mm512_setzero_ps();
+        let mut sum = _mm512_setzero_si512();
+        let mut bits = [0u64; PLANES];
+        let whole = n - n % LANES;
+        for g in 0..whole / LANES {
+            // SAFETY: (g + 1)·16 ≤ whole ≤ n ≤ residual.len().
+            let y = unsafe { _mm512_loadu_ps(residual.as_ptr().add(g * LANES)) };
+            let t = _mm512_min_ps(_mm512_mul_ps(_mm512_sub_ps(y, lo), inverse), top);
+            let level = _mm512_and_si512(_mm512_castps_si512(_mm512_add_ps(t, rounder)), low4);
+            let on_grid = _mm512_add_ps(lo, _mm512_mul_ps(step, _mm512_cvtepi32_ps(level)));
+            let e = _mm512_sub_ps(y, on_grid);
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(e, e));
+            sum = _mm512_add_epi32(sum, level);
+            // LANES divides 64: a group's bits are one part of one word,
+            // stored when its last group is in.
+            for (p, b) in bits.iter_mut().enumerate() {
+                let mask = _mm512_test_epi32_mask(level, _mm512_set1_epi32(1 << p));
+                *b |= u64::from(mask) << (g * LANES % 64);
+            }
+            if ((g + 1) * LANES).is_multiple_of(64) || (g + 1) * LANES == whole {
+                for (p, b) in bits.iter_mut().enumerate() {
+                    planes[p * words + g * LANES / 64] = std::mem::take(b);
+                }
+            }
+        }
+        let mut lanes = [0.0f32; LANES];
+        // SAFETY: `lanes` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
+        let level_sum = _mm512_reduce_add_epi32(sum) as u32;
+        quantize::finish(&r, &grid, residual, whole, n, &lanes, level_sum, planes)
     }
 
     /// Eight bytes a step widened to eight `f32` lanes, four accumulators;
@@ -984,6 +1144,8 @@ mod neon {
         // vectorises with it already.
         lower_bounds: super::super::bits::lower_bounds_portable,
         byte_dot: byte_dot_entry,
+        // The same: the portable body vectorises with the baseline.
+        quantize: super::super::quantize::portable,
     };
 
     #[expect(

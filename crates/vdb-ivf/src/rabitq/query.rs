@@ -8,13 +8,6 @@ use vdb_core::{CODE_FACTORS, EXTENDED_FACTORS, ListId, Metric};
 
 use super::{Codebook, EXTENDED_ERROR, EXTENDED_SCALE, code_words};
 
-/// Levels of the query's quantization (4 bits).
-const LEVELS: f32 = ((1 << PLANES) - 1) as f32;
-
-/// 2^23: added to a float in `[0, 2^22)`, leaves it rounded to an integer
-/// (ties to even) in the low bits of the mantissa.
-const ROUNDER: f32 = 8_388_608.0;
-
 /// A row's estimated distance and the lowest distance the bound allows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
@@ -34,8 +27,6 @@ pub struct Estimate {
 pub struct ListQuery {
     planes: Vec<u64>,
     residual: Vec<f32>,
-    /// The residual's 4-bit levels, a byte each.
-    levels: Vec<u8>,
     /// `⟨x̄, y'⟩ = per_dot · dots + per_one · ones + offset`; `constant`
     /// is the query's part of every row's distance; the bound is
     /// `per_error · error + per_scale · scale`.
@@ -69,57 +60,32 @@ impl ListQuery {
     ) {
         let dim = codebook.dim();
         let centroid = codebook.rotated_centroid(list);
-        let words = code_words(dim);
+        // Cleared first: a list outside the codebook has no centroid, and
+        // then nothing of the previous list's may remain.
         self.residual.clear();
-        self.residual
-            .extend(rotated_query.iter().zip(centroid).map(|(q, c)| q - c));
-        let (lo, hi) = min_max(&self.residual);
-        let step = if hi > lo { (hi - lo) / LEVELS } else { 0.0 };
-        let inverse = if step > 0.0 { 1.0 / step } else { 0.0 };
-        // Each value's level, rounded to the nearest (ties to even) by
-        // adding 2^23: the sum's unit is 1, so its low mantissa bits are
-        // the level — a bit cast where a float-to-integer conversion would
-        // not vectorise. The last group of eight is padded with level 0
-        // (no bit of any plane).
-        self.levels.clear();
-        self.levels.extend(
-            self.residual
-                .iter()
-                .map(|&y| (((y - lo) * inverse).min(LEVELS) + ROUNDER).to_bits() as u8),
-        );
-        self.levels.resize(dim.next_multiple_of(8), 0);
-        let rounding_sq = rounding_sq(&self.residual, &self.levels, lo, step);
-        // `Σ (e_j − y'_j) = −(dim·lo + Δ·Σ u_j)`, the estimate's offset.
-        let level_sum: u32 = self.levels.iter().map(|&l| u32::from(l)).sum();
+        self.residual.resize(dim, 0.0);
         self.planes.clear();
-        self.planes.resize(PLANES * words, 0);
-        for (word, block) in self.levels.chunks(64).enumerate() {
-            let mut planes = [0u64; PLANES];
-            for (g, group) in block.chunks_exact(8).enumerate() {
-                let group = u64::from_le_bytes(group.try_into().unwrap_or([0; 8]));
-                for (p, plane) in planes.iter_mut().enumerate() {
-                    *plane |= u64::from(bits_of_bytes(group >> p)) << (8 * g);
-                }
-            }
-            for (p, plane) in planes.into_iter().enumerate() {
-                self.planes[p * words + word] = plane;
-            }
-        }
-        let rho_sq = distance::norm_sq(&self.residual);
-        self.extended_offset = 127.5 * sum(&self.residual);
+        self.planes.resize(PLANES * code_words(dim), 0);
+        let q = distance::quantize(
+            rotated_query,
+            centroid,
+            &mut self.residual,
+            &mut self.planes,
+        );
+        self.extended_offset = 127.5 * q.sum;
         let root_d = (dim as f32).sqrt();
-        let q_dot_c = distance::dot(rotated_query, centroid);
         self.terms = BoundTerms {
-            per_dot: 2.0 * step / root_d,
-            per_one: 2.0 * lo / root_d,
-            offset: -(dim as f32 * lo + step * level_sum as f32) / root_d,
+            per_dot: 2.0 * q.step / root_d,
+            per_one: 2.0 * q.lo / root_d,
+            // `Σ (e_j − y'_j) = −(dim·lo + Δ·Σ u_j)`, the estimate's offset.
+            offset: -(dim as f32 * q.lo + q.step * q.level_sum as f32) / root_d,
             constant: match codebook.metric {
-                Metric::L2 => rho_sq,
-                Metric::InnerProduct => -q_dot_c,
-                Metric::Cosine => 1.0 - q_dot_c,
+                Metric::L2 => q.norm_sq,
+                Metric::InnerProduct => -q.query_dot_centroid,
+                Metric::Cosine => 1.0 - q.query_dot_centroid,
             },
-            per_error: epsilon * rho_sq.sqrt() / ((dim.max(2) - 1) as f32).sqrt(),
-            per_scale: epsilon * rounding_sq.sqrt() / root_d,
+            per_error: epsilon * q.norm_sq.sqrt() / ((dim.max(2) - 1) as f32).sqrt(),
+            per_scale: epsilon * q.rounding_sq.sqrt() / root_d,
         };
     }
 
@@ -162,80 +128,6 @@ impl ListQuery {
             lower: distance - self.terms.per_error * factors[EXTENDED_ERROR],
         }
     }
-}
-
-/// Lanes of the independent accumulators below: enough for the compiler
-/// to keep them in vector registers.
-const LANES: usize = 16;
-
-/// The smallest and largest of `values` (`(∞, −∞)` if empty), in
-/// [`LANES`] independent lanes so that the loop vectorises.
-fn min_max(values: &[f32]) -> (f32, f32) {
-    let mut lo = [f32::INFINITY; LANES];
-    let mut hi = [f32::NEG_INFINITY; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    // Comparisons rather than `f32::min`, whose NaN rule costs extra
-    // instructions a lane (the values are finite: validated vectors).
-    for chunk in chunks {
-        for j in 0..LANES {
-            lo[j] = if chunk[j] < lo[j] { chunk[j] } else { lo[j] };
-            hi[j] = if chunk[j] > hi[j] { chunk[j] } else { hi[j] };
-        }
-    }
-    let lo = tail.iter().chain(&lo).fold(f32::INFINITY, |a, &b| a.min(b));
-    let hi = tail
-        .iter()
-        .chain(&hi)
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    (lo, hi)
-}
-
-/// `Σ values`, in [`LANES`] independent lanes so that the loop
-/// vectorises (a plain sum is one chain of dependent adds: at 384
-/// dimensions and 128 probed lists it took a third of the preparation).
-fn sum(values: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for chunk in chunks {
-        for j in 0..LANES {
-            lanes[j] += chunk[j];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// `Σ e_j²`, the squared rounding errors `e_j = y_j − (lo + Δ·u_j)` of
-/// `values` at their `levels`, in [`LANES`] independent lanes.
-fn rounding_sq(values: &[f32], levels: &[u8], lo: f32, step: f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for (chunk, level) in chunks.zip(levels.chunks_exact(LANES)) {
-        for j in 0..LANES {
-            let e = chunk[j] - (lo + step * f32::from(level[j]));
-            acc[j] += e * e;
-        }
-    }
-    let done = values.len() - tail.len();
-    let tail: f32 = tail
-        .iter()
-        .zip(&levels[done..])
-        .map(|(&y, &l)| {
-            let e = y - (lo + step * f32::from(l));
-            e * e
-        })
-        .sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Bit 0 of each byte of `x`, byte `i`'s into bit `i`: one multiply puts
-/// `b_i · 2^(56+i)` in the top byte, and the partial products below it
-/// land on distinct bits, so nothing carries into it.
-#[inline]
-fn bits_of_bytes(x: u64) -> u8 {
-    ((x & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
 }
 
 #[cfg(test)]
@@ -375,7 +267,7 @@ mod tests {
             let y: Vec<f32> = rq.iter().zip(book.rotated_centroid(ListId(0))).map(|(a, b)| a - b).collect();
             let lo = y.iter().copied().fold(f32::INFINITY, f32::min);
             let hi = y.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let step = if hi > lo { (hi - lo) / LEVELS } else { 0.0 };
+            let step = if hi > lo { (hi - lo) / distance::quantize::LEVELS } else { 0.0 };
             let inverse = if step > 0.0 { 1.0 / step } else { 0.0 };
             let words = code_words(dim);
             let (mut sum, mut rounding, mut rounding_sq) = (0.0f64, 0.0f64, 0.0f64);
