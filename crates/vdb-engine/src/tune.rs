@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use vdb_core::{ListId, RowAddr, TopK};
+use vdb_core::{ListId, RowAddr};
 use vdb_ivf::{CoarseQuantizer, SearchParams, Searcher, Source, SplitMix64};
 
 use crate::collection::Collection;
@@ -197,9 +197,9 @@ pub(crate) fn nprobe_for_recall(
         .zip(flat.par_chunks(q.dim()))
         .zip(found)
         .map_init(
-            || (Vec::new(), TopK::new(0), Vec::new()),
-            |(scratch, top, order), (((id, _), v), found)| {
-                q.probe(v, nlist, scratch, top, order);
+            || (Vec::new(), Vec::new()),
+            |(scratch, order), (((id, _), v), found)| {
+                q.probe(v, nlist, scratch, order);
                 found
                     .iter()
                     .filter(|n| n.id.0 != *id)
@@ -339,11 +339,10 @@ impl Collection {
                 // Rows scanned at nprobe p: the stored rows of the p
                 // nearest lists.
                 let mut dists = Vec::new();
-                let mut top = TopK::new(0);
                 let mut ranked = Vec::new();
                 let mut prepared = v.clone();
                 q.metric().prepare(&mut prepared);
-                q.probe(&prepared, nlist, &mut dists, &mut top, &mut ranked);
+                q.probe(&prepared, nlist, &mut dists, &mut ranked);
                 let mut cumulative = Vec::with_capacity(nlist);
                 let mut sum = 0u64;
                 for (l, _) in &ranked {

@@ -127,7 +127,6 @@ pub struct Searcher {
     work: SearchWork,
     query: Vec<f32>,
     centroid_distances: Vec<f32>,
-    probe_top: TopK,
     probes: Vec<(ListId, f32)>,
     top: TopK,
     distances: Vec<f32>,
@@ -156,7 +155,6 @@ impl Searcher {
             work: SearchWork::default(),
             query: Vec::new(),
             centroid_distances: Vec::new(),
-            probe_top: TopK::new(0),
             probes: Vec::new(),
             top: TopK::new(0),
             distances: vec![0.0; SCAN_CHUNK],
@@ -232,7 +230,6 @@ impl Searcher {
             &self.query,
             reach(quantizer, sources, params),
             &mut self.centroid_distances,
-            &mut self.probe_top,
             &mut self.probes,
         );
         self.scan(quantizer, sources, params, trace)
@@ -826,7 +823,6 @@ pub fn search_batch(
                             vdb_core::distance::norm_sq(q),
                             row,
                             reach(quantizer, sources, params),
-                            &mut searcher.probe_top,
                             &mut searcher.probes,
                         );
                         searcher.scan(quantizer, sources, params, None)

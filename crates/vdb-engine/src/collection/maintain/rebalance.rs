@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use vdb_core::{Hold, InvertedLists, ListId, Metric, TopK};
+use vdb_core::{Hold, InvertedLists, ListId, Metric};
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
 use super::super::{Collection, Loc, unix_now, visible_sizes};
@@ -365,9 +365,9 @@ impl<'a> Work<'a> {
         // the new centroid's cell; a row of the two changed lists has its
         // nearest list among the old centroid's neighbours or the new.
         let mut lists: Vec<ListId> = vec![split, dissolve];
-        let (mut scratch, mut top, mut near) = (Vec::new(), TopK::new(NEIGHBOURS), Vec::new());
+        let (mut scratch, mut near) = (Vec::new(), Vec::new());
         for c in [c1, c2, &old[..], &old_gone[..]] {
-            q.probe(c, NEIGHBOURS, &mut scratch, &mut top, &mut near);
+            q.probe(c, NEIGHBOURS, &mut scratch, &mut near);
             lists.extend(near.iter().map(|&(n, _)| n));
         }
         lists.sort_unstable();

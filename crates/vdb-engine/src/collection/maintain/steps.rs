@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use vdb_core::{ListId, TopK};
+use vdb_core::ListId;
 use vdb_ivf::{CoarseQuantizer, KMeansParams, kmeans};
 
 use super::super::{Collection, Loc, Snapshot, unix_now};
@@ -188,15 +188,9 @@ fn match_slots(q: &CoarseQuantizer, fresh: &[f32]) -> Result<Vec<f32>> {
         )));
     }
     let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
-    let (mut scratch, mut top, mut near) = (Vec::new(), TopK::new(MATCH_CANDIDATES), Vec::new());
+    let (mut scratch, mut near) = (Vec::new(), Vec::new());
     for (n, c) in fresh.chunks_exact(dim).enumerate() {
-        q.probe(
-            c,
-            MATCH_CANDIDATES.min(nlist),
-            &mut scratch,
-            &mut top,
-            &mut near,
-        );
+        q.probe(c, MATCH_CANDIDATES.min(nlist), &mut scratch, &mut near);
         pairs.extend(near.iter().map(|&(slot, d)| (d, n, slot.index())));
     }
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
