@@ -560,12 +560,16 @@ impl Coded<'_> {
         }
     }
 
-    /// Starts loading the extended code of the list's row `i`.
+    /// Starts loading the extended code of the list's row `i` and its
+    /// factors (another region: a miss of its own).
     #[inline]
     fn prefetch_extended(&self, ext: ExtendedCodes<'_>, i: usize) {
         let dim = self.query.len();
         if let Some(code) = ext.codes.get(i * dim..(i + 1) * dim) {
             vdb_core::distance::prefetch(code, PREFETCH_LINES);
+        }
+        if let Some(factors) = ext.factors.get(i..=i) {
+            vdb_core::distance::prefetch(factors, 1);
         }
     }
 
