@@ -491,7 +491,9 @@ mod x86 {
     /// code are then summed by `log2(words)` levels of [`pair_sums`], which
     /// leave the eight codes' sums in order. Otherwise each code gets its
     /// own accumulator (its words eight at a time, the last group masked)
-    /// and [`lane_totals`] sums the eight. Codes past the last eight:
+    /// and [`lane_totals`] sums the eight — but for 3·2^k words (192, 384,
+    /// 768, 1536 dimensions), whose eight codes fill whole registers and
+    /// are summed as one stream. Codes past the last eight:
     /// one at a time, summed horizontally.
     ///
     /// # Safety
@@ -583,6 +585,70 @@ mod x86 {
                         lane_totals([a, b, c, d, e, f, h, i])
                     }
                 };
+                store(out, g, sums);
+            }
+        } else if matches!(words, 3 | 6 | 12 | 24) {
+            // Eight codes are 3·2^k whole registers (words = 3·2^k): the
+            // codes read as one stream of words, no lane wasted. Register
+            // `r` of a group meets the planes' words `(8r + l) mod words`,
+            // a pattern of period three. `k` levels of pair sums turn each
+            // third of the registers into one of eight partial sums in
+            // stream order (24 in all, three a code), and code `c`'s sum
+            // is partials 3c + 0, 1, 2: three selections across the three.
+            let thirds = words / 3;
+            let mut lanes = [[[0i64; 8]; PLANES]; 3];
+            for (j, rotation) in lanes.iter_mut().enumerate() {
+                for (p, plane) in rotation.iter_mut().enumerate() {
+                    for (l, lane) in plane.iter_mut().enumerate() {
+                        *lane = planes[p * words + (8 * j + l) % words] as i64;
+                    }
+                }
+            }
+            // SAFETY: each array holds eight i64 lanes.
+            let rotations =
+                lanes.map(|r| r.map(|lane| unsafe { _mm512_loadu_si512(lane.as_ptr().cast()) }));
+            let select = |k: i64| {
+                let idx = _mm512_set_epi64(21 + k, 18 + k, 15 + k, 12 + k, 9 + k, 6 + k, 3 + k, k);
+                // Lanes whose partial lies in the third register.
+                let from_third: __mmask8 = if k == 0 { 0xC0 } else { 0xE0 };
+                (idx, from_third)
+            };
+            let selections = [select(0), select(1), select(2)];
+            for g in 0..groups {
+                let first = 8 * g * words;
+                // The partial sums of registers `from..from + thirds` of
+                // this group.
+                let third = |t: usize| {
+                    let count = |r: usize| {
+                        // SAFETY: register `r < 3·thirds = words` of the
+                        // group covers words `first + 8r..first + 8r + 8`,
+                        // inside the eight codes `8g..8g+8 < count`.
+                        let c = unsafe { _mm512_loadu_si512(cp.add(first + 8 * r).cast()) };
+                        weighted_counts(c, rotations[r % 3])
+                    };
+                    let from = t * thirds;
+                    match thirds {
+                        1 => count(from),
+                        2 => pair_sums(count(from), count(from + 1)),
+                        4 => pair_sums(
+                            pair_sums(count(from), count(from + 1)),
+                            pair_sums(count(from + 2), count(from + 3)),
+                        ),
+                        _ => lane_totals([0, 1, 2, 3, 4, 5, 6, 7].map(|r| count(from + r))),
+                    }
+                };
+                let (x, y, z) = (third(0), third(1), third(2));
+                let sums = selections
+                    .iter()
+                    .map(|&(idx, from_third)| {
+                        _mm512_mask_permutexvar_epi64(
+                            _mm512_permutex2var_epi64(x, idx, y),
+                            from_third,
+                            idx,
+                            z,
+                        )
+                    })
+                    .fold(_mm512_setzero_si512(), |a, b| _mm512_add_epi64(a, b));
                 store(out, g, sums);
             }
         } else {
