@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """IVF_RABITQ against faiss IndexIVFRaBitQ + IndexRefineFlat and hnswlib,
-one run, one thread: one query per call, and (with --batched) the whole
-query set in one call.
+one run, searches on one thread: one query per call, and (with --batched)
+the whole query set in one call; every build on the same two threads.
 
     pip install faiss-cpu hnswlib numpy
     python3 benches/rabitq_compare.py --data DIR --nlist 256 [--batched]
 
 DIR holds texmex files (base.fvecs, query.fvecs, gt.ivecs). vdb's side is
-`vdbctl bench --json --threads 1` (release build, made by this script) on
+`vdbctl bench --json --threads 2` (release build, made by this script) on
 the same files, once with --index-type ivf_flat and once with ivf_rabitq
 (epsilon 1.9): a segment written and mapped as the engine writes it,
 vdb's own k-means; its batched figure is `batch_qps_1t`. faiss's IVF uses
@@ -107,7 +107,7 @@ def main():
     for index in ("ivf_flat", "ivf_rabitq"):
         system = f"vdb {index}"
         out = subprocess.run(
-            ["target/release/vdbctl", "bench", "--json", "--threads", "1", "--nlist", str(a.nlist),
+            ["target/release/vdbctl", "bench", "--json", "--threads", "2", "--nlist", str(a.nlist),
              "--nprobe", a.nprobe, "--k", str(k), "--index-type", index,
              "--base", os.path.join(a.data, "base.fvecs"), "--query", queries_path,
              "--gt", gt_path],
@@ -155,8 +155,8 @@ def main():
             found, qps = all_at_once(lambda qs: h.knn_query(qs, k=k)[0], queries)
             batched.append(("hnswlib M=16", f"ef {ef}", recall(found, gt, k), qps))
 
-    print(f"{n} x {dim}, nlist {a.nlist}, {len(queries)} queries, k {k}, one thread"
-          f"; builds on 2 threads except vdb's (one)\n")
+    print(f"{n} x {dim}, nlist {a.nlist}, {len(queries)} queries, k {k}, searches on one thread"
+          f"; builds on 2 threads\n")
     tables = [("one query per call", rows)]
     if a.batched:
         tables.append(("all queries in one call", batched))
