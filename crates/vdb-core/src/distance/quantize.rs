@@ -123,6 +123,24 @@ pub(super) fn check(
     (n, words)
 }
 
+/// What every kernel starts with: the shapes ([`check`]), the first pass
+/// ([`residual_generic`], compiled with the caller's features), the grid,
+/// and the planes' words zeroed. Returns `n`, the words a plane, the
+/// residual's sums and the grid.
+#[inline(always)]
+pub(super) fn begin(
+    query: &[f32],
+    centroid: &[f32],
+    residual: &mut [f32],
+    planes: &mut [u64],
+) -> (usize, usize, Residual, Grid) {
+    let (n, words) = check(query, centroid, residual, planes);
+    let r = residual_generic(query, centroid, residual, n);
+    let grid = Grid::of(&r);
+    planes[..PLANES * words].fill(0);
+    (n, words, r, grid)
+}
+
 /// `Σ lanes` in order, then `tail`: how every kernel finishes a sum.
 #[inline(always)]
 pub(super) fn fold(lanes: &[f32; LANES], tail: f32) -> f32 {
@@ -235,10 +253,7 @@ pub(super) fn generic(
     residual: &mut [f32],
     planes: &mut [u64],
 ) -> Quantized {
-    let (n, words) = check(query, centroid, residual, planes);
-    let r = residual_generic(query, centroid, residual, n);
-    let grid = Grid::of(&r);
-    planes[..PLANES * words].fill(0);
+    let (n, words, r, grid) = begin(query, centroid, residual, planes);
     let mut lanes = [0.0f32; LANES];
     let mut level_sum = 0u32;
     let mut bits = [0u64; PLANES];

@@ -79,7 +79,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::bits::{BoundTerms, PLANES};
-    use super::super::quantize::{self, Grid, LANES, Quantized};
+    use super::super::quantize::{self, LANES, Quantized};
     use super::super::{BlockedVectors, Isa, Kernels};
     use super::PREFETCH_BYTES;
     use crate::CODE_FACTORS;
@@ -244,10 +244,7 @@ mod x86 {
         residual: &mut [f32],
         planes: &mut [u64],
     ) -> Quantized {
-        let (n, words) = quantize::check(query, centroid, residual, planes);
-        let r = quantize::residual_generic(query, centroid, residual, n);
-        let grid = Grid::of(&r);
-        planes[..PLANES * words].fill(0);
+        let (n, words, r, grid) = quantize::begin(query, centroid, residual, planes);
         let lo = _mm256_set1_ps(grid.lo);
         let step = _mm256_set1_ps(grid.step);
         let inverse = _mm256_set1_ps(grid.inverse);
@@ -313,10 +310,7 @@ mod x86 {
         residual: &mut [f32],
         planes: &mut [u64],
     ) -> Quantized {
-        let (n, words) = quantize::check(query, centroid, residual, planes);
-        let r = quantize::residual_generic(query, centroid, residual, n);
-        let grid = Grid::of(&r);
-        planes[..PLANES * words].fill(0);
+        let (n, words, r, grid) = quantize::begin(query, centroid, residual, planes);
         let lo = _mm512_set1_ps(grid.lo);
         let step = _mm512_set1_ps(grid.step);
         let inverse = _mm512_set1_ps(grid.inverse);
