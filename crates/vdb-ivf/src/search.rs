@@ -343,10 +343,25 @@ impl Searcher {
                     ruled_out += ids.len() as u64;
                     continue;
                 }
-                let codes = codebook
+                // The list's codes, if it has them and they fit; its query
+                // is prepared for them when a chunk first uses them.
+                let coded = codebook
                     .zip(source.lists.list_codes(list))
-                    .filter(|&(book, codes)| codes_fit(codes, ids.len(), book));
-                let first_row = row;
+                    .filter(|&(book, codes)| codes_fit(codes, ids.len(), book))
+                    .map(|(book, codes)| {
+                        let list = Coded {
+                            query: &self.query,
+                            metric,
+                            codes,
+                            vectors,
+                            ids,
+                            deleted,
+                            source: s,
+                            first_row: row,
+                            extended: extended_fit(codes, ids.len(), dim),
+                        };
+                        (book, list)
+                    });
                 if let Some(filter) = source.filter {
                     for (c, (vchunk, ichunk)) in vectors
                         .chunks(SCAN_CHUNK * dim)
@@ -367,7 +382,7 @@ impl Searcher {
                         // Enough rows pass and the list has codes: the
                         // chunk is scanned as an unfiltered one, only the
                         // passing rows allowed through its bounds.
-                        if let Some((book, codes)) = codes
+                        if let Some((book, coded)) = &coded
                             && passing.len() * CODED_SHARE >= ichunk.len()
                         {
                             if !list_query_ready {
@@ -375,27 +390,15 @@ impl Searcher {
                                     .prepare(book, list, &self.rotated, self.epsilon);
                                 list_query_ready = true;
                             }
-                            let coded = Coded {
-                                query: &self.query,
-                                list_query: &self.list_query,
-                                metric,
-                                codes,
-                                vectors,
-                                ids,
-                                deleted,
-                                source: s,
-                                first_row,
-                                extended: extended_fit(codes, ids.len(), dim),
-                            };
                             let mut allowed: ChunkMask = [0; SCAN_CHUNK / 64];
                             for &i in &passing {
                                 allowed[i as usize / 64] |= 1 << (i % 64);
                             }
                             let mut work = CodedWork::default();
                             scan_coded_chunk(
-                                &coded,
-                                c,
-                                Some(&allowed),
+                                coded,
+                                &self.list_query,
+                                (c, Some(&allowed)),
                                 &mut self.top,
                                 (&mut self.dots, &mut self.lowers),
                                 trace.is_some().then_some(&mut seen),
@@ -436,25 +439,15 @@ impl Searcher {
                     }
                     continue;
                 }
-                if let Some((book, codes)) = codes {
+                if let Some((book, coded)) = &coded {
                     if !list_query_ready {
                         self.list_query
                             .prepare(book, list, &self.rotated, self.epsilon);
                         list_query_ready = true;
                     }
                     let work = scan_coded(
-                        Coded {
-                            query: &self.query,
-                            list_query: &self.list_query,
-                            metric,
-                            codes,
-                            vectors,
-                            ids,
-                            deleted,
-                            source: s,
-                            first_row,
-                            extended: extended_fit(codes, ids.len(), dim),
-                        },
+                        coded,
+                        &self.list_query,
                         &mut self.top,
                         (&mut self.dots, &mut self.lowers),
                         trace.is_some().then_some(&mut seen),
@@ -576,7 +569,6 @@ fn extended_fit(codes: ListCodes<'_>, rows: usize, dim: usize) -> Option<Extende
 /// One coded list of one source, and the query, for [`scan_coded`].
 struct Coded<'a> {
     query: &'a [f32],
-    list_query: &'a ListQuery,
     metric: Metric,
     codes: ListCodes<'a>,
     vectors: &'a [f32],
@@ -627,6 +619,7 @@ impl Coded<'_> {
     #[inline]
     fn estimate_extended(
         &self,
+        list_query: &ListQuery,
         ext: ExtendedCodes<'_>,
         i: usize,
         factors: &[f32; CODE_FACTORS],
@@ -634,10 +627,7 @@ impl Coded<'_> {
         let dim = self.query.len();
         let code = ext.codes.get(i * dim..(i + 1) * dim)?;
         let f = ext.factors.get(i)?;
-        Some(
-            self.list_query
-                .estimate_extended(code, factors[rabitq::ADD], f),
-        )
+        Some(list_query.estimate_extended(code, factors[rabitq::ADD], f))
     }
 
     /// The list's row `i`'s vector, if the list's vectors hold it.
@@ -710,7 +700,8 @@ struct CodedWork {
 /// Scans a coded list, chunk after chunk ([`scan_coded_chunk`]): every
 /// row but the deleted may be scored.
 fn scan_coded(
-    list: Coded<'_>,
+    list: &Coded<'_>,
+    list_query: &ListQuery,
     top: &mut TopK,
     scratch: (&mut Vec<u32>, &mut Vec<f32>),
     mut seen: Option<&mut Vec<f32>>,
@@ -719,9 +710,9 @@ fn scan_coded(
     let (dots, lowers) = scratch;
     for c in 0..list.ids.len().div_ceil(SCAN_CHUNK) {
         scan_coded_chunk(
-            &list,
-            c,
-            None,
+            list,
+            list_query,
+            (c, None),
             top,
             (dots, lowers),
             seen.as_deref_mut(),
@@ -743,8 +734,8 @@ fn scan_coded(
 /// there (the 1-bit estimate for a row not reranked).
 fn scan_coded_chunk(
     list: &Coded<'_>,
-    c: usize,
-    allowed: Option<&ChunkMask>,
+    list_query: &ListQuery,
+    (c, allowed): (usize, Option<&ChunkMask>),
     top: &mut TopK,
     (dots, lowers): (&mut Vec<u32>, &mut Vec<f32>),
     mut seen: Option<&mut Vec<f32>>,
@@ -765,7 +756,7 @@ fn scan_coded_chunk(
     dots.resize(SCAN_CHUNK, 0);
     lowers.resize(SCAN_CHUNK, 0.0);
     let out = &mut dots[..n];
-    vdb_core::distance::bit_dots(cchunk, words, list.list_query.planes(), out);
+    vdb_core::distance::bit_dots(cchunk, words, list_query.planes(), out);
     let skip = |i: usize| match allowed {
         Some(mask) => mask[i / 64] >> (i % 64) & 1 == 0,
         None => list.deleted.is_some_and(|d| d.contains(row + i)),
@@ -786,7 +777,7 @@ fn scan_coded_chunk(
     // every row reranked), each checked again at the current k-th distance
     // before its rerank.
     let lower = &mut lowers[..n];
-    list.list_query.lower_bounds(out, fchunk, lower);
+    list_query.lower_bounds(out, fchunk, lower);
     let threshold = top.threshold();
     let mut through: ChunkMask = [0; SCAN_CHUNK / 64];
     for (mask, block) in through.iter_mut().zip(lower.chunks(64)) {
@@ -814,7 +805,7 @@ fn scan_coded_chunk(
             if skip(i) {
                 continue;
             }
-            match list.estimate_extended(ext, base + i, &fchunk[i]) {
+            match list.estimate_extended(list_query, ext, base + i, &fchunk[i]) {
                 Some(e) => {
                     work.refined += 1;
                     lower[i] = lower[i].max(e.lower);
@@ -854,7 +845,7 @@ fn scan_coded_chunk(
     if let Some(seen) = seen {
         for i in (0..n).filter(|&i| reranked[i / 64] >> (i % 64) & 1 == 0) {
             if !skip(i) {
-                seen.push(list.list_query.estimate(out[i], &fchunk[i]).distance);
+                seen.push(list_query.estimate(out[i], &fchunk[i]).distance);
             }
         }
     }
