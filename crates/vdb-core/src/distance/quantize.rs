@@ -141,6 +141,26 @@ pub(super) fn begin(
     (n, words, r, grid)
 }
 
+/// Group `g` of [`LANES`] values (of `groups`) has its bits in `bits`, at
+/// its place in each plane's current word: when it is the last group of
+/// that word, or the last whole group, the words are stored (each once,
+/// not read back and or-ed per group) and `bits` starts again.
+#[inline(always)]
+pub(super) fn store_group(
+    bits: &mut [u64; PLANES],
+    planes: &mut [u64],
+    words: usize,
+    g: usize,
+    groups: usize,
+) {
+    // LANES divides 64: a group's bits are one part of one word.
+    if ((g + 1) * LANES).is_multiple_of(64) || g + 1 == groups {
+        for (p, b) in bits.iter_mut().enumerate() {
+            planes[p * words + g * LANES / 64] = std::mem::take(b);
+        }
+    }
+}
+
 /// `Σ lanes` in order, then `tail`: how every kernel finishes a sum.
 #[inline(always)]
 pub(super) fn fold(lanes: &[f32; LANES], tail: f32) -> f32 {
@@ -225,12 +245,8 @@ pub(super) fn finish(
         let (level, e_sq) = grid.level(y);
         tail += e_sq;
         level_sum += level;
-        for (p, plane) in planes
-            .chunks_exact_mut(words.max(1))
-            .take(PLANES)
-            .enumerate()
-        {
-            plane[j / 64] |= u64::from(level >> p & 1) << (j % 64);
+        for p in 0..PLANES {
+            planes[p * words + j / 64] |= u64::from(level >> p & 1) << (j % 64);
         }
     }
     Quantized {
@@ -274,13 +290,7 @@ pub(super) fn generic(
                 u64::from(bits_of_bytes(low >> p)) | u64::from(bits_of_bytes(high >> p)) << 8;
             *b |= sixteen << (g * LANES % 64);
         }
-        // LANES divides 64: a group's bits are one part of one word,
-        // stored when its last group is in.
-        if ((g + 1) * LANES).is_multiple_of(64) || (g + 1) * LANES == whole {
-            for (p, b) in bits.iter_mut().enumerate() {
-                planes[p * words + g * LANES / 64] = std::mem::take(b);
-            }
-        }
+        store_group(&mut bits, planes, words, g, whole / LANES);
     }
     finish(&r, &grid, residual, whole, n, &lanes, level_sum, planes)
 }

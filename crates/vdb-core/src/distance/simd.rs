@@ -274,13 +274,7 @@ mod x86 {
                 bits[2] |= sign(_mm256_slli_epi32::<29>(level)) << at;
                 bits[3] |= sign(_mm256_slli_epi32::<28>(level)) << at;
             }
-            // LANES divides 64: a group's bits are one part of one word,
-            // stored when its last group is in.
-            if ((g + 1) * LANES).is_multiple_of(64) || (g + 1) * LANES == whole {
-                for (p, b) in bits.iter_mut().enumerate() {
-                    planes[p * words + g * LANES / 64] = std::mem::take(b);
-                }
-            }
+            quantize::store_group(&mut bits, planes, words, g, whole / LANES);
         }
         let mut lanes = [0.0f32; LANES];
         let mut sums = [0u32; 8];
@@ -330,17 +324,11 @@ mod x86 {
             let e = _mm512_sub_ps(y, on_grid);
             acc = _mm512_add_ps(acc, _mm512_mul_ps(e, e));
             sum = _mm512_add_epi32(sum, level);
-            // LANES divides 64: a group's bits are one part of one word,
-            // stored when its last group is in.
             for (p, b) in bits.iter_mut().enumerate() {
                 let mask = _mm512_test_epi32_mask(level, _mm512_set1_epi32(1 << p));
                 *b |= u64::from(mask) << (g * LANES % 64);
             }
-            if ((g + 1) * LANES).is_multiple_of(64) || (g + 1) * LANES == whole {
-                for (p, b) in bits.iter_mut().enumerate() {
-                    planes[p * words + g * LANES / 64] = std::mem::take(b);
-                }
-            }
+            quantize::store_group(&mut bits, planes, words, g, whole / LANES);
         }
         let mut lanes = [0.0f32; LANES];
         // SAFETY: `lanes` holds sixteen floats.
@@ -1204,7 +1192,8 @@ mod neon {
         // vectorises with it already.
         lower_bounds: super::super::bits::lower_bounds_portable,
         byte_dot: byte_dot_entry,
-        // The same: the portable body vectorises with the baseline.
+        // No kernel of its own yet: the portable one, whose first pass
+        // vectorises with the baseline.
         quantize: super::super::quantize::portable,
     };
 
