@@ -60,12 +60,15 @@ impl ListQuery {
     ) {
         let dim = codebook.dim();
         let centroid = codebook.rotated_centroid(list);
-        // Cleared first: a list outside the codebook has no centroid, and
-        // then nothing of the previous list's may remain.
-        self.residual.clear();
+        // The kernel writes every value and plane word of a list inside
+        // the codebook; one outside it has no centroid, and then nothing
+        // of the previous list's may remain.
         self.residual.resize(dim, 0.0);
-        self.planes.clear();
         self.planes.resize(PLANES * code_words(dim), 0);
+        if centroid.len() != dim {
+            self.residual.fill(0.0);
+            self.planes.fill(0);
+        }
         let q = distance::quantize(
             rotated_query,
             centroid,
@@ -244,6 +247,21 @@ mod tests {
             prop_assert!(paper * 10 <= total, "{paper} of {total} outside");
             prop_assert_eq!(wide, 0);
         }
+    }
+
+    /// A list outside the codebook (no centroid) leaves nothing of the
+    /// list prepared before it.
+    #[test]
+    fn a_list_outside_the_codebook_keeps_nothing_of_the_previous() {
+        let (_, queries, book) = fixture(70, Metric::L2, 4);
+        let mut rq = vec![0.0; 70];
+        book.rotation().apply(&queries[..70], &mut rq);
+        let mut lq = ListQuery::new();
+        lq.prepare(&book, ListId(0), &rq, 2.0);
+        assert!(lq.planes().iter().any(|&w| w != 0));
+        lq.prepare(&book, ListId(1), &rq, 2.0);
+        assert!(lq.planes().iter().all(|&w| w == 0));
+        assert!(lq.residual.iter().all(|&y| y == 0.0));
     }
 
     proptest! {
