@@ -106,6 +106,36 @@ fn kernels(c: &mut Criterion) {
     }
     g.finish();
 
+    // The same codes in fast-scan blocks against the query's table, 256
+    // rows (eight blocks) a call, in codes per second: against `bit_dots`
+    // above, the two layouts' scan side by side.
+    let mut g = c.benchmark_group("block_dots");
+    for words in [2usize, 6, 12] {
+        let rows = (2 << 20) / (8 * words);
+        let codes: Vec<u64> = data(rows * words * 2, 7)
+            .chunks(2)
+            .map(|p| u64::from(p[0].to_bits()) << 32 | u64::from(p[1].to_bits()))
+            .collect();
+        let mut blocks = Vec::new();
+        distance::fastscan::interleave(&codes, words, &mut blocks);
+        let levels: Vec<u8> = (0..64 * words).map(|j| (j * 7 % 16) as u8).collect();
+        let mut table = vec![0u8; distance::fastscan::table_bytes(words)];
+        distance::fastscan::table(&levels, words, &mut table);
+        let mut out = vec![0u32; 256];
+        g.throughput(Throughput::Elements(rows as u64));
+        for isa in distance::available() {
+            let k = distance::kernels_for(isa).expect("available");
+            g.bench_with_input(BenchmarkId::new(isa.name(), 64 * words), &words, |b, &w| {
+                b.iter(|| {
+                    for chunk in blocks.chunks(8 * distance::fastscan::block_bytes(w)) {
+                        (k.block_dots)(black_box(chunk), w, black_box(&table), &mut out);
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+
     // The RaBitQ query side: a query's residual against one list's
     // centroid, quantized to bit planes, once per probed list (1,024
     // centroids cycled through, so mostly from L2 as in a search), in lists

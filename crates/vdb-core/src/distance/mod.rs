@@ -17,6 +17,7 @@
 pub mod bits;
 mod blocked;
 pub mod bytes;
+pub mod fastscan;
 pub mod quantize;
 pub mod reference;
 mod simd;
@@ -77,6 +78,9 @@ pub struct Kernels {
     pub dot_matrix: DotMatrixFn,
     /// Inner products of 1-bit codes with a 4-bit query ([`bits`]).
     pub bit_dots: bits::BitDotsFn,
+    /// Inner products of blocks of 1-bit codes with a 4-bit query's
+    /// table ([`fastscan`]).
+    pub block_dots: fastscan::BlockDotsFn,
     /// Lower bounds of codes' distances from their counts ([`bits`]).
     pub lower_bounds: bits::LowerBoundsFn,
     /// Inner product of an 8-bit code with a float query ([`bytes`]).
@@ -105,6 +109,7 @@ const PORTABLE: Kernels = Kernels {
     blocked_dots: blocked::dots_portable,
     dot_matrix: simd::gemm_entry,
     bit_dots: bits::portable,
+    block_dots: fastscan::portable,
     lower_bounds: bits::lower_bounds_portable,
     byte_dot: bytes::portable,
     quantize: quantize::portable,
@@ -229,6 +234,18 @@ fn product(
 #[inline]
 pub fn bit_dots(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
     (active().bit_dots)(codes, words, planes, out)
+}
+
+/// For each row of `blocks` (codes of `words` words in
+/// [`fastscan`]'s blocks), its inner product with a query quantized to 4
+/// bits a dimension, given as its table, into `out` (as many rows as
+/// `out` holds up to the whole blocks).
+///
+/// # Panics
+/// If `table` holds fewer than [`fastscan::table_bytes`]`(words)` bytes.
+#[inline]
+pub fn block_dots(blocks: &[u8], words: usize, table: &[u8], out: &mut [u32]) {
+    (active().block_dots)(blocks, words, table, out)
 }
 
 /// For each code, the lowest distance its estimate's error bound allows,
@@ -483,6 +500,81 @@ mod tests {
                     prop_assert!(out[rows..].iter().all(|&o| o == u32::MAX), "{}: wrote past the codes", isa);
                 }
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every instruction set's fast-scan kernel against the
+        /// bit-by-bit reference, over code widths that leave the pairs of
+        /// a word and row counts that leave partial blocks; outputs past
+        /// `out`'s rows and past the blocks are left alone.
+        #[test]
+        fn every_block_kernel_matches_the_reference(
+            words in 0usize..26, rows in 0usize..80, seed in any::<u64>(), dense in any::<bool>(), short in 0usize..3,
+        ) {
+            let mut s = seed | 1;
+            let mut next = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                if dense { s | s.rotate_left(17) } else { s }
+            };
+            let codes: Vec<u64> = (0..rows * words).map(|_| next()).collect();
+            let levels: Vec<u8> = (0..64 * words).map(|_| (next() % 16) as u8).collect();
+            let mut blocks = Vec::new();
+            fastscan::interleave(&codes, words, &mut blocks);
+            let mut table = vec![0u8; fastscan::table_bytes(words)];
+            fastscan::table(&levels, words, &mut table);
+            // `out` one row short of the rows, or as long, or longer.
+            let wanted = (rows + short).saturating_sub(1);
+            for isa in available() {
+                let k = kernels_for(isa).unwrap();
+                let mut out = vec![u32::MAX; wanted + 2];
+                (k.block_dots)(&blocks, words, &table, &mut out[..wanted]);
+                let filled = if words == 0 { wanted } else { wanted.min(fastscan::blocks_for(rows) * fastscan::BLOCK_ROWS) };
+                for r in 0..filled {
+                    let want = if r < rows { fastscan::reference(&codes[r * words..][..words], &levels) } else { 0 };
+                    prop_assert_eq!(out[r], want, "{} row {} of {} words", isa, r, words);
+                }
+                prop_assert!(out[filled..].iter().all(|&o| o == u32::MAX), "{}: wrote past the rows", isa);
+            }
+        }
+    }
+
+    #[test]
+    fn block_kernels_sum_long_codes_past_sixteen_bits() {
+        // 1,100 words: 4,400 pairs of code bytes, every level 15 and
+        // every bit set, 1,056,000 a row.
+        let words = 1100;
+        let codes = vec![u64::MAX; 33 * words];
+        let mut blocks = Vec::new();
+        fastscan::interleave(&codes, words, &mut blocks);
+        let mut table = vec![0u8; fastscan::table_bytes(words)];
+        fastscan::table(&vec![15; 64 * words], words, &mut table);
+        for isa in available() {
+            let k = kernels_for(isa).unwrap();
+            let mut out = vec![0u32; 64];
+            (k.block_dots)(&blocks, words, &table, &mut out);
+            assert!(
+                out[..33].iter().all(|&o| o == 15 * 64 * 1100),
+                "{isa}: {:?}",
+                &out[..3]
+            );
+            assert!(out[33..].iter().all(|&o| o == 0), "{isa}: padding rows");
+        }
+    }
+
+    #[test]
+    fn block_kernels_refuse_short_tables() {
+        for isa in available() {
+            let k = kernels_for(isa).unwrap();
+            let short = std::panic::catch_unwind(|| {
+                let mut out = [0u32; 1];
+                (k.block_dots)(&[0; 512], 2, &[0; 511], &mut out);
+            });
+            assert!(short.is_err(), "{isa}: 511 table bytes for 2-word codes");
         }
     }
 

@@ -75,6 +75,9 @@ macro_rules! batch_of {
 const PREFETCH_BYTES: usize = 4096;
 
 #[cfg(target_arch = "x86_64")]
+mod fastscan_x86;
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
@@ -93,6 +96,7 @@ mod x86 {
         blocked_dots: blocked_dots_avx2_entry,
         dot_matrix: super::gemm_entry,
         bit_dots: bit_dots_popcnt_entry,
+        block_dots: super::fastscan_x86::block_dots_avx2_entry,
         lower_bounds: lower_bounds_avx2_entry,
         byte_dot: byte_dot_avx2_entry,
         quantize: quantize_avx2_entry,
@@ -107,6 +111,7 @@ mod x86 {
         blocked_dots: blocked_dots_avx512_entry,
         dot_matrix: dot_matrix_avx512_entry,
         bit_dots: bit_dots_avx512_entry,
+        block_dots: super::fastscan_x86::block_dots_avx512_entry,
         lower_bounds: lower_bounds_avx512_entry,
         byte_dot: byte_dot_avx512_entry,
         quantize: quantize_avx512_entry,
@@ -1188,6 +1193,8 @@ mod neon {
         blocked_dots: blocked_dots_entry,
         dot_matrix: super::gemm_entry,
         bit_dots: bit_dots_entry,
+        // No kernel of its own yet (NEON's table lookup would be one).
+        block_dots: super::super::fastscan::portable,
         // NEON is part of the aarch64 baseline: the portable body
         // vectorises with it already.
         lower_bounds: super::super::bits::lower_bounds_portable,
