@@ -137,7 +137,7 @@ fn kernels(c: &mut Criterion) {
     g.finish();
 
     // The RaBitQ query side: a query's residual against one list's
-    // centroid, quantized to bit planes, once per probed list (1,024
+    // centroid, quantized to its fast-scan table, once per probed list (1,024
     // centroids cycled through, so mostly from L2 as in a search), in lists
     // per second.
     let mut g = c.benchmark_group("quantize");
@@ -146,7 +146,7 @@ fn kernels(c: &mut Criterion) {
         let centroids = data(lists * dim, 8);
         let query = data(dim, 9);
         let mut residual = vec![0.0f32; dim];
-        let mut planes = vec![0u64; distance::bits::PLANES * dim.div_ceil(64)];
+        let mut table = vec![0u8; distance::fastscan::table_bytes(dim.div_ceil(64))];
         g.throughput(Throughput::Elements(lists as u64));
         for isa in distance::available() {
             let k = distance::kernels_for(isa).expect("available");
@@ -157,7 +157,7 @@ fn kernels(c: &mut Criterion) {
                             black_box(&query),
                             c,
                             &mut residual,
-                            &mut planes,
+                            &mut table,
                         ));
                     }
                 })

@@ -42,7 +42,7 @@ def crc32(b):
 # --- the common frame -------------------------------------------------------
 
 KINDS = {1: b"VDBCENT\0", 2: b"VDBSEGM\0", 3: b"VDBDELS\0"}
-KNOWN_FLAGS = {1: 0, 2: 0b11111, 3: 0}
+KNOWN_FLAGS = {1: 0, 2: 0b111111, 3: 0}
 
 
 def read_frame(path, want_kind):
@@ -183,6 +183,8 @@ def read_segment(path, dim):
         raise Corrupt(f"{path}: presence without payloads")
     if flags & 16 and not flags & 8:
         raise Corrupt(f"{path}: extended codes without codes")
+    if flags & 32 and not flags & 8:
+        raise Corrupt(f"{path}: blocked codes without codes")
     parts = expect_regions(path, regions, kinds)
     vectors, table, ids = parts[0], parts[1], parts[2]
     if h["dim"] != dim or len(table) != 32 * nlist or len(ids) != 8 * rows:
@@ -227,24 +229,37 @@ def read_segment(path, dim):
                 raise Corrupt(f"{path}: row {r} has no payload but bytes")
     by_kind = dict(zip(kinds, parts))
     fields = read_columns(by_kind[8], rows, path) if flags & 4 else [dict() for _ in range(rows)]
-    h["codes"] = read_codes(by_kind[9], rows, dim, path, flags & 16) if flags & 8 else None
+    h["codes"] = read_codes(by_kind[9], rows, dim, path, flags & 16, flags & 32,
+                            [c for _, c in list_counts(table, nlist)]) if flags & 8 else None
     for r in range(rows):
         out.append((id_list[r], row_vectors[r], payloads[r], fields[r]))
     return h, out
 
 
-def read_codes(body, rows, dim, path, extended):
-    """The codes region (format 1.3; with `extended`, 1.4): (seed, codes,
-    factors, extended codes and factors or None), checked against its
-    shape."""
+def list_counts(table, nlist):
+    """(row_start, row_count) of each list of a list table."""
+    return [struct.unpack_from("<QQ", table, 32 * l) for l in range(nlist)]
+
+
+def read_codes(body, rows, dim, path, extended, blocked, counts):
+    """The codes region (format 1.3; with `extended`, 1.4; with `blocked`,
+    1.5, whose codes are in blocks of 32 rows per list, `counts` the lists'
+    row counts): (seed, codes, factors, extended codes and factors or
+    None), checked against its shape."""
     if len(body) < 64:
         raise Corrupt(f"{path}: codes header")
     seed, words = struct.unpack_from("<QI", body, 0)
-    if any(body[12:64]) or words != (dim + 63) // 64:
+    (blocks,) = struct.unpack_from("<Q", body, 16)
+    if any(body[12:16]) or any(body[24:64]) or words != (dim + 63) // 64:
         raise Corrupt(f"{path}: codes header")
-    x = 64 + rows * (8 * words + 16)
+    if blocks != (sum((c + 31) // 32 for c in counts) if blocked else 0):
+        raise Corrupt(f"{path}: codes header block count")
+    code_bytes = 256 * words * blocks if blocked else 8 * words * rows
+    factors_at = 64 if blocked else 64 + code_bytes
+    x = factors_at + 16 * rows
     padded = (dim * rows + 7) // 8 * 8
-    if len(body) != x + (padded + 8 * rows if extended else 0):
+    rest = padded + 8 * rows if extended else 0
+    if len(body) != x + rest + (code_bytes if blocked else 0):
         raise Corrupt(f"{path}: codes length")
     ext = None
     if extended:
@@ -252,9 +267,23 @@ def read_codes(body, rows, dim, path, extended):
             raise Corrupt(f"{path}: extended codes padding")
         ext = [(body[x + dim * r:x + dim * (r + 1)], struct.unpack_from("<2f", body, x + padded + 8 * r))
                for r in range(rows)]
-    codes = [struct.unpack_from(f"<{words}Q", body, 64 + 8 * words * r) for r in range(rows)]
-    at = 64 + 8 * words * rows
-    factors = [struct.unpack_from("<4f", body, at + 16 * r) for r in range(rows)]
+    if blocked:
+        codes = []
+        at = x + rest
+        for count in counts:
+            for k in range((count + 31) // 32):
+                block = body[at:at + 256 * words]
+                for i in range(32):
+                    code = bytes(block[64 * (b // 2) + 32 * (i // 16) + 16 * (b % 2) + i % 16]
+                                 for b in range(8 * words))
+                    if 32 * k + i < count:
+                        codes.append(struct.unpack("<%dQ" % words, code))
+                    elif any(code):
+                        raise Corrupt(f"{path}: a block's padding row is not zero")
+                at += 256 * words
+    else:
+        codes = [struct.unpack_from(f"<{words}Q", body, 64 + 8 * words * r) for r in range(rows)]
+    factors = [struct.unpack_from("<4f", body, factors_at + 16 * r) for r in range(rows)]
     for c, f in zip(codes, factors):
         ones = sum(bin(w).count("1") for w in c)
         if f[3] != ones:

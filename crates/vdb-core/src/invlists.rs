@@ -76,8 +76,10 @@ pub struct ListCodes<'a> {
     pub seed: u64,
     /// `u64` words per code.
     pub words: usize,
-    /// The codes, `words` words a row, in the list's row order.
-    pub codes: &'a [u64],
+    /// The codes in fast-scan blocks ([`crate::distance::fastscan`]):
+    /// `ceil(rows / 32)` blocks holding the list's rows in order, the last
+    /// padded with zero codes.
+    pub blocks: &'a [u8],
     /// Each row's factors, in the same order.
     pub factors: &'a [[f32; CODE_FACTORS]],
     /// The rows' extended codes, when the storage keeps them (format

@@ -21,7 +21,7 @@ pub const MAJOR: u16 = 1;
 /// Minor format version this build writes. Readers of major 1 read every
 /// minor up to theirs; what a later minor adds is announced by a header
 /// flag, and a reader refuses flags it does not know (`docs/format.md`).
-pub const MINOR: u16 = 4;
+pub const MINOR: u16 = 5;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 128;
 /// Bytes of one region table entry.
@@ -44,6 +44,12 @@ pub const FLAG_CODES: u16 = 8;
 /// Header flag (minor 4): the codes region also holds every row's
 /// extended (8-bit) code; only with [`FLAG_CODES`].
 pub const FLAG_EXTENDED_CODES: u16 = 16;
+/// Header flag (minor 5): the codes region holds the 1-bit codes in
+/// fast-scan blocks of 32 rows, list after list
+/// ([`vdb_core::distance::fastscan`]), after the factors; only with
+/// [`FLAG_CODES`]. Without it (minor 3 and 4) they are row after row,
+/// before the factors.
+pub const FLAG_BLOCKED_CODES: u16 = 32;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +81,7 @@ impl FileKind {
                     | FLAG_FIELDS
                     | FLAG_CODES
                     | FLAG_EXTENDED_CODES
+                    | FLAG_BLOCKED_CODES
             }
             FileKind::Centroids | FileKind::Deletes => 0,
         }
@@ -339,6 +346,9 @@ pub fn parse(
     }
     if flags & FLAG_EXTENDED_CODES != 0 && flags & FLAG_CODES == 0 {
         return Err(bad(14, "extended codes without codes".into()));
+    }
+    if flags & FLAG_BLOCKED_CODES != 0 && flags & FLAG_CODES == 0 {
+        return Err(bad(14, "blocked codes without codes".into()));
     }
     if h.dim.get() == 0 {
         return Err(bad(16, "dim is 0".into()));

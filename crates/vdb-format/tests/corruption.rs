@@ -71,9 +71,10 @@ fn small_segment(dir: &Path) -> PathBuf {
     w.finish().unwrap();
     let s = SegmentReader::open(&path).unwrap();
     assert_eq!(s.codes_seed(), Some(77));
+    let c = s.list_codes(ListId(3)).unwrap();
     assert_eq!(
-        s.list_codes(ListId(3)).unwrap().codes,
-        &[0x0303, 0x0404, 0x0505]
+        vdb_core::distance::fastscan::deinterleave(c.blocks, 1, 3),
+        [0x0303, 0x0404, 0x0505]
     );
     assert_eq!(s.columns().columns().len(), 3);
     assert_eq!(
@@ -102,7 +103,9 @@ fn touch_everything(s: &SegmentReader) {
         assert_eq!(v.len(), ids.len() * s.dim());
         std::hint::black_box(v.iter().sum::<f32>());
         if let Some(c) = s.list_codes(ListId(l)) {
-            assert_eq!(c.codes.len(), ids.len() * c.words);
+            let blocks = vdb_core::distance::fastscan::blocks_for(ids.len());
+            assert_eq!(c.blocks.len(), blocks * 256 * c.words);
+            std::hint::black_box(c.blocks.iter().map(|&b| u32::from(b)).sum::<u32>());
             assert_eq!(c.factors.len(), ids.len());
             std::hint::black_box(c.factors.iter().flatten().sum::<f32>());
             let ext = c.extended.expect("the segment has extended codes");
@@ -251,13 +254,30 @@ fn headers_that_claim_more_than_the_file_holds_are_refused() {
         (
             "flags without extended codes",
             14,
+            47u16.to_le_bytes().to_vec(),
+        ),
+        // Codes row after row (format 1.4): another layout, and the
+        // block count where 1.4 has reserved bytes.
+        (
+            "flags without blocked codes",
+            14,
+            31u16.to_le_bytes().to_vec(),
+        ),
+        (
+            "flags of format 1.3 codes",
+            14,
             15u16.to_le_bytes().to_vec(),
         ),
-        // Extended codes without codes.
+        // Extended or blocked codes without codes.
         (
             "flags with extended codes alone",
             14,
             23u16.to_le_bytes().to_vec(),
+        ),
+        (
+            "flags with blocked codes alone",
+            14,
+            39u16.to_le_bytes().to_vec(),
         ),
     ];
     for (what, off, value) in cases {

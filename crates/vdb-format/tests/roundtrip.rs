@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use vdb_core::distance::fastscan;
 use vdb_core::{Generation, InvertedLists, ListId, Metric, RowCode, SegmentId};
 use vdb_format::{CodeSpec, SegmentMeta, SegmentReader, SegmentWriter};
 
@@ -134,7 +135,7 @@ fn writer_refuses_bad_rows_and_keeps_going() {
     assert_eq!(names, vec![std::ffi::OsString::from("w.seg")]);
 }
 
-/// A segment with codes (format 1.3) gives back every row's code and
+/// A segment with codes (format 1.5) gives back every row's code and
 /// factors by list, in the list's row order; a coded writer refuses a row
 /// without its code or with a code of the wrong width, an uncoded one a
 /// row with a code.
@@ -157,7 +158,11 @@ fn codes_round_trip_by_list() {
     assert!(e.to_string().contains("needs its code"), "{e}");
     let e = refusal(&mut w, &v, row_code(&[1, 2], [0.0; 4], None));
     assert!(e.contains("2 words, expected 3"), "{e}");
-    let rows: Vec<(u32, u64)> = vec![(0, 10), (0, 11), (2, 12), (3, 13), (3, 14)];
+    // List 0 spans two blocks of codes, the second partial.
+    let rows: Vec<(u32, u64)> = (10..45)
+        .map(|id| (0, id))
+        .chain([(2, 52), (3, 53), (3, 54)])
+        .collect();
     for &(l, id) in &rows {
         let code = [id, id * 2, id * 3];
         let f = [id as f32, -1.0, 0.25, 7.0];
@@ -174,11 +179,17 @@ fn codes_round_trip_by_list() {
         assert_eq!(c.words, 3);
         let ids = s.list_ids(ListId(l));
         let want: Vec<u64> = ids.iter().flat_map(|&id| [id, id * 2, id * 3]).collect();
-        assert_eq!(c.codes, want.as_slice(), "list {l}");
+        assert_eq!(
+            c.blocks.len(),
+            ids.len().div_ceil(32) * 32 * c.words * 8,
+            "list {l}"
+        );
+        let got = fastscan::deinterleave(c.blocks, c.words, ids.len());
+        assert_eq!(got, want, "list {l}");
         let want: Vec<[f32; 4]> = ids.iter().map(|&id| [id as f32, -1.0, 0.25, 7.0]).collect();
         assert_eq!(c.factors, want.as_slice(), "list {l}");
     }
-    assert_eq!(s.list_codes(ListId(1)).unwrap().codes.len(), 0);
+    assert_eq!(s.list_codes(ListId(1)).unwrap().blocks.len(), 0);
 
     let mut plain = SegmentWriter::create_in(&files, "p.seg", meta).unwrap();
     let e = refusal(&mut plain, &v, row_code(&[1, 2, 3], [0.0; 4], None));
@@ -258,7 +269,13 @@ fn extended_codes_round_trip_by_list() {
         let ext = c.extended.expect("extended codes");
         let ids = s.list_ids(ListId(l));
         let want: Vec<u64> = ids.to_vec();
-        assert_eq!(c.codes, want.as_slice(), "list {l}");
+        assert_eq!(
+            c.blocks.len(),
+            ids.len().div_ceil(32) * 32 * c.words * 8,
+            "list {l}"
+        );
+        let got = fastscan::deinterleave(c.blocks, c.words, ids.len());
+        assert_eq!(got, want, "list {l}");
         let want: Vec<u8> = ids.iter().flat_map(|&id| bytes_of(id)).collect();
         assert_eq!(ext.codes, want.as_slice(), "list {l}");
         let want: Vec<[f32; 2]> = ids.iter().map(|&id| [id as f32, -0.5]).collect();

@@ -5,6 +5,8 @@ use vdb_core::{
     RowFilter, RowSet, TopK, VectorId, validate_vector,
 };
 
+use vdb_core::distance::fastscan;
+
 use crate::error::{Error, Result};
 use crate::quantizer::CoarseQuantizer;
 use crate::rabitq::{self, ListQuery};
@@ -13,6 +15,7 @@ use crate::trace::{ProbedList, SearchTrace, deciles};
 /// Rows whose distances are computed in one kernel call before they are
 /// offered to the top-k selector.
 const SCAN_CHUNK: usize = 256;
+const _: () = assert!(SCAN_CHUNK.is_multiple_of(fastscan::BLOCK_ROWS));
 
 /// Per-request search parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +310,7 @@ impl Searcher {
                 vdb_core::distance::prefetch(book.rotated_centroid(next), usize::MAX);
                 for source in sources {
                     if let Some(codes) = source.lists.list_codes(next) {
-                        vdb_core::distance::prefetch(codes.codes, 8);
+                        vdb_core::distance::prefetch(codes.blocks, 8);
                         vdb_core::distance::prefetch(codes.factors, 4);
                     }
                 }
@@ -554,7 +557,7 @@ impl Searcher {
 fn codes_fit(codes: ListCodes<'_>, rows: usize, book: &rabitq::Codebook) -> bool {
     codes.seed == book.rotation().seed()
         && codes.words == book.words()
-        && codes.codes.len() == rows * codes.words
+        && codes.blocks.len() == fastscan::blocks_for(rows) * fastscan::block_bytes(codes.words)
         && codes.factors.len() == rows
 }
 
@@ -723,7 +726,7 @@ fn scan_coded(
 }
 
 /// Scans chunk `c` of a coded list (its rows `c·SCAN_CHUNK..`): the
-/// chunk's codes against the query's bit planes in one kernel call, then
+/// chunk's codes against the query's table in one kernel call, then
 /// the chunk's lower bounds; a row whose lower bound can still beat the
 /// current k-th distance is estimated again from its extended code if the
 /// list keeps them, and if that bound too lets it through, gets its exact
@@ -744,8 +747,13 @@ fn scan_coded_chunk(
     let words = list.codes.words;
     let base = c * SCAN_CHUNK;
     let n = list.ids.len().saturating_sub(base).min(SCAN_CHUNK);
+    // A chunk is whole blocks: SCAN_CHUNK is a multiple of their rows.
+    let block = fastscan::block_bytes(words);
+    let first = base / fastscan::BLOCK_ROWS * block;
     let (Some(cchunk), Some(fchunk), Some(ichunk)) = (
-        list.codes.codes.get(base * words..(base + n) * words),
+        list.codes
+            .blocks
+            .get(first..first + fastscan::blocks_for(n) * block),
         list.codes.factors.get(base..base + n),
         list.ids.get(base..base + n),
     ) else {
@@ -756,7 +764,7 @@ fn scan_coded_chunk(
     dots.resize(SCAN_CHUNK, 0);
     lowers.resize(SCAN_CHUNK, 0.0);
     let out = &mut dots[..n];
-    vdb_core::distance::bit_dots(cchunk, words, list_query.planes(), out);
+    vdb_core::distance::block_dots(cchunk, words, list_query.table(), out);
     let skip = |i: usize| match allowed {
         Some(mask) => mask[i / 64] >> (i % 64) & 1 == 0,
         None => list.deleted.is_some_and(|d| d.contains(row + i)),

@@ -93,6 +93,22 @@ pub fn interleave(codes: &[u64], words: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// The first `rows` codes held by `blocks`, row after row (`words`
+/// words each; rows past the blocks are zero codes).
+pub fn deinterleave(blocks: &[u8], words: usize, rows: usize) -> Vec<u64> {
+    let mut codes = vec![0u64; rows * words];
+    if words == 0 {
+        return codes;
+    }
+    for (i, code) in codes.chunks_exact_mut(words).enumerate() {
+        let block = blocks
+            .get(i / BLOCK_ROWS * block_bytes(words)..)
+            .unwrap_or_default();
+        row_code(block, i % BLOCK_ROWS, code);
+    }
+    codes
+}
+
 /// Row `r`'s code (`r < BLOCK_ROWS`) out of one block, into `code`
 /// (`words` words long).
 pub fn row_code(block: &[u8], r: usize, code: &mut [u64]) {
@@ -108,12 +124,17 @@ pub fn row_code(block: &[u8], r: usize, code: &mut [u64]) {
     }
 }
 
-/// The table entries of one group whose four levels are `u`.
+/// The group whose table is in each 16-byte slot of a pair's 64 bytes.
+const SLOT_GROUPS: [usize; 4] = [0, 2, 1, 3];
+
+/// The table entries of one group whose four levels are `u` (branch-free,
+/// to vectorise).
 #[inline(always)]
 pub(super) fn group_table(u: &[u8]) -> [u8; 16] {
     let mut t = [0u8; 16];
     for (n, e) in t.iter_mut().enumerate() {
-        *e = (0..4).filter(|k| n >> k & 1 == 1).map(|k| u[k]).sum();
+        let bit = |k: usize| 0u8.wrapping_sub((n >> k & 1) as u8);
+        *e = (u[0] & bit(0)) + (u[1] & bit(1)) + (u[2] & bit(2)) + (u[3] & bit(3));
     }
     t
 }
@@ -122,11 +143,34 @@ pub(super) fn group_table(u: &[u8]) -> [u8; 16] {
 /// bytes.
 #[inline(always)]
 pub(super) fn pair_table(u: &[u8], table: &mut [u8]) {
-    for (slot, group) in [0usize, 2, 1, 3].into_iter().enumerate() {
+    for (slot, group) in SLOT_GROUPS.into_iter().enumerate() {
         table[16 * slot..16 * (slot + 1)]
             .copy_from_slice(&group_table(&u[4 * group..4 * group + 4]));
     }
 }
+
+/// Byte-shuffle controls that make a pair's 64 table bytes from its 16
+/// levels (in each 16-byte lane): the entries' terms of level `k` of each
+/// slot's group, `Σ_k shuffle(levels, PAIR_CONTROLS[k])` (index 0x80
+/// gives 0).
+pub(super) const PAIR_CONTROLS: [[u8; 64]; 4] = {
+    let mut c = [[0u8; 64]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut i = 0;
+        while i < 64 {
+            let (slot, n) = (i / 16, i % 16);
+            c[k][i] = if n >> k & 1 == 1 {
+                (4 * SLOT_GROUPS[slot] + k) as u8
+            } else {
+                0x80
+            };
+            i += 1;
+        }
+        k += 1;
+    }
+    c
+};
 
 /// The table of a query whose levels are `levels` (one a dimension, at
 /// most 15; missing ones are 0) for codes of `words` words, into `table`
@@ -223,6 +267,7 @@ mod tests {
         interleave(&codes, words, &mut blocks);
         assert_eq!(blocks.len(), 1 + 2 * block_bytes(words));
         let blocks = &blocks[1..];
+        assert_eq!(deinterleave(blocks, words, 40), codes);
         let mut code = vec![0u64; words];
         for i in 0..64 {
             row_code(&blocks[i / 32 * block_bytes(words)..], i % 32, &mut code);

@@ -85,7 +85,7 @@ pub struct Kernels {
     pub lower_bounds: bits::LowerBoundsFn,
     /// Inner product of an 8-bit code with a float query ([`bytes`]).
     pub byte_dot: bytes::ByteDotFn,
-    /// A query's residual quantized to bit planes ([`quantize`]).
+    /// A query's residual quantized to a fast-scan table ([`quantize`]).
     pub quantize: quantize::QuantizeFn,
 }
 
@@ -269,20 +269,21 @@ pub fn byte_dot(code: &[u8], query: &[f32]) -> f32 {
 }
 
 /// `query − centroid` into `residual` (over the shortest of the three),
-/// quantized to 4 bits a dimension: its bit planes for [`bit_dots`] into
-/// `planes`, and the sums RaBitQ's estimator takes from it (see
+/// quantized to 4 bits a dimension: its table for [`block_dots`] into
+/// `table`, and the sums RaBitQ's estimator takes from it (see
 /// [`quantize`]).
 ///
 /// # Panics
-/// If `planes` holds fewer than [`bits::PLANES`] words per 64 dimensions.
+/// If `table` holds fewer than [`fastscan::table_bytes`] bytes for the
+/// residual's words.
 #[inline]
 pub fn quantize(
     query: &[f32],
     centroid: &[f32],
     residual: &mut [f32],
-    planes: &mut [u64],
+    table: &mut [u8],
 ) -> quantize::Quantized {
-    (active().quantize)(query, centroid, residual, planes)
+    (active().quantize)(query, centroid, residual, table)
 }
 
 /// Asks the CPU to start loading the cache lines of `v` (at most its first
@@ -651,10 +652,10 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// The portable quantization against the definition (each level
-        /// the nearest grid point to its value, the sums against `f64`),
-        /// and every instruction set's against the portable one, bit for
-        /// bit, over lengths that leave partial groups; plane words past
-        /// the residual's are left alone.
+        /// the nearest grid point to its value, the table that of the
+        /// levels, the sums against `f64`), and every instruction set's
+        /// against the portable one, bit for bit, over lengths that leave
+        /// partial groups; table bytes past the residual's are left alone.
         #[test]
         fn every_quantize_kernel_matches_the_portable_one(
             values in prop::collection::vec((-100.0f32..100.0, -100.0f32..100.0), 0..400),
@@ -663,26 +664,31 @@ mod tests {
             let query: Vec<f32> = values.iter().map(|v| v.0).collect();
             let centroid: Vec<f32> = values.iter().map(|v| v.1).collect();
             let (n, words) = (values.len(), values.len().div_ceil(64));
+            let bytes = fastscan::table_bytes(words);
             let run = |f: quantize::QuantizeFn| {
                 let mut residual = vec![f32::NAN; n];
-                let mut planes = vec![u64::MAX; bits::PLANES * words + spare];
-                let q = f(&query, &centroid, &mut residual, &mut planes);
-                (q, residual, planes)
+                let mut table = vec![0xAAu8; bytes + spare];
+                let q = f(&query, &centroid, &mut residual, &mut table);
+                (q, residual, table)
             };
-            let (want, residual, planes) = run(quantize::portable);
+            let (want, residual, table) = run(quantize::portable);
             let positions = quantize::reference_positions(&residual, &want);
+            let mut levels = vec![0u8; 64 * words];
             let mut level_sum = 0;
             for (j, &pos) in positions.iter().enumerate() {
-                let level: u32 = (0..bits::PLANES)
-                    .map(|p| ((planes[p * words + j / 64] >> (j % 64) & 1) as u32) << p)
-                    .sum();
+                let group = 64 * (j / 16) + 16 * [0, 2, 1, 3][j % 16 / 4];
+                let level = table[group + (1 << (j % 4))];
                 prop_assert!((f64::from(level) - pos).abs() <= 0.5 + 1e-4 && level <= 15,
                     "value {j}: level {level} at position {pos}");
-                level_sum += level;
+                levels[j] = level;
+                level_sum += u32::from(level);
                 prop_assert_eq!(residual[j], query[j] - centroid[j]);
             }
+            let mut expected = vec![0u8; bytes];
+            fastscan::table(&levels, words, &mut expected);
+            prop_assert_eq!(&table[..bytes], &expected[..]);
             prop_assert_eq!(want.level_sum, level_sum);
-            prop_assert!(planes[bits::PLANES * words..].iter().all(|&w| w == u64::MAX));
+            prop_assert!(table[bytes..].iter().all(|&b| b == 0xAA));
             let y = |j: usize| f64::from(residual[j]);
             let sums = [
                 (want.norm_sq, (0..n).map(|j| y(j) * y(j)).sum::<f64>(), (0..n).map(|j| y(j) * y(j)).sum::<f64>()),
@@ -698,10 +704,10 @@ mod tests {
             }
             for isa in available() {
                 let k = kernels_for(isa).unwrap();
-                let (got, got_residual, got_planes) = run(k.quantize);
+                let (got, got_residual, got_table) = run(k.quantize);
                 prop_assert_eq!(got, want, "{}", isa);
                 prop_assert_eq!(&got_residual, &residual, "{}", isa);
-                prop_assert_eq!(&got_planes, &planes, "{}", isa);
+                prop_assert_eq!(&got_table, &table, "{}", isa);
             }
         }
     }

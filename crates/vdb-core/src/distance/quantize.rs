@@ -1,14 +1,14 @@
-//! The query side of the bit-code kernels: a query's residual against one
-//! list's centroid, quantized to [`PLANES`] bit planes for
-//! [`bits`](super::bits)'s kernels, with the sums RaBitQ's estimator takes
+//! The query side of the code kernels: a query's residual against one
+//! list's centroid, quantized to 4 bits a dimension and laid out as the
+//! table of [`fastscan`]'s kernels, with the sums RaBitQ's estimator takes
 //! from it. A search runs it once per probed list, so at high dimension and
 //! many short lists it costs as much as scanning the codes.
 //!
 //! The residual `y = query − centroid` is quantized on the grid of
 //! [`LEVELS`] + 1 values from its smallest value `lo` to its largest `hi`:
 //! with `Δ = (hi − lo) / LEVELS`, `u_j = round((y_j − lo) / Δ)` to the
-//! nearest (ties to even), and bit `j` of plane `p` is bit `p` of `u_j`
-//! (bits past the residual's end are zero).
+//! nearest (ties to even); the table is that of these levels (levels past
+//! the residual's end are zero).
 //!
 //! Every kernel computes each value with the same `f32` operations in the
 //! same order (no fused multiply-adds) and sums in [`LANES`] lanes, then
@@ -16,6 +16,7 @@
 //! all give identical results, bit for bit.
 
 use super::bits::PLANES;
+use super::fastscan;
 
 /// The grid's largest level: 4 bits.
 pub const LEVELS: f32 = ((1 << PLANES) - 1) as f32;
@@ -25,10 +26,11 @@ pub const LEVELS: f32 = ((1 << PLANES) - 1) as f32;
 /// float-to-integer conversion would round differently or not vectorise.
 pub(super) const ROUNDER: f32 = 8_388_608.0;
 
-/// Lanes of every kernel's sums.
+/// Lanes of every kernel's sums: also the dimensions of one pair of code
+/// bytes, so a group of lanes' levels make one 64-byte part of the table.
 pub(super) const LANES: usize = 16;
 
-/// What a quantization reports besides the residual and its planes.
+/// What a quantization reports besides the residual and its table.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Quantized {
     /// The residual's smallest value (0 for an empty one).
@@ -47,15 +49,16 @@ pub struct Quantized {
     pub query_dot_centroid: f32,
 }
 
-/// `(query, centroid, residual, planes)`: over the shortest of the first
+/// `(query, centroid, residual, table)`: over the shortest of the first
 /// three (`n` values), `query − centroid` into `residual`, its levels'
-/// [`PLANES`] bit planes into `planes` (`⌈n / 64⌉` words each, plane after
-/// plane; words past them are left alone), and the sums of [`Quantized`].
+/// [`fastscan`] table into `table` (the first
+/// [`fastscan::table_bytes`]`(⌈n / 64⌉)` bytes; bytes past them are left
+/// alone), and the sums of [`Quantized`].
 ///
 /// # Panics
-/// If `planes` is shorter than [`PLANES`] × `⌈n / 64⌉`: the caller sizes
-/// both from one dimension, so a mismatch is a programming error.
-pub type QuantizeFn = fn(&[f32], &[f32], &mut [f32], &mut [u64]) -> Quantized;
+/// If `table` is shorter than that: the caller sizes both from one
+/// dimension, so a mismatch is a programming error.
+pub type QuantizeFn = fn(&[f32], &[f32], &mut [f32], &mut [u8]) -> Quantized;
 
 /// The residual's extremes and sums (the first pass).
 #[derive(Debug, Clone, Copy)]
@@ -102,7 +105,7 @@ impl Grid {
     }
 }
 
-/// The shapes every kernel relies on: `n` values and the planes' words.
+/// The shapes every kernel relies on: `n` values and the table's bytes.
 ///
 /// # Panics
 /// See [`QuantizeFn`].
@@ -111,54 +114,32 @@ pub(super) fn check(
     query: &[f32],
     centroid: &[f32],
     residual: &[f32],
-    planes: &[u64],
+    table: &[u8],
 ) -> (usize, usize) {
     let n = query.len().min(centroid.len()).min(residual.len());
-    let words = n.div_ceil(64);
+    let bytes = fastscan::table_bytes(n.div_ceil(64));
     assert!(
-        planes.len() >= PLANES * words,
-        "quantize: {} plane words for {n} dimensions",
-        planes.len()
+        table.len() >= bytes,
+        "quantize: a table of {} bytes for {n} dimensions",
+        table.len()
     );
-    (n, words)
+    (n, bytes)
 }
 
 /// What every kernel starts with: the shapes ([`check`]), the first pass
-/// ([`residual_generic`], compiled with the caller's features), the grid,
-/// and the planes' words zeroed. Returns `n`, the words a plane, the
-/// residual's sums and the grid.
+/// ([`residual_generic`], compiled with the caller's features) and the
+/// grid. Returns `n`, the table's bytes, the residual's sums and the grid.
 #[inline(always)]
 pub(super) fn begin(
     query: &[f32],
     centroid: &[f32],
     residual: &mut [f32],
-    planes: &mut [u64],
+    table: &[u8],
 ) -> (usize, usize, Residual, Grid) {
-    let (n, words) = check(query, centroid, residual, planes);
+    let (n, bytes) = check(query, centroid, residual, table);
     let r = residual_generic(query, centroid, residual, n);
     let grid = Grid::of(&r);
-    planes[..PLANES * words].fill(0);
-    (n, words, r, grid)
-}
-
-/// Group `g` of [`LANES`] values (of `groups`) has its bits in `bits`, at
-/// its place in each plane's current word: when it is the last group of
-/// that word, or the last whole group, the words are stored (each once,
-/// not read back and or-ed per group) and `bits` starts again.
-#[inline(always)]
-pub(super) fn store_group(
-    bits: &mut [u64; PLANES],
-    planes: &mut [u64],
-    words: usize,
-    g: usize,
-    groups: usize,
-) {
-    // LANES divides 64: a group's bits are one part of one word.
-    if ((g + 1) * LANES).is_multiple_of(64) || g + 1 == groups {
-        for (p, b) in bits.iter_mut().enumerate() {
-            planes[p * words + g * LANES / 64] = std::mem::take(b);
-        }
-    }
+    (n, bytes, r, grid)
 }
 
 /// `Σ lanes` in order, then `tail`: how every kernel finishes a sum.
@@ -221,7 +202,8 @@ pub(super) fn residual_generic(
 }
 
 /// The second pass over the values past the last whole group of
-/// [`LANES`] (from `start` to `n`), and the result: what every kernel ends
+/// [`LANES`] (from `start` to `n`; their part of the table, and zeros for
+/// the table's parts past them), and the result: what every kernel ends
 /// with after its own pass over the whole groups, which left the lanes'
 /// squared errors in `lanes` and the levels' sum in `level_sum`.
 #[inline(always)]
@@ -237,18 +219,23 @@ pub(super) fn finish(
     n: usize,
     lanes: &[f32; LANES],
     mut level_sum: u32,
-    planes: &mut [u64],
+    table: &mut [u8],
 ) -> Quantized {
-    let words = n.div_ceil(64);
+    let bytes = fastscan::table_bytes(n.div_ceil(64));
     let mut tail = 0.0f32;
+    let mut levels = [0u8; LANES];
     for (j, &y) in residual.iter().enumerate().take(n).skip(start) {
         let (level, e_sq) = grid.level(y);
         tail += e_sq;
         level_sum += level;
-        for p in 0..PLANES {
-            planes[p * words + j / 64] |= u64::from(level >> p & 1) << (j % 64);
-        }
+        levels[j - start] = level as u8;
     }
+    let mut at = start / LANES * 64;
+    if start < n {
+        fastscan::pair_table(&levels, &mut table[at..at + 64]);
+        at += 64;
+    }
+    table[at..bytes].fill(0);
     Quantized {
         lo: grid.lo,
         step: grid.step,
@@ -260,19 +247,18 @@ pub(super) fn finish(
     }
 }
 
-/// The whole kernel, portably: the second pass gathers each plane's bits
-/// of a group eight levels (bytes) at a time.
+/// The whole kernel, portably: each group's sixteen levels make its part
+/// of the table ([`fastscan::pair_table`]).
 #[inline(always)]
 pub(super) fn generic(
     query: &[f32],
     centroid: &[f32],
     residual: &mut [f32],
-    planes: &mut [u64],
+    table: &mut [u8],
 ) -> Quantized {
-    let (n, words, r, grid) = begin(query, centroid, residual, planes);
+    let (n, _, r, grid) = begin(query, centroid, residual, table);
     let mut lanes = [0.0f32; LANES];
     let mut level_sum = 0u32;
-    let mut bits = [0u64; PLANES];
     let whole = n - n % LANES;
     for (g, group) in residual[..whole].chunks_exact(LANES).enumerate() {
         let mut levels = [0u8; LANES];
@@ -282,25 +268,9 @@ pub(super) fn generic(
             level_sum += level;
             levels[j] = level as u8;
         }
-        let (low, high) = levels.split_at(8);
-        let low = u64::from_le_bytes(low.try_into().unwrap_or([0; 8]));
-        let high = u64::from_le_bytes(high.try_into().unwrap_or([0; 8]));
-        for (p, b) in bits.iter_mut().enumerate() {
-            let sixteen =
-                u64::from(bits_of_bytes(low >> p)) | u64::from(bits_of_bytes(high >> p)) << 8;
-            *b |= sixteen << (g * LANES % 64);
-        }
-        store_group(&mut bits, planes, words, g, whole / LANES);
+        fastscan::pair_table(&levels, &mut table[64 * g..64 * g + 64]);
     }
-    finish(&r, &grid, residual, whole, n, &lanes, level_sum, planes)
-}
-
-/// Bit 0 of each byte of `x`, byte `i`'s into bit `i`: one multiply puts
-/// `b_i · 2^(56+i)` in the top byte, and the partial products below it
-/// land on distinct bits, so nothing carries into it.
-#[inline(always)]
-fn bits_of_bytes(x: u64) -> u8 {
-    ((x & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+    finish(&r, &grid, residual, whole, n, &lanes, level_sum, table)
 }
 
 /// The portable kernel as a table entry.
@@ -308,9 +278,9 @@ pub(super) fn portable(
     query: &[f32],
     centroid: &[f32],
     residual: &mut [f32],
-    planes: &mut [u64],
+    table: &mut [u8],
 ) -> Quantized {
-    generic(query, centroid, residual, planes)
+    generic(query, centroid, residual, table)
 }
 
 /// Each value's position on the grid `q` reports, `(y − lo) / Δ` in
@@ -334,50 +304,57 @@ pub(super) fn reference_positions(residual: &[f32], q: &Quantized) -> Vec<f64> {
 mod tests {
     use super::*;
 
+    /// The levels a table was made from: entry 1, 2, 4 and 8 of a group's
+    /// table are its four levels.
+    pub(crate) fn levels_of(table: &[u8], n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|j| {
+                let (pair, group) = (j / 16, j % 16 / 4);
+                let slot = [0, 2, 1, 3][group];
+                table[64 * pair + 16 * slot + (1 << (j % 4))]
+            })
+            .collect()
+    }
+
     #[test]
-    fn levels_planes_and_sums_of_a_small_residual() {
+    fn levels_table_and_sums_of_a_small_residual() {
         // Residual 0, 1, …, 15 and then 7.5: one level a value, the last
         // a tie rounded to even.
         let query: Vec<f32> = (0..16).map(|j| j as f32 + 1.0).chain([8.5]).collect();
         let centroid = vec![1.0; 17];
         let mut residual = vec![0.0; 17];
-        let mut planes = vec![u64::MAX; PLANES];
-        let q = portable(&query, &centroid, &mut residual, &mut planes);
+        let mut table = vec![0xAA; fastscan::table_bytes(1) + 1];
+        let q = portable(&query, &centroid, &mut residual, &mut table);
         assert_eq!((q.lo, q.step), (0.0, 1.0));
         assert_eq!(q.level_sum, 120 + 8);
         assert_eq!(q.rounding_sq, 0.25);
         assert_eq!(q.sum, 120.0 + 7.5);
-        for (p, &plane) in planes.iter().enumerate() {
-            for j in 0..64 {
-                let level = if j < 16 {
-                    j as u64
-                } else if j == 16 {
-                    8
-                } else {
-                    0
-                };
-                assert_eq!(plane >> j & 1, level >> p & 1, "plane {p} bit {j}");
-            }
-        }
+        let mut want: Vec<u8> = (0..16).chain([8]).collect();
+        want.resize(64, 0);
+        assert_eq!(levels_of(&table, 64), want);
+        let mut whole = vec![0u8; fastscan::table_bytes(1)];
+        fastscan::table(&want, 1, &mut whole);
+        assert_eq!(&table[..256], &whole[..]);
+        assert_eq!(table[256], 0xAA, "past the table");
     }
 
     #[test]
     fn equal_values_and_no_values() {
         let mut residual = vec![0.0; 3];
-        let mut planes = vec![7; PLANES];
-        let q = portable(&[2.0; 3], &[1.0; 3], &mut residual, &mut planes);
+        let mut table = vec![7; fastscan::table_bytes(1)];
+        let q = portable(&[2.0; 3], &[1.0; 3], &mut residual, &mut table);
         assert_eq!(
             (q.lo, q.step, q.level_sum, q.rounding_sq),
             (1.0, 0.0, 0, 0.0)
         );
-        assert_eq!(planes, vec![0; PLANES]);
+        assert!(table.iter().all(|&t| t == 0));
         let q = portable(&[], &[], &mut [], &mut []);
         assert_eq!(q, Quantized::default());
     }
 
     #[test]
-    #[should_panic(expected = "plane words")]
-    fn short_planes_are_refused() {
-        portable(&[0.0; 65], &[0.0; 65], &mut [0.0; 65], &mut [0; 7]);
+    #[should_panic(expected = "a table of")]
+    fn short_tables_are_refused() {
+        portable(&[0.0; 65], &[0.0; 65], &mut [0.0; 65], &mut [0; 511]);
     }
 }

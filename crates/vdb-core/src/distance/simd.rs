@@ -82,6 +82,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::super::bits::{BoundTerms, PLANES};
+    use super::super::fastscan;
     use super::super::quantize::{self, LANES, Quantized};
     use super::super::{BlockedVectors, Isa, Kernels};
     use super::PREFETCH_BYTES;
@@ -211,11 +212,11 @@ mod x86 {
         query: &[f32],
         centroid: &[f32],
         residual: &mut [f32],
-        planes: &mut [u64],
+        table: &mut [u8],
     ) -> Quantized {
         // SAFETY: only reachable through `AVX2`, returned by `kernels` only
         // after detecting avx2 and fma.
-        unsafe { quantize_avx2(query, centroid, residual, planes) }
+        unsafe { quantize_avx2(query, centroid, residual, table) }
     }
 
     #[expect(
@@ -226,18 +227,28 @@ mod x86 {
         query: &[f32],
         centroid: &[f32],
         residual: &mut [f32],
-        planes: &mut [u64],
+        table: &mut [u8],
     ) -> Quantized {
-        // SAFETY: only reachable through `AVX512`, returned by `kernels`
-        // only after detecting avx512f.
-        unsafe { quantize_avx512(query, centroid, residual, planes) }
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: only reachable through `AVX512`, returned by
+            // `kernels` only after detecting avx512f; avx512bw was
+            // detected just now.
+            unsafe { quantize_avx512(query, centroid, residual, table) }
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            quantize_avx2_entry(query, centroid, residual, table)
+        } else {
+            quantize::portable(query, centroid, residual, table)
+        }
     }
 
     /// The first pass is the one body compiled with these features; the
-    /// second takes a group of sixteen values as two halves of eight, and
-    /// a plane's eight bits of a half are one sign-bit mask of the levels
-    /// shifted so that the plane's bit is the sign. The operations of
-    /// `quantize::Grid::level`, lane for lane, no fused multiply-add.
+    /// second takes a group of sixteen values as two halves of eight,
+    /// packs their levels into sixteen bytes and makes the group's part of
+    /// the table with byte shuffles (`fastscan::PAIR_CONTROLS`). The
+    /// operations of `quantize::Grid::level`, lane for lane, no fused
+    /// multiply-add.
     #[target_feature(enable = "avx2,fma")]
     #[expect(
         unsafe_code,
@@ -247,20 +258,30 @@ mod x86 {
         query: &[f32],
         centroid: &[f32],
         residual: &mut [f32],
-        planes: &mut [u64],
+        table: &mut [u8],
     ) -> Quantized {
-        let (n, words, r, grid) = quantize::begin(query, centroid, residual, planes);
+        let (n, bytes, r, grid) = quantize::begin(query, centroid, residual, table);
         let lo = _mm256_set1_ps(grid.lo);
         let step = _mm256_set1_ps(grid.step);
         let inverse = _mm256_set1_ps(grid.inverse);
         let top = _mm256_set1_ps(quantize::LEVELS);
         let rounder = _mm256_set1_ps(quantize::ROUNDER);
         let low4 = _mm256_set1_epi32(0xF);
+        // SAFETY: each control holds 64 bytes, two loads of 32.
+        let controls = fastscan::PAIR_CONTROLS.map(|c| unsafe {
+            [
+                _mm256_loadu_si256(c.as_ptr().cast()),
+                _mm256_loadu_si256(c.as_ptr().add(32).cast()),
+            ]
+        });
         let mut acc = [_mm256_setzero_ps(); 2];
         let mut sum = _mm256_setzero_si256();
-        let mut bits = [0u64; PLANES];
         let whole = n - n % LANES;
+        // Whole groups of sixteen values fill 64 bytes each of the table
+        // (`check`: 64 bytes a group up to `bytes`).
+        assert!(whole / LANES * 64 <= bytes.min(table.len()));
         for g in 0..whole / LANES {
+            let mut halves = [_mm_setzero_si128(); 2];
             for (half, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: g·16 + half·8 + 8 ≤ whole ≤ n ≤ residual.len().
                 let y = unsafe { _mm256_loadu_ps(residual.as_ptr().add(g * LANES + half * 8)) };
@@ -270,16 +291,23 @@ mod x86 {
                 let e = _mm256_sub_ps(y, on_grid);
                 *acc = _mm256_add_ps(*acc, _mm256_mul_ps(e, e));
                 sum = _mm256_add_epi32(sum, level);
-                let sign = |shifted: __m256i| {
-                    u64::from(_mm256_movemask_ps(_mm256_castsi256_ps(shifted)) as u8)
-                };
-                let at = g * LANES % 64 + 8 * half;
-                bits[0] |= sign(_mm256_slli_epi32::<31>(level)) << at;
-                bits[1] |= sign(_mm256_slli_epi32::<30>(level)) << at;
-                bits[2] |= sign(_mm256_slli_epi32::<29>(level)) << at;
-                bits[3] |= sign(_mm256_slli_epi32::<28>(level)) << at;
+                halves[half] = _mm_packus_epi32(
+                    _mm256_castsi256_si128(level),
+                    _mm256_extracti128_si256::<1>(level),
+                );
             }
-            quantize::store_group(&mut bits, planes, words, g, whole / LANES);
+            let levels = _mm256_broadcastsi128_si256(_mm_packus_epi16(halves[0], halves[1]));
+            for part in 0..2 {
+                let mut entries = _mm256_setzero_si256();
+                for c in &controls {
+                    entries = _mm256_add_epi8(entries, _mm256_shuffle_epi8(levels, c[part]));
+                }
+                // SAFETY: bytes `64g + 32·part ..` + 32 ≤ 64(g + 1), inside
+                // the table (asserted above).
+                unsafe {
+                    _mm256_storeu_si256(table.as_mut_ptr().add(64 * g + 32 * part).cast(), entries)
+                };
+            }
         }
         let mut lanes = [0.0f32; LANES];
         let mut sums = [0u32; 8];
@@ -291,14 +319,15 @@ mod x86 {
             _mm256_storeu_si256(sums.as_mut_ptr().cast(), sum);
         }
         let level_sum = sums.iter().sum();
-        quantize::finish(&r, &grid, residual, whole, n, &lanes, level_sum, planes)
+        quantize::finish(&r, &grid, residual, whole, n, &lanes, level_sum, table)
     }
 
     /// The first pass is the one body compiled with these features; the
-    /// second takes sixteen values a step, and a plane's sixteen bits are
-    /// one mask test of the levels. The operations of
+    /// second takes sixteen values a step, narrows their levels to sixteen
+    /// bytes and makes the group's part of the table with four byte
+    /// shuffles (`fastscan::PAIR_CONTROLS`). The operations of
     /// `quantize::Grid::level`, lane for lane, no fused multiply-add.
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,avx512bw")]
     #[expect(
         unsafe_code,
         reason = "a #[target_feature] kernel: raw loads and stores, each bounded as its SAFETY comment says"
@@ -307,19 +336,23 @@ mod x86 {
         query: &[f32],
         centroid: &[f32],
         residual: &mut [f32],
-        planes: &mut [u64],
+        table: &mut [u8],
     ) -> Quantized {
-        let (n, words, r, grid) = quantize::begin(query, centroid, residual, planes);
+        let (n, bytes, r, grid) = quantize::begin(query, centroid, residual, table);
         let lo = _mm512_set1_ps(grid.lo);
         let step = _mm512_set1_ps(grid.step);
         let inverse = _mm512_set1_ps(grid.inverse);
         let top = _mm512_set1_ps(quantize::LEVELS);
         let rounder = _mm512_set1_ps(quantize::ROUNDER);
         let low4 = _mm512_set1_epi32(0xF);
+        // SAFETY: each control holds 64 bytes.
+        let controls =
+            fastscan::PAIR_CONTROLS.map(|c| unsafe { _mm512_loadu_si512(c.as_ptr().cast()) });
         let mut acc = _mm512_setzero_ps();
         let mut sum = _mm512_setzero_si512();
-        let mut bits = [0u64; PLANES];
         let whole = n - n % LANES;
+        // As in the AVX2 kernel: 64 table bytes a whole group.
+        assert!(whole / LANES * 64 <= bytes.min(table.len()));
         for g in 0..whole / LANES {
             // SAFETY: (g + 1)·16 ≤ whole ≤ n ≤ residual.len().
             let y = unsafe { _mm512_loadu_ps(residual.as_ptr().add(g * LANES)) };
@@ -329,17 +362,19 @@ mod x86 {
             let e = _mm512_sub_ps(y, on_grid);
             acc = _mm512_add_ps(acc, _mm512_mul_ps(e, e));
             sum = _mm512_add_epi32(sum, level);
-            for (p, b) in bits.iter_mut().enumerate() {
-                let mask = _mm512_test_epi32_mask(level, _mm512_set1_epi32(1 << p));
-                *b |= u64::from(mask) << (g * LANES % 64);
+            let levels = _mm512_broadcast_i32x4(_mm512_cvtepi32_epi8(level));
+            let mut entries = _mm512_setzero_si512();
+            for c in controls {
+                entries = _mm512_add_epi8(entries, _mm512_shuffle_epi8(levels, c));
             }
-            quantize::store_group(&mut bits, planes, words, g, whole / LANES);
+            // SAFETY: bytes `64g .. 64g + 64` of the table (asserted above).
+            unsafe { _mm512_storeu_si512(table.as_mut_ptr().add(64 * g).cast(), entries) };
         }
         let mut lanes = [0.0f32; LANES];
         // SAFETY: `lanes` holds sixteen floats.
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
         let level_sum = _mm512_reduce_add_epi32(sum) as u32;
-        quantize::finish(&r, &grid, residual, whole, n, &lanes, level_sum, planes)
+        quantize::finish(&r, &grid, residual, whole, n, &lanes, level_sum, table)
     }
 
     /// Eight bytes a step widened to eight `f32` lanes, four accumulators;

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use vdb_core::distance::fastscan;
 use vdb_core::fields::{Columns, ListIndex};
 use vdb_core::{
     CODE_FACTORS, EXTENDED_FACTORS, ExtendedCodes, Generation, Hold, HoldError, InvertedLists,
@@ -26,7 +27,11 @@ const MAX_REGIONS: usize = 8;
 struct CodesSpan {
     seed: u64,
     words: usize,
+    /// The 1-bit codes: blocks (format 1.5) or, before, rows.
     codes: usize,
+    /// Whether they are in blocks: the codes of formats 1.3 and 1.4 (row
+    /// after row) are validated but not searched.
+    blocked: bool,
     factors: usize,
     /// The extended codes and their factors (format 1.4), if kept.
     extended: Option<(usize, usize)>,
@@ -34,17 +39,25 @@ struct CodesSpan {
 
 /// The parts of a codes region a reader of a cached file keeps: all of
 /// it, but for the extended codes' bytes (as large as a quarter of the
-/// vectors), which only the lists a search holds need. A region whose
-/// length does not match its layout is kept whole (validation refuses
-/// it).
+/// vectors), which only the lists a search holds need. A region shorter
+/// than its layout (or, before format 1.5, of another length) is kept
+/// whole (validation refuses it).
 fn resident_codes(parsed: &Parsed, r: &Region) -> Vec<std::ops::Range<u64>> {
     let whole = std::iter::once(r.offset..r.offset + r.len).collect();
     let (Ok(rows), dim) = (usize::try_from(parsed.rows), parsed.dim) else {
         return whole;
     };
     let extended = parsed.flags & header::FLAG_EXTENDED_CODES != 0;
-    match codes::layout(rows, vdb_core::code_words(dim), dim, extended) {
-        Some(l) if l.len as u64 == r.len => match l.extended {
+    // The blocks come last: their count (in the region's own header)
+    // moves nothing before them.
+    let (codes, fits): (_, fn(u64, u64) -> bool) = if parsed.flags & header::FLAG_BLOCKED_CODES != 0
+    {
+        (codes::Codes::Blocks(0), |len, region| len <= region)
+    } else {
+        (codes::Codes::Rows, |len, region| len == region)
+    };
+    match codes::layout(rows, vdb_core::code_words(dim), dim, extended, codes) {
+        Some(l) if fits(l.len as u64, r.len) => match l.extended {
             Some((bytes, factors)) => vec![
                 r.offset..r.offset + bytes as u64,
                 r.offset + factors as u64..r.offset + r.len,
@@ -60,6 +73,9 @@ fn resident_codes(parsed: &Parsed, r: &Region) -> Vec<std::ops::Range<u64>> {
 struct ListSpan {
     row_start: usize,
     row_count: usize,
+    /// The list's first fast-scan block of codes (`Σ ceil(rows / 32)`
+    /// over the lists before it).
+    block_start: usize,
     /// Absolute byte range of the list's vectors.
     vec_start: usize,
     vec_end: usize,
@@ -212,6 +228,9 @@ impl SegmentReader {
         let mut lists = Vec::with_capacity(nlist);
         let mut next_row = 0u64;
         let mut prev_end = 0u64;
+        // Counted in rows of the segment (each list's at most its rows):
+        // no overflow.
+        let mut blocks = 0usize;
         for (i, e) in entries.iter().enumerate() {
             let at = table.offset + (i * LIST_ENTRY_LEN) as u64;
             let bad = |reason: String| {
@@ -250,10 +269,12 @@ impl SegmentReader {
             prev_end = end;
             lists.push(ListSpan {
                 row_start: start as usize,
+                block_start: blocks,
                 row_count: count as usize,
                 vec_start: (vectors.offset + off) as usize,
                 vec_end: (vectors.offset + end) as usize,
             });
+            blocks += fastscan::blocks_for(count as usize);
         }
         if next_row != rows as u64 {
             return Err(Error::corrupt(
@@ -277,28 +298,43 @@ impl SegmentReader {
             None => None,
             Some(r) => {
                 let data = bytes.get(r.range()).unwrap_or_default();
-                let (seed, words) = codes::parse_header(data).map_err(|(at, reason)| {
+                let corrupt = |at: usize, reason: String| {
                     Error::corrupt(path, r.name(), r.offset + at as u64, reason)
-                })?;
+                };
+                let h = codes::parse_header(data).map_err(|(at, reason)| corrupt(at, reason))?;
+                let words = h.words;
                 if words != vdb_core::code_words(dim) {
-                    return Err(Error::corrupt(
-                        path,
-                        r.name(),
-                        r.offset + 8,
+                    return Err(corrupt(
+                        8,
                         format!(
                             "{words} words a code, expected {} for dim {dim}",
                             vdb_core::code_words(dim)
                         ),
                     ));
                 }
+                let blocked = parsed.flags & header::FLAG_BLOCKED_CODES != 0;
+                let layout_codes = if blocked {
+                    if h.blocks != blocks as u64 {
+                        return Err(corrupt(
+                            16,
+                            format!("{} blocks of codes, the lists need {blocks}", h.blocks),
+                        ));
+                    }
+                    codes::Codes::Blocks(blocks)
+                } else if h.blocks != 0 {
+                    return Err(corrupt(16, "reserved bytes are not zero".into()));
+                } else {
+                    codes::Codes::Rows
+                };
                 let extended = parsed.flags & header::FLAG_EXTENDED_CODES != 0;
-                let layout = codes::layout(rows, words, dim, extended);
+                let layout = codes::layout(rows, words, dim, extended, layout_codes);
                 expect_len(r, layout.map(|l| l.len as u64))?;
                 let start = r.offset as usize;
                 layout.map(|l| CodesSpan {
-                    seed,
+                    seed: h.seed,
                     words,
                     codes: start + l.codes,
+                    blocked,
                     factors: start + l.factors,
                     extended: l.extended.map(|(b, f)| (start + b, start + f)),
                 })
@@ -332,7 +368,7 @@ impl SegmentReader {
             columns: Arc::new(columns),
             codes,
         };
-        if reader.codes.is_some() {
+        if reader.codes_seed().is_some() {
             // Searches scan the codes and read only the vectors they
             // rerank, at random: a page fault then reads that page, not
             // the read-around (about 250 KiB a row measured, against
@@ -368,9 +404,12 @@ impl SegmentReader {
     }
 
     /// The seed of the rotation the segment's codes were made with, if it
-    /// has codes.
+    /// has codes a search uses: format 1.5's blocks. The row-major codes
+    /// of formats 1.3 and 1.4 are validated but not searched (their lists
+    /// are scanned exactly), and the segment counts as one without codes
+    /// (maintenance rewrites it for an `ivf_rabitq` collection).
     pub fn codes_seed(&self) -> Option<u64> {
-        self.codes.map(|c| c.seed)
+        self.codes.filter(|c| c.blocked).map(|c| c.seed)
     }
 
     /// Per-list summaries of the field columns.
@@ -645,17 +684,18 @@ impl InvertedLists for SegmentReader {
     }
 
     fn list_codes(&self, list: ListId) -> Option<ListCodes<'_>> {
-        let c = self.codes?;
+        let c = self.codes.filter(|c| c.blocked)?;
         let span = self.lists.get(list.index())?;
         let bytes = self.file.bytes();
-        let at = c.codes + span.row_start * c.words * 8;
-        let codes = bytes.get(at..at + span.row_count * c.words * 8)?;
+        let block = fastscan::block_bytes(c.words);
+        let at = c.codes + span.block_start * block;
+        let blocks = bytes.get(at..at + fastscan::blocks_for(span.row_count) * block)?;
         let at = c.factors + span.row_start * codes::FACTOR_BYTES;
         let factors = bytes.get(at..at + span.row_count * codes::FACTOR_BYTES)?;
         Some(ListCodes {
             seed: c.seed,
             words: c.words,
-            codes: <[u64]>::ref_from_bytes(codes).ok()?,
+            blocks,
             factors: <[[f32; CODE_FACTORS]]>::ref_from_bytes(factors).ok()?,
             extended: match c.extended {
                 None => None,

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use vdb_core::distance::fastscan;
 use vdb_core::fields::{ColumnsBuilder, FieldDef, Value};
 use vdb_core::{CODE_FACTORS, EXTENDED_FACTORS, Generation, ListId, Metric, RowCode, SegmentId};
 use zerocopy::IntoBytes;
@@ -9,8 +10,8 @@ use zerocopy::IntoBytes;
 use super::{ListEntry, codes, expected_regions};
 use crate::error::{Error, Result};
 use crate::header::{
-    self, FLAG_CODES, FLAG_EXTENDED_CODES, FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE, FLAG_PAYLOADS,
-    FileKind, FrameBuilder, Region,
+    self, FLAG_BLOCKED_CODES, FLAG_CODES, FLAG_EXTENDED_CODES, FLAG_FIELDS, FLAG_PAYLOAD_PRESENCE,
+    FLAG_PAYLOADS, FileKind, FrameBuilder, Region,
 };
 use crate::writer::FileWriter;
 
@@ -70,7 +71,8 @@ pub struct SegmentWriter {
     spill: Option<Spill>,
     /// The rows' field values, with fields (see [`SegmentWriter::with_fields`]).
     fields: Option<ColumnsBuilder>,
-    /// With codes (format 1.3): every row's code and factors so far.
+    /// With codes: every row's code and factors so far (laid into
+    /// blocks per list by `finish`).
     codes: Option<CodesBuf>,
 }
 
@@ -89,9 +91,9 @@ struct CodesBuf {
 /// The header flags of a segment keeping codes as `spec` says.
 fn codes_flags(spec: CodeSpec) -> u16 {
     if spec.extended {
-        FLAG_CODES | FLAG_EXTENDED_CODES
+        FLAG_CODES | FLAG_BLOCKED_CODES | FLAG_EXTENDED_CODES
     } else {
-        FLAG_CODES
+        FLAG_CODES | FLAG_BLOCKED_CODES
     }
 }
 
@@ -157,7 +159,8 @@ impl SegmentWriter {
     }
 
     /// [`SegmentWriter::create_with_fields`] for a segment that also keeps
-    /// every row's RaBitQ code (format 1.3; with extended codes, 1.4),
+    /// every row's RaBitQ code (in fast-scan blocks, format 1.5; with
+    /// extended codes too),
     /// made with the rotation of `codes`' seed and given with each row by
     /// [`SegmentWriter::push_coded`].
     pub fn create_with_codes(
@@ -439,9 +442,19 @@ impl SegmentWriter {
             regions.push(self.region(header::region::FIELDS, &bytes)?);
         }
         let codes_flag = if let Some(buf) = self.codes.take() {
+            // Each list's codes in fast-scan blocks, list after list.
+            let mut blocks = Vec::new();
+            for e in &self.lists {
+                let (start, count) = (e.row_start.get() as usize, e.row_count.get() as usize);
+                let rows = buf
+                    .codes
+                    .get(start * buf.words..(start + count) * buf.words)
+                    .unwrap_or_default();
+                fastscan::interleave(rows, buf.words, &mut blocks);
+            }
+            let count = blocks.len() / fastscan::block_bytes(buf.words).max(1);
             let offset = self.w.begin_region()?;
-            self.w.write(&codes::header(buf.seed, buf.words))?;
-            self.w.write(buf.codes.as_bytes())?;
+            self.w.write(&codes::header(buf.seed, buf.words, count))?;
             self.w.write(buf.factors.as_bytes())?;
             let flags = codes_flags(CodeSpec {
                 seed: buf.seed,
@@ -453,6 +466,7 @@ impl SegmentWriter {
                 self.w.write([0u8; 8].get(..padding).unwrap_or_default())?;
                 self.w.write(factors.as_bytes())?;
             }
+            self.w.write(&blocks)?;
             let (_, len, crc) = self.w.end_region();
             regions.push(Region {
                 kind: header::region::CODES,

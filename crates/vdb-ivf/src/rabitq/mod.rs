@@ -25,7 +25,8 @@
 //! error bound `ε·ρ·error/√(D − 1)` ([`ListQuery`]).
 //!
 //! The query side is quantized to 4 bits a dimension so that `⟨b, y'⟩` is
-//! four population counts a word ([`vdb_core::distance::bit_dots`]); the
+//! an integer sum of table entries, 32 rows at a time
+//! ([`vdb_core::distance::block_dots`] over codes in fast-scan blocks); the
 //! rounding's expected share is corrected and its spread added to the
 //! bound (see [`ListQuery::prepare`]).
 //!
@@ -46,6 +47,7 @@ pub use query::{Estimate, ListQuery};
 pub use rotation::{ROUNDS, Rotation};
 
 pub use vdb_core::code_words;
+use vdb_core::distance::fastscan;
 use vdb_core::{
     CODE_FACTORS, EXTENDED_FACTORS, ExtendedCodes, InvertedLists, ListCodes, ListId, Metric,
     RowCode,
@@ -299,7 +301,8 @@ pub struct CodedLists<L> {
     lists: L,
     seed: u64,
     words: usize,
-    codes: Vec<Vec<u64>>,
+    /// Per list, its codes in fast-scan blocks.
+    blocks: Vec<Vec<u8>>,
     factors: Vec<Vec<[f32; CODE_FACTORS]>>,
     /// Per list, the extended codes and their factors, if kept.
     extended: Option<Vec<ExtendedList>>,
@@ -319,7 +322,7 @@ impl<L: InvertedLists> CodedLists<L> {
     }
 
     /// Codes every row of `lists` with `codebook`, 1-bit codes only (as a
-    /// segment of format 1.3 keeps them).
+    /// segment without extended codes keeps them).
     pub fn without_extended(lists: L, codebook: &Codebook) -> CodedLists<L> {
         CodedLists::build(lists, codebook, false)
     }
@@ -327,7 +330,7 @@ impl<L: InvertedLists> CodedLists<L> {
     fn build(lists: L, codebook: &Codebook, with_extended: bool) -> CodedLists<L> {
         let dim = lists.dim();
         let mut encoder = Encoder::new(codebook, with_extended);
-        let mut codes = Vec::with_capacity(lists.nlist());
+        let mut blocks = Vec::with_capacity(lists.nlist());
         let mut factors = Vec::with_capacity(lists.nlist());
         let mut extended = Vec::with_capacity(lists.nlist());
         for l in 0..lists.nlist() as u32 {
@@ -342,7 +345,9 @@ impl<L: InvertedLists> CodedLists<L> {
                     byte_factors.push(f);
                 }
             }
-            codes.push(list_codes);
+            let mut list_blocks = Vec::new();
+            fastscan::interleave(&list_codes, codebook.words(), &mut list_blocks);
+            blocks.push(list_blocks);
             factors.push(list_factors);
             extended.push(ExtendedList {
                 codes: bytes,
@@ -353,7 +358,7 @@ impl<L: InvertedLists> CodedLists<L> {
             lists,
             seed: codebook.rotation().seed(),
             words: codebook.words(),
-            codes,
+            blocks,
             factors,
             extended: with_extended.then_some(extended),
         }
@@ -389,7 +394,7 @@ impl<L: InvertedLists> InvertedLists for CodedLists<L> {
         Some(ListCodes {
             seed: self.seed,
             words: self.words,
-            codes: self.codes.get(list.index())?,
+            blocks: self.blocks.get(list.index())?,
             factors: self.factors.get(list.index())?,
             extended: match &self.extended {
                 None => None,

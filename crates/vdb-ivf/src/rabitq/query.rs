@@ -1,9 +1,6 @@
 //! The query side: one probed list's quantized query and the estimator.
 
-use vdb_core::distance::{
-    self,
-    bits::{BoundTerms, PLANES},
-};
+use vdb_core::distance::{self, bits::BoundTerms, fastscan};
 use vdb_core::{CODE_FACTORS, EXTENDED_FACTORS, ListId, Metric};
 
 use super::{Codebook, EXTENDED_ERROR, EXTENDED_SCALE, code_words};
@@ -20,12 +17,12 @@ pub struct Estimate {
 }
 
 /// A query prepared against one list's centroid: its residual quantized to
-/// bit planes for [`vdb_core::distance::bit_dots`], and the constants that
+/// a table for [`vdb_core::distance::block_dots`], and the constants that
 /// turn a row's bit count and factors into an [`Estimate`]. Reused from
 /// list to list.
 #[derive(Debug, Default, Clone)]
 pub struct ListQuery {
-    planes: Vec<u64>,
+    table: Vec<u8>,
     residual: Vec<f32>,
     /// `⟨x̄, y'⟩ = per_dot · dots + per_one · ones + offset`; `constant`
     /// is the query's part of every row's distance; the bound is
@@ -60,21 +57,16 @@ impl ListQuery {
     ) {
         let dim = codebook.dim();
         let centroid = codebook.rotated_centroid(list);
-        // The kernel writes every value and plane word of a list inside
+        // The kernel writes every value and table byte of a list inside
         // the codebook; one outside it has no centroid, and then nothing
         // of the previous list's may remain.
         self.residual.resize(dim, 0.0);
-        self.planes.resize(PLANES * code_words(dim), 0);
+        self.table.resize(fastscan::table_bytes(code_words(dim)), 0);
         if centroid.len() != dim {
             self.residual.fill(0.0);
-            self.planes.fill(0);
+            self.table.fill(0);
         }
-        let q = distance::quantize(
-            rotated_query,
-            centroid,
-            &mut self.residual,
-            &mut self.planes,
-        );
+        let q = distance::quantize(rotated_query, centroid, &mut self.residual, &mut self.table);
         self.extended_offset = 127.5 * q.sum;
         let root_d = (dim as f32).sqrt();
         self.terms = BoundTerms {
@@ -92,9 +84,9 @@ impl ListQuery {
         };
     }
 
-    /// The query's bit planes, for [`vdb_core::distance::bit_dots`].
-    pub fn planes(&self) -> &[u64] {
-        &self.planes
+    /// The query's table, for [`vdb_core::distance::block_dots`].
+    pub fn table(&self) -> &[u8] {
+        &self.table
     }
 
     /// [`Estimate::lower`] of each row whose code gave `dots[i]` and
@@ -105,7 +97,7 @@ impl ListQuery {
     }
 
     /// The estimate for a row whose code gave `dots` against
-    /// [`planes`](ListQuery::planes) and whose factors are `factors`.
+    /// [`table`](ListQuery::table) and whose factors are `factors`.
     #[inline]
     pub fn estimate(&self, dots: u32, factors: &[f32; CODE_FACTORS]) -> Estimate {
         let (distance, lower) = self.terms.estimate(dots, factors);
@@ -157,6 +149,23 @@ mod tests {
         v
     }
 
+    /// One code's count against the prepared query's table, through the
+    /// scan's kernel (the code alone in a block).
+    fn dots_of(code: &[u64], lq: &ListQuery) -> u32 {
+        let mut block = Vec::new();
+        fastscan::interleave(code, code.len(), &mut block);
+        let mut dots = [0u32];
+        distance::block_dots(&block, code.len(), lq.table(), &mut dots);
+        dots[0]
+    }
+
+    /// Value `j`'s level in the prepared query's table: entries 1, 2, 4
+    /// and 8 of a group are its four levels.
+    fn level_of(lq: &ListQuery, j: usize) -> u8 {
+        let slot = [0, 2, 1, 3][j % 16 / 4];
+        lq.table()[64 * (j / 16) + 16 * slot + (1 << (j % 4))]
+    }
+
     /// 300 rows, 20 queries and a codebook for one list whose centroid is
     /// drawn like them, from `seed`.
     fn fixture(dim: usize, metric: Metric, seed: u64) -> (Vec<f32>, Vec<f32>, Codebook) {
@@ -186,8 +195,7 @@ mod tests {
             book.rotation().apply(q, &mut rq);
             lq.prepare(&book, ListId(0), &rq, epsilon);
             for ((c, f), v) in coded.iter().zip(rows.chunks_exact(dim)) {
-                let mut dots = [0u32];
-                distance::bit_dots(c, book.words(), lq.planes(), &mut dots);
+                let dots = [dots_of(c, &lq)];
                 let e = lq.estimate(dots[0], f);
                 let mut lower = [0.0f32];
                 lq.lower_bounds(&dots, std::slice::from_ref(f), &mut lower);
@@ -258,9 +266,9 @@ mod tests {
         book.rotation().apply(&queries[..70], &mut rq);
         let mut lq = ListQuery::new();
         lq.prepare(&book, ListId(0), &rq, 2.0);
-        assert!(lq.planes().iter().any(|&w| w != 0));
+        assert!(lq.table().iter().any(|&w| w != 0));
         lq.prepare(&book, ListId(1), &rq, 2.0);
-        assert!(lq.planes().iter().all(|&w| w == 0));
+        assert!(lq.table().iter().all(|&w| w == 0));
         assert!(lq.residual.iter().all(|&y| y == 0.0));
     }
 
@@ -291,20 +299,15 @@ mod tests {
             let (mut sum, mut rounding, mut rounding_sq) = (0.0f64, 0.0f64, 0.0f64);
             for (j, &v) in y.iter().enumerate() {
                 let level = ((v - lo) * inverse).round_ties_even().min(15.0) as u32;
-                for p in 0..PLANES {
-                    let bit = lq.planes()[p * words + j / 64] >> (j % 64) & 1;
-                    prop_assert_eq!(bit as u32, level >> p & 1, "value {} plane {}", j, p);
-                }
+                prop_assert_eq!(u32::from(level_of(&lq, j)), level, "value {}", j);
                 let e = f64::from(v) - (f64::from(lo) + f64::from(step) * f64::from(level));
                 sum += f64::from(v);
                 rounding += e;
                 rounding_sq += e * e;
             }
-            for p in 0..PLANES {
-                for w in 0..words {
-                    let used = if (w + 1) * 64 <= dim { u64::MAX } else { (1u64 << (dim % 64)) - 1 };
-                    prop_assert_eq!(lq.planes()[p * words + w] & !used, 0, "padding bits set");
-                }
+            prop_assert_eq!(lq.table().len(), fastscan::table_bytes(words));
+            for j in dim..64 * words {
+                prop_assert_eq!(level_of(&lq, j), 0, "padding value {} has a level", j);
             }
             let root_d = (dim as f64).sqrt();
             let tolerance = 1e-4 * (1.0 + sum.abs() + y.iter().map(|v| f64::from(v.abs())).sum::<f64>());
@@ -342,9 +345,7 @@ mod tests {
             lq.prepare(&book, ListId(0), &rq, epsilon);
             for ((code, f, bytes, ext), v) in coded.iter().zip(rows.chunks_exact(dim)) {
                 let e = lq.estimate_extended(bytes, f[crate::rabitq::ADD], ext);
-                let mut dots = [0u32];
-                distance::bit_dots(code, book.words(), lq.planes(), &mut dots);
-                let one_bit = lq.estimate(dots[0], f);
+                let one_bit = lq.estimate(dots_of(code, &lq), f);
                 let exact = metric.distance(q, v);
                 total += 1;
                 if (e.distance - exact).abs() > (e.distance - e.lower) + 1e-4 * (1.0 + exact.abs())
@@ -403,9 +404,7 @@ mod tests {
         book.rotation().apply(&q, &mut rq);
         let mut lq = ListQuery::new();
         lq.prepare(&book, ListId(0), &rq, DEFAULT_EPSILON);
-        let mut dots = [0];
-        distance::bit_dots(&code, book.words(), lq.planes(), &mut dots);
-        let e = lq.estimate(dots[0], &f);
+        let e = lq.estimate(dots_of(&code, &lq), &f);
         let exact = Metric::L2.distance(&q, &c);
         assert!(
             (e.distance - exact).abs() <= 1e-3 * exact,
