@@ -1,7 +1,9 @@
 //! Guards backward compatibility: the files under `tests/fixtures/format-v1`
 //! were written by format version 1.0, those under
-//! `tests/fixtures/format-v1.1` by 1.1; they are never regenerated. Every
-//! later build must open them and read the same rows.
+//! `tests/fixtures/format-v1.1` by 1.1 and `tests/fixtures/format-v1.4` (a
+//! segment with row-major RaBitQ codes and extended codes) by 1.4; they
+//! are never regenerated. Every later build must open them and read the
+//! same rows.
 //!
 //! (They were created once with `VDB_WRITE_FIXTURES=1 cargo test -p vdb-tests
 //! --test format_fixtures`; that path refuses to overwrite existing files.)
@@ -164,6 +166,46 @@ fn version_1_1_files_tell_absent_payloads_from_empty_ones() {
             assert_eq!(&seg.list_vectors(ListId(l))[i * 2..i * 2 + 2], &v);
             assert_eq!(seg.payload(r).unwrap(), p.as_deref(), "row {r}");
             r += 1;
+        }
+    }
+}
+
+fn dir_1_4() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/format-v1.4")
+}
+
+/// Row `i` of the 1.4 fixture (written by the 1.4 build, `24014ed`): list
+/// `i % 3`, id `4000 + i`, 70 values `i + j/100`; it was written with
+/// codes of rotation seed 42 and extended codes (arbitrary bits: the
+/// format checks their shape, not their values).
+fn row_1_4(i: u64) -> (ListId, u64, Vec<f32>) {
+    let v: Vec<f32> = (0..70).map(|j| i as f32 + j as f32 / 100.0).collect();
+    (ListId((i % 3) as u32), 4000 + i, v)
+}
+
+const ROWS_1_4: u64 = 40;
+
+/// A segment of format 1.4 with codes row after row opens and verifies,
+/// and reads the same rows; its codes are not searched (no list codes,
+/// no seed: its lists are scanned exactly, and maintenance rewrites it
+/// with fast-scan blocks as a segment of another index type).
+#[test]
+fn version_1_4_files_with_row_major_codes_still_open() {
+    let seg = SegmentReader::open(&dir_1_4().join("seg-0000000000000001.seg")).unwrap();
+    seg.verify().unwrap();
+    assert_eq!(seg.minor_version(), 4);
+    assert_eq!(seg.rows(), ROWS_1_4 as usize);
+    assert_eq!(seg.codes_seed(), None);
+    for l in 0..3u32 {
+        assert!(seg.list_codes(ListId(l)).is_none(), "list {l}");
+        let want: Vec<_> = (0..ROWS_1_4)
+            .map(row_1_4)
+            .filter(|x| x.0 == ListId(l))
+            .collect();
+        assert_eq!(seg.list_len(ListId(l)), want.len());
+        for (i, (_, id, v)) in want.into_iter().enumerate() {
+            assert_eq!(seg.list_ids(ListId(l))[i], id);
+            assert_eq!(&seg.list_vectors(ListId(l))[i * 70..i * 70 + 70], &v[..]);
         }
     }
 }
