@@ -78,37 +78,10 @@ fn kernels(c: &mut Criterion) {
     });
     g.finish();
 
-    // The RaBitQ code scan: 1-bit codes against a query's four bit planes,
-    // 256 codes a call as a list scan makes them, from 2 MiB of codes or
-    // less (in cache, as a probed list's codes mostly are), in codes per
-    // second. 128, 384 and 768 dimensions: two words a code (packed four
-    // codes a register with AVX-512), six and twelve.
-    let mut g = c.benchmark_group("bit_dots");
-    for words in [2usize, 6, 12] {
-        let rows = (2 << 20) / (8 * words);
-        let codes: Vec<u64> = data(rows * words * 2, 7)
-            .chunks(2)
-            .map(|p| u64::from(p[0].to_bits()) << 32 | u64::from(p[1].to_bits()))
-            .collect();
-        let planes: Vec<u64> = codes[..words * distance::bits::PLANES].to_vec();
-        let mut out = vec![0u32; 256];
-        g.throughput(Throughput::Elements(rows as u64));
-        for isa in distance::available() {
-            let k = distance::kernels_for(isa).expect("available");
-            g.bench_with_input(BenchmarkId::new(isa.name(), 64 * words), &words, |b, &w| {
-                b.iter(|| {
-                    for chunk in codes.chunks(256 * w) {
-                        (k.bit_dots)(black_box(chunk), w, black_box(&planes), &mut out);
-                    }
-                })
-            });
-        }
-    }
-    g.finish();
-
-    // The same codes in fast-scan blocks against the query's table, 256
-    // rows (eight blocks) a call, in codes per second: against `bit_dots`
-    // above, the two layouts' scan side by side.
+    // The RaBitQ code scan: 1-bit codes in fast-scan blocks against a
+    // query's table, 256 rows (eight blocks) a call, from 2 MiB of codes
+    // (more than L2), in codes per second. 128, 384 and 768 dimensions:
+    // two words a code, six and twelve.
     let mut g = c.benchmark_group("block_dots");
     for words in [2usize, 6, 12] {
         let rows = (2 << 20) / (8 * words);

@@ -76,8 +76,6 @@ pub struct Kernels {
     pub blocked_dots: fn(&[f32], &[f32], usize, usize, &mut [f32]),
     /// The matrix product of [`dot_matrix`] (panics on operands too short).
     pub dot_matrix: DotMatrixFn,
-    /// Inner products of 1-bit codes with a 4-bit query ([`bits`]).
-    pub bit_dots: bits::BitDotsFn,
     /// Inner products of blocks of 1-bit codes with a 4-bit query's
     /// table ([`fastscan`]).
     pub block_dots: fastscan::BlockDotsFn,
@@ -108,7 +106,6 @@ const PORTABLE: Kernels = Kernels {
     dot_batch: portable::dot_batch,
     blocked_dots: blocked::dots_portable,
     dot_matrix: simd::gemm_entry,
-    bit_dots: bits::portable,
     block_dots: fastscan::portable,
     lower_bounds: bits::lower_bounds_portable,
     byte_dot: bytes::portable,
@@ -225,17 +222,6 @@ fn product(
     (active().dot_matrix)(a, m, b, n, dim, blocked, out)
 }
 
-/// For each `words`-long 1-bit code in `codes`, its inner product with a
-/// query quantized to 4 bits a dimension, given as bit planes (see
-/// [`bits`]), into `out`.
-///
-/// # Panics
-/// If `planes` holds fewer than [`bits::PLANES`] × `words` words.
-#[inline]
-pub fn bit_dots(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
-    (active().bit_dots)(codes, words, planes, out)
-}
-
 /// For each row of `blocks` (codes of `words` words in
 /// [`fastscan`]'s blocks), its inner product with a query quantized to 4
 /// bits a dimension, given as its table, into `out` (as many rows as
@@ -249,7 +235,7 @@ pub fn block_dots(blocks: &[u8], words: usize, table: &[u8], out: &mut [u32]) {
 }
 
 /// For each code, the lowest distance its estimate's error bound allows,
-/// from its count against the query's planes and its factors (see
+/// from its count against the query's table and its factors (see
 /// [`bits::BoundTerms`]), into `out` (as many as all three hold).
 #[inline]
 pub fn lower_bounds(
@@ -471,42 +457,6 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        /// Every instruction set's bit-code kernel against the bit-by-bit
-        /// reference, over code widths that leave partial register groups
-        /// and code counts that leave groups of eight and a remainder;
-        /// a partial code at the end and outputs past the codes are left
-        /// alone.
-        #[test]
-        fn every_bit_kernel_matches_the_reference(
-            words in 0usize..26, rows in 0usize..27, seed in any::<u64>(), dense in any::<bool>()
-        ) {
-            let mut s = seed | 1;
-            let mut next = move || {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                if dense { s | s.rotate_left(17) } else { s }
-            };
-            let codes: Vec<u64> = (0..rows * words + words / 2).map(|_| next()).collect();
-            let planes: Vec<u64> = (0..bits::PLANES * words).map(|_| next()).collect();
-            for isa in available() {
-                let k = kernels_for(isa).unwrap();
-                let mut out = vec![u32::MAX; rows + 2];
-                (k.bit_dots)(&codes, words, &planes, &mut out);
-                for r in 0..rows {
-                    let want = if words == 0 { 0 } else { bits::reference(&codes[r * words..][..words], &planes) };
-                    prop_assert_eq!(out[r], want, "{} code {} of {} words", isa, r, words);
-                }
-                if words > 0 {
-                    prop_assert!(out[rows..].iter().all(|&o| o == u32::MAX), "{}: wrote past the codes", isa);
-                }
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
         /// Every instruction set's fast-scan kernel against the
         /// bit-by-bit reference, over code widths that leave the pairs of
         /// a word and row counts that leave partial blocks; outputs past
@@ -709,18 +659,6 @@ mod tests {
                 prop_assert_eq!(&got_residual, &residual, "{}", isa);
                 prop_assert_eq!(&got_table, &table, "{}", isa);
             }
-        }
-    }
-
-    #[test]
-    fn bit_kernels_refuse_short_planes() {
-        for isa in available() {
-            let k = kernels_for(isa).unwrap();
-            let short = std::panic::catch_unwind(|| {
-                let mut out = [0u32; 1];
-                (k.bit_dots)(&[1, 2], 2, &[0; 7], &mut out);
-            });
-            assert!(short.is_err(), "{isa}: 7 plane words for 2-word codes");
         }
     }
 

@@ -15,11 +15,11 @@
 //! the lanes in order, then the values past the last whole group of lanes:
 //! all give identical results, bit for bit.
 
-use super::bits::PLANES;
+use super::bits::QUERY_BITS;
 use super::fastscan;
 
 /// The grid's largest level: 4 bits.
-pub const LEVELS: f32 = ((1 << PLANES) - 1) as f32;
+pub const LEVELS: f32 = ((1 << QUERY_BITS) - 1) as f32;
 
 /// 2^23: added to a float in `[0, 2^22)`, leaves it rounded to an integer
 /// (ties to even) in the low bits of the mantissa — a bit cast where a

@@ -81,7 +81,7 @@ mod fastscan_x86;
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::super::bits::{BoundTerms, PLANES};
+    use super::super::bits::BoundTerms;
     use super::super::fastscan;
     use super::super::quantize::{self, LANES, Quantized};
     use super::super::{BlockedVectors, Isa, Kernels};
@@ -96,7 +96,6 @@ mod x86 {
         dot_batch: dot_batch_avx2_entry,
         blocked_dots: blocked_dots_avx2_entry,
         dot_matrix: super::gemm_entry,
-        bit_dots: bit_dots_popcnt_entry,
         block_dots: super::fastscan_x86::block_dots_avx2_entry,
         lower_bounds: lower_bounds_avx2_entry,
         byte_dot: byte_dot_avx2_entry,
@@ -111,41 +110,11 @@ mod x86 {
         dot_batch: dot_batch_avx512_entry,
         blocked_dots: blocked_dots_avx512_entry,
         dot_matrix: dot_matrix_avx512_entry,
-        bit_dots: bit_dots_avx512_entry,
         block_dots: super::fastscan_x86::block_dots_avx512_entry,
         lower_bounds: lower_bounds_avx512_entry,
         byte_dot: byte_dot_avx512_entry,
         quantize: quantize_avx512_entry,
     };
-
-    #[expect(
-        unsafe_code,
-        reason = "calls a #[target_feature] kernel after detecting the feature"
-    )]
-    fn bit_dots_popcnt_entry(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
-        if std::arch::is_x86_feature_detected!("popcnt") {
-            // SAFETY: popcnt was detected just now.
-            unsafe { bit_dots_popcnt(codes, words, planes, out) }
-        } else {
-            super::super::bits::portable(codes, words, planes, out)
-        }
-    }
-
-    #[expect(
-        unsafe_code,
-        reason = "calls a #[target_feature] kernel after detecting the feature"
-    )]
-    fn bit_dots_avx512_entry(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
-        if std::arch::is_x86_feature_detected!("avx512vpopcntdq") {
-            super::super::bits::check(words, planes);
-            // SAFETY: only reachable through `AVX512`, returned by `kernels`
-            // only after detecting avx512f; avx512vpopcntdq was detected
-            // just now. The shapes were checked above.
-            unsafe { bit_dots_avx512(codes, words, planes, out) }
-        } else {
-            bit_dots_popcnt_entry(codes, words, planes, out)
-        }
-    }
 
     /// A kernel-table entry and the `#[target_feature]` function behind
     /// it, which compiles the lower-bound kernel's one generic body
@@ -461,230 +430,6 @@ mod x86 {
             i += rem;
         }
         _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
-    }
-
-    /// The safe generic kernel, compiled with the POPCNT instruction.
-    #[target_feature(enable = "popcnt")]
-    fn bit_dots_popcnt(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
-        super::super::bits::generic(codes, words, planes, out)
-    }
-
-    /// Per lane, `Σ_p 2^p · popcount(c ∧ planes[p])`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    fn weighted_counts(c: __m512i, planes: [__m512i; 4]) -> __m512i {
-        let [p0, p1, p2, p3] = planes;
-        let p0 = _mm512_popcnt_epi64(_mm512_and_si512(c, p0));
-        let p1 = _mm512_popcnt_epi64(_mm512_and_si512(c, p1));
-        let p2 = _mm512_popcnt_epi64(_mm512_and_si512(c, p2));
-        let p3 = _mm512_popcnt_epi64(_mm512_and_si512(c, p3));
-        let p01 = _mm512_add_epi64(p0, _mm512_slli_epi64::<1>(p1));
-        let p23 = _mm512_add_epi64(p2, _mm512_slli_epi64::<1>(p3));
-        _mm512_add_epi64(p01, _mm512_slli_epi64::<2>(p23))
-    }
-
-    /// Lane `i` of the result: the sum of `x`'s lanes `2i` and `2i + 1`
-    /// for `i < 4`, of `y`'s lanes `2(i − 4)` and `2(i − 4) + 1` after.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn pair_sums(x: __m512i, y: __m512i) -> __m512i {
-        let even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
-        let odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
-        _mm512_add_epi64(
-            _mm512_permutex2var_epi64(x, even, y),
-            _mm512_permutex2var_epi64(x, odd, y),
-        )
-    }
-
-    /// Lane `i` of the result: the sum of the lanes of `acc[i]` (three
-    /// levels of [`pair_sums`], instead of eight horizontal reductions).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn lane_totals(acc: [__m512i; 8]) -> __m512i {
-        let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
-        let (b0, b1) = (pair_sums(a0, a1), pair_sums(a2, a3));
-        let (b2, b3) = (pair_sums(a4, a5), pair_sums(a6, a7));
-        pair_sums(pair_sums(b0, b1), pair_sums(b2, b3))
-    }
-
-    /// Codes eight at a time. When a code's words divide eight (64, 128,
-    /// 256 dimensions), a register holds `8 / words` whole codes and the
-    /// planes are repeated to match, so no lane is wasted; the lanes of a
-    /// code are then summed by `log2(words)` levels of [`pair_sums`], which
-    /// leave the eight codes' sums in order. Otherwise each code gets its
-    /// own accumulator (its words eight at a time, the last group masked)
-    /// and [`lane_totals`] sums the eight — but for 3·2^k words (192, 384,
-    /// 768, 1536 dimensions), whose eight codes fill whole registers and
-    /// are summed as one stream. Codes past the last eight:
-    /// one at a time, summed horizontally.
-    ///
-    /// # Safety
-    /// The CPU must have avx512f and avx512vpopcntdq, and `planes` must
-    /// hold `PLANES * words` words (`bits::check`).
-    #[expect(
-        unsafe_code,
-        reason = "loads and stores through raw pointers into checked slices"
-    )]
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    unsafe fn bit_dots_avx512(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
-        if words == 0 {
-            out.iter_mut().for_each(|o| *o = 0);
-            return;
-        }
-        let count = (codes.len() / words).min(out.len());
-        let (cp, pp) = (codes.as_ptr().cast::<i64>(), planes.as_ptr().cast::<i64>());
-        let groups = count / 8;
-        // Code `i`'s per-lane weighted counts, its words eight at a time
-        // (the last group masked); `i < count`.
-        let code = |i: usize| {
-            let mut acc = _mm512_setzero_si512();
-            let mut w = 0;
-            while w < words {
-                let lanes = (words - w).min(8);
-                let mask: __mmask8 = (0xffu16 >> (8 - lanes)) as u8;
-                // SAFETY: code `i < count` spans words `i*words..(i+1)*words`
-                // of `codes`, and plane `p` words `p*words..(p+1)*words` of
-                // `planes` (checked by the caller); the mask enables lanes
-                // `w..w+lanes` with `w + lanes <= words` only, and
-                // masked-off lanes are never read.
-                let (c, p) = unsafe {
-                    (
-                        _mm512_maskz_loadu_epi64(mask, cp.add(i * words + w)),
-                        [0, 1, 2, 3].map(|p| _mm512_maskz_loadu_epi64(mask, pp.add(p * words + w))),
-                    )
-                };
-                acc = _mm512_add_epi64(acc, weighted_counts(c, p));
-                w += lanes;
-            }
-            acc
-        };
-        // The sums of codes `8g..8g+8` (in u64 lanes) into their outputs.
-        let store = |out: &mut [u32], g: usize, sums: __m512i| {
-            // SAFETY: outputs `8g..8g+8` are below `count <= out.len()`.
-            unsafe {
-                _mm256_storeu_si256(
-                    out.as_mut_ptr().add(8 * g).cast(),
-                    _mm512_cvtepi64_epi32(sums),
-                );
-            }
-        };
-        if 8 % words == 0 {
-            // Lane `l` of plane register `p`: word `l % words` of plane `p`.
-            let mask: __mmask8 = (0xffu16 >> (8 - words)) as u8;
-            let repeat = _mm512_set_epi64(
-                (7 % words) as i64,
-                (6 % words) as i64,
-                (5 % words) as i64,
-                (4 % words) as i64,
-                (3 % words) as i64,
-                (2 % words) as i64,
-                (1 % words) as i64,
-                0,
-            );
-            // SAFETY: plane `p` spans words `p*words..(p+1)*words` of
-            // `planes` (checked by the caller); the mask enables `words`
-            // lanes only, and masked-off lanes are never read.
-            let plane = |p: usize| unsafe {
-                _mm512_permutexvar_epi64(repeat, _mm512_maskz_loadu_epi64(mask, pp.add(p * words)))
-            };
-            let planes = [plane(0), plane(1), plane(2), plane(3)];
-            for g in 0..groups {
-                // Eight codes are `words` whole registers.
-                // SAFETY: codes `8g..8g+8` are below `count`, so words
-                // `8g*words..(8g+8)*words` lie inside `codes`.
-                let load = |r: usize| unsafe {
-                    weighted_counts(
-                        _mm512_loadu_si512(cp.add((8 * g + r * 8 / words) * words).cast()),
-                        planes,
-                    )
-                };
-                let sums = match words {
-                    1 => load(0),
-                    2 => pair_sums(load(0), load(1)),
-                    4 => pair_sums(pair_sums(load(0), load(1)), pair_sums(load(2), load(3))),
-                    _ => {
-                        let [a, b, c, d, e, f, h, i] = [0, 1, 2, 3, 4, 5, 6, 7].map(load);
-                        lane_totals([a, b, c, d, e, f, h, i])
-                    }
-                };
-                store(out, g, sums);
-            }
-        } else if matches!(words, 3 | 6 | 12 | 24) {
-            // Eight codes are 3·2^k whole registers (words = 3·2^k): the
-            // codes read as one stream of words, no lane wasted. Register
-            // `r` of a group meets the planes' words `(8r + l) mod words`,
-            // a pattern of period three. `k` levels of pair sums turn each
-            // third of the registers into one of eight partial sums in
-            // stream order (24 in all, three a code), and code `c`'s sum
-            // is partials 3c + 0, 1, 2: three selections across the three.
-            let thirds = words / 3;
-            let mut lanes = [[[0i64; 8]; PLANES]; 3];
-            for (j, rotation) in lanes.iter_mut().enumerate() {
-                for (p, plane) in rotation.iter_mut().enumerate() {
-                    for (l, lane) in plane.iter_mut().enumerate() {
-                        *lane = planes[p * words + (8 * j + l) % words] as i64;
-                    }
-                }
-            }
-            // SAFETY: each array holds eight i64 lanes.
-            let rotations =
-                lanes.map(|r| r.map(|lane| unsafe { _mm512_loadu_si512(lane.as_ptr().cast()) }));
-            let select = |k: i64| {
-                let idx = _mm512_set_epi64(21 + k, 18 + k, 15 + k, 12 + k, 9 + k, 6 + k, 3 + k, k);
-                // Lanes whose partial lies in the third register.
-                let from_third: __mmask8 = if k == 0 { 0xC0 } else { 0xE0 };
-                (idx, from_third)
-            };
-            let selections = [select(0), select(1), select(2)];
-            for g in 0..groups {
-                let first = 8 * g * words;
-                // The partial sums of registers `from..from + thirds` of
-                // this group.
-                let third = |t: usize| {
-                    let count = |r: usize| {
-                        // SAFETY: register `r < 3·thirds = words` of the
-                        // group covers words `first + 8r..first + 8r + 8`,
-                        // inside the eight codes `8g..8g+8 < count`.
-                        let c = unsafe { _mm512_loadu_si512(cp.add(first + 8 * r).cast()) };
-                        weighted_counts(c, rotations[r % 3])
-                    };
-                    let from = t * thirds;
-                    match thirds {
-                        1 => count(from),
-                        2 => pair_sums(count(from), count(from + 1)),
-                        4 => pair_sums(
-                            pair_sums(count(from), count(from + 1)),
-                            pair_sums(count(from + 2), count(from + 3)),
-                        ),
-                        _ => lane_totals([0, 1, 2, 3, 4, 5, 6, 7].map(|r| count(from + r))),
-                    }
-                };
-                let (x, y, z) = (third(0), third(1), third(2));
-                let sums = selections
-                    .iter()
-                    .map(|&(idx, from_third)| {
-                        _mm512_mask_permutexvar_epi64(
-                            _mm512_permutex2var_epi64(x, idx, y),
-                            from_third,
-                            idx,
-                            z,
-                        )
-                    })
-                    .fold(_mm512_setzero_si512(), |a, b| _mm512_add_epi64(a, b));
-                store(out, g, sums);
-            }
-        } else {
-            for g in 0..groups {
-                store(
-                    out,
-                    g,
-                    lane_totals([0, 1, 2, 3, 4, 5, 6, 7].map(|j| code(8 * g + j))),
-                );
-            }
-        }
-        for (i, o) in out.iter_mut().enumerate().take(count).skip(8 * groups) {
-            *o = _mm512_reduce_add_epi64(code(i)) as u32;
-        }
     }
 
     #[expect(
@@ -1227,7 +972,6 @@ mod neon {
         dot_batch: dot_batch_entry,
         blocked_dots: blocked_dots_entry,
         dot_matrix: super::gemm_entry,
-        bit_dots: bit_dots_entry,
         // No kernel of its own yet (NEON's table lookup would be one).
         block_dots: super::super::fastscan::portable,
         // NEON is part of the aarch64 baseline: the portable body
@@ -1243,16 +987,6 @@ mod neon {
         unsafe_code,
         reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
     )]
-    fn bit_dots_entry(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
-        // SAFETY: only reachable through `NEON`, returned by `kernels` only
-        // after detecting neon.
-        unsafe { bit_dots_neon(codes, words, planes, out) }
-    }
-
-    #[expect(
-        unsafe_code,
-        reason = "calls a #[target_feature] kernel; reachable only through a table returned after the feature was detected"
-    )]
     fn byte_dot_entry(code: &[u8], query: &[f32]) -> f32 {
         // SAFETY: only reachable through `NEON`, returned by `kernels` only
         // after detecting neon.
@@ -1263,13 +997,6 @@ mod neon {
     #[target_feature(enable = "neon")]
     fn byte_dot_neon(code: &[u8], query: &[f32]) -> f32 {
         super::super::bytes::generic::<true>(code, query)
-    }
-
-    /// The safe generic kernel, compiled with NEON (its `cnt` instruction
-    /// counts bits per byte).
-    #[target_feature(enable = "neon")]
-    fn bit_dots_neon(codes: &[u64], words: usize, planes: &[u64], out: &mut [u32]) {
-        super::super::bits::generic(codes, words, planes, out)
     }
 
     #[expect(
