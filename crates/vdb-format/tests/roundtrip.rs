@@ -179,13 +179,7 @@ fn codes_round_trip_by_list() {
         assert_eq!(c.words, 3);
         let ids = s.list_ids(ListId(l));
         let want: Vec<u64> = ids.iter().flat_map(|&id| [id, id * 2, id * 3]).collect();
-        assert_eq!(
-            c.blocks.len(),
-            ids.len().div_ceil(32) * 32 * c.words * 8,
-            "list {l}"
-        );
-        let got = fastscan::deinterleave(c.blocks, c.words, ids.len());
-        assert_eq!(got, want, "list {l}");
+        assert_eq!(row_codes(&c, ids.len()), want, "list {l}");
         let want: Vec<[f32; 4]> = ids.iter().map(|&id| [id as f32, -1.0, 0.25, 7.0]).collect();
         assert_eq!(c.factors, want.as_slice(), "list {l}");
     }
@@ -199,6 +193,14 @@ fn codes_round_trip_by_list() {
     let s = SegmentReader::open(&dir.path().join("p.seg")).unwrap();
     assert_eq!(s.codes_seed(), None);
     assert!(s.list_codes(ListId(0)).is_none());
+}
+
+/// The first `rows` codes of a list's fast-scan blocks, which hold
+/// whole blocks of 32 rows.
+fn row_codes(c: &vdb_core::ListCodes<'_>, rows: usize) -> Vec<u64> {
+    let block = fastscan::block_bytes(c.words);
+    assert_eq!(c.blocks.len(), rows.div_ceil(32) * block, "whole blocks");
+    fastscan::deinterleave(c.blocks, c.words, rows)
 }
 
 /// Why `w` refuses a row of list 0 with vector `v` and code `code`.
@@ -269,13 +271,7 @@ fn extended_codes_round_trip_by_list() {
         let ext = c.extended.expect("extended codes");
         let ids = s.list_ids(ListId(l));
         let want: Vec<u64> = ids.to_vec();
-        assert_eq!(
-            c.blocks.len(),
-            ids.len().div_ceil(32) * 32 * c.words * 8,
-            "list {l}"
-        );
-        let got = fastscan::deinterleave(c.blocks, c.words, ids.len());
-        assert_eq!(got, want, "list {l}");
+        assert_eq!(row_codes(&c, ids.len()), want, "list {l}");
         let want: Vec<u8> = ids.iter().flat_map(|&id| bytes_of(id)).collect();
         assert_eq!(ext.codes, want.as_slice(), "list {l}");
         let want: Vec<[f32; 2]> = ids.iter().map(|&id| [id as f32, -0.5]).collect();
