@@ -275,3 +275,63 @@ fn ground_truth_ignores_codes() {
         "distances per query count the codes' estimates: {all:?}"
     );
 }
+
+/// An engine directory written by the format 1.4 build (`24014ed`, once,
+/// never regenerated): one `ivf_rabitq` collection, "coded", of 600 rows
+/// (`common::clustered(600, 16, 8, 5)`, numbered) in two segments whose
+/// codes are row after row. This build reads every row and answers
+/// searches from them (their lists scanned exactly); the segments count
+/// as written for another index type, so the next flush retrains and
+/// rewrites them with codes in fast-scan blocks, the answers the same.
+#[test]
+fn a_collection_of_format_1_4_is_rewritten_with_blocked_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/engine-v1.4");
+    copy_dir(&fixture, dir.path());
+    let path = dir.path().join("collections/coded");
+    assert!(
+        segments(&path)
+            .iter()
+            .all(|s| s.minor_version() == 4 && s.codes_seed().is_none())
+    );
+    let engine = Engine::open(dir.path()).unwrap();
+    let c = engine.collection("coded").unwrap();
+    assert_eq!(c.stats().rows, 600);
+    let rows = common::numbered(&common::clustered(600, 16, 8, 5));
+    let queries: Vec<Vec<f32>> = rows.iter().step_by(37).map(|r| r.vector.clone()).collect();
+    let before = search(&c, &queries, 8);
+    for (q, hits) in rows.iter().step_by(37).zip(&before) {
+        assert_eq!(hits[0], (q.id, 0.0), "a row finds itself");
+    }
+    let generation = c.stats().generation;
+    c.upsert(vec![vdb_engine::Row {
+        id: 10_000,
+        ..rows[0].clone()
+    }])
+    .unwrap();
+    c.flush().unwrap();
+    assert!(c.stats().generation > generation, "not retrained");
+    let segs = segments(&path);
+    assert!(!segs.is_empty());
+    for s in &segs {
+        assert_eq!(s.minor_version(), vdb_format::header::MINOR);
+        assert!(s.codes_seed().is_some(), "{}", s.path().display());
+    }
+    let after = search(&c, &queries, 8);
+    for (b, a) in before.iter().zip(&after) {
+        let a: Vec<_> = a.iter().filter(|h| h.0 != 10_000).copied().collect();
+        assert_eq!(a[..5], b[..5]);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
