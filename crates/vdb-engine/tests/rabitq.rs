@@ -287,7 +287,7 @@ fn ground_truth_ignores_codes() {
 fn a_collection_of_format_1_4_is_rewritten_with_blocked_codes() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/engine-v1.4");
-    copy_dir(&fixture, dir.path());
+    common::copy_tree(&fixture, dir.path());
     let path = dir.path().join("collections/coded");
     assert!(
         segments(&path)
@@ -321,17 +321,5 @@ fn a_collection_of_format_1_4_is_rewritten_with_blocked_codes() {
     for (b, a) in before.iter().zip(&after) {
         let a: Vec<_> = a.iter().filter(|h| h.0 != 10_000).copied().collect();
         assert_eq!(a[..5], b[..5]);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }

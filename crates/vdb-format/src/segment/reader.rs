@@ -49,15 +49,16 @@ fn resident_codes(parsed: &Parsed, r: &Region) -> Vec<std::ops::Range<u64>> {
     };
     let extended = parsed.flags & header::FLAG_EXTENDED_CODES != 0;
     // The blocks come last: their count (in the region's own header)
-    // moves nothing before them.
-    let (codes, fits): (_, fn(u64, u64) -> bool) = if parsed.flags & header::FLAG_BLOCKED_CODES != 0
-    {
-        (codes::Codes::Blocks(0), |len, region| len <= region)
+    // moves nothing before them, so the region is at least the rest.
+    let blocked = parsed.flags & header::FLAG_BLOCKED_CODES != 0;
+    let codes = if blocked {
+        codes::Codes::Blocks(0)
     } else {
-        (codes::Codes::Rows, |len, region| len == region)
+        codes::Codes::Rows
     };
+    let fits = |len: u64| if blocked { len <= r.len } else { len == r.len };
     match codes::layout(rows, vdb_core::code_words(dim), dim, extended, codes) {
-        Some(l) if fits(l.len as u64, r.len) => match l.extended {
+        Some(l) if fits(l.len as u64) => match l.extended {
             Some((bytes, factors)) => vec![
                 r.offset..r.offset + bytes as u64,
                 r.offset + factors as u64..r.offset + r.len,

@@ -57,12 +57,6 @@ pub(in super::super) fn block_dots_avx512_entry(
     }
 }
 
-/// A block's 32-bit totals, row after row, into `out` (its first `n`).
-#[inline]
-fn store_rows(sums: &[u32; BLOCK_ROWS], out: &mut [u32], n: usize) {
-    out[..n].copy_from_slice(&sums[..n]);
-}
-
 /// A block a step: one 64-byte register a pair (both row halves), its
 /// table's halves broadcast to both.
 ///
@@ -141,7 +135,8 @@ unsafe fn block_dots_avx512(blocks: &[u8], words: usize, table: &[u8], out: &mut
             _mm512_storeu_si512(sums.as_mut_ptr().add(16).cast(), totals[1]);
         }
         let first = b * BLOCK_ROWS;
-        store_rows(&sums, &mut out[first..], (rows - first).min(BLOCK_ROWS));
+        let n = (rows - first).min(BLOCK_ROWS);
+        out[first..first + n].copy_from_slice(&sums[..n]);
     }
 }
 
@@ -216,6 +211,7 @@ unsafe fn block_dots_avx2(blocks: &[u8], words: usize, table: &[u8], out: &mut [
             unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(8 * i).cast(), *t) };
         }
         let first = b * BLOCK_ROWS;
-        store_rows(&sums, &mut out[first..], (rows - first).min(BLOCK_ROWS));
+        let n = (rows - first).min(BLOCK_ROWS);
+        out[first..first + n].copy_from_slice(&sums[..n]);
     }
 }
